@@ -1,0 +1,63 @@
+/* Dead letters: counted, then released or handed to the user's actor. */
+#include <stdlib.h>
+
+#include "actor/system.h"
+
+static void dead_letter_release(ax_msg_t *msg)
+{
+    ax_dead_letter_t *dl = (ax_dead_letter_t *)msg;
+
+    ax_msg_release(&dl->msg);
+    free(dl);
+}
+
+const ax_msg_type_t ax_dead_letter_type = {
+    .name = "axon.dead-letter",
+    .size = sizeof(ax_dead_letter_t),
+    .release = dead_letter_release,
+};
+
+void ax_set_dead_letter_actor(ax_system_t *sys, ax_ref_t ref)
+{
+    pthread_mutex_lock(&sys->dl_lock);
+    sys->dl_actor = ref;
+    pthread_mutex_unlock(&sys->dl_lock);
+}
+
+void ax_dead_letter(ax_system_t *sys, ax_msg_t **msgp, ax_status_t why, ax_ref_t recipient)
+{
+    ax_msg_t *msg;
+    ax__worker_t *w;
+    ax_dead_letter_t *dl;
+    ax_ref_t target;
+
+    if (msgp == NULL || (msg = *msgp) == NULL)
+        return;
+    *msgp = NULL;
+    /* A wrapper that could not reach the dead-letter actor was counted
+     * already, as the message inside it. */
+    if (msg->type == &ax_dead_letter_type) {
+        ax_msg_release(&msg);
+        return;
+    }
+    w = ax__current_worker(sys);
+    if (w != NULL)
+        ax__stat_inc(&w->dead_letters);
+    else
+        ck_pr_inc_64(&sys->dead_letters_ext);
+
+    pthread_mutex_lock(&sys->dl_lock);
+    target = sys->dl_actor;
+    pthread_mutex_unlock(&sys->dl_lock);
+    if (ax_ref_is_null(target) || (dl = calloc(1, sizeof(*dl))) == NULL) {
+        ax_msg_release(&msg);
+        return;
+    }
+    ax_msg_init(&dl->hdr, &ax_dead_letter_type);
+    dl->status = why;
+    dl->recipient = recipient;
+    dl->msg = msg;
+    msg = &dl->hdr;
+    if (ax_tell(target, &msg, AX_REF_NULL) != AX_OK)
+        ax_msg_release(&msg);
+}

@@ -1,0 +1,179 @@
+/* Paths and refs: the system address, local paths, remote refs. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "actor/net.h"
+#include "actor/system.h"
+#include "common/error.h"
+#include "serial/frame.h"
+#include "serial/netmsg.h"
+
+struct remote_entry {
+    ax__remote_t remote;
+    uint16_t key_len;
+    char key[AX_PATH_STR_MAX];
+};
+
+void ax_system_address(ax_system_t *sys, ax_addr_t *out)
+{
+    /* Published whole by ax__system_set_port: an acquire load sees it. */
+    *out = *(const ax_addr_t *)ck_pr_load_ptr(&sys->addr);
+}
+
+void ax__system_set_port(ax_system_t *sys, uint16_t port)
+{
+    pthread_mutex_lock(&sys->remote_lock);
+    /* Once per system: the network binds one listener. Readers holding
+     * the first address keep a valid copy; the second is written whole
+     * before the release store publishes it. */
+    if (ck_pr_load_ptr(&sys->addr) == &sys->addr_initial) {
+        sys->addr_bound = sys->addr_initial;
+        sys->addr_bound.port = port;
+        ck_pr_store_ptr(&sys->addr, &sys->addr_bound);
+    }
+    pthread_mutex_unlock(&sys->remote_lock);
+}
+
+void ax__system_set_net(ax_system_t *sys, const ax__net_ops_t *ops, void *ctx)
+{
+    pthread_mutex_lock(&sys->remote_lock);
+    sys->net_ctx = ctx;
+    ck_pr_store_ptr(&sys->net_ops, ops);
+    pthread_mutex_unlock(&sys->remote_lock);
+}
+
+/* The unique path of a local actor, made findable by it. */
+ax_status_t ax__local_path(ax__cell_t *c, uint64_t id, ax_path_t *out)
+{
+    ax_status_t st;
+
+    if (!(ck_pr_load_32(&c->lflags) & AX__L_PUBLISHED)) {
+        st = ax__registry_publish(&c->sys->registry, c, id);
+        if (st != AX_OK)
+            return st;
+        ck_pr_or_32(&c->lflags, AX__L_PUBLISHED);
+        /* Full barrier (the or above), paired with end_actor's: if the
+         * actor ended meanwhile and missed our flag, we take it out. */
+        if (ck_pr_load_64(&c->word) & AX__W_ENDED)
+            ax__registry_unpublish(&c->sys->registry, id);
+    }
+    ax_system_address(c->sys, &out->addr);
+    out->kind = AX_PATH_UNIQUE;
+    out->id = id;
+    out->name_len = 0;
+    out->name[0] = '\0';
+    return AX_OK;
+}
+
+ax__remote_t *ax__remote_of(ax_ref_t ref)
+{
+    if (ref.target == NULL || (ref.id & AX__REF_KIND_MASK) != AX__REF_REMOTE)
+        return NULL;
+    return ref.target;
+}
+
+ax_status_t ax__remote_intern(ax_system_t *sys, const ax_path_t *path, ax__remote_t **out)
+{
+    struct remote_entry *re;
+    char key[AX_PATH_STR_MAX];
+    size_t len = ax_path_format(path, key, sizeof key);
+    ck_ht_entry_t e;
+    ck_ht_hash_t h;
+    ax_status_t st = AX_OK;
+
+    pthread_mutex_lock(&sys->remote_lock);
+    ck_ht_hash(&h, &sys->remotes, key, (uint16_t)len);
+    ck_ht_entry_key_set(&e, key, (uint16_t)len);
+    if (ck_ht_get_spmc(&sys->remotes, h, &e)) {
+        *out = &((struct remote_entry *)ck_ht_entry_value(&e))->remote;
+    } else if ((re = calloc(1, sizeof(*re))) == NULL) {
+        st = ax__error(AX_ENOMEM, "remote ref: out of memory");
+    } else {
+        re->remote.path = *path;
+        re->remote.sys = sys;
+        re->key_len = (uint16_t)len;
+        memcpy(re->key, key, len + 1);
+        ck_ht_entry_set(&e, h, re->key, re->key_len, re);
+        if (!ck_ht_put_spmc(&sys->remotes, h, &e)) {
+            free(re);
+            st = ax__error(AX_ENOMEM, "remote ref: out of memory");
+        } else {
+            *out = &re->remote;
+        }
+    }
+    pthread_mutex_unlock(&sys->remote_lock);
+    return st;
+}
+
+void ax__remotes_destroy(ax_system_t *sys)
+{
+    ck_ht_iterator_t it = CK_HT_ITERATOR_INITIALIZER;
+    ck_ht_entry_t *e;
+
+    while (ck_ht_next(&sys->remotes, &it, &e))
+        free(ck_ht_entry_value(e));
+    ck_ht_destroy(&sys->remotes);
+}
+
+static ax_status_t local_ref(ax_system_t *sys, const ax_path_t *path, ax_ref_t *out)
+{
+    ax__cell_t *c;
+    char text[AX_PATH_STR_MAX];
+
+    if (path->kind == AX_PATH_NAMED)
+        return ax_lookup(sys, path->name, out);
+    c = ax__registry_cell(&sys->registry, path->id);
+    if (c == NULL || ax__cell_id(c) != path->id || (ck_pr_load_64(&c->word) & AX__W_ENDED)) {
+        ax_path_format(path, text, sizeof text);
+        return ax__error(AX_ENOTFOUND, "ref_from_path: no live actor at %s", text);
+    }
+    *out = (ax_ref_t){c, path->id};
+    return AX_OK;
+}
+
+ax_status_t ax_ref_from_path(ax_system_t *sys, const ax_path_t *path, ax_ref_t *out)
+{
+    ax__remote_t *r;
+    ax_addr_t self;
+    ax_status_t st;
+
+    if (sys == NULL || path == NULL || out == NULL)
+        return ax__error(AX_EINVAL, "ref_from_path: NULL argument");
+    ax_system_address(sys, &self);
+    if (ax_addr_eq(&self, &path->addr))
+        return local_ref(sys, path, out);
+    st = ax__remote_intern(sys, path, &r);
+    if (st == AX_OK)
+        *out = (ax_ref_t){r, AX__REF_REMOTE};
+    return st;
+}
+
+ax_status_t ax_ref_path(ax_ref_t ref, ax_path_t *out)
+{
+    ax__remote_t *r = ax__remote_of(ref);
+
+    if (out == NULL)
+        return ax__error(AX_EINVAL, "ref_path: NULL out");
+    if (r != NULL) {
+        *out = r->path;
+        return AX_OK;
+    }
+    if (ref.target == NULL || (ref.id & AX__REF_KIND_MASK) != AX__REF_LOCAL)
+        return ax__error(AX_EINVAL, "ref_path: not an actor ref");
+    return ax__local_path(ref.target, ref.id, out);
+}
+
+ax_status_t ax_net_msg_sender(ax_actor_t *self, const ax_net_msg_t *nm, ax_ref_t *out)
+{
+    ax_path_t src;
+    ax_status_t st;
+
+    if (self == NULL || nm == NULL || out == NULL)
+        return ax__error(AX_EINVAL, "net_msg_sender: NULL argument");
+    if (!ax_ref_is_null(nm->hdr.sender)) {
+        *out = nm->hdr.sender;
+        return AX_OK;
+    }
+    st = ax_net_msg_sender_path(nm, &src);
+    return st == AX_OK ? ax_ref_from_path(ax_actor_system(self), &src, out) : st;
+}

@@ -1,0 +1,303 @@
+/* Workers: run next slot, local rings, the inject queue, stealing, parking. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "actor/actor_run.h"
+#include "actor/system.h"
+#include "common/error.h"
+
+#define SPIN_ROUNDS 200          /* find-work attempts before parking */
+#define RUN_NEXT_STREAK_MAX 32   /* then the ring gets a turn */
+#define INJECT_EVERY 61          /* check the inject queue first this often */
+
+static _Thread_local ax__worker_t *tls_worker;
+
+ax__worker_t *ax__current_worker(const ax_system_t *sys)
+{
+    ax__worker_t *w = tls_worker;
+
+    return w != NULL && w->sys == sys ? w : NULL;
+}
+
+/* ---- the inject queue: a FIFO under a spinlock ---------------------- */
+
+static void inject_push(ax_system_t *sys, ax__cell_t *c)
+{
+    c->sched_next = NULL;
+    ck_spinlock_lock(&sys->inject_lock);
+    if (sys->inject_tail != NULL)
+        sys->inject_tail->sched_next = c;
+    else
+        ck_pr_store_ptr(&sys->inject_head, c);
+    sys->inject_tail = c;
+    ck_spinlock_unlock(&sys->inject_lock);
+}
+
+static ax__cell_t *inject_pop(ax_system_t *sys)
+{
+    ax__cell_t *c;
+
+    /* Unlocked peek: a stale NULL only delays us until the next look, and
+     * parking re-checks after its full barrier. */
+    if (ck_pr_load_ptr(&sys->inject_head) == NULL)
+        return NULL;
+    ck_spinlock_lock(&sys->inject_lock);
+    c = sys->inject_head;
+    if (c != NULL) {
+        ck_pr_store_ptr(&sys->inject_head, c->sched_next);
+        if (c->sched_next == NULL)
+            sys->inject_tail = NULL;
+    }
+    ck_spinlock_unlock(&sys->inject_lock);
+    return c;
+}
+
+/* ---- parking ---------------------------------------------------------- */
+
+static void wake_one(ax_system_t *sys)
+{
+    ax__worker_t *w;
+
+    /* The caller made work visible and then fenced (see sched.h). */
+    if (ck_pr_load_32(&sys->nparked) == 0)
+        return;
+    ck_spinlock_lock(&sys->park_lock);
+    w = sys->parked;
+    if (w != NULL) {
+        sys->parked = w->park_next;
+        ck_pr_dec_32(&sys->nparked);
+    }
+    ck_spinlock_unlock(&sys->park_lock);
+    if (w != NULL)
+        sem_post(&w->sem);
+}
+
+void ax__sched_wake_all(ax_system_t *sys)
+{
+    ax__worker_t *w, *next;
+
+    ck_spinlock_lock(&sys->park_lock);
+    w = sys->parked;
+    sys->parked = NULL;
+    ck_pr_store_32(&sys->nparked, 0);
+    ck_spinlock_unlock(&sys->park_lock);
+    for (; w != NULL; w = next) {
+        next = w->park_next;
+        sem_post(&w->sem);
+    }
+}
+
+static bool work_visible(ax_system_t *sys)
+{
+    if (ck_pr_load_ptr(&sys->inject_head) != NULL)
+        return true;
+    for (unsigned i = 0; i < sys->nworkers; i++)
+        if (ck_ring_size(&sys->workers[i].ring) > 0)
+            return true;
+    return false;
+}
+
+static bool should_exit(ax_system_t *sys)
+{
+    return ck_pr_load_32(&sys->shutdown) != 0 && ck_pr_load_64(&sys->alive) == 0;
+}
+
+static void park(ax__worker_t *w)
+{
+    ax_system_t *sys = w->sys;
+    bool listed;
+
+    ck_spinlock_lock(&sys->park_lock);
+    w->park_next = sys->parked;
+    sys->parked = w;
+    ck_spinlock_unlock(&sys->park_lock);
+    /* Full barrier before looking again: pairs with the fence a waker
+     * issues between making work visible and reading nparked. */
+    ck_pr_inc_32(&sys->nparked);
+    if (work_visible(sys) || should_exit(sys)) {
+        ck_spinlock_lock(&sys->park_lock);
+        listed = false;
+        for (ax__worker_t **pp = &sys->parked; *pp != NULL; pp = &(*pp)->park_next) {
+            if (*pp == w) {
+                *pp = w->park_next;
+                ck_pr_dec_32(&sys->nparked);
+                listed = true;
+                break;
+            }
+        }
+        ck_spinlock_unlock(&sys->park_lock);
+        if (listed)
+            return;
+        /* A waker took us off the list and posts: consume that post. */
+    } else {
+        ax__stat_inc(&w->parks);
+    }
+    while (sem_wait(&w->sem) != 0 && errno == EINTR)
+        ;
+}
+
+/* ---- scheduling ------------------------------------------------------- */
+
+/* Put a cell on w's ring; overflow goes to the inject queue. A parked
+ * worker is woken only when w has more runnable actors than the one it is
+ * about to run itself. */
+static void ring_push(ax__worker_t *w, ax__cell_t *c)
+{
+    if (!ck_ring_enqueue_spmc(&w->ring, w->ring_buf, c))
+        inject_push(w->sys, c);
+    if (ck_ring_size(&w->ring) + (w->run_next != NULL) < 2)
+        return;
+    /* Full fence: the cell is visible to thieves before we read nparked. */
+    ck_pr_fence_memory();
+    wake_one(w->sys);
+}
+
+void ax__schedule(ax__cell_t *c)
+{
+    ax_system_t *sys = c->sys;
+    ax__worker_t *w = ax__current_worker(sys);
+
+    if (w == NULL) {
+        inject_push(sys, c);
+        ck_pr_fence_memory(); /* as in ring_push */
+        wake_one(sys);
+        return;
+    }
+    /* The newly woken actor runs next on this core; the one it displaces
+     * goes where other workers can steal it. */
+    if (w->run_next != NULL)
+        ring_push(w, w->run_next);
+    w->run_next = c;
+}
+
+static ax__cell_t *steal(ax__worker_t *w)
+{
+    ax_system_t *sys = w->sys;
+    unsigned n = sys->nworkers;
+    unsigned start;
+
+    if (n < 2)
+        return NULL;
+    w->rng ^= w->rng << 13;
+    w->rng ^= w->rng >> 7;
+    w->rng ^= w->rng << 17;
+    start = (unsigned)(w->rng % n);
+    for (unsigned i = 0; i < n; i++) {
+        ax__worker_t *v = &sys->workers[(start + i) % n];
+        void *c;
+
+        if (v == w)
+            continue;
+        if (ck_ring_dequeue_spmc(&v->ring, v->ring_buf, &c)) {
+            ax__stat_inc(&w->steals);
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static ax__cell_t *find_work(ax__worker_t *w)
+{
+    ax__cell_t *c;
+    void *p;
+
+    if (++w->tick % INJECT_EVERY == 0 && (c = inject_pop(w->sys)) != NULL)
+        return c;
+    if (w->run_next != NULL) {
+        c = w->run_next;
+        w->run_next = NULL;
+        if (++w->run_next_streak <= RUN_NEXT_STREAK_MAX || ck_ring_size(&w->ring) == 0)
+            return c;
+        /* A pair bouncing through run next has had its share: queue it
+         * behind the others. */
+        ring_push(w, c);
+    }
+    w->run_next_streak = 0;
+    if (ck_ring_dequeue_spmc(&w->ring, w->ring_buf, &p))
+        return p;
+    if ((c = inject_pop(w->sys)) != NULL)
+        return c;
+    return steal(w);
+}
+
+static void *worker_main(void *arg)
+{
+    ax__worker_t *w = arg;
+    ax_system_t *sys = w->sys;
+
+    tls_worker = w;
+    for (;;) {
+        ax__cell_t *c = find_work(w);
+
+        for (unsigned i = 0; c == NULL && i < SPIN_ROUNDS; i++) {
+            if (should_exit(sys))
+                break;
+            ck_pr_stall();
+            c = find_work(w);
+        }
+        if (c != NULL) {
+            if (ax__cell_run(w, c))
+                ring_push(w, c);
+            continue;
+        }
+        if (should_exit(sys))
+            break;
+        park(w);
+    }
+    tls_worker = NULL;
+    return NULL;
+}
+
+ax_status_t ax__sched_start(ax_system_t *sys)
+{
+    sys->workers = aligned_alloc(64, sizeof(ax__worker_t) * sys->nworkers);
+    if (sys->workers == NULL)
+        return ax__error(AX_ENOMEM, "system: out of memory for %u workers", sys->nworkers);
+    memset(sys->workers, 0, sizeof(ax__worker_t) * sys->nworkers);
+    for (unsigned i = 0; i < sys->nworkers; i++) {
+        ax__worker_t *w = &sys->workers[i];
+
+        w->sys = sys;
+        w->index = i;
+        w->rng = 0x9e3779b97f4a7c15ull * (i + 1);
+        w->ring_buf = calloc(AX__RING_SIZE, sizeof(ck_ring_buffer_t));
+        if (w->ring_buf == NULL)
+            return ax__error(AX_ENOMEM, "system: out of memory");
+        ck_ring_init(&w->ring, AX__RING_SIZE);
+        sem_init(&w->sem, 0, 0);
+    }
+    for (unsigned i = 0; i < sys->nworkers; i++) {
+        if (pthread_create(&sys->workers[i].thread, NULL, worker_main, &sys->workers[i]) != 0) {
+            /* Let the ones already started exit, then report. */
+            ck_pr_store_32(&sys->shutdown, 1);
+            ax__sched_wake_all(sys);
+            for (unsigned j = 0; j < i; j++)
+                pthread_join(sys->workers[j].thread, NULL);
+            return ax__error(AX_ENOMEM, "system: cannot start worker thread %u", i);
+        }
+    }
+    sys->workers_started = true;
+    return AX_OK;
+}
+
+void ax__sched_join(ax_system_t *sys)
+{
+    if (!sys->workers_started)
+        return;
+    for (unsigned i = 0; i < sys->nworkers; i++)
+        pthread_join(sys->workers[i].thread, NULL);
+    sys->workers_started = false;
+}
+
+void ax__sched_destroy(ax_system_t *sys)
+{
+    if (sys->workers == NULL)
+        return;
+    for (unsigned i = 0; i < sys->nworkers; i++) {
+        free(sys->workers[i].ring_buf);
+        sem_destroy(&sys->workers[i].sem);
+    }
+    free(sys->workers);
+    sys->workers = NULL;
+}

@@ -1,0 +1,66 @@
+/*
+ * Internal to actor/: workers and run queues.
+ *
+ * Each worker has a "run next" slot and a local ring (ck_ring, single
+ * producer = the worker, many consumers = the worker and thieves). An
+ * actor woken by the actor running on a worker goes to that worker's run
+ * next slot, so a ping-pong stays on one core and touches no queue. An
+ * actor woken from outside the workers goes to the system's inject queue.
+ * Idle workers steal from the others' rings, spin briefly, then park.
+ *
+ * No lost wakeups: whoever makes work visible in a ring or the inject
+ * queue then issues a full fence and reads nparked; a parking worker
+ * increments nparked (a full barrier) and then looks for work once more.
+ * One of the two always sees the other.
+ */
+#ifndef AXON_ACTOR_SCHED_H
+#define AXON_ACTOR_SCHED_H
+
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdalign.h>
+#include <stdbool.h>
+
+
+#include "actor/cell.h"
+
+#define AX__RING_SIZE 1024u
+
+typedef struct ax__worker_s {
+    alignas(64) ck_ring_t ring;
+    ck_ring_buffer_t *ring_buf;
+    ax_system_t *sys;
+    unsigned index;
+    pthread_t thread;
+    ax__cell_t *run_next;
+    unsigned run_next_streak;
+    unsigned tick;
+    uint64_t rng;
+    sem_t sem;
+    struct ax__worker_s *park_next;
+    /* Counters written by this worker only and read by ax_system_stats:
+     * single-writer, so a plain increment published with ck_pr_store. */
+    alignas(64) uint64_t delivered;
+    uint64_t dead_letters;
+    uint64_t steals;
+    uint64_t parks;
+} ax__worker_t;
+
+/* The worker of the calling thread, if it is one of sys's workers. */
+ax__worker_t *ax__current_worker(const ax_system_t *sys);
+
+/* Make a cell runnable. The caller owns its schedule (a push that found
+ * the mailbox idle, a successful try_wake, or a first claim). */
+void ax__schedule(ax__cell_t *c);
+
+ax_status_t ax__sched_start(ax_system_t *sys);
+void ax__sched_join(ax_system_t *sys);
+void ax__sched_wake_all(ax_system_t *sys);
+void ax__sched_destroy(ax_system_t *sys);
+
+static inline void ax__stat_inc(uint64_t *counter)
+{
+    ck_pr_store_64(counter, ck_pr_load_64(counter) + 1);
+}
+
+#endif

@@ -1,0 +1,278 @@
+/* Eager serialisation: per-actor pools, tell_serialised, preserialised
+ * payloads, and routing of encoded frames. */
+#include <stdlib.h>
+
+#include "actor/net.h"
+#include "actor/system.h"
+#include "common/error.h"
+#include "serial/frame.h"
+#include "serial/netmsg.h"
+
+struct ax_preserialised_s {
+    ax_lease_t payload;
+    uint64_t serialiser_id;
+};
+
+ax_status_t ax_serialiser_register(ax_system_t *sys, const ax_msg_type_t *type)
+{
+    if (sys == NULL)
+        return ax__error(AX_EINVAL, "serialiser_register: NULL system");
+    return ax__ser_register(&sys->serialisers, type);
+}
+
+ax_status_t ax_serialiser_lookup(ax_system_t *sys, uint64_t id, const ax_msg_type_t **type)
+{
+    const ax_msg_type_t *t;
+
+    if (sys == NULL || type == NULL)
+        return ax__error(AX_EINVAL, "serialiser_lookup: NULL argument");
+    t = ax__ser_lookup(&sys->serialisers, id);
+    if (t == NULL)
+        return ax__error(AX_ENOTFOUND, "serialiser_lookup: no type has id %llu", (unsigned long long)id);
+    *type = t;
+    return AX_OK;
+}
+
+/* The actor's optional parts, created on first need; NULL when out of
+ * memory (with the detail recorded). */
+static ax__cell_ext_t *ext_of(ax__cell_t *c)
+{
+    if (c->ext == NULL && (c->ext = calloc(1, sizeof(*c->ext))) == NULL)
+        ax__error(AX_ENOMEM, "actor: out of memory");
+    return c->ext;
+}
+
+ax_status_t ax_actor_init_buffers(ax_actor_t *self, const ax_buffer_config_t *cfg)
+{
+    ax__cell_t *c = ax__cell(self);
+    ax__cell_ext_t *ext;
+
+    if (self == NULL)
+        return ax__error(AX_EINVAL, "init_buffers: NULL actor");
+    if ((ext = ext_of(c)) == NULL)
+        return AX_ENOMEM;
+    if (ext->eb != NULL)
+        return ax__error(AX_ESTATE, "init_buffers: the actor's buffer pool exists already");
+    return ax_encode_buffer_create(cfg != NULL ? cfg : &c->sys->cfg.buffer_config, &ext->eb);
+}
+
+static ax_status_t encode_buffer(ax__cell_t *c, ax_encode_buffer_t **out)
+{
+    ax__cell_ext_t *ext = ext_of(c);
+    ax_status_t st = AX_OK;
+
+    if (ext == NULL)
+        return AX_ENOMEM;
+    if (ext->eb == NULL)
+        st = ax_encode_buffer_create(&c->sys->cfg.buffer_config, &ext->eb);
+    if (st == AX_OK)
+        *out = ext->eb;
+    return st;
+}
+
+ax_status_t ax_actor_buffer_stats(ax_actor_t *self, ax_buffer_pool_stats_t *out)
+{
+    ax__cell_t *c = ax__cell(self);
+
+    if (self == NULL || out == NULL)
+        return ax__error(AX_EINVAL, "actor_buffer_stats: NULL argument");
+    if (c->ext == NULL || c->ext->eb == NULL)
+        return ax__error(AX_ENOTFOUND, "actor_buffer_stats: the actor has no pool yet");
+    ax_buffer_pool_stats(ax_encode_buffer_pool(c->ext->eb), out);
+    return AX_OK;
+}
+
+/* Where an encoded frame is addressed: the receiver's path. */
+static ax_status_t dst_path(ax_ref_t dst, ax_path_t *out)
+{
+    if ((dst.id & AX__REF_KIND_MASK) == AX__REF_REPLY)
+        return ax__error(AX_EINVAL, "tell_serialised: a reply slot takes local messages only");
+    return ax_ref_path(dst, out);
+}
+
+/*
+ * Route an encoded Data frame: a local dst gets a NetMessage over the
+ * frame (no copy); a remote dst goes to the network. Takes *frame on
+ * every status.
+ */
+static ax_status_t route_frame(ax_system_t *sys, ax_ref_t dst, ax_lease_t *frame, uint32_t payload_off,
+                               uint64_t serialiser_id, ax_ref_t from)
+{
+    ax__remote_t *remote = ax__remote_of(dst);
+    ax_net_msg_t *nm;
+    ax_msg_t *m;
+    ax_status_t st;
+
+    if (remote != NULL) {
+        /* Acquire: the ops and their context were published together. */
+        const ax__net_ops_t *ops = ck_pr_load_ptr(&sys->net_ops);
+
+        st = ops != NULL ? ops->send_frame(sys->net_ctx, remote, frame)
+                         : ax__error(AX_ENOTFOUND, "tell_serialised: the system has no network");
+        ax_lease_release(frame); /* empty when the network took it */
+        return st;
+    }
+    st = ax__net_msg_new(sys->netmsg_pool, frame, payload_off, serialiser_id, 0, &nm);
+    if (st != AX_OK) {
+        ax_lease_release(frame);
+        return st;
+    }
+    m = &nm->hdr;
+    st = ax_tell(dst, &m, from);
+    ax_msg_release(&m); /* NULL unless the tell failed */
+    return st;
+}
+
+static ax_status_t check_type(const ax_msg_type_t *type, const ax_msg_t *msg)
+{
+    if (type == NULL || msg == NULL)
+        return ax__error(AX_EINVAL, "tell_serialised: NULL type or message");
+    if (type->serialiser_id == 0 || type->serialise == NULL)
+        return ax__error(AX_EINVAL, "tell_serialised: \"%s\" has no serialiser",
+                         type->name ? type->name : "?");
+    return AX_OK;
+}
+
+ax_status_t ax_tell_serialised(ax_actor_t *self, ax_ref_t dst, const ax_msg_type_t *type,
+                               const ax_msg_t *msg)
+{
+    ax__cell_t *c = ax__cell(self);
+    ax_encode_buffer_t *eb;
+    ax_path_t to, from;
+    ax_lease_t frame;
+    uint32_t poff;
+    ax_status_t st;
+
+    if (self == NULL)
+        return ax__error(AX_EINVAL, "tell_serialised: NULL actor");
+    st = check_type(type, msg);
+    if (st == AX_OK)
+        st = encode_buffer(c, &eb);
+    if (st == AX_OK)
+        st = dst_path(dst, &to);
+    if (st == AX_OK)
+        st = ax__local_path(c, ax__cell_id(c), &from);
+    if (st == AX_OK)
+        st = ax__frame_encode_data(eb, &to, &from, type, msg, &frame, &poff);
+    if (st != AX_OK)
+        return st;
+    return route_frame(c->sys, dst, &frame, poff, type->serialiser_id, ax_self(self));
+}
+
+ax_status_t ax_preserialise(ax_actor_t *self, const ax_msg_type_t *type, const ax_msg_t *msg,
+                            ax_preserialised_t **out)
+{
+    ax__cell_t *c = ax__cell(self);
+    ax_preserialised_t *p;
+    ax_encode_buffer_t *eb;
+    ax_status_t st;
+
+    if (self == NULL || out == NULL)
+        return ax__error(AX_EINVAL, "preserialise: NULL argument");
+    st = check_type(type, msg);
+    if (st == AX_OK)
+        st = encode_buffer(c, &eb);
+    if (st != AX_OK)
+        return st;
+    p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return ax__error(AX_ENOMEM, "preserialise: out of memory");
+    st = ax_encode_begin(eb, type->size_hint != NULL ? type->size_hint(msg) : 0);
+    if (st == AX_OK) {
+        st = type->serialise(msg, ax_encode_packer(eb));
+        if (st != AX_OK)
+            ax_encode_abort(eb);
+        else
+            st = ax_encode_end(eb, &p->payload);
+    }
+    if (st != AX_OK) {
+        free(p);
+        return st;
+    }
+    p->serialiser_id = type->serialiser_id;
+    *out = p;
+    return AX_OK;
+}
+
+ax_status_t ax_tell_preserialised(ax_actor_t *self, ax_ref_t dst, const ax_preserialised_t *shared)
+{
+    ax__cell_t *c = ax__cell(self);
+    ax_encode_buffer_t *eb;
+    ax_path_t to, from;
+    ax_lease_t frame, payload;
+    size_t head_len;
+    ax_status_t st;
+
+    if (self == NULL || shared == NULL)
+        return ax__error(AX_EINVAL, "tell_preserialised: NULL argument");
+    st = encode_buffer(c, &eb);
+    if (st == AX_OK)
+        st = dst_path(dst, &to);
+    if (st == AX_OK)
+        st = ax__local_path(c, ax__cell_id(c), &from);
+    if (st == AX_OK)
+        st = ax__frame_encode_head(eb, &to, &from, shared->serialiser_id, ax_lease_len(&shared->payload),
+                                   &frame);
+    if (st != AX_OK)
+        return st;
+    head_len = ax_lease_len(&frame);
+    st = ax_lease_clone(&shared->payload, &payload);
+    if (st == AX_OK)
+        st = ax_lease_concat(&frame, &payload);
+    if (st != AX_OK) {
+        ax_lease_release(&payload);
+        ax_lease_release(&frame);
+        return st;
+    }
+    return route_frame(c->sys, dst, &frame, (uint32_t)head_len, shared->serialiser_id, ax_self(self));
+}
+
+void ax_preserialised_release(ax_preserialised_t **shared)
+{
+    if (shared == NULL || *shared == NULL)
+        return;
+    ax_lease_release(&(*shared)->payload);
+    free(*shared);
+    *shared = NULL;
+}
+
+ax_status_t ax__tell_remote(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from)
+{
+    ax__remote_t *remote = ax__remote_of(dst);
+    const ax__net_ops_t *ops;
+
+    if (remote == NULL)
+        return ax__error(AX_EINVAL, "tell: not an actor ref");
+    if ((*msg)->type == NULL || (*msg)->type->serialiser_id == 0 || (*msg)->type->serialise == NULL)
+        return ax__error(AX_EINVAL, "tell: \"%s\" has no serialiser and cannot go to a remote actor",
+                         (*msg)->type && (*msg)->type->name ? (*msg)->type->name : "?");
+    ops = ck_pr_load_ptr(&remote->sys->net_ops);
+    if (ops == NULL)
+        return ax__error(AX_ENOTFOUND, "tell: the system has no network for a remote ref");
+    return ops->send_lazy(remote->sys->net_ctx, remote, msg, from);
+}
+
+ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t session)
+{
+    ax__envelope_t env;
+    ax_net_msg_t *nm;
+    ax_ref_t dst;
+    ax_msg_t *m;
+    ax_status_t st = ax__envelope_read(frame, &env);
+
+    if (st == AX_OK) {
+        /* The receiver is ours whatever address the peer used for us. */
+        ax_system_address(sys, &env.dst.addr);
+        st = ax_ref_from_path(sys, &env.dst, &dst);
+    }
+    if (st == AX_OK)
+        st = ax__net_msg_new(sys->netmsg_pool, frame, env.payload_off, env.serialiser_id, session, &nm);
+    if (st != AX_OK) {
+        ax_lease_release(frame);
+        return st;
+    }
+    m = &nm->hdr;
+    st = ax_tell(dst, &m, AX_REF_NULL);
+    ax_msg_release(&m);
+    return st;
+}

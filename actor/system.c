@@ -1,0 +1,159 @@
+/* Systems: create, shut down, await, destroy, stats. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "actor/actor_run.h"
+#include "serial/netmsg.h"
+#include "actor/system.h"
+#include "common/error.h"
+
+/* Every part of a system but its workers; on failure nothing is left. */
+static ax_status_t init_parts(ax_system_t *sys)
+{
+    static const ax_msg_pool_options_t netmsg_pool = {.initial = 0, .max = 4096};
+    ax_status_t st = ax_addr_parse(sys->cfg.network.listen, &sys->addr_initial);
+
+    if (st != AX_OK)
+        return ax__error(st, "config: network.listen: %s", ax_error_detail());
+    sys->addr = &sys->addr_initial;
+    ck_spinlock_init(&sys->inject_lock);
+    ck_spinlock_init(&sys->park_lock);
+    pthread_mutex_init(&sys->dl_lock, NULL);
+    pthread_mutex_init(&sys->remote_lock, NULL);
+    ax__slabs_init(&sys->slabs);
+    sys->parts = 1;
+    st = ax__registry_init(&sys->registry);
+    if (st != AX_OK)
+        return st;
+    sys->parts = 2;
+    st = ax__ser_registry_init(&sys->serialisers);
+    if (st != AX_OK)
+        return st;
+    sys->parts = 3;
+    if (!ck_ht_init(&sys->remotes, CK_HT_MODE_BYTESTRING, NULL, &ax__ht_allocator, 16,
+                    0x3c6ef372fe94f82bull))
+        return ax__error(AX_ENOMEM, "system: out of memory");
+    sys->parts = 4;
+    st = ax_msg_pool_create(&ax_net_msg_type, &netmsg_pool, &sys->netmsg_pool);
+    if (st != AX_OK)
+        return st;
+    sys->parts = 5;
+    return AX_OK;
+}
+
+static void free_parts(ax_system_t *sys)
+{
+    ax__sched_destroy(sys);
+    if (sys->parts >= 5)
+        ax_msg_pool_destroy(&sys->netmsg_pool);
+    if (sys->parts >= 4)
+        ax__remotes_destroy(sys);
+    if (sys->parts >= 3)
+        ax__ser_registry_destroy(&sys->serialisers);
+    if (sys->parts >= 2)
+        ax__registry_destroy(&sys->registry);
+    if (sys->parts >= 1) {
+        ax__slabs_destroy(&sys->slabs);
+        pthread_mutex_destroy(&sys->dl_lock);
+        pthread_mutex_destroy(&sys->remote_lock);
+    }
+    free(sys);
+}
+
+ax_status_t ax_system_create(const ax_config_t *cfg, ax_system_t **out)
+{
+    ax_system_t *sys;
+    ax_status_t st;
+
+    if (out == NULL)
+        return ax__error(AX_EINVAL, "system: NULL out");
+    sys = calloc(1, sizeof(*sys));
+    if (sys == NULL)
+        return ax__error(AX_ENOMEM, "system: out of memory");
+    if (cfg != NULL)
+        sys->cfg = *cfg;
+    else
+        ax_config_init(&sys->cfg);
+    st = ax_config_validate(&sys->cfg);
+    if (st != AX_OK) {
+        free(sys);
+        return st;
+    }
+    sys->nworkers = sys->cfg.threads;
+    if (sys->nworkers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+        sys->nworkers = n > 0 ? (unsigned)n : 1;
+    }
+    st = init_parts(sys);
+    if (st == AX_OK)
+        st = ax__sched_start(sys);
+    if (st != AX_OK) {
+        free_parts(sys);
+        return st;
+    }
+    *out = sys;
+    return AX_OK;
+}
+
+void ax_system_shutdown(ax_system_t *sys)
+{
+    if (sys == NULL || ck_pr_fas_32(&sys->shutdown, 1) != 0)
+        return;
+    /* Pairs with the fence in create: a concurrent ax_create either is
+     * visited here or sees the flag and stops its actor itself. */
+    ck_pr_fence_memory();
+    ax__stop_all(sys);
+    if (ck_pr_load_64(&sys->alive) == 0)
+        ax__sched_wake_all(sys);
+}
+
+ax_status_t ax_system_await_termination(ax_system_t *sys)
+{
+    if (sys == NULL)
+        return ax__error(AX_EINVAL, "system: NULL");
+    if (ax__current_worker(sys) != NULL)
+        return ax__error(AX_ESTATE, "system: await_termination called from one of its workers");
+    if (!ck_pr_load_32(&sys->shutdown))
+        return ax__error(AX_ESTATE, "system: await_termination before shutdown would never return");
+    ax__sched_join(sys);
+    sys->awaited = true;
+    return AX_OK;
+}
+
+void ax_system_destroy(ax_system_t **sysp)
+{
+    ax_system_t *sys;
+
+    if (sysp == NULL || *sysp == NULL)
+        return;
+    sys = *sysp;
+    ax_system_shutdown(sys);
+    ax_system_await_termination(sys);
+    /* No thread runs in the system now: release what late senders left
+     * in ended cells, then free everything. */
+    ax__drain_all(sys);
+    free_parts(sys);
+    *sysp = NULL;
+}
+
+void ax_system_stats(ax_system_t *sys, ax_system_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (unsigned i = 0; i < sys->nworkers; i++) {
+        ax__worker_t *w = &sys->workers[i];
+
+        out->delivered += ck_pr_load_64(&w->delivered);
+        out->dead_letters += ck_pr_load_64(&w->dead_letters);
+        out->steals += ck_pr_load_64(&w->steals);
+        out->parks += ck_pr_load_64(&w->parks);
+    }
+    out->dead_letters += ck_pr_load_64(&sys->dead_letters_ext);
+    out->actors_alive = ck_pr_load_64(&sys->alive);
+}
+
+unsigned ax_system_workers(const ax_system_t *sys)
+{
+    return sys->nworkers;
+}

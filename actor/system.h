@@ -1,0 +1,58 @@
+/* Internal to actor/: the system. */
+#ifndef AXON_ACTOR_SYSTEM_H
+#define AXON_ACTOR_SYSTEM_H
+
+#include <pthread.h>
+
+
+#include "actor/cell.h"
+#include "actor/net.h"
+#include "actor/registry.h"
+#include "actor/sched.h"
+#include "actor/slab.h"
+#include "axon/config.h"
+#include "common/ht_alloc.h"
+#include "serial/registry.h"
+
+struct ax_system_s {
+    ax_config_t cfg;
+
+    /* Scheduler. */
+    unsigned nworkers;
+    ax__worker_t *workers;
+    bool workers_started;
+    ck_spinlock_t inject_lock;
+    ax__cell_t *inject_head, *inject_tail;
+    ck_spinlock_t park_lock;
+    ax__worker_t *parked;     /* stack of parked workers, under park_lock */
+    uint32_t nparked;         /* atomic: how many are in that stack */
+
+    /* Lifecycle. */
+    uint64_t next_id;         /* atomic: the last id given out */
+    uint64_t alive;           /* atomic: actors created and not ended */
+    uint32_t shutdown;        /* atomic: 1 once ax_system_shutdown ran */
+    bool awaited;
+    int parts; /* how far init_parts got, for free_parts */
+
+    ax__slabs_t slabs;
+    ax__registry_t registry;
+
+    /* Serialisation and paths. */
+    ax__ser_registry_t serialisers;
+    ax_msg_pool_t *netmsg_pool;
+    ax_addr_t *addr;            /* atomic: addr_initial, then addr_bound */
+    ax_addr_t addr_initial, addr_bound;
+    pthread_mutex_t remote_lock;
+    ck_ht_t remotes;            /* canonical path text -> ax__remote_t */
+    const ax__net_ops_t *net_ops; /* atomic; NULL without a network */
+    void *net_ctx;
+
+    /* Dead letters. */
+    pthread_mutex_t dl_lock;
+    ax_ref_t dl_actor;
+    uint64_t dead_letters_ext; /* atomic: counted off the workers */
+};
+
+void ax__remotes_destroy(ax_system_t *sys);
+
+#endif

@@ -1,0 +1,200 @@
+/* BufferChunk and BufferPool. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "buffers/chunk.h"
+#include "common/error.h"
+
+void ax__chunk_unref(ax_chunk_t *c)
+{
+    bool zero;
+
+    /* A full barrier on every ck target: the bytes this holder read are
+     * ordered before the owner can observe refs == 1 and reuse them, and
+     * the thread that drops the count to 0 sees every earlier write. */
+    ck_pr_dec_32_zero(&c->refs, &zero);
+    if (zero)
+        free(c);
+}
+
+static ax_status_t chunk_alloc(ax_buffer_pool_t *pool, ax_chunk_t **out)
+{
+    ax_chunk_t *c;
+    size_t bytes = sizeof(*c) + pool->cfg.chunk_size;
+
+    /* Round up so aligned_alloc's size is a multiple of the alignment. */
+    bytes = (bytes + 63) & ~(size_t)63;
+    c = aligned_alloc(64, bytes);
+    if (c == NULL)
+        return ax__error(AX_ENOMEM, "buffer pool: cannot allocate a chunk of %zu bytes",
+                         pool->cfg.chunk_size);
+    c->refs = 1; /* the pool's hold; not yet visible to any other thread */
+    c->state = AX__CHUNK_FREE;
+    c->size = (uint32_t)pool->cfg.chunk_size;
+    c->pad_ = 0;
+    c->next = NULL;
+    c->all_next = pool->all;
+    pool->all = c;
+    pool->count++;
+    *out = c;
+    return AX_OK;
+}
+
+ax_status_t ax_buffer_pool_create(const ax_buffer_config_t *cfg, ax_buffer_pool_t **out)
+{
+    ax_buffer_pool_t *pool;
+    ax_status_t st;
+
+    if (out == NULL)
+        return ax__error(AX_EINVAL, "buffer pool: NULL out");
+    st = ax_buffer_config_validate(cfg);
+    if (st != AX_OK)
+        return st;
+    pool = calloc(1, sizeof(*pool));
+    if (pool == NULL)
+        return ax__error(AX_ENOMEM, "buffer pool: out of memory");
+    pool->cfg = *cfg;
+    for (size_t i = 0; i < cfg->initial_chunk_count; i++) {
+        ax_chunk_t *c = NULL; /* set on success; gcc -O3 cannot see that */
+
+        st = chunk_alloc(pool, &c);
+        if (st != AX_OK) {
+            ax_buffer_pool_destroy(&pool);
+            return st;
+        }
+        c->next = pool->free_top;
+        pool->free_top = c;
+    }
+    *out = pool;
+    return AX_OK;
+}
+
+void ax_buffer_pool_destroy(ax_buffer_pool_t **poolp)
+{
+    ax_buffer_pool_t *pool;
+    ax_chunk_t *c, *next;
+
+    if (poolp == NULL || *poolp == NULL)
+        return;
+    pool = *poolp;
+    for (c = pool->all; c != NULL; c = next) {
+        next = c->all_next;
+        c->state = AX__CHUNK_RETIRED;
+        ax__chunk_unref(c); /* drop the pool's hold; leases free the rest */
+    }
+    free(pool);
+    *poolp = NULL;
+}
+
+/* Unlink the first retired chunk that has no lease left, oldest first. */
+static ax_chunk_t *reclaim_retired(ax_buffer_pool_t *pool)
+{
+    ax_chunk_t *prev = NULL;
+
+    for (ax_chunk_t *c = pool->retired_head; c != NULL; prev = c, c = c->next) {
+        if (!ax__chunk_reusable(c))
+            continue;
+        if (prev == NULL)
+            pool->retired_head = c->next;
+        else
+            prev->next = c->next;
+        if (pool->retired_tail == c)
+            pool->retired_tail = prev;
+        return c;
+    }
+    return NULL;
+}
+
+ax_status_t ax_buffer_pool_get(ax_buffer_pool_t *pool, ax_chunk_t **out)
+{
+    ax_chunk_t *c = pool->free_top;
+
+    if (c != NULL) {
+        pool->free_top = c->next;
+    } else if ((c = reclaim_retired(pool)) == NULL) {
+        if (pool->count >= pool->cfg.max_chunk_count) {
+            pool->exhausted++;
+            return ax__error(AX_ENOBUFS,
+                             "buffer pool: all %zu chunks are leased (max_chunk_count)",
+                             pool->count);
+        }
+        if (chunk_alloc(pool, &c) != AX_OK)
+            return AX_ENOMEM;
+    }
+    c->next = NULL;
+    c->state = AX__CHUNK_ACTIVE;
+    pool->active++;
+    *out = c;
+    return AX_OK;
+}
+
+void ax_buffer_pool_put(ax_buffer_pool_t *pool, ax_chunk_t **chunkp)
+{
+    ax_chunk_t *c;
+
+    if (chunkp == NULL || *chunkp == NULL)
+        return;
+    c = *chunkp;
+    *chunkp = NULL;
+    pool->active--;
+    c->state = AX__CHUNK_RETIRED;
+    c->next = NULL;
+    if (pool->retired_tail != NULL)
+        pool->retired_tail->next = c;
+    else
+        pool->retired_head = c;
+    pool->retired_tail = c;
+}
+
+void ax_buffer_pool_stats(const ax_buffer_pool_t *pool, ax_buffer_pool_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->chunks_allocated = pool->count;
+    out->chunks_active = pool->active;
+    out->bytes_allocated = pool->count * pool->cfg.chunk_size;
+    out->exhausted = pool->exhausted;
+    for (const ax_chunk_t *c = pool->free_top; c != NULL; c = c->next)
+        out->chunks_free++;
+    for (const ax_chunk_t *c = pool->retired_head; c != NULL; c = c->next) {
+        if (ax__chunk_reusable(c))
+            out->chunks_free++;
+        else
+            out->chunks_leased++;
+    }
+}
+
+const ax_buffer_config_t *ax_buffer_pool_config(const ax_buffer_pool_t *pool)
+{
+    return &pool->cfg;
+}
+
+unsigned char *ax_chunk_data(ax_chunk_t *chunk)
+{
+    return chunk->data;
+}
+
+size_t ax_chunk_size(const ax_chunk_t *chunk)
+{
+    return chunk->size;
+}
+
+int ax_chunk_unleased(const ax_chunk_t *chunk)
+{
+    return ax__chunk_reusable(chunk);
+}
+
+ax_status_t ax_chunk_lease(ax_chunk_t *chunk, size_t off, size_t len, ax_lease_t *out)
+{
+    if (chunk == NULL || out == NULL || off > chunk->size || len > chunk->size - off)
+        return ax__error(AX_EINVAL, "chunk lease: range [%zu, +%zu) is outside the chunk", off, len);
+    if (len == 0) {
+        *out = AX_LEASE_EMPTY;
+        return AX_OK;
+    }
+    ax__chunk_ref(chunk);
+    out->chunk = chunk;
+    out->off = (uint32_t)off;
+    out->len = (uint32_t)len;
+    out->ext = NULL;
+    return AX_OK;
+}

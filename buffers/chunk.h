@@ -1,0 +1,93 @@
+/*
+ * Internal to buffers/: the chunk and pool layout shared by its files.
+ *
+ * Reference counting. refs = 1 while the pool holds the chunk (from its
+ * allocation until the pool is destroyed), plus 1 per lease. So:
+ *   refs == 1   no lease: the owner may write over or reuse the chunk;
+ *   refs == 0   the pool is gone and so is every lease: free the memory.
+ * Only the owner creates leases, so once the owner reads refs == 1 it stays
+ * 1 until the owner itself leases again.
+ */
+#ifndef AXON_BUFFERS_CHUNK_H
+#define AXON_BUFFERS_CHUNK_H
+
+#include <stdalign.h>
+#include <stdbool.h>
+
+#include "axon/buffers.h"
+#include "common/ax_atomic.h"
+
+enum ax__chunk_state {
+    AX__CHUNK_FREE,    /* in the pool's free stack */
+    AX__CHUNK_ACTIVE,  /* handed out for writing */
+    AX__CHUNK_RETIRED, /* locked: given back, waiting for its leases */
+};
+
+struct ax_chunk_s {
+    uint32_t refs;        /* atomic (ck_pr); see above */
+    uint32_t state;       /* owner only */
+    uint32_t size;        /* bytes of data[] */
+    uint32_t pad_;
+    ax_chunk_t *next;     /* owner only: free stack or retired FIFO link */
+    ax_chunk_t *all_next; /* owner only: every chunk of the pool */
+    alignas(64) unsigned char data[];
+};
+
+struct ax_lease_slice_s {
+    ax_chunk_t *chunk;
+    uint32_t off;
+    uint32_t len;
+};
+
+/* The slices after the first of a chained lease. */
+struct ax_lease_ext_s {
+    size_t count;
+    size_t total; /* bytes in these slices */
+    struct ax_lease_slice_s slice[];
+};
+
+struct ax_buffer_pool_s {
+    ax_buffer_config_t cfg;
+    size_t count;          /* chunks allocated */
+    size_t active;         /* chunks handed out */
+    ax_chunk_t *free_top;  /* stack of free chunks */
+    ax_chunk_t *retired_head, *retired_tail; /* FIFO, oldest first */
+    ax_chunk_t *all;       /* every chunk, for stats and destroy */
+    uint64_t exhausted;
+};
+
+/* One more reference. The caller already holds one (a lease or the pool's
+ * hold), so the chunk cannot be freed or reused meanwhile: relaxed
+ * ordering suffices, and ck_pr_inc is atomic on every thread. */
+static inline void ax__chunk_ref(ax_chunk_t *c)
+{
+    ck_pr_inc_32(&c->refs);
+}
+
+/* Drop a reference; free the chunk when it was the last one. */
+void ax__chunk_unref(ax_chunk_t *c);
+
+/* True when only the pool's hold remains (owner only). */
+static inline bool ax__chunk_reusable(const ax_chunk_t *c)
+{
+    /* Pairs with the release in ax__chunk_unref: once refs reads 1, every
+     * reader of the chunk's bytes has finished before we write over them. */
+    bool r = ck_pr_load_32(&c->refs) == 1;
+
+    ck_pr_fence_acquire();
+    return r;
+}
+
+/* Slice i of a non-empty lease. */
+static inline struct ax_lease_slice_s ax__lease_slice_at(const ax_lease_t *l, size_t i)
+{
+    if (i == 0)
+        return (struct ax_lease_slice_s){l->chunk, l->off, l->len};
+    return l->ext->slice[i - 1];
+}
+
+/* Build a lease over n slices, taking one reference per slice (slices of
+ * length 0 are skipped). AX_ENOMEM leaves *out empty and takes nothing. */
+ax_status_t ax__lease_build(const struct ax_lease_slice_s *s, size_t n, ax_lease_t *out);
+
+#endif

@@ -1,0 +1,324 @@
+/*
+ * DecodeBuffer: bytes from a socket into pooled chunks, cut into frames.
+ *
+ * Bytes arrive at cur[w]. Frames not yet handed out start at cur[p]. When
+ * cur is full, the complete frames in [p, w) move to the ready queue and
+ * the one incomplete frame left is continued in a fresh chunk: copied when
+ * small, chained (cur keeps a reference in the chain) when large. A chained
+ * frame always continues at offset 0 of the following chunk.
+ */
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buffers/chunk.h"
+#include "common/error.h"
+
+struct ax_decode_buffer_s {
+    ax_buffer_pool_t *pool;
+    ax_frame_format_t fmt;
+    ax_chunk_t *cur;
+    size_t w, p;
+    ax_status_t err; /* sticky: the stream cannot continue */
+
+    /* Earlier chunks' parts of a frame larger than what was left of them;
+     * each slice holds one reference. */
+    struct ax_lease_slice_s *chain;
+    size_t nchain, chain_cap, chain_bytes, chain_frame_len;
+
+    /* Complete frames cut at a swap, not yet handed out (FIFO). */
+    ax_lease_t *ready;
+    size_t ready_head, ready_count, ready_cap;
+};
+
+ax_status_t ax_decode_buffer_create(const ax_buffer_config_t *cfg, const ax_frame_format_t *fmt,
+                                    ax_decode_buffer_t **out)
+{
+    ax_decode_buffer_t *db;
+    ax_status_t st;
+
+    if (out == NULL || fmt == NULL)
+        return ax__error(AX_EINVAL, "decode buffer: NULL argument");
+    st = ax_buffer_config_validate(cfg);
+    if (st != AX_OK)
+        return st;
+    if (fmt->header_size < 4 || fmt->header_size > cfg->chunk_size / 2)
+        return ax__error(AX_EINVAL, "decode buffer: header_size (%zu) must be in [4, chunk_size/2]",
+                         fmt->header_size);
+    if (fmt->max_frame_size < fmt->header_size)
+        return ax__error(AX_EINVAL, "decode buffer: max_frame_size (%zu) is below header_size (%zu)",
+                         fmt->max_frame_size, fmt->header_size);
+    db = calloc(1, sizeof(*db));
+    if (db == NULL)
+        return ax__error(AX_ENOMEM, "decode buffer: out of memory");
+    st = ax_buffer_pool_create(cfg, &db->pool);
+    if (st != AX_OK) {
+        free(db);
+        return st;
+    }
+    db->fmt = *fmt;
+    *out = db;
+    return AX_OK;
+}
+
+static void drop_chain(ax_decode_buffer_t *db)
+{
+    for (size_t i = 0; i < db->nchain; i++)
+        ax__chunk_unref(db->chain[i].chunk);
+    db->nchain = 0;
+    db->chain_bytes = 0;
+    db->chain_frame_len = 0;
+}
+
+void ax_decode_buffer_destroy(ax_decode_buffer_t **dbp)
+{
+    ax_decode_buffer_t *db;
+
+    if (dbp == NULL || *dbp == NULL)
+        return;
+    db = *dbp;
+    while (db->ready_count > 0) {
+        ax_lease_release(&db->ready[db->ready_head]);
+        db->ready_head = (db->ready_head + 1) % db->ready_cap;
+        db->ready_count--;
+    }
+    drop_chain(db);
+    ax_buffer_pool_destroy(&db->pool);
+    free(db->chain);
+    free(db->ready);
+    free(db);
+    *dbp = NULL;
+}
+
+ax_buffer_pool_t *ax_decode_buffer_pool(ax_decode_buffer_t *db)
+{
+    return db->pool;
+}
+
+static size_t be32_at(const unsigned char *b)
+{
+    return (size_t)b[0] << 24 | (size_t)b[1] << 16 | (size_t)b[2] << 8 | (size_t)b[3];
+}
+
+/* Length of the frame starting at cur[p], or 0 while its header is
+ * incomplete. Sets the sticky AX_ETOOBIG for an oversized frame. */
+static size_t frame_len_at_p(ax_decode_buffer_t *db)
+{
+    size_t len;
+
+    if (db->w - db->p < db->fmt.header_size)
+        return 0;
+    len = db->fmt.header_size + be32_at(db->cur->data + db->p);
+    if (len > db->fmt.max_frame_size) {
+        db->err = ax__error(AX_ETOOBIG, "decode buffer: frame of %zu bytes exceeds the maximum of %zu",
+                            len, db->fmt.max_frame_size);
+        return 0;
+    }
+    return len;
+}
+
+/* Room for `need` chain entries. */
+static ax_status_t chain_reserve(ax_decode_buffer_t *db, size_t need)
+{
+    size_t cap = db->chain_cap ? db->chain_cap : 4;
+    struct ax_lease_slice_s *chain;
+
+    if (need <= db->chain_cap)
+        return AX_OK;
+    while (cap < need)
+        cap *= 2;
+    chain = realloc(db->chain, cap * sizeof(*chain));
+    if (chain == NULL)
+        return ax__error(AX_ENOMEM, "decode buffer: out of memory");
+    db->chain = chain;
+    db->chain_cap = cap;
+    return AX_OK;
+}
+
+/* Room for one more ready frame. */
+static ax_status_t ready_reserve(ax_decode_buffer_t *db)
+{
+    ax_lease_t *ready;
+    size_t cap;
+
+    if (db->ready_count < db->ready_cap)
+        return AX_OK;
+    cap = db->ready_cap ? db->ready_cap * 2 : 8;
+    ready = malloc(cap * sizeof(*ready));
+    if (ready == NULL)
+        return ax__error(AX_ENOMEM, "decode buffer: out of memory");
+    for (size_t i = 0; i < db->ready_count; i++)
+        ready[i] = db->ready[(db->ready_head + i) % db->ready_cap];
+    free(db->ready);
+    db->ready = ready;
+    db->ready_head = 0;
+    db->ready_cap = cap;
+    return AX_OK;
+}
+
+/* Cut the next complete frame out of cur, if there is one. */
+static ax_status_t cut_frame(ax_decode_buffer_t *db, ax_lease_t *frame)
+{
+    size_t len;
+    ax_status_t st;
+
+    if (db->cur == NULL)
+        return AX_EAGAIN;
+    if (db->nchain > 0) {
+        /* A chained frame continues at cur[0]; chain_reserve() always
+         * leaves room for this last slice. */
+        size_t need = db->chain_frame_len - db->chain_bytes;
+
+        if (db->w < need)
+            return AX_EAGAIN;
+        db->chain[db->nchain] = (struct ax_lease_slice_s){db->cur, 0, (uint32_t)need};
+        st = ax__lease_build(db->chain, db->nchain + 1, frame);
+        if (st != AX_OK)
+            return st;
+        drop_chain(db);
+        db->p = need;
+        return AX_OK;
+    }
+    len = frame_len_at_p(db);
+    if (db->err != AX_OK)
+        return db->err;
+    if (len == 0 || db->w - db->p < len)
+        return AX_EAGAIN;
+    st = ax_chunk_lease(db->cur, db->p, len, frame);
+    if (st == AX_OK)
+        db->p += len;
+    return st;
+}
+
+/* Add [off, off + len) of cur to the chain of the frame in progress and
+ * continue in fresh. */
+static void chain_and_continue(ax_decode_buffer_t *db, size_t off, size_t len, ax_chunk_t *fresh)
+{
+    ax__chunk_ref(db->cur); /* the chain's reference */
+    db->chain[db->nchain++] = (struct ax_lease_slice_s){db->cur, (uint32_t)off, (uint32_t)len};
+    db->chain_bytes += len;
+    ax_buffer_pool_put(db->pool, &db->cur);
+    db->cur = fresh;
+    db->w = 0;
+    db->p = 0;
+}
+
+/* cur is full: move its complete frames to the ready queue and continue
+ * the incomplete one, if any, in another chunk. On failure nothing is lost
+ * and the call can be repeated. */
+static ax_status_t swap(ax_decode_buffer_t *db)
+{
+    size_t partial, size = db->cur->size, len;
+    ax_chunk_t *fresh;
+    ax_lease_t frame;
+    ax_status_t st;
+
+    for (;;) {
+        st = ready_reserve(db);
+        if (st != AX_OK)
+            return st;
+        st = cut_frame(db, &frame);
+        if (st != AX_OK)
+            break;
+        db->ready[(db->ready_head + db->ready_count++) % db->ready_cap] = frame;
+    }
+    if (st != AX_EAGAIN)
+        return st;
+    partial = db->w - db->p;
+    if (partial < size && db->nchain == 0 && ax__chunk_reusable(db->cur)) {
+        /* No lease on cur: slide the partial frame (if any) to its front. */
+        memmove(db->cur->data, db->cur->data + db->p, partial);
+        db->w = partial;
+        db->p = 0;
+        return AX_OK;
+    }
+    st = chain_reserve(db, db->nchain + 2); /* +1 for cut_frame's last slice */
+    if (st != AX_OK)
+        return st;
+    st = ax_buffer_pool_get(db->pool, &fresh);
+    if (st != AX_OK)
+        return st;
+    if (db->nchain > 0) {
+        chain_and_continue(db, 0, db->w, fresh);
+        return AX_OK;
+    }
+    /* The header of a partial frame of more than half a chunk is complete,
+     * since header_size <= chunk_size / 2. */
+    len = frame_len_at_p(db);
+    if (partial == 0 || (len != 0 ? len : partial) <= size / 2) {
+        memcpy(fresh->data, db->cur->data + db->p, partial);
+        ax_buffer_pool_put(db->pool, &db->cur);
+        db->cur = fresh;
+        db->w = partial;
+        db->p = 0;
+        return AX_OK;
+    }
+    db->chain_frame_len = len;
+    chain_and_continue(db, db->p, partial, fresh);
+    return AX_OK;
+}
+
+ax_status_t ax_decode_buffer_space(ax_decode_buffer_t *db, void **ptr, size_t *len)
+{
+    ax_status_t st;
+
+    if (db->err != AX_OK)
+        return db->err;
+    if (db->cur == NULL) {
+        st = ax_buffer_pool_get(db->pool, &db->cur);
+        if (st != AX_OK)
+            return st;
+        db->w = 0;
+        db->p = 0;
+    } else if (db->w == db->cur->size) {
+        st = swap(db);
+        if (st != AX_OK)
+            return st;
+    }
+    *ptr = db->cur->data + db->w;
+    *len = db->cur->size - db->w;
+    return AX_OK;
+}
+
+void ax_decode_buffer_commit(ax_decode_buffer_t *db, size_t n)
+{
+    if (db->cur != NULL && n <= db->cur->size - db->w)
+        db->w += n;
+}
+
+ax_status_t ax_decode_buffer_next(ax_decode_buffer_t *db, ax_lease_t *frame)
+{
+    if (db->ready_count > 0) {
+        *frame = db->ready[db->ready_head];
+        db->ready_head = (db->ready_head + 1) % db->ready_cap;
+        db->ready_count--;
+        return AX_OK;
+    }
+    if (db->err != AX_OK)
+        return db->err;
+    return cut_frame(db, frame);
+}
+
+ax_status_t ax_decode_buffer_feed(ax_decode_buffer_t *db, const void *src, size_t n, size_t *taken)
+{
+    const unsigned char *in = src;
+    size_t done = 0;
+    ax_status_t st = AX_OK;
+
+    while (done < n) {
+        void *ptr;
+        size_t room;
+
+        st = ax_decode_buffer_space(db, &ptr, &room);
+        if (st != AX_OK)
+            break;
+        if (room > n - done)
+            room = n - done;
+        memcpy(ptr, in + done, room);
+        ax_decode_buffer_commit(db, room);
+        done += room;
+    }
+    if (taken != NULL)
+        *taken = done;
+    return st;
+}

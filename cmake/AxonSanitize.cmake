@@ -1,0 +1,31 @@
+# AXON_SANITIZE: "address,undefined" or "thread". Applies to every target
+# of the build, so the library, tests and examples are all instrumented.
+if(AXON_SANITIZE)
+  string(REPLACE "," ";" _axon_sans "${AXON_SANITIZE}")
+  foreach(s IN LISTS _axon_sans)
+    if(NOT s MATCHES "^(address|undefined|thread|leak)$")
+      message(FATAL_ERROR "AXON_SANITIZE: unknown sanitizer '${s}'")
+    endif()
+  endforeach()
+  if("thread" IN_LIST _axon_sans AND "address" IN_LIST _axon_sans)
+    message(FATAL_ERROR "AXON_SANITIZE: thread and address cannot be combined")
+  endif()
+  add_compile_options(-fsanitize=${AXON_SANITIZE} -fno-omit-frame-pointer -g)
+  add_link_options(-fsanitize=${AXON_SANITIZE})
+  if("undefined" IN_LIST _axon_sans)
+    add_compile_options(-fno-sanitize-recover=undefined)
+  endif()
+  if("thread" IN_LIST _axon_sans)
+    # ck_pr's read-modify-write operations become compiler builtins that
+    # TSan understands; common/ax_atomic.h covers ck's loads and stores.
+    add_compile_definitions(CK_USE_CC_BUILTINS=1 AXON_TSAN=1)
+  endif()
+endif()
+
+if(AXON_FUZZ)
+  if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "AXON_FUZZ needs clang (configure with CC=clang)")
+  endif()
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -g)
+  add_link_options(-fsanitize=address,undefined)
+endif()

@@ -1,0 +1,330 @@
+/*
+ * axon/actor.h: systems, actors, tell, message pools, dead letters.
+ *
+ * An actor is a struct whose first member is an ax_actor_t, described by a
+ * const ax_actor_vtable_t. The runtime allocates vtable->size bytes for it
+ * (cache-line aligned, zeroed, mailbox included), calls init, and from then
+ * on runs its handlers on the system's worker threads, one message at a
+ * time: an actor's handlers never run concurrently with each other, so its
+ * state needs no locks.
+ *
+ *     typedef struct counter { ax_actor_t actor; uint64_t total; } counter_t;
+ *
+ *     static ax_status_t counter_receive(ax_actor_t *self, ax_msg_t **msg)
+ *     {
+ *         ((counter_t *)self)->total += ((add_t *)*msg)->amount;
+ *         return AX_OK;              // *msg is released by the runtime
+ *     }
+ *
+ *     static const ax_actor_vtable_t counter_vtable = {
+ *         .name = "counter", .size = sizeof(counter_t),
+ *         .receive_local = counter_receive,
+ *     };
+ *
+ *     ax_system_t *sys;  ax_ref_t c;  ax_msg_t *m;
+ *     ax_system_create(NULL, &sys);
+ *     ax_spawn(sys, &counter_vtable, NULL, &c);
+ *     ax_msg_alloc(&add_type, &m);  ((add_t *)m)->amount = 2;
+ *     ax_tell(c, &m, AX_REF_NULL);   // m is NULL now: the runtime owns it
+ *     ...
+ *     ax_system_shutdown(sys); ax_system_await_termination(sys); ax_system_destroy(&sys);
+ *
+ * Lifecycle of an actor
+ *   created   ax_create: init(self, arg) has run on the caller's thread.
+ *             Messages sent now wait in the mailbox.
+ *   running   ax_start: on_start runs on a worker, before any message.
+ *   stopping  ax_stop (graceful): the actor stops accepting messages before
+ *             its next message is handled. Every message already in its
+ *             mailbox at that moment is still handled, in order; then its
+ *             children are told to stop, on_stop runs, and the actor ends.
+ *             A message that arrives after that moment goes to dead
+ *             letters with AX_ECLOSED.
+ *   killed    ax_kill (immediate): takes effect before the next message.
+ *             on_kill runs (on_stop does not), children are killed, and
+ *             every message still in the mailbox goes to dead letters with
+ *             AX_ECLOSED.
+ *   ended     destroy(self) runs, the actor's name is released and its
+ *             memory is recycled. Its refs stay safe: messages sent through
+ *             them go to dead letters.
+ * Control (start, stop, kill) always goes before user messages. An actor
+ * stops itself with ax_stop(ax_self(self)) from a handler; the current
+ * handler finishes first. Stopping or killing a created actor that was
+ * never started ends it without on_start/on_stop/on_kill.
+ *
+ * Children: ax_spawn_child makes the new actor a child of self. When a
+ * parent stops, each child is told to stop (gracefully); when a parent is
+ * killed, each child is killed. The parent does not wait for its children
+ * to end.
+ */
+#ifndef AXON_ACTOR_H
+#define AXON_ACTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "axon/buffers.h"
+#include "axon/message.h"
+#include "axon/serial.h"
+#include "axon/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ax_system_s ax_system_t;
+typedef struct ax_config_s ax_config_t;
+
+/* The runtime's part of an actor, 72 bytes. Only the runtime reads or
+ * writes it. */
+typedef struct ax_actor_s {
+    uint64_t opaque_[9];
+} ax_actor_t;
+
+typedef struct ax_actor_vtable_s {
+    const char *name;   /* for diagnostics */
+    size_t size;        /* sizeof the user struct, >= sizeof(ax_actor_t) */
+
+    /* Called by ax_create on the caller's thread with the arg given there.
+     * A status other than AX_OK makes ax_create fail with it (destroy is
+     * then called and the actor never exists). Optional. */
+    ax_status_t (*init)(ax_actor_t *self, void *arg);
+    /* On a worker, before the first message. Optional. */
+    void (*on_start)(ax_actor_t *self);
+    /* After a graceful stop has handled the mailbox. Optional. */
+    void (*on_stop)(ax_actor_t *self);
+    /* When killed. Optional. */
+    void (*on_kill)(ax_actor_t *self);
+    /*
+     * A local message. The handler owns *msg: it may keep it or pass it on
+     * (ax_tell(dst, msg, ...) sets *msg to NULL on success), or leave it,
+     * and the runtime releases a non-NULL *msg when the handler returns.
+     * Return AX_OK; another status marks the actor as failed.
+     */
+    ax_status_t (*receive_local)(ax_actor_t *self, ax_msg_t **msg);
+    /* A serialised message (axon/serial.h), with the same ownership rule. */
+    ax_status_t (*receive_network)(ax_actor_t *self, ax_net_msg_t **nm);
+    /* Last call: free what the actor owns (not the actor itself). Runs on
+     * the thread that ends the actor. Optional. */
+    void (*destroy)(ax_actor_t *self);
+} ax_actor_vtable_t;
+
+/* ------------------------------------------------------------------ */
+/* Systems                                                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct ax_system_stats_s {
+    uint64_t delivered;    /* messages handed to a handler */
+    uint64_t dead_letters; /* messages that went to dead letters */
+    uint64_t actors_alive; /* created and not yet ended */
+    uint64_t steals;       /* actors a worker took from another's queue */
+    uint64_t parks;        /* times a worker went to sleep */
+} ax_system_stats_t;
+
+/* Create a system and start its workers. cfg may be NULL for the defaults
+ * (axon/config.h); it is copied. Several systems may live in one process. */
+ax_status_t ax_system_create(const ax_config_t *cfg, ax_system_t **out);
+
+/* Ask every actor to stop (gracefully, as ax_stop) and refuse new actors
+ * (AX_ESHUTDOWN). Returns at once; any thread, including a worker. */
+void ax_system_shutdown(ax_system_t *sys);
+
+/* Wait until every actor has ended and the workers have exited. Call from a
+ * thread that is not one of sys's workers, after ax_system_shutdown. */
+ax_status_t ax_system_await_termination(ax_system_t *sys);
+
+/* Free the system. If it was not shut down and awaited, this does both.
+ * Messages still anywhere in the system are released. Every ref into the
+ * system becomes invalid. Sets *sys to NULL. */
+void ax_system_destroy(ax_system_t **sys);
+
+/* Counters summed over the workers now. Any thread. */
+void ax_system_stats(ax_system_t *sys, ax_system_stats_t *out);
+
+/* Number of worker threads. */
+unsigned ax_system_workers(const ax_system_t *sys);
+
+/* ------------------------------------------------------------------ */
+/* Actors                                                              */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Create an actor (its parent is the system) without starting it. On
+ * success *ref is its ref. AX_EINVAL for a bad vtable (size smaller than
+ * ax_actor_t, no receive handler), AX_ESHUTDOWN after shutdown, AX_ENOMEM,
+ * or the status init returned.
+ */
+ax_status_t ax_create(ax_system_t *sys, const ax_actor_vtable_t *vt, void *arg, ax_ref_t *ref);
+
+/* Start a created actor. AX_ESTATE if it was already started or stopped,
+ * AX_ENOTFOUND if ref is not a live local actor. */
+ax_status_t ax_start(ax_ref_t ref);
+
+/* ax_create then ax_start. */
+ax_status_t ax_spawn(ax_system_t *sys, const ax_actor_vtable_t *vt, void *arg, ax_ref_t *ref);
+
+/* ax_spawn with self as the parent. Call from self's handlers. */
+ax_status_t ax_spawn_child(ax_actor_t *self, const ax_actor_vtable_t *vt, void *arg, ax_ref_t *ref);
+
+/* Graceful and immediate stop, as described at the top. AX_ENOTFOUND when
+ * the actor has already ended (nothing to do); AX_OK otherwise, including
+ * when a stop is already under way. Any thread. */
+ax_status_t ax_stop(ax_ref_t ref);
+ax_status_t ax_kill(ax_ref_t ref);
+
+/* The ref of the running actor, its system, and its id (unique within the
+ * system, never reused). */
+ax_ref_t ax_self(const ax_actor_t *self);
+ax_system_t *ax_actor_system(const ax_actor_t *self);
+uint64_t ax_ref_id(ax_ref_t ref);
+
+/* ------------------------------------------------------------------ */
+/* Tell                                                                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Send *msg to dst, from `from` (AX_REF_NULL outside an actor). A local
+ * actor receives the pointer itself: no copy, one atomic exchange.
+ *
+ * AX_OK: the runtime owns the message and *msg is NULL. If dst has ended,
+ * or ends before handling it, the message goes to dead letters with
+ * AX_ECLOSED. Any other status: nothing was sent and the caller still owns
+ * *msg: AX_EINVAL (NULL msg, null ref), AX_ESHUTDOWN (the system is
+ * gone or going).
+ */
+ax_status_t ax_tell(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from);
+
+/* ------------------------------------------------------------------ */
+/* Serialised messages (axon/serial.h)                                 */
+/* ------------------------------------------------------------------ */
+
+/*
+ * When to use which send:
+ *   ax_tell             by pointer. For a local actor nothing is copied or
+ *                       encoded. For a remote ref the message is serialised
+ *                       later, by the network dispatcher (lazy).
+ *   ax_tell_serialised  encode now, on this actor's thread, into this
+ *                       actor's own buffer pool (eager). The receiver gets
+ *                       a NetMessage and decodes it when it wants to. Use it
+ *                       to take encoding work off the dispatcher, to bound
+ *                       an actor's outgoing memory with its own
+ *                       BufferConfig, or when the payload is sent to many
+ *                       (ax_preserialise).
+ */
+
+/* Register a serialisable type with the system: AX_EEXIST when another
+ * type has its serialiser id, AX_EINVAL when it cannot serialise. The
+ * built-in types are registered already. */
+ax_status_t ax_serialiser_register(ax_system_t *sys, const ax_msg_type_t *type);
+
+/* The registered type of an id; AX_ENOTFOUND when there is none. */
+ax_status_t ax_serialiser_lookup(ax_system_t *sys, uint64_t id, const ax_msg_type_t **type);
+
+/*
+ * Give self its own BufferConfig for ax_tell_serialised, normally in
+ * on_start. cfg NULL means the system's buffer_config. AX_ESTATE when the
+ * actor's pool exists already (an earlier call, or a tell_serialised);
+ * AX_EINVAL for a config that fails validation. Call from self's handlers.
+ * Without it, the first tell_serialised creates the pool from the system
+ * configuration (whose default is the BufferConfig defaults).
+ */
+ax_status_t ax_actor_init_buffers(ax_actor_t *self, const ax_buffer_config_t *cfg);
+
+/* Stats of self's pool; AX_ENOTFOUND when it has none yet. */
+ax_status_t ax_actor_buffer_stats(ax_actor_t *self, ax_buffer_pool_stats_t *out);
+
+/*
+ * Serialise msg now into self's pool and send it to dst, from self. The
+ * caller keeps msg (it is only read). A local dst receives a NetMessage
+ * whose payload is still in self's chunk (no copy). AX_ENOBUFS when self's
+ * pool is exhausted: nothing was sent, retry later. AX_EINVAL for a type
+ * without a serialiser. AX_ENOTFOUND for a remote dst when the system has
+ * no network. A dst that has ended gets it as a dead letter (AX_OK).
+ * Call from self's handlers.
+ */
+ax_status_t ax_tell_serialised(ax_actor_t *self, ax_ref_t dst, const ax_msg_type_t *type,
+                               const ax_msg_t *msg);
+
+/* A payload serialised once, to send to many; owned by the caller, and
+ * kept in self's pool until released. */
+typedef struct ax_preserialised_s ax_preserialised_t;
+
+ax_status_t ax_preserialise(ax_actor_t *self, const ax_msg_type_t *type, const ax_msg_t *msg,
+                            ax_preserialised_t **out);
+
+/* Send a preserialised payload to dst (each send writes only a frame head
+ * into self's pool). Statuses as for ax_tell_serialised. */
+ax_status_t ax_tell_preserialised(ax_actor_t *self, ax_ref_t dst, const ax_preserialised_t *shared);
+
+/* Release a preserialised payload; sets *shared to NULL. Messages already
+ * sent keep their own reference. */
+void ax_preserialised_release(ax_preserialised_t **shared);
+
+/* ------------------------------------------------------------------ */
+/* Paths and refs                                                      */
+/* ------------------------------------------------------------------ */
+
+/* The system's own address: network.listen from its configuration, with
+ * the bound port once the network runs. */
+void ax_system_address(ax_system_t *sys, ax_addr_t *out);
+
+/*
+ * A ref for a path. A path with the system's own address resolves to the
+ * local actor (which still receives by pointer): AX_ENOTFOUND when no live
+ * actor has that id or name. Any other address gives a remote ref.
+ */
+ax_status_t ax_ref_from_path(ax_system_t *sys, const ax_path_t *path, ax_ref_t *out);
+
+/* The unique path of a local actor, or the path of a remote ref.
+ * AX_EINVAL for other refs. */
+ax_status_t ax_ref_path(ax_ref_t ref, ax_path_t *out);
+
+/* A ref to a NetMessage's sender, to reply to: local or remote.
+ * AX_ENOTFOUND when it was sent from outside any actor. */
+ax_status_t ax_net_msg_sender(ax_actor_t *self, const ax_net_msg_t *nm, ax_ref_t *out);
+
+/* ------------------------------------------------------------------ */
+/* Names                                                               */
+/* ------------------------------------------------------------------ */
+
+/* Register a local actor under a name (copied; at most 255 bytes). The
+ * name is released when the actor ends. AX_EEXIST if the name is taken or
+ * the actor already has a name, AX_ENOTFOUND if the actor has ended. */
+ax_status_t ax_register(ax_system_t *sys, ax_ref_t ref, const char *name);
+
+/* AX_ENOTFOUND when no live actor has the name. */
+ax_status_t ax_lookup(ax_system_t *sys, const char *name, ax_ref_t *ref);
+
+/* Release a name early. AX_ENOTFOUND if it is not registered. */
+ax_status_t ax_unregister(ax_system_t *sys, const char *name);
+
+/* ------------------------------------------------------------------ */
+/* Dead letters                                                        */
+/* ------------------------------------------------------------------ */
+
+/*
+ * What a dead-letter actor receives: the undeliverable message (owned by
+ * this wrapper and released with it), why, and for whom. Handlers may take
+ * msg (set the field to NULL) to keep it.
+ */
+typedef struct ax_dead_letter_s {
+    ax_msg_t hdr;
+    ax_status_t status;
+    ax_ref_t recipient;
+    ax_msg_t *msg;
+} ax_dead_letter_t;
+
+extern const ax_msg_type_t ax_dead_letter_type;
+
+/* Send every dead letter of sys to ref as an ax_dead_letter_t from now on;
+ * AX_REF_NULL restores the default sink, which counts and releases. If the
+ * dead-letter actor has ended, dead letters are counted and released. */
+void ax_set_dead_letter_actor(ax_system_t *sys, ax_ref_t ref);
+
+/* Hand a message the caller owns to dead letters; *msg becomes NULL. */
+void ax_dead_letter(ax_system_t *sys, ax_msg_t **msg, ax_status_t why, ax_ref_t recipient);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AXON_ACTOR_H */

@@ -1,0 +1,11 @@
+/* axon/axon.h: the whole public API. */
+#ifndef AXON_AXON_H
+#define AXON_AXON_H
+
+#include "axon/status.h"
+#include "axon/buffers.h"
+#include "axon/message.h"
+#include "axon/config.h"
+#include "axon/actor.h"
+
+#endif

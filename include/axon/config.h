@@ -1,0 +1,63 @@
+/*
+ * axon/config.h: a system's configuration.
+ *
+ * Start from ax_config_init() (the defaults), change fields, or load a
+ * libconfig file or string over them (see docs/config.md for the schema),
+ * and pass the result to ax_system_create(), which copies it.
+ */
+#ifndef AXON_CONFIG_H
+#define AXON_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "axon/buffers.h"
+#include "axon/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ax_config_s ax_config_t;
+
+typedef struct ax_net_config_s {
+    char listen[128];              /* "host:port" to listen on ("127.0.0.1:0") */
+    ax_buffer_config_t buffer_config; /* dispatcher and network thread pools */
+    size_t max_frame_size;         /* frames above this close the connection (16 MiB) */
+    size_t peer_queue;             /* messages queued per peer while connecting (1024) */
+    uint32_t max_retries;          /* reconnect attempts before dead-lettering (5) */
+    uint64_t backoff_initial_ms;   /* first reconnect delay, doubled per retry (50) */
+    uint64_t backoff_max_ms;       /* cap on the delay (2000) */
+    uint64_t flush_timeout_ms;     /* graceful shutdown's bound on flushing (2000) */
+} ax_net_config_t;
+
+struct ax_config_s {
+    unsigned threads;                 /* worker threads (0: online CPUs) */
+    unsigned throughput;              /* messages per actor per run (50) */
+    ax_buffer_config_t buffer_config; /* actors' tell_serialised pools */
+    size_t timer_tick_us;             /* timing wheel resolution (1000) */
+    ax_net_config_t network;
+};
+
+/* The defaults. */
+void ax_config_init(ax_config_t *cfg);
+
+/* AX_OK, or AX_EINVAL with ax_error_detail() naming the field. */
+ax_status_t ax_config_validate(const ax_config_t *cfg);
+
+/*
+ * Load a libconfig file or string over *cfg (docs/config.md gives the
+ * schema). Settings absent from the text keep their value in *cfg. The
+ * result is validated before anything is written: on any error (a syntax
+ * error, an unknown key, a wrong type, a bad size string, a broken rule)
+ * *cfg is unchanged and the status is AX_EINVAL (AX_EIO when the file
+ * cannot be read), with a detail giving file:line and the key.
+ */
+ax_status_t ax_config_load_file(ax_config_t *cfg, const char *path);
+ax_status_t ax_config_load_string(ax_config_t *cfg, const char *text);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AXON_CONFIG_H */

@@ -1,0 +1,200 @@
+/* Frame headers and Data frame envelopes. */
+#include <pthread.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "serial/frame.h"
+
+void ax__frame_header_write(unsigned char out[AX__FRAME_HEADER_SIZE], const ax__frame_header_t *h)
+{
+    out[0] = (unsigned char)(h->body_len >> 24);
+    out[1] = (unsigned char)(h->body_len >> 16);
+    out[2] = (unsigned char)(h->body_len >> 8);
+    out[3] = (unsigned char)h->body_len;
+    out[4] = h->type;
+    out[5] = h->flags;
+    out[6] = h->status;
+    out[7] = 0;
+}
+
+ax_status_t ax__frame_header_read(const unsigned char in[AX__FRAME_HEADER_SIZE], ax__frame_header_t *h)
+{
+    h->body_len = (uint32_t)in[0] << 24 | (uint32_t)in[1] << 16 | (uint32_t)in[2] << 8 | in[3];
+    h->type = in[4];
+    h->flags = in[5];
+    h->status = in[6];
+    if (h->type < AX__FRAME_HELLO || h->type > AX__FRAME_HEARTBEAT)
+        return ax__error(AX_EPROTO, "frame: unknown frame type %u", h->type);
+    if (h->flags != 0 || in[7] != 0)
+        return ax__error(AX_EPROTO, "frame: reserved header bits are set (flags %u, byte 7 %u)",
+                         h->flags, in[7]);
+    return AX_OK;
+}
+
+static ax_status_t packed(ax_encode_buffer_t *eb, int rc)
+{
+    (void)eb;
+    /* A packer write fails only when the encode buffer could not take the
+     * bytes; ax_encode_end reports the buffer's own status. */
+    return rc == 0 ? AX_OK : AX_ENOBUFS;
+}
+
+static ax_status_t write_envelope(ax_encode_buffer_t *eb, const ax_path_t *dst, const ax_path_t *src,
+                                  uint64_t serialiser_id)
+{
+    msgpack_packer *pk = ax_encode_packer(eb);
+    int rc = msgpack_pack_array(pk, 3);
+
+    if (rc == 0)
+        rc = ax_path_pack(dst, pk);
+    if (rc == 0)
+        rc = src != NULL ? ax_path_pack(src, pk) : msgpack_pack_nil(pk);
+    if (rc == 0)
+        rc = msgpack_pack_uint64(pk, serialiser_id);
+    return packed(eb, rc);
+}
+
+static void fill_header(ax_encode_buffer_t *eb, size_t mark, size_t body_len)
+{
+    unsigned char hdr[AX__FRAME_HEADER_SIZE];
+
+    ax__frame_header_write(hdr, &(ax__frame_header_t){(uint32_t)body_len, AX__FRAME_DATA, 0, 0});
+    ax_encode_fill(eb, mark, hdr, sizeof hdr);
+}
+
+ax_status_t ax__frame_encode_data(ax_encode_buffer_t *eb, const ax_path_t *dst, const ax_path_t *src,
+                                  const ax_msg_type_t *type, const ax_msg_t *msg, ax_lease_t *frame,
+                                  uint32_t *payload_off)
+{
+    size_t hint = AX__FRAME_HEADER_SIZE + 64;
+    size_t mark, off, len;
+    ax_status_t st;
+
+    if (type->size_hint != NULL)
+        hint += type->size_hint(msg);
+    st = ax_encode_begin(eb, hint);
+    if (st != AX_OK)
+        return st;
+    st = ax_encode_reserve(eb, AX__FRAME_HEADER_SIZE, &mark);
+    if (st == AX_OK)
+        st = write_envelope(eb, dst, src, type->serialiser_id);
+    off = ax_encode_len(eb);
+    if (st == AX_OK)
+        st = type->serialise(msg, ax_encode_packer(eb));
+    len = ax_encode_len(eb);
+    if (st == AX_OK && len - AX__FRAME_HEADER_SIZE > UINT32_MAX)
+        st = ax__error(AX_ETOOBIG, "frame: a body of %zu bytes does not fit a frame",
+                       len - AX__FRAME_HEADER_SIZE);
+    if (st != AX_OK) {
+        ax_encode_abort(eb);
+        return st;
+    }
+    fill_header(eb, mark, len - AX__FRAME_HEADER_SIZE);
+    st = ax_encode_end(eb, frame);
+    if (st == AX_OK)
+        *payload_off = (uint32_t)off;
+    return st;
+}
+
+ax_status_t ax__frame_encode_head(ax_encode_buffer_t *eb, const ax_path_t *dst, const ax_path_t *src,
+                                  uint64_t serialiser_id, size_t payload_len, ax_lease_t *head)
+{
+    size_t mark, len;
+    ax_status_t st = ax_encode_begin(eb, AX__FRAME_HEADER_SIZE + 64);
+
+    if (st != AX_OK)
+        return st;
+    st = ax_encode_reserve(eb, AX__FRAME_HEADER_SIZE, &mark);
+    if (st == AX_OK)
+        st = write_envelope(eb, dst, src, serialiser_id);
+    len = ax_encode_len(eb) - AX__FRAME_HEADER_SIZE + payload_len;
+    if (st == AX_OK && len > UINT32_MAX)
+        st = ax__error(AX_ETOOBIG, "frame: a body of %zu bytes does not fit a frame", len);
+    if (st != AX_OK) {
+        ax_encode_abort(eb);
+        return st;
+    }
+    fill_header(eb, mark, len);
+    return ax_encode_end(eb, head);
+}
+
+/* msgpack_unpack needs a zone for the envelope's arrays; one per thread,
+ * cleared after each use, so decoding allocates nothing in the steady
+ * state. */
+static pthread_key_t zone_key;
+static pthread_once_t zone_once = PTHREAD_ONCE_INIT;
+
+static void zone_free(void *z)
+{
+    msgpack_zone_free(z);
+}
+
+static void zone_key_init(void)
+{
+    pthread_key_create(&zone_key, zone_free);
+}
+
+msgpack_zone *ax__thread_zone(void)
+{
+    msgpack_zone *z;
+
+    pthread_once(&zone_once, zone_key_init);
+    z = pthread_getspecific(zone_key);
+    if (z == NULL) {
+        z = msgpack_zone_new(2048);
+        if (z != NULL)
+            pthread_setspecific(zone_key, z);
+    }
+    return z;
+}
+
+ax_status_t ax__envelope_read(const ax_lease_t *frame, ax__envelope_t *env)
+{
+    unsigned char copy[AX__ENVELOPE_MAX];
+    size_t frame_len = ax_lease_len(frame), avail, off = 0;
+    const unsigned char *body;
+    msgpack_zone *zone = ax__thread_zone();
+    msgpack_object obj;
+    msgpack_object *f;
+    ax_status_t st;
+    int rc;
+
+    if (zone == NULL)
+        return ax__error(AX_ENOMEM, "envelope: out of memory");
+    if (frame_len < AX__FRAME_HEADER_SIZE)
+        return ax__error(AX_EPROTO, "envelope: frame of %zu bytes has no body", frame_len);
+    avail = frame_len - AX__FRAME_HEADER_SIZE;
+    if (ax_lease_data(frame) != NULL) {
+        body = (const unsigned char *)ax_lease_data(frame) + AX__FRAME_HEADER_SIZE;
+    } else {
+        /* A chained frame: the envelope is short, copy its start. */
+        if (avail > sizeof copy)
+            avail = sizeof copy;
+        ax_lease_copy_out(frame, AX__FRAME_HEADER_SIZE, copy, avail);
+        body = copy;
+    }
+    rc = msgpack_unpack((const char *)body, avail, &off, zone, &obj);
+    st = AX_OK;
+    if (rc != MSGPACK_UNPACK_SUCCESS && rc != MSGPACK_UNPACK_EXTRA_BYTES) {
+        st = ax__error(AX_EPROTO, "envelope: not a complete msgpack object");
+    } else if (obj.type != MSGPACK_OBJECT_ARRAY || obj.via.array.size != 3) {
+        st = ax__error(AX_EPROTO, "envelope: expected an array of 3 elements");
+    } else {
+        f = obj.via.array.ptr;
+        st = ax_path_unpack(&f[0], &env->dst);
+        if (st == AX_OK && f[1].type == MSGPACK_OBJECT_NIL) {
+            env->has_src = false;
+        } else if (st == AX_OK) {
+            env->has_src = true;
+            st = ax_path_unpack(&f[1], &env->src);
+        }
+        if (st == AX_OK && f[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            st = ax__error(AX_EPROTO, "envelope: the serialiser id is not an unsigned integer");
+        if (st == AX_OK) {
+            env->serialiser_id = f[2].via.u64;
+            env->payload_off = (uint32_t)(AX__FRAME_HEADER_SIZE + off);
+        }
+    }
+    msgpack_zone_clear(zone);
+    return st;
+}

@@ -1,0 +1,76 @@
+/*
+ * Internal to the library (serial/ and its users actor/, dispatch/): the
+ * frame layout of docs/wire.md.
+ *
+ * Every frame is an 8-byte big-endian header and a body:
+ *   0..3  body length (bytes after the header)
+ *   4     frame type (ax__frame_type)
+ *   5     flags (0; reserved)
+ *   6     status (an ax_status_t wire byte; 0 except in Status frames)
+ *   7     reserved (0)
+ * A Data frame's body is the envelope, a msgpack array
+ *   [receiver path, sender path or nil, serialiser id]
+ * followed by the payload: one msgpack object from the serialiser.
+ */
+#ifndef AXON_SERIAL_FRAME_H
+#define AXON_SERIAL_FRAME_H
+
+#include "axon/buffers.h"
+#include "axon/serial.h"
+
+#define AX__FRAME_HEADER_SIZE 8
+/* Longest envelope: two named paths of 255-byte names and an id. */
+#define AX__ENVELOPE_MAX 640
+
+enum ax__frame_type {
+    AX__FRAME_HELLO = 1,
+    AX__FRAME_DATA = 2,
+    AX__FRAME_STATUS = 3,
+    AX__FRAME_BYE = 4,
+    AX__FRAME_HEARTBEAT = 5,
+};
+
+typedef struct ax__frame_header_s {
+    uint32_t body_len;
+    uint8_t type;
+    uint8_t flags;
+    uint8_t status;
+} ax__frame_header_t;
+
+void ax__frame_header_write(unsigned char out[AX__FRAME_HEADER_SIZE], const ax__frame_header_t *h);
+
+/* AX_EPROTO for a reserved byte that is not zero or an unknown type. */
+ax_status_t ax__frame_header_read(const unsigned char in[AX__FRAME_HEADER_SIZE], ax__frame_header_t *h);
+
+/*
+ * Encode a whole Data frame into eb: header, envelope, then the payload
+ * from type->serialise. src may be NULL (sent from outside any actor).
+ * *payload_off receives where the payload starts in the frame. On failure
+ * eb is as before (AX_ENOBUFS when its pool is exhausted).
+ */
+ax_status_t ax__frame_encode_data(ax_encode_buffer_t *eb, const ax_path_t *dst, const ax_path_t *src,
+                                  const ax_msg_type_t *type, const ax_msg_t *msg, ax_lease_t *frame,
+                                  uint32_t *payload_off);
+
+/* Encode the header and envelope of a Data frame whose payload follows
+ * separately (preserialised payloads). body_len counts the payload too. */
+ax_status_t ax__frame_encode_head(ax_encode_buffer_t *eb, const ax_path_t *dst, const ax_path_t *src,
+                                  uint64_t serialiser_id, size_t payload_len, ax_lease_t *head);
+
+typedef struct ax__envelope_s {
+    ax_path_t dst;
+    ax_path_t src;
+    bool has_src;
+    uint64_t serialiser_id;
+    uint32_t payload_off; /* from the start of the frame */
+} ax__envelope_t;
+
+/* Decode the envelope of a Data frame (header included in frame).
+ * AX_EPROTO with a detail when it is malformed. */
+ax_status_t ax__envelope_read(const ax_lease_t *frame, ax__envelope_t *env);
+
+/* A msgpack zone for the calling thread, to be cleared after each use;
+ * NULL when out of memory. */
+msgpack_zone *ax__thread_zone(void);
+
+#endif

@@ -1,0 +1,321 @@
+/*
+ * Message pools, as in tofu: get with a strategy, put that nulls the
+ * pointer.
+ *
+ * Each thread uses one stripe (a small cache under its own spinlock,
+ * uncontended in the steady state); stripes exchange batches with a global
+ * list. The pool never holds more than max: the stripes' capacities plus
+ * the global list's add up to max, and for a small max the stripes hold
+ * nothing, so the bound is also exact for a single thread.
+ *
+ * `live` counts the messages of the pool that exist (held or out). It
+ * changes only when a message is allocated or discarded, never on get or
+ * put, so it costs nothing in the steady state; it lets the pool's memory
+ * outlive ax_msg_pool_destroy until its last message comes back.
+ */
+#include <stdalign.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+
+#include "serial/message_internal.h"
+#include "common/ax_atomic.h"
+#include "common/ax_atomic.h"
+#include "common/error.h"
+
+#define STRIPE_CAP_MAX 64
+
+struct stripe {
+    alignas(64) ck_spinlock_t lock;
+    ax_msg_link_t *head;
+    size_t count;
+};
+
+struct ax_msg_pool_s {
+    const ax_msg_type_t *type;
+    size_t max;
+    size_t stripe_cap;
+    unsigned nstripes; /* a power of two */
+    uint64_t live;     /* atomic */
+    uint32_t destroyed; /* set under every lock, read under one */
+    alignas(64) ck_spinlock_t glock;
+    ax_msg_link_t *ghead;
+    size_t gcount, gcap;
+    struct stripe stripes[];
+};
+
+
+static unsigned next_thread_index;
+static _Thread_local unsigned thread_index_plus1;
+
+static struct stripe *my_stripe(ax_msg_pool_t *pool)
+{
+    if (thread_index_plus1 == 0)
+        thread_index_plus1 = ck_pr_faa_uint(&next_thread_index, 1) + 1;
+    return &pool->stripes[(thread_index_plus1 - 1) & (pool->nstripes - 1)];
+}
+
+static void free_pool(ax_msg_pool_t *pool)
+{
+    free(pool);
+}
+
+/* A message leaves the pool for good. */
+static void discard(ax_msg_pool_t *pool, ax_msg_t *msg)
+{
+    msg->pool = NULL;
+    ax__msg_discard(msg);
+    /* The last message of a destroyed pool frees it; the full barrier of
+     * the decrement orders every earlier use of the pool before that. */
+    if (ck_pr_faa_64(&pool->live, (uint64_t)-1) == 1 && ck_pr_load_32(&pool->destroyed))
+        free_pool(pool);
+}
+
+static ax_msg_t *new_message(ax_msg_pool_t *pool)
+{
+    ax_msg_t *msg = calloc(1, pool->type->size);
+
+    if (msg == NULL)
+        return NULL;
+    ck_pr_inc_64(&pool->live);
+    return msg;
+}
+
+static void reset_header(ax_msg_pool_t *pool, ax_msg_t *msg)
+{
+    ax_msg_init(msg, pool->type);
+    msg->pool = pool;
+}
+
+ax_status_t ax_msg_pool_create(const ax_msg_type_t *type, const ax_msg_pool_options_t *opts,
+                               ax_msg_pool_t **out)
+{
+    ax_msg_pool_options_t o = opts != NULL ? *opts : (ax_msg_pool_options_t){0};
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned nstripes = 4;
+    ax_msg_pool_t *pool;
+
+    if (type == NULL || out == NULL)
+        return ax__error(AX_EINVAL, "msg_pool: NULL argument");
+    if (type->size < sizeof(ax_msg_t))
+        return ax__error(AX_EINVAL, "msg_pool \"%s\": size %zu is smaller than ax_msg_t",
+                         type->name ? type->name : "?", type->size);
+    if (o.max == 0)
+        o.max = o.initial != 0 ? o.initial : 1024;
+    if (o.initial > o.max)
+        return ax__error(AX_EINVAL, "msg_pool: initial (%zu) is above max (%zu)", o.initial, o.max);
+    while (nstripes < 2 * (unsigned)(cpus > 0 ? cpus : 1) && nstripes < 64)
+        nstripes *= 2;
+    pool = calloc(1, sizeof(*pool) + nstripes * sizeof(struct stripe));
+    if (pool == NULL)
+        return ax__error(AX_ENOMEM, "msg_pool: out of memory");
+    pool->type = type;
+    pool->max = o.max;
+    pool->nstripes = nstripes;
+    /* Stripes get a share only when it is worth having; the global list
+     * gets the rest, so the total is exactly max. */
+    pool->stripe_cap = o.max / (4 * nstripes);
+    if (pool->stripe_cap < 8)
+        pool->stripe_cap = 0;
+    if (pool->stripe_cap > STRIPE_CAP_MAX)
+        pool->stripe_cap = STRIPE_CAP_MAX;
+    pool->gcap = o.max - pool->stripe_cap * nstripes;
+    ck_spinlock_init(&pool->glock);
+    for (unsigned i = 0; i < nstripes; i++)
+        ck_spinlock_init(&pool->stripes[i].lock);
+    for (size_t i = 0; i < o.initial; i++) {
+        ax_msg_t *msg = new_message(pool);
+
+        if (msg == NULL) {
+            ax_msg_pool_destroy(&pool);
+            return ax__error(AX_ENOMEM, "msg_pool: out of memory");
+        }
+        reset_header(pool, msg);
+        if (pool->gcount < pool->gcap) {
+            msg->link.next = pool->ghead;
+            pool->ghead = &msg->link;
+            pool->gcount++;
+        } else {
+            struct stripe *s = &pool->stripes[i % nstripes];
+
+            msg->link.next = s->head;
+            s->head = &msg->link;
+            s->count++;
+        }
+    }
+    *out = pool;
+    return AX_OK;
+}
+
+/* Detach a list under its lock; discard it after. */
+static void discard_list(ax_msg_pool_t *pool, ax_msg_link_t *l)
+{
+    while (l != NULL) {
+        ax_msg_link_t *next = l->next;
+
+        discard(pool, (ax_msg_t *)l);
+        l = next;
+    }
+}
+
+void ax_msg_pool_destroy(ax_msg_pool_t **poolp)
+{
+    ax_msg_pool_t *pool;
+    ax_msg_link_t *lists[65];
+    unsigned n = 0;
+
+    if (poolp == NULL || *poolp == NULL)
+        return;
+    pool = *poolp;
+    *poolp = NULL;
+    /* Take every lock: a put that holds one sees destroyed afterwards and
+     * discards instead of caching. */
+    ck_spinlock_lock(&pool->glock);
+    for (unsigned i = 0; i < pool->nstripes; i++)
+        ck_spinlock_lock(&pool->stripes[i].lock);
+    ck_pr_store_32(&pool->destroyed, 1);
+    lists[n++] = pool->ghead;
+    pool->ghead = NULL;
+    pool->gcount = 0;
+    for (unsigned i = 0; i < pool->nstripes; i++) {
+        lists[n++] = pool->stripes[i].head;
+        pool->stripes[i].head = NULL;
+        pool->stripes[i].count = 0;
+    }
+    /* Hold one extra reference so discarding the held messages cannot
+     * free the pool before we unlock. */
+    ck_pr_inc_64(&pool->live);
+    for (unsigned i = 0; i < pool->nstripes; i++)
+        ck_spinlock_unlock(&pool->stripes[i].lock);
+    ck_spinlock_unlock(&pool->glock);
+    for (unsigned i = 0; i < n; i++)
+        discard_list(pool, lists[i]);
+    if (ck_pr_faa_64(&pool->live, (uint64_t)-1) == 1)
+        free_pool(pool);
+}
+
+static ax_msg_link_t *pop(ax_msg_link_t **head)
+{
+    ax_msg_link_t *l = *head;
+
+    if (l != NULL)
+        *head = l->next;
+    return l;
+}
+
+ax_status_t ax_msg_get(ax_msg_pool_t *pool, ax_alloc_strategy_t strategy, ax_msg_t **out)
+{
+    struct stripe *s;
+    ax_msg_link_t *l;
+    ax_msg_t *msg;
+
+    if (pool == NULL || out == NULL)
+        return ax__error(AX_EINVAL, "msg_get: NULL argument");
+    s = my_stripe(pool);
+    ck_spinlock_lock(&s->lock);
+    l = pop(&s->head);
+    if (l != NULL)
+        s->count--;
+    ck_spinlock_unlock(&s->lock);
+    if (l == NULL && ck_pr_load_ptr(&pool->ghead) != NULL) {
+        /* Refill: take one, and a batch for this stripe. */
+        ax_msg_link_t *batch = NULL, *b;
+        size_t nb = 0;
+
+        ck_spinlock_lock(&pool->glock);
+        l = pop(&pool->ghead);
+        if (l != NULL)
+            pool->gcount--;
+        while (nb < pool->stripe_cap / 2 && (b = pop(&pool->ghead)) != NULL) {
+            b->next = batch;
+            batch = b;
+            pool->gcount--;
+            nb++;
+        }
+        ck_spinlock_unlock(&pool->glock);
+        if (batch != NULL) {
+            ck_spinlock_lock(&s->lock);
+            while ((b = pop(&batch)) != NULL) {
+                b->next = s->head;
+                s->head = b;
+                s->count++;
+            }
+            ck_spinlock_unlock(&s->lock);
+        }
+    }
+    if (l != NULL) {
+        msg = (ax_msg_t *)l;
+    } else if (strategy == AX_POOL_ONLY) {
+        *out = NULL;
+        return AX_OK;
+    } else if ((msg = new_message(pool)) == NULL) {
+        return ax__error(AX_ENOMEM, "msg_get \"%s\": out of memory", pool->type->name);
+    }
+    reset_header(pool, msg);
+    *out = msg;
+    return AX_OK;
+}
+
+void ax_msg_put(ax_msg_pool_t *pool, ax_msg_t **msgp)
+{
+    ax_msg_t *msg;
+    struct stripe *s;
+
+    if (msgp == NULL || (msg = *msgp) == NULL)
+        return;
+    *msgp = NULL;
+    if (pool == NULL || msg->pool != pool) {
+        ax_msg_release(&msg);
+        return;
+    }
+    /* Drop what the message holds (a NetMessage's lease, say) before it
+     * sits in the pool. */
+    if (msg->type != NULL && msg->type->reset != NULL)
+        msg->type->reset(msg);
+    s = my_stripe(pool);
+    ck_spinlock_lock(&s->lock);
+    if (ck_pr_load_32(&pool->destroyed)) {
+        ck_spinlock_unlock(&s->lock);
+        discard(pool, msg);
+        return;
+    }
+    if (s->count < pool->stripe_cap) {
+        msg->link.next = s->head;
+        s->head = &msg->link;
+        s->count++;
+        ck_spinlock_unlock(&s->lock);
+        return;
+    }
+    /* Stripe full (or stripes unused): the message goes to the global
+     * list with half of the stripe, as far as the list has room. The
+     * stripe lock is held, so destroy cannot run in between. */
+    ck_spinlock_lock(&pool->glock);
+    while (s->count > pool->stripe_cap / 2 && pool->gcount < pool->gcap) {
+        ax_msg_link_t *l = pop(&s->head);
+
+        s->count--;
+        l->next = pool->ghead;
+        pool->ghead = l;
+        pool->gcount++;
+    }
+    if (pool->gcount < pool->gcap) {
+        msg->link.next = pool->ghead;
+        pool->ghead = &msg->link;
+        pool->gcount++;
+        msg = NULL;
+    }
+    ck_spinlock_unlock(&pool->glock);
+    ck_spinlock_unlock(&s->lock);
+    if (msg != NULL)
+        discard(pool, msg); /* the pool is full */
+}
+
+size_t ax_msg_pool_count(ax_msg_pool_t *pool)
+{
+    size_t n = ck_pr_load_64((uint64_t *)&pool->gcount);
+
+    for (unsigned i = 0; i < pool->nstripes; i++)
+        n += ck_pr_load_64((uint64_t *)&pool->stripes[i].count);
+    return n;
+}

@@ -1,0 +1,136 @@
+/* NetMessage: a serialised message delivered to receive_network, decoded
+ * lazily on the receiver's thread. */
+#include <stdlib.h>
+
+#include "common/error.h"
+#include "serial/frame.h"
+#include "serial/netmsg.h"
+
+static void net_msg_reset(ax_msg_t *msg)
+{
+    ax_lease_release(&((ax_net_msg_t *)msg)->frame);
+}
+
+static void net_msg_release(ax_msg_t *msg)
+{
+    net_msg_reset(msg);
+    free(msg);
+}
+
+const ax_msg_type_t ax_net_msg_type = {
+    .name = "axon.net-message",
+    .size = sizeof(ax_net_msg_t),
+    .release = net_msg_release,
+    .reset = net_msg_reset,
+};
+
+ax_status_t ax__net_msg_new(ax_msg_pool_t *pool, ax_lease_t *frame, uint32_t payload_off,
+                            uint64_t serialiser_id, uint64_t session, ax_net_msg_t **out)
+{
+    ax_msg_t *msg;
+    ax_net_msg_t *nm;
+    ax_status_t st;
+
+    st = pool != NULL ? ax_msg_get(pool, AX_ALWAYS, &msg) : ax_msg_alloc(&ax_net_msg_type, &msg);
+    if (st != AX_OK)
+        return st;
+    nm = (ax_net_msg_t *)msg;
+    ax_lease_move(&nm->frame, frame);
+    nm->payload_off = payload_off;
+    nm->serialiser_id = serialiser_id;
+    nm->session = session;
+    *out = nm;
+    return AX_OK;
+}
+
+uint64_t ax_net_msg_serialiser(const ax_net_msg_t *nm)
+{
+    return nm->serialiser_id;
+}
+
+uint64_t ax_net_msg_session(const ax_net_msg_t *nm)
+{
+    return nm->session;
+}
+
+static ax_status_t paths(const ax_net_msg_t *nm, ax__envelope_t *env)
+{
+    return ax__envelope_read(&nm->frame, env);
+}
+
+ax_status_t ax_net_msg_sender_path(const ax_net_msg_t *nm, ax_path_t *out)
+{
+    ax__envelope_t env;
+    ax_status_t st = paths(nm, &env);
+
+    if (st != AX_OK)
+        return st;
+    if (!env.has_src)
+        return ax__error(AX_ENOTFOUND, "net message: sent from outside any actor");
+    *out = env.src;
+    return AX_OK;
+}
+
+ax_status_t ax_net_msg_receiver_path(const ax_net_msg_t *nm, ax_path_t *out)
+{
+    ax__envelope_t env;
+    ax_status_t st = paths(nm, &env);
+
+    if (st == AX_OK)
+        *out = env.dst;
+    return st;
+}
+
+ax_status_t ax_net_msg_payload(const ax_net_msg_t *nm, ax_lease_t *out)
+{
+    size_t len = ax_lease_len(&nm->frame);
+
+    return ax_lease_slice(&nm->frame, nm->payload_off, len - nm->payload_off, out);
+}
+
+ax_status_t ax_payload_hold(const ax_payload_t *payload, ax_lease_t *out)
+{
+    return ax_lease_clone(&payload->lease, out);
+}
+
+ax_status_t ax_net_msg_deserialise(const ax_net_msg_t *nm, const ax_msg_type_t *type, ax_msg_t **out)
+{
+    ax_payload_t payload;
+    ax_lease_t slice;
+    msgpack_zone *zone;
+    msgpack_object obj;
+    size_t off = 0, len;
+    ax_status_t st;
+    int rc;
+
+    if (nm == NULL || type == NULL || out == NULL)
+        return ax__error(AX_EINVAL, "deserialise: NULL argument");
+    if (type->serialiser_id != nm->serialiser_id)
+        return ax__error(AX_ETYPE, "deserialise: the payload has serialiser id %llu, \"%s\" is %llu",
+                         (unsigned long long)nm->serialiser_id, type->name ? type->name : "?",
+                         (unsigned long long)type->serialiser_id);
+    if (type->deserialise == NULL)
+        return ax__error(AX_EINVAL, "deserialise: \"%s\" has no deserialise function", type->name);
+    zone = ax__thread_zone();
+    if (zone == NULL)
+        return ax__error(AX_ENOMEM, "deserialise: out of memory");
+    st = ax_net_msg_payload(nm, &slice);
+    if (st != AX_OK)
+        return st;
+    /* msgpack needs the payload in one piece: a chained payload (larger
+     * than what was left of a chunk) is copied once, here. */
+    st = ax_lease_flatten(&slice, &payload.lease);
+    ax_lease_release(&slice);
+    if (st != AX_OK)
+        return st;
+    len = ax_lease_len(&payload.lease);
+    rc = msgpack_unpack(ax_lease_data(&payload.lease), len, &off, zone, &obj);
+    if (rc != MSGPACK_UNPACK_SUCCESS)
+        st = ax__error(AX_EPROTO, "deserialise \"%s\": the payload is not exactly one msgpack object",
+                       type->name);
+    else
+        st = type->deserialise(&obj, &payload, out);
+    msgpack_zone_clear(zone);
+    ax_lease_release(&payload.lease);
+    return st;
+}
