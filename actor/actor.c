@@ -60,6 +60,15 @@ static ax_status_t check_vtable(const ax_actor_vtable_t *vt)
 
 static void end_actor(ax__cell_t *c);
 
+/* Undo the count create took for an actor that never came to exist. As
+ * at the end of end_actor, the last one out after shutdown lets the
+ * workers exit. */
+static void create_abandon(ax_system_t *sys)
+{
+    if (ck_pr_faa_64(&sys->alive, (uint64_t)-1) == 1 && ck_pr_load_32(&sys->shutdown))
+        ax__sched_wake_all(sys);
+}
+
 static ax_status_t create(ax_system_t *sys, const ax_actor_vtable_t *vt, void *arg,
                           ax__cell_t *parent, ax_ref_t *ref)
 {
@@ -72,14 +81,26 @@ static ax_status_t create(ax_system_t *sys, const ax_actor_vtable_t *vt, void *a
     st = check_vtable(vt);
     if (st != AX_OK)
         return st;
-    if (ck_pr_load_32(&sys->shutdown))
+    /* Counted alive before the shutdown check, each a full barrier: the
+     * workers exit only once shutdown is set and alive is 0, so either we
+     * see the flag here or they wait for this actor to end. (Checking
+     * first and counting after let the workers exit in between, leaving a
+     * new actor that never ran and whose destroy was never called.) */
+    ck_pr_inc_64(&sys->alive);
+    if (ck_pr_load_32(&sys->shutdown)) {
+        create_abandon(sys);
         return ax__error(AX_ESHUTDOWN, "create \"%s\": the system is shutting down", vt->name);
+    }
     id = ck_pr_faa_64(&sys->next_id, 1) + 1;
-    if (id > AX__ID_MAX)
+    if (id > AX__ID_MAX) {
+        create_abandon(sys);
         return ax__error(AX_ESTATE, "create: the system has used every actor id");
+    }
     st = ax__slab_alloc(&sys->slabs, vt->size, &c);
-    if (st != AX_OK)
+    if (st != AX_OK) {
+        create_abandon(sys);
         return st;
+    }
     c->sys = sys;
     c->vt = vt;
     c->ext = NULL;
@@ -88,11 +109,11 @@ static ax_status_t create(ax_system_t *sys, const ax_actor_vtable_t *vt, void *a
         c->ext = calloc(1, sizeof(*c->ext));
         if (c->ext == NULL) {
             ax__slab_free(&sys->slabs, c);
+            create_abandon(sys);
             return ax__error(AX_ENOMEM, "create: out of memory");
         }
         c->ext->parent = ax_self((ax_actor_t *)parent);
     }
-    ck_pr_inc_64(&sys->alive);
     /* Publishes the new owner of the cell: from here senders with this id
      * reach the mailbox, and stale ones are turned away. */
     ck_pr_store_64(&c->word, id << AX__W_ID_SHIFT);
@@ -409,6 +430,11 @@ bool ax__cell_run(ax__worker_t *w, ax__cell_t *c)
         deliver(w, c, msg);
         n++;
     }
+    /* Out of budget while stopping: never go idle. The actor is sealed, so
+     * no push would wake it again to finish the stop; stay scheduled and
+     * the next run handles the rest or ends it. */
+    if (ck_pr_load_32(&c->lflags) & AX__L_STOPPING)
+        return true;
     if (!ax__mbox_try_idle(c))
         return true;
     /* Idle now, and possibly already scheduled by a sender elsewhere:

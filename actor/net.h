@@ -18,14 +18,38 @@ typedef struct ax__remote_s {
 } ax__remote_t;
 
 typedef struct ax__net_ops_s {
-    /* An encoded Data frame for dst. AX_OK takes *frame. */
-    ax_status_t (*send_frame)(void *ctx, ax__remote_t *dst, ax_lease_t *frame);
+    /* An encoded Data frame for dst, as a NetMessage, sent by `from`.
+     * Takes *nm always; one that cannot be sent goes to dead letters. It
+     * travels behind the lazy sends made before it (FIFO per pair). */
+    void (*send_frame)(void *ctx, ax__remote_t *dst, ax_net_msg_t **nm, ax_ref_t from);
     /* A message to serialise lazily for dst. AX_OK takes *msg. */
     ax_status_t (*send_lazy)(void *ctx, ax__remote_t *dst, ax_msg_t **msg, ax_ref_t from);
+    /* After the workers have exited: flush, say Bye, stop the thread. */
+    void (*stop)(void *ctx);
+    /* Free everything (the system is being destroyed). */
+    void (*destroy)(void *ctx);
 } ax__net_ops_t;
 
-/* Install (or with NULL remove) the network of sys. */
-void ax__system_set_net(ax_system_t *sys, const ax__net_ops_t *ops, void *ctx);
+/* Install the network of sys; AX_ESTATE when one is installed already or
+ * the system is shutting down. */
+ax_status_t ax__system_set_net(ax_system_t *sys, const ax__net_ops_t *ops, void *ctx);
+
+/* The installed network's context, or NULL. */
+void *ax__system_net(ax_system_t *sys);
+
+/* The system's configuration (read only) and its NetMessage pool. */
+const ax_config_t *ax__system_config(ax_system_t *sys);
+ax_msg_pool_t *ax__system_netmsg_pool(ax_system_t *sys);
+
+/* Serialise msg into self's pool as a Data frame from `from` (a local
+ * actor, or AX_REF_NULL) to dst, as a NetMessage (hdr.sender = from) the
+ * caller then owns. Statuses as for ax_tell_serialised. */
+ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, ax_ref_t from,
+                              const ax_msg_type_t *type, const ax_msg_t *msg, ax_net_msg_t **out);
+
+/* ax__encode_net_msg, then route it like ax_tell_serialised. */
+ax_status_t ax__tell_serialised_from(ax_actor_t *self, ax_ref_t dst, ax_ref_t from,
+                                     const ax_msg_type_t *type, const ax_msg_t *msg);
 
 /* Set the port of the system's address once the listener is bound. */
 void ax__system_set_port(ax_system_t *sys, uint16_t port);
@@ -43,9 +67,9 @@ ax_status_t ax__tell_remote(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from);
 ax__remote_t *ax__remote_of(ax_ref_t ref);
 
 /* Deliver a received Data frame to the local actor its envelope names,
- * as a NetMessage. Takes *frame on every status. When no live actor has
- * that id or name the frame is released and AX_ENOTFOUND returned (the
- * sending system learns of it by a Status frame); AX_EPROTO for a
+ * as a NetMessage. AX_OK takes *frame. Otherwise *frame stays with the
+ * caller: AX_ENOTFOUND when no live actor has that id or name (the network
+ * returns the frame to its sender in a Status frame), AX_EPROTO for a
  * malformed envelope. */
 ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t session);
 

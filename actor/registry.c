@@ -106,8 +106,13 @@ ax_status_t ax_register(ax_system_t *sys, ax_ref_t ref, const char *name)
 
     r = &sys->registry;
     pthread_mutex_lock(&r->lock);
-    /* Checked under the lock: an actor that ends releases its name under
-     * this same lock, after it set ENDED. */
+    /* NAMED goes up before ENDED is read, both with full barriers; the
+     * actor's end sets ENDED and then reads NAMED. So either we see ENDED
+     * here, or the end sees NAMED and releases the name under this lock,
+     * after we put it. (Setting NAMED only after the puts let an actor end
+     * between our check and the flag, leaving its name registered for
+     * good.) A NAMED left by a failed register costs its end one lookup. */
+    ck_pr_or_32(&c->lflags, AX__L_NAMED);
     if ((ck_pr_load_64(&c->word) >> AX__W_ID_SHIFT) != ref.id ||
         (ck_pr_load_64(&c->word) & AX__W_ENDED) != 0) {
         st = ax__error(AX_ENOTFOUND, "register \"%s\": the actor has ended", name);
@@ -128,7 +133,6 @@ ax_status_t ax_register(ax_system_t *sys, ax_ref_t ref, const char *name)
                 st = ax__error(AX_ENOMEM, "register \"%s\": out of memory", name);
             } else {
                 ne = NULL;
-                ck_pr_or_32(&c->lflags, AX__L_NAMED);
             }
         }
     }

@@ -34,27 +34,59 @@ void ax__system_set_port(ax_system_t *sys, uint16_t port)
     pthread_mutex_unlock(&sys->remote_lock);
 }
 
-void ax__system_set_net(ax_system_t *sys, const ax__net_ops_t *ops, void *ctx)
+ax_status_t ax__system_set_net(ax_system_t *sys, const ax__net_ops_t *ops, void *ctx)
 {
+    ax_status_t st = AX_OK;
+
     pthread_mutex_lock(&sys->remote_lock);
-    sys->net_ctx = ctx;
-    ck_pr_store_ptr(&sys->net_ops, ops);
+    if (sys->net_ops != NULL)
+        st = ax__error(AX_ESTATE, "net: the network of this system is started already");
+    else if (ck_pr_load_32(&sys->shutdown))
+        st = ax__error(AX_ESTATE, "net: the system is shutting down");
+    if (st == AX_OK) {
+        sys->net_ctx = ctx;
+        /* Release: the context is written before the ops that lead to it. */
+        ck_pr_store_ptr(&sys->net_ops, ops);
+    }
     pthread_mutex_unlock(&sys->remote_lock);
+    return st;
+}
+
+void *ax__system_net(ax_system_t *sys)
+{
+    return ck_pr_load_ptr(&sys->net_ops) != NULL ? sys->net_ctx : NULL;
+}
+
+const ax_config_t *ax__system_config(ax_system_t *sys)
+{
+    return &sys->cfg;
+}
+
+ax_msg_pool_t *ax__system_netmsg_pool(ax_system_t *sys)
+{
+    return sys->netmsg_pool;
 }
 
 /* The unique path of a local actor, made findable by it. */
 ax_status_t ax__local_path(ax__cell_t *c, uint64_t id, ax_path_t *out)
 {
+    uint64_t w = ck_pr_load_64(&c->word);
     ax_status_t st;
 
-    if (!(ck_pr_load_32(&c->lflags) & AX__L_PUBLISHED)) {
+    /* Only the cell's current, live actor is published: a stale ref (its
+     * actor ended, the cell may hold another actor now) would otherwise
+     * set the new actor's flag and keep the new actor from ever being
+     * published. A stale ref still gets its path. */
+    if ((w >> AX__W_ID_SHIFT) == id && !(w & AX__W_ENDED) &&
+        !(ck_pr_load_32(&c->lflags) & AX__L_PUBLISHED)) {
         st = ax__registry_publish(&c->sys->registry, c, id);
         if (st != AX_OK)
             return st;
         ck_pr_or_32(&c->lflags, AX__L_PUBLISHED);
         /* Full barrier (the or above), paired with end_actor's: if the
          * actor ended meanwhile and missed our flag, we take it out. */
-        if (ck_pr_load_64(&c->word) & AX__W_ENDED)
+        w = ck_pr_load_64(&c->word);
+        if ((w >> AX__W_ID_SHIFT) != id || (w & AX__W_ENDED))
             ax__registry_unpublish(&c->sys->registry, id);
     }
     ax_system_address(c->sys, &out->addr);

@@ -91,33 +91,28 @@ static ax_status_t dst_path(ax_ref_t dst, ax_path_t *out)
 }
 
 /*
- * Route an encoded Data frame: a local dst gets a NetMessage over the
- * frame (no copy); a remote dst goes to the network. Takes *frame on
- * every status.
+ * Route a serialised message: a local dst gets the NetMessage itself (its
+ * frame still in the sender's chunk: no copy); a remote dst's goes to the
+ * network. Takes *nm on every status.
  */
-static ax_status_t route_frame(ax_system_t *sys, ax_ref_t dst, ax_lease_t *frame, uint32_t payload_off,
-                               uint64_t serialiser_id, ax_ref_t from)
+static ax_status_t route_net_msg(ax_system_t *sys, ax_ref_t dst, ax_net_msg_t **nm, ax_ref_t from)
 {
     ax__remote_t *remote = ax__remote_of(dst);
-    ax_net_msg_t *nm;
-    ax_msg_t *m;
+    ax_msg_t *m = &(*nm)->hdr;
     ax_status_t st;
 
+    *nm = NULL;
     if (remote != NULL) {
         /* Acquire: the ops and their context were published together. */
         const ax__net_ops_t *ops = ck_pr_load_ptr(&sys->net_ops);
 
-        st = ops != NULL ? ops->send_frame(sys->net_ctx, remote, frame)
-                         : ax__error(AX_ENOTFOUND, "tell_serialised: the system has no network");
-        ax_lease_release(frame); /* empty when the network took it */
-        return st;
+        if (ops == NULL) {
+            ax_msg_release(&m);
+            return ax__error(AX_ENOTFOUND, "tell_serialised: the system has no network");
+        }
+        ops->send_frame(sys->net_ctx, remote, (ax_net_msg_t **)&m, from);
+        return AX_OK;
     }
-    st = ax__net_msg_new(sys->netmsg_pool, frame, payload_off, serialiser_id, 0, &nm);
-    if (st != AX_OK) {
-        ax_lease_release(frame);
-        return st;
-    }
-    m = &nm->hdr;
     st = ax_tell(dst, &m, from);
     ax_msg_release(&m); /* NULL unless the tell failed */
     return st;
@@ -133,17 +128,26 @@ static ax_status_t check_type(const ax_msg_type_t *type, const ax_msg_t *msg)
     return AX_OK;
 }
 
-ax_status_t ax_tell_serialised(ax_actor_t *self, ax_ref_t dst, const ax_msg_type_t *type,
-                               const ax_msg_t *msg)
+/* The sender's path for an envelope: a local actor's unique path, or none
+ * (*has = false) for a message from outside any actor. */
+static ax_status_t src_path(ax_ref_t from, ax_path_t *out, bool *has)
+{
+    *has = !ax_ref_is_null(from);
+    return *has ? ax_ref_path(from, out) : AX_OK;
+}
+
+ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, ax_ref_t from,
+                              const ax_msg_type_t *type, const ax_msg_t *msg, ax_net_msg_t **out)
 {
     ax__cell_t *c = ax__cell(self);
     ax_encode_buffer_t *eb;
-    ax_path_t to, from;
+    ax_path_t to, src;
     ax_lease_t frame;
     uint32_t poff;
+    bool has_src = false;
     ax_status_t st;
 
-    if (self == NULL)
+    if (self == NULL || out == NULL)
         return ax__error(AX_EINVAL, "tell_serialised: NULL actor");
     st = check_type(type, msg);
     if (st == AX_OK)
@@ -151,12 +155,35 @@ ax_status_t ax_tell_serialised(ax_actor_t *self, ax_ref_t dst, const ax_msg_type
     if (st == AX_OK)
         st = dst_path(dst, &to);
     if (st == AX_OK)
-        st = ax__local_path(c, ax__cell_id(c), &from);
+        st = src_path(from, &src, &has_src);
     if (st == AX_OK)
-        st = ax__frame_encode_data(eb, &to, &from, type, msg, &frame, &poff);
+        st = ax__frame_encode_data(eb, &to, has_src ? &src : NULL, type, msg, &frame, &poff);
     if (st != AX_OK)
         return st;
-    return route_frame(c->sys, dst, &frame, poff, type->serialiser_id, ax_self(self));
+    st = ax__net_msg_new(c->sys->netmsg_pool, &frame, poff, type->serialiser_id, 0, out);
+    if (st != AX_OK) {
+        ax_lease_release(&frame);
+        return st;
+    }
+    (*out)->hdr.sender = from;
+    return AX_OK;
+}
+
+ax_status_t ax__tell_serialised_from(ax_actor_t *self, ax_ref_t dst, ax_ref_t from,
+                                     const ax_msg_type_t *type, const ax_msg_t *msg)
+{
+    ax_net_msg_t *nm;
+    ax_status_t st = ax__encode_net_msg(self, dst, from, type, msg, &nm);
+
+    return st == AX_OK ? route_net_msg(ax__cell(self)->sys, dst, &nm, from) : st;
+}
+
+ax_status_t ax_tell_serialised(ax_actor_t *self, ax_ref_t dst, const ax_msg_type_t *type,
+                               const ax_msg_t *msg)
+{
+    if (self == NULL)
+        return ax__error(AX_EINVAL, "tell_serialised: NULL actor");
+    return ax__tell_serialised_from(self, dst, ax_self(self), type, msg);
 }
 
 ax_status_t ax_preserialise(ax_actor_t *self, const ax_msg_type_t *type, const ax_msg_t *msg,
@@ -199,7 +226,8 @@ ax_status_t ax_tell_preserialised(ax_actor_t *self, ax_ref_t dst, const ax_prese
     ax__cell_t *c = ax__cell(self);
     ax_encode_buffer_t *eb;
     ax_path_t to, from;
-    ax_lease_t frame, payload;
+    ax_lease_t frame, payload = AX_LEASE_EMPTY;
+    ax_net_msg_t *nm;
     size_t head_len;
     ax_status_t st;
 
@@ -219,12 +247,15 @@ ax_status_t ax_tell_preserialised(ax_actor_t *self, ax_ref_t dst, const ax_prese
     st = ax_lease_clone(&shared->payload, &payload);
     if (st == AX_OK)
         st = ax_lease_concat(&frame, &payload);
+    if (st == AX_OK)
+        st = ax__net_msg_new(c->sys->netmsg_pool, &frame, (uint32_t)head_len, shared->serialiser_id, 0, &nm);
     if (st != AX_OK) {
         ax_lease_release(&payload);
         ax_lease_release(&frame);
         return st;
     }
-    return route_frame(c->sys, dst, &frame, (uint32_t)head_len, shared->serialiser_id, ax_self(self));
+    nm->hdr.sender = ax_self(self);
+    return route_net_msg(c->sys, dst, &nm, ax_self(self));
 }
 
 void ax_preserialised_release(ax_preserialised_t **shared)
@@ -258,7 +289,7 @@ ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t sess
     ax_net_msg_t *nm;
     ax_ref_t dst;
     ax_msg_t *m;
-    ax_status_t st = ax__envelope_read(frame, &env);
+    ax_status_t st = ax__envelope_read(frame, AX__FRAME_HEADER_SIZE, &env);
 
     if (st == AX_OK) {
         /* The receiver is ours whatever address the peer used for us. */
@@ -267,10 +298,8 @@ ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t sess
     }
     if (st == AX_OK)
         st = ax__net_msg_new(sys->netmsg_pool, frame, env.payload_off, env.serialiser_id, session, &nm);
-    if (st != AX_OK) {
-        ax_lease_release(frame);
-        return st;
-    }
+    if (st != AX_OK)
+        return st; /* *frame stays with the caller, to echo back */
     m = &nm->hdr;
     st = ax_tell(dst, &m, AX_REF_NULL);
     ax_msg_release(&m);

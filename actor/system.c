@@ -118,6 +118,10 @@ ax_status_t ax_system_await_termination(ax_system_t *sys)
     if (!ck_pr_load_32(&sys->shutdown))
         return ax__error(AX_ESTATE, "system: await_termination before shutdown would never return");
     ax__sched_join(sys);
+    /* Every actor has ended: the network flushes what they sent, says
+     * Bye and stops. */
+    if (ck_pr_load_ptr(&sys->net_ops) != NULL)
+        sys->net_ops->stop(sys->net_ctx);
     sys->awaited = true;
     return AX_OK;
 }
@@ -133,6 +137,8 @@ void ax_system_destroy(ax_system_t **sysp)
     ax_system_await_termination(sys);
     /* No thread runs in the system now: release what late senders left
      * in ended cells, then free everything. */
+    if (sys->net_ops != NULL)
+        sys->net_ops->destroy(sys->net_ctx);
     ax__drain_all(sys);
     free_parts(sys);
     *sysp = NULL;

@@ -19,6 +19,10 @@
  *                             the same, but the lease goes through a ck_ring
  *                             SPSC to another thread, which releases it
  *
+ * The lease lines also give ratio_vs_malloc, against the malloc case with
+ * the same threading. With two or more CPUs the owner runs on CPU 0 and
+ * the other thread on CPU 1 ("pinned":true).
+ *
  * Usage: bench_buffers [messages per trial] (default 1000000). Each case
  * runs several trials and reports the median, since these machines are
  * noisy. The issue's target: the xthread lease path within 1.5x of the

@@ -16,6 +16,7 @@
 
 struct ax_decode_buffer_s {
     ax_buffer_pool_t *pool;
+    bool shared;     /* the pool is the caller's */
     ax_frame_format_t fmt;
     ax_chunk_t *cur;
     size_t w, p;
@@ -31,34 +32,61 @@ struct ax_decode_buffer_s {
     size_t ready_head, ready_count, ready_cap;
 };
 
-ax_status_t ax_decode_buffer_create(const ax_buffer_config_t *cfg, const ax_frame_format_t *fmt,
-                                    ax_decode_buffer_t **out)
+static ax_status_t check_format(size_t chunk_size, const ax_frame_format_t *fmt)
 {
-    ax_decode_buffer_t *db;
-    ax_status_t st;
-
-    if (out == NULL || fmt == NULL)
-        return ax__error(AX_EINVAL, "decode buffer: NULL argument");
-    st = ax_buffer_config_validate(cfg);
-    if (st != AX_OK)
-        return st;
-    if (fmt->header_size < 4 || fmt->header_size > cfg->chunk_size / 2)
+    if (fmt->header_size < 4 || fmt->header_size > chunk_size / 2)
         return ax__error(AX_EINVAL, "decode buffer: header_size (%zu) must be in [4, chunk_size/2]",
                          fmt->header_size);
     if (fmt->max_frame_size < fmt->header_size)
         return ax__error(AX_EINVAL, "decode buffer: max_frame_size (%zu) is below header_size (%zu)",
                          fmt->max_frame_size, fmt->header_size);
-    db = calloc(1, sizeof(*db));
+    return AX_OK;
+}
+
+static ax_status_t create(ax_buffer_pool_t *pool, bool shared, const ax_frame_format_t *fmt,
+                          ax_decode_buffer_t **out)
+{
+    ax_decode_buffer_t *db = calloc(1, sizeof(*db));
+
     if (db == NULL)
         return ax__error(AX_ENOMEM, "decode buffer: out of memory");
-    st = ax_buffer_pool_create(cfg, &db->pool);
-    if (st != AX_OK) {
-        free(db);
-        return st;
-    }
+    db->pool = pool;
+    db->shared = shared;
     db->fmt = *fmt;
     *out = db;
     return AX_OK;
+}
+
+ax_status_t ax_decode_buffer_create(const ax_buffer_config_t *cfg, const ax_frame_format_t *fmt,
+                                    ax_decode_buffer_t **out)
+{
+    ax_buffer_pool_t *pool;
+    ax_status_t st;
+
+    if (out == NULL || fmt == NULL)
+        return ax__error(AX_EINVAL, "decode buffer: NULL argument");
+    st = ax_buffer_config_validate(cfg);
+    if (st == AX_OK)
+        st = check_format(cfg->chunk_size, fmt);
+    if (st == AX_OK)
+        st = ax_buffer_pool_create(cfg, &pool);
+    if (st != AX_OK)
+        return st;
+    st = create(pool, false, fmt, out);
+    if (st != AX_OK)
+        ax_buffer_pool_destroy(&pool);
+    return st;
+}
+
+ax_status_t ax_decode_buffer_create_shared(ax_buffer_pool_t *pool, const ax_frame_format_t *fmt,
+                                           ax_decode_buffer_t **out)
+{
+    ax_status_t st;
+
+    if (pool == NULL || out == NULL || fmt == NULL)
+        return ax__error(AX_EINVAL, "decode buffer: NULL argument");
+    st = check_format(pool->cfg.chunk_size, fmt);
+    return st != AX_OK ? st : create(pool, true, fmt, out);
 }
 
 static void drop_chain(ax_decode_buffer_t *db)
@@ -83,7 +111,10 @@ void ax_decode_buffer_destroy(ax_decode_buffer_t **dbp)
         db->ready_count--;
     }
     drop_chain(db);
-    ax_buffer_pool_destroy(&db->pool);
+    if (db->shared)
+        ax_buffer_pool_put(db->pool, &db->cur); /* retired; reused once unleased */
+    else
+        ax_buffer_pool_destroy(&db->pool);
     free(db->chain);
     free(db->ready);
     free(db);

@@ -5,7 +5,8 @@
 #include "axon/status.h"
 
 /* Record a printf-style detail for the calling thread and return s, so that
- * a failing path reads `return ax__error(AX_EINVAL, "...", ...);`. */
+ * a failing path reads `return ax__error(AX_EINVAL, "...", ...);`. The
+ * arguments may include ax_error_detail() to wrap the previous detail. */
 ax_status_t ax__error(ax_status_t s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

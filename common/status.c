@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 struct status_row {
     const char *name;
@@ -56,11 +57,15 @@ static _Thread_local char error_detail[256];
 
 ax_status_t ax__error(ax_status_t s, const char *fmt, ...)
 {
+    char tmp[sizeof error_detail];
     va_list ap;
 
+    /* Through a copy: a caller may wrap the previous detail, passing
+     * ax_error_detail() as an argument. */
     va_start(ap, fmt);
-    vsnprintf(error_detail, sizeof error_detail, fmt, ap);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
+    memcpy(error_detail, tmp, sizeof tmp);
     return s;
 }
 

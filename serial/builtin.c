@@ -26,12 +26,15 @@ static ax_status_t pack_result(int rc)
     return rc == 0 ? AX_OK : AX_ENOBUFS;
 }
 
+/* An empty message has data NULL: msgpack-c would still pass (NULL, 0)
+ * to the write callback, and memcpy from NULL is undefined even for 0
+ * bytes. So an empty body is not written at all. */
 static ax_status_t bytes_serialise(const ax_msg_t *msg, msgpack_packer *pk)
 {
     const ax_bytes_msg_t *b = (const ax_bytes_msg_t *)msg;
     int rc = msgpack_pack_bin(pk, b->len);
 
-    return pack_result(rc == 0 ? msgpack_pack_bin_body(pk, b->data, b->len) : rc);
+    return pack_result(rc == 0 && b->len > 0 ? msgpack_pack_bin_body(pk, b->data, b->len) : rc);
 }
 
 static ax_status_t string_serialise(const ax_msg_t *msg, msgpack_packer *pk)
@@ -39,7 +42,7 @@ static ax_status_t string_serialise(const ax_msg_t *msg, msgpack_packer *pk)
     const ax_bytes_msg_t *b = (const ax_bytes_msg_t *)msg;
     int rc = msgpack_pack_str(pk, b->len);
 
-    return pack_result(rc == 0 ? msgpack_pack_str_body(pk, b->data, b->len) : rc);
+    return pack_result(rc == 0 && b->len > 0 ? msgpack_pack_str_body(pk, b->data, b->len) : rc);
 }
 
 /* A message over [data, data + len): a copy, or a view holding payload. */

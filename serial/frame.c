@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "serial/frame.h"
+#include "serial/mpcheck.h"
 
 void ax__frame_header_write(unsigned char out[AX__FRAME_HEADER_SIZE], const ax__frame_header_t *h)
 {
@@ -23,7 +24,7 @@ ax_status_t ax__frame_header_read(const unsigned char in[AX__FRAME_HEADER_SIZE],
     h->type = in[4];
     h->flags = in[5];
     h->status = in[6];
-    if (h->type < AX__FRAME_HELLO || h->type > AX__FRAME_HEARTBEAT)
+    if (h->type < AX__FRAME_HELLO || h->type > AX__FRAME_ACK)
         return ax__error(AX_EPROTO, "frame: unknown frame type %u", h->type);
     if (h->flags != 0 || in[7] != 0)
         return ax__error(AX_EPROTO, "frame: reserved header bits are set (flags %u, byte 7 %u)",
@@ -148,7 +149,7 @@ msgpack_zone *ax__thread_zone(void)
     return z;
 }
 
-ax_status_t ax__envelope_read(const ax_lease_t *frame, ax__envelope_t *env)
+ax_status_t ax__envelope_read(const ax_lease_t *frame, size_t env_off, ax__envelope_t *env)
 {
     unsigned char copy[AX__ENVELOPE_MAX];
     size_t frame_len = ax_lease_len(frame), avail, off = 0;
@@ -161,20 +162,24 @@ ax_status_t ax__envelope_read(const ax_lease_t *frame, ax__envelope_t *env)
 
     if (zone == NULL)
         return ax__error(AX_ENOMEM, "envelope: out of memory");
-    if (frame_len < AX__FRAME_HEADER_SIZE)
+    if (frame_len <= env_off)
         return ax__error(AX_EPROTO, "envelope: frame of %zu bytes has no body", frame_len);
-    avail = frame_len - AX__FRAME_HEADER_SIZE;
+    avail = frame_len - env_off;
     if (ax_lease_data(frame) != NULL) {
-        body = (const unsigned char *)ax_lease_data(frame) + AX__FRAME_HEADER_SIZE;
+        body = (const unsigned char *)ax_lease_data(frame) + env_off;
     } else {
         /* A chained frame: the envelope is short, copy its start. */
         if (avail > sizeof copy)
             avail = sizeof copy;
-        ax_lease_copy_out(frame, AX__FRAME_HEADER_SIZE, copy, avail);
+        ax_lease_copy_out(frame, env_off, copy, avail);
         body = copy;
     }
+    /* Bytes from a peer: bound every container before msgpack-c reserves
+     * memory for it. */
+    st = ax__msgpack_check(body, avail, 1);
+    if (st != AX_OK)
+        return ax__error(AX_EPROTO, "envelope: %s", ax_error_detail());
     rc = msgpack_unpack((const char *)body, avail, &off, zone, &obj);
-    st = AX_OK;
     if (rc != MSGPACK_UNPACK_SUCCESS && rc != MSGPACK_UNPACK_EXTRA_BYTES) {
         st = ax__error(AX_EPROTO, "envelope: not a complete msgpack object");
     } else if (obj.type != MSGPACK_OBJECT_ARRAY || obj.via.array.size != 3) {
@@ -192,7 +197,7 @@ ax_status_t ax__envelope_read(const ax_lease_t *frame, ax__envelope_t *env)
             st = ax__error(AX_EPROTO, "envelope: the serialiser id is not an unsigned integer");
         if (st == AX_OK) {
             env->serialiser_id = f[2].via.u64;
-            env->payload_off = (uint32_t)(AX__FRAME_HEADER_SIZE + off);
+            env->payload_off = (uint32_t)(env_off + off);
         }
     }
     msgpack_zone_clear(zone);

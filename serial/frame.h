@@ -28,6 +28,7 @@ enum ax__frame_type {
     AX__FRAME_STATUS = 3,
     AX__FRAME_BYE = 4,
     AX__FRAME_HEARTBEAT = 5,
+    AX__FRAME_ACK = 6,
 };
 
 typedef struct ax__frame_header_s {
@@ -65,9 +66,11 @@ typedef struct ax__envelope_s {
     uint32_t payload_off; /* from the start of the frame */
 } ax__envelope_t;
 
-/* Decode the envelope of a Data frame (header included in frame).
- * AX_EPROTO with a detail when it is malformed. */
-ax_status_t ax__envelope_read(const ax_lease_t *frame, ax__envelope_t *env);
+/* Decode the envelope that starts at byte env_off of frame (8 for a Data
+ * frame). It uses and then clears the thread's zone (ax__thread_zone):
+ * objects the caller unpacked there are gone afterwards. AX_EPROTO with a detail when it is malformed; payload_off is
+ * then relative to the start of frame. */
+ax_status_t ax__envelope_read(const ax_lease_t *frame, size_t env_off, ax__envelope_t *env);
 
 /* A msgpack zone for the calling thread, to be cleared after each use;
  * NULL when out of memory. */

@@ -176,7 +176,7 @@ void ax_msg_pool_destroy(ax_msg_pool_t **poolp)
         ck_spinlock_lock(&pool->stripes[i].lock);
     ck_pr_store_32(&pool->destroyed, 1);
     lists[n++] = pool->ghead;
-    pool->ghead = NULL;
+    ck_pr_store_ptr(&pool->ghead, NULL); /* see ghead_pop */
     pool->gcount = 0;
     for (unsigned i = 0; i < pool->nstripes; i++) {
         lists[n++] = pool->stripes[i].head;
@@ -204,6 +204,18 @@ static ax_msg_link_t *pop(ax_msg_link_t **head)
     return l;
 }
 
+/* Pop from the global list, with glock held. ax_msg_get peeks at ghead
+ * without the lock, so every write of ghead after creation is an atomic
+ * store (a plain one would be a data race with that peek). */
+static ax_msg_link_t *ghead_pop(ax_msg_pool_t *pool)
+{
+    ax_msg_link_t *l = pool->ghead;
+
+    if (l != NULL)
+        ck_pr_store_ptr(&pool->ghead, l->next);
+    return l;
+}
+
 ax_status_t ax_msg_get(ax_msg_pool_t *pool, ax_alloc_strategy_t strategy, ax_msg_t **out)
 {
     struct stripe *s;
@@ -224,10 +236,10 @@ ax_status_t ax_msg_get(ax_msg_pool_t *pool, ax_alloc_strategy_t strategy, ax_msg
         size_t nb = 0;
 
         ck_spinlock_lock(&pool->glock);
-        l = pop(&pool->ghead);
+        l = ghead_pop(pool);
         if (l != NULL)
             pool->gcount--;
-        while (nb < pool->stripe_cap / 2 && (b = pop(&pool->ghead)) != NULL) {
+        while (nb < pool->stripe_cap / 2 && (b = ghead_pop(pool)) != NULL) {
             b->next = batch;
             batch = b;
             pool->gcount--;
@@ -296,12 +308,12 @@ void ax_msg_put(ax_msg_pool_t *pool, ax_msg_t **msgp)
 
         s->count--;
         l->next = pool->ghead;
-        pool->ghead = l;
+        ck_pr_store_ptr(&pool->ghead, l); /* see ghead_pop */
         pool->gcount++;
     }
     if (pool->gcount < pool->gcap) {
         msg->link.next = pool->ghead;
-        pool->ghead = &msg->link;
+        ck_pr_store_ptr(&pool->ghead, &msg->link); /* see ghead_pop */
         pool->gcount++;
         msg = NULL;
     }

@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "serial/frame.h"
+#include "serial/mpcheck.h"
 #include "serial/netmsg.h"
 
 static void net_msg_reset(ax_msg_t *msg)
@@ -36,7 +37,10 @@ ax_status_t ax__net_msg_new(ax_msg_pool_t *pool, ax_lease_t *frame, uint32_t pay
         return st;
     nm = (ax_net_msg_t *)msg;
     ax_lease_move(&nm->frame, frame);
+    nm->env_off = AX__FRAME_HEADER_SIZE;
     nm->payload_off = payload_off;
+    nm->route = NULL;
+    nm->wire = 0;
     nm->serialiser_id = serialiser_id;
     nm->session = session;
     *out = nm;
@@ -55,7 +59,7 @@ uint64_t ax_net_msg_session(const ax_net_msg_t *nm)
 
 static ax_status_t paths(const ax_net_msg_t *nm, ax__envelope_t *env)
 {
-    return ax__envelope_read(&nm->frame, env);
+    return ax__envelope_read(&nm->frame, nm->env_off, env);
 }
 
 ax_status_t ax_net_msg_sender_path(const ax_net_msg_t *nm, ax_path_t *out)
@@ -124,6 +128,13 @@ ax_status_t ax_net_msg_deserialise(const ax_net_msg_t *nm, const ax_msg_type_t *
     if (st != AX_OK)
         return st;
     len = ax_lease_len(&payload.lease);
+    /* The payload may come from a peer: bound it before msgpack-c
+     * allocates for it. */
+    st = ax__msgpack_check(ax_lease_data(&payload.lease), len, 1);
+    if (st != AX_OK) {
+        ax_lease_release(&payload.lease);
+        return ax__error(AX_EPROTO, "deserialise \"%s\": %s", type->name, ax_error_detail());
+    }
     rc = msgpack_unpack(ax_lease_data(&payload.lease), len, &off, zone, &obj);
     if (rc != MSGPACK_UNPACK_SUCCESS)
         st = ax__error(AX_EPROTO, "deserialise \"%s\": the payload is not exactly one msgpack object",

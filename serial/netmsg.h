@@ -6,10 +6,13 @@
 
 struct ax_net_msg_s {
     ax_msg_t hdr;          /* hdr.sender is the sender when it is local */
-    ax_lease_t frame;      /* the whole Data frame */
+    ax_lease_t frame;      /* the whole Data frame (or the frame holding it) */
+    uint32_t env_off;      /* where the envelope starts in frame */
     uint32_t payload_off;  /* where the payload starts in frame */
     uint64_t serialiser_id;
     uint64_t session;
+    void *route;           /* dispatch/: the ax__remote_t it is going to */
+    uint32_t wire;         /* dispatch/: what the frame is on a send queue */
 };
 
 struct ax_payload_s {

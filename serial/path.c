@@ -644,6 +644,7 @@ static bool path_valid(const ax_path_t *p)
 
 int ax_path_pack(const ax_path_t *p, msgpack_packer *pk)
 {
+    unsigned family;
     uint8_t flags;
     int r;
 
@@ -654,8 +655,8 @@ int ax_path_pack(const ax_path_t *p, msgpack_packer *pk)
         return -1;
     }
 
-    flags = (uint8_t)(((unsigned)p->kind << FLAG_KIND_SHIFT)
-                      | ((p->addr.family == 6 ? FLAG_FAMILY_V6 : FLAG_FAMILY_V4) << FLAG_FAMILY_SHIFT)
+    family = p->addr.family == 6 ? FLAG_FAMILY_V6 : FLAG_FAMILY_V4;
+    flags = (uint8_t)(((unsigned)p->kind << FLAG_KIND_SHIFT) | (family << FLAG_FAMILY_SHIFT)
                       | (FLAG_PROTO_TCP << FLAG_PROTO_SHIFT));
     if ((r = msgpack_pack_array(pk, 4)) != 0)
         return r;
@@ -776,7 +777,8 @@ ax_status_t ax_path_unpack(const msgpack_object *obj, ax_path_t *out)
     ax_status_t s;
 
     if (obj == NULL || out == NULL)
-        return ax__error(AX_EINVAL, "path encoding: %s is NULL", obj == NULL ? "the object" : "the output");
+        return ax__error(AX_EINVAL, "path encoding: %s is NULL",
+                         obj == NULL ? "the object" : "the output");
     if (obj->type != MSGPACK_OBJECT_ARRAY)
         return PROTO_FAIL("expected an array of 4, not %s", obj_type_name(obj->type));
     if (obj->via.array.size != 4 || obj->via.array.ptr == NULL)

@@ -6,6 +6,8 @@
 #include "axon/buffers.h"
 #include "axon/message.h"
 #include "axon/config.h"
+#include "axon/serial.h"
 #include "axon/actor.h"
+#include "axon/net.h"
 
 #endif

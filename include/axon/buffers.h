@@ -301,7 +301,14 @@ typedef struct ax_frame_format_s {
 ax_status_t ax_decode_buffer_create(const ax_buffer_config_t *cfg, const ax_frame_format_t *fmt,
                                     ax_decode_buffer_t **out);
 
-/* Destroy the buffer and its pool; frames already handed out stay valid. */
+/* A decode buffer that takes its chunks from pool, which the caller owns
+ * and keeps for longer than the decoder: several decoders (one per
+ * connection) can share one receive pool on one thread. */
+ax_status_t ax_decode_buffer_create_shared(ax_buffer_pool_t *pool, const ax_frame_format_t *fmt,
+                                           ax_decode_buffer_t **out);
+
+/* Destroy the buffer and, unless it is shared, its pool; frames already
+ * handed out stay valid. A shared pool gets the buffer's chunk back. */
 void ax_decode_buffer_destroy(ax_decode_buffer_t **db);
 
 ax_buffer_pool_t *ax_decode_buffer_pool(ax_decode_buffer_t *db);

@@ -91,7 +91,7 @@ uint64_t ax_path_hash(const ax_path_t *p);
 /*
  * The wire encoding (docs/wire.md): a msgpack array of 4 elements
  *   [flags, ip, port, id-or-name]
- * flags is a positive integer whose bits each mean one thing:
+ * flags is an unsigned integer whose bits each mean one thing:
  *   bits 0-1 kind (0 unique, 1 named), bits 2-3 family (0 IPv4, 1 IPv6),
  *   bits 4-5 protocol (0 tcp), bits 6-7 zero.
  * ip is a bin of 4 or 16 bytes, port an unsigned integer, and the last

@@ -14,6 +14,7 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -119,12 +120,65 @@ static inline ax_system_t *axt_system(unsigned threads)
     return sys;
 }
 
+/*
+ * ax_system_await_termination and ax_system_destroy wait for every actor
+ * to end, without a bound. Run them on a helper thread and join it with a
+ * bound, so that an actor that never ends fails the test instead of
+ * hanging it. (Criterion's own .timeout would do, but its runner leaks a
+ * small allocation per timed test under LeakSanitizer.)
+ */
+typedef struct axt_bounded {
+    ax_system_t *sys;
+    ax_system_t **destroy;
+    ax_status_t st;
+} axt_bounded_t;
+
+static inline void *axt_bounded_main(void *arg)
+{
+    axt_bounded_t *b = arg;
+
+    if (b->destroy != NULL)
+        ax_system_destroy(b->destroy);
+    else
+        b->st = ax_system_await_termination(b->sys);
+    return NULL;
+}
+
+static inline void axt_bounded_run(axt_bounded_t *b, const char *what)
+{
+    struct timespec ts;
+    pthread_t t;
+
+    cr_assert_eq(pthread_create(&t, NULL, axt_bounded_main, b), 0);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)WAIT_S;
+    cr_assert_eq(pthread_timedjoin_np(t, NULL, &ts), 0, "%s did not return within %.0f s", what,
+                 WAIT_S);
+}
+
+/* ax_system_await_termination, bounded. */
+static inline ax_status_t axt_await(ax_system_t *sys)
+{
+    axt_bounded_t b = {.sys = sys};
+
+    axt_bounded_run(&b, "ax_system_await_termination");
+    return b.st;
+}
+
+/* ax_system_destroy (which shuts down and awaits if needed), bounded. */
+static inline void axt_destroy(ax_system_t **sys)
+{
+    axt_bounded_t b = {.destroy = sys};
+
+    axt_bounded_run(&b, "ax_system_destroy");
+    cr_assert_null(*sys);
+}
+
 static inline void axt_shutdown(ax_system_t **sys)
 {
     ax_system_shutdown(*sys);
-    cr_assert_eq(ax_system_await_termination(*sys), AX_OK);
-    ax_system_destroy(sys);
-    cr_assert_null(*sys);
+    cr_assert_eq(axt_await(*sys), AX_OK);
+    axt_destroy(sys);
 }
 
 static inline ax_system_stats_t axt_stats(ax_system_t *sys)

@@ -7,6 +7,7 @@
 
 #include "helpers.h"
 
+
 Test(deadletters, default_sink_counts_and_releases)
 {
     ax_system_t *sys = axt_system(2);
@@ -262,11 +263,11 @@ Test(deadletters, sends_racing_with_stop_and_kill_are_released_exactly_once)
         }
         AXT_ASSERT_NO_BAD();
         ax_system_shutdown(sys);
-        cr_assert_eq(ax_system_await_termination(sys), AX_OK);
+        cr_assert_eq(axt_await(sys), AX_OK);
         uint64_t dead = axt_stats(sys).dead_letters;
         /* A push that raced past the end waits in the ended cell until the
          * system is destroyed, which releases it. */
-        ax_system_destroy(&sys);
+        axt_destroy(&sys);
         cr_assert_eq(atomic_load(&num_releases) - before, sent, "round %d: %llu sent, %llu released",
                      round, (unsigned long long)sent,
                      (unsigned long long)(atomic_load(&num_releases) - before));

@@ -1,6 +1,7 @@
 /* Named actors: register, lookup, unregister, and release when they end. */
 #include "helpers.h"
 
+
 static ax_ref_t spawn_probe(ax_system_t *sys, probe_t *p)
 {
     ax_ref_t ref;
@@ -177,4 +178,39 @@ Test(registry, many_names)
     }
     axt_shutdown(&sys);
     free(p);
+}
+
+/* Regression: a register racing with the actor's end. If ax_register
+ * returned AX_OK, the name must be gone once the actor has ended; a lost
+ * race used to leave it registered for good (and the name unusable). */
+Test(registry, a_name_registered_while_the_actor_ends_is_still_released)
+{
+    ax_system_t *sys = axt_system(2);
+    uint64_t rounds = axt_scaled(50000), registered = 0;
+
+    for (uint64_t i = 0; i < rounds; i++) {
+        probe_t p;
+        ax_ref_t r, found;
+        ax_status_t st;
+
+        probe_init(&p);
+        cr_assert_eq(ax_spawn(sys, &probe_vtable, &p, &r), AX_OK);
+        cr_assert_eq(ax_kill(r), AX_OK); /* ends on a worker, now */
+        st = ax_register(sys, r, "racy");
+        cr_assert(st == AX_OK || st == AX_ENOTFOUND, "round %llu: %s", (unsigned long long)i,
+                  ax_status_name(st));
+        AXT_WAIT_SEM(&p.ended);
+        if (st == AX_OK) {
+            registered++;
+            cr_assert_eq(ax_lookup(sys, "racy", &found), AX_ENOTFOUND,
+                         "round %llu: the ended actor kept its name", (unsigned long long)i);
+        }
+        sem_destroy(&p.started);
+        sem_destroy(&p.ended);
+        sem_destroy(&p.in_handler);
+        sem_destroy(&p.gate);
+    }
+    cr_log_info("%llu of %llu registrations won the race", (unsigned long long)registered,
+                (unsigned long long)rounds);
+    axt_shutdown(&sys);
 }

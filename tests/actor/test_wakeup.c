@@ -9,6 +9,7 @@
 
 #include "helpers.h"
 
+
 #define STEP_S 10.0
 
 static uint64_t xorshift(uint64_t *s)
@@ -49,7 +50,7 @@ static const ax_actor_vtable_t echo_vtable = {
     .receive_local = echo_receive,
 };
 
-Test(wakeup, a_thread_pinging_with_pauses_is_always_answered, .timeout = 550)
+Test(wakeup, a_thread_pinging_with_pauses_is_always_answered)
 {
     ax_system_t *sys = axt_system(2);
     ax_msg_pool_options_t po = {.initial = 1, .max = 4};
@@ -82,7 +83,7 @@ Test(wakeup, a_thread_pinging_with_pauses_is_always_answered, .timeout = 550)
     ax_msg_pool_destroy(&pool);
 }
 
-Test(wakeup, bursts_to_many_idle_actors_wake_enough_workers, .timeout = 550)
+Test(wakeup, bursts_to_many_idle_actors_wake_enough_workers)
 {
     enum { ACTORS = 16 };
     ax_system_t *sys = axt_system(2);
@@ -235,7 +236,7 @@ static void wait_progress(_Atomic uint64_t *progress, uint64_t target)
     }
 }
 
-Test(wakeup, hubs_fanning_out_with_pauses_always_complete, .timeout = 550)
+Test(wakeup, hubs_fanning_out_with_pauses_always_complete)
 {
     enum { HUBS = 4 };
     ax_system_t *sys = axt_system(2);
@@ -309,7 +310,7 @@ static const ax_actor_vtable_t pair_vtable = {
     .receive_local = pair_receive,
 };
 
-Test(wakeup, many_pairs_ping_ponging_with_pauses_finish, .timeout = 550)
+Test(wakeup, many_pairs_ping_ponging_with_pauses_finish)
 {
     enum { PAIRS = 32 };
     ax_system_t *sys = axt_system(2);

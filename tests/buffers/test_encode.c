@@ -9,6 +9,8 @@
 #define CHUNK 1024
 #define MIN_FREE 64
 
+/* The usual encoder has CHUNK-byte chunks and MIN_FREE; the small pools
+ * the exhaustion tests use have 256-byte chunks and a minimum of 16. */
 static ax_buffer_config_t config(size_t chunk, size_t initial, size_t max)
 {
     return (ax_buffer_config_t){
@@ -589,8 +591,9 @@ Test(encode, abort_leaves_no_trace)
 
 /* ---- exhaustion: a failed message leaves the buffer as it was ----------- */
 
-/* A pool of two 256-byte chunks (both allocated up front), holding one
- * 100-byte message: 156 bytes left in the active chunk, one chunk free. */
+/* A pool of `max` 256-byte chunks, all allocated up front, holding one
+ * 100-byte message: 156 bytes are left in the active chunk and the other
+ * chunks (if any) are free. */
 static ax_encode_buffer_t *tight_encoder(size_t max, ax_lease_t *held)
 {
     ax_encode_buffer_t *eb = make_encoder_with(config(256, max, max));

@@ -1,0 +1,879 @@
+/*
+ * bench_actor: the local actor runtime against a bare Vyukov MPSC queue.
+ *
+ * Baselines, measured in the same run (the queue below is the same
+ * algorithm as an actor's mailbox, with nothing around it):
+ *
+ *   mpsc_same_thread      push one node, pop it, repeat: one message in
+ *                         flight, on one thread (the pingpong floor)
+ *   mpsc_same_thread_b64  push 64, pop 64: a burst, on one thread
+ *   mpsc_xthread          one producer thread, one consumer thread, nodes
+ *                         recycled through a window (the fan-in floor)
+ *
+ * Runtime cases, all on a system with 2 worker threads:
+ *
+ *   pingpong    2 actors, one message in flight; round trips/s
+ *   fanin_8to1  8 sender actors -> 1 receiver, bursts with credit;
+ *   fanin_1to1  the same with 1 sender; messages/s
+ *   ring        1000 actors pass one token 1,000,000 hops; hops/s
+ *   spawn_from_thread  1,000,000 actors spawned by a thread outside the
+ *               system, each messaged once and stopping itself; actors/s
+ *               until all have ended
+ *   spawn_from_actor   the same, spawned (in batches) by an actor
+ *   idle_rss    1,000,000 idle actors alive: resident bytes per actor
+ *               (RSS delta / count), the user state's size, and the
+ *               runtime's overhead = per-actor RSS - user state
+ *
+ * Each line is one JSON object with the figure, its target from the issue,
+ * ns per message, and ratio_vs_mpsc = ns per message / the baseline's ns
+ * per push+pop (how many bare queue operations one actor message costs).
+ * Each case runs TRIALS times; the median is reported.
+ *
+ * Usage: bench_actor [scale]   (scale 0.1 runs a tenth of every count)
+ */
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "axon/actor.h"
+#include "axon/config.h"
+/* Before any ck header, so that a TSan build sees ck's loads and stores. */
+#include "common/ax_atomic.h"
+
+#define TRIALS 3
+#define WORKERS 2
+
+static double scale = 1.0;
+
+static size_t scaled(size_t n)
+{
+    size_t s = (size_t)((double)n * scale);
+
+    return s > 0 ? s : 1;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(*v), cmp_double);
+    return v[n / 2];
+}
+
+static void die(const char *what, ax_status_t st)
+{
+    fprintf(stderr, "bench_actor: %s: %s (%s)\n", what, ax_status_name(st), ax_error_detail());
+    exit(1);
+}
+
+#define CHECK(call)                    \
+    do {                               \
+        ax_status_t st_ = (call);      \
+        if (st_ != AX_OK)              \
+            die(#call, st_);           \
+    } while (0)
+
+/* ---- the baseline: a bare intrusive Vyukov MPSC queue ------------------ */
+
+typedef struct node {
+    struct node *next;
+} node_t;
+
+typedef struct mpsc {
+    _Alignas(64) node_t *head; /* producers exchange here */
+    _Alignas(64) node_t *tail; /* the consumer's end */
+    node_t stub;
+} mpsc_t;
+
+static void mpsc_init(mpsc_t *q)
+{
+    q->stub.next = NULL;
+    q->head = &q->stub;
+    q->tail = &q->stub;
+}
+
+static void mpsc_push(mpsc_t *q, node_t *n)
+{
+    node_t *prev;
+
+    n->next = NULL;
+    /* Full barrier: n's contents are published before n is reachable. */
+    prev = ck_pr_fas_ptr(&q->head, n);
+    ck_pr_store_ptr(&prev->next, n);
+}
+
+/* NULL when empty or when a push is between its exchange and its link. */
+static node_t *mpsc_pop(mpsc_t *q)
+{
+    node_t *tail = q->tail, *next = ck_pr_load_ptr(&tail->next);
+
+    if (tail == &q->stub) {
+        if (next == NULL)
+            return NULL;
+        q->tail = tail = next;
+        next = ck_pr_load_ptr(&next->next);
+    }
+    if (next != NULL) {
+        q->tail = next;
+        return tail;
+    }
+    if (tail != ck_pr_load_ptr(&q->head))
+        return NULL;
+    mpsc_push(q, &q->stub);
+    next = ck_pr_load_ptr(&tail->next);
+    if (next != NULL) {
+        q->tail = next;
+        return tail;
+    }
+    return NULL;
+}
+
+static volatile uintptr_t sink;
+
+/* ns per push+pop, one node in flight. */
+static double base_same_thread(size_t n)
+{
+    static mpsc_t q;
+    static node_t nodes[64];
+    double t0;
+
+    mpsc_init(&q);
+    t0 = now_s();
+    for (size_t i = 0; i < n; i++) {
+        mpsc_push(&q, &nodes[i & 63]);
+        sink += (uintptr_t)mpsc_pop(&q);
+    }
+    return (now_s() - t0) * 1e9 / (double)n;
+}
+
+/* ns per push+pop, bursts of 64. */
+static double base_same_thread_b64(size_t n)
+{
+    static mpsc_t q;
+    static node_t nodes[64];
+    double t0;
+
+    mpsc_init(&q);
+    t0 = now_s();
+    for (size_t i = 0; i < n; i += 64) {
+        for (int k = 0; k < 64; k++)
+            mpsc_push(&q, &nodes[k]);
+        for (int k = 0; k < 64; k++) {
+            node_t *x;
+
+            while ((x = mpsc_pop(&q)) == NULL)
+                ; /* the last node waits for the stub: never on one thread */
+            sink += (uintptr_t)x;
+        }
+    }
+    return (now_s() - t0) * 1e9 / (double)n;
+}
+
+#define XWINDOW 4096
+
+typedef struct xthread {
+    mpsc_t q;
+    node_t nodes[XWINDOW];
+    size_t n;
+    _Alignas(64) size_t consumed; /* the consumer publishes its progress */
+} xthread_t;
+
+static void *xthread_consumer(void *arg)
+{
+    xthread_t *x = arg;
+
+    for (size_t got = 0; got < x->n;) {
+        node_t *nd = mpsc_pop(&x->q);
+
+        if (nd == NULL) {
+            ck_pr_stall();
+            continue;
+        }
+        sink += (uintptr_t)nd;
+        /* Release: the producer may reuse this node after it sees it. */
+        ck_pr_store_64((uint64_t *)&x->consumed, ++got);
+    }
+    return NULL;
+}
+
+/* ns per message, producer and consumer on two threads. */
+static double base_xthread(size_t n)
+{
+    xthread_t *x = aligned_alloc(64, sizeof(*x));
+    pthread_t t;
+    double t0;
+
+    memset(x, 0, sizeof(*x));
+    mpsc_init(&x->q);
+    x->n = n;
+    pthread_create(&t, NULL, xthread_consumer, x);
+    t0 = now_s();
+    for (size_t i = 0; i < n; i++) {
+        while (i - ck_pr_load_64((uint64_t *)&x->consumed) >= XWINDOW)
+            ck_pr_stall();
+        mpsc_push(&x->q, &x->nodes[i % XWINDOW]);
+    }
+    pthread_join(t, NULL);
+    t0 = now_s() - t0;
+    free(x);
+    return t0 * 1e9 / (double)n;
+}
+
+static struct {
+    double same, same_b64, xthread; /* ns per push+pop */
+} base;
+
+static void run_baselines(void)
+{
+    double v[TRIALS];
+
+    for (int i = 0; i < TRIALS; i++)
+        v[i] = base_same_thread(scaled(20000000));
+    base.same = median(v, TRIALS);
+    for (int i = 0; i < TRIALS; i++)
+        v[i] = base_same_thread_b64(scaled(20000000));
+    base.same_b64 = median(v, TRIALS);
+    for (int i = 0; i < TRIALS; i++)
+        v[i] = base_xthread(scaled(20000000));
+    base.xthread = median(v, TRIALS);
+    printf("{\"bench\":\"actor\",\"case\":\"mpsc_same_thread\",\"baseline\":true,"
+           "\"ns_per_msg\":%.2f,\"msgs_per_s\":%.0f}\n", base.same, 1e9 / base.same);
+    printf("{\"bench\":\"actor\",\"case\":\"mpsc_same_thread_b64\",\"baseline\":true,"
+           "\"ns_per_msg\":%.2f,\"msgs_per_s\":%.0f}\n", base.same_b64, 1e9 / base.same_b64);
+    printf("{\"bench\":\"actor\",\"case\":\"mpsc_xthread\",\"baseline\":true,"
+           "\"ns_per_msg\":%.2f,\"msgs_per_s\":%.0f}\n", base.xthread, 1e9 / base.xthread);
+}
+
+/* One result line. rate is per second of `unit`; msgs_per_unit says how
+ * many actor messages one unit is (2 for a round trip). */
+static void report(const char *name, const char *unit, double rate, double target,
+                   double msgs_per_unit, const char *baseline, double base_ns, const char *extra)
+{
+    double ns_per_msg = 1e9 / (rate * msgs_per_unit);
+
+    printf("{\"bench\":\"actor\",\"case\":\"%s\",\"workers\":%d,\"unit\":\"%s\","
+           "\"per_s\":%.0f,\"target_per_s\":%.0f,\"meets_target\":%s,\"ns_per_msg\":%.2f,"
+           "\"baseline\":\"%s\",\"baseline_ns_per_msg\":%.2f,\"ratio_vs_mpsc\":%.2f%s}\n",
+           name, WORKERS, unit, rate, target, rate >= target ? "true" : "false", ns_per_msg,
+           baseline, base_ns, ns_per_msg / base_ns, extra != NULL ? extra : "");
+    fflush(stdout);
+}
+
+static ax_system_t *new_system(void)
+{
+    ax_config_t cfg;
+    ax_system_t *sys;
+
+    ax_config_init(&cfg);
+    cfg.threads = WORKERS;
+    CHECK(ax_system_create(&cfg, &sys));
+    return sys;
+}
+
+static void end_system(ax_system_t **sys)
+{
+    ax_system_shutdown(*sys);
+    CHECK(ax_system_await_termination(*sys));
+    ax_system_destroy(sys);
+}
+
+typedef struct token {
+    ax_msg_t hdr;
+    uint64_t n;
+} token_t;
+
+static const ax_msg_type_t token_type = {.name = "bench.token", .size = sizeof(token_t)};
+
+/* ---- pingpong ------------------------------------------------------------ */
+
+typedef struct player {
+    ax_actor_t actor;
+    ax_ref_t peer;   /* the pinger's pong; null for the pong */
+    uint64_t remaining;
+    sem_t *done;
+} player_t;
+
+typedef struct player_args {
+    ax_ref_t peer;
+    uint64_t remaining;
+    sem_t *done;
+} player_args_t;
+
+static ax_status_t player_init(ax_actor_t *self, void *arg)
+{
+    player_t *p = (player_t *)self;
+    player_args_t *a = arg;
+
+    p->peer = a->peer;
+    p->remaining = a->remaining;
+    p->done = a->done;
+    return AX_OK;
+}
+
+/* The pong answers the sender; the ping counts round trips. The message
+ * itself goes back and forth: no allocation per hop. */
+static ax_status_t player_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    player_t *p = (player_t *)self;
+    ax_ref_t to = p->peer;
+
+    if (ax_ref_is_null(to)) {
+        to = (*msg)->sender;
+    } else if (p->remaining-- == 0) {
+        sem_post(p->done);
+        return AX_OK;
+    }
+    ax_tell(to, msg, ax_self(self));
+    return AX_OK;
+}
+
+static const ax_actor_vtable_t player_vtable = {
+    .name = "bench.player",
+    .size = sizeof(player_t),
+    .init = player_init,
+    .receive_local = player_receive,
+};
+
+static double run_pingpong(size_t round_trips)
+{
+    ax_system_t *sys = new_system();
+    player_args_t pa = {AX_REF_NULL, 0, NULL}, pb;
+    ax_ref_t pong, ping;
+    ax_msg_t *ball;
+    sem_t done;
+    double t0;
+
+    sem_init(&done, 0, 0);
+    CHECK(ax_spawn(sys, &player_vtable, &pa, &pong));
+    pb = (player_args_t){pong, round_trips, &done};
+    CHECK(ax_spawn(sys, &player_vtable, &pb, &ping));
+    CHECK(ax_msg_alloc(&token_type, &ball));
+    t0 = now_s();
+    CHECK(ax_tell(ping, &ball, AX_REF_NULL));
+    sem_wait(&done);
+    t0 = now_s() - t0;
+    end_system(&sys);
+    sem_destroy(&done);
+    return (double)round_trips / t0;
+}
+
+/* ---- fan-in ---------------------------------------------------------------- */
+
+#define FAN_WINDOW 4096u   /* messages in flight per sender */
+#define FAN_CREDIT 1024u   /* credit returned per this many handled */
+#define FAN_BURST 256u
+
+typedef struct fan {
+    unsigned nsenders;
+    uint64_t per_sender, total;
+    ax_ref_t senders[8];
+    ax_msg_pool_t *pool, *credit_pool;
+    sem_t done;
+} fan_t;
+
+typedef struct fan_recv {
+    ax_actor_t actor;
+    fan_t *f;
+    uint64_t got;
+    uint32_t from_count[8];
+} fan_recv_t;
+
+typedef struct fan_send {
+    ax_actor_t actor;
+    fan_t *f;
+    unsigned index;
+    uint64_t sent, credit;
+    int go_pending;
+} fan_send_t;
+
+typedef struct fan_args {
+    fan_t *f;
+    unsigned index;
+} fan_args_t;
+
+static const ax_msg_type_t credit_type = {.name = "bench.credit", .size = sizeof(token_t)};
+static const ax_msg_type_t go_type = {.name = "bench.go", .size = sizeof(token_t)};
+
+static ax_status_t fan_recv_init(ax_actor_t *self, void *arg)
+{
+    ((fan_recv_t *)self)->f = arg;
+    return AX_OK;
+}
+
+static ax_status_t fan_recv_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    fan_recv_t *r = (fan_recv_t *)self;
+    unsigned from = (unsigned)((token_t *)*msg)->n;
+
+    if (++r->from_count[from] == FAN_CREDIT) {
+        ax_msg_t *c = NULL;
+
+        r->from_count[from] = 0;
+        ax_msg_get(r->f->credit_pool, AX_ALWAYS, &c);
+        ((token_t *)c)->n = FAN_CREDIT;
+        ax_tell(r->f->senders[from], &c, ax_self(self));
+    }
+    if (++r->got == r->f->total)
+        sem_post(&r->f->done);
+    return AX_OK;
+}
+
+static const ax_actor_vtable_t fan_recv_vtable = {
+    .name = "bench.fan-recv",
+    .size = sizeof(fan_recv_t),
+    .init = fan_recv_init,
+    .receive_local = fan_recv_receive,
+};
+
+static ax_status_t fan_send_init(ax_actor_t *self, void *arg)
+{
+    fan_send_t *s = (fan_send_t *)self;
+    fan_args_t *a = arg;
+
+    s->f = a->f;
+    s->index = a->index;
+    s->credit = FAN_WINDOW;
+    return AX_OK;
+}
+
+static ax_ref_t fan_target;
+
+static void fan_burst(fan_send_t *s)
+{
+    ax_ref_t self = ax_self(&s->actor);
+
+    for (unsigned i = 0; i < FAN_BURST && s->credit > 0 && s->sent < s->f->per_sender; i++) {
+        ax_msg_t *m = NULL;
+
+        ax_msg_get(s->f->pool, AX_ALWAYS, &m);
+        ((token_t *)m)->n = s->index;
+        ax_tell(fan_target, &m, self);
+        s->sent++;
+        s->credit--;
+    }
+    /* Yield the worker between bursts: continue through a self-message. */
+    if (!s->go_pending && s->credit > 0 && s->sent < s->f->per_sender) {
+        ax_msg_t *go = NULL;
+
+        ax_msg_alloc(&go_type, &go);
+        ax_tell(self, &go, self);
+        s->go_pending = 1;
+    }
+}
+
+static void fan_send_start(ax_actor_t *self)
+{
+    fan_burst((fan_send_t *)self);
+}
+
+static ax_status_t fan_send_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    fan_send_t *s = (fan_send_t *)self;
+
+    if ((*msg)->type == &go_type)
+        s->go_pending = 0;
+    else
+        s->credit += ((token_t *)*msg)->n;
+    fan_burst(s);
+    return AX_OK;
+}
+
+static const ax_actor_vtable_t fan_send_vtable = {
+    .name = "bench.fan-send",
+    .size = sizeof(fan_send_t),
+    .init = fan_send_init,
+    .on_start = fan_send_start,
+    .receive_local = fan_send_receive,
+};
+
+static double run_fanin(unsigned nsenders, size_t total)
+{
+    ax_system_t *sys = new_system();
+    ax_msg_pool_options_t po = {.initial = 8 * FAN_WINDOW, .max = 8 * FAN_WINDOW};
+    ax_msg_pool_options_t cpo = {.initial = 256, .max = 1024};
+    fan_t f = {.nsenders = nsenders, .per_sender = total / nsenders};
+    fan_args_t args[8];
+    double t0;
+
+    f.total = f.per_sender * nsenders;
+    sem_init(&f.done, 0, 0);
+    CHECK(ax_msg_pool_create(&token_type, &po, &f.pool));
+    CHECK(ax_msg_pool_create(&credit_type, &cpo, &f.credit_pool));
+    CHECK(ax_spawn(sys, &fan_recv_vtable, &f, &fan_target));
+    for (unsigned i = 0; i < nsenders; i++) {
+        args[i] = (fan_args_t){&f, i};
+        CHECK(ax_create(sys, &fan_send_vtable, &args[i], &f.senders[i]));
+    }
+    t0 = now_s();
+    for (unsigned i = 0; i < nsenders; i++)
+        CHECK(ax_start(f.senders[i]));
+    sem_wait(&f.done);
+    t0 = now_s() - t0;
+    end_system(&sys);
+    ax_msg_pool_destroy(&f.pool);
+    ax_msg_pool_destroy(&f.credit_pool);
+    sem_destroy(&f.done);
+    return (double)f.total / t0;
+}
+
+/* ---- ring ------------------------------------------------------------------- */
+
+typedef struct ring_node {
+    ax_actor_t actor;
+    ax_ref_t next;
+    sem_t *done;
+} ring_node_t;
+
+static ax_status_t ring_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    ring_node_t *r = (ring_node_t *)self;
+    token_t *t = (token_t *)*msg;
+
+    if (t->n-- == 0) {
+        sem_post(r->done);
+        return AX_OK;
+    }
+    ax_tell(r->next, msg, ax_self(self));
+    return AX_OK;
+}
+
+static const ax_actor_vtable_t ring_vtable = {
+    .name = "bench.ring",
+    .size = sizeof(ring_node_t),
+    .receive_local = ring_receive,
+};
+
+static double run_ring(size_t nodes, size_t hops)
+{
+    ax_system_t *sys = new_system();
+    ax_ref_t *refs = malloc(nodes * sizeof(*refs));
+    ax_msg_t *tok;
+    sem_t done;
+    double t0;
+
+    sem_init(&done, 0, 0);
+    for (size_t i = 0; i < nodes; i++)
+        CHECK(ax_create(sys, &ring_vtable, NULL, &refs[i]));
+    /* Wire the ring before anyone runs. The nodes are not running yet,
+     * so writing their state from here is safe; ax_start publishes it. */
+    for (size_t i = 0; i < nodes; i++) {
+        ring_node_t *r = (ring_node_t *)refs[i].target;
+
+        r->next = refs[(i + 1) % nodes];
+        r->done = &done;
+    }
+    for (size_t i = 0; i < nodes; i++)
+        CHECK(ax_start(refs[i]));
+    CHECK(ax_msg_alloc(&token_type, &tok));
+    ((token_t *)tok)->n = hops;
+    t0 = now_s();
+    CHECK(ax_tell(refs[0], &tok, AX_REF_NULL));
+    sem_wait(&done);
+    t0 = now_s() - t0;
+    end_system(&sys);
+    free(refs);
+    sem_destroy(&done);
+    return (double)hops / t0;
+}
+
+/* ---- spawn, and resident bytes per idle actor -------------------------- */
+
+/* A small actor: the header plus 8 bytes of state. */
+typedef struct small {
+    ax_actor_t actor;
+    uint64_t state;
+} small_t;
+
+static atomic_uint_fast64_t small_ended, small_started;
+
+static ax_status_t small_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    (void)msg;
+    ((small_t *)self)->state++;
+    ax_stop(ax_self(self));
+    return AX_OK;
+}
+
+static void small_start(ax_actor_t *self)
+{
+    (void)self;
+    atomic_fetch_add_explicit(&small_started, 1, memory_order_relaxed);
+}
+
+static void small_destroy(ax_actor_t *self)
+{
+    (void)self;
+    atomic_fetch_add_explicit(&small_ended, 1, memory_order_relaxed);
+}
+
+static const ax_actor_vtable_t small_vtable = {
+    .name = "bench.small",
+    .size = sizeof(small_t),
+    .on_start = small_start,
+    .receive_local = small_receive,
+    .destroy = small_destroy,
+};
+
+static void wait_count(atomic_uint_fast64_t *v, uint64_t n)
+{
+    while (atomic_load(v) < n)
+        usleep(50);
+}
+
+/* Actors per second: spawn, one message each (from a pool), each stops
+ * itself; the clock stops when the last one has ended. */
+static double run_spawn(size_t n)
+{
+    ax_system_t *sys = new_system();
+    ax_msg_pool_options_t po = {.initial = 4096, .max = 65536};
+    ax_msg_pool_t *pool;
+    double t0;
+
+    CHECK(ax_msg_pool_create(&token_type, &po, &pool));
+    atomic_store(&small_ended, 0);
+    t0 = now_s();
+    for (size_t i = 0; i < n; i++) {
+        ax_ref_t r;
+        ax_msg_t *m = NULL;
+
+        CHECK(ax_spawn(sys, &small_vtable, NULL, &r));
+        ax_msg_get(pool, AX_ALWAYS, &m);
+        CHECK(ax_tell(r, &m, AX_REF_NULL));
+    }
+    wait_count(&small_ended, n);
+    t0 = now_s() - t0;
+    end_system(&sys);
+    ax_msg_pool_destroy(&pool);
+    return (double)n / t0;
+}
+
+/* The same, with the spawning done by an actor: its spawns schedule on its
+ * own worker instead of going through the inject queue from outside. */
+typedef struct spawner {
+    ax_actor_t actor;
+    size_t remaining;
+    ax_msg_pool_t *pool;
+} spawner_t;
+
+typedef struct spawner_args {
+    size_t n;
+    ax_msg_pool_t *pool;
+} spawner_args_t;
+
+#define SPAWN_BATCH 256
+
+static ax_status_t spawner_init(ax_actor_t *self, void *arg)
+{
+    spawner_args_t *a = arg;
+
+    ((spawner_t *)self)->remaining = a->n;
+    ((spawner_t *)self)->pool = a->pool;
+    return AX_OK;
+}
+
+static void spawner_batch(ax_actor_t *self)
+{
+    spawner_t *s = (spawner_t *)self;
+    ax_msg_t *go = NULL;
+
+    for (int i = 0; i < SPAWN_BATCH && s->remaining > 0; i++, s->remaining--) {
+        ax_ref_t r;
+        ax_msg_t *m = NULL;
+
+        CHECK(ax_spawn(ax_actor_system(self), &small_vtable, NULL, &r));
+        ax_msg_get(s->pool, AX_ALWAYS, &m);
+        ax_tell(r, &m, ax_self(self));
+    }
+    if (s->remaining > 0) {
+        /* Continue in a next run, so the worker also runs the new ones. */
+        ax_msg_get(s->pool, AX_ALWAYS, &go);
+        ax_tell(ax_self(self), &go, ax_self(self));
+    }
+}
+
+static ax_status_t spawner_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    (void)msg;
+    spawner_batch(self);
+    return AX_OK;
+}
+
+static const ax_actor_vtable_t spawner_vtable = {
+    .name = "bench.spawner",
+    .size = sizeof(spawner_t),
+    .init = spawner_init,
+    .on_start = spawner_batch,
+    .receive_local = spawner_receive,
+};
+
+static double run_spawn_inside(size_t n)
+{
+    ax_system_t *sys = new_system();
+    ax_msg_pool_options_t po = {.initial = 4096, .max = 65536};
+    spawner_args_t a;
+    ax_ref_t sp;
+    double t0;
+
+    CHECK(ax_msg_pool_create(&token_type, &po, &a.pool));
+    a.n = n;
+    atomic_store(&small_ended, 0);
+    t0 = now_s();
+    CHECK(ax_spawn(sys, &spawner_vtable, &a, &sp));
+    wait_count(&small_ended, n);
+    t0 = now_s() - t0;
+    end_system(&sys);
+    ax_msg_pool_destroy(&a.pool);
+    return (double)n / t0;
+}
+
+static long resident_bytes(void)
+{
+    long pages_total, pages_res;
+    FILE *f = fopen("/proc/self/statm", "r");
+
+    if (f == NULL || fscanf(f, "%ld %ld", &pages_total, &pages_res) != 2) {
+        if (f != NULL)
+            fclose(f);
+        return -1;
+    }
+    fclose(f);
+    return pages_res * sysconf(_SC_PAGESIZE);
+}
+
+/* Bytes of RSS per idle actor: n spawned and started, none stopped. Run
+ * in a fresh process (see main): memory freed by earlier cases stays
+ * resident in the heap and would hide the growth. */
+static double run_idle_rss(size_t n)
+{
+    ax_system_t *sys = new_system();
+    ax_ref_t warm;
+    long before, after;
+
+    /* Warm up the system (worker stacks, first slab class) first. */
+    atomic_store(&small_started, 0);
+    CHECK(ax_spawn(sys, &small_vtable, NULL, &warm));
+    wait_count(&small_started, 1);
+    before = resident_bytes();
+    for (size_t i = 0; i < n; i++) {
+        ax_ref_t r;
+
+        CHECK(ax_spawn(sys, &small_vtable, NULL, &r));
+    }
+    wait_count(&small_started, n + 1);
+    after = resident_bytes();
+    end_system(&sys);
+    return (double)(after - before) / (double)n;
+}
+
+/* run_idle_rss in a child process that re-executes this program, so the
+ * child starts with a clean heap. */
+static double idle_rss_in_child(size_t n)
+{
+    char cmd[4200], self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    double per_actor = -1;
+    FILE *p;
+
+    if (len <= 0)
+        return -1;
+    self[len] = '\0';
+    snprintf(cmd, sizeof cmd, "'%s' --idle-rss %zu", self, n);
+    p = popen(cmd, "r");
+    if (p == NULL)
+        return -1;
+    if (fscanf(p, "%lf", &per_actor) != 1)
+        per_actor = -1;
+    pclose(p);
+    return per_actor;
+}
+
+int main(int argc, char **argv)
+{
+    double v[TRIALS];
+    char extra[256];
+    size_t n;
+
+    if (argc > 2 && strcmp(argv[1], "--idle-rss") == 0) {
+        printf("%.2f\n", run_idle_rss((size_t)strtoull(argv[2], NULL, 10)));
+        return 0;
+    }
+    if (argc > 1)
+        scale = atof(argv[1]);
+    if (scale <= 0)
+        scale = 1.0;
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    run_baselines();
+
+    n = scaled(2000000);
+    for (int i = 0; i < TRIALS; i++)
+        v[i] = run_pingpong(n);
+    snprintf(extra, sizeof extra, ",\"round_trips\":%zu", n);
+    report("pingpong", "round_trip", median(v, TRIALS), 5e6, 2, "mpsc_same_thread", base.same,
+           extra);
+
+    n = scaled(8000000);
+    for (int i = 0; i < TRIALS; i++)
+        v[i] = run_fanin(8, n);
+    snprintf(extra, sizeof extra, ",\"messages\":%zu", n);
+    report("fanin_8to1", "msg", median(v, TRIALS), 20e6, 1, "mpsc_xthread", base.xthread, extra);
+
+    n = scaled(4000000);
+    for (int i = 0; i < TRIALS; i++)
+        v[i] = run_fanin(1, n);
+    snprintf(extra, sizeof extra, ",\"messages\":%zu", n);
+    report("fanin_1to1", "msg", median(v, TRIALS), 0, 1, "mpsc_xthread", base.xthread, extra);
+
+    n = scaled(1000000);
+    for (int i = 0; i < TRIALS; i++)
+        v[i] = run_ring(1000, n);
+    snprintf(extra, sizeof extra, ",\"actors\":1000,\"hops\":%zu", n);
+    report("ring", "hop", median(v, TRIALS), 10e6, 1, "mpsc_same_thread", base.same, extra);
+
+    n = scaled(1000000);
+    for (int i = 0; i < TRIALS; i++)
+        v[i] = run_spawn(n);
+    snprintf(extra, sizeof extra, ",\"actors\":%zu", n);
+    /* Per actor: a spawn, a start, one message, a stop and an end. */
+    report("spawn_from_thread", "actor", median(v, TRIALS), 3e6, 1, "mpsc_same_thread",
+           base.same, extra);
+
+    for (int i = 0; i < TRIALS; i++)
+        v[i] = run_spawn_inside(n);
+    report("spawn_from_actor", "actor", median(v, TRIALS), 3e6, 1, "mpsc_same_thread", base.same,
+           extra);
+
+    n = scaled(1000000);
+    for (int i = 0; i < TRIALS; i++)
+        v[i] = idle_rss_in_child(n);
+    {
+        double per_actor = median(v, TRIALS);
+        double user = (double)(sizeof(small_t) - sizeof(ax_actor_t));
+        double overhead = per_actor - user;
+
+        printf("{\"bench\":\"actor\",\"case\":\"idle_rss\",\"workers\":%d,\"actors\":%zu,"
+               "\"rss_bytes_per_actor\":%.1f,\"user_state_bytes\":%.0f,"
+               "\"actor_struct_bytes\":%zu,\"runtime_overhead_bytes\":%.1f,"
+               "\"target_overhead_bytes\":128,\"meets_target\":%s}\n",
+               WORKERS, n, per_actor, user, sizeof(small_t), overhead,
+               overhead <= 128.0 ? "true" : "false");
+    }
+    return 0;
+}

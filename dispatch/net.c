@@ -1,0 +1,434 @@
+/* Networking: start-up, the network dispatcher actor, events, stats. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "dispatch/net_internal.h"
+
+/* ---- message types ---------------------------------------------------- */
+
+const ax_msg_type_t ax_net_event_type = {
+    .name = "axon.net-event",
+    .size = sizeof(ax_net_event_t),
+};
+
+const ax_msg_type_t ax_net_undelivered_type = {
+    .name = "axon.net-undelivered",
+    .size = sizeof(ax_net_undelivered_t),
+};
+
+/* A lazy send on its way to the dispatcher. */
+typedef struct lazy_send {
+    ax_msg_t hdr;
+    ax__remote_t *dst;
+    ax_msg_t *msg;
+} lazy_send_t;
+
+static void lazy_send_release(ax_msg_t *m)
+{
+    ax_msg_release(&((lazy_send_t *)m)->msg);
+    free(m);
+}
+
+static const ax_msg_type_t lazy_send_type = {
+    .name = "axon.lazy-send",
+    .size = sizeof(lazy_send_t),
+    .release = lazy_send_release,
+};
+
+uint64_t ax__random64(void)
+{
+    uint64_t v = 0;
+
+    /* getrandom on Linux; the time is a fallback that still differs per
+     * run, which is all a session or incarnation id needs. */
+    if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v)
+        v = ax__now_ns() * 0x9e3779b97f4a7c15ull;
+    return v != 0 ? v : 1;
+}
+
+/* ---- the dispatcher actor --------------------------------------------- */
+
+typedef struct dispatcher {
+    ax_actor_t actor;
+    ax__net_t *net;
+    uint64_t sent;
+} dispatcher_t;
+
+static ax_status_t dispatcher_init(ax_actor_t *self, void *arg)
+{
+    ((dispatcher_t *)self)->net = arg;
+    return AX_OK;
+}
+
+static void dispatcher_publish(dispatcher_t *d)
+{
+    ax_buffer_pool_stats_t s;
+
+    if (ax_actor_buffer_stats(&d->actor, &s) == AX_OK) {
+        pthread_mutex_lock(&d->net->stats_lock);
+        d->net->dispatch_stats = s;
+        pthread_mutex_unlock(&d->net->stats_lock);
+    }
+}
+
+static void dispatcher_start(ax_actor_t *self)
+{
+    dispatcher_t *d = (dispatcher_t *)self;
+
+    /* Its own pool, from network.buffer_config: lazy sends never use the
+     * senders' pools. */
+    ax_actor_init_buffers(self, &d->net->cfg.buffer_config);
+    dispatcher_publish(d);
+}
+
+/*
+ * Serialise a lazy send now, into the dispatcher's pool, and release the
+ * message: from here only its bytes travel. The frame goes straight to the
+ * network thread, so it keeps its place among the eager frames that pass
+ * through this mailbox (FIFO per sender and receiver).
+ */
+static ax_status_t dispatcher_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    dispatcher_t *d = (dispatcher_t *)self;
+    lazy_send_t *ls = (lazy_send_t *)*msg;
+    ax_net_msg_t *nm;
+    ax_ref_t to;
+    ax_status_t st;
+
+    if ((*msg)->type != &lazy_send_type)
+        return AX_OK; /* nothing else is sent to the dispatcher */
+    to = (ax_ref_t){ls->dst, AX__REF_REMOTE};
+    st = ax__encode_net_msg(self, to, ls->hdr.sender, ls->msg->type, ls->msg, &nm);
+    if (st == AX_OK) {
+        nm->route = ls->dst;
+        ax__net_submit(d->net, &nm);
+    } else {
+        ck_pr_inc_64(&d->net->c.dead_lettered); /* also written by the network thread */
+        ax_dead_letter(ax_actor_system(self), &ls->msg, st, to);
+    }
+    if (++d->sent % 256 == 0 || st == AX_ENOBUFS)
+        dispatcher_publish(d);
+    return AX_OK; /* the runtime releases the wrapper and what it still holds */
+}
+
+/* An eager frame: already encoded in its sender's pool, on its way. */
+static ax_status_t dispatcher_forward(ax_actor_t *self, ax_net_msg_t **nm)
+{
+    ax__net_submit(((dispatcher_t *)self)->net, nm);
+    return AX_OK;
+}
+
+static const ax_actor_vtable_t dispatcher_vtable = {
+    .name = "axon.dispatcher",
+    .size = sizeof(dispatcher_t),
+    .init = dispatcher_init,
+    .on_start = dispatcher_start,
+    .receive_local = dispatcher_receive,
+    .receive_network = dispatcher_forward,
+};
+
+/* ---- the hooks the actor module calls ------------------------------------- */
+
+/* Eager frames queue behind the lazy sends made before them. */
+static void net_send_frame(void *ctx, ax__remote_t *dst, ax_net_msg_t **nm, ax_ref_t from)
+{
+    ax__net_t *net = ctx;
+    ax_msg_t *m = &(*nm)->hdr;
+
+    *nm = NULL;
+    ((ax_net_msg_t *)m)->route = dst;
+    if (ax_tell(net->dispatcher, &m, from) != AX_OK)
+        ax_msg_release(&m);
+}
+
+static ax_status_t net_send_lazy(void *ctx, ax__remote_t *dst, ax_msg_t **msg, ax_ref_t from)
+{
+    ax__net_t *net = ctx;
+    lazy_send_t *ls;
+    ax_msg_t *m;
+    ax_status_t st = ax_msg_alloc(&lazy_send_type, &m);
+
+    if (st != AX_OK)
+        return st;
+    ls = (lazy_send_t *)m;
+    ls->dst = dst;
+    ls->msg = *msg;
+    st = ax_tell(net->dispatcher, &m, from);
+    if (st != AX_OK) {
+        ls->msg = NULL; /* the caller keeps its message */
+        ax_msg_release(&m);
+        return st;
+    }
+    *msg = NULL;
+    return AX_OK;
+}
+
+static void net_stop(void *ctx)
+{
+    ax__net_t *net = ctx;
+
+    if (!net->thread_started)
+        return;
+    ck_pr_store_32(&net->stopping, 1);
+    ax__poller_wake(net->poller);
+    pthread_join(net->thread, NULL);
+    net->thread_started = false;
+}
+
+static void net_free(ax__net_t *net)
+{
+    ax__peer_t *p, *next;
+
+    for (p = net->peers; p != NULL; p = next) {
+        ax_net_msg_t *nm;
+
+        next = p->next;
+        while (p->pending.head != NULL) {
+            ax_msg_t *m;
+
+            nm = (ax_net_msg_t *)p->pending.head;
+            p->pending.head = nm->hdr.link.next;
+            m = &nm->hdr;
+            ax_msg_release(&m);
+        }
+        free(p);
+    }
+    if (net->listen_fd >= 0)
+        close(net->listen_fd);
+    ax_encode_buffer_destroy(&net->ctl);
+    ax_buffer_pool_destroy(&net->rx_pool);
+    ax__poller_destroy(&net->poller);
+    pthread_mutex_destroy(&net->stats_lock);
+    pthread_mutex_destroy(&net->sub_lock);
+    free(net->subs);
+    free(net);
+}
+
+static void net_destroy(void *ctx)
+{
+    net_stop(ctx);
+    net_free(ctx);
+}
+
+static const ax__net_ops_t net_ops = {
+    .send_frame = net_send_frame,
+    .send_lazy = net_send_lazy,
+    .stop = net_stop,
+    .destroy = net_destroy,
+};
+
+/* ---- start -------------------------------------------------------------------- */
+
+static ax_status_t listen_on(ax__net_t *net)
+{
+    struct sockaddr_storage ss = {0};
+    socklen_t sl;
+    int one = 1, fd;
+    const ax_addr_t *a = &net->self;
+
+    if (a->family == 6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+        s6->sin6_family = AF_INET6;
+        memcpy(&s6->sin6_addr, a->ip, 16);
+        s6->sin6_port = htons(a->port);
+        sl = sizeof(*s6);
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+        s4->sin_family = AF_INET;
+        memcpy(&s4->sin_addr, a->ip, 4);
+        s4->sin_port = htons(a->port);
+        sl = sizeof(*s4);
+    }
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return ax__error(AX_EIO, "net: socket: %s", strerror(errno));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 256) != 0) {
+        char text[64];
+        int err = errno;
+
+        close(fd);
+        ax_addr_format(a, text, sizeof text);
+        return ax__error(AX_EIO, "net: cannot listen on %s: %s", text, strerror(err));
+    }
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+        net->self.port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                        : ((struct sockaddr_in *)&ss)->sin_port);
+    net->listen_fd = fd;
+    return AX_OK;
+}
+
+static ax_status_t net_build(ax_system_t *sys, ax__net_t *net)
+{
+    static const ax_buffer_config_t ctl_cfg = {
+        /* Control frames are small; their own pool keeps them independent
+         * of a tiny network.buffer_config. */
+        .chunk_size = 64 * 1024,
+        .initial_chunk_count = 1,
+        .max_chunk_count = 256,
+        .encode_buf_min_free_space = 64,
+    };
+    ax_status_t st;
+
+    net->sys = sys;
+    net->cfg = ax__system_config(sys)->network;
+    net->listen_fd = -1;
+    net->incarnation = ax__random64();
+    net->fmt = (ax_frame_format_t){AX__FRAME_HEADER_SIZE, net->cfg.max_frame_size};
+    pthread_mutex_init(&net->stats_lock, NULL);
+    pthread_mutex_init(&net->sub_lock, NULL);
+    ax__mpsc_init(&net->inbox, true);
+    ax_system_address(sys, &net->self);
+    st = listen_on(net);
+    if (st == AX_OK)
+        st = ax__poller_create(&net->poller);
+    if (st == AX_OK)
+        st = ax__poller_add(net->poller, net->listen_fd, AX__POLL_IN, &net->listen_fd, &net->listen_reg);
+    if (st == AX_OK)
+        st = ax_buffer_pool_create(&net->cfg.buffer_config, &net->rx_pool);
+    if (st == AX_OK)
+        st = ax_encode_buffer_create(&ctl_cfg, &net->ctl);
+    return st;
+}
+
+ax_status_t ax_net_start(ax_system_t *sys)
+{
+    ax__net_t *net;
+    ax_status_t st;
+
+    if (sys == NULL)
+        return ax__error(AX_EINVAL, "net_start: NULL system");
+    if (ax__system_net(sys) != NULL)
+        return ax__error(AX_ESTATE, "net_start: the network of this system is started already");
+    net = calloc(1, sizeof(*net));
+    if (net == NULL)
+        return ax__error(AX_ENOMEM, "net_start: out of memory");
+    st = net_build(sys, net);
+    if (st == AX_OK)
+        st = ax_spawn(sys, &dispatcher_vtable, net, &net->dispatcher);
+    if (st == AX_OK)
+        st = ax__system_set_net(sys, &net_ops, net);
+    if (st != AX_OK) {
+        if (!ax_ref_is_null(net->dispatcher))
+            ax_kill(net->dispatcher);
+        net_free(net);
+        return st;
+    }
+    /* Paths handed out from now on carry the bound port. */
+    ax__system_set_port(sys, net->self.port);
+    if (pthread_create(&net->thread, NULL, ax__net_main, net) != 0)
+        return ax__error(AX_ENOMEM, "net_start: cannot start the network thread");
+    net->thread_started = true;
+    return AX_OK;
+}
+
+/* ---- events ----------------------------------------------------------------------- */
+
+void ax__net_event(ax__net_t *net, ax_net_event_kind_t kind, const ax_addr_t *peer, uint64_t session,
+                   ax_status_t status)
+{
+    pthread_mutex_lock(&net->sub_lock);
+    for (size_t i = 0; i < net->nsubs; i++) {
+        ax_msg_t *m;
+        ax_net_event_t *e;
+
+        if (ax_msg_alloc(&ax_net_event_type, &m) != AX_OK)
+            break;
+        e = (ax_net_event_t *)m;
+        e->kind = kind;
+        e->peer = *peer;
+        e->session = session;
+        e->status = status;
+        if (ax_tell(net->subs[i], &m, AX_REF_NULL) != AX_OK)
+            ax_msg_release(&m);
+    }
+    pthread_mutex_unlock(&net->sub_lock);
+}
+
+static ax__net_t *net_of(ax_system_t *sys)
+{
+    return sys != NULL ? ax__system_net(sys) : NULL;
+}
+
+ax_status_t ax_net_subscribe(ax_system_t *sys, ax_ref_t ref)
+{
+    ax__net_t *net = net_of(sys);
+    ax_status_t st = AX_OK;
+
+    if (net == NULL)
+        return ax__error(AX_ESTATE, "net_subscribe: the network is not started");
+    pthread_mutex_lock(&net->sub_lock);
+    for (size_t i = 0; i < net->nsubs; i++)
+        if (ax_ref_eq(net->subs[i], ref))
+            st = ax__error(AX_EEXIST, "net_subscribe: subscribed already");
+    if (st == AX_OK && net->nsubs == net->subs_cap) {
+        size_t cap = net->subs_cap ? net->subs_cap * 2 : 4;
+        ax_ref_t *subs = realloc(net->subs, cap * sizeof(*subs));
+
+        if (subs == NULL) {
+            st = ax__error(AX_ENOMEM, "net_subscribe: out of memory");
+        } else {
+            net->subs = subs;
+            net->subs_cap = cap;
+        }
+    }
+    if (st == AX_OK)
+        net->subs[net->nsubs++] = ref;
+    pthread_mutex_unlock(&net->sub_lock);
+    return st;
+}
+
+ax_status_t ax_net_unsubscribe(ax_system_t *sys, ax_ref_t ref)
+{
+    ax__net_t *net = net_of(sys);
+    ax_status_t st = AX_ENOTFOUND;
+
+    if (net == NULL)
+        return ax__error(AX_ESTATE, "net_unsubscribe: the network is not started");
+    pthread_mutex_lock(&net->sub_lock);
+    for (size_t i = 0; i < net->nsubs; i++) {
+        if (ax_ref_eq(net->subs[i], ref)) {
+            net->subs[i] = net->subs[--net->nsubs];
+            st = AX_OK;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&net->sub_lock);
+    return st == AX_OK ? AX_OK : ax__error(st, "net_unsubscribe: not subscribed");
+}
+
+ax_status_t ax_net_stats(ax_system_t *sys, ax_net_stats_t *out)
+{
+    ax__net_t *net = net_of(sys);
+    const ax__net_counters_t *c;
+
+    if (net == NULL || out == NULL)
+        return ax__error(AX_ESTATE, "net_stats: the network is not started");
+    c = &net->c;
+    memset(out, 0, sizeof(*out));
+    out->frames_sent = ck_pr_load_64(&c->frames_sent);
+    out->frames_received = ck_pr_load_64(&c->frames_received);
+    out->bytes_sent = ck_pr_load_64(&c->bytes_sent);
+    out->bytes_received = ck_pr_load_64(&c->bytes_received);
+    out->delivered = ck_pr_load_64(&c->delivered);
+    out->dead_lettered = ck_pr_load_64(&c->dead_lettered);
+    out->returned = ck_pr_load_64(&c->returned);
+    out->malformed = ck_pr_load_64(&c->malformed);
+    out->connections = ck_pr_load_64(&c->connections);
+    out->reconnects = ck_pr_load_64(&c->reconnects);
+    out->read_pauses = ck_pr_load_64(&c->read_pauses);
+    pthread_mutex_lock(&net->stats_lock);
+    out->receive_pool = net->rx_stats;
+    out->dispatch_pool = net->dispatch_stats;
+    pthread_mutex_unlock(&net->stats_lock);
+    return AX_OK;
+}

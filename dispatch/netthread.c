@@ -1,0 +1,1188 @@
+/* The network thread: sockets, peers, connections, frames. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "dispatch/net_internal.h"
+#include "serial/mpcheck.h"
+
+#define EVENTS_MAX 64
+#define IOV_BATCH 256
+#define RESUME_DELAY_NS (1000u * 1000u) /* retry paused reads after 1 ms */
+
+/* Timer contexts that are not peers. */
+static char resume_marker, deadline_marker;
+
+static bool flush_now(ax__conn_t *c);
+
+/* ---- small helpers ----------------------------------------------------- */
+
+static void fifo_push(ax__nm_fifo_t *f, ax_net_msg_t *nm)
+{
+    nm->hdr.link.next = NULL;
+    if (f->tail != NULL)
+        f->tail->next = &nm->hdr.link;
+    else
+        f->head = &nm->hdr.link;
+    f->tail = &nm->hdr.link;
+    f->count++;
+}
+
+static ax_net_msg_t *fifo_pop(ax__nm_fifo_t *f)
+{
+    ax_msg_link_t *l = f->head;
+
+    if (l == NULL)
+        return NULL;
+    f->head = l->next;
+    if (f->head == NULL)
+        f->tail = NULL;
+    f->count--;
+    return (ax_net_msg_t *)l;
+}
+
+/* Move all of src to the front of dst, keeping both orders. */
+static void fifo_prepend(ax__nm_fifo_t *dst, ax__nm_fifo_t *src)
+{
+    if (src->head == NULL)
+        return;
+    src->tail->next = dst->head;
+    if (dst->tail == NULL)
+        dst->tail = src->tail;
+    dst->head = src->head;
+    dst->count += src->count;
+    *src = (ax__nm_fifo_t){0};
+}
+
+static int addr_cmp(const ax_addr_t *a, const ax_addr_t *b)
+{
+    size_t n = a->family == 6 ? 16 : 4;
+    int c;
+
+    if (a->family != b->family)
+        return a->family < b->family ? -1 : 1;
+    c = memcmp(a->ip, b->ip, n);
+    if (c != 0)
+        return c;
+    return a->port < b->port ? -1 : a->port > b->port;
+}
+
+static ax_ref_t remote_ref(ax__remote_t *r)
+{
+    return (ax_ref_t){r, AX__REF_REMOTE};
+}
+
+static void count_dead(ax__net_t *net)
+{
+    /* Two writers (this thread and the dispatcher): an atomic increment. */
+    ck_pr_inc_64(&net->c.dead_lettered);
+}
+
+/* A serialised frame that will not be sent goes to dead letters. */
+static void dead_frame(ax__net_t *net, ax_net_msg_t *nm, ax_status_t why)
+{
+    ax_msg_t *m = &nm->hdr;
+
+    if (nm->wire == AX__WIRE_DATA) {
+        ax_ref_t to = remote_ref(nm->route);
+
+        count_dead(net);
+        ax_dead_letter(net->sys, &m, why, to);
+    } else {
+        ax_msg_release(&m);
+    }
+}
+
+static void dead_fifo(ax__net_t *net, ax__nm_fifo_t *f, ax_status_t why)
+{
+    ax_net_msg_t *nm;
+
+    while ((nm = fifo_pop(f)) != NULL)
+        dead_frame(net, nm, why);
+}
+
+/* A written frame that was never acknowledged. */
+static void dead_unacked(ax__net_t *net, ax__conn_t *c, ax_status_t why)
+{
+    while (c->ua_count > 0) {
+        ax__unacked_t *u = &c->unacked[c->ua_head];
+
+        c->ua_head = (c->ua_head + 1) % c->ua_cap;
+        c->ua_count--;
+        if (!u->returned) {
+            ax_msg_t *m;
+
+            count_dead(net);
+            if (ax_msg_alloc(&ax_net_undelivered_type, &m) == AX_OK) {
+                ((ax_net_undelivered_t *)m)->serialiser_id = u->serialiser_id;
+                ((ax_net_undelivered_t *)m)->session = c->session;
+                ax_dead_letter(net->sys, &m, why, remote_ref(u->dst));
+            }
+        }
+    }
+}
+
+/* ---- interest -------------------------------------------------------------- */
+
+static void set_interest(ax__conn_t *c, uint32_t interest)
+{
+    if (c->interest != interest && ax__poller_modify(c->net->poller, c->reg, interest) == AX_OK)
+        c->interest = interest;
+}
+
+static void mark_dirty(ax__conn_t *c)
+{
+    if (!c->dirty) {
+        c->dirty = true;
+        c->flush_next = c->net->flush_list;
+        c->net->flush_list = c;
+    }
+}
+
+/* ---- control frames --------------------------------------------------------- */
+
+typedef int (*body_fn)(msgpack_packer *pk, const void *arg);
+
+/* Queue a control frame whose body body() packs; false when it could not
+ * be built (the control pool is exhausted). */
+static bool queue_control(ax__conn_t *c, uint8_t type, ax_status_t status, body_fn body, const void *arg)
+{
+    ax__net_t *net = c->net;
+    unsigned char hdr[AX__FRAME_HEADER_SIZE];
+    ax_net_msg_t *nm;
+    ax_lease_t frame;
+    size_t mark, len;
+    ax_status_t st = ax_encode_begin(net->ctl, 64);
+
+    if (st != AX_OK)
+        return false;
+    st = ax_encode_reserve(net->ctl, AX__FRAME_HEADER_SIZE, &mark);
+    if (st == AX_OK && body != NULL && body(ax_encode_packer(net->ctl), arg) != 0)
+        st = AX_ENOBUFS;
+    if (st != AX_OK) {
+        ax_encode_abort(net->ctl);
+        return false;
+    }
+    len = ax_encode_len(net->ctl) - AX__FRAME_HEADER_SIZE;
+    ax__frame_header_write(hdr, &(ax__frame_header_t){(uint32_t)len, type, 0, ax_status_to_byte(status)});
+    ax_encode_fill(net->ctl, mark, hdr, sizeof hdr);
+    if (ax_encode_end(net->ctl, &frame) != AX_OK)
+        return false;
+    if (ax__net_msg_new(ax__system_netmsg_pool(net->sys), &frame, 0, 0, 0, &nm) != AX_OK) {
+        ax_lease_release(&frame);
+        return false;
+    }
+    nm->wire = AX__WIRE_CONTROL;
+    fifo_push(&c->wq, nm);
+    mark_dirty(c);
+    return true;
+}
+
+static int pack_addr(msgpack_packer *pk, const ax_addr_t *a)
+{
+    size_t n = a->family == 6 ? 16 : 4;
+
+    return msgpack_pack_array(pk, 3) || msgpack_pack_uint8(pk, a->family == 6 ? 0x04 : 0x00) ||
+           msgpack_pack_bin(pk, n) || msgpack_pack_bin_body(pk, a->ip, n) ||
+           msgpack_pack_uint16(pk, a->port);
+}
+
+struct hello {
+    const ax_addr_t *addr;
+    uint64_t incarnation, session;
+};
+
+static int pack_hello(msgpack_packer *pk, const void *arg)
+{
+    const struct hello *h = arg;
+
+    return msgpack_pack_array(pk, 5) || msgpack_pack_str(pk, 4) ||
+           msgpack_pack_str_body(pk, AX__PROTO_MAGIC, 4) || msgpack_pack_uint32(pk, AX__PROTO_VERSION) ||
+           pack_addr(pk, h->addr) || msgpack_pack_uint64(pk, h->incarnation) ||
+           msgpack_pack_uint64(pk, h->session);
+}
+
+static int pack_u64(msgpack_packer *pk, const void *arg)
+{
+    return msgpack_pack_uint64(pk, *(const uint64_t *)arg);
+}
+
+struct status_body {
+    uint64_t seq;
+    const ax_lease_t *frame; /* the Data frame returned, or NULL */
+};
+
+static int pack_status(msgpack_packer *pk, const void *arg)
+{
+    const struct status_body *s = arg;
+    struct iovec iov[64];
+    size_t len, first = 0, n;
+    int rc;
+
+    if (s->frame == NULL)
+        return msgpack_pack_array(pk, 1) || msgpack_pack_uint64(pk, s->seq);
+    len = ax_lease_len(s->frame) - AX__FRAME_HEADER_SIZE;
+    rc = msgpack_pack_array(pk, 2) || msgpack_pack_uint64(pk, s->seq) || msgpack_pack_bin(pk, len);
+    /* The returned body: every slice of the frame after its header. */
+    while (rc == 0 && (n = ax_lease_iovec(s->frame, first, iov, 64)) > 0) {
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            const char *p = iov[i].iov_base;
+            size_t l = iov[i].iov_len;
+
+            if (first == 0 && i == 0) {
+                p += AX__FRAME_HEADER_SIZE;
+                l -= AX__FRAME_HEADER_SIZE;
+            }
+            if (l > 0)
+                rc = msgpack_pack_bin_body(pk, p, l);
+        }
+        first += n;
+    }
+    return rc;
+}
+
+static void send_hello(ax__conn_t *c)
+{
+    struct hello h = {&c->net->self, c->net->incarnation, c->session};
+
+    queue_control(c, AX__FRAME_HELLO, AX_OK, pack_hello, &h);
+}
+
+static void send_ack(ax__conn_t *c)
+{
+    if (c->rx_frames > c->rx_acked && queue_control(c, AX__FRAME_ACK, AX_OK, pack_u64, &c->rx_frames))
+        c->rx_acked = c->rx_frames;
+}
+
+static void send_status(ax__conn_t *c, ax_status_t why, uint64_t seq, const ax_lease_t *frame)
+{
+    struct status_body s = {seq, frame};
+
+    /* A frame too large for the control pool is returned without its
+     * body: the sender still learns which one failed. */
+    if (!queue_control(c, AX__FRAME_STATUS, why, pack_status, &s)) {
+        s.frame = NULL;
+        queue_control(c, AX__FRAME_STATUS, why, pack_status, &s);
+    }
+}
+
+static void send_bye(ax__conn_t *c)
+{
+    if (!c->bye_sent && queue_control(c, AX__FRAME_BYE, AX_OK, NULL, NULL))
+        c->bye_sent = true;
+}
+
+/* ---- peers --------------------------------------------------------------- */
+
+static ax__peer_t *peer_get(ax__net_t *net, const ax_addr_t *addr)
+{
+    ax__peer_t *p;
+
+    for (p = net->peers; p != NULL; p = p->next)
+        if (addr_cmp(&p->addr, addr) == 0)
+            return p;
+    p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return NULL;
+    p->addr = *addr;
+    p->state = AX__PEER_IDLE;
+    p->next = net->peers;
+    net->peers = p;
+    return p;
+}
+
+static void start_connect(ax__net_t *net, ax__peer_t *p);
+
+/* A connection attempt for p failed: back off, or give up. */
+static void attempt_failed(ax__net_t *net, ax__peer_t *p, ax_status_t why)
+{
+    uint64_t delay_ms;
+
+    p->conn = NULL;
+    p->attempts++;
+    if (p->attempts > net->cfg.max_retries || ck_pr_load_32(&net->stopping)) {
+        p->state = AX__PEER_IDLE;
+        p->attempts = 0;
+        dead_fifo(net, &p->pending, ck_pr_load_32(&net->stopping) ? AX_ECLOSED : AX_ETIMEDOUT);
+        ax__net_event(net, AX_NET_DROPPED, &p->addr, 0, why);
+        return;
+    }
+    delay_ms = net->cfg.backoff_initial_ms << (p->attempts - 1 < 30 ? p->attempts - 1 : 30);
+    if (delay_ms > net->cfg.backoff_max_ms || delay_ms < net->cfg.backoff_initial_ms)
+        delay_ms = net->cfg.backoff_max_ms;
+    p->state = AX__PEER_BACKOFF;
+    if (ax__poller_timer_add(net->poller, delay_ms * 1000000u, p, &p->backoff_timer) != AX_OK)
+        start_connect(net, p); /* no timer: try again at once rather than stall */
+}
+
+/* ---- connections ------------------------------------------------------------- */
+
+static ax__conn_t *conn_new(ax__net_t *net, int fd, bool outgoing, ax__peer_t *peer)
+{
+    ax__conn_t *c = calloc(1, sizeof(*c));
+
+    if (c == NULL)
+        return NULL;
+    c->net = net;
+    c->fd = fd;
+    c->outgoing = outgoing;
+    c->peer = peer;
+    c->state = outgoing ? AX__CONN_TCP : AX__CONN_HELLO;
+    c->interest = outgoing ? (AX__POLL_IN | AX__POLL_OUT) : AX__POLL_IN;
+    if (ax_decode_buffer_create_shared(net->rx_pool, &net->fmt, &c->rx) != AX_OK ||
+        ax__poller_add(net->poller, fd, c->interest, c, &c->reg) != AX_OK) {
+        ax_decode_buffer_destroy(&c->rx);
+        free(c);
+        return NULL;
+    }
+    c->next = net->conns;
+    net->conns = c;
+    ax__counter_add(&net->c.connections, 1);
+    return c;
+}
+
+/* Unlink and free a connection; its frames must have been dealt with. */
+static void conn_free(ax__conn_t *c)
+{
+    ax__net_t *net = c->net;
+    ax_net_msg_t *nm;
+
+    for (ax__conn_t **pp = &net->conns; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    }
+    for (ax__conn_t **pp = &net->flush_list; *pp != NULL; pp = &(*pp)->flush_next) {
+        if (*pp == c) {
+            *pp = c->flush_next;
+            break;
+        }
+    }
+    ax__poller_remove(net->poller, c->reg);
+    close(c->fd);
+    while ((nm = fifo_pop(&c->wq)) != NULL) {
+        ax_msg_t *m = &nm->hdr;
+
+        ax_msg_release(&m);
+    }
+    ax_decode_buffer_destroy(&c->rx);
+    free(c->unacked);
+    free(c);
+    ax__counter_add(&net->c.connections, (uint64_t)-1);
+}
+
+/*
+ * The end of a connection, for whatever reason. Frames not yet written
+ * go back to the peer's pending queue (they may still be sent on a new
+ * connection); written ones not acknowledged go to dead letters.
+ */
+static void conn_end(ax__conn_t *c, ax_net_event_kind_t kind, ax_status_t why)
+{
+    ax__net_t *net = c->net;
+    ax__peer_t *p = c->peer;
+    bool was_open = c->state == AX__CONN_OPEN || c->state == AX__CONN_CLOSING;
+    ax__nm_fifo_t data = {0};
+    ax_net_msg_t *nm;
+
+    dead_unacked(net, c, AX_ECLOSED);
+    while ((nm = fifo_pop(&c->wq)) != NULL) {
+        if (nm->wire == AX__WIRE_DATA && c->wq_off == 0) {
+            fifo_push(&data, nm);
+        } else {
+            /* A frame half written cannot be resent from its middle: the
+             * peer has part of it, and this connection is gone. */
+            dead_frame(net, nm, AX_ECLOSED);
+        }
+        c->wq_off = 0;
+    }
+    if (ck_pr_load_32(&net->stopping)) {
+        /* No new connection while stopping: what was not written stays
+         * unsent. */
+        dead_fifo(net, &data, AX_ECLOSED);
+        if (p != NULL && p->conn == c) {
+            p->conn = NULL;
+            p->state = AX__PEER_IDLE;
+            if (was_open)
+                ax__net_event(net, kind, &p->addr, c->session, why);
+        }
+    } else if (p != NULL && p->conn == c) {
+        p->conn = NULL;
+        fifo_prepend(&p->pending, &data);
+        p->state = AX__PEER_IDLE;
+        if (was_open) {
+            p->attempts = 0;
+            ax__net_event(net, kind, &p->addr, c->session, why);
+        }
+        if (p->pending.count > 0) {
+            if (was_open)
+                start_connect(net, p);
+            else
+                attempt_failed(net, p, why);
+        }
+    } else {
+        dead_fifo(net, &data, AX_ECLOSED);
+    }
+    conn_free(c);
+}
+
+/* The connection broke the protocol: count it and close it. */
+static void conn_malformed(ax__conn_t *c, ax_status_t why)
+{
+    ax__counter_add(&c->net->c.malformed, 1);
+    conn_end(c, AX_NET_LOST, why);
+}
+
+static void open_conn(ax__conn_t *c)
+{
+    ax__peer_t *p = c->peer;
+    ax_net_msg_t *nm;
+
+    c->state = AX__CONN_OPEN;
+    p->conn = c;
+    p->state = AX__PEER_OPEN;
+    p->attempts = 0;
+    if (p->ever_open)
+        ax__counter_add(&c->net->c.reconnects, 1);
+    p->ever_open = true;
+    while ((nm = fifo_pop(&p->pending)) != NULL)
+        fifo_push(&c->wq, nm);
+    mark_dirty(c);
+    ax__net_event(c->net, AX_NET_ESTABLISHED, &p->addr, c->session, AX_OK);
+}
+
+static void start_connect(ax__net_t *net, ax__peer_t *p)
+{
+    struct sockaddr_storage ss = {0};
+    socklen_t sl;
+    int fd, one = 1;
+    ax__conn_t *c;
+
+    p->backoff_timer = 0;
+    if (p->addr.family == 6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+        s6->sin6_family = AF_INET6;
+        memcpy(&s6->sin6_addr, p->addr.ip, 16);
+        s6->sin6_port = htons(p->addr.port);
+        sl = sizeof(*s6);
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+        s4->sin_family = AF_INET;
+        memcpy(&s4->sin_addr, p->addr.ip, 4);
+        s4->sin_port = htons(p->addr.port);
+        sl = sizeof(*s4);
+    }
+    p->state = AX__PEER_CONNECTING;
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        attempt_failed(net, p, ax__error(AX_EIO, "net: socket: %s", strerror(errno)));
+        return;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(fd, (struct sockaddr *)&ss, sl) != 0 && errno != EINPROGRESS) {
+        close(fd);
+        attempt_failed(net, p, ax__error(AX_EIO, "net: connect: %s", strerror(errno)));
+        return;
+    }
+    c = conn_new(net, fd, true, p);
+    if (c == NULL) {
+        close(fd);
+        attempt_failed(net, p, AX_ENOMEM);
+        return;
+    }
+    c->session = ax__random64();
+    p->conn = c;
+}
+
+/* An outgoing connect() finished: send our Hello, or count a failure. */
+static void connect_done(ax__conn_t *c)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    if (err != 0) {
+        conn_end(c, AX_NET_LOST, ax__error(AX_EIO, "net: connect: %s", strerror(err)));
+        return;
+    }
+    c->state = AX__CONN_HELLO;
+    set_interest(c, AX__POLL_IN);
+    send_hello(c);
+}
+
+static void accept_all(ax__net_t *net)
+{
+    for (;;) {
+        int one = 1, fd = accept4(net->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            return; /* EAGAIN, or out of descriptors: try at the next edge */
+        }
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (ck_pr_load_32(&net->stopping) || conn_new(net, fd, false, NULL) == NULL)
+            close(fd);
+    }
+}
+
+/* ---- the handshake ---------------------------------------------------------- */
+
+static ax_status_t parse_hello(const msgpack_object *o, ax_addr_t *addr, uint64_t *incarnation,
+                               uint64_t *session)
+{
+    const msgpack_object *f, *a;
+
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 5)
+        return ax__error(AX_EPROTO, "hello: expected an array of 5");
+    f = o->via.array.ptr;
+    if (f[0].type != MSGPACK_OBJECT_STR || f[0].via.str.size != 4 ||
+        memcmp(f[0].via.str.ptr, AX__PROTO_MAGIC, 4) != 0)
+        return ax__error(AX_EPROTO, "hello: bad protocol magic");
+    if (f[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER || f[1].via.u64 != AX__PROTO_VERSION)
+        return ax__error(AX_EPROTO, "hello: unsupported protocol version");
+    if (f[2].type != MSGPACK_OBJECT_ARRAY || f[2].via.array.size != 3)
+        return ax__error(AX_EPROTO, "hello: bad address");
+    a = f[2].via.array.ptr;
+    if (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || (a[0].via.u64 != 0 && a[0].via.u64 != 4) ||
+        a[1].type != MSGPACK_OBJECT_BIN || a[1].via.bin.size != (a[0].via.u64 == 4 ? 16u : 4u) ||
+        a[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[2].via.u64 > 65535)
+        return ax__error(AX_EPROTO, "hello: bad address");
+    if (f[3].type != MSGPACK_OBJECT_POSITIVE_INTEGER || f[4].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return ax__error(AX_EPROTO, "hello: bad incarnation or session");
+    memset(addr, 0, sizeof(*addr));
+    addr->family = a[0].via.u64 == 4 ? 6 : 4;
+    memcpy(addr->ip, a[1].via.bin.ptr, a[1].via.bin.size);
+    addr->port = (uint16_t)a[2].via.u64;
+    *incarnation = f[3].via.u64;
+    *session = f[4].via.u64;
+    return AX_OK;
+}
+
+/* Close the losing connection of a pair without counting it as a failed
+ * attempt: its frames are handed over to the peer's queue first. */
+static void drop_duplicate(ax__conn_t *c)
+{
+    ax__peer_t *p = c->peer;
+
+    if (p != NULL && p->conn == c) {
+        ax_net_msg_t *nm;
+
+        p->conn = NULL;
+        while ((nm = fifo_pop(&c->wq)) != NULL) {
+            if (nm->wire == AX__WIRE_DATA)
+                fifo_push(&p->pending, nm);
+            else
+                dead_frame(c->net, nm, AX_ECLOSED);
+        }
+        c->peer = NULL;
+    }
+    conn_end(c, AX_NET_CLOSED, AX_OK);
+}
+
+static void on_hello(ax__conn_t *c, const msgpack_object *o)
+{
+    ax__net_t *net = c->net;
+    uint64_t incarnation = 0, session = 0;
+    ax__peer_t *p;
+    ax__conn_t *other;
+    ax_addr_t addr;
+
+    if (c->state != AX__CONN_HELLO || parse_hello(o, &addr, &incarnation, &session) != AX_OK) {
+        conn_malformed(c, AX_EPROTO);
+        return;
+    }
+    c->peer_incarnation = incarnation;
+    if (c->outgoing) {
+        if (session != c->session) {
+            conn_malformed(c, AX_EPROTO);
+            return;
+        }
+        open_conn(c);
+        return;
+    }
+    p = peer_get(net, &addr);
+    if (p == NULL) {
+        conn_end(c, AX_NET_LOST, AX_ENOMEM);
+        return;
+    }
+    other = p->conn;
+    if (other != NULL && other->state == AX__CONN_OPEN && other->peer_incarnation == incarnation &&
+        other->outgoing && addr_cmp(&net->self, &addr) < 0) {
+        /* Both sides connected at once: the connection opened by the
+         * system with the lower address wins. This one loses. */
+        conn_end(c, AX_NET_CLOSED, AX_OK);
+        return;
+    }
+    if (other != NULL && other->state != AX__CONN_OPEN && other->outgoing &&
+        addr_cmp(&net->self, &addr) < 0) {
+        conn_end(c, AX_NET_CLOSED, AX_OK); /* our own attempt wins */
+        return;
+    }
+    if (other != NULL) {
+        /* The new connection replaces ours: either the peer restarted
+         * (another incarnation: ours is lost, say so), or it wins the
+         * simultaneous connect. Its unwritten frames move to the new one. */
+        if (other->state == AX__CONN_OPEN && other->peer_incarnation != incarnation)
+            ax__net_event(net, AX_NET_LOST, &p->addr, other->session, AX_ECLOSED);
+        drop_duplicate(other);
+    }
+    c->peer = p;
+    c->session = session;
+    send_hello(c);
+    open_conn(c);
+}
+
+/* ---- receiving ------------------------------------------------------------- */
+
+/* Unpack a small control body into the thread's zone; the caller clears
+ * the zone. */
+static ax_status_t control_body(const ax_lease_t *frame, ax_lease_t *flat, msgpack_object *o)
+{
+    size_t off = 0, len;
+    ax_status_t st = ax_lease_flatten(frame, flat);
+
+    if (st != AX_OK)
+        return st;
+    len = ax_lease_len(flat) - AX__FRAME_HEADER_SIZE;
+    st = ax__msgpack_check((const char *)ax_lease_data(flat) + AX__FRAME_HEADER_SIZE, len, 1);
+    if (st == AX_OK &&
+        msgpack_unpack((const char *)ax_lease_data(flat) + AX__FRAME_HEADER_SIZE, len, &off,
+                       ax__thread_zone(), o) != MSGPACK_UNPACK_SUCCESS)
+        st = ax__error(AX_EPROTO, "net: a control frame's body is not one msgpack object");
+    return st;
+}
+
+static void on_ack(ax__conn_t *c, uint64_t upto)
+{
+    uint64_t first = c->tx_frames - c->ua_count + 1;
+
+    while (c->ua_count > 0 && first <= upto) {
+        if (!c->unacked[c->ua_head].returned)
+            ax__counter_add(&c->net->c.delivered, 1);
+        c->ua_head = (c->ua_head + 1) % c->ua_cap;
+        c->ua_count--;
+        first++;
+    }
+}
+
+/* A Data frame we sent came back undeliverable: dead-letter it here. */
+static void on_status(ax__conn_t *c, ax_lease_t *flat, const msgpack_object *o, ax_status_t why)
+{
+    ax__net_t *net = c->net;
+    const msgpack_object *f = o->via.array.ptr;
+    uint64_t seq = f[0].via.u64, first = c->tx_frames - c->ua_count + 1;
+    ax__unacked_t *u = NULL;
+    ax__remote_t *dst = NULL;
+    ax__envelope_t env;
+    ax_net_msg_t *nm;
+    ax_msg_t *m;
+    ax_ref_t to;
+
+    if (seq >= first && seq < first + c->ua_count) {
+        u = &c->unacked[(c->ua_head + (seq - first)) % c->ua_cap];
+        if (u->returned)
+            return;
+        u->returned = true;
+        dst = u->dst;
+    }
+    ax__counter_add(&net->c.returned, 1);
+    count_dead(net);
+    if (o->via.array.size == 2 && f[1].type == MSGPACK_OBJECT_BIN) {
+        size_t env_off = (size_t)((const unsigned char *)f[1].via.bin.ptr -
+                                  (const unsigned char *)ax_lease_data(flat));
+
+        if (ax__envelope_read(flat, env_off, &env) == AX_OK &&
+            ax_ref_from_path(net->sys, &env.dst, &to) == AX_OK &&
+            ax__net_msg_new(ax__system_netmsg_pool(net->sys), flat, env.payload_off, env.serialiser_id,
+                            c->session, &nm) == AX_OK) {
+            nm->env_off = (uint32_t)env_off;
+            m = &nm->hdr;
+            ax_dead_letter(net->sys, &m, why, to);
+            return;
+        }
+    }
+    /* No body to return: say what we know. */
+    if (ax_msg_alloc(&ax_net_undelivered_type, &m) == AX_OK) {
+        ((ax_net_undelivered_t *)m)->serialiser_id = u != NULL ? u->serialiser_id : 0;
+        ((ax_net_undelivered_t *)m)->session = c->session;
+        ax_dead_letter(net->sys, &m, why, dst != NULL ? remote_ref(dst) : AX_REF_NULL);
+    }
+}
+
+static void on_control(ax__conn_t *c, const ax__frame_header_t *h, ax_lease_t *frame)
+{
+    ax_lease_t flat = AX_LEASE_EMPTY;
+    msgpack_object o;
+    ax_status_t st = control_body(frame, &flat, &o);
+
+    if (st != AX_OK) {
+        ax_lease_release(&flat);
+        msgpack_zone_clear(ax__thread_zone());
+        conn_malformed(c, st);
+        return;
+    }
+    switch (h->type) {
+    case AX__FRAME_HELLO:
+        on_hello(c, &o);
+        break;
+    case AX__FRAME_ACK:
+        if (o.type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            conn_malformed(c, AX_EPROTO);
+        else
+            on_ack(c, o.via.u64);
+        break;
+    case AX__FRAME_STATUS:
+        if (o.type != MSGPACK_OBJECT_ARRAY || o.via.array.size < 1 || o.via.array.size > 2 ||
+            o.via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            conn_malformed(c, AX_EPROTO);
+        else
+            on_status(c, &flat, &o, ax_status_from_byte(h->status));
+        break;
+    default:
+        break;
+    }
+    msgpack_zone_clear(ax__thread_zone());
+    ax_lease_release(&flat);
+}
+
+/* Handle one frame; false when the connection was closed by it. */
+static bool on_frame(ax__conn_t *c, ax_lease_t *frame)
+{
+    ax__net_t *net = c->net;
+    unsigned char raw[AX__FRAME_HEADER_SIZE];
+    ax__frame_header_t h;
+    ax_status_t st;
+
+    ax_lease_copy_out(frame, 0, raw, sizeof raw);
+    if (ax__frame_header_read(raw, &h) != AX_OK) {
+        ax_lease_release(frame);
+        conn_malformed(c, AX_EPROTO);
+        return false;
+    }
+    if (h.type == AX__FRAME_DATA) {
+        if (c->state != AX__CONN_OPEN && c->state != AX__CONN_CLOSING) {
+            ax_lease_release(frame);
+            conn_malformed(c, AX_EPROTO);
+            return false;
+        }
+        c->rx_frames++;
+        ax__counter_add(&net->c.frames_received, 1);
+        ax__counter_add(&net->c.bytes_received, ax_lease_len(frame));
+        st = ax__deliver_frame(net->sys, frame, c->session);
+        if (st == AX_ENOTFOUND)
+            send_status(c, AX_ENOTFOUND, c->rx_frames, frame);
+        ax_lease_release(frame); /* empty when delivered */
+        if (st == AX_EPROTO) {
+            conn_malformed(c, st);
+            return false;
+        }
+        return true;
+    }
+    if (h.type == AX__FRAME_BYE) {
+        ax_lease_release(frame);
+        c->bye_received = true;
+        c->state = AX__CONN_CLOSING;
+        send_bye(c);
+        mark_dirty(c);
+        return true;
+    }
+    if (h.type == AX__FRAME_HEARTBEAT) {
+        ax_lease_release(frame);
+        return true;
+    }
+    on_control(c, &h, frame);
+    ax_lease_release(frame);
+    /* on_control may have closed c: it is still listed only if open. */
+    for (ax__conn_t *x = net->conns; x != NULL; x = x->next)
+        if (x == c)
+            return true;
+    return false;
+}
+
+static void pause_reading(ax__conn_t *c)
+{
+    ax__net_t *net = c->net;
+
+    c->paused = true;
+    set_interest(c, c->interest & ~AX__POLL_IN);
+    ax__counter_add(&net->c.read_pauses, 1);
+    if (net->resume_timer == 0)
+        ax__poller_timer_add(net->poller, RESUME_DELAY_NS, &resume_marker, &net->resume_timer);
+}
+
+/* Take every complete frame out of c's decoder; false when c closed. */
+static bool take_frames(ax__conn_t *c)
+{
+    ax_lease_t frame;
+    ax_status_t st;
+
+    while ((st = ax_decode_buffer_next(c->rx, &frame)) == AX_OK)
+        if (!on_frame(c, &frame))
+            return false;
+    if (st == AX_ETOOBIG) {
+        /* Tell the peer why, as far as the socket takes it, and close. */
+        send_status(c, AX_ETOOBIG, 0, NULL);
+        c->state = AX__CONN_CLOSING;
+        if (flush_now(c))
+            conn_malformed(c, AX_ETOOBIG);
+        return false;
+    }
+    return true;
+}
+
+static void on_readable(ax__conn_t *c)
+{
+    for (;;) {
+        void *p;
+        size_t room;
+        ssize_t n;
+        ax_status_t st = ax_decode_buffer_space(c->rx, &p, &room);
+
+        if (st == AX_ENOBUFS) {
+            if (take_frames(c))
+                pause_reading(c);
+            return;
+        }
+        if (st != AX_OK) {
+            take_frames(c);
+            return;
+        }
+        n = read(c->fd, p, room);
+        if (n > 0) {
+            ax_decode_buffer_commit(c->rx, (size_t)n);
+            if (!take_frames(c))
+                return;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        /* End of stream, or an error. */
+        if (c->bye_received || c->bye_sent)
+            conn_end(c, AX_NET_CLOSED, AX_OK);
+        else
+            conn_end(c, AX_NET_LOST, n == 0 ? AX_ECLOSED : AX_EIO);
+        return;
+    }
+    if (c->state == AX__CONN_OPEN || c->state == AX__CONN_CLOSING)
+        send_ack(c);
+}
+
+/* ---- sending ------------------------------------------------------------ */
+
+static void unacked_push(ax__conn_t *c, ax_net_msg_t *nm)
+{
+    if (c->ua_count == c->ua_cap) {
+        size_t cap = c->ua_cap ? c->ua_cap * 2 : 64;
+        ax__unacked_t *u = malloc(cap * sizeof(*u));
+
+        if (u == NULL) {
+            /* Cannot keep the record: account for the frame now. */
+            count_dead(c->net);
+            return;
+        }
+        for (size_t i = 0; i < c->ua_count; i++)
+            u[i] = c->unacked[(c->ua_head + i) % c->ua_cap];
+        free(c->unacked);
+        c->unacked = u;
+        c->ua_head = 0;
+        c->ua_cap = cap;
+    }
+    c->unacked[(c->ua_head + c->ua_count++) % c->ua_cap] =
+        (ax__unacked_t){nm->route, nm->serialiser_id, false};
+}
+
+/* A frame has been written in full. */
+static void written(ax__conn_t *c, ax_net_msg_t *nm)
+{
+    ax_msg_t *m = &nm->hdr;
+
+    if (nm->wire == AX__WIRE_DATA) {
+        c->tx_frames++;
+        unacked_push(c, nm);
+        ax__counter_add(&c->net->c.frames_sent, 1);
+    }
+    ax__counter_add(&c->net->c.bytes_sent, ax_lease_len(&nm->frame));
+    ax_msg_release(&m); /* the lease goes with it: released as soon as written */
+}
+
+/* Write as much of the queue as the socket takes; false when c closed. */
+static bool flush_now(ax__conn_t *c)
+{
+    struct iovec iov[IOV_BATCH];
+
+    if (c->state == AX__CONN_TCP)
+        return true;
+    while (c->wq.head != NULL) {
+        size_t k = 0, skip = c->wq_off;
+        ssize_t n;
+
+        for (ax_msg_link_t *l = c->wq.head; l != NULL && k < IOV_BATCH; l = l->next) {
+            ax_net_msg_t *nm = (ax_net_msg_t *)l;
+            size_t got = ax_lease_iovec(&nm->frame, 0, iov + k, IOV_BATCH - k);
+
+            /* Skip what a partial write already sent of the first frame. */
+            while (skip > 0 && got > 0) {
+                if (skip >= iov[k].iov_len) {
+                    skip -= iov[k].iov_len;
+                    memmove(iov + k, iov + k + 1, (got - 1) * sizeof(*iov));
+                    got--;
+                } else {
+                    iov[k].iov_base = (char *)iov[k].iov_base + skip;
+                    iov[k].iov_len -= skip;
+                    skip = 0;
+                }
+            }
+            k += got;
+        }
+        n = writev(c->fd, iov, (int)k);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                set_interest(c, c->interest | AX__POLL_OUT);
+                return true;
+            }
+            conn_end(c, AX_NET_LOST, AX_EIO);
+            return false;
+        }
+        /* Release every frame written in full; remember where the first
+         * unfinished one stopped. */
+        while (n > 0 && c->wq.head != NULL) {
+            ax_net_msg_t *nm = (ax_net_msg_t *)c->wq.head;
+            size_t left = ax_lease_len(&nm->frame) - c->wq_off;
+
+            if ((size_t)n < left) {
+                c->wq_off += (size_t)n;
+                n = 0;
+                break;
+            }
+            n -= (ssize_t)left;
+            c->wq_off = 0;
+            written(c, fifo_pop(&c->wq));
+        }
+    }
+    if (c->interest & AX__POLL_OUT)
+        set_interest(c, c->interest & ~AX__POLL_OUT);
+    return true;
+}
+
+static void flush_all(ax__net_t *net)
+{
+    while (net->flush_list != NULL) {
+        ax__conn_t *c = net->flush_list;
+
+        net->flush_list = c->flush_next;
+        c->dirty = false;
+        flush_now(c);
+    }
+}
+
+/* ---- the inbox -------------------------------------------------------------- */
+
+static void route(ax__net_t *net, ax_net_msg_t *nm)
+{
+    ax__remote_t *r = nm->route;
+    ax__peer_t *p = r->peer;
+
+    if (p == NULL) {
+        p = peer_get(net, &r->path.addr);
+        if (p == NULL) {
+            dead_frame(net, nm, AX_ENOMEM);
+            return;
+        }
+        r->peer = p; /* only this thread reads or writes it */
+    }
+    if (p->state == AX__PEER_OPEN && p->conn->state == AX__CONN_OPEN) {
+        fifo_push(&p->conn->wq, nm);
+        mark_dirty(p->conn);
+        return;
+    }
+    if (ck_pr_load_32(&net->stopping) || p->pending.count >= net->cfg.peer_queue) {
+        dead_frame(net, nm, ck_pr_load_32(&net->stopping) ? AX_ECLOSED : AX_ENOBUFS);
+        return;
+    }
+    fifo_push(&p->pending, nm);
+    if (p->state == AX__PEER_IDLE)
+        start_connect(net, p);
+}
+
+static void drain_inbox(ax__net_t *net)
+{
+    for (;;) {
+        ax_msg_link_t *l;
+
+        while ((l = ax__mpsc_pop(&net->inbox)) != NULL)
+            route(net, (ax_net_msg_t *)l);
+        /* Idle again: the next push wakes the poller. A push in flight
+         * makes this fail, and we take it on the next round. */
+        if (ax__mpsc_try_idle(&net->inbox))
+            return;
+    }
+}
+
+void ax__net_submit(ax__net_t *net, ax_net_msg_t **nm)
+{
+    ax_net_msg_t *m = *nm;
+
+    *nm = NULL;
+    m->wire = AX__WIRE_DATA;
+    if (ax__mpsc_push(&net->inbox, &m->hdr.link))
+        ax__poller_wake(net->poller);
+}
+
+/* ---- stopping ----------------------------------------------------------------- */
+
+static void begin_stop(ax__net_t *net)
+{
+    uint64_t timer;
+
+    if (net->listen_fd >= 0) {
+        ax__poller_remove(net->poller, net->listen_reg);
+        close(net->listen_fd);
+        net->listen_fd = -1;
+    }
+    for (ax__peer_t *p = net->peers; p != NULL; p = p->next) {
+        if (p->backoff_timer != 0) {
+            ax__poller_timer_cancel(net->poller, p->backoff_timer);
+            p->backoff_timer = 0;
+        }
+        if (p->state != AX__PEER_OPEN) {
+            p->state = AX__PEER_IDLE;
+            dead_fifo(net, &p->pending, AX_ECLOSED);
+        }
+    }
+    ax__poller_timer_add(net->poller, net->cfg.flush_timeout_ms * 1000000u, &deadline_marker, &timer);
+}
+
+/* One step of a graceful stop; true when every connection is closed. */
+static bool stop_step(ax__net_t *net, bool deadline)
+{
+    ax__conn_t *c = net->conns, *next;
+
+    for (; c != NULL; c = next) {
+        next = c->next;
+        if (deadline || (c->state != AX__CONN_OPEN && c->state != AX__CONN_CLOSING)) {
+            conn_end(c, AX_NET_CLOSED, AX_OK);
+            continue;
+        }
+        /* Everything written and acknowledged: say Bye, and close our
+         * side once Bye is out. The peer answers and closes its side. */
+        if (c->wq.head == NULL && c->ua_count == 0 && !c->bye_sent) {
+            send_bye(c);
+            c->state = AX__CONN_CLOSING;
+            flush_now(c);
+        } else if (c->bye_sent && c->wq.head == NULL && !c->bye_received) {
+            shutdown(c->fd, SHUT_WR);
+        }
+    }
+    return net->conns == NULL;
+}
+
+/* ---- the loop --------------------------------------------------------------------- */
+
+static void publish_stats(ax__net_t *net)
+{
+    ax_buffer_pool_stats_t s;
+
+    ax_buffer_pool_stats(net->rx_pool, &s);
+    pthread_mutex_lock(&net->stats_lock);
+    net->rx_stats = s;
+    pthread_mutex_unlock(&net->stats_lock);
+}
+
+static void on_timer(ax__net_t *net, void *ctx, bool *deadline)
+{
+    if (ctx == &resume_marker) {
+        net->resume_timer = 0;
+        for (ax__conn_t *c = net->conns, *next; c != NULL; c = next) {
+            next = c->next;
+            if (c->paused) {
+                c->paused = false;
+                set_interest(c, c->interest | AX__POLL_IN);
+                on_readable(c); /* edge-triggered: read what waited */
+            }
+        }
+    } else if (ctx == &deadline_marker) {
+        *deadline = true;
+    } else {
+        ax__peer_t *p = ctx;
+
+        p->backoff_timer = 0;
+        if (p->state == AX__PEER_BACKOFF)
+            start_connect(net, p);
+    }
+}
+
+static void on_fd(ax__net_t *net, const ax__poll_event_t *ev)
+{
+    ax__conn_t *c = ev->ctx;
+
+    if (ev->ctx == &net->listen_fd) {
+        accept_all(net);
+        return;
+    }
+    if (c->state == AX__CONN_TCP) {
+        if (ev->events & (AX__POLL_OUT | AX__POLL_ERR | AX__POLL_HUP))
+            connect_done(c);
+        return;
+    }
+    if (ev->events & AX__POLL_OUT) {
+        mark_dirty(c);
+    }
+    if ((ev->events & (AX__POLL_IN | AX__POLL_ERR | AX__POLL_HUP)) && !c->paused)
+        on_readable(c);
+}
+
+void *ax__net_main(void *arg)
+{
+    ax__net_t *net = arg;
+    ax__poll_event_t ev[EVENTS_MAX];
+    bool stopping = false, deadline = false;
+
+    for (;;) {
+        size_t n = 0;
+
+        ax__poller_wait(net->poller, -1, ev, EVENTS_MAX, &n);
+        for (size_t i = 0; i < n; i++) {
+            /* An earlier event of this batch may have closed a connection:
+             * the poller only guards ids removed before the wait. */
+            if (ev[i].kind == AX__EV_FD && ev[i].ctx != &net->listen_fd) {
+                bool live = false;
+
+                for (ax__conn_t *c = net->conns; c != NULL && !live; c = c->next)
+                    live = c == ev[i].ctx;
+                if (!live)
+                    continue;
+            }
+            if (ev[i].kind == AX__EV_FD)
+                on_fd(net, &ev[i]);
+            else if (ev[i].kind == AX__EV_TIMER)
+                on_timer(net, ev[i].ctx, &deadline);
+        }
+        drain_inbox(net);
+        flush_all(net);
+        publish_stats(net);
+        if (!stopping && ck_pr_load_32(&net->stopping)) {
+            stopping = true;
+            begin_stop(net);
+        }
+        if (stopping && stop_step(net, deadline))
+            break;
+    }
+    drain_inbox(net); /* anything that came in after the end: dead letters */
+    return NULL;
+}

@@ -1,0 +1,111 @@
+/*
+ * axon/net.h: connecting systems over TCP.
+ *
+ *     ax_system_t *sys;
+ *     ax_system_create(&cfg, &sys);      // cfg.network.listen = "127.0.0.1:9000"
+ *     ax_net_start(sys);                  // listen, start the network thread
+ *     ax_path_parse("tcp://127.0.0.1:9001/pong", &path);
+ *     ax_ref_from_path(sys, &path, &pong);   // a remote ref
+ *     ax_tell(pong, &msg, self);             // lazy: serialised by the dispatcher
+ *     ax_tell_serialised(self, pong, &t, m); // eager: serialised now
+ *
+ * One network thread per system owns every socket: the listener, and one
+ * connection per peer system, opened on first use. The network dispatcher
+ * (an actor of the system) serialises lazy sends into its own pool
+ * (network.buffer_config); eager frames go to the network thread as they
+ * are. Received frames land in the network thread's receive pool and
+ * reach actors as NetMessages, decoded only when the receiver asks.
+ *
+ * Delivery: FIFO per sender -> receiver pair over a connection. Each
+ * message sent to a peer ends in exactly one of two ways: the peer's
+ * system acknowledges receiving it, or it goes to dead letters with a
+ * status (AX_ECLOSED: the connection was lost with the message unacked or
+ * unsent; AX_ETIMEDOUT: the peer could not be reached within the retries;
+ * AX_ENOBUFS: the queue for a connecting peer, or the dispatcher's pool,
+ * was full; AX_ENOTFOUND: the peer has no such actor). A message whose
+ * connection was lost after it was written may have been delivered even so:
+ * its dead letter says AX_ECLOSED, "unknown". Messages that are dead-lettered
+ * after they were serialised arrive at the dead-letter actor as NetMessages.
+ */
+#ifndef AXON_NET_H
+#define AXON_NET_H
+
+#include <stdint.h>
+
+#include "axon/actor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Start networking for sys with its configuration's network section:
+ * bind and listen on network.listen (port 0 picks a free port; the system
+ * address then carries the bound port), start the network thread and the
+ * dispatcher. AX_EIO with a detail when the address cannot be bound,
+ * AX_ESTATE when already started or after shutdown. Stopping is part of
+ * ax_system_await_termination/ax_system_destroy: queued frames are flushed
+ * (at most network.flush_timeout_ms), every peer is sent Bye, and
+ * connections close cleanly.
+ */
+ax_status_t ax_net_start(ax_system_t *sys);
+
+typedef enum ax_net_event_kind_e {
+    AX_NET_ESTABLISHED = 1, /* handshake done; session is the new id */
+    AX_NET_LOST = 2,        /* the connection failed or the peer vanished */
+    AX_NET_CLOSED = 3,      /* the peer said Bye, or we did */
+    AX_NET_DROPPED = 4,     /* gave up on the peer after the retries */
+} ax_net_event_kind_t;
+
+/* What a subscriber receives (from the network thread). */
+typedef struct ax_net_event_s {
+    ax_msg_t hdr;
+    ax_net_event_kind_t kind;
+    ax_addr_t peer;     /* the peer system's address */
+    uint64_t session;   /* the connection's session id */
+    ax_status_t status; /* why, for LOST and DROPPED */
+} ax_net_event_t;
+
+extern const ax_msg_type_t ax_net_event_type;
+
+/* What the dead-letter actor receives for a message that was written to a
+ * connection that was then lost before the peer acknowledged it: the
+ * bytes are gone (released when written), the recipient (the dead
+ * letter's recipient ref), the serialiser id and the session remain. */
+typedef struct ax_net_undelivered_s {
+    ax_msg_t hdr;
+    uint64_t serialiser_id;
+    uint64_t session;
+} ax_net_undelivered_t;
+
+extern const ax_msg_type_t ax_net_undelivered_type;
+
+/* Send network events of sys to ref from now on. AX_ENOMEM, AX_EEXIST when
+ * subscribed already. */
+ax_status_t ax_net_subscribe(ax_system_t *sys, ax_ref_t ref);
+ax_status_t ax_net_unsubscribe(ax_system_t *sys, ax_ref_t ref);
+
+typedef struct ax_net_stats_s {
+    uint64_t frames_sent;       /* Data frames written to sockets */
+    uint64_t frames_received;   /* Data frames read from sockets */
+    uint64_t bytes_sent;
+    uint64_t bytes_received;
+    uint64_t delivered;         /* sent frames the peer acknowledged */
+    uint64_t dead_lettered;     /* messages for peers that went to dead letters */
+    uint64_t returned;          /* of those, reported unknown by the peer */
+    uint64_t malformed;         /* connections closed for a malformed frame */
+    uint64_t connections;       /* open now */
+    uint64_t reconnects;        /* connections established after a loss */
+    uint64_t read_pauses;       /* times reading stopped for want of buffers */
+    ax_buffer_pool_stats_t receive_pool;  /* the network thread's receive pool */
+    ax_buffer_pool_stats_t dispatch_pool; /* the dispatcher's lazy pool */
+} ax_net_stats_t;
+
+/* AX_ESTATE when the network was not started. Any thread. */
+ax_status_t ax_net_stats(ax_system_t *sys, ax_net_stats_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AXON_NET_H */
