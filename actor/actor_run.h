@@ -1,12 +1,50 @@
-/* Internal to actor/: running an actor, and what the run loop needs. */
+/* Internal to actor/: running actors, and what the modules of actor/
+ * share about it. */
 #ifndef AXON_ACTOR_RUN_H
 #define AXON_ACTOR_RUN_H
 
 #include "actor/sched.h"
 
 /* Run c for up to `throughput` messages on w. true when c must be run
- * again (it stays scheduled); false when it went idle or ended. */
+ * again (it stays scheduled); false when it went idle, ended, or is held
+ * for a restart. */
 bool ax__cell_run(ax__worker_t *w, ax__cell_t *c);
+
+/* The actor whose handler runs on this thread now, or NULL. */
+ax__cell_t *ax__current_cell(void);
+
+/* Run one of c's hooks (on_start, ...) as its current actor. */
+void ax__run_hook(ax__cell_t *c, void (*hook)(ax_actor_t *));
+
+/* The actor's optional parts, created on demand (NULL: out of memory). */
+ax__cell_ext_t *ax__ext(ax__cell_t *c);
+
+/* An actor's last steps, on the thread that owns it (run.c). */
+void ax__end_actor(ax__cell_t *c);
+
+/* Everything the actor holds in its mailbox and lanes, to dead letters. */
+void ax__dead_letter_rest(ax__cell_t *c, ax_status_t why);
+
+/* Seal (no more messages), kill or stop children, as endings need. */
+void ax__seal(ax__cell_t *c);
+void ax__tell_children(ax__cell_t *c, ax_status_t (*how)(ax_ref_t));
+
+/* A notice to an actor that is dropped, not dead-lettered, if it ended. */
+void ax__tell_notice(ax_ref_t dst, ax_msg_t **msg);
+
+/* Supervision (supervise.c): handle a failure of c (its handler returned
+ * status, or it called ax_fail); false: c is no longer scheduled (it
+ * ended or waits for its restart). */
+bool ax__fail_now(ax__worker_t *w, ax__cell_t *c, ax_status_t status);
+
+/* Run a restart that came due; false when c ended instead. */
+bool ax__restart_now(ax__worker_t *w, ax__cell_t *c);
+
+/* Tell c's parent that c ended. */
+void ax__notify_ended(ax__cell_t *c);
+
+/* A child event reached c: true when it escalates (c must fail). */
+bool ax__child_event(ax__cell_t *c, const ax_msg_t *msg);
 
 /* Stop every live actor of sys (shutdown). */
 void ax__stop_all(ax_system_t *sys);
@@ -14,5 +52,9 @@ void ax__stop_all(ax_system_t *sys);
 /* Release the messages left in the mailboxes of ended or free cells
  * (system destroy; no other thread runs). */
 void ax__drain_all(ax_system_t *sys);
+
+/* Timers of c (timer_api.c): forget one, end them all. */
+void ax__forget_timer(ax__cell_t *c, uint64_t id);
+void ax__end_timers(ax__cell_t *c);
 
 #endif

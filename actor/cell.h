@@ -10,12 +10,11 @@
  * belongs to someone else: the id in the word tells, and a CAS with an old
  * id fails instead of stopping the wrong actor.
  *
- * The mailbox is an intrusive Vyukov MPSC queue with a stub node. Its head
- * carries a tag bit: head == stub|TAG means "empty and not scheduled". A
- * push is one atomic exchange; the pusher that replaces a tagged head is
- * the one that schedules the actor, so an actor is scheduled exactly once
- * per transition from idle to non-empty. Only the worker running the actor
- * sets the tag, and only when the queue is empty.
+ * The mailbox is the tagged MPSC queue of serial/mpsc.h: a push is one
+ * atomic exchange, and the pusher that finds it idle schedules the actor,
+ * so an actor is scheduled exactly once per transition from idle to
+ * non-empty. Only the worker running the actor marks it idle, and only
+ * when it is empty.
  */
 #ifndef AXON_ACTOR_CELL_H
 #define AXON_ACTOR_CELL_H
@@ -25,15 +24,16 @@
 
 #include "axon/actor.h"
 #include "common/ax_atomic.h"
+#include "serial/frame.h"
+#include "serial/mpsc.h"
 
 #define AX__W_START  0x01u /* request: run on_start */
 #define AX__W_STOP   0x02u /* request: graceful stop */
 #define AX__W_KILL   0x04u /* request: kill */
-#define AX__W_FAIL   0x08u /* request: the actor failed (supervision) */
 #define AX__W_SEALED 0x10u /* accepts no more messages */
 #define AX__W_ENDED  0x20u /* ended; the cell awaits reuse */
 #define AX__W_CLAIMED 0x40u /* a created actor has been scheduled once */
-#define AX__W_REQUESTS (AX__W_START | AX__W_STOP | AX__W_KILL | AX__W_FAIL)
+#define AX__W_REQUESTS (AX__W_START | AX__W_STOP | AX__W_KILL)
 #define AX__W_ID_SHIFT 8
 #define AX__ID_MAX ((UINT64_C(1) << 56) - 1)
 
@@ -43,13 +43,16 @@
 #define AX__REF_LOCAL (UINT64_C(0) << 62)
 #define AX__REF_REMOTE (UINT64_C(1) << 62)
 #define AX__REF_REPLY (UINT64_C(2) << 62)
+#define AX__REF_TIMER (UINT64_C(3) << 62)
 
 /* Flags only the actor's own worker writes (STARTED) or that registry
  * calls set atomically (NAMED, PUBLISHED). */
 #define AX__L_STARTED   0x1u /* on_start has run */
 #define AX__L_NAMED     0x2u /* has a registered name */
 #define AX__L_PUBLISHED 0x4u /* is in the id table */
-#define AX__L_STOPPING  0x8u /* a stop marker is in the mailbox */
+#define AX__L_STOPPING  0x8u /* sealed by a graceful stop, draining */
+#define AX__L_FAILED    0x10u /* ax_fail was called in this handler */
+#define AX__L_SUSPENDED 0x20u /* failed; a restart is pending */
 
 /* The optional parts of an actor, allocated on first need and touched
  * only by the actor's own thread (and its creator before it starts). */
@@ -58,24 +61,35 @@ typedef struct ax__cell_ext_s {
     ax_ref_t *children;         /* live children, as far as this actor knows */
     size_t nchildren, cap;
     ax_encode_buffer_t *eb;     /* tell_serialised's pool, once created */
+    /* Envelope caches for tell_serialised: this actor's own packed path,
+     * and the last local destination's, each with the system address
+     * (its pointer) it was packed for. */
+    const ax_addr_t *src_addr, *dst_addr;
+    ax_ref_t dst_ref;
+    ax__packed_path_t src_packed, dst_packed;
+    /* Supervision. */
+    ax_restart_policy_t policy;
+    void *arg;                  /* init's argument, for restarts */
+    uint64_t window_start;      /* of the current restart window */
+    uint32_t restarts;          /* restarts in that window */
+    ax_status_t fail_status;    /* from ax_fail */
+    /* This actor's live timers, to end them with it. */
+    uint64_t *timers;
+    size_t ntimers, timers_cap;
 } ax__cell_ext_t;
 
 typedef struct ax__cell_s {
-    ax_msg_link_t *head;        /* senders: exchange; TAG bit = idle */
+    ax__mpsc_t mbox;            /* senders push; the running worker pops */
     uint64_t word;              /* senders read, controllers CAS */
     ax_system_t *sys;           /* constant for the cell's life */
-    ax_msg_link_t *tail;        /* owning worker only */
-    ax_msg_link_t stub;
     const ax_actor_vtable_t *vt;
     struct ax__cell_s *sched_next; /* inject queue or free-list link */
     ax__cell_ext_t *ext;        /* optional parts, allocated on demand */
     uint32_t lflags;            /* AX__L_* (atomic) */
-    uint32_t size_class;        /* slab class index */
+    uint32_t pad_;
 } ax__cell_t;
 
 _Static_assert(sizeof(ax__cell_t) == sizeof(ax_actor_t), "ax_actor_t must match the cell");
-
-#define AX__TAG ((uintptr_t)1)
 
 static inline ax__cell_t *ax__cell(const ax_actor_t *a)
 {
@@ -87,82 +101,81 @@ static inline uint64_t ax__cell_id(const ax__cell_t *c)
     return ck_pr_load_64(&c->word) >> AX__W_ID_SHIFT;
 }
 
-static inline ax_msg_link_t *ax__tagged(ax_msg_link_t *l)
-{
-    return (ax_msg_link_t *)((uintptr_t)l | AX__TAG);
-}
-
-/* A fresh mailbox: empty, and held by its creator (not idle), so that
- * messages sent before ax_start wait without scheduling the actor. */
+/* The mailbox is a tagged MPSC (serial/mpsc.h). A fresh cell's mailbox is
+ * held (not idle), so messages sent before ax_start wait without
+ * scheduling the actor. */
 static inline void ax__mbox_init(ax__cell_t *c)
 {
-    c->stub.next = NULL;
-    c->tail = &c->stub;
-    ck_pr_store_ptr(&c->head, &c->stub);
+    ax__mpsc_init(&c->mbox, false);
 }
 
-/* Push; true when the mailbox was idle and the caller must schedule. */
+/* True when the mailbox was idle and the caller must schedule. */
 static inline bool ax__mbox_push(ax__cell_t *c, ax_msg_link_t *n)
 {
-    ax_msg_link_t *prev;
-
-    n->next = NULL;
-    /* Full barrier: the message's contents are published before it can be
-     * reached from the queue. */
-    prev = ck_pr_fas_ptr(&c->head, n);
-    /* Release (by the fas above on every ck target): the consumer that
-     * loads prev->next sees the whole message. */
-    ck_pr_store_ptr(&((ax_msg_link_t *)((uintptr_t)prev & ~AX__TAG))->next, n);
-    return ((uintptr_t)prev & AX__TAG) != 0;
+    return ax__mpsc_push(&c->mbox, n);
 }
 
-/* Pop, by the worker running the actor. NULL when empty, or when a
- * producer is between its exchange and its link (the caller then does not
- * go idle: ax__mbox_try_idle fails because head moved). */
 static inline ax_msg_link_t *ax__mbox_pop(ax__cell_t *c)
 {
-    ax_msg_link_t *tail = c->tail;
-    ax_msg_link_t *next = ck_pr_load_ptr(&tail->next);
-
-    if (tail == &c->stub) {
-        if (next == NULL)
-            return NULL;
-        c->tail = next;
-        tail = next;
-        next = ck_pr_load_ptr(&next->next);
-    }
-    if (next != NULL) {
-        c->tail = next;
-        return tail;
-    }
-    if (tail != ck_pr_load_ptr(&c->head))
-        return NULL;
-    /* tail is the last node: put the stub behind it so tail can leave. */
-    c->stub.next = NULL;
-    ax__mbox_push(c, &c->stub);
-    next = ck_pr_load_ptr(&tail->next);
-    if (next != NULL) {
-        c->tail = next;
-        return tail;
-    }
-    return NULL;
+    return ax__mpsc_pop(&c->mbox);
 }
 
-/* Mark an empty mailbox idle. false when it is not empty (or a push is in
- * flight): the caller keeps the actor scheduled. */
+/* Paired with the full barrier of a controller's CAS on word: either it
+ * sees the actor idle (and wakes it) or the actor sees its request. */
 static inline bool ax__mbox_try_idle(ax__cell_t *c)
 {
-    if (c->tail != &c->stub || ck_pr_load_ptr(&c->stub.next) != NULL)
-        return false;
-    /* Full barrier, paired with the one in a controller's CAS on word:
-     * either it sees the tag or we see its request afterwards. */
-    return ck_pr_cas_ptr(&c->head, &c->stub, ax__tagged(&c->stub));
+    return ax__mpsc_try_idle(&c->mbox);
 }
 
-/* Take an idle actor's schedule: true when the caller must schedule it. */
 static inline bool ax__mbox_try_wake(ax__cell_t *c)
 {
-    return ck_pr_cas_ptr(&c->head, ax__tagged(&c->stub), &c->stub);
+    return ax__mpsc_try_wake(&c->mbox);
+}
+
+/* The recipient id and the lane that ax_tell_lane put in msg->to. */
+#define AX__TO_LANE_SHIFT 56
+static inline uint64_t ax__to_id(uint64_t to)
+{
+    return to & AX__ID_MAX;
+}
+
+static inline unsigned ax__to_lane(uint64_t to)
+{
+    return (unsigned)(to >> AX__TO_LANE_SHIFT);
+}
+
+/* An actor's lanes, after its struct in the same allocation: per-lane
+ * lists that only the running worker touches (see actor/run.c). */
+typedef struct ax__lanes_s {
+    uint32_t count;
+    uint32_t served; /* messages taken, for the every-8th turn */
+    uint32_t turn;   /* the lower lane whose turn comes next */
+    uint32_t queued; /* messages in the lists */
+    struct {
+        ax_msg_link_t *head, *tail;
+    } lane[];
+} ax__lanes_t;
+
+static inline size_t ax__lanes_offset(const ax_actor_vtable_t *vt)
+{
+    return (vt->size + 7) & ~(size_t)7;
+}
+
+/* Bytes the runtime allocates for an actor of vt. */
+static inline size_t ax__cell_size(const ax_actor_vtable_t *vt)
+{
+    if (vt->lanes <= 1)
+        return vt->size;
+    return ax__lanes_offset(vt) + sizeof(ax__lanes_t) +
+           vt->lanes * sizeof(((ax__lanes_t *)0)->lane[0]);
+}
+
+static inline ax__lanes_t *ax__lanes(ax__cell_t *c)
+{
+    /* A cell never used has no vtable yet (system destroy visits it). */
+    if (c->vt == NULL || c->vt->lanes <= 1)
+        return NULL;
+    return (ax__lanes_t *)(void *)((unsigned char *)c + ax__lanes_offset(c->vt));
 }
 
 #endif

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 
 #include "actor/system.h"
+#include "actor/timer.h"
 
 static void dead_letter_release(ax_msg_t *msg)
 {
@@ -34,6 +35,14 @@ void ax_dead_letter(ax_system_t *sys, ax_msg_t **msgp, ax_status_t why, ax_ref_t
     if (msgp == NULL || (msg = *msgp) == NULL)
         return;
     *msgp = NULL;
+    /* A timer's message whose actor is gone: the timer ends with it. */
+    if (ax__is_timer_msg(msg)) {
+        ax__timer_discard(&msg);
+        return;
+    }
+    /* An ask's request that cannot be delivered completes its future. */
+    if (msg->sender.target != NULL && (msg->sender.id & AX__REF_KIND_MASK) == AX__REF_REPLY)
+        ax__ask_undelivered(msg->sender, why);
     /* A wrapper that could not reach the dead-letter actor was counted
      * already, as the message inside it. */
     if (msg->type == &ax_dead_letter_type) {

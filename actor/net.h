@@ -13,6 +13,7 @@
  * with the system, so a remote ref is as cheap to copy as a local one. */
 typedef struct ax__remote_s {
     ax_path_t path;
+    ax__packed_path_t packed; /* path in its wire encoding, for envelopes */
     ax_system_t *sys;
     void *peer; /* the network's per-peer state, set by the network thread */
 } ax__remote_t;

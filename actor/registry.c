@@ -90,7 +90,7 @@ ax_status_t ax_register(ax_system_t *sys, ax_ref_t ref, const char *name)
     ck_ht_entry_t e;
     ck_ht_hash_t h;
     ax_status_t st = AX_OK;
-    size_t len;
+    size_t len = 0;
 
     if (sys == NULL || c == NULL || c->sys != sys)
         return ax__error(AX_EINVAL, "register: not a local actor of this system");
@@ -145,7 +145,7 @@ ax_status_t ax_lookup(ax_system_t *sys, const char *name, ax_ref_t *ref)
 {
     struct name_entry *ne;
     ax_status_t st;
-    size_t len;
+    size_t len = 0;
 
     if (sys == NULL || ref == NULL)
         return ax__error(AX_EINVAL, "lookup: NULL argument");
@@ -166,7 +166,7 @@ ax_status_t ax_unregister(ax_system_t *sys, const char *name)
 {
     struct name_entry *ne;
     ax_status_t st;
-    size_t len;
+    size_t len = 0;
 
     if (sys == NULL)
         return ax__error(AX_EINVAL, "unregister: NULL system");

@@ -120,6 +120,8 @@ ax_status_t ax__remote_intern(ax_system_t *sys, const ax_path_t *path, ax__remot
         *out = &((struct remote_entry *)ck_ht_entry_value(&e))->remote;
     } else if ((re = calloc(1, sizeof(*re))) == NULL) {
         st = ax__error(AX_ENOMEM, "remote ref: out of memory");
+    } else if ((st = ax__path_packed(path, &re->remote.packed)) != AX_OK) {
+        free(re);
     } else {
         re->remote.path = *path;
         re->remote.sys = sys;

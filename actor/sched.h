@@ -44,6 +44,8 @@ typedef struct ax__worker_s {
     uint64_t dead_letters;
     uint64_t steals;
     uint64_t parks;
+    uint64_t failures;
+    uint64_t restarts;
 } ax__worker_t;
 
 /* The worker of the calling thread, if it is one of sys's workers. */

@@ -82,12 +82,73 @@ ax_status_t ax_actor_buffer_stats(ax_actor_t *self, ax_buffer_pool_stats_t *out)
     return AX_OK;
 }
 
-/* Where an encoded frame is addressed: the receiver's path. */
-static ax_status_t dst_path(ax_ref_t dst, ax_path_t *out)
+/* The current system address object: packed paths are valid for it. */
+static const ax_addr_t *addr_now(ax_system_t *sys)
 {
+    return ck_pr_load_ptr(&sys->addr);
+}
+
+/* The receiver's packed path: a remote ref carries it; a local one is
+ * packed once and kept until self sends elsewhere. */
+static ax_status_t packed_dst(ax__cell_t *c, ax_ref_t dst, const ax__packed_path_t **out)
+{
+    ax__remote_t *remote = ax__remote_of(dst);
+    ax__cell_ext_t *ext = c->ext;
+    ax_path_t p;
+    ax_status_t st;
+
+    if (remote != NULL) {
+        *out = &remote->packed;
+        return AX_OK;
+    }
     if ((dst.id & AX__REF_KIND_MASK) == AX__REF_REPLY)
         return ax__error(AX_EINVAL, "tell_serialised: a reply slot takes local messages only");
-    return ax_ref_path(dst, out);
+    if (!ax_ref_eq(ext->dst_ref, dst) || ext->dst_addr != addr_now(c->sys)) {
+        st = ax_ref_path(dst, &p);
+        if (st == AX_OK)
+            st = ax__path_packed(&p, &ext->dst_packed);
+        if (st != AX_OK) {
+            ext->dst_ref = AX_REF_NULL;
+            return st;
+        }
+        ext->dst_ref = dst;
+        ext->dst_addr = addr_now(c->sys);
+    }
+    *out = &ext->dst_packed;
+    return AX_OK;
+}
+
+/* The sender's packed path: self's is cached; another local actor's (the
+ * dispatcher sends for others) is packed into tmp; none for a message
+ * from outside any actor. */
+static ax_status_t packed_src(ax__cell_t *c, ax_ref_t from, ax__packed_path_t *tmp,
+                              const ax__packed_path_t **out)
+{
+    ax__cell_ext_t *ext = c->ext;
+    ax_path_t p;
+    ax_status_t st;
+
+    *out = NULL;
+    if (ax_ref_is_null(from))
+        return AX_OK;
+    if (ax_ref_eq(from, ax_self((ax_actor_t *)c))) {
+        if (ext->src_addr != addr_now(c->sys)) {
+            st = ax__local_path(c, from.id, &p);
+            if (st == AX_OK)
+                st = ax__path_packed(&p, &ext->src_packed);
+            if (st != AX_OK)
+                return st;
+            ext->src_addr = addr_now(c->sys);
+        }
+        *out = &ext->src_packed;
+        return AX_OK;
+    }
+    st = ax_ref_path(from, &p);
+    if (st == AX_OK)
+        st = ax__path_packed(&p, tmp);
+    if (st == AX_OK)
+        *out = tmp;
+    return st;
 }
 
 /*
@@ -128,23 +189,15 @@ static ax_status_t check_type(const ax_msg_type_t *type, const ax_msg_t *msg)
     return AX_OK;
 }
 
-/* The sender's path for an envelope: a local actor's unique path, or none
- * (*has = false) for a message from outside any actor. */
-static ax_status_t src_path(ax_ref_t from, ax_path_t *out, bool *has)
-{
-    *has = !ax_ref_is_null(from);
-    return *has ? ax_ref_path(from, out) : AX_OK;
-}
-
 ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, ax_ref_t from,
                               const ax_msg_type_t *type, const ax_msg_t *msg, ax_net_msg_t **out)
 {
     ax__cell_t *c = ax__cell(self);
+    const ax__packed_path_t *to, *src;
+    ax__packed_path_t tmp;
     ax_encode_buffer_t *eb;
-    ax_path_t to, src;
     ax_lease_t frame;
     uint32_t poff;
-    bool has_src = false;
     ax_status_t st;
 
     if (self == NULL || out == NULL)
@@ -153,11 +206,11 @@ ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, ax_ref_t from,
     if (st == AX_OK)
         st = encode_buffer(c, &eb);
     if (st == AX_OK)
-        st = dst_path(dst, &to);
+        st = packed_dst(c, dst, &to);
     if (st == AX_OK)
-        st = src_path(from, &src, &has_src);
+        st = packed_src(c, from, &tmp, &src);
     if (st == AX_OK)
-        st = ax__frame_encode_data(eb, &to, has_src ? &src : NULL, type, msg, &frame, &poff);
+        st = ax__frame_encode_data_packed(eb, to, src, type, msg, &frame, &poff);
     if (st != AX_OK)
         return st;
     st = ax__net_msg_new(c->sys->netmsg_pool, &frame, poff, type->serialiser_id, 0, out);
@@ -224,8 +277,9 @@ ax_status_t ax_preserialise(ax_actor_t *self, const ax_msg_type_t *type, const a
 ax_status_t ax_tell_preserialised(ax_actor_t *self, ax_ref_t dst, const ax_preserialised_t *shared)
 {
     ax__cell_t *c = ax__cell(self);
+    const ax__packed_path_t *to, *src;
+    ax__packed_path_t tmp;
     ax_encode_buffer_t *eb;
-    ax_path_t to, from;
     ax_lease_t frame, payload = AX_LEASE_EMPTY;
     ax_net_msg_t *nm;
     size_t head_len;
@@ -235,12 +289,12 @@ ax_status_t ax_tell_preserialised(ax_actor_t *self, ax_ref_t dst, const ax_prese
         return ax__error(AX_EINVAL, "tell_preserialised: NULL argument");
     st = encode_buffer(c, &eb);
     if (st == AX_OK)
-        st = dst_path(dst, &to);
+        st = packed_dst(c, dst, &to);
     if (st == AX_OK)
-        st = ax__local_path(c, ax__cell_id(c), &from);
+        st = packed_src(c, ax_self(self), &tmp, &src);
     if (st == AX_OK)
-        st = ax__frame_encode_head(eb, &to, &from, shared->serialiser_id, ax_lease_len(&shared->payload),
-                                   &frame);
+        st = ax__frame_encode_head_packed(eb, to, src, shared->serialiser_id,
+                                          ax_lease_len(&shared->payload), &frame);
     if (st != AX_OK)
         return st;
     head_len = ax_lease_len(&frame);
@@ -272,6 +326,8 @@ ax_status_t ax__tell_remote(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from)
     ax__remote_t *remote = ax__remote_of(dst);
     const ax__net_ops_t *ops;
 
+    if (dst.target != NULL && (dst.id & AX__REF_KIND_MASK) == AX__REF_REPLY)
+        return ax__ask_reply(dst, msg, from);
     if (remote == NULL)
         return ax__error(AX_EINVAL, "tell: not an actor ref");
     if ((*msg)->type == NULL || (*msg)->type->serialiser_id == 0 || (*msg)->type->serialise == NULL)

@@ -127,7 +127,7 @@ ax_status_t ax__slab_alloc(ax__slabs_t *s, size_t size, ax__cell_t **out)
 
 void ax__slab_free(ax__slabs_t *s, ax__cell_t *c)
 {
-    ax__slab_class_t *k = class_for(s, round_class(c->vt->size), false);
+    ax__slab_class_t *k = class_for(s, round_class(ax__cell_size(c->vt)), false);
 
     ck_spinlock_lock(&k->lock);
     c->sched_next = k->free;

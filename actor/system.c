@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "actor/actor_run.h"
+#include "actor/timer.h"
 #include "serial/netmsg.h"
 #include "actor/system.h"
 #include "common/error.h"
@@ -39,12 +40,24 @@ static ax_status_t init_parts(ax_system_t *sys)
     if (st != AX_OK)
         return st;
     sys->parts = 5;
+    st = ax__asks_init(&sys->asks);
+    if (st != AX_OK)
+        return st;
+    sys->parts = 6;
+    st = ax__timers_start(sys, (uint64_t)sys->cfg.timer_tick_us * 1000u, &sys->timers);
+    if (st != AX_OK)
+        return st;
+    sys->parts = 7;
     return AX_OK;
 }
 
 static void free_parts(ax_system_t *sys)
 {
     ax__sched_destroy(sys);
+    if (sys->parts >= 7)
+        ax__timers_destroy(&sys->timers);
+    if (sys->parts >= 6)
+        ax__asks_destroy(&sys->asks);
     if (sys->parts >= 5)
         ax_msg_pool_destroy(&sys->netmsg_pool);
     if (sys->parts >= 4)
@@ -139,6 +152,10 @@ void ax_system_destroy(ax_system_t **sysp)
      * in ended cells, then free everything. */
     if (sys->net_ops != NULL)
         sys->net_ops->destroy(sys->net_ctx);
+    /* No actor is left to receive a timer's message; stop the wheel
+     * before the mailboxes are drained (a drained timer message frees its
+     * record under the wheel's lock). */
+    ax__timers_stop(sys->timers);
     ax__drain_all(sys);
     free_parts(sys);
     *sysp = NULL;
@@ -154,6 +171,8 @@ void ax_system_stats(ax_system_t *sys, ax_system_stats_t *out)
         out->dead_letters += ck_pr_load_64(&w->dead_letters);
         out->steals += ck_pr_load_64(&w->steals);
         out->parks += ck_pr_load_64(&w->parks);
+        out->failures += ck_pr_load_64(&w->failures);
+        out->restarts += ck_pr_load_64(&w->restarts);
     }
     out->dead_letters += ck_pr_load_64(&sys->dead_letters_ext);
     out->actors_alive = ck_pr_load_64(&sys->alive);

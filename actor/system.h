@@ -5,6 +5,7 @@
 #include <pthread.h>
 
 
+#include "actor/ask.h"
 #include "actor/cell.h"
 #include "actor/net.h"
 #include "actor/registry.h"
@@ -46,6 +47,10 @@ struct ax_system_s {
     ck_ht_t remotes;            /* canonical path text -> ax__remote_t */
     const ax__net_ops_t *net_ops; /* atomic; NULL without a network */
     void *net_ctx;
+
+    /* Timers and asks. */
+    struct ax__timers_s *timers;
+    ax__asks_t asks;
 
     /* Dead letters. */
     pthread_mutex_t dl_lock;

@@ -247,6 +247,8 @@ static ax_status_t write_slow(ax_encode_buffer_t *eb, const unsigned char *src, 
 
 ax_status_t ax_encode_write(ax_encode_buffer_t *eb, const void *src, size_t n)
 {
+    if (n == 0)
+        return eb->open ? eb->err : ax__error(AX_ESTATE, "encode buffer: write without begin");
     if (eb->open && eb->err == AX_OK && n <= space_left(eb)) {
         memcpy(eb->cur->data + eb->pos, src, n);
         eb->pos += n;

@@ -32,27 +32,46 @@ ax_status_t ax__frame_header_read(const unsigned char in[AX__FRAME_HEADER_SIZE],
     return AX_OK;
 }
 
-static ax_status_t packed(ax_encode_buffer_t *eb, int rc)
+/* A packer over a fixed buffer: packing a path never needs more than
+ * AX__PACKED_PATH_MAX bytes, and a write that would overflow fails. */
+static int fixed_write(void *data, const char *buf, size_t len)
 {
-    (void)eb;
-    /* A packer write fails only when the encode buffer could not take the
-     * bytes; ax_encode_end reports the buffer's own status. */
-    return rc == 0 ? AX_OK : AX_ENOBUFS;
+    ax__packed_path_t *pp = data;
+
+    if (len > sizeof pp->bytes - pp->len)
+        return -1;
+    memcpy(pp->bytes + pp->len, buf, len);
+    pp->len = (uint16_t)(pp->len + len);
+    return 0;
 }
 
-static ax_status_t write_envelope(ax_encode_buffer_t *eb, const ax_path_t *dst, const ax_path_t *src,
-                                  uint64_t serialiser_id)
+ax_status_t ax__path_packed(const ax_path_t *p, ax__packed_path_t *out)
+{
+    msgpack_packer pk;
+
+    out->len = 0;
+    msgpack_packer_init(&pk, out, fixed_write);
+    if (ax_path_pack(p, &pk) != 0)
+        return ax__error(AX_EINVAL, "frame: the path cannot be encoded");
+    return AX_OK;
+}
+
+/* The envelope: three packer calls and two copies of packed paths. A
+ * failed write is the encode buffer's (it records why); report ENOBUFS. */
+static ax_status_t write_envelope(ax_encode_buffer_t *eb, const ax__packed_path_t *dst,
+                                  const ax__packed_path_t *src, uint64_t serialiser_id)
 {
     msgpack_packer *pk = ax_encode_packer(eb);
     int rc = msgpack_pack_array(pk, 3);
 
+    if (rc == 0 && ax_encode_write(eb, dst->bytes, dst->len) != AX_OK)
+        rc = -1;
     if (rc == 0)
-        rc = ax_path_pack(dst, pk);
-    if (rc == 0)
-        rc = src != NULL ? ax_path_pack(src, pk) : msgpack_pack_nil(pk);
+        rc = src != NULL ? (ax_encode_write(eb, src->bytes, src->len) == AX_OK ? 0 : -1)
+                         : msgpack_pack_nil(pk);
     if (rc == 0)
         rc = msgpack_pack_uint64(pk, serialiser_id);
-    return packed(eb, rc);
+    return rc == 0 ? AX_OK : AX_ENOBUFS;
 }
 
 static void fill_header(ax_encode_buffer_t *eb, size_t mark, size_t body_len)
@@ -63,11 +82,11 @@ static void fill_header(ax_encode_buffer_t *eb, size_t mark, size_t body_len)
     ax_encode_fill(eb, mark, hdr, sizeof hdr);
 }
 
-ax_status_t ax__frame_encode_data(ax_encode_buffer_t *eb, const ax_path_t *dst, const ax_path_t *src,
-                                  const ax_msg_type_t *type, const ax_msg_t *msg, ax_lease_t *frame,
-                                  uint32_t *payload_off)
+ax_status_t ax__frame_encode_data_packed(ax_encode_buffer_t *eb, const ax__packed_path_t *dst,
+                                         const ax__packed_path_t *src, const ax_msg_type_t *type,
+                                         const ax_msg_t *msg, ax_lease_t *frame, uint32_t *payload_off)
 {
-    size_t hint = AX__FRAME_HEADER_SIZE + 64;
+    size_t hint = AX__FRAME_HEADER_SIZE + 16 + dst->len + (src != NULL ? src->len : 1);
     size_t mark, off, len;
     ax_status_t st;
 
@@ -97,11 +116,26 @@ ax_status_t ax__frame_encode_data(ax_encode_buffer_t *eb, const ax_path_t *dst, 
     return st;
 }
 
-ax_status_t ax__frame_encode_head(ax_encode_buffer_t *eb, const ax_path_t *dst, const ax_path_t *src,
-                                  uint64_t serialiser_id, size_t payload_len, ax_lease_t *head)
+ax_status_t ax__frame_encode_data(ax_encode_buffer_t *eb, const ax_path_t *dst, const ax_path_t *src,
+                                  const ax_msg_type_t *type, const ax_msg_t *msg, ax_lease_t *frame,
+                                  uint32_t *payload_off)
+{
+    ax__packed_path_t d, s;
+    ax_status_t st = ax__path_packed(dst, &d);
+
+    if (st == AX_OK && src != NULL)
+        st = ax__path_packed(src, &s);
+    return st != AX_OK ? st
+                       : ax__frame_encode_data_packed(eb, &d, src != NULL ? &s : NULL, type, msg, frame,
+                                                      payload_off);
+}
+
+ax_status_t ax__frame_encode_head_packed(ax_encode_buffer_t *eb, const ax__packed_path_t *dst,
+                                         const ax__packed_path_t *src, uint64_t serialiser_id,
+                                         size_t payload_len, ax_lease_t *head)
 {
     size_t mark, len;
-    ax_status_t st = ax_encode_begin(eb, AX__FRAME_HEADER_SIZE + 64);
+    ax_status_t st = ax_encode_begin(eb, AX__FRAME_HEADER_SIZE + 16 + dst->len);
 
     if (st != AX_OK)
         return st;
@@ -117,6 +151,19 @@ ax_status_t ax__frame_encode_head(ax_encode_buffer_t *eb, const ax_path_t *dst, 
     }
     fill_header(eb, mark, len);
     return ax_encode_end(eb, head);
+}
+
+ax_status_t ax__frame_encode_head(ax_encode_buffer_t *eb, const ax_path_t *dst, const ax_path_t *src,
+                                  uint64_t serialiser_id, size_t payload_len, ax_lease_t *head)
+{
+    ax__packed_path_t d, s;
+    ax_status_t st = ax__path_packed(dst, &d);
+
+    if (st == AX_OK && src != NULL)
+        st = ax__path_packed(src, &s);
+    return st != AX_OK ? st
+                       : ax__frame_encode_head_packed(eb, &d, src != NULL ? &s : NULL, serialiser_id,
+                                                      payload_len, head);
 }
 
 /* msgpack_unpack needs a zone for the envelope's arrays; one per thread,

@@ -43,6 +43,25 @@ void ax__frame_header_write(unsigned char out[AX__FRAME_HEADER_SIZE], const ax__
 /* AX_EPROTO for a reserved byte that is not zero or an unknown type. */
 ax_status_t ax__frame_header_read(const unsigned char in[AX__FRAME_HEADER_SIZE], ax__frame_header_t *h);
 
+/* A path already packed in its wire encoding (ax_path_pack), so that a
+ * sender packs each path once and copies the bytes into every envelope. */
+#define AX__PACKED_PATH_MAX (AX_PATH_NAME_MAX + 32)
+
+typedef struct ax__packed_path_s {
+    uint16_t len;
+    unsigned char bytes[AX__PACKED_PATH_MAX];
+} ax__packed_path_t;
+
+ax_status_t ax__path_packed(const ax_path_t *p, ax__packed_path_t *out);
+
+/* As ax__frame_encode_data, with the paths packed already. */
+ax_status_t ax__frame_encode_data_packed(ax_encode_buffer_t *eb, const ax__packed_path_t *dst,
+                                         const ax__packed_path_t *src, const ax_msg_type_t *type,
+                                         const ax_msg_t *msg, ax_lease_t *frame, uint32_t *payload_off);
+ax_status_t ax__frame_encode_head_packed(ax_encode_buffer_t *eb, const ax__packed_path_t *dst,
+                                         const ax__packed_path_t *src, uint64_t serialiser_id,
+                                         size_t payload_len, ax_lease_t *head);
+
 /*
  * Encode a whole Data frame into eb: header, envelope, then the payload
  * from type->serialise. src may be NULL (sent from outside any actor).

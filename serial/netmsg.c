@@ -1,5 +1,6 @@
 /* NetMessage: a serialised message delivered to receive_network, decoded
  * lazily on the receiver's thread. */
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "common/error.h"
@@ -97,13 +98,42 @@ ax_status_t ax_payload_hold(const ax_payload_t *payload, ax_lease_t *out)
     return ax_lease_clone(&payload->lease, out);
 }
 
+/*
+ * The payload in one piece, for msgpack. A one-slice frame lends its bytes
+ * (payload->lease is a view that takes no reference: *owned = false, and
+ * ax_payload_hold() takes a real one). A chained payload, larger than what
+ * was left of a chunk, is copied once (*owned = true: release it).
+ */
+static ax_status_t payload_of(const ax_net_msg_t *nm, ax_payload_t *payload, bool *owned)
+{
+    const ax_lease_t *f = &nm->frame;
+    size_t len = ax_lease_len(f) - nm->payload_off;
+    ax_lease_t slice;
+    ax_status_t st;
+
+    if (f->ext == NULL) {
+        payload->lease = (ax_lease_t){len > 0 ? f->chunk : NULL, f->off + nm->payload_off,
+                                      (uint32_t)len, NULL};
+        *owned = false;
+        return AX_OK;
+    }
+    st = ax_net_msg_payload(nm, &slice);
+    if (st == AX_OK) {
+        st = ax_lease_flatten(&slice, &payload->lease);
+        ax_lease_release(&slice);
+    }
+    *owned = st == AX_OK;
+    return st;
+}
+
 ax_status_t ax_net_msg_deserialise(const ax_net_msg_t *nm, const ax_msg_type_t *type, ax_msg_t **out)
 {
     ax_payload_t payload;
-    ax_lease_t slice;
     msgpack_zone *zone;
     msgpack_object obj;
+    const char *bytes;
     size_t off = 0, len;
+    bool owned;
     ax_status_t st;
     int rc;
 
@@ -118,30 +148,26 @@ ax_status_t ax_net_msg_deserialise(const ax_net_msg_t *nm, const ax_msg_type_t *
     zone = ax__thread_zone();
     if (zone == NULL)
         return ax__error(AX_ENOMEM, "deserialise: out of memory");
-    st = ax_net_msg_payload(nm, &slice);
+    st = payload_of(nm, &payload, &owned);
     if (st != AX_OK)
         return st;
-    /* msgpack needs the payload in one piece: a chained payload (larger
-     * than what was left of a chunk) is copied once, here. */
-    st = ax_lease_flatten(&slice, &payload.lease);
-    ax_lease_release(&slice);
-    if (st != AX_OK)
-        return st;
+    bytes = ax_lease_data(&payload.lease);
     len = ax_lease_len(&payload.lease);
-    /* The payload may come from a peer: bound it before msgpack-c
-     * allocates for it. */
-    st = ax__msgpack_check(ax_lease_data(&payload.lease), len, 1);
-    if (st != AX_OK) {
-        ax_lease_release(&payload.lease);
-        return ax__error(AX_EPROTO, "deserialise \"%s\": %s", type->name, ax_error_detail());
+    /* Bytes from a peer (session != 0) are bounded before msgpack-c
+     * allocates for them; this system's own serialisers produced the
+     * rest. */
+    if (nm->session != 0 && (st = ax__msgpack_check(bytes, len, 1)) != AX_OK) {
+        st = ax__error(AX_EPROTO, "deserialise \"%s\": %s", type->name, ax_error_detail());
+    } else {
+        rc = bytes != NULL ? msgpack_unpack(bytes, len, &off, zone, &obj) : MSGPACK_UNPACK_CONTINUE;
+        if (rc != MSGPACK_UNPACK_SUCCESS)
+            st = ax__error(AX_EPROTO, "deserialise \"%s\": the payload is not exactly one msgpack object",
+                           type->name);
+        else
+            st = type->deserialise(&obj, &payload, out);
     }
-    rc = msgpack_unpack(ax_lease_data(&payload.lease), len, &off, zone, &obj);
-    if (rc != MSGPACK_UNPACK_SUCCESS)
-        st = ax__error(AX_EPROTO, "deserialise \"%s\": the payload is not exactly one msgpack object",
-                       type->name);
-    else
-        st = type->deserialise(&obj, &payload, out);
     msgpack_zone_clear(zone);
-    ax_lease_release(&payload.lease);
+    if (owned)
+        ax_lease_release(&payload.lease);
     return st;
 }

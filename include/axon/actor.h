@@ -104,9 +104,14 @@ typedef struct ax_actor_vtable_s {
     /* A serialised message (axon/serial.h), with the same ownership rule. */
     ax_status_t (*receive_network)(ax_actor_t *self, ax_net_msg_t **nm);
     /* Last call: free what the actor owns (not the actor itself). Runs on
-     * the thread that ends the actor. Optional. */
+     * the thread that ends the actor, and before a restart. Optional. */
     void (*destroy)(ax_actor_t *self);
+    /* Mailbox lanes, in priority order (0 and 1 both mean one lane); at
+     * most AX_MAX_LANES. See ax_tell_lane. */
+    unsigned lanes;
 } ax_actor_vtable_t;
+
+#define AX_MAX_LANES 8
 
 /* ------------------------------------------------------------------ */
 /* Systems                                                             */
@@ -118,6 +123,8 @@ typedef struct ax_system_stats_s {
     uint64_t actors_alive; /* created and not yet ended */
     uint64_t steals;       /* actors a worker took from another's queue */
     uint64_t parks;        /* times a worker went to sleep */
+    uint64_t failures;     /* actors that failed (a handler's error, ax_fail) */
+    uint64_t restarts;     /* actors restarted by their policy */
 } ax_system_stats_t;
 
 /* Create a system and start its workers. cfg may be NULL for the defaults
@@ -187,11 +194,194 @@ uint64_t ax_ref_id(ax_ref_t ref);
  *
  * AX_OK: the runtime owns the message and *msg is NULL. If dst has ended,
  * or ends before handling it, the message goes to dead letters with
- * AX_ECLOSED. Any other status: nothing was sent and the caller still owns
- * *msg: AX_EINVAL (NULL msg, null ref), AX_ESHUTDOWN (the system is
- * gone or going).
+ * AX_ECLOSED (also after a shutdown). Any other status: nothing was sent
+ * and the caller still owns *msg: AX_EINVAL (NULL msg, null ref, a type
+ * without a serialiser for a remote ref), AX_ENOTFOUND (a remote ref in a
+ * system without a network).
  */
 ax_status_t ax_tell(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from);
+
+/*
+ * ax_tell into one of dst's lanes (lane 0 is what ax_tell uses). The
+ * worker serves lane 0 first, then 1, 2, ...; but every 8th message it
+ * takes one from the next non-empty lower lane in turn (1, 2, ..., K-1, 1,
+ * ...), so under any flood each non-empty lane gets at least one message
+ * in every 8 * (K - 1). Order is FIFO within a lane. A lane beyond dst's
+ * count is AX_EINVAL (the caller keeps the message). Local actors only.
+ */
+ax_status_t ax_tell_lane(ax_ref_t dst, unsigned lane, ax_msg_t **msg, ax_ref_t from);
+
+/* ------------------------------------------------------------------ */
+/* Supervision                                                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * An actor fails when a handler returns a status other than AX_OK, or
+ * when it calls ax_fail(). The failure takes effect when the handler
+ * returns. Its supervisor (its parent, or the system for a top-level
+ * actor) is told with an ax_child_event_t, and the actor's restart policy
+ * decides what happens:
+ *   AX_RESTART_NEVER    the actor ends: on_stop and on_kill do not run,
+ *                       destroy does, its children are killed, and the
+ *                       messages in its mailbox go to dead letters with
+ *                       AX_EFAILED.
+ *   AX_RESTART_BACKOFF  after a delay (backoff_initial_ns, doubled for each
+ *                       further restart in the window, at most
+ *                       backoff_max_ns) the actor restarts: destroy runs,
+ *                       its memory past ax_actor_t is zeroed, init runs
+ *                       again with the original arg, then on_start. The
+ *                       ref stays valid (same actor, same id), and the
+ *                       messages queued at the failure, and those that
+ *                       arrive during the delay, are handled by the
+ *                       restarted actor. The message being handled when it
+ *                       failed is not redelivered. A failure beyond
+ *                       max_restarts within window_ns escalates: the actor
+ *                       ends as with AX_RESTART_NEVER, and its parent
+ *                       fails in turn with AX_EFAILED (a top-level actor
+ *                       just ends).
+ * A stop or kill requested while a restart is pending ends the actor
+ * without restarting it.
+ */
+typedef enum ax_restart_mode_e {
+    AX_RESTART_NEVER = 0,
+    AX_RESTART_BACKOFF = 1,
+} ax_restart_mode_t;
+
+typedef struct ax_restart_policy_s {
+    ax_restart_mode_t mode;
+    uint32_t max_restarts;       /* restarts allowed within window_ns */
+    uint64_t window_ns;
+    uint64_t backoff_initial_ns;
+    uint64_t backoff_max_ns;
+} ax_restart_policy_t;
+
+typedef struct ax_spawn_opts_s {
+    ax_actor_t *parent;          /* NULL: the system is the parent */
+    ax_restart_policy_t restart; /* zero: AX_RESTART_NEVER */
+} ax_spawn_opts_t;
+
+/* ax_spawn with options. A parent must be the calling actor itself (call
+ * from its handlers). */
+ax_status_t ax_spawn_opts(ax_system_t *sys, const ax_actor_vtable_t *vt, void *arg,
+                          const ax_spawn_opts_t *opts, ax_ref_t *ref);
+
+/* Mark self as failed with status (not AX_OK); see above. */
+void ax_fail(ax_actor_t *self, ax_status_t status);
+
+typedef enum ax_child_event_kind_e {
+    AX_CHILD_FAILED = 1, /* it failed; action says what happens next */
+    AX_CHILD_ENDED = 2,  /* it ended (stopped, killed, or failed for good) */
+} ax_child_event_kind_t;
+
+typedef enum ax_supervision_action_e {
+    AX_SUPERVISE_NONE = 0,     /* (for AX_CHILD_ENDED) */
+    AX_SUPERVISE_RESTART = 1,  /* it restarts after its back-off */
+    AX_SUPERVISE_STOP = 2,     /* it ends */
+    AX_SUPERVISE_ESCALATE = 3, /* it ends and the receiving parent fails */
+} ax_supervision_action_t;
+
+/* What a parent receives through receive_local about its children. */
+typedef struct ax_child_event_s {
+    ax_msg_t hdr;
+    ax_child_event_kind_t kind;
+    ax_ref_t child;
+    ax_status_t status;             /* why it failed (AX_CHILD_FAILED) */
+    ax_supervision_action_t action;
+    uint32_t restarts;              /* restarts within the current window */
+} ax_child_event_t;
+
+extern const ax_msg_type_t ax_child_event_type;
+
+/* ------------------------------------------------------------------ */
+/* Timers                                                              */
+/* ------------------------------------------------------------------ */
+
+/* Durations are in nanoseconds. */
+#define AX_MS(ms) ((uint64_t)(ms) * 1000000u)
+#define AX_US(us) ((uint64_t)(us) * 1000u)
+
+/* A timer's id: 0 is never a timer. */
+typedef uint64_t ax_timer_t;
+
+/*
+ * Deliver *msg to self after delay (once), or after delay and then every
+ * period (periodic), as an ordinary message through receive_local. Takes
+ * *msg on AX_OK. A timer never fires early; it is late by at most a tick
+ * (timer_tick_us) plus scheduling delay. A periodic timer's due times are
+ * delay + k * period from now (no drift); it sends the same message each
+ * time, which the handler must not keep (if it does, the timer ends), and
+ * a period whose previous message is still queued or being handled is
+ * skipped. When self ends, its timers end and their messages are
+ * released. Call from self's handlers. AX_ESHUTDOWN after shutdown.
+ */
+ax_status_t ax_schedule_once(ax_actor_t *self, uint64_t delay_ns, ax_msg_t **msg, ax_timer_t *timer);
+ax_status_t ax_schedule_periodic(ax_actor_t *self, uint64_t delay_ns, uint64_t period_ns,
+                                 ax_msg_t **msg, ax_timer_t *timer);
+
+/* Cancel one of self's timers. Its message is not delivered after this
+ * returns, even if it was queued already. AX_ENOTFOUND when a one-shot
+ * timer has fired (its message was handled) or the id is not live. */
+ax_status_t ax_cancel_timer(ax_actor_t *self, ax_timer_t timer);
+
+/* ------------------------------------------------------------------ */
+/* Ask                                                                 */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Ask: send *msg to dst with a one-shot reply slot as its sender. The
+ * receiver answers with ax_reply(). The future completes with the reply,
+ * with AX_ETIMEDOUT once timeout_ns has passed (0: no timeout), or with
+ * the status of a failed delivery (AX_ECLOSED when dst has ended). A reply
+ * that comes after the future completed goes to dead letters; a slot is
+ * never reused for a later ask while a reply could still find it.
+ *
+ * Called from a handler, the result arrives as an ax_ask_result_t message
+ * to the asking actor (never wait on a worker). From any other thread,
+ * wait with ax_future_wait. Either way the caller owns *future and
+ * releases it with ax_future_release (before or after completion).
+ * AX_OK takes *msg; otherwise the caller keeps it.
+ */
+typedef struct ax_future_s ax_future_t;
+
+ax_status_t ax_ask(ax_ref_t dst, ax_msg_t **msg, uint64_t timeout_ns, ax_future_t **future);
+
+/* Answer an ask: send *reply to request's reply slot, from `from`. Takes
+ * *reply on AX_OK (a reply to a completed ask goes to dead letters and is
+ * AX_OK too). AX_EINVAL when request was not sent by ax_ask. */
+ax_status_t ax_reply(const ax_msg_t *request, ax_msg_t **reply, ax_ref_t from);
+
+/* A number that identifies the future (in ax_ask_result_t). */
+uint64_t ax_future_id(const ax_future_t *future);
+
+/*
+ * Wait up to timeout_ns (0: no limit) for the future. AX_OK gives the
+ * reply in *reply (owned by the caller; once only); otherwise the status
+ * it completed with, or AX_ETIMEDOUT when the wait ran out first (the
+ * future may still complete). AX_ESTATE on a worker thread.
+ */
+ax_status_t ax_future_wait(ax_future_t *future, uint64_t timeout_ns, ax_msg_t **reply);
+
+/* Release the future; sets *future to NULL. */
+void ax_future_release(ax_future_t **future);
+
+/* What an asking actor receives: the future's id, how it completed, and
+ * the reply (owned by this message; take it by setting it to NULL). */
+typedef struct ax_ask_result_s {
+    ax_msg_t hdr;
+    uint64_t future_id;
+    ax_status_t status;
+    ax_msg_t *reply;
+} ax_ask_result_t;
+
+extern const ax_msg_type_t ax_ask_result_type;
+
+/*
+ * Gather: wait until all n futures have completed or timeout_ns has
+ * passed. *completed receives how many have. AX_OK when all did,
+ * AX_ETIMEDOUT otherwise. Replies stay in the futures (ax_future_wait with
+ * a 0 timeout then returns each at once). Not on a worker thread.
+ */
+ax_status_t ax_gather(ax_future_t *const *futures, size_t n, uint64_t timeout_ns, size_t *completed);
 
 /* ------------------------------------------------------------------ */
 /* Serialised messages (axon/serial.h)                                 */

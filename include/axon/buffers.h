@@ -257,8 +257,9 @@ ax_status_t ax_encode_begin(ax_encode_buffer_t *eb, size_t size_hint);
 /* Append n bytes. */
 ax_status_t ax_encode_write(ax_encode_buffer_t *eb, const void *src, size_t n);
 
-/* Reserve n contiguous bytes (n <= chunk_size) at the current position, to
- * be written later with ax_encode_fill(); *mark identifies them. */
+/* Reserve n contiguous bytes at the current position, to be written later
+ * with ax_encode_fill(); *mark identifies them. n above chunk_size fails
+ * the open message with AX_EINVAL (sticky, like any failure). */
 ax_status_t ax_encode_reserve(ax_encode_buffer_t *eb, size_t n, size_t *mark);
 
 /* Write n bytes into a reservation made in this message. */
@@ -296,8 +297,10 @@ typedef struct ax_frame_format_s {
     size_t max_frame_size;
 } ax_frame_format_t;
 
-/* AX_EINVAL for a bad config or format (header_size < 4 or larger than a
- * chunk, max_frame_size < header_size). */
+/* AX_EINVAL for a bad config or format (header_size below 4 or above half
+ * a chunk, max_frame_size below header_size). A pool too small for the
+ * largest frame makes ax_decode_buffer_space() return AX_ENOBUFS until
+ * frames are released, so size max_chunk_count * chunk_size for it. */
 ax_status_t ax_decode_buffer_create(const ax_buffer_config_t *cfg, const ax_frame_format_t *fmt,
                                     ax_decode_buffer_t **out);
 
@@ -325,7 +328,8 @@ ax_buffer_pool_t *ax_decode_buffer_pool(ax_decode_buffer_t *db);
  */
 ax_status_t ax_decode_buffer_space(ax_decode_buffer_t *db, void **ptr, size_t *len);
 
-/* n bytes (at most the *len of the last space call) were written. */
+/* n bytes (at most the *len of the last space call) were written. A
+ * larger n is a caller bug and is ignored (nothing is committed). */
 void ax_decode_buffer_commit(ax_decode_buffer_t *db, size_t n);
 
 /*

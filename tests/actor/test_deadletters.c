@@ -50,7 +50,6 @@ Test(deadletters, ax_dead_letter_hands_over_a_message_with_its_status)
 Test(deadletters, a_dead_letter_actor_that_ended_falls_back_to_counting)
 {
     ax_system_t *sys = axt_system(2);
-    dl_log_t log = {0};
     probe_t p, dlp;
     ax_ref_t ref, dl;
 
@@ -70,7 +69,6 @@ Test(deadletters, a_dead_letter_actor_that_ended_falls_back_to_counting)
     ax_set_dead_letter_actor(sys, AX_REF_NULL);
     num_tell(ref, 0, 1, 0);
     cr_assert_eq(atomic_load(&num_releases), 2);
-    (void)log;
     axt_shutdown(&sys);
 }
 

@@ -1,0 +1,418 @@
+/*
+ * Ask (ChrysaLisp's transient reply mailboxes, libmtev's blocking waits).
+ *
+ * An ask's request carries a reply ref as its sender: a slot and the
+ * slot's generation. A slot completes once (reply, timeout, or failed
+ * delivery); it is recycled, with a new generation, only once it has
+ * completed and its future has been released. A reply that finds another
+ * generation or a completed slot goes to dead letters, so it can never
+ * reach a later ask. Slots live in blocks freed only with the system, so
+ * a stale reply ref always points at a slot.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "actor/actor_run.h"
+#include "actor/ask.h"
+#include "actor/net.h"
+#include "actor/system.h"
+#include "actor/timer.h"
+#include "common/error.h"
+
+#define SLOTS_PER_BLOCK 64u
+
+enum { SLOT_FREE, SLOT_PENDING, SLOT_DONE };
+
+struct timeout_arg {
+    struct ax_future_s *slot;
+    uint32_t gen;
+};
+
+struct ax_future_s {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    ax_system_t *sys;
+    uint32_t gen;
+    uint32_t index;
+    int state;
+    bool released;          /* the caller let go of the future */
+    ax_status_t status;
+    ax_msg_t *reply;        /* for a waiting thread, until taken */
+    ax_ref_t asker;         /* an actor to send the result to, or none */
+    uint64_t timer;
+    struct timeout_arg *timeout;
+    struct ax_future_s *next_free;
+};
+
+const ax_msg_type_t ax_ask_result_type = {
+    .name = "axon.ask-result",
+    .size = sizeof(ax_ask_result_t),
+    .release = ax__ask_result_release,
+};
+
+void ax__ask_result_release(ax_msg_t *msg)
+{
+    ax_msg_release(&((ax_ask_result_t *)msg)->reply);
+    free(msg);
+}
+
+/* ---- the slot table ------------------------------------------------------- */
+
+ax_status_t ax__asks_init(ax__asks_t *a)
+{
+    memset(a, 0, sizeof(*a));
+    pthread_mutex_init(&a->lock, NULL);
+    return AX_OK;
+}
+
+void ax__asks_destroy(ax__asks_t *a)
+{
+    for (size_t b = 0; b < a->nblocks; b++) {
+        for (size_t i = 0; i < SLOTS_PER_BLOCK; i++) {
+            struct ax_future_s *s = &a->blocks[b][i];
+
+            ax_msg_release(&s->reply);
+            free(s->timeout);
+            pthread_cond_destroy(&s->cond);
+            pthread_mutex_destroy(&s->lock);
+        }
+        free(a->blocks[b]);
+    }
+    free(a->blocks);
+    pthread_mutex_destroy(&a->lock);
+}
+
+static struct ax_future_s *slot_alloc(ax_system_t *sys)
+{
+    ax__asks_t *a = &sys->asks;
+    struct ax_future_s *s;
+
+    pthread_mutex_lock(&a->lock);
+    if (a->free == NULL) {
+        struct ax_future_s *block;
+        pthread_condattr_t ca;
+
+        if (a->nblocks == a->cap) {
+            size_t cap = a->cap ? a->cap * 2 : 8;
+            struct ax_future_s **b = realloc(a->blocks, cap * sizeof(*b));
+
+            if (b == NULL) {
+                pthread_mutex_unlock(&a->lock);
+                return NULL;
+            }
+            a->blocks = b;
+            a->cap = cap;
+        }
+        block = calloc(SLOTS_PER_BLOCK, sizeof(*block));
+        if (block == NULL) {
+            pthread_mutex_unlock(&a->lock);
+            return NULL;
+        }
+        /* Waits use CLOCK_MONOTONIC deadlines. */
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        for (uint32_t i = SLOTS_PER_BLOCK; i-- > 0;) {
+            pthread_mutex_init(&block[i].lock, NULL);
+            pthread_cond_init(&block[i].cond, &ca);
+            block[i].sys = sys;
+            block[i].gen = 1;
+            block[i].index = (uint32_t)(a->nblocks * SLOTS_PER_BLOCK + i);
+            block[i].next_free = a->free;
+            a->free = &block[i];
+        }
+        pthread_condattr_destroy(&ca);
+        a->blocks[a->nblocks++] = block;
+    }
+    s = a->free;
+    a->free = s->next_free;
+    pthread_mutex_unlock(&a->lock);
+    return s;
+}
+
+/* Back to the table with a new generation: replies to the old one will
+ * find it changed. */
+static void slot_recycle(struct ax_future_s *s)
+{
+    ax__asks_t *a = &s->sys->asks;
+
+    pthread_mutex_lock(&s->lock);
+    s->gen++;
+    s->state = SLOT_FREE;
+    s->released = false;
+    ax_msg_release(&s->reply);
+    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_lock(&a->lock);
+    s->next_free = a->free;
+    a->free = s;
+    pthread_mutex_unlock(&a->lock);
+}
+
+/* ---- completion ------------------------------------------------------------- */
+
+/*
+ * Complete the ask of generation gen with status and reply (taken on
+ * success). false when the slot has completed already or holds another
+ * ask: the caller keeps the reply.
+ */
+static bool complete(struct ax_future_s *s, uint32_t gen, ax_status_t status, ax_msg_t **reply)
+{
+    struct timeout_arg *targ;
+    ax_msg_t *result = NULL;
+    ax_ref_t asker;
+    uint64_t timer;
+    bool recycle;
+
+    pthread_mutex_lock(&s->lock);
+    if (s->gen != gen || s->state != SLOT_PENDING) {
+        pthread_mutex_unlock(&s->lock);
+        return false;
+    }
+    s->state = SLOT_DONE;
+    s->status = status;
+    asker = s->asker;
+    timer = s->timer;
+    targ = s->timeout;
+    s->timer = 0;
+    s->timeout = NULL;
+    if (ax_ref_is_null(asker) && !s->released) {
+        s->reply = reply != NULL ? *reply : NULL;
+    } else if (!ax_ref_is_null(asker) && ax_msg_alloc(&ax_ask_result_type, &result) == AX_OK) {
+        ((ax_ask_result_t *)result)->future_id = (uint64_t)s->gen << 32 | s->index;
+        ((ax_ask_result_t *)result)->status = status;
+        ((ax_ask_result_t *)result)->reply = reply != NULL ? *reply : NULL;
+    } else if (reply != NULL) {
+        ax_msg_release(reply); /* nobody will ever look at it */
+    }
+    if (reply != NULL)
+        *reply = NULL;
+    recycle = s->released;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    /* A timeout that was not cancelled in time runs anyway, finds the
+     * ask completed and frees its argument itself. */
+    if (timer != 0 && ax__timer_cancel(s->sys->timers, timer) == AX_OK)
+        free(targ);
+    if (result != NULL && ax_tell(asker, &result, AX_REF_NULL) != AX_OK)
+        ax_msg_release(&result);
+    if (recycle)
+        slot_recycle(s);
+    return true;
+}
+
+static void timed_out(void *arg)
+{
+    struct timeout_arg *t = arg;
+    struct ax_future_s *s = t->slot;
+    uint32_t gen = t->gen;
+
+    pthread_mutex_lock(&s->lock);
+    /* Ours to free unless complete() cancelled the timer: it sets timeout
+     * to NULL when it takes over. */
+    if (s->gen == gen && s->timeout == t)
+        s->timeout = NULL, s->timer = 0;
+    pthread_mutex_unlock(&s->lock);
+    complete(s, gen, AX_ETIMEDOUT, NULL);
+    free(t);
+}
+
+void ax__ask_undelivered(ax_ref_t reply_to, ax_status_t why)
+{
+    complete(reply_to.target, (uint32_t)reply_to.id, why, NULL);
+}
+
+ax_status_t ax__ask_reply(ax_ref_t reply_to, ax_msg_t **reply, ax_ref_t from)
+{
+    struct ax_future_s *s = reply_to.target;
+
+    (*reply)->sender = from;
+    if (!complete(s, (uint32_t)reply_to.id, AX_OK, reply)) {
+        /* Too late (timed out, or already answered): dead letters, as for
+         * any message that cannot be delivered. */
+        ax_dead_letter(s->sys, reply, AX_ETIMEDOUT, reply_to);
+    }
+    return AX_OK;
+}
+
+/* Undo an ask whose request was never sent: no result to anyone. */
+static void abandon(struct ax_future_s *s, uint32_t gen)
+{
+    pthread_mutex_lock(&s->lock);
+    s->asker = AX_REF_NULL;
+    s->released = true;
+    pthread_mutex_unlock(&s->lock);
+    complete(s, gen, AX_ECANCELED, NULL); /* recycles it */
+}
+
+/* ---- the API ------------------------------------------------------------------ */
+
+static ax_system_t *system_of(ax_ref_t dst)
+{
+    ax__remote_t *r = ax__remote_of(dst);
+
+    if (r != NULL)
+        return r->sys;
+    if (dst.target != NULL && (dst.id & AX__REF_KIND_MASK) == AX__REF_LOCAL)
+        return ((ax__cell_t *)dst.target)->sys;
+    return NULL;
+}
+
+ax_status_t ax_ask(ax_ref_t dst, ax_msg_t **msg, uint64_t timeout_ns, ax_future_t **future)
+{
+    ax_system_t *sys = system_of(dst);
+    ax__cell_t *me = ax__current_cell();
+    struct ax_future_s *s;
+    struct timeout_arg *targ = NULL;
+    ax_ref_t reply_to;
+    ax_status_t st;
+
+    if (sys == NULL || msg == NULL || *msg == NULL || future == NULL)
+        return ax__error(AX_EINVAL, "ask: NULL argument or not an actor ref");
+    if (timeout_ns != 0 && (targ = malloc(sizeof(*targ))) == NULL)
+        return ax__error(AX_ENOMEM, "ask: out of memory");
+    s = slot_alloc(sys);
+    if (s == NULL) {
+        free(targ);
+        return ax__error(AX_ENOMEM, "ask: out of memory");
+    }
+    pthread_mutex_lock(&s->lock);
+    s->state = SLOT_PENDING;
+    s->released = false;
+    s->status = AX_OK;
+    s->reply = NULL;
+    /* From a handler, the result comes back as a message. */
+    s->asker = me != NULL && me->sys == sys ? ax_self((ax_actor_t *)me) : AX_REF_NULL;
+    s->timer = 0;
+    s->timeout = targ;
+    reply_to = (ax_ref_t){s, AX__REF_REPLY | s->gen};
+    pthread_mutex_unlock(&s->lock);
+    if (targ != NULL) {
+        uint64_t timer;
+
+        targ->slot = s;
+        targ->gen = (uint32_t)reply_to.id;
+        st = ax__timer_fn(sys->timers, ax__mono_ns() + timeout_ns, timed_out, targ, &timer);
+        if (st != AX_OK) {
+            free(targ);
+            s->timeout = NULL;
+            slot_recycle(s);
+            return st;
+        }
+        pthread_mutex_lock(&s->lock);
+        if (s->timeout == targ)
+            s->timer = timer;
+        pthread_mutex_unlock(&s->lock);
+    }
+    st = ax_tell(dst, msg, reply_to);
+    if (st != AX_OK) {
+        /* Nothing was sent: the caller keeps the request, and the slot,
+         * which nobody else knows, goes back once its timer is settled. */
+        abandon(s, (uint32_t)reply_to.id);
+        return st;
+    }
+    *future = s;
+    return AX_OK;
+}
+
+ax_status_t ax_reply(const ax_msg_t *request, ax_msg_t **reply, ax_ref_t from)
+{
+    if (request == NULL || reply == NULL || *reply == NULL)
+        return ax__error(AX_EINVAL, "reply: NULL argument");
+    if (request->sender.target == NULL || (request->sender.id & AX__REF_KIND_MASK) != AX__REF_REPLY)
+        return ax__error(AX_EINVAL, "reply: the request was not sent by ax_ask");
+    return ax_tell(request->sender, reply, from);
+}
+
+uint64_t ax_future_id(const ax_future_t *f)
+{
+    return (uint64_t)f->gen << 32 | f->index;
+}
+
+/* Wait for completion until deadline (0: none); true once done. With the
+ * lock held. */
+static bool wait_done(struct ax_future_s *s, uint64_t deadline)
+{
+    while (s->state == SLOT_PENDING) {
+        struct timespec ts;
+
+        if (deadline == 0) {
+            pthread_cond_wait(&s->cond, &s->lock);
+            continue;
+        }
+        if (ax__mono_ns() >= deadline)
+            return false;
+        ts.tv_sec = (time_t)(deadline / 1000000000u);
+        ts.tv_nsec = (long)(deadline % 1000000000u);
+        pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+    }
+    return true;
+}
+
+static ax_status_t not_on_a_worker(ax_system_t *sys)
+{
+    if (ax__current_worker(sys) != NULL)
+        return ax__error(AX_ESTATE, "future: waiting on a worker thread would block actors");
+    return AX_OK;
+}
+
+ax_status_t ax_future_wait(ax_future_t *f, uint64_t timeout_ns, ax_msg_t **reply)
+{
+    ax_status_t st;
+
+    if (f == NULL || reply == NULL)
+        return ax__error(AX_EINVAL, "future_wait: NULL argument");
+    st = not_on_a_worker(f->sys);
+    if (st != AX_OK)
+        return st;
+    *reply = NULL;
+    pthread_mutex_lock(&f->lock);
+    if (!wait_done(f, timeout_ns != 0 ? ax__mono_ns() + timeout_ns : 0)) {
+        pthread_mutex_unlock(&f->lock);
+        return ax__error(AX_ETIMEDOUT, "future_wait: not completed in time");
+    }
+    st = f->status;
+    *reply = f->reply;
+    f->reply = NULL;
+    pthread_mutex_unlock(&f->lock);
+    return st == AX_OK ? AX_OK : ax__error(st, "future: the ask completed with %s", ax_status_name(st));
+}
+
+void ax_future_release(ax_future_t **fp)
+{
+    struct ax_future_s *f;
+    bool done;
+
+    if (fp == NULL || *fp == NULL)
+        return;
+    f = *fp;
+    *fp = NULL;
+    pthread_mutex_lock(&f->lock);
+    f->released = true;
+    done = f->state == SLOT_DONE;
+    pthread_mutex_unlock(&f->lock);
+    if (done)
+        slot_recycle(f); /* else complete() recycles it */
+}
+
+ax_status_t ax_gather(ax_future_t *const *futures, size_t n, uint64_t timeout_ns, size_t *completed)
+{
+    uint64_t deadline = timeout_ns != 0 ? ax__mono_ns() + timeout_ns : 0;
+    size_t done = 0;
+
+    if (futures == NULL || completed == NULL)
+        return ax__error(AX_EINVAL, "gather: NULL argument");
+    for (size_t i = 0; i < n; i++) {
+        ax_status_t st = not_on_a_worker(futures[i]->sys);
+
+        if (st != AX_OK)
+            return st;
+        pthread_mutex_lock(&futures[i]->lock);
+        if (wait_done(futures[i], deadline))
+            done++;
+        pthread_mutex_unlock(&futures[i]->lock);
+    }
+    *completed = done;
+    return done == n ? AX_OK : ax__error(AX_ETIMEDOUT, "gather: %zu of %zu completed in time", done, n);
+}

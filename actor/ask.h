@@ -1,0 +1,28 @@
+/* Internal to actor/: the system's ask slots (ask.c). */
+#ifndef AXON_ACTOR_ASK_H
+#define AXON_ACTOR_ASK_H
+
+#include <pthread.h>
+
+#include "axon/actor.h"
+
+typedef struct ax__asks_s {
+    pthread_mutex_t lock;
+    struct ax_future_s **blocks;
+    size_t nblocks, cap;
+    struct ax_future_s *free;
+} ax__asks_t;
+
+ax_status_t ax__asks_init(ax__asks_t *a);
+void ax__asks_destroy(ax__asks_t *a);
+
+/* A reply sent to a reply ref: completes its ask, or goes to dead letters
+ * when it is too late. Takes *reply. */
+ax_status_t ax__ask_reply(ax_ref_t reply_to, ax_msg_t **reply, ax_ref_t from);
+
+/* An ask's request could not be delivered: complete it with why. */
+void ax__ask_undelivered(ax_ref_t reply_to, ax_status_t why);
+
+void ax__ask_result_release(ax_msg_t *msg);
+
+#endif

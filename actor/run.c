@@ -1,0 +1,364 @@
+/*
+ * The run loop: one worker runs one actor for up to `throughput` messages.
+ * Control requests (start, stop, kill) go before the next message. An
+ * actor with lanes first moves what its mailbox holds into per-lane lists
+ * (only this worker touches them) and then takes by priority.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "actor/actor_run.h"
+#include "actor/system.h"
+#include "actor/timer.h"
+#include "common/error.h"
+#include "serial/netmsg.h"
+
+#define LANE_FAIR_EVERY 8   /* every 8th message goes to a lower lane's turn */
+#define LANE_MOVE_MAX 4096  /* mailbox messages sorted into lanes per look */
+
+static _Thread_local ax__cell_t *tls_current;
+
+ax__cell_t *ax__current_cell(void)
+{
+    return tls_current;
+}
+
+/* ---- taking messages ----------------------------------------------------- */
+
+/* A message sent to an earlier actor that had this cell: dead letter. */
+static bool stale(ax__cell_t *c, ax_msg_t *m, uint64_t id)
+{
+    if (ax__to_id(m->to) == id)
+        return false;
+    ax_dead_letter(c->sys, &m, AX_ECLOSED, (ax_ref_t){c, ax__to_id(m->to)});
+    return true;
+}
+
+static void lane_append(ax__lanes_t *lz, unsigned lane, ax_msg_t *m)
+{
+    m->link.next = NULL;
+    if (lz->lane[lane].tail != NULL)
+        lz->lane[lane].tail->next = &m->link;
+    else
+        lz->lane[lane].head = &m->link;
+    lz->lane[lane].tail = &m->link;
+    lz->queued++;
+}
+
+static ax_msg_t *lane_take(ax__lanes_t *lz, unsigned lane)
+{
+    ax_msg_link_t *l = lz->lane[lane].head;
+
+    lz->lane[lane].head = l->next;
+    if (l->next == NULL)
+        lz->lane[lane].tail = NULL;
+    lz->queued--;
+    return (ax_msg_t *)l;
+}
+
+/* Lane 0 first, then 1, 2, ...; every LANE_FAIR_EVERY-th message the
+ * next non-empty lower lane in turn goes first (see ax_tell_lane). */
+static ax_msg_t *lane_next(ax__lanes_t *lz)
+{
+    unsigned lower = lz->count - 1;
+
+    if (lz->queued == 0)
+        return NULL;
+    if (++lz->served % LANE_FAIR_EVERY == 0) {
+        for (unsigned k = 0; k < lower; k++) {
+            unsigned lane = 1 + (lz->turn + k) % lower;
+
+            if (lz->lane[lane].head != NULL) {
+                lz->turn = lane % lower;
+                return lane_take(lz, lane);
+            }
+        }
+    }
+    for (unsigned lane = 0; lane < lz->count; lane++)
+        if (lz->lane[lane].head != NULL)
+            return lane_take(lz, lane);
+    return NULL;
+}
+
+static ax_msg_t *next_message(ax__cell_t *c, uint64_t id)
+{
+    ax__lanes_t *lz = ax__lanes(c);
+    ax_msg_link_t *l;
+
+    if (lz == NULL) {
+        while ((l = ax__mbox_pop(c)) != NULL)
+            if (!stale(c, (ax_msg_t *)l, id))
+                return (ax_msg_t *)l;
+        return NULL;
+    }
+    for (unsigned i = 0; i < LANE_MOVE_MAX && (l = ax__mbox_pop(c)) != NULL; i++) {
+        ax_msg_t *m = (ax_msg_t *)l;
+        unsigned lane = ax__to_lane(m->to);
+
+        if (!stale(c, m, id))
+            lane_append(lz, lane < lz->count ? lane : lz->count - 1, m);
+    }
+    return lane_next(lz);
+}
+
+/* Empty for good: no message, no push in flight, nothing in the lanes. */
+static bool drained(ax__cell_t *c)
+{
+    ax__lanes_t *lz = ax__lanes(c);
+
+    return ax__mpsc_drained(&c->mbox) && (lz == NULL || lz->queued == 0);
+}
+
+void ax__dead_letter_rest(ax__cell_t *c, ax_status_t why)
+{
+    ax__lanes_t *lz = ax__lanes(c);
+    ax_msg_link_t *l;
+
+    while ((l = ax__mbox_pop(c)) != NULL) {
+        ax_msg_t *m = (ax_msg_t *)l;
+
+        ax_dead_letter(c->sys, &m, why, (ax_ref_t){c, ax__to_id(m->to)});
+    }
+    for (unsigned lane = 0; lz != NULL && lane < lz->count; lane++) {
+        while (lz->lane[lane].head != NULL) {
+            ax_msg_t *m = lane_take(lz, lane);
+
+            ax_dead_letter(c->sys, &m, why, (ax_ref_t){c, ax__to_id(m->to)});
+        }
+    }
+}
+
+/* ---- endings ------------------------------------------------------------------ */
+
+void ax__seal(ax__cell_t *c)
+{
+    /* Atomic or: controllers may CAS the word at the same time. */
+    ck_pr_or_64(&c->word, AX__W_SEALED);
+    if (ck_pr_load_32(&c->lflags) & AX__L_NAMED)
+        ax__registry_release_id(&c->sys->registry, ax__cell_id(c));
+}
+
+void ax__tell_children(ax__cell_t *c, ax_status_t (*how)(ax_ref_t))
+{
+    if (c->ext == NULL)
+        return;
+    for (size_t i = 0; i < c->ext->nchildren; i++)
+        how(c->ext->children[i]);
+}
+
+/*
+ * The actor's last steps, on the thread that owns it. Its mailbox is
+ * emptied to dead letters; pushes that raced past the seal afterwards stay
+ * in the cell and are dead-lettered when it is reused or destroyed.
+ */
+void ax__end_actor(ax__cell_t *c)
+{
+    ax_system_t *sys = c->sys;
+    uint64_t id = ax__cell_id(c);
+
+    ax__seal(c);
+    ck_pr_or_64(&c->word, AX__W_ENDED);
+    if (ck_pr_load_32(&c->lflags) & AX__L_NAMED)
+        ax__registry_release_id(&sys->registry, id);
+    if (ck_pr_load_32(&c->lflags) & AX__L_PUBLISHED)
+        ax__registry_unpublish(&sys->registry, id);
+    ax__end_timers(c);
+    ax__dead_letter_rest(c, AX_ECLOSED);
+    ax__notify_ended(c);
+    if (c->vt->destroy != NULL)
+        c->vt->destroy((ax_actor_t *)c);
+    if (c->ext != NULL) {
+        /* Leases still out keep their chunks; the last release frees them. */
+        ax_encode_buffer_destroy(&c->ext->eb);
+        free(c->ext->children);
+        free(c->ext->timers);
+        free(c->ext);
+        c->ext = NULL;
+    }
+    ax__slab_free(&sys->slabs, c);
+    /* Last: once alive reaches 0 after shutdown the workers may exit. */
+    if (ck_pr_faa_64(&sys->alive, (uint64_t)-1) == 1 && ck_pr_load_32(&sys->shutdown))
+        ax__sched_wake_all(sys);
+}
+
+void ax__run_hook(ax__cell_t *c, void (*hook)(ax_actor_t *))
+{
+    if (hook == NULL)
+        return;
+    tls_current = c;
+    hook((ax_actor_t *)c);
+    tls_current = NULL;
+}
+
+static void kill_now(ax__cell_t *c)
+{
+    ax__seal(c);
+    ax__tell_children(c, ax_kill);
+    if (ck_pr_load_32(&c->lflags) & AX__L_STARTED)
+        ax__run_hook(c, c->vt->on_kill);
+    ax__end_actor(c);
+}
+
+static void finish_stop(ax__cell_t *c)
+{
+    ax__tell_children(c, ax_stop);
+    if (ck_pr_load_32(&c->lflags) & AX__L_STARTED)
+        ax__run_hook(c, c->vt->on_stop);
+    ax__end_actor(c);
+}
+
+/* Take and act on the pending requests. false when the actor ended. */
+static bool control(ax__cell_t *c)
+{
+    uint64_t w;
+
+    do {
+        w = ck_pr_load_64(&c->word);
+    } while (!ck_pr_cas_64(&c->word, w, w & ~(uint64_t)AX__W_REQUESTS));
+    if (w & AX__W_KILL) {
+        kill_now(c);
+        return false;
+    }
+    if ((w & AX__W_START) && !(ck_pr_load_32(&c->lflags) & AX__L_STARTED)) {
+        ck_pr_or_32(&c->lflags, AX__L_STARTED);
+        ax__run_hook(c, c->vt->on_start);
+    }
+    if ((w & AX__W_STOP) && !(ck_pr_load_32(&c->lflags) & AX__L_STOPPING)) {
+        if (!(ck_pr_load_32(&c->lflags) & AX__L_STARTED)) {
+            ax__end_actor(c); /* never started: no hooks, mail to dead letters */
+            return false;
+        }
+        ck_pr_or_32(&c->lflags, AX__L_STOPPING);
+        ax__seal(c);
+    }
+    return true;
+}
+
+/* ax_fail() during the last hook or handler: its status, once. */
+static ax_status_t take_failure(ax__cell_t *c, ax_status_t st)
+{
+    if (ck_pr_load_32(&c->lflags) & AX__L_FAILED) {
+        ck_pr_and_32(&c->lflags, ~AX__L_FAILED);
+        if (st == AX_OK)
+            st = c->ext != NULL && c->ext->fail_status != AX_OK ? c->ext->fail_status : AX_EFAILED;
+    }
+    return st;
+}
+
+/* Hand msg to the actor's handler; the status marks a failure. */
+static ax_status_t deliver(ax__worker_t *w, ax__cell_t *c, ax_msg_t *msg)
+{
+    ax_ref_t timer = AX_REF_NULL;
+    bool escalate = false;
+    ax_status_t st;
+
+    if (msg->type == &ax_child_event_type) {
+        escalate = ax__child_event(c, msg);
+        if (c->vt->receive_local == NULL) {
+            ax_msg_release(&msg);
+            return escalate ? AX_EFAILED : AX_OK;
+        }
+    } else if (ax__is_timer_msg(msg)) {
+        timer = msg->sender;
+        if (!ax__timer_claim(&msg)) {
+            ax__forget_timer(c, ax__timer_ref_id(timer));
+            return AX_OK; /* cancelled after it was queued */
+        }
+    }
+    tls_current = c;
+    if (msg->type == &ax_net_msg_type && c->vt->receive_network != NULL) {
+        ax_net_msg_t *nm = (ax_net_msg_t *)msg;
+
+        st = c->vt->receive_network((ax_actor_t *)c, &nm);
+        msg = (ax_msg_t *)nm;
+    } else if (msg->type != &ax_net_msg_type && c->vt->receive_local != NULL) {
+        st = c->vt->receive_local((ax_actor_t *)c, &msg);
+    } else {
+        tls_current = NULL;
+        ax_dead_letter(c->sys, &msg, AX_ETYPE, (ax_ref_t){c, ax__to_id(msg->to)});
+        return AX_OK;
+    }
+    tls_current = NULL;
+    if (!ax_ref_is_null(timer) && ax__timer_done(timer, &msg))
+        ax__forget_timer(c, ax__timer_ref_id(timer));
+    if (msg != NULL)
+        ax_msg_release(&msg);
+    ax__stat_inc(&w->delivered);
+    if (escalate && st == AX_OK)
+        st = AX_EFAILED;
+    return take_failure(c, st);
+}
+
+bool ax__cell_run(ax__worker_t *w, ax__cell_t *c)
+{
+    unsigned budget = c->sys->cfg.throughput;
+    uint64_t id = ax__cell_id(c);
+    ax__lanes_t *lz;
+
+    if ((ck_pr_load_32(&c->lflags) & AX__L_SUSPENDED) && !ax__restart_now(w, c))
+        return false;
+    for (unsigned n = 0; n < budget;) {
+        ax_msg_t *msg;
+        ax_status_t st;
+
+        /* Control goes before the next user message. */
+        if (ck_pr_load_64(&c->word) & AX__W_REQUESTS) {
+            if (!control(c))
+                return false;
+            st = take_failure(c, AX_OK); /* ax_fail in on_start */
+            if (st != AX_OK)
+                return ax__fail_now(w, c, st);
+        }
+        msg = next_message(c, id);
+        if (msg == NULL) {
+            if (!(ck_pr_load_32(&c->lflags) & AX__L_STOPPING))
+                break;
+            if (!drained(c))
+                return true; /* a push is in flight: come back for it */
+            finish_stop(c);
+            return false;
+        }
+        st = deliver(w, c, msg);
+        n++;
+        if (st != AX_OK)
+            return ax__fail_now(w, c, st);
+    }
+    /* A stopping actor is sealed: no push would wake it again to finish
+     * the stop, so it stays scheduled until a run ends it. Likewise an
+     * actor with messages sorted into its lanes. */
+    lz = ax__lanes(c);
+    if ((ck_pr_load_32(&c->lflags) & AX__L_STOPPING) || (lz != NULL && lz->queued > 0))
+        return true;
+    if (!ax__mbox_try_idle(c))
+        return true;
+    /* Idle now, and possibly already scheduled by a sender elsewhere:
+     * only a successful wake makes c ours again. */
+    return (ck_pr_load_64(&c->word) & AX__W_REQUESTS) && ax__mbox_try_wake(c);
+}
+
+/* ---- system-wide passes --------------------------------------------- */
+
+static void stop_if_live(ax__cell_t *c, void *arg)
+{
+    uint64_t w = ck_pr_load_64(&c->word);
+
+    (void)arg;
+    if (w != 0 && !(w & AX__W_ENDED))
+        ax_stop((ax_ref_t){c, w >> AX__W_ID_SHIFT});
+}
+
+void ax__stop_all(ax_system_t *sys)
+{
+    ax__slab_each(&sys->slabs, stop_if_live, NULL);
+}
+
+static void drain_cell(ax__cell_t *c, void *arg)
+{
+    (void)arg;
+    ax__dead_letter_rest(c, AX_ECLOSED);
+}
+
+void ax__drain_all(ax_system_t *sys)
+{
+    ax__slab_each(&sys->slabs, drain_cell, NULL);
+}

@@ -1,0 +1,172 @@
+/*
+ * Supervision (after ChrysaLisp's Farm): what happens when an actor fails,
+ * restarts with back-off, escalation, and the child events parents get.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "actor/actor_run.h"
+#include "actor/system.h"
+#include "actor/timer.h"
+#include "common/error.h"
+
+const ax_msg_type_t ax_child_event_type = {
+    .name = "axon.child-event",
+    .size = sizeof(ax_child_event_t),
+};
+
+void ax_fail(ax_actor_t *self, ax_status_t status)
+{
+    ax__cell_t *c = ax__cell(self);
+    ax__cell_ext_t *ext;
+
+    if (self == NULL)
+        return;
+    ext = ax__ext(c);
+    if (ext != NULL)
+        ext->fail_status = status != AX_OK ? status : AX_EFAILED;
+    /* Only this actor's thread reads it, after the handler returns. */
+    ck_pr_or_32(&c->lflags, AX__L_FAILED);
+}
+
+static ax_ref_t parent_of(const ax__cell_t *c)
+{
+    return c->ext != NULL ? c->ext->parent : AX_REF_NULL;
+}
+
+static void notify(ax__cell_t *c, ax_child_event_kind_t kind, ax_status_t status,
+                   ax_supervision_action_t action)
+{
+    ax_ref_t parent = parent_of(c);
+    ax_child_event_t *e;
+    ax_msg_t *m;
+
+    if (ax_ref_is_null(parent) || ax_msg_alloc(&ax_child_event_type, &m) != AX_OK)
+        return;
+    e = (ax_child_event_t *)m;
+    e->kind = kind;
+    e->child = ax_self((ax_actor_t *)c);
+    e->status = status;
+    e->action = action;
+    e->restarts = c->ext != NULL ? c->ext->restarts : 0;
+    ax__tell_notice(parent, &m);
+}
+
+void ax__notify_ended(ax__cell_t *c)
+{
+    notify(c, AX_CHILD_ENDED, AX_OK, AX_SUPERVISE_NONE);
+}
+
+bool ax__child_event(ax__cell_t *c, const ax_msg_t *msg)
+{
+    const ax_child_event_t *e = (const ax_child_event_t *)msg;
+    ax__cell_ext_t *ext = c->ext;
+
+    if (e->kind == AX_CHILD_ENDED) {
+        for (size_t i = 0; ext != NULL && i < ext->nchildren; i++) {
+            if (ax_ref_eq(ext->children[i], e->child)) {
+                ext->children[i] = ext->children[--ext->nchildren];
+                break;
+            }
+        }
+    }
+    return e->kind == AX_CHILD_FAILED && e->action == AX_SUPERVISE_ESCALATE;
+}
+
+/* The end of an actor that failed for good. */
+static void end_failed(ax__cell_t *c)
+{
+    ax__seal(c);
+    ax__tell_children(c, ax_kill);
+    ax__dead_letter_rest(c, AX_EFAILED);
+    ax__end_actor(c);
+}
+
+/* On the timer thread: the back-off is over. The actor is held (nobody
+ * else schedules it while it waits), so scheduling it is ours to do. */
+static void restart_due(void *arg)
+{
+    ax__schedule(arg);
+}
+
+static uint64_t backoff_ns(const ax_restart_policy_t *p, uint32_t restarts)
+{
+    uint64_t d = p->backoff_initial_ns;
+
+    for (uint32_t i = 1; i < restarts && d < p->backoff_max_ns; i++)
+        d *= 2;
+    return d < p->backoff_max_ns ? d : p->backoff_max_ns;
+}
+
+bool ax__fail_now(ax__worker_t *w, ax__cell_t *c, ax_status_t status)
+{
+    ax__cell_ext_t *ext = c->ext;
+    ax_supervision_action_t action = AX_SUPERVISE_STOP;
+    uint64_t now = ax__mono_ns(), timer;
+
+    ax__stat_inc(&w->failures);
+    if (ext != NULL && ext->policy.mode == AX_RESTART_BACKOFF) {
+        if (ext->restarts == 0 || now - ext->window_start > ext->policy.window_ns) {
+            ext->window_start = now;
+            ext->restarts = 0;
+        }
+        if (ext->restarts < ext->policy.max_restarts)
+            action = AX_SUPERVISE_RESTART;
+        else if (!ax_ref_is_null(ext->parent))
+            action = AX_SUPERVISE_ESCALATE;
+    }
+    if (action == AX_SUPERVISE_RESTART) {
+        ext->restarts++;
+        ck_pr_or_32(&c->lflags, AX__L_SUSPENDED);
+        /* No mailbox tag is set: pushes queue up without scheduling the
+         * actor until restart_due does. */
+        if (ax__timer_fn(c->sys->timers, now + backoff_ns(&ext->policy, ext->restarts), restart_due, c,
+                         &timer) != AX_OK) {
+            ck_pr_and_32(&c->lflags, ~AX__L_SUSPENDED);
+            action = AX_SUPERVISE_STOP; /* shutting down: no restart */
+        }
+    }
+    notify(c, AX_CHILD_FAILED, status, action);
+    if (action != AX_SUPERVISE_RESTART)
+        end_failed(c);
+    return false;
+}
+
+bool ax__restart_now(ax__worker_t *w, ax__cell_t *c)
+{
+    const ax_actor_vtable_t *vt = c->vt;
+    ax_status_t st = AX_OK;
+    uint64_t word;
+
+    ck_pr_and_32(&c->lflags, ~AX__L_SUSPENDED);
+    /* A stop or kill asked for during the back-off ends the actor. */
+    do {
+        word = ck_pr_load_64(&c->word);
+    } while ((word & (AX__W_STOP | AX__W_KILL)) &&
+             !ck_pr_cas_64(&c->word, word, word & ~(uint64_t)AX__W_REQUESTS));
+    if (word & (AX__W_STOP | AX__W_KILL)) {
+        ax__seal(c);
+        ax__tell_children(c, ax_kill);
+        ax__end_actor(c);
+        return false;
+    }
+    ck_pr_and_32(&c->lflags, ~AX__L_STARTED);
+    if (vt->destroy != NULL)
+        vt->destroy((ax_actor_t *)c);
+    /* A fresh actor in the same cell: its fields past the runtime's part
+     * zeroed as at create (the lanes area, beyond vt->size, keeps its
+     * queued messages). */
+    memset((unsigned char *)c + sizeof(ax_actor_t), 0, vt->size - sizeof(ax_actor_t));
+    ax__stat_inc(&w->restarts);
+    if (vt->init != NULL)
+        st = vt->init((ax_actor_t *)c, c->ext->arg);
+    if (st != AX_OK)
+        return ax__fail_now(w, c, st);
+    ck_pr_or_32(&c->lflags, AX__L_STARTED);
+    ax__run_hook(c, vt->on_start);
+    if (ck_pr_load_32(&c->lflags) & AX__L_FAILED) {
+        ck_pr_and_32(&c->lflags, ~AX__L_FAILED);
+        return ax__fail_now(w, c, c->ext->fail_status);
+    }
+    return true;
+}

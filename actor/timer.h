@@ -1,0 +1,76 @@
+/*
+ * Internal to actor/: the system's timers (ChrysaLisp's mail-timeout).
+ *
+ * One hashed timing wheel per system, turned by one thread, ticks of
+ * cfg.timer_tick_us. A timer is due at a time in nanoseconds
+ * (CLOCK_MONOTONIC); it fires at the first tick at or after that time, so
+ * it never fires early and is late by at most a tick plus the thread's
+ * scheduling delay. A periodic timer's next due time is its previous due
+ * time plus the period: no drift.
+ *
+ * User timers deliver a message to their actor; they never run a callback
+ * on the timer thread. Internal timers (ask timeouts, restart back-off)
+ * run a runtime function on the timer thread.
+ *
+ * A record's state decides who owns its message:
+ *   ARMED       in the wheel; the record owns the message
+ *   QUEUED      fired: the message is in the actor's mailbox
+ *   DELIVERING  the actor's handler has it now
+ *   CANCELLED   cancelled while QUEUED or DELIVERING: whoever holds the
+ *               message next releases it and frees the record
+ * The message carries a timer ref (the record and its generation) as its
+ * sender; the worker checks it when it pops the message, so a cancelled
+ * timer's message is discarded even after it was queued. Records are
+ * recycled with a new generation, never unmapped, so a stale timer id or
+ * ref is harmless.
+ */
+#ifndef AXON_ACTOR_TIMER_H
+#define AXON_ACTOR_TIMER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "axon/actor.h"
+
+typedef struct ax__timers_s ax__timers_t;
+
+ax_status_t ax__timers_start(ax_system_t *sys, uint64_t tick_ns, ax__timers_t **out);
+
+/* Stop the thread and release the messages of every timer left. No timer
+ * may be added afterwards. */
+void ax__timers_stop(ax__timers_t *t);
+void ax__timers_destroy(ax__timers_t **t);
+
+/* A user timer: deliver msg to target at due_ns, then every period_ns
+ * (0: once). Takes *msg on AX_OK. */
+ax_status_t ax__timer_user(ax__timers_t *t, uint64_t due_ns, uint64_t period_ns, ax_ref_t target,
+                           ax_msg_t **msg, uint64_t *id);
+
+/* An internal timer: fn(arg) on the timer thread at due_ns. */
+ax_status_t ax__timer_fn(ax__timers_t *t, uint64_t due_ns, void (*fn)(void *arg), void *arg, uint64_t *id);
+
+/* Cancel: AX_OK when the timer was live (its message will not be handled
+ * after this returns, unless it is being handled right now), AX_ENOTFOUND
+ * when it fired (one-shot) or was cancelled already. */
+ax_status_t ax__timer_cancel(ax__timers_t *t, uint64_t id);
+
+/* A message popped from a mailbox that a timer sent (its sender is a timer
+ * ref). ax__timer_claim: true when it may be handed to the handler; false
+ * when the timer was cancelled (the message was released, *msg is NULL).
+ * ax__timer_done after the handler with what is left of the message (NULL
+ * if the handler kept it): a one-shot message is released, a periodic one
+ * goes back to its timer. ax__timer_discard: release a timer's message and
+ * end the timer (its actor ended, or the message could not be sent). */
+bool ax__is_timer_msg(const ax_msg_t *msg);
+bool ax__timer_claim(ax_msg_t **msg);
+/* timer is the claimed message's sender (read before the handler ran, as
+ * the handler may have freed the message). true when the timer ended. */
+bool ax__timer_done(ax_ref_t timer, ax_msg_t **msg);
+void ax__timer_discard(ax_msg_t **msg);
+
+/* The timer id a timer ref stands for (for the actor's bookkeeping). */
+uint64_t ax__timer_ref_id(ax_ref_t timer);
+
+uint64_t ax__mono_ns(void);
+
+#endif

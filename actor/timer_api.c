@@ -1,0 +1,93 @@
+/* The timer calls actors make, and each actor's list of its timers. */
+#include <stdlib.h>
+
+#include "actor/actor_run.h"
+#include "actor/system.h"
+#include "actor/timer.h"
+#include "common/error.h"
+
+/* Room for one more id in c's list, before a timer exists that would
+ * otherwise be left untracked. */
+static ax_status_t reserve(ax__cell_t *c)
+{
+    ax__cell_ext_t *ext = ax__ext(c);
+
+    if (ext == NULL)
+        return AX_ENOMEM;
+    if (ext->ntimers == ext->timers_cap) {
+        size_t cap = ext->timers_cap ? ext->timers_cap * 2 : 4;
+        uint64_t *t = realloc(ext->timers, cap * sizeof(*t));
+
+        if (t == NULL)
+            return ax__error(AX_ENOMEM, "timer: out of memory");
+        ext->timers = t;
+        ext->timers_cap = cap;
+    }
+    return AX_OK;
+}
+
+void ax__forget_timer(ax__cell_t *c, uint64_t id)
+{
+    ax__cell_ext_t *ext = c->ext;
+
+    for (size_t i = 0; ext != NULL && i < ext->ntimers; i++) {
+        if (ext->timers[i] == id) {
+            ext->timers[i] = ext->timers[--ext->ntimers];
+            return;
+        }
+    }
+}
+
+void ax__end_timers(ax__cell_t *c)
+{
+    ax__cell_ext_t *ext = c->ext;
+
+    for (size_t i = 0; ext != NULL && i < ext->ntimers; i++)
+        ax__timer_cancel(c->sys->timers, ext->timers[i]);
+    if (ext != NULL)
+        ext->ntimers = 0;
+}
+
+static ax_status_t schedule(ax_actor_t *self, uint64_t delay_ns, uint64_t period_ns, ax_msg_t **msg,
+                            ax_timer_t *timer)
+{
+    ax__cell_t *c = ax__cell(self);
+    uint64_t id;
+    ax_status_t st;
+
+    if (self == NULL || msg == NULL || *msg == NULL || timer == NULL)
+        return ax__error(AX_EINVAL, "schedule: NULL argument");
+    st = reserve(c);
+    if (st == AX_OK)
+        st = ax__timer_user(c->sys->timers, ax__mono_ns() + delay_ns, period_ns, ax_self(self), msg, &id);
+    if (st != AX_OK)
+        return st;
+    c->ext->timers[c->ext->ntimers++] = id;
+    *timer = id;
+    return AX_OK;
+}
+
+ax_status_t ax_schedule_once(ax_actor_t *self, uint64_t delay_ns, ax_msg_t **msg, ax_timer_t *timer)
+{
+    return schedule(self, delay_ns, 0, msg, timer);
+}
+
+ax_status_t ax_schedule_periodic(ax_actor_t *self, uint64_t delay_ns, uint64_t period_ns,
+                                 ax_msg_t **msg, ax_timer_t *timer)
+{
+    if (period_ns == 0)
+        return ax__error(AX_EINVAL, "schedule_periodic: a period of 0");
+    return schedule(self, delay_ns, period_ns, msg, timer);
+}
+
+ax_status_t ax_cancel_timer(ax_actor_t *self, ax_timer_t timer)
+{
+    ax__cell_t *c = ax__cell(self);
+    ax_status_t st;
+
+    if (self == NULL || timer == 0)
+        return ax__error(AX_EINVAL, "cancel_timer: NULL actor or timer 0");
+    st = ax__timer_cancel(c->sys->timers, timer);
+    ax__forget_timer(c, timer);
+    return st;
+}
