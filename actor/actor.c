@@ -5,6 +5,7 @@
 #include "actor/actor_run.h"
 #include "actor/system.h"
 #include "common/error.h"
+#include "common/grow.h"
 
 /* ---- refs ----------------------------------------------------------- */
 
@@ -128,7 +129,11 @@ static ax_status_t create(ax_system_t *sys, const ax_actor_vtable_t *vt, void *a
         create_abandon(sys);
         return st;
     }
-    c->sys = sys;
+    /* A recycled cell already names this system (slabs are per system),
+     * and stale refs may read the field: write it only into a fresh cell,
+     * which no ref can reach yet. */
+    if (c->sys != sys)
+        c->sys = sys;
     c->vt = vt;
     c->ext = NULL;
     ck_pr_store_32(&c->lflags, 0);
@@ -207,15 +212,8 @@ ax_status_t ax_spawn_opts(ax_system_t *sys, const ax_actor_vtable_t *vt, void *a
             return ax__error(AX_EINVAL, "spawn: the parent belongs to another system");
         if ((ext = ax__ext(p)) == NULL)
             return AX_ENOMEM;
-        if (ext->nchildren == ext->cap) {
-            size_t cap = ext->cap ? ext->cap * 2 : 4;
-            ax_ref_t *children = realloc(ext->children, cap * sizeof(*children));
-
-            if (children == NULL)
-                return ax__error(AX_ENOMEM, "spawn: out of memory");
-            ext->children = children;
-            ext->cap = cap;
-        }
+        if (!ax__grow(&ext->children, &ext->cap, ext->nchildren + 1, sizeof(ax_ref_t), 4))
+            return ax__error(AX_ENOMEM, "spawn: out of memory");
     }
     st = create(sys, vt, arg, opts, ref);
     if (st != AX_OK)
@@ -309,10 +307,14 @@ ax_status_t ax_tell_lane(ax_ref_t dst, unsigned lane, ax_msg_t **msgp, ax_ref_t 
     /* A message for an actor that has ended goes to dead letters whatever
      * its lane; only a live actor's lane count is checked. (One that ends
      * right after is caught on arrival: the runtime checks the id.) */
-    vt = c->vt;
-    if (accepts(c, dst) && lane >= (vt->lanes > 1 ? vt->lanes : 1u))
-        return ax__error(AX_EINVAL, "tell_lane: lane %u, \"%s\" has %u", lane,
-                         vt->name ? vt->name : "?", vt->lanes > 1 ? vt->lanes : 1u);
+    if (accepts(c, dst)) {
+        /* Read after the word (acquire): the vtable create wrote before it
+         * published this id. */
+        vt = c->vt;
+        if (lane >= (vt->lanes > 1 ? vt->lanes : 1u))
+            return ax__error(AX_EINVAL, "tell_lane: lane %u, \"%s\" has %u", lane,
+                             vt->name ? vt->name : "?", vt->lanes > 1 ? vt->lanes : 1u);
+    }
     push_local(c, dst, *msgp, from, lane, false);
     *msgp = NULL;
     return AX_OK;

@@ -21,6 +21,7 @@
 #include "actor/system.h"
 #include "actor/timer.h"
 #include "common/error.h"
+#include "common/grow.h"
 
 #define SLOTS_PER_BLOCK 64u
 
@@ -95,16 +96,9 @@ static struct ax_future_s *slot_alloc(ax_system_t *sys)
         struct ax_future_s *block;
         pthread_condattr_t ca;
 
-        if (a->nblocks == a->cap) {
-            size_t cap = a->cap ? a->cap * 2 : 8;
-            struct ax_future_s **b = realloc(a->blocks, cap * sizeof(*b));
-
-            if (b == NULL) {
-                pthread_mutex_unlock(&a->lock);
-                return NULL;
-            }
-            a->blocks = b;
-            a->cap = cap;
+        if (!ax__grow(&a->blocks, &a->cap, a->nblocks + 1, sizeof(*a->blocks), 8)) {
+            pthread_mutex_unlock(&a->lock);
+            return NULL;
         }
         block = calloc(SLOTS_PER_BLOCK, sizeof(*block));
         if (block == NULL) {

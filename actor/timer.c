@@ -8,6 +8,7 @@
 #include "actor/system.h"
 #include "actor/timer.h"
 #include "common/error.h"
+#include "common/grow.h"
 
 #define WHEEL_SLOTS 4096u /* a power of two */
 #define RECORDS_PER_BLOCK 256u
@@ -112,15 +113,8 @@ static timer_rec_t *rec_alloc(ax__timers_t *t)
     if (t->free == NULL) {
         timer_rec_t *block;
 
-        if (t->nblocks == t->cap_blocks) {
-            size_t cap = t->cap_blocks ? t->cap_blocks * 2 : 16;
-            timer_rec_t **b = realloc(t->blocks, cap * sizeof(*b));
-
-            if (b == NULL)
-                return NULL;
-            t->blocks = b;
-            t->cap_blocks = cap;
-        }
+        if (!ax__grow(&t->blocks, &t->cap_blocks, t->nblocks + 1, sizeof(*t->blocks), 16))
+            return NULL;
         block = calloc(RECORDS_PER_BLOCK, sizeof(*block));
         if (block == NULL)
             return NULL;
@@ -387,15 +381,8 @@ static void *timer_main(void *arg)
                 next = r->next;
                 if (r->due_tick > tick)
                     continue;
-                if (ndue == cap) {
-                    size_t c = cap ? cap * 2 : 64;
-                    struct due *d = realloc(due, c * sizeof(*d));
-
-                    if (d == NULL)
-                        break; /* the rest fires next time round */
-                    due = d;
-                    cap = c;
-                }
+                if (!ax__grow(&due, &cap, ndue + 1, sizeof(*due), 64))
+                    break; /* the rest fires next time round */
                 slot_unlink(t, r);
                 due[ndue].target = r->target;
                 due[ndue].fn = NULL;

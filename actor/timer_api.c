@@ -5,6 +5,7 @@
 #include "actor/system.h"
 #include "actor/timer.h"
 #include "common/error.h"
+#include "common/grow.h"
 
 /* Room for one more id in c's list, before a timer exists that would
  * otherwise be left untracked. */
@@ -14,15 +15,8 @@ static ax_status_t reserve(ax__cell_t *c)
 
     if (ext == NULL)
         return AX_ENOMEM;
-    if (ext->ntimers == ext->timers_cap) {
-        size_t cap = ext->timers_cap ? ext->timers_cap * 2 : 4;
-        uint64_t *t = realloc(ext->timers, cap * sizeof(*t));
-
-        if (t == NULL)
-            return ax__error(AX_ENOMEM, "timer: out of memory");
-        ext->timers = t;
-        ext->timers_cap = cap;
-    }
+    if (!ax__grow(&ext->timers, &ext->timers_cap, ext->ntimers + 1, sizeof(uint64_t), 4))
+        return ax__error(AX_ENOMEM, "timer: out of memory");
     return AX_OK;
 }
 

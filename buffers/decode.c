@@ -13,6 +13,7 @@
 
 #include "buffers/chunk.h"
 #include "common/error.h"
+#include "common/grow.h"
 
 struct ax_decode_buffer_s {
     ax_buffer_pool_t *pool;
@@ -151,18 +152,8 @@ static size_t frame_len_at_p(ax_decode_buffer_t *db)
 /* Room for `need` chain entries. */
 static ax_status_t chain_reserve(ax_decode_buffer_t *db, size_t need)
 {
-    size_t cap = db->chain_cap ? db->chain_cap : 4;
-    struct ax_lease_slice_s *chain;
-
-    if (need <= db->chain_cap)
-        return AX_OK;
-    while (cap < need)
-        cap *= 2;
-    chain = realloc(db->chain, cap * sizeof(*chain));
-    if (chain == NULL)
+    if (!ax__grow(&db->chain, &db->chain_cap, need, sizeof(*db->chain), 4))
         return ax__error(AX_ENOMEM, "decode buffer: out of memory");
-    db->chain = chain;
-    db->chain_cap = cap;
     return AX_OK;
 }
 

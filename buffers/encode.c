@@ -13,6 +13,7 @@
 
 #include "buffers/chunk.h"
 #include "common/error.h"
+#include "common/grow.h"
 
 struct ax_encode_buffer_s {
     ax_buffer_pool_t *pool;
@@ -175,18 +176,8 @@ static ax_status_t relocate(ax_encode_buffer_t *eb)
 /* Room for at least `need` entries in the segment table. */
 static ax_status_t segs_reserve(ax_encode_buffer_t *eb, size_t need)
 {
-    size_t cap = eb->segs_cap ? eb->segs_cap : 4;
-    struct ax_lease_slice_s *segs;
-
-    if (need <= eb->segs_cap)
-        return AX_OK;
-    while (cap < need)
-        cap *= 2;
-    segs = realloc(eb->segs, cap * sizeof(*segs));
-    if (segs == NULL)
+    if (!ax__grow(&eb->segs, &eb->segs_cap, need, sizeof(*eb->segs), 4))
         return fail(eb, ax__error(AX_ENOMEM, "encode buffer: out of memory"));
-    eb->segs = segs;
-    eb->segs_cap = cap;
     return AX_OK;
 }
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "common/grow.h"
 #include "dispatch/net_internal.h"
 
 /* ---- message types ---------------------------------------------------- */
@@ -228,26 +229,11 @@ static const ax__net_ops_t net_ops = {
 
 static ax_status_t listen_on(ax__net_t *net)
 {
-    struct sockaddr_storage ss = {0};
-    socklen_t sl;
-    int one = 1, fd;
+    struct sockaddr_storage ss;
     const ax_addr_t *a = &net->self;
+    socklen_t sl = ax__sockaddr_of(a, &ss);
+    int one = 1, fd;
 
-    if (a->family == 6) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-
-        s6->sin6_family = AF_INET6;
-        memcpy(&s6->sin6_addr, a->ip, 16);
-        s6->sin6_port = htons(a->port);
-        sl = sizeof(*s6);
-    } else {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-
-        s4->sin_family = AF_INET;
-        memcpy(&s4->sin_addr, a->ip, 4);
-        s4->sin_port = htons(a->port);
-        sl = sizeof(*s4);
-    }
     fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return ax__error(AX_EIO, "net: socket: %s", strerror(errno));
@@ -277,13 +263,22 @@ static ax_status_t net_build(ax_system_t *sys, ax__net_t *net)
         .max_chunk_count = 256,
         .encode_buf_min_free_space = 64,
     };
+    size_t pool_max;
     ax_status_t st;
 
     net->sys = sys;
     net->cfg = ax__system_config(sys)->network;
     net->listen_fd = -1;
     net->incarnation = ax__random64();
-    net->fmt = (ax_frame_format_t){AX__FRAME_HEADER_SIZE, net->cfg.max_frame_size};
+    /* A frame the receive pool could never hold in full would stall its
+     * connection for good: such a frame is refused (AX_ETOOBIG) like one
+     * above max_frame_size. A chained frame may start part-way into its
+     * first chunk, hence one chunk less than the whole pool. */
+    pool_max = net->cfg.buffer_config.chunk_size * (net->cfg.buffer_config.max_chunk_count - 1);
+    if (net->cfg.buffer_config.max_chunk_count < 2)
+        pool_max = net->cfg.buffer_config.chunk_size;
+    net->fmt = (ax_frame_format_t){AX__FRAME_HEADER_SIZE,
+                                   net->cfg.max_frame_size < pool_max ? net->cfg.max_frame_size : pool_max};
     pthread_mutex_init(&net->stats_lock, NULL);
     pthread_mutex_init(&net->sub_lock, NULL);
     ax__mpsc_init(&net->inbox, true);
@@ -370,17 +365,8 @@ ax_status_t ax_net_subscribe(ax_system_t *sys, ax_ref_t ref)
     for (size_t i = 0; i < net->nsubs; i++)
         if (ax_ref_eq(net->subs[i], ref))
             st = ax__error(AX_EEXIST, "net_subscribe: subscribed already");
-    if (st == AX_OK && net->nsubs == net->subs_cap) {
-        size_t cap = net->subs_cap ? net->subs_cap * 2 : 4;
-        ax_ref_t *subs = realloc(net->subs, cap * sizeof(*subs));
-
-        if (subs == NULL) {
-            st = ax__error(AX_ENOMEM, "net_subscribe: out of memory");
-        } else {
-            net->subs = subs;
-            net->subs_cap = cap;
-        }
-    }
+    if (st == AX_OK && !ax__grow(&net->subs, &net->subs_cap, net->nsubs + 1, sizeof(ax_ref_t), 4))
+        st = ax__error(AX_ENOMEM, "net_subscribe: out of memory");
     if (st == AX_OK)
         net->subs[net->nsubs++] = ref;
     pthread_mutex_unlock(&net->sub_lock);

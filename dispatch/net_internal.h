@@ -25,6 +25,7 @@
 #define AXON_DISPATCH_NET_INTERNAL_H
 
 #include <pthread.h>
+#include <sys/socket.h>
 #include <stdbool.h>
 
 #include "actor/net.h"
@@ -96,7 +97,8 @@ struct ax__conn_s {
     uint64_t peer_incarnation;
     ax_decode_buffer_t *rx;
     bool paused;            /* the receive pool is exhausted */
-    bool bye_received, bye_sent;
+    bool bye_received, bye_sent; /* Bye read; Bye queued */
+    bool shut_wr;           /* our side is closed for writing */
     ax__nm_fifo_t wq;       /* frames to write, in order */
     size_t wq_off;          /* bytes of the first already written */
     bool dirty;             /* on the net's flush list */
@@ -148,6 +150,9 @@ struct ax__net_s {
 
     ax_ref_t dispatcher;
 };
+
+/* The socket address of an Axon address; returns its length. */
+socklen_t ax__sockaddr_of(const ax_addr_t *a, struct sockaddr_storage *ss);
 
 /* A random non-zero 64-bit id (sessions, incarnations). */
 uint64_t ax__random64(void);

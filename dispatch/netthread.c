@@ -22,6 +22,7 @@
 static char resume_marker, deadline_marker;
 
 static bool flush_now(ax__conn_t *c);
+static bool closing_step(ax__conn_t *c);
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -459,29 +460,34 @@ static void open_conn(ax__conn_t *c)
     ax__net_event(c->net, AX_NET_ESTABLISHED, &p->addr, c->session, AX_OK);
 }
 
+socklen_t ax__sockaddr_of(const ax_addr_t *a, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof(*ss));
+    if (a->family == 6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+        s6->sin6_family = AF_INET6;
+        memcpy(&s6->sin6_addr, a->ip, 16);
+        s6->sin6_port = htons(a->port);
+        return sizeof(*s6);
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+
+        s4->sin_family = AF_INET;
+        memcpy(&s4->sin_addr, a->ip, 4);
+        s4->sin_port = htons(a->port);
+        return sizeof(*s4);
+    }
+}
+
 static void start_connect(ax__net_t *net, ax__peer_t *p)
 {
-    struct sockaddr_storage ss = {0};
-    socklen_t sl;
+    struct sockaddr_storage ss;
+    socklen_t sl = ax__sockaddr_of(&p->addr, &ss);
     int fd, one = 1;
     ax__conn_t *c;
 
     p->backoff_timer = 0;
-    if (p->addr.family == 6) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-
-        s6->sin6_family = AF_INET6;
-        memcpy(&s6->sin6_addr, p->addr.ip, 16);
-        s6->sin6_port = htons(p->addr.port);
-        sl = sizeof(*s6);
-    } else {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-
-        s4->sin_family = AF_INET;
-        memcpy(&s4->sin_addr, p->addr.ip, 4);
-        s4->sin_port = htons(p->addr.port);
-        sl = sizeof(*s4);
-    }
     p->state = AX__PEER_CONNECTING;
     fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -559,7 +565,9 @@ static ax_status_t parse_hello(const msgpack_object *o, ax_addr_t *addr, uint64_
         a[1].type != MSGPACK_OBJECT_BIN || a[1].via.bin.size != (a[0].via.u64 == 4 ? 16u : 4u) ||
         a[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[2].via.u64 > 65535)
         return ax__error(AX_EPROTO, "hello: bad address");
-    if (f[3].type != MSGPACK_OBJECT_POSITIVE_INTEGER || f[4].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+    /* Session 0 means "this system" on a NetMessage: never a connection's. */
+    if (f[3].type != MSGPACK_OBJECT_POSITIVE_INTEGER || f[4].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        f[4].via.u64 == 0)
         return ax__error(AX_EPROTO, "hello: bad incarnation or session");
     memset(addr, 0, sizeof(*addr));
     addr->family = a[0].via.u64 == 4 ? 6 : 4;
@@ -765,21 +773,22 @@ static bool on_frame(ax__conn_t *c, ax_lease_t *frame)
     ax__frame_header_t h;
     ax_status_t st;
 
+    ax__counter_add(&net->c.bytes_received, ax_lease_len(frame));
     ax_lease_copy_out(frame, 0, raw, sizeof raw);
     if (ax__frame_header_read(raw, &h) != AX_OK) {
         ax_lease_release(frame);
         conn_malformed(c, AX_EPROTO);
         return false;
     }
+    /* Before the handshake only a Hello may come. */
+    if (h.type != AX__FRAME_HELLO && c->state != AX__CONN_OPEN && c->state != AX__CONN_CLOSING) {
+        ax_lease_release(frame);
+        conn_malformed(c, AX_EPROTO);
+        return false;
+    }
     if (h.type == AX__FRAME_DATA) {
-        if (c->state != AX__CONN_OPEN && c->state != AX__CONN_CLOSING) {
-            ax_lease_release(frame);
-            conn_malformed(c, AX_EPROTO);
-            return false;
-        }
         c->rx_frames++;
         ax__counter_add(&net->c.frames_received, 1);
-        ax__counter_add(&net->c.bytes_received, ax_lease_len(frame));
         st = ax__deliver_frame(net->sys, frame, c->session);
         if (st == AX_ENOTFOUND)
             send_status(c, AX_ENOTFOUND, c->rx_frames, frame);
@@ -791,12 +800,14 @@ static bool on_frame(ax__conn_t *c, ax_lease_t *frame)
         return true;
     }
     if (h.type == AX__FRAME_BYE) {
+        /* The peer sends nothing more: answer with our Bye (after what is
+         * queued), and the connection ends once it is written. */
         ax_lease_release(frame);
         c->bye_received = true;
         c->state = AX__CONN_CLOSING;
         send_bye(c);
         mark_dirty(c);
-        return true;
+        return closing_step(c);
     }
     if (h.type == AX__FRAME_HEARTBEAT) {
         ax_lease_release(frame);
@@ -919,6 +930,26 @@ static void written(ax__conn_t *c, ax_net_msg_t *nm)
     ax_msg_release(&m); /* the lease goes with it: released as soon as written */
 }
 
+/*
+ * A closing connection's next step, once its queue is written: with our
+ * Bye out we close our side for writing; with Bye gone both ways nothing
+ * more can come, and the connection ends. false when it ended.
+ */
+static bool closing_step(ax__conn_t *c)
+{
+    if (c->state != AX__CONN_CLOSING || !c->bye_sent || c->wq.head != NULL)
+        return true;
+    if (c->bye_received) {
+        conn_end(c, AX_NET_CLOSED, AX_OK);
+        return false;
+    }
+    if (!c->shut_wr) {
+        shutdown(c->fd, SHUT_WR);
+        c->shut_wr = true;
+    }
+    return true;
+}
+
 /* Write as much of the queue as the socket takes; false when c closed. */
 static bool flush_now(ax__conn_t *c)
 {
@@ -977,7 +1008,7 @@ static bool flush_now(ax__conn_t *c)
     }
     if (c->interest & AX__POLL_OUT)
         set_interest(c, c->interest & ~AX__POLL_OUT);
-    return true;
+    return closing_step(c);
 }
 
 static void flush_all(ax__net_t *net)
@@ -1079,14 +1110,13 @@ static bool stop_step(ax__net_t *net, bool deadline)
             conn_end(c, AX_NET_CLOSED, AX_OK);
             continue;
         }
-        /* Everything written and acknowledged: say Bye, and close our
-         * side once Bye is out. The peer answers and closes its side. */
+        /* Everything written and acknowledged: say Bye. flush_now then
+         * closes our side, and ends the connection once the peer's Bye
+         * has come too (closing_step). */
         if (c->wq.head == NULL && c->ua_count == 0 && !c->bye_sent) {
             send_bye(c);
             c->state = AX__CONN_CLOSING;
             flush_now(c);
-        } else if (c->bye_sent && c->wq.head == NULL && !c->bye_received) {
-            shutdown(c->fd, SHUT_WR);
         }
     }
     return net->conns == NULL;

@@ -39,6 +39,7 @@
 #include <ck_ht.h>
 
 #include "common/error.h"
+#include "common/grow.h"
 #include "common/ht_alloc.h"
 #include "dispatch/poller.h"
 
@@ -202,15 +203,8 @@ static void sift_down(ax__poller_t *p, size_t i)
 
 static bool heap_push(ax__poller_t *p, struct ptimer *t)
 {
-    if (p->heap_len == p->heap_cap) {
-        size_t cap = p->heap_cap ? 2 * p->heap_cap : 16;
-        struct ptimer **v = realloc(p->heap, cap * sizeof(*v));
-
-        if (v == NULL)
-            return false;
-        p->heap = v;
-        p->heap_cap = cap;
-    }
+    if (!ax__grow(&p->heap, &p->heap_cap, p->heap_len + 1, sizeof(*p->heap), 16))
+        return false;
     heap_set(p, p->heap_len++, t);
     sift_up(p, t->slot);
     return true;

@@ -16,7 +16,9 @@
 
 #include "axon/status.h"
 
-#define AX__MSGPACK_MAX_DEPTH 64
+/* msgpack-c's unpacker nests at most 32 deep: accepting more would pass
+ * input it then refuses. */
+#define AX__MSGPACK_MAX_DEPTH 32
 
 /* Check the msgpack objects in data[0, len): AX_OK, or AX_EPROTO with a
  * detail. Trailing bytes after complete objects are allowed (an envelope

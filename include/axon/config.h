@@ -23,7 +23,8 @@ typedef struct ax_config_s ax_config_t;
 typedef struct ax_net_config_s {
     char listen[128];              /* "host:port" to listen on ("127.0.0.1:0") */
     ax_buffer_config_t buffer_config; /* dispatcher and network thread pools */
-    size_t max_frame_size;         /* frames above this close the connection (16 MiB) */
+    size_t max_frame_size;         /* frames above this close the connection (16 MiB);
+                                      at most what buffer_config holds, less a chunk */
     size_t peer_queue;             /* messages queued per peer while connecting (1024) */
     uint32_t max_retries;          /* reconnect attempts before dead-lettering (5) */
     uint64_t backoff_initial_ms;   /* first reconnect delay, doubled per retry (50) */

@@ -88,7 +88,7 @@ ax_status_t ax_net_unsubscribe(ax_system_t *sys, ax_ref_t ref);
 typedef struct ax_net_stats_s {
     uint64_t frames_sent;       /* Data frames written to sockets */
     uint64_t frames_received;   /* Data frames read from sockets */
-    uint64_t bytes_sent;
+    uint64_t bytes_sent;        /* every frame's bytes, control frames too */
     uint64_t bytes_received;
     uint64_t delivered;         /* sent frames the peer acknowledged */
     uint64_t dead_lettered;     /* messages for peers that went to dead letters */
