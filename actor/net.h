@@ -67,11 +67,20 @@ ax_status_t ax__tell_remote(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from);
 /* The remote target of a ref, or NULL for other refs. */
 ax__remote_t *ax__remote_of(ax_ref_t ref);
 
+/* A connection's memory of where its last Data frame went: the receiver
+ * path's wire bytes and the local actor they named. Zero-initialise. */
+typedef struct ax__route_cache_s {
+    uint16_t len;
+    unsigned char bytes[AX__PACKED_PATH_MAX];
+    ax_ref_t ref;
+} ax__route_cache_t;
+
 /* Deliver a received Data frame to the local actor its envelope names,
  * as a NetMessage. AX_OK takes *frame. Otherwise *frame stays with the
  * caller: AX_ENOTFOUND when no live actor has that id or name (the network
  * returns the frame to its sender in a Status frame), AX_EPROTO for a
  * malformed envelope. */
-ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t session);
+ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t session,
+                              ax__route_cache_t *cache);
 
 #endif

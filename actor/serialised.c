@@ -1,11 +1,13 @@
 /* Eager serialisation: per-actor pools, tell_serialised, preserialised
  * payloads, and routing of encoded frames. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "actor/net.h"
 #include "actor/system.h"
 #include "common/error.h"
 #include "serial/frame.h"
+#include "serial/mpcheck.h"
 #include "serial/netmsg.h"
 
 struct ax_preserialised_s {
@@ -339,18 +341,85 @@ ax_status_t ax__tell_remote(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from)
     return ops->send_lazy(remote->sys->net_ctx, remote, msg, from);
 }
 
-ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t session)
+/*
+ * A stream of frames mostly goes to one actor. When the envelope begins
+ * with the very receiver path bytes the previous frame had, and that
+ * actor still takes messages, the path need not be decoded or looked up
+ * again: skip the sender path (bounds-checked) and read the serialiser
+ * id. The sender path is decoded, fully checked, only if a handler asks.
+ */
+static bool route_cached(const ax_lease_t *frame, const ax__route_cache_t *rc, ax_ref_t *dst,
+                         uint32_t *payload_off, uint64_t *serialiser_id)
+{
+    const unsigned char *body = ax_lease_data(frame);
+    const ax__cell_t *c = rc->ref.target;
+    size_t len, off, span, u = 0;
+    msgpack_object o;
+    uint64_t w;
+    int rc_unpack;
+
+    if (body == NULL || rc->len == 0)
+        return false;
+    body += AX__FRAME_HEADER_SIZE;
+    len = ax_lease_len(frame) - AX__FRAME_HEADER_SIZE;
+    if (len <= 1u + rc->len || body[0] != 0x93 || memcmp(body + 1, rc->bytes, rc->len) != 0)
+        return false;
+    w = ck_pr_load_64(&c->word);
+    if ((w >> AX__W_ID_SHIFT) != rc->ref.id || (w & AX__W_SEALED) != 0)
+        return false;
+    off = 1 + rc->len;
+    if (ax__msgpack_span(body + off, len - off, 1, &span) != AX_OK)
+        return false;
+    off += span;
+    if (ax__msgpack_span(body + off, len - off, 1, &span) != AX_OK)
+        return false;
+    rc_unpack = msgpack_unpack((const char *)body + off, span, &u, ax__thread_zone(), &o);
+    msgpack_zone_clear(ax__thread_zone());
+    if (rc_unpack != MSGPACK_UNPACK_SUCCESS || o.type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return false;
+    *dst = rc->ref;
+    *serialiser_id = o.via.u64;
+    *payload_off = (uint32_t)(AX__FRAME_HEADER_SIZE + off + span);
+    return true;
+}
+
+/* Remember the receiver path bytes of a frame that just resolved to a
+ * local actor. */
+static void route_remember(const ax_lease_t *frame, ax__route_cache_t *rc, ax_ref_t dst)
+{
+    const unsigned char *body = ax_lease_data(frame);
+    size_t span;
+
+    rc->len = 0;
+    if (body == NULL || (dst.id & AX__REF_KIND_MASK) != AX__REF_LOCAL)
+        return;
+    body += AX__FRAME_HEADER_SIZE;
+    if (ax__msgpack_span(body + 1, ax_lease_len(frame) - AX__FRAME_HEADER_SIZE - 1, 1, &span) != AX_OK ||
+        span > sizeof rc->bytes)
+        return;
+    memcpy(rc->bytes, body + 1, span);
+    rc->len = (uint16_t)span;
+    rc->ref = dst;
+}
+
+ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t session,
+                              ax__route_cache_t *cache)
 {
     ax__envelope_t env;
     ax_net_msg_t *nm;
     ax_ref_t dst;
     ax_msg_t *m;
-    ax_status_t st = ax__envelope_read(frame, AX__FRAME_HEADER_SIZE, &env);
+    ax_status_t st = AX_OK;
 
-    if (st == AX_OK) {
-        /* The receiver is ours whatever address the peer used for us. */
-        ax_system_address(sys, &env.dst.addr);
-        st = ax_ref_from_path(sys, &env.dst, &dst);
+    if (cache == NULL || !route_cached(frame, cache, &dst, &env.payload_off, &env.serialiser_id)) {
+        st = ax__envelope_read(frame, AX__FRAME_HEADER_SIZE, &env);
+        if (st == AX_OK) {
+            /* The receiver is ours whatever address the peer used for us. */
+            ax_system_address(sys, &env.dst.addr);
+            st = ax_ref_from_path(sys, &env.dst, &dst);
+        }
+        if (st == AX_OK && cache != NULL)
+            route_remember(frame, cache, dst);
     }
     if (st == AX_OK)
         st = ax__net_msg_new(sys->netmsg_pool, frame, env.payload_off, env.serialiser_id, session, &nm);

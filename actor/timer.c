@@ -327,9 +327,9 @@ void ax__timer_discard(ax_msg_t **msg)
 
 /* ---- the thread -------------------------------------------------------------- */
 
-/* Fire r (unlinked, with the lock held). Returns the message to send, and
- * through *fn the function to run, outside the lock. */
-static ax_msg_t *fire(ax__timers_t *t, timer_rec_t *r, void (**fn)(void *), void **arg)
+/* Fire r (unlinked, with the lock held) at time now. Returns the message
+ * to send, and through *fn the function to run, outside the lock. */
+static ax_msg_t *fire(ax__timers_t *t, timer_rec_t *r, uint64_t now, void (**fn)(void *), void **arg)
 {
     ax_msg_t *m = NULL;
 
@@ -346,9 +346,13 @@ static ax_msg_t *fire(ax__timers_t *t, timer_rec_t *r, void (**fn)(void *), void
         ck_pr_store_32(&r->state, T_QUEUED);
     }
     /* A periodic timer whose last message is still queued or handled
-     * skips this period (coalesces); either way it stays on schedule. */
+     * skips this period (coalesces); either way it stays on schedule:
+     * due times stay start + k * period, and periods that have gone by
+     * (a period shorter than a tick, a late wake-up) are skipped. */
     if (r->period_ns != 0) {
-        r->due_ns += r->period_ns;
+        do
+            r->due_ns += r->period_ns;
+        while (r->due_ns <= now);
         arm(t, r);
     }
     return m;
@@ -373,10 +377,17 @@ static void *timer_main(void *arg)
         uint64_t now = ax__mono_ns(), tick = now / t->tick_ns;
         struct timespec ts;
 
-        /* Every tick that has gone by, each slot at most once. */
-        for (uint64_t k = t->last_tick + 1; k <= tick && t->armed > 0; k++) {
+        /* Every tick that has gone by, each slot at most once. A tick is
+         * marked processed before its timers fire, so that one re-armed
+         * now (periodic) goes into a later slot, not this one. */
+        uint64_t first = t->last_tick + 1;
+
+        if (tick >= WHEEL_SLOTS && first < tick - WHEEL_SLOTS + 1)
+            first = tick - WHEEL_SLOTS + 1;
+        for (uint64_t k = first; k <= tick && t->armed > 0; k++) {
             timer_rec_t *r = t->slots[k & (WHEEL_SLOTS - 1)], *next;
 
+            t->last_tick = k;
             for (; r != NULL; r = next) {
                 next = r->next;
                 if (r->due_tick > tick)
@@ -386,12 +397,10 @@ static void *timer_main(void *arg)
                 slot_unlink(t, r);
                 due[ndue].target = r->target;
                 due[ndue].fn = NULL;
-                due[ndue].msg = fire(t, r, &due[ndue].fn, &due[ndue].arg);
+                due[ndue].msg = fire(t, r, now, &due[ndue].fn, &due[ndue].arg);
                 if (due[ndue].msg != NULL || due[ndue].fn != NULL)
                     ndue++;
             }
-            if (k + WHEEL_SLOTS <= tick)
-                k = tick - WHEEL_SLOTS; /* every slot has been visited */
         }
         t->last_tick = tick;
         if (ndue > 0) {

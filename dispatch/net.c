@@ -31,9 +31,16 @@ typedef struct lazy_send {
     ax_msg_t *msg;
 } lazy_send_t;
 
-static void lazy_send_release(ax_msg_t *m)
+/* Back to its pool: the message it carried goes (it was serialised, or
+ * dead-lettered, or is still owned here). */
+static void lazy_send_reset(ax_msg_t *m)
 {
     ax_msg_release(&((lazy_send_t *)m)->msg);
+}
+
+static void lazy_send_release(ax_msg_t *m)
+{
+    lazy_send_reset(m);
     free(m);
 }
 
@@ -41,6 +48,7 @@ static const ax_msg_type_t lazy_send_type = {
     .name = "axon.lazy-send",
     .size = sizeof(lazy_send_t),
     .release = lazy_send_release,
+    .reset = lazy_send_reset,
 };
 
 uint64_t ax__random64(void)
@@ -154,7 +162,7 @@ static ax_status_t net_send_lazy(void *ctx, ax__remote_t *dst, ax_msg_t **msg, a
     ax__net_t *net = ctx;
     lazy_send_t *ls;
     ax_msg_t *m;
-    ax_status_t st = ax_msg_alloc(&lazy_send_type, &m);
+    ax_status_t st = ax_msg_get(net->lazy_pool, AX_ALWAYS, &m);
 
     if (st != AX_OK)
         return st;
@@ -205,6 +213,7 @@ static void net_free(ax__net_t *net)
         close(net->listen_fd);
     ax_encode_buffer_destroy(&net->ctl);
     ax_buffer_pool_destroy(&net->rx_pool);
+    ax_msg_pool_destroy(&net->lazy_pool);
     ax__poller_destroy(&net->poller);
     pthread_mutex_destroy(&net->stats_lock);
     pthread_mutex_destroy(&net->sub_lock);
@@ -292,6 +301,8 @@ static ax_status_t net_build(ax_system_t *sys, ax__net_t *net)
         st = ax_buffer_pool_create(&net->cfg.buffer_config, &net->rx_pool);
     if (st == AX_OK)
         st = ax_encode_buffer_create(&ctl_cfg, &net->ctl);
+    if (st == AX_OK)
+        st = ax_msg_pool_create(&lazy_send_type, &(ax_msg_pool_options_t){.max = 4096}, &net->lazy_pool);
     return st;
 }
 

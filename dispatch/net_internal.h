@@ -102,6 +102,7 @@ struct ax__conn_s {
     ax__nm_fifo_t wq;       /* frames to write, in order */
     size_t wq_off;          /* bytes of the first already written */
     bool dirty;             /* on the net's flush list */
+    ax__route_cache_t route; /* where the last Data frame went */
     uint64_t rx_frames;     /* Data frames received */
     uint64_t rx_acked;      /* the count in our last Ack */
     uint64_t tx_frames;     /* Data frames written */
@@ -133,6 +134,7 @@ struct ax__net_s {
     uint32_t stopping;       /* atomic: flush, say Bye, exit */
     ax_buffer_pool_t *rx_pool;
     ax_encode_buffer_t *ctl; /* control frames, network thread only */
+    ax_msg_pool_t *lazy_pool; /* the dispatcher's envelopes of lazy sends */
     ax__peer_t *peers;
     ax__conn_t *conns;
     ax__conn_t *flush_list;

@@ -789,7 +789,7 @@ static bool on_frame(ax__conn_t *c, ax_lease_t *frame)
     if (h.type == AX__FRAME_DATA) {
         c->rx_frames++;
         ax__counter_add(&net->c.frames_received, 1);
-        st = ax__deliver_frame(net->sys, frame, c->session);
+        st = ax__deliver_frame(net->sys, frame, c->session, &c->route);
         if (st == AX_ENOTFOUND)
             send_status(c, AX_ENOTFOUND, c->rx_frames, frame);
         ax_lease_release(frame); /* empty when delivered */
@@ -862,8 +862,12 @@ static void on_readable(ax__conn_t *c)
         ax_status_t st = ax_decode_buffer_space(c->rx, &p, &room);
 
         if (st == AX_ENOBUFS) {
-            if (take_frames(c))
+            /* Acknowledge what was taken before reading stops: the sender
+             * counts on it, and may be waiting on it to shut down. */
+            if (take_frames(c)) {
                 pause_reading(c);
+                send_ack(c);
+            }
             return;
         }
         if (st != AX_OK) {
@@ -979,7 +983,9 @@ static bool flush_now(ax__conn_t *c)
             }
             k += got;
         }
-        n = writev(c->fd, iov, (int)k);
+        /* sendmsg rather than writev, for MSG_NOSIGNAL: a peer that has
+         * gone must give EPIPE here, not a SIGPIPE that ends the process. */
+        n = sendmsg(c->fd, &(struct msghdr){.msg_iov = iov, .msg_iovlen = k}, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;

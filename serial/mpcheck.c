@@ -20,6 +20,13 @@ static uint64_t be(const unsigned char *p, size_t n)
  */
 ax_status_t ax__msgpack_check(const void *data, size_t len, size_t objects)
 {
+    size_t consumed;
+
+    return ax__msgpack_span(data, len, objects, &consumed);
+}
+
+ax_status_t ax__msgpack_span(const void *data, size_t len, size_t objects, size_t *consumed)
+{
     const unsigned char *p = data, *end = p + len;
     size_t owed = objects;
     /* Remaining element count of each open container. */
@@ -99,5 +106,6 @@ ax_status_t ax__msgpack_check(const void *data, size_t len, size_t objects)
             stack[depth++] = count;
         }
     }
+    *consumed = (size_t)(p - (const unsigned char *)data);
     return AX_OK;
 }

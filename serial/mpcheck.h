@@ -25,4 +25,8 @@
  * is followed by its payload). */
 ax_status_t ax__msgpack_check(const void *data, size_t len, size_t objects);
 
+/* As ax__msgpack_check, and *consumed receives how many bytes the objects
+ * span. */
+ax_status_t ax__msgpack_span(const void *data, size_t len, size_t objects, size_t *consumed);
+
 #endif
