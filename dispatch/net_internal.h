@@ -97,6 +97,7 @@ struct ax__conn_s {
     uint64_t peer_incarnation;
     ax_decode_buffer_t *rx;
     bool paused;            /* the receive pool is exhausted */
+    bool starved;           /* paused since data last came in (one pause) */
     bool bye_received, bye_sent; /* Bye read; Bye queued */
     bool shut_wr;           /* our side is closed for writing */
     ax__nm_fifo_t wq;       /* frames to write, in order */

@@ -828,7 +828,10 @@ static void pause_reading(ax__conn_t *c)
 
     c->paused = true;
     set_interest(c, c->interest & ~AX__POLL_IN);
-    ax__counter_add(&net->c.read_pauses, 1);
+    /* Retries that find the pool still full are the same pause. */
+    if (!c->starved)
+        ax__counter_add(&net->c.read_pauses, 1);
+    c->starved = true;
     if (net->resume_timer == 0)
         ax__poller_timer_add(net->poller, RESUME_DELAY_NS, &resume_marker, &net->resume_timer);
 }
@@ -876,6 +879,7 @@ static void on_readable(ax__conn_t *c)
         }
         n = read(c->fd, p, room);
         if (n > 0) {
+            c->starved = false;
             ax_decode_buffer_commit(c->rx, (size_t)n);
             if (!take_frames(c))
                 return;

@@ -8,6 +8,11 @@
  * time: an actor's handlers never run concurrently with each other, so its
  * state needs no locks.
  *
+ * Handlers must not block or wait in a loop (for a reply, a lock held
+ * elsewhere, a full pool): the actor a handler wakes runs next on the same
+ * worker, after the handler returns. To try again later, send yourself a
+ * message or set a timer.
+ *
  *     typedef struct counter { ax_actor_t actor; uint64_t total; } counter_t;
  *
  *     static ax_status_t counter_receive(ax_actor_t *self, ax_msg_t **msg)
@@ -426,7 +431,8 @@ ax_status_t ax_actor_buffer_stats(ax_actor_t *self, ax_buffer_pool_stats_t *out)
  * Serialise msg now into self's pool and send it to dst, from self. The
  * caller keeps msg (it is only read). A local dst receives a NetMessage
  * whose payload is still in self's chunk (no copy). AX_ENOBUFS when self's
- * pool is exhausted: nothing was sent, retry later. AX_EINVAL for a type
+ * pool is exhausted: nothing was sent; retry later, from a later message
+ * or a timer (not by looping in the handler). AX_EINVAL for a type
  * without a serialiser. AX_ENOTFOUND for a remote dst when the system has
  * no network. A dst that has ended gets it as a dead letter (AX_OK).
  * Call from self's handlers.

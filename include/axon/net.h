@@ -96,7 +96,9 @@ typedef struct ax_net_stats_s {
     uint64_t malformed;         /* connections closed for a malformed frame */
     uint64_t connections;       /* open now */
     uint64_t reconnects;        /* connections established after a loss */
-    uint64_t read_pauses;       /* times reading stopped for want of buffers */
+    uint64_t read_pauses;       /* times a connection stopped reading for want of
+                                   receive buffers (retried every millisecond
+                                   until a chunk is free; a pause counts once) */
     ax_buffer_pool_stats_t receive_pool;  /* the network thread's receive pool */
     ax_buffer_pool_stats_t dispatch_pool; /* the dispatcher's lazy pool */
 } ax_net_stats_t;

@@ -344,6 +344,9 @@ Test(children, stopping_a_parent_spares_the_actor_reusing_a_dead_childs_cell)
     cr_assert_eq(ax_stop(s.kids[0]), AX_OK);
     for (int i = 0; i < 3; i++)
         AXT_WAIT_SEM(&s.ended);
+    /* destroy runs before the cell goes back to its slab; the alive count
+     * drops after: wait for it, so the freed cells are there to take. */
+    cr_assert(axt_wait_alive(sys, TREE_SIZE - 3, WAIT_S));
     /* Unrelated leaves of the same size take the freed cells. */
     for (int i = 0; i < 32; i++) {
         tree_args_t a = {&other, 2};

@@ -1,0 +1,585 @@
+/*
+ * Shared by the network tests (test_net.c, test_net_proc.c) and their peer
+ * program (net_peer.c): a counted message type carrying a sequence number,
+ * paths, and three small actors: a node (sink, echo or pinger, and it runs
+ * jobs on its own thread), a dead-letter counter and a network-event log.
+ *
+ * Criterion-free, so that net_peer can use it too: waits return false on
+ * timeout and the tests turn that into a failure.
+ */
+#ifndef AXON_TESTS_DISPATCH_NET_HELPERS_H
+#define AXON_TESTS_DISPATCH_NET_HELPERS_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "axon/actor.h"
+#include "axon/config.h"
+#include "axon/net.h"
+#include "axon/serial.h"
+
+#define NT_UNUSED __attribute__((unused))
+
+/* Seconds one step of a network test may take before it fails. Generous:
+ * the sanitizer builds are slow, and a wait that times out is a failure,
+ * never a hang. */
+#define NT_WAIT_S 60.0
+
+static inline double nt_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static inline void nt_sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000u, (long)(ms % 1000u) * 1000000L};
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* sem_wait bounded by secs; false on timeout. */
+static inline bool nt_sem_wait(sem_t *s, double secs)
+{
+    struct timespec ts;
+    long ns;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ns = ts.tv_nsec + (long)((secs - (double)(long)secs) * 1e9);
+    ts.tv_sec += (time_t)secs + ns / 1000000000L;
+    ts.tv_nsec = ns % 1000000000L;
+    for (;;) {
+        if (sem_timedwait(s, &ts) == 0)
+            return true;
+        if (errno != EINTR)
+            return false;
+    }
+}
+
+/* ---- seq: one sequence number, with a user serialiser ------------------ */
+
+/*
+ * The payload is one msgpack unsigned integer. Allocations and releases
+ * are counted (process-wide), so a test can check that every lazily sent
+ * message was released after it was serialised, and that every decoded
+ * one was released by its receiver.
+ */
+typedef struct seq_msg {
+    ax_msg_t hdr;
+    uint64_t seq;
+} seq_msg_t;
+
+#define SEQ_SER_ID (AX_SER_USER_MIN + 7)
+
+static _Atomic uint64_t seq_allocs NT_UNUSED, seq_releases NT_UNUSED;
+
+static inline void seq_release(ax_msg_t *m)
+{
+    atomic_fetch_add(&seq_releases, 1);
+    free(m);
+}
+
+static inline ax_status_t seq_serialise(const ax_msg_t *m, msgpack_packer *pk)
+{
+    return msgpack_pack_uint64(pk, ((const seq_msg_t *)m)->seq) == 0 ? AX_OK : AX_ENOBUFS;
+}
+
+static inline ax_msg_t *seq_new(uint64_t seq);
+
+static inline ax_status_t seq_deserialise(const msgpack_object *obj, const ax_payload_t *payload,
+                                          ax_msg_t **out)
+{
+    (void)payload;
+    if (obj->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return AX_EPROTO;
+    *out = seq_new(obj->via.u64);
+    return *out != NULL ? AX_OK : AX_ENOMEM;
+}
+
+static const ax_msg_type_t seq_type NT_UNUSED = {
+    .name = "test.seq",
+    .size = sizeof(seq_msg_t),
+    .release = seq_release,
+    .serialiser_id = SEQ_SER_ID,
+    .serialise = seq_serialise,
+    .deserialise = seq_deserialise,
+};
+
+static inline ax_msg_t *seq_new(uint64_t seq)
+{
+    ax_msg_t *m = NULL;
+
+    if (ax_msg_alloc(&seq_type, &m) != AX_OK)
+        return NULL;
+    ((seq_msg_t *)m)->seq = seq;
+    atomic_fetch_add(&seq_allocs, 1);
+    return m;
+}
+
+/* The sequence number of a NetMessage carrying a seq; false when it does
+ * not decode. */
+static inline bool seq_of(const ax_net_msg_t *nm, uint64_t *seq)
+{
+    ax_msg_t *m = NULL;
+
+    if (ax_net_msg_deserialise(nm, &seq_type, &m) != AX_OK)
+        return false;
+    *seq = ((seq_msg_t *)m)->seq;
+    ax_msg_release(&m);
+    return true;
+}
+
+/*
+ * Send seq to dst from self: lazily (ax_tell: the dispatcher serialises
+ * it) or eagerly (ax_tell_serialised: serialised now, into self's pool).
+ * Call from self's handlers. On failure nothing was sent and nothing
+ * leaks.
+ */
+static inline ax_status_t seq_send(ax_actor_t *self, ax_ref_t dst, uint64_t seq, bool eager)
+{
+    ax_msg_t *m;
+    ax_status_t st;
+
+    if (eager) {
+        seq_msg_t s;
+
+        ax_msg_init(&s.hdr, &seq_type);
+        s.seq = seq;
+        return ax_tell_serialised(self, dst, &seq_type, &s.hdr);
+    }
+    m = seq_new(seq);
+    if (m == NULL)
+        return AX_ENOMEM;
+    st = ax_tell(dst, &m, self != NULL ? ax_self(self) : AX_REF_NULL);
+    ax_msg_release(&m); /* NULL unless the tell failed */
+    return st;
+}
+
+/* ---- paths ---------------------------------------------------------------- */
+
+/* "tcp://<sys's address>/<name>", parsed. */
+static inline ax_status_t nt_named_path(ax_system_t *sys, const char *name, ax_path_t *out)
+{
+    ax_addr_t a;
+    char addr[AX_PATH_STR_MAX], text[AX_PATH_STR_MAX + 8];
+
+    ax_system_address(sys, &a);
+    ax_addr_format(&a, addr, sizeof addr);
+    snprintf(text, sizeof text, "tcp://%s/%s", addr, name);
+    return ax_path_parse(text, out);
+}
+
+/* "tcp://127.0.0.1:<port>/<name>", parsed. */
+static inline ax_status_t nt_port_path(uint16_t port, const char *name, ax_path_t *out)
+{
+    char text[AX_PATH_STR_MAX];
+
+    snprintf(text, sizeof text, "tcp://127.0.0.1:%u/%s", (unsigned)port, name);
+    return ax_path_parse(text, out);
+}
+
+/* ---- jobs: run a function on an actor's own thread ------------------------ */
+
+typedef struct nt_job {
+    ax_msg_t hdr;
+    void (*fn)(ax_actor_t *self, void *arg);
+    void *arg;
+    sem_t *done; /* posted when fn returns, unless NULL */
+} nt_job_t;
+
+static const ax_msg_type_t nt_job_type NT_UNUSED = {.name = "test.job", .size = sizeof(nt_job_t)};
+
+/* Run fn(self, arg) on actor's thread and wait for it; false when the job
+ * could not be sent or did not finish in time. */
+static inline bool nt_run_on(ax_ref_t actor, void (*fn)(ax_actor_t *, void *), void *arg)
+{
+    sem_t done;
+    ax_msg_t *m = NULL;
+    bool ok;
+
+    if (ax_msg_alloc(&nt_job_type, &m) != AX_OK)
+        return false;
+    sem_init(&done, 0, 0);
+    ((nt_job_t *)m)->fn = fn;
+    ((nt_job_t *)m)->arg = arg;
+    ((nt_job_t *)m)->done = &done;
+    if (ax_tell(actor, &m, AX_REF_NULL) != AX_OK) {
+        ax_msg_release(&m);
+        sem_destroy(&done);
+        return false;
+    }
+    ok = nt_sem_wait(&done, NT_WAIT_S);
+    /* A job that timed out may still post later: leak the semaphore's
+     * storage rather than destroy it under the actor (the test fails). */
+    if (ok)
+        sem_destroy(&done);
+    return ok;
+}
+
+/* ---- the node: sink, echo or pinger -------------------------------------- */
+
+typedef enum nt_mode {
+    NT_SINK, /* count and check seqs; keep NetMessages while `hold` */
+    NT_ECHO, /* send each seq back to its sender */
+    NT_PING, /* send 0..rounds-1 to peer, each after the previous reply */
+} nt_mode_t;
+
+typedef struct nt_node nt_node_t;
+
+/*
+ * What a node is and what happened to it. The test owns it and sets the
+ * configuration before spawning; the actor writes the rest. Fields the
+ * test reads while the actor runs are atomic.
+ */
+struct nt_node {
+    /* Configuration. */
+    nt_mode_t mode;
+    bool eager;      /* echo and ping: send with tell_serialised */
+    uint64_t rounds; /* ping: round trips */
+    ax_ref_t peer;   /* ping: the echo's ref */
+    /* Replaces the mode's handling of a NetMessage when set. */
+    void (*on_net)(nt_node_t *n, ax_actor_t *self, ax_net_msg_t **nm);
+    void *ctx;
+    const ax_msg_type_t *kept_type; /* what kept NetMessages decode as (seq_type) */
+
+    /* What happened. */
+    _Atomic uint64_t received;     /* NetMessages handled */
+    _Atomic uint64_t out_of_order; /* seqs at or below one seen before */
+    _Atomic uint64_t gaps;         /* seqs above the next expected */
+    _Atomic uint64_t bad;          /* undecodable, wrong reply, failed send */
+    _Atomic uint64_t session;      /* of the last NetMessage */
+    _Atomic uint64_t session_changes;
+    _Atomic uint64_t held;         /* NetMessages kept (sink, hold) */
+    _Atomic bool hold;             /* sink: keep NetMessages */
+    uint64_t next;                 /* the seq expected next */
+    bool any;                      /* a seq was seen */
+    ax_net_msg_t **keep;           /* kept NetMessages, in arrival order */
+    size_t keep_cap;
+    sem_t done; /* ping: the last reply came */
+};
+
+typedef struct nt_node_actor {
+    ax_actor_t actor;
+    nt_node_t *n;
+} nt_node_actor_t;
+
+static inline void nt_node_setup(nt_node_t *n, nt_mode_t mode)
+{
+    memset(n, 0, sizeof(*n));
+    n->mode = mode;
+    sem_init(&n->done, 0, 0);
+}
+
+/* Record seq: order per sender is what the tests check (one sender per
+ * node). */
+static inline void nt_node_track(nt_node_t *n, uint64_t seq)
+{
+    if (n->any && seq < n->next)
+        atomic_fetch_add(&n->out_of_order, 1);
+    else if (seq > n->next)
+        atomic_fetch_add(&n->gaps, 1);
+    if (!n->any || seq >= n->next)
+        n->next = seq + 1;
+    n->any = true;
+}
+
+static inline void nt_node_keep(nt_node_t *n, ax_net_msg_t **nm)
+{
+    size_t count = (size_t)atomic_load(&n->held);
+
+    if (count == n->keep_cap) {
+        size_t cap = n->keep_cap ? n->keep_cap * 2 : 256;
+        ax_net_msg_t **k = realloc(n->keep, cap * sizeof(*k));
+
+        if (k == NULL) {
+            atomic_fetch_add(&n->bad, 1);
+            return; /* the runtime releases it: the test sees `bad` */
+        }
+        n->keep = k;
+        n->keep_cap = cap;
+    }
+    n->keep[count] = *nm;
+    *nm = NULL;
+    atomic_store(&n->held, count + 1);
+}
+
+/* Release every kept NetMessage, after checking each still decodes (its
+ * payload was kept alive by the NetMessage), and stop holding. A job. */
+static inline void nt_node_release_all(ax_actor_t *self, void *arg)
+{
+    nt_node_t *n = ((nt_node_actor_t *)self)->n;
+    size_t count = (size_t)atomic_load(&n->held);
+
+    (void)arg;
+    for (size_t i = 0; i < count; i++) {
+        ax_msg_t *m = (ax_msg_t *)n->keep[i], *d = NULL;
+
+        if (ax_net_msg_deserialise(n->keep[i], n->kept_type != NULL ? n->kept_type : &seq_type, &d) != AX_OK)
+            atomic_fetch_add(&n->bad, 1);
+        ax_msg_release(&d);
+        ax_msg_release(&m);
+    }
+    free(n->keep);
+    n->keep = NULL;
+    n->keep_cap = 0;
+    atomic_store(&n->held, 0);
+    atomic_store(&n->hold, false);
+}
+
+static inline ax_status_t nt_node_a_init(ax_actor_t *self, void *arg)
+{
+    ((nt_node_actor_t *)self)->n = arg;
+    return AX_OK;
+}
+
+static inline ax_status_t nt_node_a_local(ax_actor_t *self, ax_msg_t **msg)
+{
+    if ((*msg)->type == &nt_job_type) {
+        nt_job_t *j = (nt_job_t *)*msg;
+
+        j->fn(self, j->arg);
+        if (j->done != NULL)
+            sem_post(j->done);
+    }
+    return AX_OK;
+}
+
+static inline ax_status_t nt_node_a_net(ax_actor_t *self, ax_net_msg_t **nm)
+{
+    nt_node_t *n = ((nt_node_actor_t *)self)->n;
+    uint64_t session = ax_net_msg_session(*nm), seq = 0;
+    ax_ref_t back;
+    bool finished = false;
+
+    if (atomic_load(&n->received) > 0 && atomic_load(&n->session) != session)
+        atomic_fetch_add(&n->session_changes, 1);
+    atomic_store(&n->session, session);
+    if (n->on_net != NULL) {
+        n->on_net(n, self, nm);
+    } else if (!seq_of(*nm, &seq)) {
+        atomic_fetch_add(&n->bad, 1);
+    } else {
+        nt_node_track(n, seq);
+        switch (n->mode) {
+        case NT_SINK:
+            if (atomic_load(&n->hold))
+                nt_node_keep(n, nm);
+            break;
+        case NT_ECHO:
+            if (ax_net_msg_sender(self, *nm, &back) != AX_OK || seq_send(self, back, seq, n->eager) != AX_OK)
+                atomic_fetch_add(&n->bad, 1);
+            break;
+        case NT_PING:
+            if (seq + 1 >= n->rounds)
+                finished = true;
+            else if (seq_send(self, n->peer, seq + 1, n->eager) != AX_OK)
+                atomic_fetch_add(&n->bad, 1);
+            break;
+        }
+    }
+    /* Last: a test that sees the count sees what came before. */
+    atomic_fetch_add(&n->received, 1);
+    if (finished)
+        sem_post(&n->done);
+    return AX_OK;
+}
+
+/* A node that is told to stop releases what it still keeps. */
+static inline void nt_node_a_destroy(ax_actor_t *self)
+{
+    nt_node_release_all(self, NULL);
+}
+
+static const ax_actor_vtable_t nt_node_vtable NT_UNUSED = {
+    .name = "test.node",
+    .size = sizeof(nt_node_actor_t),
+    .init = nt_node_a_init,
+    .receive_local = nt_node_a_local,
+    .receive_network = nt_node_a_net,
+    .destroy = nt_node_a_destroy,
+};
+
+/* Ping: send the first seq. A job. */
+static inline void nt_ping_start(ax_actor_t *self, void *arg)
+{
+    nt_node_t *n = ((nt_node_actor_t *)self)->n;
+
+    (void)arg;
+    if (seq_send(self, n->peer, 0, n->eager) != AX_OK)
+        atomic_fetch_add(&n->bad, 1);
+}
+
+/* ---- dead letters, counted ---------------------------------------------------- */
+
+#define NT_STATUS_SLOTS 32
+
+typedef struct nt_dl {
+    _Atomic uint64_t count;       /* every dead letter */
+    _Atomic uint64_t by_status[NT_STATUS_SLOTS]; /* indexed by -status */
+    _Atomic uint64_t net_msgs;    /* carrying a NetMessage */
+    _Atomic uint64_t seq_decoded; /* of those, decoding as a seq */
+    _Atomic uint64_t undelivered; /* carrying an ax_net_undelivered_t */
+    _Atomic uint64_t seqs;        /* carrying a seq message not yet serialised */
+    _Atomic uint64_t others;
+    _Atomic uint64_t wrong_recipient; /* recipient is not `watch` (when set) */
+    ax_ref_t watch;
+    uint8_t *seen;                /* optional: seen[seq] counts decoded seqs */
+    size_t seen_cap;
+} nt_dl_t;
+
+typedef struct nt_dl_actor {
+    ax_actor_t actor;
+    nt_dl_t *dl;
+} nt_dl_actor_t;
+
+static inline ax_status_t nt_dl_a_init(ax_actor_t *self, void *arg)
+{
+    ((nt_dl_actor_t *)self)->dl = arg;
+    return AX_OK;
+}
+
+static inline ax_status_t nt_dl_a_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    nt_dl_t *dl = ((nt_dl_actor_t *)self)->dl;
+    const ax_dead_letter_t *d = (const ax_dead_letter_t *)*msg;
+    uint64_t seq;
+
+    if ((*msg)->type != &ax_dead_letter_type) {
+        atomic_fetch_add(&dl->others, 1);
+        return AX_OK;
+    }
+    if (-(int)d->status >= 0 && -(int)d->status < NT_STATUS_SLOTS)
+        atomic_fetch_add(&dl->by_status[-(int)d->status], 1);
+    if (!ax_ref_is_null(dl->watch) && !ax_ref_eq(dl->watch, d->recipient))
+        atomic_fetch_add(&dl->wrong_recipient, 1);
+    if (d->msg == NULL) {
+        atomic_fetch_add(&dl->others, 1);
+    } else if (d->msg->type == &ax_net_msg_type) {
+        atomic_fetch_add(&dl->net_msgs, 1);
+        if (seq_of((const ax_net_msg_t *)d->msg, &seq)) {
+            atomic_fetch_add(&dl->seq_decoded, 1);
+            if (dl->seen != NULL && seq < dl->seen_cap && dl->seen[seq] < 255)
+                dl->seen[seq]++;
+        }
+    } else if (d->msg->type == &ax_net_undelivered_type) {
+        atomic_fetch_add(&dl->undelivered, 1);
+    } else if (d->msg->type == &seq_type) {
+        atomic_fetch_add(&dl->seqs, 1);
+    } else {
+        atomic_fetch_add(&dl->others, 1);
+    }
+    /* Last: a test that sees the count sees the rest. */
+    atomic_fetch_add(&dl->count, 1);
+    return AX_OK;
+}
+
+static const ax_actor_vtable_t nt_dl_vtable NT_UNUSED = {
+    .name = "test.dead-letter-counter",
+    .size = sizeof(nt_dl_actor_t),
+    .init = nt_dl_a_init,
+    .receive_local = nt_dl_a_receive,
+};
+
+static inline uint64_t nt_dl_status(nt_dl_t *dl, ax_status_t st)
+{
+    return atomic_load(&dl->by_status[-(int)st]);
+}
+
+/* ---- network events, logged ----------------------------------------------------- */
+
+#define NT_EVENTS_MAX 256
+
+typedef struct nt_events {
+    pthread_mutex_t lock;
+    size_t count;
+    ax_net_event_t ev[NT_EVENTS_MAX];
+} nt_events_t;
+
+typedef struct nt_events_actor {
+    ax_actor_t actor;
+    nt_events_t *log;
+} nt_events_actor_t;
+
+static inline ax_status_t nt_events_a_init(ax_actor_t *self, void *arg)
+{
+    ((nt_events_actor_t *)self)->log = arg;
+    return AX_OK;
+}
+
+static inline ax_status_t nt_events_a_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    nt_events_t *log = ((nt_events_actor_t *)self)->log;
+
+    if ((*msg)->type != &ax_net_event_type)
+        return AX_OK;
+    pthread_mutex_lock(&log->lock);
+    if (log->count < NT_EVENTS_MAX)
+        log->ev[log->count++] = *(const ax_net_event_t *)*msg;
+    pthread_mutex_unlock(&log->lock);
+    return AX_OK;
+}
+
+static const ax_actor_vtable_t nt_events_vtable NT_UNUSED = {
+    .name = "test.net-events",
+    .size = sizeof(nt_events_actor_t),
+    .init = nt_events_a_init,
+    .receive_local = nt_events_a_receive,
+};
+
+static inline void nt_events_setup(nt_events_t *log)
+{
+    memset(log, 0, sizeof(*log));
+    pthread_mutex_init(&log->lock, NULL);
+}
+
+/*
+ * Wait for the first event at index >= *from of this kind (for this peer
+ * when peer is not NULL); on success *out is a copy and *from the index
+ * after it. False on timeout.
+ */
+static inline bool nt_events_wait(nt_events_t *log, size_t *from, ax_net_event_kind_t kind,
+                                  const ax_addr_t *peer, double secs, ax_net_event_t *out)
+{
+    double end = nt_now() + secs;
+
+    for (;;) {
+        pthread_mutex_lock(&log->lock);
+        for (size_t i = *from; i < log->count; i++) {
+            if (log->ev[i].kind == kind && (peer == NULL || ax_addr_eq(&log->ev[i].peer, peer))) {
+                *out = log->ev[i];
+                *from = i + 1;
+                pthread_mutex_unlock(&log->lock);
+                return true;
+            }
+        }
+        pthread_mutex_unlock(&log->lock);
+        if (nt_now() > end)
+            return false;
+        nt_sleep_ms(1);
+    }
+}
+
+/* Events of this kind logged so far. */
+static inline size_t nt_events_count(nt_events_t *log, ax_net_event_kind_t kind)
+{
+    size_t n = 0;
+
+    pthread_mutex_lock(&log->lock);
+    for (size_t i = 0; i < log->count; i++)
+        n += log->ev[i].kind == kind;
+    pthread_mutex_unlock(&log->lock);
+    return n;
+}
+
+#endif
