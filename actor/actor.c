@@ -190,6 +190,8 @@ static ax_status_t request(ax_ref_t ref, uint64_t bits, bool claim_only)
         ax__schedule(c); /* a created actor: its first schedule is ours */
     else if (ax__mbox_try_wake(c))
         ax__schedule(c);
+    else if ((bits & (AX__W_STOP | AX__W_KILL)) && ax__take_suspended(c))
+        ax__schedule(c); /* waiting for a restart: end it now instead */
     return AX_OK;
 }
 

@@ -37,6 +37,10 @@ void ax__tell_notice(ax_ref_t dst, ax_msg_t **msg);
  * ended or waits for its restart). */
 bool ax__fail_now(ax__worker_t *w, ax__cell_t *c, ax_status_t status);
 
+/* Take a suspended (held) actor's schedule: true when the caller got it
+ * and must schedule or run the actor. */
+bool ax__take_suspended(ax__cell_t *c);
+
 /* Run a restart that came due; false when c ended instead. */
 bool ax__restart_now(ax__worker_t *w, ax__cell_t *c);
 
@@ -53,8 +57,7 @@ void ax__stop_all(ax_system_t *sys);
  * (system destroy; no other thread runs). */
 void ax__drain_all(ax_system_t *sys);
 
-/* Timers of c (timer_api.c): forget one, end them all. */
-void ax__forget_timer(ax__cell_t *c, uint64_t id);
+/* End every timer of c (timer_api.c). */
 void ax__end_timers(ax__cell_t *c);
 
 #endif

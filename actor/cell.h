@@ -30,6 +30,8 @@
 #define AX__W_START  0x01u /* request: run on_start */
 #define AX__W_STOP   0x02u /* request: graceful stop */
 #define AX__W_KILL   0x04u /* request: kill */
+#define AX__W_SUSPENDED 0x08u /* failed, waiting for a restart: held, and its
+                                 schedule goes to whoever clears this bit */
 #define AX__W_SEALED 0x10u /* accepts no more messages */
 #define AX__W_ENDED  0x20u /* ended; the cell awaits reuse */
 #define AX__W_CLAIMED 0x40u /* a created actor has been scheduled once */

@@ -35,6 +35,11 @@ void ax_dead_letter(ax_system_t *sys, ax_msg_t **msgp, ax_status_t why, ax_ref_t
     if (msgp == NULL || (msg = *msgp) == NULL)
         return;
     *msgp = NULL;
+    /* The runtime's notice to a parent that has ended: nobody's message. */
+    if (msg->type == &ax_child_event_type) {
+        ax_msg_release(&msg);
+        return;
+    }
     /* A timer's message whose actor is gone: the timer ends with it. */
     if (ax__is_timer_msg(msg)) {
         ax__timer_discard(&msg);

@@ -260,10 +260,8 @@ static ax_status_t deliver(ax__worker_t *w, ax__cell_t *c, ax_msg_t *msg)
         }
     } else if (ax__is_timer_msg(msg)) {
         timer = msg->sender;
-        if (!ax__timer_claim(&msg)) {
-            ax__forget_timer(c, ax__timer_ref_id(timer));
+        if (!ax__timer_claim(&msg))
             return AX_OK; /* cancelled after it was queued */
-        }
     }
     tls_current = c;
     if (msg->type == &ax_net_msg_type && c->vt->receive_network != NULL) {
@@ -279,8 +277,8 @@ static ax_status_t deliver(ax__worker_t *w, ax__cell_t *c, ax_msg_t *msg)
         return AX_OK;
     }
     tls_current = NULL;
-    if (!ax_ref_is_null(timer) && ax__timer_done(timer, &msg))
-        ax__forget_timer(c, ax__timer_ref_id(timer));
+    if (!ax_ref_is_null(timer))
+        ax__timer_done(timer, &msg);
     if (msg != NULL)
         ax_msg_release(&msg);
     ax__stat_inc(&w->delivered);

@@ -34,10 +34,11 @@ static ax_ref_t parent_of(const ax__cell_t *c)
     return c->ext != NULL ? c->ext->parent : AX_REF_NULL;
 }
 
-static void notify(ax__cell_t *c, ax_child_event_kind_t kind, ax_status_t status,
-                   ax_supervision_action_t action)
+/* An event for parent about child, built from values the caller read:
+ * once a restart is armed the child's cell may already run elsewhere. */
+static void notify(ax_ref_t parent, ax_ref_t child, ax_child_event_kind_t kind, ax_status_t status,
+                   ax_supervision_action_t action, uint32_t restarts)
 {
-    ax_ref_t parent = parent_of(c);
     ax_child_event_t *e;
     ax_msg_t *m;
 
@@ -45,16 +46,17 @@ static void notify(ax__cell_t *c, ax_child_event_kind_t kind, ax_status_t status
         return;
     e = (ax_child_event_t *)m;
     e->kind = kind;
-    e->child = ax_self((ax_actor_t *)c);
+    e->child = child;
     e->status = status;
     e->action = action;
-    e->restarts = c->ext != NULL ? c->ext->restarts : 0;
+    e->restarts = restarts;
     ax__tell_notice(parent, &m);
 }
 
 void ax__notify_ended(ax__cell_t *c)
 {
-    notify(c, AX_CHILD_ENDED, AX_OK, AX_SUPERVISE_NONE);
+    notify(parent_of(c), ax_self((ax_actor_t *)c), AX_CHILD_ENDED, AX_OK, AX_SUPERVISE_NONE,
+           c->ext != NULL ? c->ext->restarts : 0);
 }
 
 bool ax__child_event(ax__cell_t *c, const ax_msg_t *msg)
@@ -82,11 +84,30 @@ static void end_failed(ax__cell_t *c)
     ax__end_actor(c);
 }
 
-/* On the timer thread: the back-off is over. The actor is held (nobody
- * else schedules it while it waits), so scheduling it is ours to do. */
+/*
+ * A held actor's schedule belongs to whoever clears AX__W_SUSPENDED: the
+ * restart timer when the back-off is over, or a stop or kill requested
+ * meanwhile (ax__take_suspended in actor.c), so that a kill is immediate.
+ */
+bool ax__take_suspended(ax__cell_t *c)
+{
+    uint64_t w;
+
+    do {
+        w = ck_pr_load_64(&c->word);
+        if (!(w & AX__W_SUSPENDED))
+            return false;
+    } while (!ck_pr_cas_64(&c->word, w, w & ~(uint64_t)AX__W_SUSPENDED));
+    return true;
+}
+
+/* On the timer thread: the back-off is over. A request may have taken
+ * the actor's schedule first; then the actor may even have ended, and
+ * this only finds the flag clear. */
 static void restart_due(void *arg)
 {
-    ax__schedule(arg);
+    if (ax__take_suspended(arg))
+        ax__schedule(arg);
 }
 
 static uint64_t backoff_ns(const ax_restart_policy_t *p, uint32_t restarts)
@@ -102,10 +123,12 @@ bool ax__fail_now(ax__worker_t *w, ax__cell_t *c, ax_status_t status)
 {
     ax__cell_ext_t *ext = c->ext;
     ax_supervision_action_t action = AX_SUPERVISE_STOP;
+    ax_ref_t self = ax_self((ax_actor_t *)c), parent = parent_of(c);
     uint64_t now = ax__mono_ns(), timer;
+    uint32_t restarts;
 
     ax__stat_inc(&w->failures);
-    if (ext != NULL && ext->policy.mode == AX_RESTART_BACKOFF) {
+    if (ext != NULL && ext->policy.mode == AX_RESTART_BACKOFF && !ck_pr_load_32(&c->sys->shutdown)) {
         if (ext->restarts == 0 || now - ext->window_start > ext->policy.window_ns) {
             ext->window_start = now;
             ext->restarts = 0;
@@ -115,20 +138,25 @@ bool ax__fail_now(ax__worker_t *w, ax__cell_t *c, ax_status_t status)
         else if (!ax_ref_is_null(ext->parent))
             action = AX_SUPERVISE_ESCALATE;
     }
-    if (action == AX_SUPERVISE_RESTART) {
-        ext->restarts++;
-        ck_pr_or_32(&c->lflags, AX__L_SUSPENDED);
-        /* No mailbox tag is set: pushes queue up without scheduling the
-         * actor until restart_due does. */
-        if (ax__timer_fn(c->sys->timers, now + backoff_ns(&ext->policy, ext->restarts), restart_due, c,
-                         &timer) != AX_OK) {
-            ck_pr_and_32(&c->lflags, ~AX__L_SUSPENDED);
-            action = AX_SUPERVISE_STOP; /* shutting down: no restart */
-        }
-    }
-    notify(c, AX_CHILD_FAILED, status, action);
-    if (action != AX_SUPERVISE_RESTART)
+    restarts = ext != NULL ? ext->restarts + (action == AX_SUPERVISE_RESTART) : 0;
+    if (action != AX_SUPERVISE_RESTART) {
+        notify(parent, self, AX_CHILD_FAILED, status, action, restarts);
         end_failed(c);
+        return false;
+    }
+    ext->restarts = restarts;
+    ck_pr_or_32(&c->lflags, AX__L_SUSPENDED);
+    /* The parent hears before the restart is armed: from then on the
+     * actor may run on another worker, and c must not be touched here.
+     * No mailbox tag is set: pushes queue up without scheduling it. */
+    notify(parent, self, AX_CHILD_FAILED, status, action, restarts);
+    ck_pr_or_64(&c->word, AX__W_SUSPENDED);
+    /* A stop or kill requested before the flag went up is seen here. */
+    if ((ck_pr_load_64(&c->word) & (AX__W_STOP | AX__W_KILL)) && ax__take_suspended(c))
+        return ax__restart_now(w, c);
+    if (ax__timer_fn(c->sys->timers, now + backoff_ns(&ext->policy, restarts), restart_due, c, &timer) !=
+        AX_OK && ax__take_suspended(c))
+        return ax__restart_now(w, c); /* no timer: the attempt comes at once */
     return false;
 }
 
@@ -151,6 +179,9 @@ bool ax__restart_now(ax__worker_t *w, ax__cell_t *c)
         return false;
     }
     ck_pr_and_32(&c->lflags, ~AX__L_STARTED);
+    /* The failed incarnation's timers end with it: the new one never knew
+     * their ids. */
+    ax__end_timers(c);
     if (vt->destroy != NULL)
         vt->destroy((ax_actor_t *)c);
     /* A fresh actor in the same cell: its fields past the runtime's part

@@ -225,6 +225,18 @@ ax_status_t ax__timer_fn(ax__timers_t *t, uint64_t due_ns, void (*fn)(void *arg)
     return add(t, &proto, id);
 }
 
+bool ax__timer_live(ax__timers_t *t, uint64_t id)
+{
+    timer_rec_t *r;
+    bool live;
+
+    pthread_mutex_lock(&t->lock);
+    r = rec_of_id(t, id);
+    live = r != NULL && ck_pr_load_32(&r->state) != T_FREE;
+    pthread_mutex_unlock(&t->lock);
+    return live;
+}
+
 ax_status_t ax__timer_cancel(ax__timers_t *t, uint64_t id)
 {
     ax_msg_t *release = NULL;

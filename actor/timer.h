@@ -49,6 +49,9 @@ ax_status_t ax__timer_user(ax__timers_t *t, uint64_t due_ns, uint64_t period_ns,
 /* An internal timer: fn(arg) on the timer thread at due_ns. */
 ax_status_t ax__timer_fn(ax__timers_t *t, uint64_t due_ns, void (*fn)(void *arg), void *arg, uint64_t *id);
 
+/* True while the timer has not ended (fired for good, or cancelled). */
+bool ax__timer_live(ax__timers_t *t, uint64_t id);
+
 /* Cancel: AX_OK when the timer was live (its message will not be handled
  * after this returns, unless it is being handled right now), AX_ENOTFOUND
  * when it fired (one-shot) or was cancelled already. */

@@ -7,29 +7,34 @@
 #include "common/error.h"
 #include "common/grow.h"
 
-/* Room for one more id in c's list, before a timer exists that would
- * otherwise be left untracked. */
+/*
+ * Each actor keeps the ids of its timers, to end them with it. Timers that
+ * fired or were cancelled are not looked for and removed one by one (that
+ * would cost a scan per timer); the list is pruned when it is full, which
+ * keeps the cost per timer constant however many an actor has.
+ */
 static ax_status_t reserve(ax__cell_t *c)
 {
     ax__cell_ext_t *ext = ax__ext(c);
+    size_t need;
 
     if (ext == NULL)
         return AX_ENOMEM;
-    if (!ax__grow(&ext->timers, &ext->timers_cap, ext->ntimers + 1, sizeof(uint64_t), 4))
+    need = ext->ntimers + 1;
+    if (ext->ntimers == ext->timers_cap && ext->ntimers > 0) {
+        size_t kept = 0;
+
+        for (size_t i = 0; i < ext->ntimers; i++)
+            if (ax__timer_live(c->sys->timers, ext->timers[i]))
+                ext->timers[kept++] = ext->timers[i];
+        ext->ntimers = kept;
+        /* Still more than half live: double, so the next prune is as far
+         * away as this one was. */
+        need = kept > ext->timers_cap / 2 ? 2 * ext->timers_cap : kept + 1;
+    }
+    if (!ax__grow(&ext->timers, &ext->timers_cap, need, sizeof(uint64_t), 4))
         return ax__error(AX_ENOMEM, "timer: out of memory");
     return AX_OK;
-}
-
-void ax__forget_timer(ax__cell_t *c, uint64_t id)
-{
-    ax__cell_ext_t *ext = c->ext;
-
-    for (size_t i = 0; ext != NULL && i < ext->ntimers; i++) {
-        if (ext->timers[i] == id) {
-            ext->timers[i] = ext->timers[--ext->ntimers];
-            return;
-        }
-    }
 }
 
 void ax__end_timers(ax__cell_t *c)
@@ -51,6 +56,8 @@ static ax_status_t schedule(ax_actor_t *self, uint64_t delay_ns, uint64_t period
 
     if (self == NULL || msg == NULL || *msg == NULL || timer == NULL)
         return ax__error(AX_EINVAL, "schedule: NULL argument");
+    if (ck_pr_load_32(&c->sys->shutdown))
+        return ax__error(AX_ESHUTDOWN, "schedule: the system is shutting down");
     st = reserve(c);
     if (st == AX_OK)
         st = ax__timer_user(c->sys->timers, ax__mono_ns() + delay_ns, period_ns, ax_self(self), msg, &id);
@@ -77,11 +84,9 @@ ax_status_t ax_schedule_periodic(ax_actor_t *self, uint64_t delay_ns, uint64_t p
 ax_status_t ax_cancel_timer(ax_actor_t *self, ax_timer_t timer)
 {
     ax__cell_t *c = ax__cell(self);
-    ax_status_t st;
 
     if (self == NULL || timer == 0)
         return ax__error(AX_EINVAL, "cancel_timer: NULL actor or timer 0");
-    st = ax__timer_cancel(c->sys->timers, timer);
-    ax__forget_timer(c, timer);
-    return st;
+    /* The id stays in self's list until the list is next pruned. */
+    return ax__timer_cancel(c->sys->timers, timer);
 }

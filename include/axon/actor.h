@@ -244,8 +244,10 @@ ax_status_t ax_tell_lane(ax_ref_t dst, unsigned lane, ax_msg_t **msg, ax_ref_t f
  *                       ends as with AX_RESTART_NEVER, and its parent
  *                       fails in turn with AX_EFAILED (a top-level actor
  *                       just ends).
- * A stop or kill requested while a restart is pending ends the actor
- * without restarting it.
+ * A stop or kill requested while a restart is pending ends the actor at
+ * once, without restarting it (its queued messages go to dead letters
+ * with AX_ECLOSED). A restart ends the failed incarnation's timers. During
+ * a system shutdown a failed actor is not restarted.
  */
 typedef enum ax_restart_mode_e {
     AX_RESTART_NEVER = 0,
