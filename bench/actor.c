@@ -42,6 +42,7 @@
 
 #include "axon/actor.h"
 #include "axon/config.h"
+#include "serial/mpsc.h"
 /* Before any ck header, so that a TSan build sees ck's loads and stores. */
 #include "common/ax_atomic.h"
 
@@ -93,57 +94,24 @@ static void die(const char *what, ax_status_t st)
 
 /* ---- the baseline: a bare intrusive Vyukov MPSC queue ------------------ */
 
-typedef struct node {
-    struct node *next;
-} node_t;
-
-typedef struct mpsc {
-    _Alignas(64) node_t *head; /* producers exchange here */
-    _Alignas(64) node_t *tail; /* the consumer's end */
-    node_t stub;
-} mpsc_t;
+/* The baseline is the queue every mailbox is: serial/mpsc.h, without the
+ * runtime around it (no scheduling, no control word, no message header). */
+typedef ax_msg_link_t node_t;
+typedef ax__mpsc_t mpsc_t;
 
 static void mpsc_init(mpsc_t *q)
 {
-    q->stub.next = NULL;
-    q->head = &q->stub;
-    q->tail = &q->stub;
+    ax__mpsc_init(q, false);
 }
 
 static void mpsc_push(mpsc_t *q, node_t *n)
 {
-    node_t *prev;
-
-    n->next = NULL;
-    /* Full barrier: n's contents are published before n is reachable. */
-    prev = ck_pr_fas_ptr(&q->head, n);
-    ck_pr_store_ptr(&prev->next, n);
+    ax__mpsc_push(q, n);
 }
 
-/* NULL when empty or when a push is between its exchange and its link. */
 static node_t *mpsc_pop(mpsc_t *q)
 {
-    node_t *tail = q->tail, *next = ck_pr_load_ptr(&tail->next);
-
-    if (tail == &q->stub) {
-        if (next == NULL)
-            return NULL;
-        q->tail = tail = next;
-        next = ck_pr_load_ptr(&next->next);
-    }
-    if (next != NULL) {
-        q->tail = next;
-        return tail;
-    }
-    if (tail != ck_pr_load_ptr(&q->head))
-        return NULL;
-    mpsc_push(q, &q->stub);
-    next = ck_pr_load_ptr(&tail->next);
-    if (next != NULL) {
-        q->tail = next;
-        return tail;
-    }
-    return NULL;
+    return ax__mpsc_pop(q);
 }
 
 static volatile uintptr_t sink;

@@ -365,6 +365,16 @@ static ax__net_t *net_of(ax_system_t *sys)
     return sys != NULL ? ax__system_net(sys) : NULL;
 }
 
+/* Where ref is in the subscriber list, or nsubs; with the lock. */
+static size_t sub_index(const ax__net_t *net, ax_ref_t ref)
+{
+    size_t i = 0;
+
+    while (i < net->nsubs && !ax_ref_eq(net->subs[i], ref))
+        i++;
+    return i;
+}
+
 ax_status_t ax_net_subscribe(ax_system_t *sys, ax_ref_t ref)
 {
     ax__net_t *net = net_of(sys);
@@ -373,12 +383,11 @@ ax_status_t ax_net_subscribe(ax_system_t *sys, ax_ref_t ref)
     if (net == NULL)
         return ax__error(AX_ESTATE, "net_subscribe: the network is not started");
     pthread_mutex_lock(&net->sub_lock);
-    for (size_t i = 0; i < net->nsubs; i++)
-        if (ax_ref_eq(net->subs[i], ref))
-            st = ax__error(AX_EEXIST, "net_subscribe: subscribed already");
-    if (st == AX_OK && !ax__grow(&net->subs, &net->subs_cap, net->nsubs + 1, sizeof(ax_ref_t), 4))
+    if (sub_index(net, ref) < net->nsubs)
+        st = ax__error(AX_EEXIST, "net_subscribe: subscribed already");
+    else if (!ax__grow(&net->subs, &net->subs_cap, net->nsubs + 1, sizeof(ax_ref_t), 4))
         st = ax__error(AX_ENOMEM, "net_subscribe: out of memory");
-    if (st == AX_OK)
+    else
         net->subs[net->nsubs++] = ref;
     pthread_mutex_unlock(&net->sub_lock);
     return st;
@@ -387,20 +396,19 @@ ax_status_t ax_net_subscribe(ax_system_t *sys, ax_ref_t ref)
 ax_status_t ax_net_unsubscribe(ax_system_t *sys, ax_ref_t ref)
 {
     ax__net_t *net = net_of(sys);
-    ax_status_t st = AX_ENOTFOUND;
+    ax_status_t st = AX_OK;
+    size_t i;
 
     if (net == NULL)
         return ax__error(AX_ESTATE, "net_unsubscribe: the network is not started");
     pthread_mutex_lock(&net->sub_lock);
-    for (size_t i = 0; i < net->nsubs; i++) {
-        if (ax_ref_eq(net->subs[i], ref)) {
-            net->subs[i] = net->subs[--net->nsubs];
-            st = AX_OK;
-            break;
-        }
-    }
+    i = sub_index(net, ref);
+    if (i < net->nsubs)
+        net->subs[i] = net->subs[--net->nsubs];
+    else
+        st = ax__error(AX_ENOTFOUND, "net_unsubscribe: not subscribed");
     pthread_mutex_unlock(&net->sub_lock);
-    return st == AX_OK ? AX_OK : ax__error(st, "net_unsubscribe: not subscribed");
+    return st;
 }
 
 ax_status_t ax_net_stats(ax_system_t *sys, ax_net_stats_t *out)

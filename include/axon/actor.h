@@ -1,5 +1,7 @@
 /*
- * axon/actor.h: systems, actors, tell, message pools, dead letters.
+ * axon/actor.h: systems, actors, tell and lanes, names, dead letters,
+ * supervision, timers, ask, eager serialisation, paths and refs. Messages
+ * and message pools are in axon/message.h, networking in axon/net.h.
  *
  * An actor is a struct whose first member is an ax_actor_t, described by a
  * const ax_actor_vtable_t. The runtime allocates vtable->size bytes for it

@@ -25,8 +25,7 @@
 
 #include "axon/actor.h"
 #include "axon/config.h"
-
-#define AXT_UNUSED __attribute__((unused))
+#include "tests/common.h"
 
 /* Criterion's assertions belong on the test's own thread. Code running on
  * workers or helper threads counts what went wrong here instead, and the
@@ -39,55 +38,6 @@ static _Atomic uint64_t axt_bad AXT_UNUSED;
 
 /* Seconds a single step may take before the test fails. */
 #define WAIT_S 60.0
-
-static inline double axt_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static inline void axt_sleep_us(unsigned us)
-{
-    struct timespec ts = {us / 1000000u, (long)(us % 1000000u) * 1000L};
-
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-/* n divided by AXON_TEST_SCALE (when set and > 1), at least 1. */
-static inline uint64_t axt_scaled(uint64_t n)
-{
-    const char *s = getenv("AXON_TEST_SCALE");
-    long div = s != NULL ? strtol(s, NULL, 10) : 1;
-
-    if (div > 1)
-        n /= (uint64_t)div;
-    return n > 0 ? n : 1;
-}
-
-/* sem_wait bounded by secs; false on timeout. */
-static inline bool axt_sem_wait(sem_t *s, double secs)
-{
-    struct timespec ts;
-    double whole;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    double frac = secs - (whole = (double)(long)secs);
-    ts.tv_sec += (time_t)whole;
-    ts.tv_nsec += (long)(frac * 1e9);
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    for (;;) {
-        if (sem_timedwait(s, &ts) == 0)
-            return true;
-        if (errno != EINTR)
-            return false;
-    }
-}
 
 #define AXT_WAIT_SEM(s) cr_assert(axt_sem_wait((s), WAIT_S), "timed out waiting on " #s)
 

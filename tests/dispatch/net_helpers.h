@@ -25,6 +25,7 @@
 #include "axon/config.h"
 #include "axon/net.h"
 #include "axon/serial.h"
+#include "tests/common.h"
 
 #define NT_UNUSED __attribute__((unused))
 
@@ -33,38 +34,9 @@
  * never a hang. */
 #define NT_WAIT_S 60.0
 
-static inline double nt_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static inline void nt_sleep_ms(unsigned ms)
 {
-    struct timespec ts = {ms / 1000u, (long)(ms % 1000u) * 1000000L};
-
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-/* sem_wait bounded by secs; false on timeout. */
-static inline bool nt_sem_wait(sem_t *s, double secs)
-{
-    struct timespec ts;
-    long ns;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ns = ts.tv_nsec + (long)((secs - (double)(long)secs) * 1e9);
-    ts.tv_sec += (time_t)secs + ns / 1000000000L;
-    ts.tv_nsec = ns % 1000000000L;
-    for (;;) {
-        if (sem_timedwait(s, &ts) == 0)
-            return true;
-        if (errno != EINTR)
-            return false;
-    }
+    axt_sleep_us(ms * 1000u);
 }
 
 /* ---- seq: one sequence number, with a user serialiser ------------------ */
@@ -189,44 +161,6 @@ static inline ax_status_t nt_port_path(uint16_t port, const char *name, ax_path_
     return ax_path_parse(text, out);
 }
 
-/* ---- jobs: run a function on an actor's own thread ------------------------ */
-
-typedef struct nt_job {
-    ax_msg_t hdr;
-    void (*fn)(ax_actor_t *self, void *arg);
-    void *arg;
-    sem_t *done; /* posted when fn returns, unless NULL */
-} nt_job_t;
-
-static const ax_msg_type_t nt_job_type NT_UNUSED = {.name = "test.job", .size = sizeof(nt_job_t)};
-
-/* Run fn(self, arg) on actor's thread and wait for it; false when the job
- * could not be sent or did not finish in time. */
-static inline bool nt_run_on(ax_ref_t actor, void (*fn)(ax_actor_t *, void *), void *arg)
-{
-    sem_t done;
-    ax_msg_t *m = NULL;
-    bool ok;
-
-    if (ax_msg_alloc(&nt_job_type, &m) != AX_OK)
-        return false;
-    sem_init(&done, 0, 0);
-    ((nt_job_t *)m)->fn = fn;
-    ((nt_job_t *)m)->arg = arg;
-    ((nt_job_t *)m)->done = &done;
-    if (ax_tell(actor, &m, AX_REF_NULL) != AX_OK) {
-        ax_msg_release(&m);
-        sem_destroy(&done);
-        return false;
-    }
-    ok = nt_sem_wait(&done, NT_WAIT_S);
-    /* A job that timed out may still post later: leak the semaphore's
-     * storage rather than destroy it under the actor (the test fails). */
-    if (ok)
-        sem_destroy(&done);
-    return ok;
-}
-
 /* ---- the node: sink, echo or pinger -------------------------------------- */
 
 typedef enum nt_mode {
@@ -345,13 +279,7 @@ static inline ax_status_t nt_node_a_init(ax_actor_t *self, void *arg)
 
 static inline ax_status_t nt_node_a_local(ax_actor_t *self, ax_msg_t **msg)
 {
-    if ((*msg)->type == &nt_job_type) {
-        nt_job_t *j = (nt_job_t *)*msg;
-
-        j->fn(self, j->arg);
-        if (j->done != NULL)
-            sem_post(j->done);
-    }
+    axt_job_run(self, *msg);
     return AX_OK;
 }
 
@@ -551,7 +479,7 @@ static inline void nt_events_setup(nt_events_t *log)
 static inline bool nt_events_wait(nt_events_t *log, size_t *from, ax_net_event_kind_t kind,
                                   const ax_addr_t *peer, double secs, ax_net_event_t *out)
 {
-    double end = nt_now() + secs;
+    double end = axt_now() + secs;
 
     for (;;) {
         pthread_mutex_lock(&log->lock);
@@ -564,7 +492,7 @@ static inline bool nt_events_wait(nt_events_t *log, size_t *from, ax_net_event_k
             }
         }
         pthread_mutex_unlock(&log->lock);
-        if (nt_now() > end)
+        if (axt_now() > end)
             return false;
         nt_sleep_ms(1);
     }

@@ -125,7 +125,7 @@ static ax_ref_t remote_unique(ax_system_t *from, ax_ref_t local)
     return ref;
 }
 
-#define RUN_ON(ref, fn, arg) cr_assert(nt_run_on((ref), (fn), (arg)), "job " #fn " did not run in time")
+#define RUN_ON(ref, fn, arg) cr_assert(axt_run_on((ref), (fn), (arg), NT_WAIT_S), "job " #fn " did not run in time")
 
 /* Poll cond until it holds or WAIT_S passes; then assert it. */
 #define WAIT_UNTIL(cond, ...)                                                   \
@@ -207,18 +207,7 @@ static void send_job_step(ax_actor_t *self, void *arg);
 /* Continue the job in a new message to self. */
 static bool send_job_later(ax_actor_t *self, send_job_t *j)
 {
-    ax_msg_t *m = NULL;
-
-    if (ax_msg_alloc(&nt_job_type, &m) != AX_OK)
-        return false;
-    ((nt_job_t *)m)->fn = send_job_step;
-    ((nt_job_t *)m)->arg = j;
-    ((nt_job_t *)m)->done = NULL;
-    if (ax_tell(ax_self(self), &m, ax_self(self)) != AX_OK) {
-        ax_msg_release(&m);
-        return false;
-    }
-    return true;
+    return axt_job_send(ax_self(self), send_job_step, j, NULL);
 }
 
 static void send_job_step(ax_actor_t *self, void *arg)
@@ -271,18 +260,12 @@ static void send_job_step(ax_actor_t *self, void *arg)
 /* Start the job on the sender; flood_wait() waits for its end. */
 static void flood_start(ax_ref_t sender, send_job_t *j)
 {
-    ax_msg_t *m = NULL;
-
     j->i = 0;
     j->retrying = false;
     j->pausing = false;
     j->paused_at = 0;
     sem_init(&j->finished, 0, 0);
-    cr_assert_eq(ax_msg_alloc(&nt_job_type, &m), AX_OK);
-    ((nt_job_t *)m)->fn = send_job_step;
-    ((nt_job_t *)m)->arg = j;
-    ((nt_job_t *)m)->done = NULL;
-    cr_assert_eq(ax_tell(sender, &m, AX_REF_NULL), AX_OK);
+    cr_assert(axt_job_send(sender, send_job_step, j, NULL));
 }
 
 static void flood_wait(send_job_t *j)
@@ -408,7 +391,7 @@ static void pingpong(bool eager, bool named)
     ping_ref = spawn_node(a, &ping, NULL);
 
     RUN_ON(ping_ref, nt_ping_start, NULL);
-    cr_assert(nt_sem_wait(&ping.done, WAIT_S), "ping-pong stalled after %llu replies",
+    cr_assert(axt_sem_wait(&ping.done, WAIT_S), "ping-pong stalled after %llu replies",
               U(atomic_load(&ping.received)));
 
     cr_assert_eq(atomic_load(&ping.received), ROUNDS);

@@ -42,7 +42,7 @@
 
 #define U(x) ((unsigned long long)(x))
 
-#define RUN_ON(ref, fn, arg) cr_assert(nt_run_on((ref), (fn), (arg)), "job " #fn " did not run in time")
+#define RUN_ON(ref, fn, arg) cr_assert(axt_run_on((ref), (fn), (arg), NT_WAIT_S), "job " #fn " did not run in time")
 
 #define WAIT_UNTIL(cond, ...)                                                   \
     do {                                                                        \
@@ -221,7 +221,7 @@ static void proc_pingpong(bool eager)
     cr_assert_eq(ax_spawn(a, &nt_node_vtable, &ping, &ping_ref), AX_OK);
 
     RUN_ON(ping_ref, nt_ping_start, NULL);
-    cr_assert(nt_sem_wait(&ping.done, WAIT_S), "ping-pong stalled after %llu replies",
+    cr_assert(axt_sem_wait(&ping.done, WAIT_S), "ping-pong stalled after %llu replies",
               U(atomic_load(&ping.received)));
     cr_assert_eq(atomic_load(&ping.received), ROUNDS);
     cr_assert_eq(atomic_load(&ping.bad), 0);
@@ -279,13 +279,7 @@ static void send_batch(ax_actor_t *self, void *arg)
 /* Run fn on actor's thread without waiting; *done is posted at its end. */
 static void start_job(ax_ref_t actor, void (*fn)(ax_actor_t *, void *), void *arg, sem_t *done)
 {
-    ax_msg_t *m = NULL;
-
-    cr_assert_eq(ax_msg_alloc(&nt_job_type, &m), AX_OK);
-    ((nt_job_t *)m)->fn = fn;
-    ((nt_job_t *)m)->arg = arg;
-    ((nt_job_t *)m)->done = done;
-    cr_assert_eq(ax_tell(actor, &m, AX_REF_NULL), AX_OK);
+    cr_assert(axt_job_send(actor, fn, arg, done));
 }
 
 /*

@@ -76,33 +76,9 @@ static ax_msg_t *tick_new(uint64_t seq)
     return m;
 }
 
-/* ---- jobs: run a function on an actor's own thread -------------------- */
+/* ---- jobs: run a function on an actor's own thread (tests/common.h) -- */
 
-typedef struct job {
-    void (*fn)(ax_actor_t *self, void *arg);
-    void *arg;
-    sem_t done;
-} job_t;
-
-typedef struct job_msg {
-    ax_msg_t hdr;
-    job_t *job;
-} job_msg_t;
-
-static const ax_msg_type_t job_type = {.name = "test.job", .size = sizeof(job_msg_t)};
-
-static void run_on(ax_ref_t actor, void (*fn)(ax_actor_t *, void *), void *arg)
-{
-    job_t job = {.fn = fn, .arg = arg};
-    ax_msg_t *m = NULL;
-
-    sem_init(&job.done, 0, 0);
-    cr_assert_eq(ax_msg_alloc(&job_type, &m), AX_OK);
-    ((job_msg_t *)m)->job = &job;
-    cr_assert_eq(ax_tell(actor, &m, AX_REF_NULL), AX_OK);
-    AXT_WAIT_SEM(&job.done);
-    sem_destroy(&job.done);
-}
+#define run_on(actor, fn, arg) cr_assert(axt_run_on((actor), (fn), (arg), WAIT_S), "job " #fn " did not run")
 
 static void noop(ax_actor_t *self, void *arg)
 {
@@ -188,13 +164,8 @@ static ax_status_t node_local(ax_actor_t *self, ax_msg_t **msg)
 {
     node_t *n = node_of(self);
 
-    if ((*msg)->type == &job_type) {
-        job_t *job = ((job_msg_t *)*msg)->job;
-
-        job->fn(self, job->arg);
-        sem_post(&job->done);
+    if (axt_job_run(self, *msg))
         return AX_OK;
-    }
     ax_msg_release(&n->local_msg);
     n->local_msg = *msg;
     *msg = NULL;
@@ -1072,19 +1043,17 @@ Test(freeing, sender_killed_while_its_messages_wait_in_a_mailbox)
     ax_ref_t sender, receiver;
     unsigned char *data = pattern(2000, 7);
     gate_t g;
-    job_t job = {.fn = do_wait_gate, .arg = &g};
-    ax_msg_t *jm = NULL, *m = NULL;
+    sem_t job_done;
+    ax_msg_t *m = NULL;
 
     sem_init(&g.in, 0, 0);
     sem_init(&g.open, 0, 0);
-    sem_init(&job.done, 0, 0);
+    sem_init(&job_done, 0, 0);
     s->start_cfg = &cfg;
     sender = node_spawn(sys, s);
     receiver = node_spawn(sys, r);
     /* Hold the receiver in a job so the messages queue up. */
-    cr_assert_eq(ax_msg_alloc(&job_type, &jm), AX_OK);
-    ((job_msg_t *)jm)->job = &job;
-    cr_assert_eq(ax_tell(receiver, &jm, AX_REF_NULL), AX_OK);
+    cr_assert(axt_job_send(receiver, do_wait_gate, &g, &job_done));
     AXT_WAIT_SEM(&g.in);
     cr_assert_eq(ax_bytes_msg_new(data, 2000, &m), AX_OK);
     for (int i = 0; i < 3; i++)
@@ -1092,7 +1061,7 @@ Test(freeing, sender_killed_while_its_messages_wait_in_a_mailbox)
     cr_assert_eq(ax_kill(sender), AX_OK);
     AXT_WAIT_SEM(&s->ended);
     sem_post(&g.open);
-    AXT_WAIT_SEM(&job.done);
+    AXT_WAIT_SEM(&job_done);
     wait_got(r, 3);
     barrier(receiver);
 
@@ -1111,7 +1080,7 @@ Test(freeing, sender_killed_while_its_messages_wait_in_a_mailbox)
     node_free(r);
     sem_destroy(&g.in);
     sem_destroy(&g.open);
-    sem_destroy(&job.done);
+    sem_destroy(&job_done);
     AXT_ASSERT_NO_BAD();
 }
 

@@ -140,35 +140,10 @@ static const ax_msg_type_t order_map_type = {
     .deserialise = order_as_map,
 };
 
-/* ---- jobs: run a function on an actor's own thread -------------------- */
-
 /* tell_serialised and friends must be called from the actor's handlers:
- * the test sends the actor a job and waits until it has run. */
-typedef struct job {
-    void (*fn)(ax_actor_t *self, void *arg);
-    void *arg;
-    sem_t done;
-} job_t;
-
-typedef struct job_msg {
-    ax_msg_t hdr;
-    job_t *job;
-} job_msg_t;
-
-static const ax_msg_type_t job_type = {.name = "test.job", .size = sizeof(job_msg_t)};
-
-static void run_on(ax_ref_t actor, void (*fn)(ax_actor_t *, void *), void *arg)
-{
-    job_t job = {.fn = fn, .arg = arg};
-    ax_msg_t *m = NULL;
-
-    sem_init(&job.done, 0, 0);
-    cr_assert_eq(ax_msg_alloc(&job_type, &m), AX_OK);
-    ((job_msg_t *)m)->job = &job;
-    cr_assert_eq(ax_tell(actor, &m, AX_REF_NULL), AX_OK);
-    AXT_WAIT_SEM(&job.done);
-    sem_destroy(&job.done);
-}
+ * the test sends the actor a job (tests/common.h) and waits until it has
+ * run. */
+#define run_on(actor, fn, arg) cr_assert(axt_run_on((actor), (fn), (arg), WAIT_S), "job " #fn " did not run")
 
 /* ---- a node: runs jobs, decodes what it receives --------------------- */
 
@@ -204,12 +179,7 @@ static ax_status_t node_init(ax_actor_t *self, void *arg)
 
 static ax_status_t node_local(ax_actor_t *self, ax_msg_t **msg)
 {
-    job_t *job = ((job_msg_t *)*msg)->job;
-
-    (void)self;
-    AXT_CHECK((*msg)->type == &job_type);
-    job->fn(self, job->arg);
-    sem_post(&job->done);
+    AXT_CHECK(axt_job_run(self, *msg));
     return AX_OK;
 }
 
@@ -801,10 +771,10 @@ Test(serialisers, tell_serialised_refuses_a_local_only_type)
 {
     pair_t p = pair_new(&ax_u64_type);
     ax_msg_t *m = NULL;
-    send_job_t s = {.dst = p.receiver, .type = &job_type};
+    send_job_t s = {.dst = p.receiver, .type = &axt_job_type};
     stats_job_t o = {0};
 
-    cr_assert_eq(ax_msg_alloc(&job_type, &m), AX_OK);
+    cr_assert_eq(ax_msg_alloc(&axt_job_type, &m), AX_OK);
     s.msg = m;
     run_on(p.sender, do_send, &s);
     cr_assert_eq(s.st, AX_EINVAL);
