@@ -71,6 +71,7 @@ static ax_status_t check_policy(const ax_restart_policy_t *p)
  * workers exit. */
 static void create_abandon(ax_system_t *sys)
 {
+    /* A full barrier, like the increment in create. */
     if (ck_pr_faa_64(&sys->alive, (uint64_t)-1) == 1 && ck_pr_load_32(&sys->shutdown))
         ax__sched_wake_all(sys);
 }
@@ -119,7 +120,7 @@ static ax_status_t create(ax_system_t *sys, const ax_actor_vtable_t *vt, void *a
         create_abandon(sys);
         return ax__error(AX_ESHUTDOWN, "create \"%s\": the system is shutting down", vt->name);
     }
-    id = ck_pr_faa_64(&sys->next_id, 1) + 1;
+    id = ck_pr_faa_64(&sys->next_id, 1) + 1; /* only uniqueness matters */
     if (id > AX__ID_MAX) {
         create_abandon(sys);
         return ax__error(AX_ESTATE, "create: the system has used every actor id");
@@ -136,7 +137,7 @@ static ax_status_t create(ax_system_t *sys, const ax_actor_vtable_t *vt, void *a
         c->sys = sys;
     c->vt = vt;
     c->ext = NULL;
-    ck_pr_store_32(&c->lflags, 0);
+    ck_pr_store_32(&c->lflags, 0); /* published with the id, below */
     if ((lanes = ax__lanes(c)) != NULL)
         lanes->count = vt->lanes;
     st = init_ext(c, parent, opts, arg);
@@ -177,7 +178,7 @@ static ax_status_t request(ax_ref_t ref, uint64_t bits, bool claim_only)
     if (c == NULL)
         return ax__error(AX_EINVAL, "actor: not a local actor ref");
     do {
-        w = ck_pr_load_64(&c->word);
+        w = ck_pr_load_64(&c->word); /* checked again by the CAS */
         if ((w >> AX__W_ID_SHIFT) != ref.id || (w & AX__W_ENDED) != 0)
             return ax__error(AX_ENOTFOUND, "actor %llu has ended", (unsigned long long)ref.id);
         if (claim_only && (w & AX__W_CLAIMED) != 0)

@@ -87,7 +87,10 @@ typedef struct ax__cell_s {
     const ax_actor_vtable_t *vt;
     struct ax__cell_s *sched_next; /* inject queue or free-list link */
     ax__cell_ext_t *ext;        /* optional parts, allocated on demand */
-    uint32_t lflags;            /* AX__L_* (atomic) */
+    /* AX__L_*. Atomic ops because NAMED and PUBLISHED are set by other
+     * threads (ax_register, ax_ref_path); the other flags are the owning
+     * worker's, whose own reads need no ordering. */
+    uint32_t lflags;
     uint32_t pad_;
 } ax__cell_t;
 
@@ -100,6 +103,8 @@ static inline ax__cell_t *ax__cell(const ax_actor_t *a)
 
 static inline uint64_t ax__cell_id(const ax__cell_t *c)
 {
+    /* Acquire (a load on x86, and in the TSan build): the id was
+     * published by a store after the cell was set up. */
     return ck_pr_load_64(&c->word) >> AX__W_ID_SHIFT;
 }
 

@@ -58,7 +58,7 @@ void ax_dead_letter(ax_system_t *sys, ax_msg_t **msgp, ax_status_t why, ax_ref_t
     if (w != NULL)
         ax__stat_inc(&w->dead_letters);
     else
-        ck_pr_inc_64(&sys->dead_letters_ext);
+        ck_pr_inc_64(&sys->dead_letters_ext); /* a counter: any order */
 
     pthread_mutex_lock(&sys->dl_lock);
     target = sys->dl_actor;

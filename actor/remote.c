@@ -29,7 +29,7 @@ void ax__system_set_port(ax_system_t *sys, uint16_t port)
     if (ck_pr_load_ptr(&sys->addr) == &sys->addr_initial) {
         sys->addr_bound = sys->addr_initial;
         sys->addr_bound.port = port;
-        ck_pr_store_ptr(&sys->addr, &sys->addr_bound);
+        ck_pr_store_ptr(&sys->addr, &sys->addr_bound); /* release, see above */
     }
     pthread_mutex_unlock(&sys->remote_lock);
 }
@@ -41,7 +41,7 @@ ax_status_t ax__system_set_net(ax_system_t *sys, const ax__net_ops_t *ops, void 
     pthread_mutex_lock(&sys->remote_lock);
     if (sys->net_ops != NULL)
         st = ax__error(AX_ESTATE, "net: the network of this system is started already");
-    else if (ck_pr_load_32(&sys->shutdown))
+    else if (ck_pr_load_32(&sys->shutdown)) /* under the lock: a hint is enough */
         st = ax__error(AX_ESTATE, "net: the system is shutting down");
     if (st == AX_OK) {
         sys->net_ctx = ctx;
@@ -54,6 +54,7 @@ ax_status_t ax__system_set_net(ax_system_t *sys, const ax__net_ops_t *ops, void 
 
 void *ax__system_net(ax_system_t *sys)
 {
+    /* Acquire: the context was written before the ops were published. */
     return ck_pr_load_ptr(&sys->net_ops) != NULL ? sys->net_ctx : NULL;
 }
 

@@ -157,6 +157,9 @@ void ax__end_actor(ax__cell_t *c)
     uint64_t id = ax__cell_id(c);
 
     ax__seal(c);
+    /* Full barrier, before NAMED and PUBLISHED are read: a concurrent
+     * ax_register or ax__local_path sets its flag and then reads ENDED,
+     * so one of the two sides always removes the entry. */
     ck_pr_or_64(&c->word, AX__W_ENDED);
     if (ck_pr_load_32(&c->lflags) & AX__L_NAMED)
         ax__registry_release_id(&sys->registry, id);
@@ -212,6 +215,8 @@ static bool control(ax__cell_t *c)
 {
     uint64_t w;
 
+    /* Take the requests: a CAS, since requesters OR bits in concurrently
+     * (a full barrier: what they wrote before is visible here). */
     do {
         w = ck_pr_load_64(&c->word);
     } while (!ck_pr_cas_64(&c->word, w, w & ~(uint64_t)AX__W_REQUESTS));

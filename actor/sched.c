@@ -29,7 +29,7 @@ static void inject_push(ax_system_t *sys, ax__cell_t *c)
     if (sys->inject_tail != NULL)
         sys->inject_tail->sched_next = c;
     else
-        ck_pr_store_ptr(&sys->inject_head, c);
+        ck_pr_store_ptr(&sys->inject_head, c); /* read unlocked by peeks */
     sys->inject_tail = c;
     ck_spinlock_unlock(&sys->inject_lock);
 }
@@ -45,7 +45,7 @@ static ax__cell_t *inject_pop(ax_system_t *sys)
     ck_spinlock_lock(&sys->inject_lock);
     c = sys->inject_head;
     if (c != NULL) {
-        ck_pr_store_ptr(&sys->inject_head, c->sched_next);
+        ck_pr_store_ptr(&sys->inject_head, c->sched_next); /* as in inject_push */
         if (c->sched_next == NULL)
             sys->inject_tail = NULL;
     }
@@ -66,7 +66,7 @@ static void wake_one(ax_system_t *sys)
     w = sys->parked;
     if (w != NULL) {
         sys->parked = w->park_next;
-        ck_pr_dec_32(&sys->nparked);
+        ck_pr_dec_32(&sys->nparked); /* under park_lock, like the list */
     }
     ck_spinlock_unlock(&sys->park_lock);
     if (w != NULL)
@@ -80,7 +80,7 @@ void ax__sched_wake_all(ax_system_t *sys)
     ck_spinlock_lock(&sys->park_lock);
     w = sys->parked;
     sys->parked = NULL;
-    ck_pr_store_32(&sys->nparked, 0);
+    ck_pr_store_32(&sys->nparked, 0); /* under park_lock, like the list */
     ck_spinlock_unlock(&sys->park_lock);
     for (; w != NULL; w = next) {
         next = w->park_next;
@@ -88,6 +88,7 @@ void ax__sched_wake_all(ax_system_t *sys)
     }
 }
 
+/* After the parker's full barrier (see park): plain atomic loads. */
 static bool work_visible(ax_system_t *sys)
 {
     if (ck_pr_load_ptr(&sys->inject_head) != NULL)
@@ -98,6 +99,8 @@ static bool work_visible(ax_system_t *sys)
     return false;
 }
 
+/* shutdown is set before the last decrement of alive can see it: both
+ * full barriers; a worker that reads both as done may leave. */
 static bool should_exit(ax_system_t *sys)
 {
     return ck_pr_load_32(&sys->shutdown) != 0 && ck_pr_load_64(&sys->alive) == 0;
@@ -121,7 +124,7 @@ static void park(ax__worker_t *w)
         for (ax__worker_t **pp = &sys->parked; *pp != NULL; pp = &(*pp)->park_next) {
             if (*pp == w) {
                 *pp = w->park_next;
-                ck_pr_dec_32(&sys->nparked);
+                ck_pr_dec_32(&sys->nparked); /* under park_lock */
                 listed = true;
                 break;
             }

@@ -62,6 +62,7 @@ void ax__sched_destroy(ax_system_t *sys);
 
 static inline void ax__stat_inc(uint64_t *counter)
 {
+    /* One writer; readers load it atomically and take any recent value. */
     ck_pr_store_64(counter, ck_pr_load_64(counter) + 1);
 }
 

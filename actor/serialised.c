@@ -335,7 +335,7 @@ ax_status_t ax__tell_remote(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from)
     if ((*msg)->type == NULL || (*msg)->type->serialiser_id == 0 || (*msg)->type->serialise == NULL)
         return ax__error(AX_EINVAL, "tell: \"%s\" has no serialiser and cannot go to a remote actor",
                          (*msg)->type && (*msg)->type->name ? (*msg)->type->name : "?");
-    ops = ck_pr_load_ptr(&remote->sys->net_ops);
+    ops = ck_pr_load_ptr(&remote->sys->net_ops); /* acquire: with its context */
     if (ops == NULL)
         return ax__error(AX_ENOTFOUND, "tell: the system has no network for a remote ref");
     return ops->send_lazy(remote->sys->net_ctx, remote, msg, from);
@@ -364,7 +364,7 @@ static bool route_cached(const ax_lease_t *frame, const ax__route_cache_t *rc, a
     len = ax_lease_len(frame) - AX__FRAME_HEADER_SIZE;
     if (len <= 1u + rc->len || body[0] != 0x93 || memcmp(body + 1, rc->bytes, rc->len) != 0)
         return false;
-    w = ck_pr_load_64(&c->word);
+    w = ck_pr_load_64(&c->word); /* as a sender reads it (ax_tell) */
     if ((w >> AX__W_ID_SHIFT) != rc->ref.id || (w & AX__W_SEALED) != 0)
         return false;
     off = 1 + rc->len;

@@ -51,6 +51,7 @@ static ax__slab_class_t *class_for(ax__slabs_t *s, size_t cell_size, bool create
         k = class_new(cell_size);
         if (k == NULL)
             return NULL;
+        /* Full barrier: the class is written before it is published. */
         if (!ck_pr_cas_ptr(&s->small[idx], NULL, k)) {
             free(k);
             k = ck_pr_load_ptr(&s->small[idx]);
@@ -137,6 +138,7 @@ void ax__slab_free(ax__slabs_t *s, ax__cell_t *c)
 
 static void each_in_class(ax__slab_class_t *k, void (*fn)(ax__cell_t *, void *), void *arg)
 {
+    /* Acquire, paired with grow's store: blocks are complete once seen. */
     for (ax__slab_block_t *b = ck_pr_load_ptr(&k->blocks); b != NULL; b = b->next)
         for (size_t i = 0; i < b->count; i++)
             fn((ax__cell_t *)(void *)(b->mem + i * b->cell_size), arg);
@@ -145,7 +147,7 @@ static void each_in_class(ax__slab_class_t *k, void (*fn)(ax__cell_t *, void *),
 void ax__slab_each(ax__slabs_t *s, void (*fn)(ax__cell_t *c, void *arg), void *arg)
 {
     for (size_t i = 0; i < AX__SLAB_SMALL_CLASSES; i++) {
-        ax__slab_class_t *k = ck_pr_load_ptr(&s->small[i]);
+        ax__slab_class_t *k = ck_pr_load_ptr(&s->small[i]); /* see class_for */
 
         if (k != NULL)
             each_in_class(k, fn, arg);

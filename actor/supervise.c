@@ -93,6 +93,7 @@ bool ax__take_suspended(ax__cell_t *c)
 {
     uint64_t w;
 
+    /* The CAS is the claim: exactly one caller clears the flag. */
     do {
         w = ck_pr_load_64(&c->word);
         if (!(w & AX__W_SUSPENDED))
@@ -128,6 +129,8 @@ bool ax__fail_now(ax__worker_t *w, ax__cell_t *c, ax_status_t status)
     uint32_t restarts;
 
     ax__stat_inc(&w->failures);
+    /* A failure racing with shutdown may still restart once: the restart
+     * then sees the stop request and ends the actor. */
     if (ext != NULL && ext->policy.mode == AX_RESTART_BACKOFF && !ck_pr_load_32(&c->sys->shutdown)) {
         if (ext->restarts == 0 || now - ext->window_start > ext->policy.window_ns) {
             ext->window_start = now;

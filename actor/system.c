@@ -112,6 +112,7 @@ ax_status_t ax_system_create(const ax_config_t *cfg, ax_system_t **out)
 
 void ax_system_shutdown(ax_system_t *sys)
 {
+    /* Once: the exchange makes a second shutdown a no-op. */
     if (sys == NULL || ck_pr_fas_32(&sys->shutdown, 1) != 0)
         return;
     /* Pairs with the fence in create: a concurrent ax_create either is
@@ -164,6 +165,8 @@ void ax_system_destroy(ax_system_t **sysp)
 void ax_system_stats(ax_system_t *sys, ax_system_stats_t *out)
 {
     memset(out, 0, sizeof(*out));
+    /* Single-writer counters: atomic loads give each a recent value; the
+     * sum is not a snapshot across workers, and need not be. */
     for (unsigned i = 0; i < sys->nworkers; i++) {
         ax__worker_t *w = &sys->workers[i];
 

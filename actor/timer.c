@@ -23,7 +23,10 @@ enum {
 
 typedef struct timer_rec {
     uint32_t gen;       /* bumped when the record is freed */
-    uint32_t state;     /* atomic: see timer.h */
+    /* See timer.h. Changed under the lock, except QUEUED -> DELIVERING
+     * by the worker's CAS (ax__timer_claim); so loads under the lock may
+     * be plain atomic loads. */
+    uint32_t state;
     uint32_t index;     /* in the record table, for ids */
     bool linked;        /* in a wheel slot (under the lock) */
     uint64_t due_ns;

@@ -56,7 +56,7 @@ static ax_status_t schedule(ax_actor_t *self, uint64_t delay_ns, uint64_t period
 
     if (self == NULL || msg == NULL || *msg == NULL || timer == NULL)
         return ax__error(AX_EINVAL, "schedule: NULL argument");
-    if (ck_pr_load_32(&c->sys->shutdown))
+    if (ck_pr_load_32(&c->sys->shutdown)) /* a hint: the wheel refuses later */
         return ax__error(AX_ESHUTDOWN, "schedule: the system is shutting down");
     st = reserve(c);
     if (st == AX_OK)

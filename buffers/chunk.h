@@ -57,8 +57,8 @@ struct ax_buffer_pool_s {
 };
 
 /* One more reference. The caller already holds one (a lease or the pool's
- * hold), so the chunk cannot be freed or reused meanwhile: relaxed
- * ordering suffices, and ck_pr_inc is atomic on every thread. */
+ * hold), so the chunk cannot be freed or reused meanwhile: no ordering is
+ * needed beyond the increment being atomic. */
 static inline void ax__chunk_ref(ax_chunk_t *c)
 {
     ck_pr_inc_32(&c->refs);

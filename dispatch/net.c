@@ -185,7 +185,7 @@ static void net_stop(void *ctx)
 
     if (!net->thread_started)
         return;
-    ck_pr_store_32(&net->stopping, 1);
+    ck_pr_store_32(&net->stopping, 1); /* seen after the wake's barrier */
     ax__poller_wake(net->poller);
     pthread_join(net->thread, NULL);
     net->thread_started = false;
@@ -420,6 +420,8 @@ ax_status_t ax_net_stats(ax_system_t *sys, ax_net_stats_t *out)
         return ax__error(AX_ESTATE, "net_stats: the network is not started");
     c = &net->c;
     memset(out, 0, sizeof(*out));
+    /* Single-writer counters (ax__counter_add): each load is a recent
+     * value; together they are not one snapshot. */
     out->frames_sent = ck_pr_load_64(&c->frames_sent);
     out->frames_received = ck_pr_load_64(&c->frames_received);
     out->bytes_sent = ck_pr_load_64(&c->bytes_sent);

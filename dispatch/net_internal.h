@@ -132,7 +132,8 @@ struct ax__net_s {
     int listen_fd;
     uint64_t listen_reg;
     ax__mpsc_t inbox;        /* frames to send, from any thread */
-    uint32_t stopping;       /* atomic: flush, say Bye, exit */
+    uint32_t stopping;       /* atomic: flush, say Bye, exit; set once, by
+                                net_stop, then the poller is woken */
     ax_buffer_pool_t *rx_pool;
     ax_encode_buffer_t *ctl; /* control frames, network thread only */
     ax_msg_pool_t *lazy_pool; /* the dispatcher's envelopes of lazy sends */

@@ -309,6 +309,8 @@ static void attempt_failed(ax__net_t *net, ax__peer_t *p, ax_status_t why)
 
     p->conn = NULL;
     p->attempts++;
+    /* stopping: set once by another thread; a late read only delays the
+     * stop by one loop turn. */
     if (p->attempts > net->cfg.max_retries || ck_pr_load_32(&net->stopping)) {
         p->state = AX__PEER_IDLE;
         p->attempts = 0;

@@ -36,6 +36,7 @@ static inline void ax__mpsc_init(ax__mpsc_t *q, bool idle)
 {
     q->stub.next = NULL;
     q->tail = &q->stub;
+    /* Before the queue is shared: any store would do. */
     ck_pr_store_ptr(&q->head, idle ? ax__mpsc_tagged(&q->stub) : &q->stub);
 }
 
@@ -60,6 +61,8 @@ static inline bool ax__mpsc_push(ax__mpsc_t *q, ax_msg_link_t *n)
 static inline ax_msg_link_t *ax__mpsc_pop(ax__mpsc_t *q)
 {
     ax_msg_link_t *tail = q->tail;
+    /* Acquire, paired with the producer's store of next in push: the
+     * message is complete once it can be reached. */
     ax_msg_link_t *next = ck_pr_load_ptr(&tail->next);
 
     if (tail == &q->stub) {
@@ -73,6 +76,8 @@ static inline ax_msg_link_t *ax__mpsc_pop(ax__mpsc_t *q)
         q->tail = next;
         return tail;
     }
+    /* tail is not the last node yet: a producer is between its exchange
+     * and its link. */
     if (tail != ck_pr_load_ptr(&q->head))
         return NULL;
     /* tail is the last node: put the stub behind it so tail can leave. */

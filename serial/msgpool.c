@@ -52,7 +52,7 @@ static _Thread_local unsigned thread_index_plus1;
 static struct stripe *my_stripe(ax_msg_pool_t *pool)
 {
     if (thread_index_plus1 == 0)
-        thread_index_plus1 = ck_pr_faa_uint(&next_thread_index, 1) + 1;
+        thread_index_plus1 = ck_pr_faa_uint(&next_thread_index, 1) + 1; /* uniqueness only */
     return &pool->stripes[(thread_index_plus1 - 1) & (pool->nstripes - 1)];
 }
 
@@ -78,7 +78,7 @@ static ax_msg_t *new_message(ax_msg_pool_t *pool)
 
     if (msg == NULL)
         return NULL;
-    ck_pr_inc_64(&pool->live);
+    ck_pr_inc_64(&pool->live); /* full barrier; see discard */
     return msg;
 }
 
@@ -174,7 +174,7 @@ void ax_msg_pool_destroy(ax_msg_pool_t **poolp)
     ck_spinlock_lock(&pool->glock);
     for (unsigned i = 0; i < pool->nstripes; i++)
         ck_spinlock_lock(&pool->stripes[i].lock);
-    ck_pr_store_32(&pool->destroyed, 1);
+    ck_pr_store_32(&pool->destroyed, 1); /* under every lock, read under one */
     lists[n++] = pool->ghead;
     ck_pr_store_ptr(&pool->ghead, NULL); /* see ghead_pop */
     pool->gcount = 0;
@@ -191,7 +191,7 @@ void ax_msg_pool_destroy(ax_msg_pool_t **poolp)
     ck_spinlock_unlock(&pool->glock);
     for (unsigned i = 0; i < n; i++)
         discard_list(pool, lists[i]);
-    if (ck_pr_faa_64(&pool->live, (uint64_t)-1) == 1)
+    if (ck_pr_faa_64(&pool->live, (uint64_t)-1) == 1) /* as in discard */
         free_pool(pool);
 }
 
@@ -230,6 +230,7 @@ ax_status_t ax_msg_get(ax_msg_pool_t *pool, ax_alloc_strategy_t strategy, ax_msg
     if (l != NULL)
         s->count--;
     ck_spinlock_unlock(&s->lock);
+    /* An unlocked peek: a stale answer only costs a lock or an alloc. */
     if (l == NULL && ck_pr_load_ptr(&pool->ghead) != NULL) {
         /* Refill: take one, and a batch for this stripe. */
         ax_msg_link_t *batch = NULL, *b;
@@ -287,6 +288,7 @@ void ax_msg_put(ax_msg_pool_t *pool, ax_msg_t **msgp)
         msg->type->reset(msg);
     s = my_stripe(pool);
     ck_spinlock_lock(&s->lock);
+    /* Under the stripe lock, which destroy also takes: definitive. */
     if (ck_pr_load_32(&pool->destroyed)) {
         ck_spinlock_unlock(&s->lock);
         discard(pool, msg);
@@ -325,6 +327,7 @@ void ax_msg_put(ax_msg_pool_t *pool, ax_msg_t **msgp)
 
 size_t ax_msg_pool_count(ax_msg_pool_t *pool)
 {
+    /* Counts written under their locks: an estimate is what we promise. */
     size_t n = ck_pr_load_64((uint64_t *)&pool->gcount);
 
     for (unsigned i = 0; i < pool->nstripes; i++)
