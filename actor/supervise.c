@@ -29,9 +29,29 @@ void ax_fail(ax_actor_t *self, ax_status_t status)
     ck_pr_or_32(&c->lflags, AX__L_FAILED);
 }
 
+void ax_set_guardian_actor(ax_system_t *sys, ax_ref_t ref)
+{
+    pthread_mutex_lock(&sys->dl_lock);
+    sys->guardian = ref;
+    /* A hint for parent_of, which then reads the ref under the lock. */
+    ck_pr_store_32(&sys->has_guardian, !ax_ref_is_null(ref));
+    pthread_mutex_unlock(&sys->dl_lock);
+}
+
+/* Who hears about c: its parent, or for a top-level actor the guardian
+ * actor when one is installed. */
 static ax_ref_t parent_of(const ax__cell_t *c)
 {
-    return c->ext != NULL ? c->ext->parent : AX_REF_NULL;
+    ax_ref_t g;
+
+    if (c->ext != NULL && !ax_ref_is_null(c->ext->parent))
+        return c->ext->parent;
+    if (!ck_pr_load_32(&c->sys->has_guardian))
+        return AX_REF_NULL;
+    pthread_mutex_lock(&c->sys->dl_lock);
+    g = c->sys->guardian;
+    pthread_mutex_unlock(&c->sys->dl_lock);
+    return g;
 }
 
 /* An event for parent about child, built from values the caller read:

@@ -55,6 +55,8 @@ struct ax_system_s {
     /* Dead letters. */
     pthread_mutex_t dl_lock;
     ax_ref_t dl_actor;
+    ax_ref_t guardian;          /* under dl_lock too: rarely read or set */
+    uint32_t has_guardian;      /* atomic: lets every ending skip the lock */
     uint64_t dead_letters_ext; /* atomic: counted off the workers */
 };
 

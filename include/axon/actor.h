@@ -277,6 +277,13 @@ ax_status_t ax_spawn_opts(ax_system_t *sys, const ax_actor_vtable_t *vt, void *a
 /* Mark self as failed with status (not AX_OK); see above. */
 void ax_fail(ax_actor_t *self, ax_status_t status);
 
+/* The system guardian supervises top-level actors: it applies their
+ * policy and counts their failures (ax_system_stats). With a guardian
+ * actor installed, it also sends that actor the ax_child_event_t of every
+ * top-level actor (failed and ended), as a parent would get them.
+ * AX_REF_NULL removes it. */
+void ax_set_guardian_actor(ax_system_t *sys, ax_ref_t ref);
+
 typedef enum ax_child_event_kind_e {
     AX_CHILD_FAILED = 1, /* it failed; action says what happens next */
     AX_CHILD_ENDED = 2,  /* it ended (stopped, killed, or failed for good) */

@@ -809,3 +809,88 @@ Test(supervision, a_bad_restart_policy_is_einval)
     cr_assert_eq(axt_stats(sys).actors_alive, 0);
     end_checks(&sys);
 }
+
+/* ---- the system guardian ---------------------------------------------- */
+
+typedef struct guardian_log {
+    sem_t got;
+    _Atomic int failed, ended;
+    ax_status_t status;
+    ax_ref_t child;
+} guardian_log_t;
+
+typedef struct guardian_actor {
+    ax_actor_t actor;
+    guardian_log_t *log;
+} guardian_actor_t;
+
+static ax_status_t guardian_init(ax_actor_t *self, void *arg)
+{
+    ((guardian_actor_t *)self)->log = arg;
+    return AX_OK;
+}
+
+static ax_status_t guardian_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    guardian_log_t *log = ((guardian_actor_t *)self)->log;
+    const ax_child_event_t *e = (const ax_child_event_t *)*msg;
+
+    if ((*msg)->type != &ax_child_event_type)
+        return AX_OK;
+    if (e->kind == AX_CHILD_FAILED) {
+        log->status = e->status;
+        log->child = e->child;
+        atomic_fetch_add(&log->failed, 1);
+    } else {
+        atomic_fetch_add(&log->ended, 1);
+    }
+    sem_post(&log->got);
+    return AX_OK;
+}
+
+static const ax_actor_vtable_t guardian_vtable = {
+    .name = "test.guardian",
+    .size = sizeof(guardian_actor_t),
+    .init = guardian_init,
+    .receive_local = guardian_receive,
+};
+
+static ax_status_t fails_with_eio(ax_actor_t *self, ax_msg_t **msg)
+{
+    (void)self;
+    (void)msg;
+    return AX_EIO;
+}
+
+static const ax_actor_vtable_t top_failer_vtable = {
+    .name = "test.top-failer",
+    .size = sizeof(ax_actor_t),
+    .receive_local = fails_with_eio,
+};
+
+/* A top-level actor's failure reaches the guardian actor: failed (with
+ * the handler's status) and then ended, as a parent would hear it. */
+Test(supervision, a_top_level_failure_reaches_the_guardian_actor)
+{
+    ax_system_t *sys = axt_system(2);
+    guardian_log_t log = {0};
+    ax_ref_t guardian, top;
+    ax_msg_t *m = NULL;
+
+    sem_init(&log.got, 0, 0);
+    cr_assert_eq(ax_spawn(sys, &guardian_vtable, &log, &guardian), AX_OK);
+    ax_set_guardian_actor(sys, guardian);
+    cr_assert_eq(ax_spawn(sys, &top_failer_vtable, NULL, &top), AX_OK);
+    cr_assert_eq(ax_u64_msg_new(1, &m), AX_OK);
+    cr_assert_eq(ax_tell(top, &m, AX_REF_NULL), AX_OK);
+    AXT_WAIT_SEM(&log.got);
+    AXT_WAIT_SEM(&log.got);
+    cr_assert_eq(atomic_load(&log.failed), 1);
+    cr_assert_eq(atomic_load(&log.ended), 1);
+    cr_assert_eq(log.status, AX_EIO);
+    cr_assert(ax_ref_eq(log.child, top));
+    cr_assert_eq(axt_stats(sys).failures, 1);
+    ax_set_guardian_actor(sys, AX_REF_NULL);
+    axt_shutdown(&sys);
+    sem_destroy(&log.got);
+}
