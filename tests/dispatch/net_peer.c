@@ -27,16 +27,23 @@ static void usage(void)
     exit(2);
 }
 
-/* Listening may fail for a moment when the port was just given up by a
- * killed predecessor: retry for a while. */
-static ax_system_t *start(const ax_config_t *cfg)
+/* Create the system, spawn and name the node, then listen: the name is
+ * registered before any peer can connect, so nothing sent on arrival finds
+ * it missing. Listening may fail for a moment when the port was just given
+ * up by a killed predecessor: retry for a while. */
+static ax_system_t *start(const ax_config_t *cfg, nt_node_t *node, const char *name)
 {
     for (int attempt = 0; attempt < 200; attempt++) {
         ax_system_t *sys = NULL;
+        ax_ref_t ref;
         ax_status_t st = ax_system_create(cfg, &sys);
 
         if (st != AX_OK) {
             fprintf(stderr, "net_peer: system_create: %s\n", ax_error_detail());
+            exit(1);
+        }
+        if (ax_spawn(sys, &nt_node_vtable, node, &ref) != AX_OK || ax_register(sys, ref, name) != AX_OK) {
+            fprintf(stderr, "net_peer: cannot spawn \"%s\": %s\n", name, ax_error_detail());
             exit(1);
         }
         st = ax_net_start(sys);
@@ -56,7 +63,6 @@ int main(int argc, char **argv)
     ax_config_t cfg;
     ax_system_t *sys;
     nt_node_t node;
-    ax_ref_t ref;
     ax_addr_t self;
     sigset_t set;
     int sig = 0;
@@ -87,8 +93,6 @@ int main(int argc, char **argv)
     if (strlen(listen) >= sizeof cfg.network.listen)
         usage();
     strcpy(cfg.network.listen, listen);
-    sys = start(&cfg);
-
     if (strcmp(reply, "none") == 0) {
         nt_node_setup(&node, NT_SINK);
     } else if (strcmp(reply, "lazy") == 0 || strcmp(reply, "eager") == 0) {
@@ -97,10 +101,7 @@ int main(int argc, char **argv)
     } else {
         usage();
     }
-    if (ax_spawn(sys, &nt_node_vtable, &node, &ref) != AX_OK || ax_register(sys, ref, name) != AX_OK) {
-        fprintf(stderr, "net_peer: cannot spawn \"%s\": %s\n", name, ax_error_detail());
-        return 1;
-    }
+    sys = start(&cfg, &node, name);
     ax_system_address(sys, &self);
     printf("READY %u\n", (unsigned)self.port);
     fflush(stdout);

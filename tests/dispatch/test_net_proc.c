@@ -395,6 +395,9 @@ Test(net_proc, sigkill_mid_stream_then_restart)
     cr_assert_eq(s.dead_lettered, dead, "the stats count %llu dead letters, the actor got %llu",
                  U(s.dead_lettered), U(dead));
     by_status = nt_dl_status(&dl, AX_ECLOSED) + nt_dl_status(&dl, AX_ENOBUFS) + nt_dl_status(&dl, AX_ETIMEDOUT);
+    for (int i = 1; i < NT_STATUS_SLOTS; i++)
+        if (i != -AX_ECLOSED && i != -AX_ENOBUFS && i != -AX_ETIMEDOUT && atomic_load(&dl.by_status[i]) > 0)
+            cr_log_error("%llu dead letters with %s", U(atomic_load(&dl.by_status[i])), ax_status_name(-i));
     cr_assert_eq(by_status, dead, "a dead letter with an unexpected status");
     cr_assert_eq(atomic_load(&dl.others), 0);
     cr_assert_eq(s.reconnects, KILLS);
