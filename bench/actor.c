@@ -46,51 +46,12 @@
 /* Before any ck header, so that a TSan build sees ck's loads and stores. */
 #include "common/ax_atomic.h"
 
+#define BENCH_NAME "bench_actor"
+#include "bench.h"
+
 #define TRIALS 3
 #define WORKERS 2
 
-static double scale = 1.0;
-
-static size_t scaled(size_t n)
-{
-    size_t s = (size_t)((double)n * scale);
-
-    return s > 0 ? s : 1;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), cmp_double);
-    return v[n / 2];
-}
-
-static void die(const char *what, ax_status_t st)
-{
-    fprintf(stderr, "bench_actor: %s: %s (%s)\n", what, ax_status_name(st), ax_error_detail());
-    exit(1);
-}
-
-#define CHECK(call)                    \
-    do {                               \
-        ax_status_t st_ = (call);      \
-        if (st_ != AX_OK)              \
-            die(#call, st_);           \
-    } while (0)
 
 /* ---- the baseline: a bare intrusive Vyukov MPSC queue ------------------ */
 
@@ -124,12 +85,12 @@ static double base_same_thread(size_t n)
     double t0;
 
     mpsc_init(&q);
-    t0 = now_s();
+    t0 = bench_now_s();
     for (size_t i = 0; i < n; i++) {
         mpsc_push(&q, &nodes[i & 63]);
         sink += (uintptr_t)mpsc_pop(&q);
     }
-    return (now_s() - t0) * 1e9 / (double)n;
+    return (bench_now_s() - t0) * 1e9 / (double)n;
 }
 
 /* ns per push+pop, bursts of 64. */
@@ -140,7 +101,7 @@ static double base_same_thread_b64(size_t n)
     double t0;
 
     mpsc_init(&q);
-    t0 = now_s();
+    t0 = bench_now_s();
     for (size_t i = 0; i < n; i += 64) {
         for (int k = 0; k < 64; k++)
             mpsc_push(&q, &nodes[k]);
@@ -152,7 +113,7 @@ static double base_same_thread_b64(size_t n)
             sink += (uintptr_t)x;
         }
     }
-    return (now_s() - t0) * 1e9 / (double)n;
+    return (bench_now_s() - t0) * 1e9 / (double)n;
 }
 
 #define XWINDOW 4096
@@ -193,14 +154,14 @@ static double base_xthread(size_t n)
     mpsc_init(&x->q);
     x->n = n;
     pthread_create(&t, NULL, xthread_consumer, x);
-    t0 = now_s();
+    t0 = bench_now_s();
     for (size_t i = 0; i < n; i++) {
         while (i - ck_pr_load_64((uint64_t *)&x->consumed) >= XWINDOW)
             ck_pr_stall();
         mpsc_push(&x->q, &x->nodes[i % XWINDOW]);
     }
     pthread_join(t, NULL);
-    t0 = now_s() - t0;
+    t0 = bench_now_s() - t0;
     free(x);
     return t0 * 1e9 / (double)n;
 }
@@ -214,14 +175,14 @@ static void run_baselines(void)
     double v[TRIALS];
 
     for (int i = 0; i < TRIALS; i++)
-        v[i] = base_same_thread(scaled(20000000));
-    base.same = median(v, TRIALS);
+        v[i] = base_same_thread(bench_scaled(20000000));
+    base.same = bench_median(v, TRIALS);
     for (int i = 0; i < TRIALS; i++)
-        v[i] = base_same_thread_b64(scaled(20000000));
-    base.same_b64 = median(v, TRIALS);
+        v[i] = base_same_thread_b64(bench_scaled(20000000));
+    base.same_b64 = bench_median(v, TRIALS);
     for (int i = 0; i < TRIALS; i++)
-        v[i] = base_xthread(scaled(20000000));
-    base.xthread = median(v, TRIALS);
+        v[i] = base_xthread(bench_scaled(20000000));
+    base.xthread = bench_median(v, TRIALS);
     printf("{\"bench\":\"actor\",\"case\":\"mpsc_same_thread\",\"baseline\":true,"
            "\"ns_per_msg\":%.2f,\"msgs_per_s\":%.0f}\n", base.same, 1e9 / base.same);
     printf("{\"bench\":\"actor\",\"case\":\"mpsc_same_thread_b64\",\"baseline\":true,"
@@ -243,24 +204,6 @@ static void report(const char *name, const char *unit, double rate, double targe
            name, WORKERS, unit, rate, target, rate >= target ? "true" : "false", ns_per_msg,
            baseline, base_ns, ns_per_msg / base_ns, extra != NULL ? extra : "");
     fflush(stdout);
-}
-
-static ax_system_t *new_system(void)
-{
-    ax_config_t cfg;
-    ax_system_t *sys;
-
-    ax_config_init(&cfg);
-    cfg.threads = WORKERS;
-    CHECK(ax_system_create(&cfg, &sys));
-    return sys;
-}
-
-static void end_system(ax_system_t **sys)
-{
-    ax_system_shutdown(*sys);
-    CHECK(ax_system_await_termination(*sys));
-    ax_system_destroy(sys);
 }
 
 typedef struct token {
@@ -322,7 +265,7 @@ static const ax_actor_vtable_t player_vtable = {
 
 static double run_pingpong(size_t round_trips)
 {
-    ax_system_t *sys = new_system();
+    ax_system_t *sys = bench_system(WORKERS);
     player_args_t pa = {AX_REF_NULL, 0, NULL}, pb;
     ax_ref_t pong, ping;
     ax_msg_t *ball;
@@ -330,15 +273,15 @@ static double run_pingpong(size_t round_trips)
     double t0;
 
     sem_init(&done, 0, 0);
-    CHECK(ax_spawn(sys, &player_vtable, &pa, &pong));
+    BENCH_CHECK(ax_spawn(sys, &player_vtable, &pa, &pong));
     pb = (player_args_t){pong, round_trips, &done};
-    CHECK(ax_spawn(sys, &player_vtable, &pb, &ping));
-    CHECK(ax_msg_alloc(&token_type, &ball));
-    t0 = now_s();
-    CHECK(ax_tell(ping, &ball, AX_REF_NULL));
+    BENCH_CHECK(ax_spawn(sys, &player_vtable, &pb, &ping));
+    BENCH_CHECK(ax_msg_alloc(&token_type, &ball));
+    t0 = bench_now_s();
+    BENCH_CHECK(ax_tell(ping, &ball, AX_REF_NULL));
     sem_wait(&done);
-    t0 = now_s() - t0;
-    end_system(&sys);
+    t0 = bench_now_s() - t0;
+    bench_system_end(&sys);
     sem_destroy(&done);
     return (double)round_trips / t0;
 }
@@ -474,7 +417,7 @@ static const ax_actor_vtable_t fan_send_vtable = {
 
 static double run_fanin(unsigned nsenders, size_t total)
 {
-    ax_system_t *sys = new_system();
+    ax_system_t *sys = bench_system(WORKERS);
     ax_msg_pool_options_t po = {.initial = 8 * FAN_WINDOW, .max = 8 * FAN_WINDOW};
     ax_msg_pool_options_t cpo = {.initial = 256, .max = 1024};
     fan_t f = {.nsenders = nsenders, .per_sender = total / nsenders};
@@ -483,19 +426,19 @@ static double run_fanin(unsigned nsenders, size_t total)
 
     f.total = f.per_sender * nsenders;
     sem_init(&f.done, 0, 0);
-    CHECK(ax_msg_pool_create(&token_type, &po, &f.pool));
-    CHECK(ax_msg_pool_create(&credit_type, &cpo, &f.credit_pool));
-    CHECK(ax_spawn(sys, &fan_recv_vtable, &f, &fan_target));
+    BENCH_CHECK(ax_msg_pool_create(&token_type, &po, &f.pool));
+    BENCH_CHECK(ax_msg_pool_create(&credit_type, &cpo, &f.credit_pool));
+    BENCH_CHECK(ax_spawn(sys, &fan_recv_vtable, &f, &fan_target));
     for (unsigned i = 0; i < nsenders; i++) {
         args[i] = (fan_args_t){&f, i};
-        CHECK(ax_create(sys, &fan_send_vtable, &args[i], &f.senders[i]));
+        BENCH_CHECK(ax_create(sys, &fan_send_vtable, &args[i], &f.senders[i]));
     }
-    t0 = now_s();
+    t0 = bench_now_s();
     for (unsigned i = 0; i < nsenders; i++)
-        CHECK(ax_start(f.senders[i]));
+        BENCH_CHECK(ax_start(f.senders[i]));
     sem_wait(&f.done);
-    t0 = now_s() - t0;
-    end_system(&sys);
+    t0 = bench_now_s() - t0;
+    bench_system_end(&sys);
     ax_msg_pool_destroy(&f.pool);
     ax_msg_pool_destroy(&f.credit_pool);
     sem_destroy(&f.done);
@@ -531,7 +474,7 @@ static const ax_actor_vtable_t ring_vtable = {
 
 static double run_ring(size_t nodes, size_t hops)
 {
-    ax_system_t *sys = new_system();
+    ax_system_t *sys = bench_system(WORKERS);
     ax_ref_t *refs = malloc(nodes * sizeof(*refs));
     ax_msg_t *tok;
     sem_t done;
@@ -539,7 +482,7 @@ static double run_ring(size_t nodes, size_t hops)
 
     sem_init(&done, 0, 0);
     for (size_t i = 0; i < nodes; i++)
-        CHECK(ax_create(sys, &ring_vtable, NULL, &refs[i]));
+        BENCH_CHECK(ax_create(sys, &ring_vtable, NULL, &refs[i]));
     /* Wire the ring before anyone runs. The nodes are not running yet,
      * so writing their state from here is safe; ax_start publishes it. */
     for (size_t i = 0; i < nodes; i++) {
@@ -549,14 +492,14 @@ static double run_ring(size_t nodes, size_t hops)
         r->done = &done;
     }
     for (size_t i = 0; i < nodes; i++)
-        CHECK(ax_start(refs[i]));
-    CHECK(ax_msg_alloc(&token_type, &tok));
+        BENCH_CHECK(ax_start(refs[i]));
+    BENCH_CHECK(ax_msg_alloc(&token_type, &tok));
     ((token_t *)tok)->n = hops;
-    t0 = now_s();
-    CHECK(ax_tell(refs[0], &tok, AX_REF_NULL));
+    t0 = bench_now_s();
+    BENCH_CHECK(ax_tell(refs[0], &tok, AX_REF_NULL));
     sem_wait(&done);
-    t0 = now_s() - t0;
-    end_system(&sys);
+    t0 = bench_now_s() - t0;
+    bench_system_end(&sys);
     free(refs);
     sem_destroy(&done);
     return (double)hops / t0;
@@ -610,25 +553,25 @@ static void wait_count(atomic_uint_fast64_t *v, uint64_t n)
  * itself; the clock stops when the last one has ended. */
 static double run_spawn(size_t n)
 {
-    ax_system_t *sys = new_system();
+    ax_system_t *sys = bench_system(WORKERS);
     ax_msg_pool_options_t po = {.initial = 4096, .max = 65536};
     ax_msg_pool_t *pool;
     double t0;
 
-    CHECK(ax_msg_pool_create(&token_type, &po, &pool));
+    BENCH_CHECK(ax_msg_pool_create(&token_type, &po, &pool));
     atomic_store(&small_ended, 0);
-    t0 = now_s();
+    t0 = bench_now_s();
     for (size_t i = 0; i < n; i++) {
         ax_ref_t r;
         ax_msg_t *m = NULL;
 
-        CHECK(ax_spawn(sys, &small_vtable, NULL, &r));
+        BENCH_CHECK(ax_spawn(sys, &small_vtable, NULL, &r));
         ax_msg_get(pool, AX_ALWAYS, &m);
-        CHECK(ax_tell(r, &m, AX_REF_NULL));
+        BENCH_CHECK(ax_tell(r, &m, AX_REF_NULL));
     }
     wait_count(&small_ended, n);
-    t0 = now_s() - t0;
-    end_system(&sys);
+    t0 = bench_now_s() - t0;
+    bench_system_end(&sys);
     ax_msg_pool_destroy(&pool);
     return (double)n / t0;
 }
@@ -666,7 +609,7 @@ static void spawner_batch(ax_actor_t *self)
         ax_ref_t r;
         ax_msg_t *m = NULL;
 
-        CHECK(ax_spawn(ax_actor_system(self), &small_vtable, NULL, &r));
+        BENCH_CHECK(ax_spawn(ax_actor_system(self), &small_vtable, NULL, &r));
         ax_msg_get(s->pool, AX_ALWAYS, &m);
         ax_tell(r, &m, ax_self(self));
     }
@@ -694,20 +637,20 @@ static const ax_actor_vtable_t spawner_vtable = {
 
 static double run_spawn_inside(size_t n)
 {
-    ax_system_t *sys = new_system();
+    ax_system_t *sys = bench_system(WORKERS);
     ax_msg_pool_options_t po = {.initial = 4096, .max = 65536};
     spawner_args_t a;
     ax_ref_t sp;
     double t0;
 
-    CHECK(ax_msg_pool_create(&token_type, &po, &a.pool));
+    BENCH_CHECK(ax_msg_pool_create(&token_type, &po, &a.pool));
     a.n = n;
     atomic_store(&small_ended, 0);
-    t0 = now_s();
-    CHECK(ax_spawn(sys, &spawner_vtable, &a, &sp));
+    t0 = bench_now_s();
+    BENCH_CHECK(ax_spawn(sys, &spawner_vtable, &a, &sp));
     wait_count(&small_ended, n);
-    t0 = now_s() - t0;
-    end_system(&sys);
+    t0 = bench_now_s() - t0;
+    bench_system_end(&sys);
     ax_msg_pool_destroy(&a.pool);
     return (double)n / t0;
 }
@@ -731,23 +674,23 @@ static long resident_bytes(void)
  * resident in the heap and would hide the growth. */
 static double run_idle_rss(size_t n)
 {
-    ax_system_t *sys = new_system();
+    ax_system_t *sys = bench_system(WORKERS);
     ax_ref_t warm;
     long before, after;
 
     /* Warm up the system (worker stacks, first slab class) first. */
     atomic_store(&small_started, 0);
-    CHECK(ax_spawn(sys, &small_vtable, NULL, &warm));
+    BENCH_CHECK(ax_spawn(sys, &small_vtable, NULL, &warm));
     wait_count(&small_started, 1);
     before = resident_bytes();
     for (size_t i = 0; i < n; i++) {
         ax_ref_t r;
 
-        CHECK(ax_spawn(sys, &small_vtable, NULL, &r));
+        BENCH_CHECK(ax_spawn(sys, &small_vtable, NULL, &r));
     }
     wait_count(&small_started, n + 1);
     after = resident_bytes();
-    end_system(&sys);
+    bench_system_end(&sys);
     return (double)(after - before) / (double)n;
 }
 
@@ -783,56 +726,53 @@ int main(int argc, char **argv)
         printf("%.2f\n", run_idle_rss((size_t)strtoull(argv[2], NULL, 10)));
         return 0;
     }
-    if (argc > 1)
-        scale = atof(argv[1]);
-    if (scale <= 0)
-        scale = 1.0;
+    bench_set_scale(argc > 1 ? argv[1] : NULL);
     setvbuf(stdout, NULL, _IOLBF, 0);
     run_baselines();
 
-    n = scaled(2000000);
+    n = bench_scaled(2000000);
     for (int i = 0; i < TRIALS; i++)
         v[i] = run_pingpong(n);
     snprintf(extra, sizeof extra, ",\"round_trips\":%zu", n);
-    report("pingpong", "round_trip", median(v, TRIALS), 5e6, 2, "mpsc_same_thread", base.same,
+    report("pingpong", "round_trip", bench_median(v, TRIALS), 5e6, 2, "mpsc_same_thread", base.same,
            extra);
 
-    n = scaled(8000000);
+    n = bench_scaled(8000000);
     for (int i = 0; i < TRIALS; i++)
         v[i] = run_fanin(8, n);
     snprintf(extra, sizeof extra, ",\"messages\":%zu", n);
-    report("fanin_8to1", "msg", median(v, TRIALS), 20e6, 1, "mpsc_xthread", base.xthread, extra);
+    report("fanin_8to1", "msg", bench_median(v, TRIALS), 20e6, 1, "mpsc_xthread", base.xthread, extra);
 
-    n = scaled(4000000);
+    n = bench_scaled(4000000);
     for (int i = 0; i < TRIALS; i++)
         v[i] = run_fanin(1, n);
     snprintf(extra, sizeof extra, ",\"messages\":%zu", n);
-    report("fanin_1to1", "msg", median(v, TRIALS), 0, 1, "mpsc_xthread", base.xthread, extra);
+    report("fanin_1to1", "msg", bench_median(v, TRIALS), 0, 1, "mpsc_xthread", base.xthread, extra);
 
-    n = scaled(1000000);
+    n = bench_scaled(1000000);
     for (int i = 0; i < TRIALS; i++)
         v[i] = run_ring(1000, n);
     snprintf(extra, sizeof extra, ",\"actors\":1000,\"hops\":%zu", n);
-    report("ring", "hop", median(v, TRIALS), 10e6, 1, "mpsc_same_thread", base.same, extra);
+    report("ring", "hop", bench_median(v, TRIALS), 10e6, 1, "mpsc_same_thread", base.same, extra);
 
-    n = scaled(1000000);
+    n = bench_scaled(1000000);
     for (int i = 0; i < TRIALS; i++)
         v[i] = run_spawn(n);
     snprintf(extra, sizeof extra, ",\"actors\":%zu", n);
     /* Per actor: a spawn, a start, one message, a stop and an end. */
-    report("spawn_from_thread", "actor", median(v, TRIALS), 3e6, 1, "mpsc_same_thread",
+    report("spawn_from_thread", "actor", bench_median(v, TRIALS), 3e6, 1, "mpsc_same_thread",
            base.same, extra);
 
     for (int i = 0; i < TRIALS; i++)
         v[i] = run_spawn_inside(n);
-    report("spawn_from_actor", "actor", median(v, TRIALS), 3e6, 1, "mpsc_same_thread", base.same,
+    report("spawn_from_actor", "actor", bench_median(v, TRIALS), 3e6, 1, "mpsc_same_thread", base.same,
            extra);
 
-    n = scaled(1000000);
+    n = bench_scaled(1000000);
     for (int i = 0; i < TRIALS; i++)
         v[i] = idle_rss_in_child(n);
     {
-        double per_actor = median(v, TRIALS);
+        double per_actor = bench_median(v, TRIALS);
         double user = (double)(sizeof(small_t) - sizeof(ax_actor_t));
         double overhead = per_actor - user;
 

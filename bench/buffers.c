@@ -38,6 +38,9 @@
 #include "axon/buffers.h"
 /* Before ck_ring.h, so that a TSan build sees ck's loads and stores. */
 #include "common/ax_atomic.h"
+
+#define BENCH_NAME "bench_buffers"
+#include "bench.h"
 #include <ck_ring.h>
 
 #define TRIALS 5
@@ -62,21 +65,6 @@ static void pin_to(int cpu)
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
     pthread_setaffinity_np(pthread_self(), sizeof set, &set);
-}
-
-static double now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
 }
 
 /* Spin briefly, then give the core away: with two cores and two busy
@@ -126,13 +114,13 @@ static double run_flat(size_t msg_bytes)
     double t0;
 
     msgpack_packer_init(&pk, &f, flat_write);
-    t0 = now_ns();
+    t0 = bench_now_ns();
     for (size_t i = 0; i < n_msgs; i++) {
         if (f.cap - f.pos < 128)
             f.pos = 0; /* wrap, like a ring of messages already sent */
         pack_msg(&pk, (uint32_t)i, msg_bytes);
     }
-    t0 = now_ns() - t0;
+    t0 = bench_now_ns() - t0;
     sink += f.buf[f.pos - 1];
     free(f.buf);
     return t0 / (double)n_msgs;
@@ -148,7 +136,7 @@ static double run_malloc(size_t msg_bytes)
     double t0;
 
     msgpack_packer_init(&pk, &f, flat_write);
-    t0 = now_ns();
+    t0 = bench_now_ns();
     for (size_t i = 0; i < n_msgs; i++) {
         unsigned char *copy;
 
@@ -159,7 +147,7 @@ static double run_malloc(size_t msg_bytes)
         sink += copy[f.pos - 1];
         free(copy);
     }
-    return (now_ns() - t0) / (double)n_msgs;
+    return (bench_now_ns() - t0) / (double)n_msgs;
 }
 
 /* A pointer ring from the owner to a thread that frees what it receives. */
@@ -213,7 +201,7 @@ static double run_malloc_xthread(size_t msg_bytes)
     ck_ring_init(&c->ring, RING_SLOTS);
     msgpack_packer_init(&pk, &f, flat_write);
     pthread_create(&c->thread, NULL, free_main, c);
-    t0 = now_ns();
+    t0 = bench_now_ns();
     for (size_t i = 0; i < n_msgs; i++) {
         unsigned char *copy;
 
@@ -225,7 +213,7 @@ static double run_malloc_xthread(size_t msg_bytes)
     }
     ptr_send(c, NULL);
     pthread_join(c->thread, NULL); /* the time includes the last free */
-    t0 = now_ns() - t0;
+    t0 = bench_now_ns() - t0;
     free(c);
     return t0 / (double)n_msgs;
 }
@@ -241,7 +229,7 @@ static double run_flat_ring(size_t msg_bytes)
     ck_ring_init(&c->ring, RING_SLOTS);
     msgpack_packer_init(&pk, &f, flat_write);
     pthread_create(&c->thread, NULL, free_main, c);
-    t0 = now_ns();
+    t0 = bench_now_ns();
     for (size_t i = 0; i < n_msgs; i++) {
         if (f.cap - f.pos < 128)
             f.pos = 0;
@@ -250,7 +238,7 @@ static double run_flat_ring(size_t msg_bytes)
     }
     ptr_send(c, NULL);
     pthread_join(c->thread, NULL);
-    t0 = now_ns() - t0;
+    t0 = bench_now_ns() - t0;
     free(f.buf);
     free(c);
     return t0 / (double)n_msgs;
@@ -296,7 +284,7 @@ static void encode_msg(ax_encode_buffer_t *eb, uint32_t seq, size_t msg_bytes, a
 static double run_lease(size_t msg_bytes)
 {
     ax_encode_buffer_t *eb = make_encoder();
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
 
     for (size_t i = 0; i < n_msgs; i++) {
         ax_lease_t l;
@@ -305,7 +293,7 @@ static double run_lease(size_t msg_bytes)
         sink += ((const unsigned char *)ax_lease_data(&l))[0];
         ax_lease_release(&l);
     }
-    t0 = now_ns() - t0;
+    t0 = bench_now_ns() - t0;
     ax_encode_buffer_destroy(&eb);
     return t0 / (double)n_msgs;
 }
@@ -352,7 +340,7 @@ static double run_lease_xthread(size_t msg_bytes)
 
     ck_ring_init(&c->ring, RING_SLOTS);
     pthread_create(&c->thread, NULL, release_main, c);
-    t0 = now_ns();
+    t0 = bench_now_ns();
     for (size_t i = 0; i < n_msgs; i++) {
         ax_lease_t l;
 
@@ -361,7 +349,7 @@ static double run_lease_xthread(size_t msg_bytes)
     }
     lease_send(c, &done);
     pthread_join(c->thread, NULL); /* the time includes the last release */
-    t0 = now_ns() - t0;
+    t0 = bench_now_ns() - t0;
     ax_encode_buffer_destroy(&eb);
     free(c);
     return t0 / (double)n_msgs;
@@ -376,8 +364,7 @@ static double median_of(double (*run)(size_t), size_t msg_bytes)
     run(msg_bytes); /* warm-up: page faults, pool growth, thread start */
     for (int i = 0; i < TRIALS; i++)
         t[i] = run(msg_bytes);
-    qsort(t, TRIALS, sizeof t[0], cmp_double);
-    return t[TRIALS / 2];
+    return bench_median(t, TRIALS);
 }
 
 static void report(const char *name, size_t msg_bytes, double ns, double flat, double vs_malloc)

@@ -54,6 +54,9 @@
 
 #include "axon/axon.h"
 
+#define BENCH_NAME "bench_net"
+#include "bench.h"
+
 #define TRIALS 3
 #define WINDOW 1000
 #define ACK_EVERY 100
@@ -61,36 +64,6 @@
 #define MSGS_TARGET_64B 5e6
 #define BW_TARGET_64K 0.5
 
-static double scale = 1.0;
-
-static size_t scaled(size_t n)
-{
-    size_t s = (size_t)((double)n * scale);
-
-    return s > 0 ? s : 1;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
-}
-
-/* Sorts v. */
-static double median(double *v, size_t n)
-{
-    qsort(v, n, sizeof(*v), cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static double mean(const double *v, size_t n)
 {
@@ -99,12 +72,6 @@ static double mean(const double *v, size_t n)
     for (size_t i = 0; i < n; i++)
         s += v[i];
     return s / (double)n;
-}
-
-static _Noreturn void die(const char *what, ax_status_t st)
-{
-    fprintf(stderr, "bench_net: %s: %s (%s)\n", what, ax_status_name(st), ax_error_detail());
-    exit(1);
 }
 
 static _Noreturn void die_errno(const char *what)
@@ -130,7 +97,7 @@ static ax_system_t *make_system(void)
     if (st == AX_OK)
         st = ax_net_start(sys);
     if (st != AX_OK)
-        die("system", st);
+        bench_die("system", st);
     return sys;
 }
 
@@ -144,7 +111,7 @@ static ax_ref_t remote_ref(ax_system_t *from, ax_ref_t ref)
     if (st == AX_OK)
         st = ax_ref_from_path(from, &path, &out);
     if (st != AX_OK)
-        die("remote ref", st);
+        bench_die("remote ref", st);
     return out;
 }
 
@@ -174,7 +141,7 @@ static uint64_t read_u64(const ax_net_msg_t *nm)
     ax_status_t st = ax_net_msg_deserialise(nm, &ax_u64_type, &m);
 
     if (st != AX_OK)
-        die("deserialise u64", st);
+        bench_die("deserialise u64", st);
     v = ((ax_u64_msg_t *)m)->value;
     ax_msg_release(&m);
     return v;
@@ -208,10 +175,10 @@ static void ping(pinger_t *p)
 {
     ax_status_t st;
 
-    p->t_sent = now_s();
+    p->t_sent = bench_now_s();
     st = send_u64(&p->actor, p->a->peer, p->n, p->a->eager);
     if (st != AX_OK)
-        die("ping", st);
+        bench_die("ping", st);
 }
 
 static void pinger_start(ax_actor_t *self)
@@ -222,10 +189,10 @@ static void pinger_start(ax_actor_t *self)
 static ax_status_t pinger_network(ax_actor_t *self, ax_net_msg_t **nm)
 {
     pinger_t *p = (pinger_t *)self;
-    double t = now_s();
+    double t = bench_now_s();
 
     if (read_u64(*nm) != p->n + 1)
-        die("pong out of order", AX_EPROTO);
+        bench_die("pong out of order", AX_EPROTO);
     if (p->n >= p->a->warmup)
         p->a->rtt[p->n - p->a->warmup] = t - p->t_sent;
     if (++p->n == p->a->warmup + p->a->rounds)
@@ -267,7 +234,7 @@ static ax_status_t ponger_network(ax_actor_t *self, ax_net_msg_t **nm)
     if (st == AX_OK)
         st = send_u64(self, from, v + 1, ((ponger_t *)self)->eager);
     if (st != AX_OK)
-        die("pong", st);
+        bench_die("pong", st);
     return AX_OK;
 }
 
@@ -286,11 +253,11 @@ static void axon_pingpong(bool eager, size_t warmup, size_t rounds, double *rtt)
     sem_init(&a.ended, 0, 0);
     st = ax_spawn(sys_b, &ponger_vtable, &eager, &ponger);
     if (st != AX_OK)
-        die("spawn ponger", st);
+        bench_die("spawn ponger", st);
     a.peer = remote_ref(sys_a, ponger);
     st = ax_spawn(sys_a, &pinger_vtable, &a, &pinger);
     if (st != AX_OK)
-        die("spawn pinger", st);
+        bench_die("spawn pinger", st);
     sem_wait(&a.done);
     ax_stop(pinger);
     ax_stop(ponger);
@@ -413,12 +380,12 @@ static void bare_pingpong(size_t warmup, size_t rounds, double *rtt, int cpu_a, 
         pin_self(cpu_a);
     for (size_t i = 0; i < warmup + rounds; i++) {
         uint64_t v = i;
-        double t0 = now_s();
+        double t0 = bench_now_s();
 
         write_all(fds[0], &v, sizeof v);
         read_all(fds[0], &v, sizeof v);
         if (i >= warmup)
-            rtt[i - warmup] = now_s() - t0;
+            rtt[i - warmup] = bench_now_s() - t0;
     }
     if (cpu_a >= 0)
         pin_self(-1);
@@ -465,10 +432,10 @@ static double bare_stream(size_t frame, size_t count)
         if (k <= 0)
             die_errno("stream read");
         if (t0 == 0)
-            t0 = now_s();
+            t0 = bench_now_s();
         left -= (size_t)k;
     }
-    t0 = now_s() - t0;
+    t0 = bench_now_s() - t0;
     pthread_join(t, NULL);
     close(fds[0]);
     close(fds[1]);
@@ -558,7 +525,7 @@ static void fill(source_t *s)
             return;
         }
         if (st != AX_OK)
-            die("send", st);
+            bench_die("send", st);
         s->sent++;
     }
 }
@@ -582,7 +549,7 @@ static ax_status_t source_network(ax_actor_t *self, ax_net_msg_t **nm)
     uint64_t n = read_u64(*nm);
 
     if (s->acked == 0)
-        s->a->t_start = now_s(); /* connected, warm-up answered */
+        s->a->t_start = bench_now_s(); /* connected, warm-up answered */
     if (n > s->acked)
         s->acked = n;
     if (s->acked == s->a->total)
@@ -624,20 +591,20 @@ static ax_status_t sink_network(ax_actor_t *self, ax_net_msg_t **nm)
     ax_status_t st = ax_net_msg_deserialise(*nm, &ax_bytes_view_type, &m);
 
     if (st != AX_OK)
-        die("deserialise bytes", st);
+        bench_die("deserialise bytes", st);
     a->bytes_seen += ((ax_bytes_msg_t *)m)->len;
     ax_msg_release(&m);
     if (k->received++ == 0) {
         st = ax_net_msg_sender(self, *nm, &k->back);
         if (st != AX_OK)
-            die("sender", st);
+            bench_die("sender", st);
     }
     if (k->received == a->total)
-        a->t_end = now_s();
+        a->t_end = bench_now_s();
     if (k->received == 1 || k->received % ACK_EVERY == 0 || k->received == a->total) {
         st = send_u64(self, k->back, k->received, a->eager);
         if (st != AX_OK)
-            die("ack", st);
+            bench_die("ack", st);
     }
     if (k->received == a->total)
         sem_post(&a->done);
@@ -672,19 +639,19 @@ static tp_result_t axon_throughput(bool eager, size_t size, size_t total, const 
                                                                           .max = 4 * WINDOW},
                                 &a.pool);
         if (st != AX_OK)
-            die("message pool", st);
+            bench_die("message pool", st);
     }
     st = ax_spawn(sys_b, &sink_vtable, &a, &sink);
     if (st != AX_OK)
-        die("spawn sink", st);
+        bench_die("spawn sink", st);
     a.sink = remote_ref(sys_a, sink);
     st = ax_spawn(sys_a, &source_vtable, &a, &source);
     if (st != AX_OK)
-        die("spawn source", st);
+        bench_die("spawn source", st);
     sem_wait(&a.done);
     sem_wait(&a.done);
     if (a.bytes_seen != size * total)
-        die("bytes lost", AX_EPROTO);
+        bench_die("bytes lost", AX_EPROTO);
     /* Nothing is in flight now. Wait for both to end: a is on this stack. */
     ax_stop(source);
     ax_stop(sink);
@@ -710,7 +677,7 @@ static void print_config(void)
 
 static void run_pingpong(void)
 {
-    size_t warmup = scaled(1000), rounds = scaled(20000);
+    size_t warmup = bench_scaled(1000), rounds = bench_scaled(20000);
     double *rtt = malloc(rounds * sizeof(*rtt));
     double bare_med[TRIALS], bare_mean[TRIALS], med[2][TRIALS], avg[2][TRIALS];
     double bm, ba, same_cpu, cross_cpu = 0;
@@ -719,31 +686,31 @@ static void run_pingpong(void)
      * (idle) CPU can cost far more than a switch on the same CPU, and an
      * unpinned pair lands on either depending on the machine's load. */
     bare_pingpong(warmup, rounds, rtt, 0, 0);
-    same_cpu = median(rtt, rounds);
+    same_cpu = bench_median(rtt, rounds);
     if (sysconf(_SC_NPROCESSORS_ONLN) > 1) {
         bare_pingpong(warmup, rounds, rtt, 0, 1);
-        cross_cpu = median(rtt, rounds);
+        cross_cpu = bench_median(rtt, rounds);
     }
     /* Trials interleave the three so that drift in the machine's load
      * hits them alike. */
     for (int t = 0; t < TRIALS; t++) {
         bare_pingpong(warmup, rounds, rtt, -1, -1);
         bare_mean[t] = mean(rtt, rounds);
-        bare_med[t] = median(rtt, rounds);
+        bare_med[t] = bench_median(rtt, rounds);
         for (int e = 0; e < 2; e++) {
             axon_pingpong(e == 1, warmup, rounds, rtt);
             avg[e][t] = mean(rtt, rounds);
-            med[e][t] = median(rtt, rounds);
+            med[e][t] = bench_median(rtt, rounds);
         }
     }
-    bm = median(bare_med, TRIALS);
-    ba = median(bare_mean, TRIALS);
+    bm = bench_median(bare_med, TRIALS);
+    ba = bench_median(bare_mean, TRIALS);
     printf("{\"bench\":\"net\",\"case\":\"pingpong_bare_tcp\",\"payload_bytes\":8,\"round_trips\":%zu,"
            "\"median_rtt_us\":%.2f,\"mean_rtt_us\":%.2f,\"pinned_same_cpu_median_rtt_us\":%.2f,"
            "\"pinned_cross_cpu_median_rtt_us\":%.2f}\n",
            rounds, bm * 1e6, ba * 1e6, same_cpu * 1e6, cross_cpu * 1e6);
     for (int e = 0; e < 2; e++) {
-        double m = median(med[e], TRIALS), a = median(avg[e], TRIALS);
+        double m = bench_median(med[e], TRIALS), a = bench_median(avg[e], TRIALS);
 
         printf("{\"bench\":\"net\",\"case\":\"pingpong\",\"mode\":\"%s\",\"payload_bytes\":8,"
                "\"round_trips\":%zu,\"median_rtt_us\":%.2f,\"mean_rtt_us\":%.2f,"
@@ -773,10 +740,10 @@ static void run_throughput(size_t size, size_t total, const uint8_t *payload)
             enobufs[e] += r.enobufs;
         }
     }
-    bare_s = median(bare, TRIALS);
+    bare_s = bench_median(bare, TRIALS);
     bare_mbs = (double)size * (double)(total - 1) / bare_s / 1e6;
     for (int e = 0; e < 2; e++) {
-        double s = median(secs[e], TRIALS), msgs = (double)(total - 1) / s;
+        double s = bench_median(secs[e], TRIALS), msgs = (double)(total - 1) / s;
         double mbs = (double)size * (double)(total - 1) / s / 1e6;
 
         printf("{\"bench\":\"net\",\"case\":\"throughput\",\"mode\":\"%s\",\"payload_bytes\":%zu,"
@@ -801,8 +768,7 @@ int main(int argc, char **argv)
     static uint8_t payload[65536];
     const char *only = argc > 2 ? argv[2] : NULL;
 
-    if (argc > 1)
-        scale = atof(argv[1]);
+    bench_set_scale(argc > 1 ? argv[1] : NULL);
     memset(payload, 0x5a, sizeof payload);
     sys_a = make_system();
     sys_b = make_system();
@@ -811,13 +777,13 @@ int main(int argc, char **argv)
         run_pingpong();
     fflush(stdout);
     if (only == NULL || strcmp(only, "64") == 0)
-        run_throughput(64, scaled(1000000), payload);
+        run_throughput(64, bench_scaled(1000000), payload);
     fflush(stdout);
     if (only == NULL || strcmp(only, "1024") == 0)
-        run_throughput(1024, scaled(400000), payload);
+        run_throughput(1024, bench_scaled(400000), payload);
     fflush(stdout);
     if (only == NULL || strcmp(only, "65536") == 0)
-        run_throughput(65536, scaled(20000), payload);
+        run_throughput(65536, bench_scaled(20000), payload);
 
     ax_system_shutdown(sys_a);
     ax_system_shutdown(sys_b);

@@ -53,22 +53,16 @@
 #include "axon/config.h"
 #include "axon/serial.h"
 
+#define BENCH_NAME "bench_serial"
+#include "bench.h"
+
 #define TRIALS 5
 #define WORKERS 2
 #define WINDOW 256
 #define ACK_EVERY 32
 #define TARGET_RATIO_256 1.5
 
-static double scale = 1.0;
 static volatile uint64_t sink; /* keeps the compiler from dropping work */
-
-static double now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
 
 /* CPU time of every thread of the process: with 2 workers, wall time
  * alone hides whether they were busy or parked. */
@@ -79,19 +73,6 @@ static double cpu_ns(void)
     getrusage(RUSAGE_SELF, &ru);
     return ((double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec) * 1e9 +
            ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) * 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
-}
-
-static void die(const char *what, ax_status_t st)
-{
-    fprintf(stderr, "bench_serial: %s: %s (%s)\n", what, ax_status_name(st), ax_error_detail());
-    exit(1);
 }
 
 /* ---- baseline: msgpack_pack into a flat buffer, then unpack ------------ */
@@ -108,7 +89,7 @@ static double run_baseline(const unsigned char *payload, size_t len, size_t n)
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_bin_with_body(&pk, payload, len);
-    t0 = now_ns();
+    t0 = bench_now_ns();
     for (size_t i = 0; i < n; i++) {
         size_t off = 0;
 
@@ -116,11 +97,11 @@ static double run_baseline(const unsigned char *payload, size_t len, size_t n)
         msgpack_pack_bin_with_body(&pk, payload, len);
         if (msgpack_unpack(sb.data, sb.size, &off, zone, &obj) != MSGPACK_UNPACK_SUCCESS ||
             obj.type != MSGPACK_OBJECT_BIN)
-            die("baseline unpack", AX_EPROTO);
+            bench_die("baseline unpack", AX_EPROTO);
         sink += obj.via.bin.size + (unsigned char)obj.via.bin.ptr[len ? len - 1 : 0];
         msgpack_zone_clear(zone);
     }
-    t0 = now_ns() - t0;
+    t0 = bench_now_ns() - t0;
     msgpack_zone_free(zone);
     msgpack_sbuffer_destroy(&sb);
     return t0 / (double)n;
@@ -329,16 +310,16 @@ static double run_actors(ax_system_t *sys, enum mode mode, const unsigned char *
         (st = ax_spawn(sys, &receiver_vtable, &r, &r.b)) != AX_OK ||
         (st = ax_spawn(sys, &sender_vtable, &r, &r.a)) != AX_OK ||
         (st = ax_msg_alloc(&go_type, &go)) != AX_OK)
-        die("setup", st);
+        bench_die("setup", st);
     c0 = cpu_ns();
-    t0 = now_ns();
+    t0 = bench_now_ns();
     if ((st = ax_tell(r.a, &go, AX_REF_NULL)) != AX_OK)
-        die("go", st);
+        bench_die("go", st);
     sem_wait(&r.done);
-    t0 = now_ns() - t0;
+    t0 = bench_now_ns() - t0;
     *cpu = (cpu_ns() - c0) / (double)n;
     if (r.failed != AX_OK)
-        die("pipeline", r.failed);
+        bench_die("pipeline", r.failed);
     ax_stop(r.a);
     ax_stop(r.b);
     /* Wait until both have ended before their run (and pools) go away. */
@@ -367,12 +348,6 @@ typedef struct result {
     uint64_t enobufs;
 } result_t;
 
-static double median(double *v)
-{
-    qsort(v, TRIALS, sizeof v[0], cmp_double);
-    return v[TRIALS / 2];
-}
-
 static result_t measure(ax_system_t *sys, int mode /* -1: baseline */, const unsigned char *payload,
                         size_t len, size_t n)
 {
@@ -384,8 +359,8 @@ static result_t measure(ax_system_t *sys, int mode /* -1: baseline */, const uns
         t[i] = mode < 0 ? run_baseline(payload, len, n)
                         : run_actors(sys, (enum mode)mode, payload, len, n, &res.enobufs, &c[i]);
     }
-    res.ns = median(t);
-    res.cpu_ns = median(c);
+    res.ns = bench_median(t, TRIALS);
+    res.cpu_ns = bench_median(c, TRIALS);
     return res;
 }
 
@@ -417,21 +392,13 @@ int main(int argc, char **argv)
     static const struct {
         size_t len, n;
     } sizes[] = {{16, 1000000}, {256, 1000000}, {4096, 200000}, {65536, 20000}};
-    ax_config_t cfg;
-    ax_system_t *sys = NULL;
+    ax_system_t *sys;
     size_t only = argc > 2 ? strtoul(argv[2], NULL, 10) : 0;
-    ax_status_t st;
 
-    if (argc > 1)
-        scale = strtod(argv[1], NULL);
-    if (!(scale > 0))
-        scale = 1.0;
-    ax_config_init(&cfg);
-    cfg.threads = WORKERS;
-    if ((st = ax_system_create(&cfg, &sys)) != AX_OK)
-        die("system", st);
+    bench_set_scale(argc > 1 ? argv[1] : NULL);
+    sys = bench_system(WORKERS);
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
-        size_t len = sizes[s].len, n = (size_t)((double)sizes[s].n * scale);
+        size_t len = sizes[s].len, n = bench_scaled(sizes[s].n);
         unsigned char *payload = malloc(len);
         result_t base, eager, copy, lazy, enc;
 
@@ -455,6 +422,6 @@ int main(int argc, char **argv)
         report("encode_payload_only", len, n, 1, enc, &base, NULL);
         free(payload);
     }
-    ax_system_destroy(&sys);
+    bench_system_end(&sys);
     return 0;
 }

@@ -44,69 +44,12 @@
 #include "axon/actor.h"
 #include "axon/config.h"
 
+#define BENCH_NAME "bench_timers"
+#include "bench.h"
+
 #define TRIALS 3
 #define WORKERS 2
 
-static double scale = 1.0;
-
-static uint64_t scaled(uint64_t n)
-{
-    uint64_t s = (uint64_t)((double)n * scale);
-
-    return s > 0 ? s : 1;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), cmp_double);
-    return v[n / 2];
-}
-
-static void die(const char *what, ax_status_t st)
-{
-    fprintf(stderr, "bench_timers: %s: %s (%s)\n", what, ax_status_name(st), ax_error_detail());
-    exit(1);
-}
-
-#define CHECK(call)               \
-    do {                          \
-        ax_status_t st_ = (call); \
-        if (st_ != AX_OK)         \
-            die(#call, st_);      \
-    } while (0)
-
-static ax_system_t *new_system(void)
-{
-    ax_config_t cfg;
-    ax_system_t *sys;
-
-    ax_config_init(&cfg);
-    cfg.threads = WORKERS;
-    CHECK(ax_system_create(&cfg, &sys));
-    return sys;
-}
-
-static void end_system(ax_system_t **sys)
-{
-    ax_system_shutdown(*sys);
-    CHECK(ax_system_await_termination(*sys));
-    ax_system_destroy(sys);
-}
 
 typedef struct ball {
     ax_msg_t hdr;
@@ -153,7 +96,7 @@ static ax_status_t player_init(ax_actor_t *self, void *arg)
 
 static void ask_again(player_t *p, ax_msg_t **msg)
 {
-    CHECK(ax_ask(p->peer, msg, 0, &p->future));
+    BENCH_CHECK(ax_ask(p->peer, msg, 0, &p->future));
 }
 
 static ax_status_t player_receive(ax_actor_t *self, ax_msg_t **msg)
@@ -213,14 +156,14 @@ static ax_ref_t spawn_player(ax_system_t *sys, int mode, ax_ref_t peer, uint64_t
     player_args_t a = {mode, peer, n, done, slot};
     ax_ref_t ref;
 
-    CHECK(ax_spawn(sys, &player_vtable, &a, &ref));
+    BENCH_CHECK(ax_spawn(sys, &player_vtable, &a, &ref));
     return ref;
 }
 
 /* Round trips per second between two actors, by tell or by ask. */
 static double actor_round_trips(int mode, uint64_t n)
 {
-    ax_system_t *sys = new_system();
+    ax_system_t *sys = bench_system(WORKERS);
     ax_ref_t echo, ping;
     ax_msg_t *ball;
     sem_t done;
@@ -229,12 +172,12 @@ static double actor_round_trips(int mode, uint64_t n)
     sem_init(&done, 0, 0);
     echo = spawn_player(sys, mode == PING_ASK ? ECHO_ASK : ECHO_TELL, AX_REF_NULL, 0, NULL, NULL);
     ping = spawn_player(sys, mode, echo, n, &done, NULL);
-    CHECK(ax_msg_alloc(&ball_type, &ball));
-    t = now_s();
-    CHECK(ax_tell(ping, &ball, AX_REF_NULL));
+    BENCH_CHECK(ax_msg_alloc(&ball_type, &ball));
+    t = bench_now_s();
+    BENCH_CHECK(ax_tell(ping, &ball, AX_REF_NULL));
     sem_wait(&done);
-    t = now_s() - t;
-    end_system(&sys);
+    t = bench_now_s() - t;
+    bench_system_end(&sys);
     sem_destroy(&done);
     return (double)n / t;
 }
@@ -243,7 +186,7 @@ static double actor_round_trips(int mode, uint64_t n)
  * tell + semaphore. */
 static double thread_round_trips(bool ask, uint64_t n)
 {
-    ax_system_t *sys = new_system();
+    ax_system_t *sys = bench_system(WORKERS);
     ax_ref_t echo;
     ax_msg_t *ball, *slot = NULL;
     sem_t done;
@@ -254,24 +197,24 @@ static double thread_round_trips(bool ask, uint64_t n)
         echo = spawn_player(sys, ECHO_ASK, AX_REF_NULL, 0, NULL, NULL);
     else
         echo = spawn_player(sys, TO_THREAD, AX_REF_NULL, 0, &done, &slot);
-    CHECK(ax_msg_alloc(&ball_type, &ball));
-    t = now_s();
+    BENCH_CHECK(ax_msg_alloc(&ball_type, &ball));
+    t = bench_now_s();
     for (uint64_t i = 0; i < n; i++) {
         if (ask) {
             ax_future_t *f;
 
-            CHECK(ax_ask(echo, &ball, 0, &f));
-            CHECK(ax_future_wait(f, 0, &ball));
+            BENCH_CHECK(ax_ask(echo, &ball, 0, &f));
+            BENCH_CHECK(ax_future_wait(f, 0, &ball));
             ax_future_release(&f);
         } else {
-            CHECK(ax_tell(echo, &ball, AX_REF_NULL));
+            BENCH_CHECK(ax_tell(echo, &ball, AX_REF_NULL));
             sem_wait(&done);
             ball = slot;
         }
     }
-    t = now_s() - t;
+    t = bench_now_s() - t;
     ax_msg_release(&ball);
-    end_system(&sys);
+    bench_system_end(&sys);
     sem_destroy(&done);
     return (double)n / t;
 }
@@ -290,7 +233,7 @@ static void report_rt(const char *name, double per_s, const char *baseline, doub
 static void run_round_trips(void)
 {
     double tell[TRIALS], ask[TRIALS], tsem[TRIALS], task[TRIALS];
-    uint64_t n = scaled(1000000), nt = scaled(200000);
+    uint64_t n = bench_scaled(1000000), nt = bench_scaled(200000);
 
     /* Interleaved, so that drift in the machine's load hits all alike. */
     for (int i = 0; i < TRIALS; i++) {
@@ -299,15 +242,15 @@ static void run_round_trips(void)
         tsem[i] = thread_round_trips(false, nt);
         task[i] = thread_round_trips(true, nt);
     }
-    double m_tell = median(tell, TRIALS), m_tsem = median(tsem, TRIALS);
+    double m_tell = bench_median(tell, TRIALS), m_tsem = bench_median(tsem, TRIALS);
 
     printf("{\"bench\":\"timers\",\"case\":\"tell_pingpong\",\"baseline\":true,\"workers\":%d,"
            "\"per_s\":%.0f,\"ns_per_round_trip\":%.1f}\n", WORKERS, m_tell, 1e9 / m_tell);
-    report_rt("ask_actor", median(ask, TRIALS), "tell_pingpong", m_tell);
+    report_rt("ask_actor", bench_median(ask, TRIALS), "tell_pingpong", m_tell);
     printf("{\"bench\":\"timers\",\"case\":\"tell_thread_sem\",\"baseline\":true,\"workers\":%d,"
            "\"per_s\":%.0f,\"ns_per_round_trip\":%.1f}\n", WORKERS, m_tsem, 1e9 / m_tsem);
-    report_rt("ask_thread", median(task, TRIALS), "tell_thread_sem", m_tsem);
-    report_rt("ask_thread_vs_pingpong", median(task, TRIALS), "tell_pingpong", m_tell);
+    report_rt("ask_thread", bench_median(task, TRIALS), "tell_thread_sem", m_tsem);
+    report_rt("ask_thread_vs_pingpong", bench_median(task, TRIALS), "tell_pingpong", m_tell);
 }
 
 /* ---- timers ------------------------------------------------------------------------ */
@@ -386,11 +329,11 @@ static ax_status_t tactor_receive(ax_actor_t *self, ax_msg_t **msg)
             ax_timer_t id;
 
             if (p->timers) {
-                CHECK(ax_schedule_once(self, p->delays[i], &p->msgs[i], &id));
+                BENCH_CHECK(ax_schedule_once(self, p->delays[i], &p->msgs[i], &id));
                 if (t0 + p->delays[i] > max_due)
                     max_due = t0 + p->delays[i];
             } else {
-                CHECK(ax_tell(ax_self(self), &p->msgs[i], ax_self(self)));
+                BENCH_CHECK(ax_tell(ax_self(self), &p->msgs[i], ax_self(self)));
             }
         }
         atomic_max(&p->sched_end_ns, mono_ns());
@@ -417,7 +360,7 @@ typedef struct tresult {
 
 static tresult_t run_timers_once(bool timers, uint64_t n)
 {
-    ax_system_t *sys = new_system();
+    ax_system_t *sys = bench_system(WORKERS);
     tplan_t *p = calloc(1, sizeof(*p));
     ax_ref_t refs[TACTORS];
     uint64_t seed = 0x2545f4914f6cdd1dull;
@@ -429,32 +372,32 @@ static tresult_t run_timers_once(bool timers, uint64_t n)
     p->msgs = malloc(p->total * sizeof(*p->msgs));
     p->delays = malloc(p->total * sizeof(*p->delays));
     if (p->msgs == NULL || p->delays == NULL)
-        die("malloc", AX_ENOMEM);
+        bench_die("malloc", AX_ENOMEM);
     for (uint64_t i = 0; i < p->total; i++) {
         seed ^= seed >> 12;
         seed ^= seed << 25;
         seed ^= seed >> 27;
         p->delays[i] = (seed * 0x2545f4914f6cdd1dull) % SPREAD_NS;
-        CHECK(ax_msg_alloc(&ball_type, &p->msgs[i]));
+        BENCH_CHECK(ax_msg_alloc(&ball_type, &p->msgs[i]));
     }
     atomic_store(&p->sched_start_ns, UINT64_MAX);
     sem_init(&p->done, 0, 0);
     for (int a = 0; a < TACTORS; a++) {
         targs_t args = {p, (uint64_t)a * p->per_actor};
 
-        CHECK(ax_spawn(sys, &tactor_vtable, &args, &refs[a]));
+        BENCH_CHECK(ax_spawn(sys, &tactor_vtable, &args, &refs[a]));
     }
     for (int a = 0; a < TACTORS; a++) {
         ax_msg_t *go;
 
-        CHECK(ax_msg_alloc(&go_type, &go));
-        CHECK(ax_tell(refs[a], &go, AX_REF_NULL));
+        BENCH_CHECK(ax_msg_alloc(&go_type, &go));
+        BENCH_CHECK(ax_tell(refs[a], &go, AX_REF_NULL));
     }
     sem_wait(&p->done);
     r.schedule_per_s = (double)p->total * 1e9 / (double)(p->sched_end_ns - p->sched_start_ns);
     r.fire_per_s = (double)p->total * 1e9 / (double)(p->last_ns - p->sched_start_ns);
     r.last_lag_ms = timers ? ((double)p->last_ns - (double)p->max_due_ns) / 1e6 : 0;
-    end_system(&sys);
+    bench_system_end(&sys);
     sem_destroy(&p->done);
     free(p->msgs);
     free(p->delays);
@@ -465,7 +408,7 @@ static tresult_t run_timers_once(bool timers, uint64_t n)
 static void run_timers(void)
 {
     double sched[TRIALS], fire[TRIALS], lag[TRIALS], base_send[TRIALS], base_deliv[TRIALS];
-    uint64_t n = scaled(1000000);
+    uint64_t n = bench_scaled(1000000);
 
     for (int i = 0; i < TRIALS; i++) {
         tresult_t t = run_timers_once(true, n), b = run_timers_once(false, n);
@@ -476,8 +419,8 @@ static void run_timers(void)
         base_send[i] = b.schedule_per_s;
         base_deliv[i] = b.fire_per_s;
     }
-    double ms = median(sched, TRIALS), mf = median(fire, TRIALS);
-    double bs = median(base_send, TRIALS), bd = median(base_deliv, TRIALS);
+    double ms = bench_median(sched, TRIALS), mf = bench_median(fire, TRIALS);
+    double bs = bench_median(base_send, TRIALS), bd = bench_median(base_deliv, TRIALS);
 
     printf("{\"bench\":\"timers\",\"case\":\"tell_self_burst\",\"baseline\":true,\"workers\":%d,"
            "\"actors\":%d,\"messages\":%llu,\"send_per_s\":%.0f,\"delivered_per_s\":%.0f}\n",
@@ -487,16 +430,13 @@ static void run_timers(void)
            "\"fire_per_s\":%.0f,\"last_lag_ms\":%.2f,\"baseline\":\"tell_self_burst\","
            "\"schedule_ratio\":%.2f,\"fire_ratio\":%.2f}\n",
            WORKERS, TACTORS, (unsigned long long)n, SPREAD_NS / 1e6, ms, 1e9 / ms, mf,
-           median(lag, TRIALS), bs / ms, bd / mf);
+           bench_median(lag, TRIALS), bs / ms, bd / mf);
     fflush(stdout);
 }
 
 int main(int argc, char **argv)
 {
-    if (argc > 1)
-        scale = strtod(argv[1], NULL);
-    if (scale <= 0)
-        scale = 1.0;
+    bench_set_scale(argc > 1 ? argv[1] : NULL);
     run_round_trips();
     run_timers();
     return 0;
