@@ -58,6 +58,48 @@ static inline bool axt_wait_at_least(_Atomic uint64_t *v, uint64_t target, doubl
     cr_assert(axt_wait_at_least(&(v), (n), WAIT_S), "timed out: " #v " is %llu, waiting for %llu", \
               (unsigned long long)atomic_load(&(v)), (unsigned long long)(n))
 
+/* Poll cond until it holds or WAIT_S passes; then assert it with the
+ * printf-style message. */
+#define WAIT_UNTIL(cond, ...)                                                   \
+    do {                                                                        \
+        double wait_end_ = axt_now() + WAIT_S;                                  \
+        while (!(cond) && axt_now() < wait_end_)                                \
+            axt_sleep_us(500);                                                  \
+        cr_assert((cond), __VA_ARGS__);                                         \
+    } while (0)
+
+/* Run fn(self, arg) on the actor's own thread and wait for it to finish. */
+#define RUN_ON(ref, fn, arg) cr_assert(axt_run_on((ref), (fn), (arg), WAIT_S), "job " #fn " did not run in time")
+
+typedef struct axt_serialised_send {
+    ax_ref_t dst;
+    const ax_msg_type_t *type;
+    const ax_msg_t *msg;
+    ax_status_t st;
+} axt_serialised_send_t;
+
+static inline void axt_serialised_send_job(ax_actor_t *self, void *arg)
+{
+    axt_serialised_send_t *s = arg;
+
+    s->st = ax_tell_serialised(self, s->dst, s->type, s->msg);
+}
+
+/* ax_tell_serialised(sender, dst, type, msg) run on the sender's own
+ * thread, as the call requires; returns its status. msg stays the
+ * caller's. */
+static inline ax_status_t axt_tell_serialised_from(ax_ref_t sender, ax_ref_t dst, const ax_msg_type_t *type,
+                                                   const ax_msg_t *msg)
+{
+    axt_serialised_send_t s = {.dst = dst, .type = type, .msg = msg};
+
+    RUN_ON(sender, axt_serialised_send_job, &s);
+    return s.st;
+}
+
+/* For printing 64-bit counters with %llu. */
+#define U(x) ((unsigned long long)(x))
+
 static inline ax_system_t *axt_system(unsigned threads)
 {
     ax_config_t cfg;

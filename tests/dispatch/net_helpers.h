@@ -29,11 +29,6 @@
 
 #define NT_UNUSED __attribute__((unused))
 
-/* Seconds one step of a network test may take before it fails. Generous:
- * the sanitizer builds are slow, and a wait that times out is a failure,
- * never a hang. */
-#define NT_WAIT_S 60.0
-
 static inline void nt_sleep_ms(unsigned ms)
 {
     axt_sleep_us(ms * 1000u);

@@ -125,19 +125,6 @@ static ax_ref_t remote_unique(ax_system_t *from, ax_ref_t local)
     return ref;
 }
 
-#define RUN_ON(ref, fn, arg) cr_assert(axt_run_on((ref), (fn), (arg), NT_WAIT_S), "job " #fn " did not run in time")
-
-/* Poll cond until it holds or WAIT_S passes; then assert it. */
-#define WAIT_UNTIL(cond, ...)                                                   \
-    do {                                                                        \
-        double wait_end_ = axt_now() + WAIT_S;                                  \
-        while (!(cond) && axt_now() < wait_end_)                                \
-            axt_sleep_us(500);                                                  \
-        cr_assert((cond), __VA_ARGS__);                                         \
-    } while (0)
-
-#define U(x) ((unsigned long long)(x))
-
 /* Every seq message ever allocated (sent lazily, or decoded by a receiver)
  * was released. Call after the systems are destroyed. */
 static void assert_seqs_released(void)
@@ -279,6 +266,26 @@ static void flood(ax_ref_t sender, send_job_t *j)
 {
     flood_start(sender, j);
     flood_wait(j);
+}
+
+/* The usual two-system set-up: a sink named "sink" on `to`, an unnamed
+ * sender on `from`, and one lazy message (seq 0) from the sender to the
+ * sink, delivered, so the connection is up before the test begins.
+ * Returns the sender's ref; *dst is the sink as `from` addresses it. */
+static ax_ref_t connected_pair(ax_system_t *from, ax_system_t *to, nt_node_t *sender, nt_node_t *sink, ax_ref_t *dst)
+{
+    send_job_t first;
+    ax_ref_t sender_ref;
+
+    nt_node_setup(sink, NT_SINK);
+    spawn_node(to, sink, "sink");
+    nt_node_setup(sender, NT_SINK);
+    sender_ref = spawn_node(from, sender, NULL);
+    first = (send_job_t){.dst = remote_named(from, to, "sink"), .count = 1, .pattern = SEND_LAZY};
+    flood(sender_ref, &first);
+    WAIT_UNTIL(atomic_load(&sink->received) == 1, "the first message did not arrive");
+    *dst = first.dst;
+    return sender_ref;
 }
 
 /* ---- a padded seq: a seq and some bytes, for bigger frames ------------------- */
@@ -650,22 +657,15 @@ Test(net, fifo_mixed_lazy_eager)
     const uint64_t n = axt_scaled(100000);
     ax_system_t *a = net_system(), *b = net_system();
     nt_node_t sink, sender;
-    send_job_t warm = {0}, job = {0};
-    ax_ref_t sender_ref;
+    send_job_t job = {0};
+    ax_ref_t sender_ref, dst;
     ax_net_stats_t sa;
-
-    nt_node_setup(&sink, NT_SINK);
-    spawn_node(b, &sink, "sink");
-    nt_node_setup(&sender, NT_SINK);
-    sender_ref = spawn_node(a, &sender, NULL);
 
     /* One message first: the connection is up before the flood, so none
      * waits in the bounded queue of a connecting peer. */
-    warm = (send_job_t){.dst = remote_named(a, b, "sink"), .first = 0, .count = 1, .pattern = SEND_LAZY};
-    flood(sender_ref, &warm);
-    WAIT_UNTIL(atomic_load(&sink.received) == 1, "the first message did not arrive");
+    sender_ref = connected_pair(a, b, &sender, &sink, &dst);
 
-    job = (send_job_t){.dst = warm.dst, .first = 1, .count = n, .pattern = SEND_MIXED};
+    job = (send_job_t){.dst = dst, .first = 1, .count = n, .pattern = SEND_MIXED};
     flood(sender_ref, &job);
     cr_assert_eq(job.failed, 0, "%llu sends failed, first with %s", U(job.failed),
                  ax_status_name(job.first_failure));
@@ -1488,16 +1488,9 @@ Test(net, events_and_sessions)
     spawn_events(b, &bev);
     ax_system_address(a, &aaddr);
     ax_system_address(b, &baddr);
-    nt_node_setup(&sink, NT_SINK);
-    spawn_node(b, &sink, "sink");
-    nt_node_setup(&sender, NT_SINK);
-    sender_ref = spawn_node(a, &sender, NULL);
-    job = (send_job_t){.dst = remote_named(a, b, "sink"), .count = 1, .pattern = SEND_LAZY};
-
     /* Connect on first use: both sides see ESTABLISHED, with one session id
      * that the received NetMessages carry too. */
-    flood(sender_ref, &job);
-    WAIT_UNTIL(atomic_load(&sink.received) == 1, "the first message did not arrive");
+    sender_ref = connected_pair(a, b, &sender, &sink, &job.dst);
     cr_assert(nt_events_wait(&aev, &afrom, AX_NET_ESTABLISHED, &baddr, WAIT_S, &e), "a: no ESTABLISHED");
     cr_assert(nt_events_wait(&bev, &bfrom, AX_NET_ESTABLISHED, &aaddr, WAIT_S, &eb), "b: no ESTABLISHED");
     s1 = e.session;
@@ -1520,7 +1513,7 @@ Test(net, events_and_sessions)
     b = net_system_on(baddr.port);
     nt_node_setup(&sink2, NT_SINK);
     spawn_node(b, &sink2, "sink");
-    job.first = 1;
+    job = (send_job_t){.dst = job.dst, .first = 1, .count = 1, .pattern = SEND_LAZY};
     flood(sender_ref, &job);
     WAIT_UNTIL(atomic_load(&sink2.received) == 1, "the message after the restart did not arrive");
     cr_assert(nt_events_wait(&aev, &afrom, AX_NET_ESTABLISHED, &baddr, WAIT_S, &e), "a: no second ESTABLISHED");
@@ -1554,13 +1547,7 @@ Test(net, shutdown_flushes)
 
     spawn_events(b, &bev);
     ax_system_address(a, &aaddr);
-    nt_node_setup(&sink, NT_SINK);
-    spawn_node(b, &sink, "sink");
-    nt_node_setup(&sender, NT_SINK);
-    sender_ref = spawn_node(a, &sender, NULL);
-    job = (send_job_t){.dst = remote_named(a, b, "sink"), .count = 1, .pattern = SEND_LAZY};
-    flood(sender_ref, &job);
-    WAIT_UNTIL(atomic_load(&sink.received) == 1, "the first message did not arrive");
+    sender_ref = connected_pair(a, b, &sender, &sink, &job.dst);
 
     /* n sends, then at once the sender's system goes away: everything sent
      * must still arrive (the flush waits for the acks). */
@@ -1613,8 +1600,7 @@ Test(net, graceful_close_ends_with_bye)
     nt_node_t sink, sender;
     nt_events_t bev;
     ax_net_event_t e;
-    send_job_t job;
-    ax_ref_t sender_ref;
+    ax_ref_t dst;
     ax_addr_t aaddr;
     size_t from = 0;
 
@@ -1623,13 +1609,7 @@ Test(net, graceful_close_ends_with_bye)
     b = net_system_with(&cfg);
     spawn_events(b, &bev);
     ax_system_address(a, &aaddr);
-    nt_node_setup(&sink, NT_SINK);
-    spawn_node(b, &sink, "sink");
-    nt_node_setup(&sender, NT_SINK);
-    sender_ref = spawn_node(a, &sender, NULL);
-    job = (send_job_t){.dst = remote_named(a, b, "sink"), .count = 1, .pattern = SEND_LAZY};
-    flood(sender_ref, &job);
-    WAIT_UNTIL(atomic_load(&sink.received) == 1, "the message did not arrive");
+    connected_pair(a, b, &sender, &sink, &dst);
     WAIT_UNTIL(nstats(a).delivered == 1, "the message was not acknowledged");
 
     cr_assert(destroy_within(&a, 15.0), "destroying a connected system waited for the flush deadline "
@@ -1671,13 +1651,7 @@ static void shutdown_mid_stream(uint64_t n)
     ax_system_address(a, &aaddr);
     spawn_dl(b, &dl);
     spawn_events(b, &bev);
-    nt_node_setup(&sink, NT_SINK);
-    spawn_node(a, &sink, "sink");
-    nt_node_setup(&sender, NT_SINK);
-    sender_ref = spawn_node(b, &sender, NULL);
-    job = (send_job_t){.dst = remote_named(b, a, "sink"), .count = 1, .pattern = SEND_LAZY};
-    flood(sender_ref, &job);
-    WAIT_UNTIL(atomic_load(&sink.received) == 1, "the first message did not arrive");
+    sender_ref = connected_pair(b, a, &sender, &sink, &job.dst);
 
     job = (send_job_t){.dst = job.dst, .first = 1, .count = n, .pattern = SEND_MIXED};
     flood_start(sender_ref, &job);

@@ -40,18 +40,6 @@
 #error "NET_PEER_PATH must name the net_peer program"
 #endif
 
-#define U(x) ((unsigned long long)(x))
-
-#define RUN_ON(ref, fn, arg) cr_assert(axt_run_on((ref), (fn), (arg), NT_WAIT_S), "job " #fn " did not run in time")
-
-#define WAIT_UNTIL(cond, ...)                                                   \
-    do {                                                                        \
-        double wait_end_ = axt_now() + WAIT_S;                                  \
-        while (!(cond) && axt_now() < wait_end_)                                \
-            axt_sleep_us(500);                                                  \
-        cr_assert((cond), __VA_ARGS__);                                         \
-    } while (0)
-
 /* ---- the peer process --------------------------------------------------------- */
 
 typedef struct peer {

@@ -6,7 +6,7 @@
  * from paths.
  *
  * A sender's pool is only ever touched on its own thread, so the test runs
- * every send and every stats read as a job on the actor (run_on), and
+ * every send and every stats read as a job on the actor (RUN_ON), and
  * waits for each step with a bounded semaphore wait.
  */
 #include <criterion/criterion.h>
@@ -78,7 +78,6 @@ static ax_msg_t *tick_new(uint64_t seq)
 
 /* ---- jobs: run a function on an actor's own thread (tests/common.h) -- */
 
-#define run_on(actor, fn, arg) cr_assert(axt_run_on((actor), (fn), (arg), WAIT_S), "job " #fn " did not run")
 
 static void noop(ax_actor_t *self, void *arg)
 {
@@ -90,7 +89,7 @@ static void noop(ax_actor_t *self, void *arg)
  * runtime has released it (a handler returns before the next one runs). */
 static void barrier(ax_ref_t actor)
 {
-    run_on(actor, noop, NULL);
+    RUN_ON(actor, noop, NULL);
 }
 
 /* ---- a node: an actor that runs jobs and records what it receives ----- */
@@ -270,28 +269,6 @@ static void wait_got(node_t *n, uint64_t count)
 
 /* ---- jobs the tests run on senders ------------------------------------ */
 
-typedef struct send_job {
-    ax_ref_t dst;
-    const ax_msg_type_t *type;
-    const ax_msg_t *msg;
-    ax_status_t st;
-} send_job_t;
-
-static void do_send(ax_actor_t *self, void *arg)
-{
-    send_job_t *s = arg;
-
-    s->st = ax_tell_serialised(self, s->dst, s->type, s->msg);
-}
-
-static ax_status_t send_from(ax_ref_t sender, ax_ref_t dst, const ax_msg_type_t *type, const ax_msg_t *msg)
-{
-    send_job_t s = {.dst = dst, .type = type, .msg = msg};
-
-    run_on(sender, do_send, &s);
-    return s.st;
-}
-
 typedef struct stats_job {
     ax_status_t st;
     ax_buffer_pool_stats_t stats;
@@ -308,7 +285,7 @@ static ax_buffer_pool_stats_t stats_of(ax_ref_t actor)
 {
     stats_job_t s = {0};
 
-    run_on(actor, do_stats, &s);
+    RUN_ON(actor, do_stats, &s);
     cr_assert_eq(s.st, AX_OK, "buffer_stats: %s", ax_status_name(s.st));
     return s.stats;
 }
@@ -367,7 +344,7 @@ Test(eager, message_spanning_chunks_arrives_byte_exact)
     receiver = node_spawn(sys, r);
     cr_assert_eq(s->start_st, AX_OK);
     cr_assert_eq(ax_bytes_msg_new(data, len, &m), AX_OK);
-    cr_assert_eq(send_from(sender, receiver, &ax_bytes_type, m), AX_OK);
+    cr_assert_eq(axt_tell_serialised_from(sender, receiver, &ax_bytes_type, m), AX_OK);
     wait_got(r, 1);
     barrier(receiver);
 
@@ -391,7 +368,7 @@ Test(eager, message_spanning_chunks_arrives_byte_exact)
     cr_assert_eq(memcmp(((ax_bytes_msg_t *)out)->data, data, len), 0, "the view's bytes differ");
     ax_msg_release(&out);
 
-    run_on(receiver, do_release_all, NULL);
+    RUN_ON(receiver, do_release_all, NULL);
     st = stats_of(sender);
     cr_assert_eq(st.chunks_leased, 0, "every chunk of the chain is unleased");
     ax_msg_release(&m);
@@ -430,7 +407,7 @@ Test(eager, net_message_names_sender_and_receiver)
     sender = node_spawn(sys, s);
     receiver = node_spawn(sys, r);
     cr_assert_eq(ax_u64_msg_new(5, &m), AX_OK);
-    cr_assert_eq(send_from(sender, receiver, &ax_u64_type, m), AX_OK);
+    cr_assert_eq(axt_tell_serialised_from(sender, receiver, &ax_u64_type, m), AX_OK);
     wait_got(r, 1);
     cr_assert_eq(r->src_st, AX_OK);
     cr_assert_eq(r->dst_st, AX_OK);
@@ -442,7 +419,7 @@ Test(eager, net_message_names_sender_and_receiver)
     cr_assert_eq(((ax_u64_msg_t *)r->e[0].msg)->value, 5);
 
     /* The receiver replies through the ref it got: the paths swap. */
-    cr_assert_eq(send_from(receiver, r->sender, &ax_u64_type, m), AX_OK);
+    cr_assert_eq(axt_tell_serialised_from(receiver, r->sender, &ax_u64_type, m), AX_OK);
     wait_got(s, 1);
     assert_unique_path_of(&s->src, sys, receiver);
     assert_unique_path_of(&s->dst, sys, sender);
@@ -466,7 +443,7 @@ Test(eager, one_sender_keeps_its_order)
     for (uint64_t i = 0; i < N; i++) {
         ax_msg_t *m = tick_new(i);
 
-        cr_assert_eq(send_from(sender, receiver, &tick_type, m), AX_OK);
+        cr_assert_eq(axt_tell_serialised_from(sender, receiver, &tick_type, m), AX_OK);
         ax_msg_release(&m);
     }
     wait_got(r, N);
@@ -535,7 +512,7 @@ Test(eager, preserialise_once_to_a_hundred_receivers)
     }
     cr_assert_eq(ax_string_msg_new(text, &m), AX_OK);
     f->msg = m;
-    run_on(sender, do_fanout, f);
+    RUN_ON(sender, do_fanout, f);
     cr_assert_eq(f->pre_st, AX_OK);
     for (size_t i = 0; i < FANOUT; i++) {
         cr_assert_eq(f->st[i], AX_OK, "receiver %zu: %s", i, ax_status_name(f->st[i]));
@@ -548,7 +525,7 @@ Test(eager, preserialise_once_to_a_hundred_receivers)
      * written over here. */
     cr_assert_eq(ax_bytes_msg_new(filler, 900, &churn), AX_OK);
     for (int i = 0; i < 20; i++) {
-        cr_assert_eq(send_from(sender, sink_ref, &ax_bytes_type, churn), AX_OK, "churn %d", i);
+        cr_assert_eq(axt_tell_serialised_from(sender, sink_ref, &ax_bytes_type, churn), AX_OK, "churn %d", i);
         wait_got(sink, 1);
     }
     barrier(sink_ref);
@@ -563,7 +540,7 @@ Test(eager, preserialise_once_to_a_hundred_receivers)
         assert_unique_path_of(&r[i]->dst, sys, f->dst[i]);
         assert_unique_path_of(&r[i]->src, sys, sender);
         ax_msg_release(&out);
-        run_on(f->dst[i], do_release_all, NULL);
+        RUN_ON(f->dst[i], do_release_all, NULL);
     }
     st = stats_of(sender);
     cr_assert_eq(st.chunks_leased, 0, "%zu chunks still leased", st.chunks_leased);
@@ -636,7 +613,7 @@ Test(eager, exhausted_pool_returns_enobufs_and_recovers)
     receiver = node_spawn(sys, r);
     b.dst = receiver;
 
-    run_on(sender, do_burst, &b);
+    RUN_ON(sender, do_burst, &b);
     cr_assert_eq(b.last, AX_ENOBUFS, "burst ended with %s", ax_status_name(b.last));
     cr_assert_gt(b.sent, 2, "a 256 B chunk holds several ticks");
     cr_assert_eq(b.stats.chunks_allocated, 2);
@@ -647,7 +624,7 @@ Test(eager, exhausted_pool_returns_enobufs_and_recovers)
     cr_assert_eq(atomic_load(&r->n), first, "the failed send delivered nothing");
 
     /* Still exhausted while the receiver holds everything. */
-    run_on(sender, do_burst, &b);
+    RUN_ON(sender, do_burst, &b);
     cr_assert_eq(b.last, AX_ENOBUFS);
     cr_assert_eq(b.sent, 0);
     barrier(receiver);
@@ -658,8 +635,8 @@ Test(eager, exhausted_pool_returns_enobufs_and_recovers)
         assert_tick(r->e[i].nm, ((uint64_t)1 << 40) + i);
 
     /* The receiver lets go: the whole pool is usable again. */
-    run_on(receiver, do_release_all, NULL);
-    run_on(sender, do_burst, &b);
+    RUN_ON(receiver, do_release_all, NULL);
+    RUN_ON(sender, do_burst, &b);
     cr_assert_eq(b.last, AX_ENOBUFS);
     cr_assert_eq(b.sent, first, "after recovery: %llu sends, before: %llu",
                  (unsigned long long)b.sent, (unsigned long long)first);
@@ -670,7 +647,7 @@ Test(eager, exhausted_pool_returns_enobufs_and_recovers)
     cr_assert_eq(atomic_load(&r->n), 2 * first);
     for (uint64_t i = first; i < 2 * first; i++)
         assert_tick(r->e[i].nm, ((uint64_t)1 << 40) + i);
-    run_on(receiver, do_release_all, NULL);
+    RUN_ON(receiver, do_release_all, NULL);
     cr_assert_eq(stats_of(sender).chunks_leased, 0);
     axt_shutdown(&sys);
     node_free(s);
@@ -704,11 +681,11 @@ static ax_buffer_pool_stats_t stats_after_first_send(ax_system_t *sys, node_t *s
     ax_buffer_pool_stats_t st;
 
     if (s->start_cfg == NULL && !s->start_init_null) {
-        run_on(sender, do_stats, &before);
+        RUN_ON(sender, do_stats, &before);
         cr_assert_eq(before.st, AX_ENOTFOUND, "no pool before the first tell_serialised");
     }
     cr_assert_eq(ax_u64_msg_new(1, &m), AX_OK);
-    cr_assert_eq(send_from(sender, sink_ref, &ax_u64_type, m), AX_OK);
+    cr_assert_eq(axt_tell_serialised_from(sender, sink_ref, &ax_u64_type, m), AX_OK);
     st = stats_of(sender);
     wait_got(sink, 1);
     ax_msg_release(&m);
@@ -820,7 +797,7 @@ Test(buffers, init_buffers_twice_is_estate)
     s->start_cfg = &cfg;
     sender = node_spawn(sys, s);
     cr_assert_eq(s->start_st, AX_OK);
-    run_on(sender, do_init_buffers, &j);
+    RUN_ON(sender, do_init_buffers, &j);
     cr_assert_eq(j.st, AX_ESTATE);
     st = stats_of(sender);
     cr_assert_eq(st.bytes_allocated, 4096, "the first config stays");
@@ -838,8 +815,8 @@ Test(buffers, init_buffers_after_tell_serialised_is_estate)
     ax_msg_t *m = NULL;
 
     cr_assert_eq(ax_u64_msg_new(9, &m), AX_OK);
-    cr_assert_eq(send_from(sender, sink_ref, &ax_u64_type, m), AX_OK);
-    run_on(sender, do_init_buffers, &j);
+    cr_assert_eq(axt_tell_serialised_from(sender, sink_ref, &ax_u64_type, m), AX_OK);
+    RUN_ON(sender, do_init_buffers, &j);
     cr_assert_eq(j.st, AX_ESTATE);
     cr_assert_eq(stats_of(sender).bytes_allocated, AX_BUFFER_CONFIG_DEFAULT.initial_chunk_count * 128 * 1024);
     ax_msg_release(&m);
@@ -868,13 +845,13 @@ Test(buffers, invalid_init_buffers_is_einval_and_applies_nothing)
 
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         j = (init_job_t){.cfg = &bad[i]};
-        run_on(sender, do_init_buffers, &j);
+        RUN_ON(sender, do_init_buffers, &j);
         cr_assert_eq(j.st, AX_EINVAL, "bad config %zu: %s", i, ax_status_name(j.st));
     }
-    run_on(sender, do_stats, &none);
+    RUN_ON(sender, do_stats, &none);
     cr_assert_eq(none.st, AX_ENOTFOUND, "a refused config creates no pool");
     j = (init_job_t){.cfg = &good};
-    run_on(sender, do_init_buffers, &j);
+    RUN_ON(sender, do_init_buffers, &j);
     cr_assert_eq(j.st, AX_OK);
     cr_assert_eq(stats_of(sender).bytes_allocated, 2 * 4096);
     axt_shutdown(&sys);
@@ -904,7 +881,7 @@ Test(freeing, receiver_that_never_deserialises_frees_everything)
     for (uint64_t i = 0; i < N; i++) {
         ax_msg_t *m = tick_new(i);
 
-        cr_assert_eq(send_from(sender, receiver, &tick_type, m), AX_OK, "tick %llu",
+        cr_assert_eq(axt_tell_serialised_from(sender, receiver, &tick_type, m), AX_OK, "tick %llu",
                      (unsigned long long)i);
         ax_msg_release(&m);
         wait_got(r, 1);
@@ -952,7 +929,7 @@ Test(freeing, unread_messages_in_flight_are_freed)
     many_job_t j = {.dst = receiver, .n = 5000};
     ax_buffer_pool_stats_t st;
 
-    run_on(sender, do_many, &j);
+    RUN_ON(sender, do_many, &j);
     cr_assert_eq(j.st, AX_OK);
     wait_got(r, j.n);
     barrier(receiver);
@@ -985,7 +962,7 @@ static void check_sender_ends_while_leased(ax_status_t (*end)(ax_ref_t))
 
         data[i] = pattern(len, i);
         cr_assert_eq(ax_bytes_msg_new(data[i], len, &m), AX_OK);
-        cr_assert_eq(send_from(sender, receiver, &ax_bytes_type, m), AX_OK);
+        cr_assert_eq(axt_tell_serialised_from(sender, receiver, &ax_bytes_type, m), AX_OK);
         ax_msg_release(&m);
     }
     wait_got(r, 5);
@@ -1002,7 +979,7 @@ static void check_sender_ends_while_leased(ax_status_t (*end)(ax_ref_t))
         free(data[i]);
     }
     /* Released on the receiver's thread, after its sender has ended. */
-    run_on(receiver, do_release_all, NULL);
+    RUN_ON(receiver, do_release_all, NULL);
     axt_shutdown(&sys);
     node_free(s);
     node_free(r);
@@ -1057,7 +1034,7 @@ Test(freeing, sender_killed_while_its_messages_wait_in_a_mailbox)
     AXT_WAIT_SEM(&g.in);
     cr_assert_eq(ax_bytes_msg_new(data, 2000, &m), AX_OK);
     for (int i = 0; i < 3; i++)
-        cr_assert_eq(send_from(sender, receiver, &ax_bytes_type, m), AX_OK);
+        cr_assert_eq(axt_tell_serialised_from(sender, receiver, &ax_bytes_type, m), AX_OK);
     cr_assert_eq(ax_kill(sender), AX_OK);
     AXT_WAIT_SEM(&s->ended);
     sem_post(&g.open);
@@ -1127,7 +1104,7 @@ Test(dead_letters, tell_serialised_to_an_ended_actor_is_a_dead_letter)
     AXT_WAIT_SEM(&gone->ended);
 
     cr_assert_eq(ax_u64_msg_new(31337, &m), AX_OK);
-    cr_assert_eq(send_from(sender, dead, &ax_u64_type, m), AX_OK);
+    cr_assert_eq(axt_tell_serialised_from(sender, dead, &ax_u64_type, m), AX_OK);
     AXT_WAIT_COUNT(log.count, 1);
     cr_assert_eq(atomic_load(&seen.netmsgs), 1, "the dead letter carries the NetMessage");
     cr_assert_eq(seen.status, AX_ECLOSED);
@@ -1285,7 +1262,7 @@ Test(paths, another_address_gives_a_remote_ref_that_cannot_send_yet)
     /* 64 frames through a single 256 B chunk: had one stayed leased, the
      * pool would run out (AX_ENOBUFS) long before the end. */
     j.dst = remote;
-    run_on(sender, do_remote_sends, &j);
+    RUN_ON(sender, do_remote_sends, &j);
     for (int i = 0; i < j.n; i++)
         cr_assert_eq(j.st[i], AX_ENOTFOUND, "send %d: %s", i, ax_status_name(j.st[i]));
     st = stats_of(sender);

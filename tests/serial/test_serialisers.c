@@ -143,7 +143,6 @@ static const ax_msg_type_t order_map_type = {
 /* tell_serialised and friends must be called from the actor's handlers:
  * the test sends the actor a job (tests/common.h) and waits until it has
  * run. */
-#define run_on(actor, fn, arg) cr_assert(axt_run_on((actor), (fn), (arg), WAIT_S), "job " #fn " did not run")
 
 /* ---- a node: runs jobs, decodes what it receives --------------------- */
 
@@ -249,20 +248,6 @@ static ax_ref_t node_spawn(ax_system_t *sys, node_t *n)
 
 /* ---- sending ---------------------------------------------------------- */
 
-typedef struct send_job {
-    ax_ref_t dst;
-    const ax_msg_type_t *type;
-    const ax_msg_t *msg;
-    ax_status_t st;
-} send_job_t;
-
-static void do_send(ax_actor_t *self, void *arg)
-{
-    send_job_t *s = arg;
-
-    s->st = ax_tell_serialised(self, s->dst, s->type, s->msg);
-}
-
 /* A test's cast: a system of 2 workers, a sender and a receiver that
  * decodes as `type`. */
 typedef struct pair {
@@ -295,11 +280,10 @@ static void pair_free(pair_t *p)
  * receiver has handled it and return its entry. */
 static rx_entry_t *round_trip(pair_t *p, const ax_msg_type_t *type, const ax_msg_t *msg)
 {
-    send_job_t s = {.dst = p->receiver, .type = type, .msg = msg};
     uint64_t i = atomic_load(&p->rnode->n);
+    ax_status_t st = axt_tell_serialised_from(p->sender, p->receiver, type, msg);
 
-    run_on(p->sender, do_send, &s);
-    cr_assert_eq(s.st, AX_OK, "tell_serialised: %s (%s)", ax_status_name(s.st), ax_error_detail());
+    cr_assert_eq(st, AX_OK, "tell_serialised: %s (%s)", ax_status_name(st), ax_error_detail());
     AXT_WAIT_SEM(&p->rnode->got);
     cr_assert_eq(atomic_load(&p->rnode->n), i + 1);
     return &p->rnode->e[i];
@@ -422,7 +406,7 @@ Test(serialisers, bytes_view_points_into_the_payload_and_holds_it)
     cr_assert_not_null(b->hold.chunk, "the view holds the payload");
     /* A barrier: the receiver's next job runs after the runtime released
      * the NetMessage. */
-    run_on(p.receiver, do_stats, &o);
+    RUN_ON(p.receiver, do_stats, &o);
 
     /* The NetMessage is gone (the runtime released it after the handler);
      * a second message from the same pool must not land on the view. */
@@ -457,11 +441,11 @@ Test(serialisers, releasing_the_view_unleases_the_chunk)
      * chunk is retired, and leased while the view lives. */
     e = round_trip(&p, &ax_string_type, m);
     cr_assert_eq(e->st, AX_OK);
-    run_on(p.sender, do_stats, &o);
+    RUN_ON(p.sender, do_stats, &o);
     cr_assert_eq(o.st, AX_OK);
     cr_assert_eq(o.stats.chunks_leased, 1, "the first view holds its chunk");
     ax_msg_release(&p.rnode->e[0].msg);
-    run_on(p.sender, do_stats, &o);
+    RUN_ON(p.sender, do_stats, &o);
     cr_assert_eq(o.stats.chunks_leased, 0, "released views leave no lease");
     release_msg(m);
     free(text);
@@ -771,14 +755,11 @@ Test(serialisers, tell_serialised_refuses_a_local_only_type)
 {
     pair_t p = pair_new(&ax_u64_type);
     ax_msg_t *m = NULL;
-    send_job_t s = {.dst = p.receiver, .type = &axt_job_type};
     stats_job_t o = {0};
 
     cr_assert_eq(ax_msg_alloc(&axt_job_type, &m), AX_OK);
-    s.msg = m;
-    run_on(p.sender, do_send, &s);
-    cr_assert_eq(s.st, AX_EINVAL);
-    run_on(p.receiver, do_stats, &o); /* a barrier: nothing reached it */
+    cr_assert_eq(axt_tell_serialised_from(p.sender, p.receiver, &axt_job_type, m), AX_EINVAL);
+    RUN_ON(p.receiver, do_stats, &o); /* a barrier: nothing reached it */
     cr_assert_eq(atomic_load(&p.rnode->n), 0);
     release_msg(m);
     pair_free(&p);
