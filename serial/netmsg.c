@@ -95,6 +95,8 @@ ax_status_t ax_net_msg_payload(const ax_net_msg_t *nm, ax_lease_t *out)
 
 ax_status_t ax_payload_hold(const ax_payload_t *payload, ax_lease_t *out)
 {
+    if (payload == NULL || out == NULL)
+        return ax__error(AX_EINVAL, "payload_hold: NULL argument");
     return ax_lease_clone(&payload->lease, out);
 }
 

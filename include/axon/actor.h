@@ -359,6 +359,7 @@ ax_status_t ax_cancel_timer(ax_actor_t *self, ax_timer_t timer);
  */
 typedef struct ax_future_s ax_future_t;
 
+/* Ask dst, as described above; *future is the caller's on AX_OK. */
 ax_status_t ax_ask(ax_ref_t dst, ax_msg_t **msg, uint64_t timeout_ns, ax_future_t **future);
 
 /* Answer an ask: send *reply to request's reply slot, from `from`. Takes
@@ -455,6 +456,11 @@ ax_status_t ax_tell_serialised(ax_actor_t *self, ax_ref_t dst, const ax_msg_type
  * kept in self's pool until released. */
 typedef struct ax_preserialised_s ax_preserialised_t;
 
+/* Serialise msg once into self's pool. On AX_OK *out is the caller's, to
+ * send with ax_tell_preserialised and free with ax_preserialised_release
+ * (from any thread); msg stays the caller's either way. Statuses as for
+ * ax_tell_serialised (nothing is allocated on failure). Call from self's
+ * handlers. */
 ax_status_t ax_preserialise(ax_actor_t *self, const ax_msg_type_t *type, const ax_msg_t *msg,
                             ax_preserialised_t **out);
 

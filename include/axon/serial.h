@@ -174,6 +174,8 @@ ax_status_t ax_object_msg_new(const msgpack_object *obj, ax_msg_t **out);
  */
 typedef struct ax_payload_s ax_payload_t;
 
+/* A lease on the whole payload for the caller (release it with
+ * ax_lease_release, from any thread); AX_EINVAL for a NULL argument. */
 ax_status_t ax_payload_hold(const ax_payload_t *payload, ax_lease_t *out);
 
 /* ------------------------------------------------------------------ */
