@@ -84,7 +84,7 @@ _Noreturn static inline void bench_die(const char *what, ax_status_t st)
     } while (0)
 
 /* A system with `threads` workers and otherwise default configuration. */
-static inline ax_system_t *bench_system(int threads)
+static inline ax_system_t *bench_system(unsigned threads)
 {
     ax_config_t cfg;
     ax_system_t *sys;
