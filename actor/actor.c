@@ -11,7 +11,7 @@
 
 static ax__cell_t *local_cell(ax_ref_t ref)
 {
-    if (ref.target == NULL || (ref.id & AX__REF_KIND_MASK) != AX__REF_LOCAL)
+    if (!ax__ref_is(ref, AX__REF_LOCAL))
         return NULL;
     return ref.target;
 }

@@ -29,6 +29,11 @@ void ax__dead_letter_rest(ax__cell_t *c, ax_status_t why);
 void ax__seal(ax__cell_t *c);
 void ax__tell_children(ax__cell_t *c, ax_status_t (*how)(ax_ref_t));
 
+/* st when it is a failure already; otherwise the status ax_fail() gave
+ * during the last hook or handler (AX_OK when it was not called). Clears
+ * ax_fail's mark either way. */
+ax_status_t ax__take_failure(ax__cell_t *c, ax_status_t st);
+
 /* A notice to an actor that is dropped, not dead-lettered, if it ended. */
 void ax__tell_notice(ax_ref_t dst, ax_msg_t **msg);
 

@@ -174,7 +174,7 @@ static bool complete(struct ax_future_s *s, uint32_t gen, ax_status_t status, ax
     if (ax_ref_is_null(asker) && !s->released) {
         s->reply = reply != NULL ? *reply : NULL;
     } else if (!ax_ref_is_null(asker) && ax_msg_alloc(&ax_ask_result_type, &result) == AX_OK) {
-        ((ax_ask_result_t *)result)->future_id = (uint64_t)s->gen << 32 | s->index;
+        ((ax_ask_result_t *)result)->future_id = ax_future_id(s);
         ((ax_ask_result_t *)result)->status = status;
         ((ax_ask_result_t *)result)->reply = reply != NULL ? *reply : NULL;
     } else if (reply != NULL) {
@@ -248,7 +248,7 @@ static ax_system_t *system_of(ax_ref_t dst)
 
     if (r != NULL)
         return r->sys;
-    if (dst.target != NULL && (dst.id & AX__REF_KIND_MASK) == AX__REF_LOCAL)
+    if (ax__ref_is(dst, AX__REF_LOCAL))
         return ((ax__cell_t *)dst.target)->sys;
     return NULL;
 }
@@ -287,7 +287,7 @@ ax_status_t ax_ask(ax_ref_t dst, ax_msg_t **msg, uint64_t timeout_ns, ax_future_
 
         targ->slot = s;
         targ->gen = (uint32_t)reply_to.id;
-        st = ax__timer_fn(sys->timers, ax__mono_ns() + timeout_ns, timed_out, targ, &timer);
+        st = ax__timer_fn(sys->timers, ax__now_ns() + timeout_ns, timed_out, targ, &timer);
         if (st != AX_OK) {
             free(targ);
             s->timeout = NULL;
@@ -314,7 +314,7 @@ ax_status_t ax_reply(const ax_msg_t *request, ax_msg_t **reply, ax_ref_t from)
 {
     if (request == NULL || reply == NULL || *reply == NULL)
         return ax__error(AX_EINVAL, "reply: NULL argument");
-    if (request->sender.target == NULL || (request->sender.id & AX__REF_KIND_MASK) != AX__REF_REPLY)
+    if (!ax__ref_is(request->sender, AX__REF_REPLY))
         return ax__error(AX_EINVAL, "reply: the request was not sent by ax_ask");
     return ax_tell(request->sender, reply, from);
 }
@@ -335,10 +335,9 @@ static bool wait_done(struct ax_future_s *s, uint64_t deadline)
             pthread_cond_wait(&s->cond, &s->lock);
             continue;
         }
-        if (ax__mono_ns() >= deadline)
+        if (ax__now_ns() >= deadline)
             return false;
-        ts.tv_sec = (time_t)(deadline / 1000000000u);
-        ts.tv_nsec = (long)(deadline % 1000000000u);
+        ts = ax__timespec_of(deadline);
         pthread_cond_timedwait(&s->cond, &s->lock, &ts);
     }
     return true;
@@ -362,7 +361,7 @@ ax_status_t ax_future_wait(ax_future_t *f, uint64_t timeout_ns, ax_msg_t **reply
         return st;
     *reply = NULL;
     pthread_mutex_lock(&f->lock);
-    if (!wait_done(f, timeout_ns != 0 ? ax__mono_ns() + timeout_ns : 0)) {
+    if (!wait_done(f, timeout_ns != 0 ? ax__now_ns() + timeout_ns : 0)) {
         pthread_mutex_unlock(&f->lock);
         return ax__error(AX_ETIMEDOUT, "future_wait: not completed in time");
     }
@@ -392,7 +391,7 @@ void ax_future_release(ax_future_t **fp)
 
 ax_status_t ax_gather(ax_future_t *const *futures, size_t n, uint64_t timeout_ns, size_t *completed)
 {
-    uint64_t deadline = timeout_ns != 0 ? ax__mono_ns() + timeout_ns : 0;
+    uint64_t deadline = timeout_ns != 0 ? ax__now_ns() + timeout_ns : 0;
     size_t done = 0;
 
     if (futures == NULL || completed == NULL)

@@ -47,6 +47,13 @@
 #define AX__REF_REPLY (UINT64_C(2) << 62)
 #define AX__REF_TIMER (UINT64_C(3) << 62)
 
+/* Whether ref points somewhere, as a ref of the given kind (one of the
+ * AX__REF_* values above). */
+static inline bool ax__ref_is(ax_ref_t ref, uint64_t kind)
+{
+    return ref.target != NULL && (ref.id & AX__REF_KIND_MASK) == kind;
+}
+
 /* Flags only the actor's own worker writes (STARTED) or that registry
  * calls set atomically (NAMED, PUBLISHED). */
 #define AX__L_STARTED   0x1u /* on_start has run */

@@ -46,7 +46,7 @@ void ax_dead_letter(ax_system_t *sys, ax_msg_t **msgp, ax_status_t why, ax_ref_t
         return;
     }
     /* An ask's request that cannot be delivered completes its future. */
-    if (msg->sender.target != NULL && (msg->sender.id & AX__REF_KIND_MASK) == AX__REF_REPLY)
+    if (ax__ref_is(msg->sender, AX__REF_REPLY))
         ax__ask_undelivered(msg->sender, why);
     /* A wrapper that could not reach the dead-letter actor was counted
      * already, as the message inside it. */

@@ -70,8 +70,7 @@ ax__remote_t *ax__remote_of(ax_ref_t ref);
 /* A connection's memory of where its last Data frame went: the receiver
  * path's wire bytes and the local actor they named. Zero-initialise. */
 typedef struct ax__route_cache_s {
-    uint16_t len;
-    unsigned char bytes[AX__PACKED_PATH_MAX];
+    ax__packed_path_t path;
     ax_ref_t ref;
 } ax__route_cache_t;
 

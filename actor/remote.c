@@ -100,7 +100,7 @@ ax_status_t ax__local_path(ax__cell_t *c, uint64_t id, ax_path_t *out)
 
 ax__remote_t *ax__remote_of(ax_ref_t ref)
 {
-    if (ref.target == NULL || (ref.id & AX__REF_KIND_MASK) != AX__REF_REMOTE)
+    if (!ax__ref_is(ref, AX__REF_REMOTE))
         return NULL;
     return ref.target;
 }
@@ -193,7 +193,7 @@ ax_status_t ax_ref_path(ax_ref_t ref, ax_path_t *out)
         *out = r->path;
         return AX_OK;
     }
-    if (ref.target == NULL || (ref.id & AX__REF_KIND_MASK) != AX__REF_LOCAL)
+    if (!ax__ref_is(ref, AX__REF_LOCAL))
         return ax__error(AX_EINVAL, "ref_path: not an actor ref");
     return ax__local_path(ref.target, ref.id, out);
 }

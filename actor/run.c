@@ -156,11 +156,11 @@ void ax__end_actor(ax__cell_t *c)
     ax_system_t *sys = c->sys;
     uint64_t id = ax__cell_id(c);
 
-    ax__seal(c);
-    /* Full barrier, before NAMED and PUBLISHED are read: a concurrent
-     * ax_register or ax__local_path sets its flag and then reads ENDED,
-     * so one of the two sides always removes the entry. */
-    ck_pr_or_64(&c->word, AX__W_ENDED);
+    /* Sealed and ended at once. A full barrier, before NAMED and
+     * PUBLISHED are read: a concurrent ax_register or ax__local_path sets
+     * its flag and then reads ENDED, so one of the two sides always
+     * removes the entry. */
+    ck_pr_or_64(&c->word, AX__W_SEALED | AX__W_ENDED);
     if (ck_pr_load_32(&c->lflags) & AX__L_NAMED)
         ax__registry_release_id(&sys->registry, id);
     if (ck_pr_load_32(&c->lflags) & AX__L_PUBLISHED)
@@ -239,8 +239,7 @@ static bool control(ax__cell_t *c)
     return true;
 }
 
-/* ax_fail() during the last hook or handler: its status, once. */
-static ax_status_t take_failure(ax__cell_t *c, ax_status_t st)
+ax_status_t ax__take_failure(ax__cell_t *c, ax_status_t st)
 {
     if (ck_pr_load_32(&c->lflags) & AX__L_FAILED) {
         ck_pr_and_32(&c->lflags, ~AX__L_FAILED);
@@ -289,7 +288,7 @@ static ax_status_t deliver(ax__worker_t *w, ax__cell_t *c, ax_msg_t *msg)
     ax__stat_inc(&w->delivered);
     if (escalate && st == AX_OK)
         st = AX_EFAILED;
-    return take_failure(c, st);
+    return ax__take_failure(c, st);
 }
 
 bool ax__cell_run(ax__worker_t *w, ax__cell_t *c)
@@ -308,7 +307,7 @@ bool ax__cell_run(ax__worker_t *w, ax__cell_t *c)
         if (ck_pr_load_64(&c->word) & AX__W_REQUESTS) {
             if (!control(c))
                 return false;
-            st = take_failure(c, AX_OK); /* ax_fail in on_start */
+            st = ax__take_failure(c, AX_OK); /* ax_fail in on_start */
             if (st != AX_OK)
                 return ax__fail_now(w, c, st);
         }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "actor/actor_run.h"
 #include "actor/net.h"
 #include "actor/system.h"
 #include "common/error.h"
@@ -35,15 +36,6 @@ ax_status_t ax_serialiser_lookup(ax_system_t *sys, uint64_t id, const ax_msg_typ
     return AX_OK;
 }
 
-/* The actor's optional parts, created on first need; NULL when out of
- * memory (with the detail recorded). */
-static ax__cell_ext_t *ext_of(ax__cell_t *c)
-{
-    if (c->ext == NULL && (c->ext = calloc(1, sizeof(*c->ext))) == NULL)
-        ax__error(AX_ENOMEM, "actor: out of memory");
-    return c->ext;
-}
-
 ax_status_t ax_actor_init_buffers(ax_actor_t *self, const ax_buffer_config_t *cfg)
 {
     ax__cell_t *c = ax__cell(self);
@@ -51,7 +43,7 @@ ax_status_t ax_actor_init_buffers(ax_actor_t *self, const ax_buffer_config_t *cf
 
     if (self == NULL)
         return ax__error(AX_EINVAL, "init_buffers: NULL actor");
-    if ((ext = ext_of(c)) == NULL)
+    if ((ext = ax__ext(c)) == NULL)
         return AX_ENOMEM;
     if (ext->eb != NULL)
         return ax__error(AX_ESTATE, "init_buffers: the actor's buffer pool exists already");
@@ -60,7 +52,7 @@ ax_status_t ax_actor_init_buffers(ax_actor_t *self, const ax_buffer_config_t *cf
 
 static ax_status_t encode_buffer(ax__cell_t *c, ax_encode_buffer_t **out)
 {
-    ax__cell_ext_t *ext = ext_of(c);
+    ax__cell_ext_t *ext = ax__ext(c);
     ax_status_t st = AX_OK;
 
     if (ext == NULL)
@@ -103,7 +95,7 @@ static ax_status_t packed_dst(ax__cell_t *c, ax_ref_t dst, const ax__packed_path
         *out = &remote->packed;
         return AX_OK;
     }
-    if ((dst.id & AX__REF_KIND_MASK) == AX__REF_REPLY)
+    if (ax__ref_is(dst, AX__REF_REPLY))
         return ax__error(AX_EINVAL, "tell_serialised: a reply slot takes local messages only");
     if (!ax_ref_eq(ext->dst_ref, dst) || ext->dst_addr != addr_now(c->sys)) {
         st = ax_ref_path(dst, &p);
@@ -181,11 +173,17 @@ static ax_status_t route_net_msg(ax_system_t *sys, ax_ref_t dst, ax_net_msg_t **
     return st;
 }
 
+/* Whether messages of type can be put on the wire. */
+static bool serialisable(const ax_msg_type_t *type)
+{
+    return type != NULL && type->serialiser_id != 0 && type->serialise != NULL;
+}
+
 static ax_status_t check_type(const ax_msg_type_t *type, const ax_msg_t *msg)
 {
     if (type == NULL || msg == NULL)
         return ax__error(AX_EINVAL, "tell_serialised: NULL type or message");
-    if (type->serialiser_id == 0 || type->serialise == NULL)
+    if (!serialisable(type))
         return ax__error(AX_EINVAL, "tell_serialised: \"%s\" has no serialiser",
                          type->name ? type->name : "?");
     return AX_OK;
@@ -328,11 +326,11 @@ ax_status_t ax__tell_remote(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from)
     ax__remote_t *remote = ax__remote_of(dst);
     const ax__net_ops_t *ops;
 
-    if (dst.target != NULL && (dst.id & AX__REF_KIND_MASK) == AX__REF_REPLY)
+    if (ax__ref_is(dst, AX__REF_REPLY))
         return ax__ask_reply(dst, msg, from);
     if (remote == NULL)
         return ax__error(AX_EINVAL, "tell: not an actor ref");
-    if ((*msg)->type == NULL || (*msg)->type->serialiser_id == 0 || (*msg)->type->serialise == NULL)
+    if (!serialisable((*msg)->type))
         return ax__error(AX_EINVAL, "tell: \"%s\" has no serialiser and cannot go to a remote actor",
                          (*msg)->type && (*msg)->type->name ? (*msg)->type->name : "?");
     ops = ck_pr_load_ptr(&remote->sys->net_ops); /* acquire: with its context */
@@ -358,16 +356,16 @@ static bool route_cached(const ax_lease_t *frame, const ax__route_cache_t *rc, a
     uint64_t w;
     int rc_unpack;
 
-    if (body == NULL || rc->len == 0)
+    if (body == NULL || rc->path.len == 0)
         return false;
     body += AX__FRAME_HEADER_SIZE;
     len = ax_lease_len(frame) - AX__FRAME_HEADER_SIZE;
-    if (len <= 1u + rc->len || body[0] != 0x93 || memcmp(body + 1, rc->bytes, rc->len) != 0)
+    if (len <= 1u + rc->path.len || body[0] != 0x93 || memcmp(body + 1, rc->path.bytes, rc->path.len) != 0)
         return false;
     w = ck_pr_load_64(&c->word); /* as a sender reads it (ax_tell) */
     if ((w >> AX__W_ID_SHIFT) != rc->ref.id || (w & AX__W_SEALED) != 0)
         return false;
-    off = 1 + rc->len;
+    off = 1 + rc->path.len;
     if (ax__msgpack_span(body + off, len - off, 1, &span) != AX_OK)
         return false;
     off += span;
@@ -390,15 +388,15 @@ static void route_remember(const ax_lease_t *frame, ax__route_cache_t *rc, ax_re
     const unsigned char *body = ax_lease_data(frame);
     size_t span;
 
-    rc->len = 0;
-    if (body == NULL || (dst.id & AX__REF_KIND_MASK) != AX__REF_LOCAL)
+    rc->path.len = 0;
+    if (body == NULL || !ax__ref_is(dst, AX__REF_LOCAL))
         return;
     body += AX__FRAME_HEADER_SIZE;
     if (ax__msgpack_span(body + 1, ax_lease_len(frame) - AX__FRAME_HEADER_SIZE - 1, 1, &span) != AX_OK ||
-        span > sizeof rc->bytes)
+        span > sizeof rc->path.bytes)
         return;
-    memcpy(rc->bytes, body + 1, span);
-    rc->len = (uint16_t)span;
+    memcpy(rc->path.bytes, body + 1, span);
+    rc->path.len = (uint16_t)span;
     rc->ref = dst;
 }
 

@@ -95,12 +95,14 @@ bool ax__child_event(ax__cell_t *c, const ax_msg_t *msg)
     return e->kind == AX_CHILD_FAILED && e->action == AX_SUPERVISE_ESCALATE;
 }
 
-/* The end of an actor that failed for good. */
-static void end_failed(ax__cell_t *c)
+/* The end of an actor that will not run again: it failed for good (why
+ * AX_EFAILED), or was stopped or killed while waiting for a restart
+ * (AX_ECLOSED). Its children are killed and its mail dead-lettered. */
+static void end_unrun(ax__cell_t *c, ax_status_t why)
 {
     ax__seal(c);
     ax__tell_children(c, ax_kill);
-    ax__dead_letter_rest(c, AX_EFAILED);
+    ax__dead_letter_rest(c, why);
     ax__end_actor(c);
 }
 
@@ -145,7 +147,7 @@ bool ax__fail_now(ax__worker_t *w, ax__cell_t *c, ax_status_t status)
     ax__cell_ext_t *ext = c->ext;
     ax_supervision_action_t action = AX_SUPERVISE_STOP;
     ax_ref_t self = ax_self((ax_actor_t *)c), parent = parent_of(c);
-    uint64_t now = ax__mono_ns(), timer;
+    uint64_t now = ax__now_ns(), timer;
     uint32_t restarts;
 
     ax__stat_inc(&w->failures);
@@ -164,7 +166,7 @@ bool ax__fail_now(ax__worker_t *w, ax__cell_t *c, ax_status_t status)
     restarts = ext != NULL ? ext->restarts + (action == AX_SUPERVISE_RESTART) : 0;
     if (action != AX_SUPERVISE_RESTART) {
         notify(parent, self, AX_CHILD_FAILED, status, action, restarts);
-        end_failed(c);
+        end_unrun(c, AX_EFAILED);
         return false;
     }
     ext->restarts = restarts;
@@ -196,9 +198,7 @@ bool ax__restart_now(ax__worker_t *w, ax__cell_t *c)
     } while ((word & (AX__W_STOP | AX__W_KILL)) &&
              !ck_pr_cas_64(&c->word, word, word & ~(uint64_t)AX__W_REQUESTS));
     if (word & (AX__W_STOP | AX__W_KILL)) {
-        ax__seal(c);
-        ax__tell_children(c, ax_kill);
-        ax__end_actor(c);
+        end_unrun(c, AX_ECLOSED);
         return false;
     }
     ck_pr_and_32(&c->lflags, ~AX__L_STARTED);
@@ -218,9 +218,8 @@ bool ax__restart_now(ax__worker_t *w, ax__cell_t *c)
         return ax__fail_now(w, c, st);
     ck_pr_or_32(&c->lflags, AX__L_STARTED);
     ax__run_hook(c, vt->on_start);
-    if (ck_pr_load_32(&c->lflags) & AX__L_FAILED) {
-        ck_pr_and_32(&c->lflags, ~AX__L_FAILED);
-        return ax__fail_now(w, c, c->ext->fail_status);
-    }
+    st = ax__take_failure(c, AX_OK); /* ax_fail in on_start */
+    if (st != AX_OK)
+        return ax__fail_now(w, c, st);
     return true;
 }

@@ -58,14 +58,6 @@ struct ax__timers_s {
     size_t nblocks, cap_blocks;
 };
 
-uint64_t ax__mono_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* ---- ids and refs -------------------------------------------------------- */
 
 static uint64_t make_id(const timer_rec_t *r)
@@ -92,7 +84,7 @@ static ax_ref_t timer_ref(timer_rec_t *r)
 
 bool ax__is_timer_msg(const ax_msg_t *msg)
 {
-    return msg->sender.target != NULL && (msg->sender.id & AX__REF_KIND_MASK) == AX__REF_TIMER;
+    return ax__ref_is(msg->sender, AX__REF_TIMER);
 }
 
 static timer_rec_t *rec_of_msg(const ax_msg_t *msg)
@@ -389,7 +381,7 @@ static void *timer_main(void *arg)
 
     pthread_mutex_lock(&t->lock);
     while (!t->stop) {
-        uint64_t now = ax__mono_ns(), tick = now / t->tick_ns;
+        uint64_t now = ax__now_ns(), tick = now / t->tick_ns;
         struct timespec ts;
 
         /* Every tick that has gone by, each slot at most once. A tick is
@@ -438,9 +430,7 @@ static void *timer_main(void *arg)
             continue;
         }
         /* Sleep to the start of the next tick. */
-        now = (tick + 1) * t->tick_ns;
-        ts.tv_sec = (time_t)(now / 1000000000u);
-        ts.tv_nsec = (long)(now % 1000000000u);
+        ts = ax__timespec_of((tick + 1) * t->tick_ns);
         pthread_cond_timedwait(&t->cond, &t->lock, &ts);
     }
     pthread_mutex_unlock(&t->lock);
@@ -457,7 +447,7 @@ ax_status_t ax__timers_start(ax_system_t *sys, uint64_t tick_ns, ax__timers_t **
         return ax__error(AX_ENOMEM, "timers: out of memory");
     t->sys = sys;
     t->tick_ns = tick_ns;
-    t->last_tick = ax__mono_ns() / tick_ns;
+    t->last_tick = ax__now_ns() / tick_ns;
     pthread_mutex_init(&t->lock, NULL);
     /* Deadlines are CLOCK_MONOTONIC, like the due times. */
     pthread_condattr_init(&ca);

@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "axon/actor.h"
+#include "common/clock.h"
 
 typedef struct ax__timers_s ax__timers_t;
 
@@ -73,7 +74,5 @@ void ax__timer_discard(ax_msg_t **msg);
 
 /* The timer id a timer ref stands for (for the actor's bookkeeping). */
 uint64_t ax__timer_ref_id(ax_ref_t timer);
-
-uint64_t ax__mono_ns(void);
 
 #endif

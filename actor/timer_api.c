@@ -60,7 +60,7 @@ static ax_status_t schedule(ax_actor_t *self, uint64_t delay_ns, uint64_t period
         return ax__error(AX_ESHUTDOWN, "schedule: the system is shutting down");
     st = reserve(c);
     if (st == AX_OK)
-        st = ax__timer_user(c->sys->timers, ax__mono_ns() + delay_ns, period_ns, ax_self(self), msg, &id);
+        st = ax__timer_user(c->sys->timers, ax__now_ns() + delay_ns, period_ns, ax_self(self), msg, &id);
     if (st != AX_OK)
         return st;
     c->ext->timers[c->ext->ntimers++] = id;

@@ -196,17 +196,8 @@ static void net_free(ax__net_t *net)
     ax__peer_t *p, *next;
 
     for (p = net->peers; p != NULL; p = next) {
-        ax_net_msg_t *nm;
-
         next = p->next;
-        while (p->pending.head != NULL) {
-            ax_msg_t *m;
-
-            nm = (ax_net_msg_t *)p->pending.head;
-            p->pending.head = nm->hdr.link.next;
-            m = &nm->hdr;
-            ax_msg_release(&m);
-        }
+        ax__nm_fifo_release(&p->pending);
         free(p);
     }
     if (net->listen_fd >= 0)

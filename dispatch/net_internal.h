@@ -155,6 +155,10 @@ struct ax__net_s {
     ax_ref_t dispatcher;
 };
 
+/* Release every NetMessage in f, silently (a connection or peer is being
+ * freed and what it still holds was accounted for). */
+void ax__nm_fifo_release(ax__nm_fifo_t *f);
+
 /* The socket address of an Axon address; returns its length. */
 socklen_t ax__sockaddr_of(const ax_addr_t *a, struct sockaddr_storage *ss);
 

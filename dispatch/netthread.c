@@ -50,6 +50,17 @@ static ax_net_msg_t *fifo_pop(ax__nm_fifo_t *f)
     return (ax_net_msg_t *)l;
 }
 
+void ax__nm_fifo_release(ax__nm_fifo_t *f)
+{
+    ax_net_msg_t *nm;
+
+    while ((nm = fifo_pop(f)) != NULL) {
+        ax_msg_t *m = &nm->hdr;
+
+        ax_msg_release(&m);
+    }
+}
+
 /* Move all of src to the front of dst, keeping both orders. */
 static void fifo_prepend(ax__nm_fifo_t *dst, ax__nm_fifo_t *src)
 {
@@ -63,17 +74,14 @@ static void fifo_prepend(ax__nm_fifo_t *dst, ax__nm_fifo_t *src)
     *src = (ax__nm_fifo_t){0};
 }
 
-static int addr_cmp(const ax_addr_t *a, const ax_addr_t *b)
+/* Whether c is still one of net's connections: handling one event or
+ * frame may end a connection that later ones in the batch refer to. */
+static bool conn_live(const ax__net_t *net, const ax__conn_t *c)
 {
-    size_t n = a->family == 6 ? 16 : 4;
-    int c;
-
-    if (a->family != b->family)
-        return a->family < b->family ? -1 : 1;
-    c = memcmp(a->ip, b->ip, n);
-    if (c != 0)
-        return c;
-    return a->port < b->port ? -1 : a->port > b->port;
+    for (const ax__conn_t *x = net->conns; x != NULL; x = x->next)
+        if (x == c)
+            return true;
+    return false;
 }
 
 static ax_ref_t remote_ref(ax__remote_t *r)
@@ -288,7 +296,7 @@ static ax__peer_t *peer_get(ax__net_t *net, const ax_addr_t *addr)
     ax__peer_t *p;
 
     for (p = net->peers; p != NULL; p = p->next)
-        if (addr_cmp(&p->addr, addr) == 0)
+        if (ax_addr_eq(&p->addr, addr))
             return p;
     p = calloc(1, sizeof(*p));
     if (p == NULL)
@@ -356,7 +364,6 @@ static ax__conn_t *conn_new(ax__net_t *net, int fd, bool outgoing, ax__peer_t *p
 static void conn_free(ax__conn_t *c)
 {
     ax__net_t *net = c->net;
-    ax_net_msg_t *nm;
 
     for (ax__conn_t **pp = &net->conns; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == c) {
@@ -372,11 +379,7 @@ static void conn_free(ax__conn_t *c)
     }
     ax__poller_remove(net->poller, c->reg);
     close(c->fd);
-    while ((nm = fifo_pop(&c->wq)) != NULL) {
-        ax_msg_t *m = &nm->hdr;
-
-        ax_msg_release(&m);
-    }
+    ax__nm_fifo_release(&c->wq);
     ax_decode_buffer_destroy(&c->rx);
     free(c->unacked);
     free(c);
@@ -629,14 +632,14 @@ static void on_hello(ax__conn_t *c, const msgpack_object *o)
     }
     other = p->conn;
     if (other != NULL && other->state == AX__CONN_OPEN && other->peer_incarnation == incarnation &&
-        other->outgoing && addr_cmp(&net->self, &addr) < 0) {
+        other->outgoing && ax_addr_cmp(&net->self, &addr) < 0) {
         /* Both sides connected at once: the connection opened by the
          * system with the lower address wins. This one loses. */
         conn_end(c, AX_NET_CLOSED, AX_OK);
         return;
     }
     if (other != NULL && other->state != AX__CONN_OPEN && other->outgoing &&
-        addr_cmp(&net->self, &addr) < 0) {
+        ax_addr_cmp(&net->self, &addr) < 0) {
         conn_end(c, AX_NET_CLOSED, AX_OK); /* our own attempt wins */
         return;
     }
@@ -817,11 +820,7 @@ static bool on_frame(ax__conn_t *c, ax_lease_t *frame)
     }
     on_control(c, &h, frame);
     ax_lease_release(frame);
-    /* on_control may have closed c: it is still listed only if open. */
-    for (ax__conn_t *x = net->conns; x != NULL; x = x->next)
-        if (x == c)
-            return true;
-    return false;
+    return conn_live(net, c); /* on_control may have closed c */
 }
 
 static void pause_reading(ax__conn_t *c)
@@ -1202,14 +1201,8 @@ void *ax__net_main(void *arg)
         for (size_t i = 0; i < n; i++) {
             /* An earlier event of this batch may have closed a connection:
              * the poller only guards ids removed before the wait. */
-            if (ev[i].kind == AX__EV_FD && ev[i].ctx != &net->listen_fd) {
-                bool live = false;
-
-                for (ax__conn_t *c = net->conns; c != NULL && !live; c = c->next)
-                    live = c == ev[i].ctx;
-                if (!live)
-                    continue;
-            }
+            if (ev[i].kind == AX__EV_FD && ev[i].ctx != &net->listen_fd && !conn_live(net, ev[i].ctx))
+                continue;
             if (ev[i].kind == AX__EV_FD)
                 on_fd(net, &ev[i]);
             else if (ev[i].kind == AX__EV_TIMER)

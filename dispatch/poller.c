@@ -63,8 +63,6 @@ _Static_assert(sizeof(uintptr_t) >= sizeof(uint64_t), "ids are ck_ht keys");
 /* Kernel events fetched per wait; more simply wait for the next call. */
 #define BATCH 64
 
-#define NS_PER_S 1000000000ull
-
 struct reg {
     int fd;
     uint32_t interest; /* AX__POLL_*, without EPOLLET */
@@ -101,15 +99,6 @@ struct ax__poller_s {
  * to whole lines, so nothing else shares theirs. */
 _Static_assert(offsetof(struct ax__poller_s, wake_pending) % 64 == 0, "wake line");
 _Static_assert(sizeof(struct ax__poller_s) % 64 == 0, "whole lines");
-
-uint64_t ax__now_ns(void)
-{
-    struct timespec ts;
-
-    /* CLOCK_MONOTONIC cannot fail with a valid pointer. */
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- the id tables (caller holds lock) --------------------------------- */
 
@@ -234,10 +223,7 @@ static ax_status_t arm_timerfd(ax__poller_t *p)
 
     memset(&its, 0, sizeof(its));
     if (p->heap_len > 0) {
-        uint64_t d = p->heap[0]->deadline;
-
-        its.it_value.tv_sec = (time_t)(d / NS_PER_S);
-        its.it_value.tv_nsec = (long)(d % NS_PER_S);
+        its.it_value = ax__timespec_of(p->heap[0]->deadline);
         /* An all-zero it_value would disarm instead of firing at once. */
         if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
             its.it_value.tv_nsec = 1;

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "axon/status.h"
+#include "common/clock.h"
 
 typedef struct ax__poller_s ax__poller_t;
 
@@ -90,8 +91,5 @@ ax_status_t ax__poller_timer_cancel(ax__poller_t *p, uint64_t id);
  * EINTR (EINTR returns AX_OK with *n == 0).
  */
 ax_status_t ax__poller_wait(ax__poller_t *p, int timeout_ms, ax__poll_event_t *out, size_t max, size_t *n);
-
-/* CLOCK_MONOTONIC in nanoseconds. */
-uint64_t ax__now_ns(void);
 
 #endif

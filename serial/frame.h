@@ -86,9 +86,10 @@ typedef struct ax__envelope_s {
 } ax__envelope_t;
 
 /* Decode the envelope that starts at byte env_off of frame (8 for a Data
- * frame). It uses and then clears the thread's zone (ax__thread_zone):
- * objects the caller unpacked there are gone afterwards. AX_EPROTO with a detail when it is malformed; payload_off is
- * then relative to the start of frame. */
+ * frame); env->payload_off is relative to the start of frame. AX_EPROTO
+ * with a detail when it is malformed. It uses and then clears the
+ * thread's zone (ax__thread_zone): objects the caller unpacked there are
+ * gone afterwards. */
 ax_status_t ax__envelope_read(const ax_lease_t *frame, size_t env_off, ax__envelope_t *env);
 
 /* A msgpack zone for the calling thread, to be cleared after each use;

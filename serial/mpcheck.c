@@ -13,11 +13,6 @@ static uint64_t be(const unsigned char *p, size_t n)
     return v;
 }
 
-/*
- * One pass over the headers with an explicit count of elements still owed,
- * so nesting costs no recursion: `owed` is how many more objects must
- * follow, `depth` tracks containers only to bound them.
- */
 ax_status_t ax__msgpack_check(const void *data, size_t len, size_t objects)
 {
     size_t consumed;
@@ -25,6 +20,11 @@ ax_status_t ax__msgpack_check(const void *data, size_t len, size_t objects)
     return ax__msgpack_span(data, len, objects, &consumed);
 }
 
+/*
+ * One pass over the headers with an explicit count of elements still owed,
+ * so nesting costs no recursion: `owed` is how many more objects must
+ * follow, `depth` tracks containers only to bound them.
+ */
 ax_status_t ax__msgpack_span(const void *data, size_t len, size_t objects, size_t *consumed)
 {
     const unsigned char *p = data, *end = p + len;

@@ -535,7 +535,7 @@ static int cmp_u64(uint64_t a, uint64_t b)
     return (a > b) - (a < b);
 }
 
-static int addr_cmp(const ax_addr_t *a, const ax_addr_t *b)
+int ax_addr_cmp(const ax_addr_t *a, const ax_addr_t *b)
 {
     int c = cmp_u64(a->family, b->family);
 
@@ -553,7 +553,7 @@ static size_t name_len_of(const ax_path_t *p)
 
 int ax_path_cmp(const ax_path_t *a, const ax_path_t *b)
 {
-    int c = addr_cmp(&a->addr, &b->addr);
+    int c = ax_addr_cmp(&a->addr, &b->addr);
 
     if (c == 0)
         c = cmp_u64((uint64_t)a->kind, (uint64_t)b->kind);
@@ -573,7 +573,7 @@ int ax_path_cmp(const ax_path_t *a, const ax_path_t *b)
 
 bool ax_addr_eq(const ax_addr_t *a, const ax_addr_t *b)
 {
-    return addr_cmp(a, b) == 0;
+    return ax_addr_cmp(a, b) == 0;
 }
 
 #define FNV_OFFSET UINT64_C(0xcbf29ce484222325)

@@ -81,8 +81,10 @@ ax_status_t ax_addr_parse(const char *text, ax_addr_t *out);
 size_t ax_path_format(const ax_path_t *p, char *buf, size_t len);
 size_t ax_addr_format(const ax_addr_t *a, char *buf, size_t len);
 
-/* Total order and equality over every field that names the actor. */
+/* Total orders (-1, 0, 1) and equality over every field that names the
+ * actor or the system: family, then ip, then port for an address. */
 int ax_path_cmp(const ax_path_t *a, const ax_path_t *b);
+int ax_addr_cmp(const ax_addr_t *a, const ax_addr_t *b);
 bool ax_addr_eq(const ax_addr_t *a, const ax_addr_t *b);
 
 /* A hash consistent with ax_path_cmp() == 0. */
