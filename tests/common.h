@@ -16,15 +16,15 @@
 #include <time.h>
 
 #include "axon/actor.h"
+#include "common/clock.h"
 
 #define AXT_UNUSED __attribute__((unused))
 
+/* Seconds on the runtime's monotonic clock (ax__now_ns is the same in
+ * nanoseconds, the unit of its timers). */
 static inline double axt_now(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return (double)ax__now_ns() * 1e-9;
 }
 
 static inline void axt_sleep_us(unsigned us)
@@ -32,6 +32,16 @@ static inline void axt_sleep_us(unsigned us)
     struct timespec ts = {us / 1000000u, (long)(us % 1000000u) * 1000L};
 
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Busy for us microseconds, like a handler doing real work (a sleep of a
+ * few microseconds takes far longer). */
+static inline void axt_spin_us(unsigned us)
+{
+    uint64_t until = ax__now_ns() + (uint64_t)us * 1000u;
+
+    while (ax__now_ns() < until)
         ;
 }
 

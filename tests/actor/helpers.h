@@ -71,6 +71,19 @@ static inline bool axt_wait_at_least(_Atomic uint64_t *v, uint64_t target, doubl
 /* Run fn(self, arg) on the actor's own thread and wait for it to finish. */
 #define RUN_ON(ref, fn, arg) cr_assert(axt_run_on((ref), (fn), (arg), WAIT_S), "job " #fn " did not run in time")
 
+static inline void axt_nop_job(ax_actor_t *self, void *arg)
+{
+    (void)self;
+    (void)arg;
+}
+
+/* Returns once a one-lane actor that runs jobs has handled everything
+ * queued to it before this call: its mailbox is FIFO. */
+static inline void axt_flush(ax_ref_t ref)
+{
+    RUN_ON(ref, axt_nop_job, NULL);
+}
+
 typedef struct axt_serialised_send {
     ax_ref_t dst;
     const ax_msg_type_t *type;

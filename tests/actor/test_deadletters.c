@@ -7,7 +7,6 @@
 
 #include "helpers.h"
 
-
 Test(deadletters, default_sink_counts_and_releases)
 {
     ax_system_t *sys = axt_system(2);

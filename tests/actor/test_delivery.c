@@ -13,7 +13,6 @@
 
 #include "helpers.h"
 
-
 #define SENDERS 8
 #define FULL_COUNT 1000000u
 #define WINDOW 4096u
@@ -422,15 +421,6 @@ static ax_status_t keeper_receive(ax_actor_t *self, ax_msg_t **msg)
     return AX_OK;
 }
 
-static ax_msg_t *wait_kept(void)
-{
-    double end = axt_now() + WAIT_S;
-
-    while (atomic_load(&kept) == NULL && axt_now() < end)
-        axt_sleep_us(100);
-    return atomic_load(&kept);
-}
-
 static const ax_actor_vtable_t keeper_vtable = {
     .name = "test.keeper",
     .size = sizeof(keeper_t),
@@ -446,7 +436,8 @@ Test(delivery, a_handler_receives_the_same_pointer_and_may_keep_it)
 
     cr_assert_eq(ax_spawn(sys, &keeper_vtable, NULL, &k), AX_OK);
     cr_assert_eq(ax_tell(k, &m, AX_REF_NULL), AX_OK);
-    cr_assert_eq(wait_kept(), sent, "no copy: the receiver has the sender's pointer");
+    WAIT_UNTIL(atomic_load(&kept) != NULL, "the keeper never got the message");
+    cr_assert_eq(atomic_load(&kept), sent, "no copy: the receiver has the sender's pointer");
     cr_assert(ax_ref_is_null(sent->sender), "sent from outside: the sender is AX_REF_NULL");
     axt_shutdown(&sys);
     cr_assert_eq(atomic_load(&num_releases), 0, "a kept message is not released");
@@ -467,7 +458,8 @@ Test(delivery, a_forwarded_message_arrives_as_the_same_pointer_from_the_forwarde
     cr_assert_eq(ax_spawn(sys, &keeper_vtable, NULL, &k), AX_OK);
     cr_assert_eq(ax_spawn(sys, &forwarder_vtable, &k, &fwd), AX_OK);
     cr_assert_eq(ax_tell(fwd, &m, AX_REF_NULL), AX_OK);
-    cr_assert_eq(wait_kept(), sent);
+    WAIT_UNTIL(atomic_load(&kept) != NULL, "the keeper never got the message");
+    cr_assert_eq(atomic_load(&kept), sent);
     cr_assert(ax_ref_eq(sent->sender, fwd), "the sender is the last teller, the forwarder");
     AXT_ASSERT_NO_BAD();
     axt_shutdown(&sys);

@@ -8,7 +8,6 @@
  */
 #include "helpers.h"
 
-
 #define QUEUED 100
 
 /* A probe actor with its first message blocking in the handler; returns

@@ -5,7 +5,6 @@
 
 #include "helpers.h"
 
-
 typedef struct pooled {
     ax_msg_t hdr;
     uint64_t magic; /* 0 in a fresh message; kept across get/put */

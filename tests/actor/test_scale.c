@@ -4,7 +4,6 @@
  */
 #include "helpers.h"
 
-
 #define MILLION 1000000u
 
 /* The smallest useful actor: the runtime header and one counter. */
@@ -114,7 +113,7 @@ static ax_status_t bouncer_receive(ax_actor_t *self, ax_msg_t **msg)
     bouncer_t *b = (bouncer_t *)self;
     num_msg_t *m = (num_msg_t *)*msg;
 
-    /* `from` carries the index of the system the ball belongs to. */
+    /* `seq` carries the system the ball belongs to. */
     if ((ax_system_t *)(uintptr_t)m->seq != b->home)
         atomic_fetch_add(b->foreign, 1);
     if (ax_ref_is_null((*msg)->sender))

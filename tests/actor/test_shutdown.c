@@ -11,7 +11,6 @@
 
 #include "helpers.h"
 
-
 #define GOSSIPS 64
 #define SEED_MSGS 1024
 #define LIVE_MAX 4096

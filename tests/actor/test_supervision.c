@@ -13,14 +13,6 @@
  */
 #include "helpers.h"
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* ---- worker messages ----------------------------------------------------- */
 
 #define W_FAIL_RET  0x1u /* return status from the handler */
@@ -45,7 +37,7 @@ static void wmsg_release(ax_msg_t *m)
 static const ax_msg_type_t wmsg_type = {.name = "test.wmsg", .size = sizeof(wmsg_t),
                                         .release = wmsg_release};
 
-static void wtell(ax_ref_t dst, uint64_t seq, uint32_t flags, ax_status_t status)
+static ax_msg_t *wmsg_new(uint64_t seq, uint32_t flags, ax_status_t status)
 {
     ax_msg_t *m = NULL;
 
@@ -54,6 +46,13 @@ static void wtell(ax_ref_t dst, uint64_t seq, uint32_t flags, ax_status_t status
     ((wmsg_t *)m)->flags = flags;
     ((wmsg_t *)m)->status = status;
     ((wmsg_t *)m)->seq = seq;
+    return m;
+}
+
+static void wtell(ax_ref_t dst, uint64_t seq, uint32_t flags, ax_status_t status)
+{
+    ax_msg_t *m = wmsg_new(seq, flags, status);
+
     cr_assert_eq(ax_tell(dst, &m, AX_REF_NULL), AX_OK);
 }
 
@@ -99,7 +98,7 @@ static ax_status_t wk_init(ax_actor_t *self, void *arg)
     a->w = w;
     a->marker = 0xfeedu;
     if (k < W_MAX)
-        w->init_at[k] = now_ns();
+        w->init_at[k] = ax__now_ns();
     atomic_store(&w->inits, k + 1);
     return AX_OK;
 }
@@ -155,7 +154,7 @@ static ax_status_t wk_receive(ax_actor_t *self, ax_msg_t **msg)
         uint64_t k = atomic_load(&w->nfail);
 
         if (k < W_MAX)
-            w->fail_at[k] = now_ns();
+            w->fail_at[k] = ax__now_ns();
         atomic_store(&w->nfail, k + 1);
         if (m->flags & W_FAIL_RET)
             return m->status;
@@ -199,18 +198,6 @@ typedef struct sup_actor {
     sup_log_t *log;
 } sup_actor_t;
 
-typedef struct spawn_cmd {
-    ax_msg_t hdr;
-    const ax_actor_vtable_t *vt;
-    void *arg;
-    ax_restart_policy_t policy;
-    ax_ref_t *out;
-    ax_status_t *st;
-    sem_t *done;
-} spawn_cmd_t;
-
-static const ax_msg_type_t spawn_cmd_type = {.name = "test.spawn", .size = sizeof(spawn_cmd_t)};
-
 static ax_status_t sup_init(ax_actor_t *self, void *arg)
 {
     ((sup_actor_t *)self)->log = arg;
@@ -221,14 +208,8 @@ static ax_status_t sup_receive(ax_actor_t *self, ax_msg_t **msg)
 {
     sup_log_t *log = ((sup_actor_t *)self)->log;
 
-    if ((*msg)->type == &spawn_cmd_type) {
-        spawn_cmd_t *c = (spawn_cmd_t *)*msg;
-        ax_spawn_opts_t opts = {.parent = self, .restart = c->policy};
-
-        *c->st = ax_spawn_opts(ax_actor_system(self), c->vt, c->arg, &opts, c->out);
-        sem_post(c->done);
+    if (axt_job_run(self, *msg))
         return AX_OK;
-    }
     if ((*msg)->type == &ax_child_event_type) {
         const ax_child_event_t *e = (const ax_child_event_t *)*msg;
         uint64_t n = atomic_load(&log->n);
@@ -275,29 +256,32 @@ static ax_ref_t spawn_sup(ax_system_t *sys, sup_log_t *log)
     return ref;
 }
 
+typedef struct spawn_job {
+    const ax_actor_vtable_t *vt;
+    void *arg;
+    ax_restart_policy_t policy;
+    ax_ref_t child;
+    ax_status_t st;
+} spawn_job_t;
+
+static void do_spawn(ax_actor_t *self, void *arg)
+{
+    spawn_job_t *j = arg;
+    ax_spawn_opts_t opts = {.parent = self, .restart = j->policy};
+
+    j->st = ax_spawn_opts(ax_actor_system(self), j->vt, j->arg, &opts, &j->child);
+}
+
 /* Have the supervisor sup spawn a child with a policy. */
 static ax_ref_t spawn_child(ax_ref_t sup, const ax_actor_vtable_t *vt, void *arg,
                             ax_restart_policy_t policy)
 {
-    ax_msg_t *m = NULL;
-    ax_ref_t child = AX_REF_NULL;
-    ax_status_t st = AX_EUNKNOWN;
-    sem_t done;
+    spawn_job_t j = {.vt = vt, .arg = arg, .policy = policy, .child = AX_REF_NULL,
+                     .st = AX_EUNKNOWN};
 
-    sem_init(&done, 0, 0);
-    cr_assert_eq(ax_msg_alloc(&spawn_cmd_type, &m), AX_OK);
-    spawn_cmd_t *c = (spawn_cmd_t *)m;
-    c->vt = vt;
-    c->arg = arg;
-    c->policy = policy;
-    c->out = &child;
-    c->st = &st;
-    c->done = &done;
-    cr_assert_eq(ax_tell(sup, &m, AX_REF_NULL), AX_OK);
-    AXT_WAIT_SEM(&done);
-    sem_destroy(&done);
-    cr_assert_eq(st, AX_OK, "spawn_opts: %s", ax_status_name(st));
-    return child;
+    RUN_ON(sup, do_spawn, &j);
+    cr_assert_eq(j.st, AX_OK, "spawn_opts: %s", ax_status_name(j.st));
+    return j.child;
 }
 
 static void wait_events(sup_log_t *log, uint64_t n)
@@ -481,12 +465,9 @@ static void restart_keeps_ref_and_mail(const ax_actor_vtable_t *vt)
     AXT_WAIT_SEM(&w.in_handler);
     for (uint64_t i = 1; i <= 10; i++) {
         if (vt->lanes > 1 && i % 2 == 0) {
-            ax_msg_t *m = NULL;
+            ax_msg_t *m = wmsg_new(i, 0, AX_OK);
 
             /* Half in the second lane: a restart keeps the lanes too. */
-            cr_assert_eq(ax_msg_alloc(&wmsg_type, &m), AX_OK);
-            atomic_fetch_add(&wmsg_allocs, 1);
-            ((wmsg_t *)m)->seq = i;
             cr_assert_eq(ax_tell_lane(child, 1, &m, AX_REF_NULL), AX_OK);
         } else {
             wtell(child, i, 0, AX_OK);

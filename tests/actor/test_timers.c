@@ -5,8 +5,8 @@
  * periodic message ends its timer, and what scheduling after shutdown does.
  *
  * Timers may only be scheduled from the actor's own handlers, so every
- * scenario runs inside a "scene" actor: the test sends it a run message
- * carrying a function, and the scene hands every other message to a
+ * scenario runs inside a "scene" actor: the test sends it jobs (functions
+ * to run, tests/common.h), and the scene hands every other message to a
  * per-test callback.
  *
  * Time is only ever asserted as a lower bound (a timer never fires early),
@@ -54,29 +54,9 @@ static ax_msg_t *tick_new(uint32_t idx)
     return m;
 }
 
-static bool wait_u32(_Atomic uint32_t *v, uint32_t target)
-{
-    double end = axt_now() + WAIT_S;
-
-    while (atomic_load(v) < target) {
-        if (axt_now() > end)
-            return false;
-        axt_sleep_us(100);
-    }
-    return true;
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void sleep_until_ns(uint64_t t)
 {
-    struct timespec ts = {(time_t)(t / 1000000000u), (long)(t % 1000000000u)};
+    struct timespec ts = ax__timespec_of(t);
 
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
         ;
@@ -107,11 +87,10 @@ static uint64_t median_u64(uint64_t *v, size_t n)
 
 /* ---- the scene actor ----------------------------------------------------- */
 
-typedef void (*scene_fn)(ax_actor_t *self, void *ctx);
 typedef void (*scene_on)(ax_actor_t *self, ax_msg_t **msg, void *ctx);
 
 typedef struct scene {
-    scene_on on_msg; /* every message but run messages */
+    scene_on on_msg; /* every message but jobs */
     void *ctx;
     sem_t ended;     /* destroy */
 } scene_t;
@@ -120,14 +99,6 @@ typedef struct scene_actor {
     ax_actor_t actor;
     scene_t *s;
 } scene_actor_t;
-
-typedef struct run_msg {
-    ax_msg_t hdr;
-    scene_fn fn;
-    void *ctx;
-} run_msg_t;
-
-static const ax_msg_type_t run_type = {.name = "test.run", .size = sizeof(run_msg_t)};
 
 static ax_status_t scene_init(ax_actor_t *self, void *arg)
 {
@@ -139,13 +110,8 @@ static ax_status_t scene_receive(ax_actor_t *self, ax_msg_t **msg)
 {
     scene_t *s = ((scene_actor_t *)self)->s;
 
-    if ((*msg)->type == &run_type) {
-        run_msg_t *r = (run_msg_t *)*msg;
-
-        r->fn(self, r->ctx);
-    } else if (s->on_msg != NULL) {
+    if (!axt_job_run(self, *msg) && s->on_msg != NULL)
         s->on_msg(self, msg, s->ctx);
-    }
     return AX_OK;
 }
 
@@ -173,33 +139,10 @@ static ax_ref_t scene_spawn(ax_system_t *sys, scene_t *s, scene_on on_msg, void 
     return ref;
 }
 
-/* Run fn(self, ctx) inside the actor. */
-static void scene_run(ax_ref_t ref, scene_fn fn, void *ctx)
+/* Run fn(self, ctx) inside the actor, without waiting for it. */
+static void scene_run(ax_ref_t ref, void (*fn)(ax_actor_t *self, void *ctx), void *ctx)
 {
-    ax_msg_t *m = NULL;
-
-    cr_assert_eq(ax_msg_alloc(&run_type, &m), AX_OK);
-    ((run_msg_t *)m)->fn = fn;
-    ((run_msg_t *)m)->ctx = ctx;
-    cr_assert_eq(ax_tell(ref, &m, AX_REF_NULL), AX_OK);
-}
-
-/* A run message whose function posts a semaphore: once it is handled,
- * everything queued before it has been handled too. */
-static void post_fn(ax_actor_t *self, void *ctx)
-{
-    (void)self;
-    sem_post(ctx);
-}
-
-static void scene_flush(ax_ref_t ref)
-{
-    sem_t done;
-
-    sem_init(&done, 0, 0);
-    scene_run(ref, post_fn, &done);
-    AXT_WAIT_SEM(&done);
-    sem_destroy(&done);
+    cr_assert(axt_job_send(ref, fn, ctx, NULL), "the job was not sent");
 }
 
 /* ---- never early ------------------------------------------------------------ */
@@ -214,7 +157,6 @@ static struct {
     uint64_t at[NE_N];     /* ... when the handler got the message */
     _Atomic uint32_t got[NE_N];
     _Atomic uint64_t delivered;
-    _Atomic uint64_t scheduled;
 } ne;
 
 static void ne_schedule(ax_actor_t *self, void *ctx)
@@ -227,11 +169,10 @@ static void ne_schedule(ax_actor_t *self, void *ctx)
 
         /* Read before the call: the due time is taken inside it, so
          * before + delay <= due <= delivery is what "never early" means. */
-        ne.before[i] = now_ns();
+        ne.before[i] = ax__now_ns();
         AXT_CHECK(ax_schedule_once(self, ne.delay[i], &m, &id) == AX_OK);
         AXT_CHECK(m == NULL && id != 0);
     }
-    atomic_fetch_add(&ne.scheduled, NE_PER);
 }
 
 static void ne_on_tick(ax_actor_t *self, ax_msg_t **msg, void *ctx)
@@ -240,7 +181,7 @@ static void ne_on_tick(ax_actor_t *self, ax_msg_t **msg, void *ctx)
 
     (void)self;
     (void)ctx;
-    ne.at[i] = now_ns();
+    ne.at[i] = ax__now_ns();
     atomic_fetch_add(&ne.got[i], 1);
     atomic_fetch_add(&ne.delivered, 1);
 }
@@ -300,7 +241,6 @@ static struct {
     uint64_t armed_path, queued_path, too_late;
     _Atomic uint32_t delivered[CR_N];
     _Atomic uint64_t cancels_done;
-    sem_t scheduled;
 } cr;
 
 static void cr_schedule(ax_actor_t *self, void *ctx)
@@ -312,10 +252,9 @@ static void cr_schedule(ax_actor_t *self, void *ctx)
         uint64_t delay = AX_MS(5) + rng_next(&seed) % AX_MS(150);
         ax_msg_t *m = tick_new(i);
 
-        cr.due[i] = now_ns() + delay;
+        cr.due[i] = ax__now_ns() + delay;
         AXT_CHECK(ax_schedule_once(self, delay, &m, &cr.id[i]) == AX_OK);
     }
-    sem_post(&cr.scheduled);
 }
 
 static void cr_on_msg(ax_actor_t *self, ax_msg_t **msg, void *ctx)
@@ -337,10 +276,7 @@ static void cr_on_msg(ax_actor_t *self, ax_msg_t **msg, void *ctx)
     if (c->flags & CR_LINGER) {
         /* Busy for a moment, so that a timer firing now lands in the
          * mailbox behind us: the cancel then finds it queued. */
-        uint64_t until = now_ns() + AX_US(100);
-
-        while (now_ns() < until)
-            ;
+        axt_spin_us(100);
     }
     cr.cancel_st[i] = ax_cancel_timer(self, cr.id[i]);
     cr.cancelled[i] = true;
@@ -373,9 +309,7 @@ Test(timers, cancel_racing_with_firing_delivers_once_or_never)
     scene_t s;
     ax_ref_t ref = scene_spawn(sys, &s, cr_on_msg, NULL);
 
-    sem_init(&cr.scheduled, 0, 0);
-    scene_run(ref, cr_schedule, NULL);
-    AXT_WAIT_SEM(&cr.scheduled);
+    RUN_ON(ref, cr_schedule, NULL);
     for (uint32_t i = 0; i < CR_N; i++)
         order[i] = i;
     qsort(order, CR_N, sizeof(order[0]), cmp_by_due);
@@ -392,7 +326,7 @@ Test(timers, cancel_racing_with_firing_delivers_once_or_never)
     /* Every timer is settled now; the queued ones that were cancelled are
      * released when the actor pops them. */
     AXT_WAIT_COUNT(tick_releases, CR_N);
-    scene_flush(ref);
+    axt_flush(ref);
 
     for (uint32_t i = 0; i < CR_N; i++) {
         uint32_t d = atomic_load(&cr.delivered[i]);
@@ -442,7 +376,7 @@ static void pd_schedule(ax_actor_t *self, void *ctx)
     pd_t *p = ctx;
     ax_msg_t *m = tick_new(p->idx);
 
-    p->start = now_ns();
+    p->start = ax__now_ns();
     AXT_CHECK(ax_schedule_periodic(self, p->delay, p->period, &m, &p->id) == AX_OK);
 }
 
@@ -458,7 +392,7 @@ static void pd_on_tick(ax_actor_t *self, ax_msg_t **msg, void *ctx)
         p->first = *msg;
     if (*msg == p->first)
         p->same_msg++;
-    p->at[p->n++] = now_ns();
+    p->at[p->n++] = ax__now_ns();
     if (p->n == p->want) {
         /* Cancelled from the handler of its own message: AX_OK, and the
          * message is released when this handler returns. */
@@ -549,8 +483,8 @@ Test(timers, periodic_timers_do_not_drift_over_1000_periods)
      * returns; nothing is delivered after the cancel. */
     AXT_WAIT_COUNT(tick_releases, 2);
     axt_sleep_us(20000);
-    scene_flush(ra);
-    scene_flush(rb);
+    axt_flush(ra);
+    axt_flush(rb);
     cr_assert_eq(atomic_load(&a.after) + atomic_load(&b.after), 0, "delivered after the cancel");
     pd_check(&a);
     pd_check(&b);
@@ -675,10 +609,10 @@ Test(timers, a_cancelled_timers_message_is_discarded_even_if_already_queued)
         AXT_WAIT_SEM(&w.scheduled);
         scene_run(witness, witness_arm, NULL);
         /* The victim goes back when the actor pops it and finds it cancelled. */
-        cr_assert(wait_u32(&tick_rel[q->idx], 1), "the cancelled victim was never released");
-        scene_flush(ref);
+        WAIT_UNTIL(atomic_load(&tick_rel[q->idx]) >= 1, "the cancelled victim was never released");
+        axt_flush(ref);
         axt_sleep_us(10000); /* a periodic one would have fired again by now */
-        scene_flush(ref);
+        axt_flush(ref);
         cr_assert(q->witnessed);
         cr_assert_eq(q->cancel_st, AX_OK, "%s: cancel gave %s", periodic ? "periodic" : "one-shot",
                      ax_status_name(q->cancel_st));
@@ -773,14 +707,15 @@ Test(timers, the_timers_of_a_stopped_or_killed_actor_are_dropped_and_released)
             AXT_WAIT_SEM(&w.scheduled);
             scene_run(witness, witness_arm, NULL);
         } else {
-            scene_flush(ref);
+            axt_flush(ref);
             cr_assert_eq(ax_stop(ref), AX_OK);
         }
         AXT_WAIT_SEM(&s.ended);
         /* The witness's own tick is the only other one: let it go back
          * first. */
         if (kill)
-            cr_assert(wait_u32(&tick_rel[MAX_TICKS - 1], 1));
+            WAIT_UNTIL(atomic_load(&tick_rel[MAX_TICKS - 1]) >= 1,
+                       "the witness's tick was never released");
         /* destroy runs last: by then every timer has ended and its message
          * has been released, the armed ones and the queued one alike. */
         uint64_t allocs = atomic_load(&tick_allocs) - base_allocs - (kill ? 1 : 0);
@@ -845,11 +780,10 @@ Test(timers, a_periodic_handler_that_keeps_the_message_ends_the_timer)
     scene_run(ref, keep_schedule, &k);
     AXT_WAIT_COUNT(k.delivered, 1);
     axt_sleep_us(30000); /* 30 periods */
-    scene_flush(ref);
+    axt_flush(ref);
     cr_assert_eq(atomic_load(&k.delivered), 1, "the timer went on after its message was kept");
     cr_assert_eq(atomic_load(&tick_releases), 0, "the kept message belongs to the handler");
-    scene_run(ref, keep_finish, &k);
-    scene_flush(ref);
+    RUN_ON(ref, keep_finish, &k);
     cr_assert_eq(k.cancel_st, AX_ENOTFOUND, "the timer has ended: cancel gave %s",
                  ax_status_name(k.cancel_st));
     cr_assert_eq(atomic_load(&tick_releases), 1);
@@ -865,7 +799,6 @@ typedef struct status_ctx {
     int st_fired, st_twice_1, st_twice_2, st_zero, st_period0, st_null;
     bool period0_kept;
     _Atomic uint64_t delivered;
-    _Atomic uint64_t step;
 } status_ctx_t;
 
 static void status_schedule(ax_actor_t *self, void *ctx)
@@ -899,7 +832,6 @@ static void status_cancel_fired(ax_actor_t *self, void *ctx)
     status_ctx_t *c = ctx;
 
     c->st_fired = ax_cancel_timer(self, c->fired);
-    atomic_store(&c->step, 1);
 }
 
 Test(timers, cancel_and_schedule_statuses)
@@ -911,8 +843,7 @@ Test(timers, cancel_and_schedule_statuses)
 
     scene_run(ref, status_schedule, &c);
     AXT_WAIT_COUNT(c.delivered, 1);
-    scene_run(ref, status_cancel_fired, &c);
-    AXT_WAIT_COUNT(c.step, 1);
+    RUN_ON(ref, status_cancel_fired, &c);
     cr_assert_eq(c.st_fired, AX_ENOTFOUND, "cancel after the one-shot was handled");
     cr_assert_eq(c.st_twice_1, AX_OK);
     cr_assert_eq(c.st_twice_2, AX_ENOTFOUND, "a second cancel");

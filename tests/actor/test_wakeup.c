@@ -9,7 +9,6 @@
 
 #include "helpers.h"
 
-
 #define STEP_S 10.0
 
 static uint64_t xorshift(uint64_t *s)

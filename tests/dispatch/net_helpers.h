@@ -27,13 +27,6 @@
 #include "axon/serial.h"
 #include "tests/common.h"
 
-#define NT_UNUSED __attribute__((unused))
-
-static inline void nt_sleep_ms(unsigned ms)
-{
-    axt_sleep_us(ms * 1000u);
-}
-
 /* ---- seq: one sequence number, with a user serialiser ------------------ */
 
 /*
@@ -49,7 +42,7 @@ typedef struct seq_msg {
 
 #define SEQ_SER_ID (AX_SER_USER_MIN + 7)
 
-static _Atomic uint64_t seq_allocs NT_UNUSED, seq_releases NT_UNUSED;
+static _Atomic uint64_t seq_allocs AXT_UNUSED, seq_releases AXT_UNUSED;
 
 static inline void seq_release(ax_msg_t *m)
 {
@@ -74,7 +67,7 @@ static inline ax_status_t seq_deserialise(const msgpack_object *obj, const ax_pa
     return *out != NULL ? AX_OK : AX_ENOMEM;
 }
 
-static const ax_msg_type_t seq_type NT_UNUSED = {
+static const ax_msg_type_t seq_type AXT_UNUSED = {
     .name = "test.seq",
     .size = sizeof(seq_msg_t),
     .release = seq_release,
@@ -324,7 +317,7 @@ static inline void nt_node_a_destroy(ax_actor_t *self)
     nt_node_release_all(self, NULL);
 }
 
-static const ax_actor_vtable_t nt_node_vtable NT_UNUSED = {
+static const ax_actor_vtable_t nt_node_vtable AXT_UNUSED = {
     .name = "test.node",
     .size = sizeof(nt_node_actor_t),
     .init = nt_node_a_init,
@@ -407,7 +400,7 @@ static inline ax_status_t nt_dl_a_receive(ax_actor_t *self, ax_msg_t **msg)
     return AX_OK;
 }
 
-static const ax_actor_vtable_t nt_dl_vtable NT_UNUSED = {
+static const ax_actor_vtable_t nt_dl_vtable AXT_UNUSED = {
     .name = "test.dead-letter-counter",
     .size = sizeof(nt_dl_actor_t),
     .init = nt_dl_a_init,
@@ -453,7 +446,7 @@ static inline ax_status_t nt_events_a_receive(ax_actor_t *self, ax_msg_t **msg)
     return AX_OK;
 }
 
-static const ax_actor_vtable_t nt_events_vtable NT_UNUSED = {
+static const ax_actor_vtable_t nt_events_vtable AXT_UNUSED = {
     .name = "test.net-events",
     .size = sizeof(nt_events_actor_t),
     .init = nt_events_a_init,
@@ -489,7 +482,7 @@ static inline bool nt_events_wait(nt_events_t *log, size_t *from, ax_net_event_k
         pthread_mutex_unlock(&log->lock);
         if (axt_now() > end)
             return false;
-        nt_sleep_ms(1);
+        axt_sleep_us(1000);
     }
 }
 

@@ -51,7 +51,7 @@ static ax_system_t *start(const ax_config_t *cfg, nt_node_t *node, const char *n
             return sys;
         fprintf(stderr, "net_peer: net_start: %s (retrying)\n", ax_error_detail());
         ax_system_destroy(&sys);
-        nt_sleep_ms(50);
+        axt_sleep_us(50000);
     }
     fprintf(stderr, "net_peer: giving up on %s\n", cfg->network.listen);
     exit(1);

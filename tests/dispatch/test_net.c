@@ -1568,20 +1568,16 @@ Test(net, shutdown_flushes)
     assert_seqs_released();
 }
 
-/* ax_system_destroy on a helper thread, joined within secs; false when it
- * did not return in time (the test then fails, leaving it running). */
-static void *destroy_main(void *arg)
-{
-    ax_system_destroy(arg);
-    return NULL;
-}
-
+/* ax_system_destroy on a helper thread, joined within secs (shorter than
+ * axt_destroy's bound); false when it did not return in time (the test
+ * then fails, leaving it running). */
 static bool destroy_within(ax_system_t **sys, double secs)
 {
+    axt_bounded_t b = {.destroy = sys};
     struct timespec ts;
     pthread_t t;
 
-    cr_assert_eq(pthread_create(&t, NULL, destroy_main, sys), 0);
+    cr_assert_eq(pthread_create(&t, NULL, axt_bounded_main, &b), 0);
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += (time_t)secs;
     return pthread_timedjoin_np(t, NULL, &ts) == 0;
@@ -1619,6 +1615,16 @@ Test(net, graceful_close_ends_with_bye)
     assert_seqs_released();
 }
 
+/* Whether log has a CLOSED or a LOST event for peer. */
+static bool connection_ended(nt_events_t *log, const ax_addr_t *peer)
+{
+    ax_net_event_t e;
+    size_t from = 0;
+
+    return nt_events_wait(log, &from, AX_NET_CLOSED, peer, 0, &e) ||
+           nt_events_wait(log, &from, AX_NET_LOST, peer, 0, &e);
+}
+
 /*
  * The receiving system shuts down gracefully while a peer streams to it.
  * Its network thread keeps reading (and acknowledging) what arrives after
@@ -1634,12 +1640,10 @@ static void shutdown_mid_stream(uint64_t n)
     nt_node_t sink, sender;
     nt_dl_t dl = {0};
     nt_events_t bev;
-    ax_net_event_t e;
     send_job_t job;
     ax_ref_t sender_ref;
     ax_addr_t aaddr;
     ax_net_stats_t s;
-    size_t from = 0;
     uint64_t dead;
 
     a = net_system_with(&ca);
@@ -1685,18 +1689,7 @@ static void shutdown_mid_stream(uint64_t n)
     cr_assert_eq(nstats(b).returned, nt_dl_status(&dl, AX_ENOTFOUND));
     /* CLOSED, or LOST when a's close reset the connection under data b
      * was still writing. */
-    {
-        double end = axt_now() + WAIT_S;
-        bool ended = false;
-
-        while (!ended && axt_now() < end) {
-            size_t f1 = from, f2 = from;
-
-            ended = nt_events_wait(&bev, &f1, AX_NET_CLOSED, &aaddr, 0.01, &e) ||
-                    nt_events_wait(&bev, &f2, AX_NET_LOST, &aaddr, 0.01, &e);
-        }
-        cr_assert(ended, "b saw no end of its connection to a");
-    }
+    WAIT_UNTIL(connection_ended(&bev, &aaddr), "b saw no end of its connection to a");
     cr_assert_eq(atomic_load(&sink.out_of_order) + atomic_load(&sink.bad), 0);
 
     axt_destroy(&b);
@@ -1766,11 +1759,6 @@ Test(net, raw_data_frame_delivered)
     raw_fixture_check(&f, false); /* which also checks a's connection is the same */
 }
 
-typedef struct destroy_async {
-    pthread_t t;
-    ax_system_t *sys;
-} destroy_async_t;
-
 /*
  * A frame that arrives after a stopping system has said Bye and closed
  * its side for writing: the system must not try to write its answer (an
@@ -1786,7 +1774,8 @@ Test(net, no_sigpipe_after_bye)
     unsigned char frame[160], h[8], body[256];
     ax_net_event_t ev;
     nt_events_t aev;
-    destroy_async_t d;
+    axt_bounded_t d = {.destroy = &a};
+    pthread_t t;
     struct timespec ts;
     size_t n, from = 0;
     ax_addr_t raw_addr;
@@ -1804,8 +1793,7 @@ Test(net, no_sigpipe_after_bye)
     cr_assert(nt_events_wait(&aev, &from, AX_NET_ESTABLISHED, &raw_addr, WAIT_S, &ev));
 
     /* a stops: it says Bye, then closes its side (we read the end). */
-    d.sys = a;
-    cr_assert_eq(pthread_create(&d.t, NULL, destroy_main, &d.sys), 0);
+    cr_assert_eq(pthread_create(&t, NULL, axt_bounded_main, &d), 0);
     raw_read_frame(fd, h, body, sizeof body);
     cr_assert_eq(h[4], 4 /* Bye */, "frame type %u, not Bye", h[4]);
     cr_assert_eq(raw_read_to_close(fd, body, sizeof body), 0);
@@ -1819,8 +1807,8 @@ Test(net, no_sigpipe_after_bye)
 
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += (time_t)WAIT_S;
-    cr_assert_eq(pthread_timedjoin_np(d.t, NULL, &ts), 0, "a did not finish stopping");
-    cr_assert_null(d.sys);
+    cr_assert_eq(pthread_timedjoin_np(t, NULL, &ts), 0, "a did not finish stopping");
+    cr_assert_null(a);
     close(fd);
 }
 

@@ -27,26 +27,13 @@
 #include <unistd.h>
 
 #include "dispatch/poller.h"
+#include "tests/actor/helpers.h"
 
 #define STEP_MS 10000 /* the most one expected event may take */
 #define QUIET_MS 150  /* how long we look for an event that must not come */
 #define MS 1000000ull
 
 /* ---- helpers ------------------------------------------------------------ */
-
-/* Checks made off the test thread are counted here; the test asserts 0. */
-static _Atomic uint64_t bad;
-#define CHECK(cond) ((cond) ? (void)0 : (void)atomic_fetch_add(&bad, 1))
-
-static uint64_t scaled(uint64_t n)
-{
-    const char *s = getenv("AXON_TEST_SCALE");
-    long div = s != NULL ? strtol(s, NULL, 10) : 1;
-
-    if (div > 1)
-        n /= (uint64_t)div;
-    return n > 0 ? n : 1;
-}
 
 static ax__poller_t *make_poller(void)
 {
@@ -180,14 +167,6 @@ static seen_t *new_seen(void)
 
     cr_assert_not_null(s);
     return s;
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {ms / 1000u, (long)(ms % 1000u) * 1000000L};
-
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
 }
 
 /* ---- registration ids --------------------------------------------------- */
@@ -369,16 +348,16 @@ static void *churn_thread(void *arg)
         int fds[2];
 
         if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
-            CHECK(0);
+            AXT_CHECK(0);
             break;
         }
-        CHECK(ax__poller_add(c->p, fds[0], AX__POLL_IN, c, &id) == AX_OK);
-        CHECK(id > prev);
+        AXT_CHECK(ax__poller_add(c->p, fds[0], AX__POLL_IN, c, &id) == AX_OK);
+        AXT_CHECK(id > prev);
         prev = id;
-        CHECK(write(fds[1], "x", 1) == 1);
+        AXT_CHECK(write(fds[1], "x", 1) == 1);
         if (i & 1)
             sched_yield(); /* sometimes let the poll thread fetch it first */
-        CHECK(ax__poller_remove(c->p, id) == AX_OK);
+        AXT_CHECK(ax__poller_remove(c->p, id) == AX_OK);
         atomic_store_explicit(&c->removed_upto, id, memory_order_release);
         close(fds[0]);
         close(fds[1]);
@@ -389,7 +368,7 @@ static void *churn_thread(void *arg)
 
 Test(poller, remove_is_final_under_concurrency)
 {
-    churn_t c = {.p = make_poller(), .rounds = scaled(20000)};
+    churn_t c = {.p = make_poller(), .rounds = axt_scaled(20000)};
     ax__poll_event_t out[64];
     uint64_t reported = 0, late = 0, end = ax__now_ns() + 120000 * MS;
     pthread_t t;
@@ -414,7 +393,7 @@ Test(poller, remove_is_final_under_concurrency)
     pthread_join(t, NULL);
     cr_assert_eq(late, 0, "%llu events reported after their registration was removed",
                  (unsigned long long)late);
-    cr_assert_eq(atomic_load(&bad), 0);
+    AXT_ASSERT_NO_BAD();
     cr_log_info("remove_is_final: %llu of %llu registrations were reported before removal",
                 (unsigned long long)reported, (unsigned long long)c.rounds);
     ax__poller_destroy(&c.p);
@@ -678,9 +657,9 @@ static void *storm_poller(void *arg)
 
         /* A bounded wait only so that stop is noticed; a timeout acks
          * nothing, so it cannot hide a lost wake. */
-        CHECK(ax__poller_wait(st->p, 100, out, 16, &n) == AX_OK);
+        AXT_CHECK(ax__poller_wait(st->p, 100, out, 16, &n) == AX_OK);
         for (i = 0; i < n; i++) {
-            CHECK(out[i].kind == AX__EV_WAKE);
+            AXT_CHECK(out[i].kind == AX__EV_WAKE);
             if (out[i].kind != AX__EV_WAKE)
                 continue;
             atomic_fetch_add(&st->reports, 1);
@@ -695,7 +674,7 @@ static void *storm_poller(void *arg)
 
 static void wake_storm(unsigned burst)
 {
-    storm_t st = {.p = make_poller(), .per_thread = scaled(10000), .burst = burst};
+    storm_t st = {.p = make_poller(), .per_thread = axt_scaled(10000), .burst = burst};
     waker_arg_t args[WAKERS];
     pthread_t poll_t, wk[WAKERS];
     uint64_t writes, reports, wakes;
@@ -718,7 +697,7 @@ static void wake_storm(unsigned burst)
                  (unsigned long long)atomic_load(&st.lost));
     for (i = 0; i < WAKERS; i++)
         cr_assert_eq(atomic_load(&st.ack[i]), st.per_thread);
-    cr_assert_eq(atomic_load(&bad), 0);
+    AXT_ASSERT_NO_BAD();
     cr_assert(writes >= 1 && writes <= wakes, "%llu writes for %llu wakes",
               (unsigned long long)writes, (unsigned long long)wakes);
     /* Each report needs an eventfd edge, and each edge a write. */
@@ -927,14 +906,14 @@ static void sleeper_round(ax__poller_t *p, uint64_t delay_ns)
     cr_assert_eq(pthread_create(&th, NULL, sleeper, &sl), 0);
     while (!atomic_load(&sl.entered))
         sched_yield();
-    sleep_ms(30); /* most likely asleep in epoll_wait by now; either way must work */
+    axt_sleep_us(30000); /* most likely asleep in epoll_wait by now; either way must work */
     add_timer(p, &t, delay_ns);
     end = ax__now_ns() + STEP_MS * MS;
     while (!atomic_load(&sl.done)) {
         /* A hang here is the bug under test: fail rather than wait forever
          * (the stuck thread dies with the test process). */
         cr_assert(ax__now_ns() < end, "timer add did not wake a poller in wait(-1)");
-        sleep_ms(1);
+        axt_sleep_us(1000);
     }
     pthread_join(th, NULL);
     cr_assert_eq(sl.st, AX_OK);
@@ -981,7 +960,7 @@ static void *timer_adder(void *arg)
     tslot_t *slots = calloc(st->per_thread, sizeof(*slots));
     uint64_t i, id, x = (uint64_t)(uintptr_t)&i | 1;
 
-    CHECK(slots != NULL);
+    AXT_CHECK(slots != NULL);
     if (slots == NULL)
         return NULL;
     for (i = 0; i < st->per_thread; i++) {
@@ -989,7 +968,7 @@ static void *timer_adder(void *arg)
         x ^= x >> 7;
         x ^= x << 17;
         slots[i].lo = ax__now_ns() + (x % 2000) * 1000;
-        CHECK(ax__poller_timer_add(st->p, (x % 2000) * 1000, &slots[i], &id) == AX_OK);
+        AXT_CHECK(ax__poller_timer_add(st->p, (x % 2000) * 1000, &slots[i], &id) == AX_OK);
         atomic_fetch_add(&st->added, 1);
         if (x & 0x10000) {
             ax_status_t s = ax__poller_timer_cancel(st->p, id);
@@ -997,10 +976,10 @@ static void *timer_adder(void *arg)
 
             if (s == AX_OK) {
                 /* Cancelled before firing: it must never be reported. */
-                CHECK(atomic_compare_exchange_strong(&slots[i].state, &expect, 2));
+                AXT_CHECK(atomic_compare_exchange_strong(&slots[i].state, &expect, 2));
                 atomic_fetch_add(&st->cancelled, 1);
             } else {
-                CHECK(s == AX_ENOTFOUND);
+                AXT_CHECK(s == AX_ENOTFOUND);
             }
         }
     }
@@ -1009,7 +988,7 @@ static void *timer_adder(void *arg)
 
 Test(poller, timers_from_many_threads_fire_or_cancel_exactly_once, .timeout = 300)
 {
-    tstorm_t st = {.p = make_poller(), .per_thread = scaled(3000)};
+    tstorm_t st = {.p = make_poller(), .per_thread = axt_scaled(3000)};
     pthread_t th[TIMER_THREADS];
     tslot_t *slots[TIMER_THREADS];
     ax__poll_event_t out[32];
@@ -1044,7 +1023,7 @@ Test(poller, timers_from_many_threads_fire_or_cancel_exactly_once, .timeout = 30
         }
     }
     cr_assert_eq(early, 0, "%llu timers fired early", (unsigned long long)early);
-    cr_assert_eq(atomic_load(&bad), 0);
+    AXT_ASSERT_NO_BAD();
     for (i = 0; i < TIMER_THREADS; i++)
         free(slots[i]);
     ax__poller_destroy(&st.p);

@@ -12,6 +12,7 @@
 #include <msgpack.h>
 
 #include "axon/serial.h"
+#include "serial/mpcheck.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -118,83 +119,19 @@ static void fuzz_text(const uint8_t *data, size_t size)
     free(text);
 }
 
-static uint64_t be(const uint8_t *p, size_t n)
-{
-    uint64_t v = 0;
-
-    for (size_t i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-/*
- * msgpack-c allocates a container's elements as soon as it reads the
- * header, before it knows whether the input holds them: five bytes
- * claiming an array of 2^27 elements cost gigabytes. That is msgpack-c's
- * behaviour, not the path decoder's, so the harness walks the token stream
- * first and skips inputs whose containers declare more elements in all
- * than there are bytes (each element needs at least one). Any decoder of
- * untrusted bytes needs the same guard.
- */
-static bool container_counts_fit(const uint8_t *d, size_t n)
-{
-    /* For each type byte 0xc0 + i up to 0xdf: the width of its length field,
-     * the fixed bytes that follow it, and what the length counts: 0 body
-     * bytes, 1 array elements, 2 map pairs. */
-    static const struct { uint8_t len_width, extra, counts; } ext[32] = {
-        [0x04] = {1, 0, 0}, [0x05] = {2, 0, 0}, [0x06] = {4, 0, 0},             /* bin */
-        [0x07] = {1, 1, 0}, [0x08] = {2, 1, 0}, [0x09] = {4, 1, 0},             /* ext */
-        [0x0a] = {0, 4, 0}, [0x0b] = {0, 8, 0},                                 /* float */
-        [0x0c] = {0, 1, 0}, [0x0d] = {0, 2, 0}, [0x0e] = {0, 4, 0}, [0x0f] = {0, 8, 0},
-        [0x10] = {0, 1, 0}, [0x11] = {0, 2, 0}, [0x12] = {0, 4, 0}, [0x13] = {0, 8, 0},
-        [0x14] = {0, 2, 0}, [0x15] = {0, 3, 0}, [0x16] = {0, 5, 0}, [0x17] = {0, 9, 0},
-        [0x18] = {0, 17, 0},                                                    /* fixext */
-        [0x19] = {1, 0, 0}, [0x1a] = {2, 0, 0}, [0x1b] = {4, 0, 0},             /* str */
-        [0x1c] = {2, 0, 1}, [0x1d] = {4, 0, 1}, [0x1e] = {2, 0, 2}, [0x1f] = {4, 0, 2},
-    };
-    uint64_t elements = 0;
-    size_t i = 0;
-
-    while (i < n) {
-        uint8_t b = d[i++];
-
-        if (b >= 0x80 && b <= 0x8f) {
-            elements += 2u * (b & 0x0fu);
-        } else if (b >= 0x90 && b <= 0x9f) {
-            elements += b & 0x0fu;
-        } else if (b >= 0xa0 && b <= 0xbf) {
-            i += b & 0x1fu;
-        } else if (b >= 0xc4 && b <= 0xdf) {
-            uint64_t len;
-
-            if (n - i < ext[b - 0xc0].len_width)
-                break;
-            len = be(d + i, ext[b - 0xc0].len_width);
-            i += ext[b - 0xc0].len_width;
-            if (ext[b - 0xc0].counts != 0)
-                elements += len * ext[b - 0xc0].counts;
-            else if (len > n - i)
-                break;
-            else
-                i += (size_t)len + ext[b - 0xc0].extra;
-        }
-        if (elements > n)
-            return false;
-    }
-    return elements <= n;
-}
-
 static void fuzz_wire(const uint8_t *data, size_t size)
 {
     msgpack_unpacked u;
     size_t off = 0;
 
-    if (!container_counts_fit(data, size))
-        return;
     msgpack_unpacked_init(&u);
     /* Every object in the input, not just the first: a corpus entry can
-     * then carry several candidate paths. */
-    while (off < size) {
+     * then carry several candidate paths. Each passes the receive path's
+     * bounds check first: msgpack-c allocates a container's elements as
+     * soon as it reads the header, so five bytes claiming an array of 2^27
+     * elements would cost gigabytes. What the check refuses (truncated,
+     * not msgpack, nested too deep), msgpack-c would refuse too. */
+    while (off < size && ax__msgpack_check(data + off, size - off, 1) == AX_OK) {
         size_t prev = off;
         msgpack_unpack_return r = msgpack_unpack_next(&u, (const char *)data, size, &off);
         ax_path_t p, before;

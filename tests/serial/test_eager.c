@@ -78,7 +78,6 @@ static ax_msg_t *tick_new(uint64_t seq)
 
 /* ---- jobs: run a function on an actor's own thread (tests/common.h) -- */
 
-
 static void noop(ax_actor_t *self, void *arg)
 {
     (void)self;

@@ -361,18 +361,16 @@ Test(serialisers, bytes_type_copies_out_of_the_payload)
 
 /* ---- the zero-copy views ---------------------------------------------- */
 
-typedef struct overwrite_job {
-    ax_ref_t dst;
-    ax_msg_t *msg;
+typedef struct stats_job {
     ax_status_t st;
     ax_buffer_pool_stats_t stats;
 } stats_job_t;
 
 static void do_stats(ax_actor_t *self, void *arg)
 {
-    stats_job_t *o = arg;
+    stats_job_t *s = arg;
 
-    o->st = ax_actor_buffer_stats(self, &o->stats);
+    s->st = ax_actor_buffer_stats(self, &s->stats);
 }
 
 /*
