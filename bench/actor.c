@@ -37,11 +37,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "axon/actor.h"
-#include "axon/config.h"
 #include "serial/mpsc.h"
 /* Before any ck header, so that a TSan build sees ck's loads and stores. */
 #include "common/ax_atomic.h"
@@ -52,43 +50,25 @@
 #define TRIALS 3
 #define WORKERS 2
 
-
 /* ---- the baseline: a bare intrusive Vyukov MPSC queue ------------------ */
 
 /* The baseline is the queue every mailbox is: serial/mpsc.h, without the
  * runtime around it (no scheduling, no control word, no message header). */
-typedef ax_msg_link_t node_t;
-typedef ax__mpsc_t mpsc_t;
-
-static void mpsc_init(mpsc_t *q)
-{
-    ax__mpsc_init(q, false);
-}
-
-static void mpsc_push(mpsc_t *q, node_t *n)
-{
-    ax__mpsc_push(q, n);
-}
-
-static node_t *mpsc_pop(mpsc_t *q)
-{
-    return ax__mpsc_pop(q);
-}
 
 static volatile uintptr_t sink;
 
 /* ns per push+pop, one node in flight. */
 static double base_same_thread(size_t n)
 {
-    static mpsc_t q;
-    static node_t nodes[64];
+    static ax__mpsc_t q;
+    static ax_msg_link_t nodes[64];
     double t0;
 
-    mpsc_init(&q);
+    ax__mpsc_init(&q, false);
     t0 = bench_now_s();
     for (size_t i = 0; i < n; i++) {
-        mpsc_push(&q, &nodes[i & 63]);
-        sink += (uintptr_t)mpsc_pop(&q);
+        ax__mpsc_push(&q, &nodes[i & 63]);
+        sink += (uintptr_t)ax__mpsc_pop(&q);
     }
     return (bench_now_s() - t0) * 1e9 / (double)n;
 }
@@ -96,19 +76,19 @@ static double base_same_thread(size_t n)
 /* ns per push+pop, bursts of 64. */
 static double base_same_thread_b64(size_t n)
 {
-    static mpsc_t q;
-    static node_t nodes[64];
+    static ax__mpsc_t q;
+    static ax_msg_link_t nodes[64];
     double t0;
 
-    mpsc_init(&q);
+    ax__mpsc_init(&q, false);
     t0 = bench_now_s();
     for (size_t i = 0; i < n; i += 64) {
         for (int k = 0; k < 64; k++)
-            mpsc_push(&q, &nodes[k]);
+            ax__mpsc_push(&q, &nodes[k]);
         for (int k = 0; k < 64; k++) {
-            node_t *x;
+            ax_msg_link_t *x;
 
-            while ((x = mpsc_pop(&q)) == NULL)
+            while ((x = ax__mpsc_pop(&q)) == NULL)
                 ; /* the last node waits for the stub: never on one thread */
             sink += (uintptr_t)x;
         }
@@ -119,8 +99,8 @@ static double base_same_thread_b64(size_t n)
 #define XWINDOW 4096
 
 typedef struct xthread {
-    mpsc_t q;
-    node_t nodes[XWINDOW];
+    ax__mpsc_t q;
+    ax_msg_link_t nodes[XWINDOW];
     size_t n;
     _Alignas(64) size_t consumed; /* the consumer publishes its progress */
 } xthread_t;
@@ -130,7 +110,7 @@ static void *xthread_consumer(void *arg)
     xthread_t *x = arg;
 
     for (size_t got = 0; got < x->n;) {
-        node_t *nd = mpsc_pop(&x->q);
+        ax_msg_link_t *nd = ax__mpsc_pop(&x->q);
 
         if (nd == NULL) {
             ck_pr_stall();
@@ -138,6 +118,7 @@ static void *xthread_consumer(void *arg)
         }
         sink += (uintptr_t)nd;
         /* Release: the producer may reuse this node after it sees it. */
+        ck_pr_fence_release();
         ck_pr_store_64((uint64_t *)&x->consumed, ++got);
     }
     return NULL;
@@ -151,14 +132,14 @@ static double base_xthread(size_t n)
     double t0;
 
     memset(x, 0, sizeof(*x));
-    mpsc_init(&x->q);
+    ax__mpsc_init(&x->q, false);
     x->n = n;
     pthread_create(&t, NULL, xthread_consumer, x);
     t0 = bench_now_s();
     for (size_t i = 0; i < n; i++) {
         while (i - ck_pr_load_64((uint64_t *)&x->consumed) >= XWINDOW)
             ck_pr_stall();
-        mpsc_push(&x->q, &x->nodes[i % XWINDOW]);
+        ax__mpsc_push(&x->q, &x->nodes[i % XWINDOW]);
     }
     pthread_join(t, NULL);
     t0 = bench_now_s() - t0;
@@ -170,19 +151,20 @@ static struct {
     double same, same_b64, xthread; /* ns per push+pop */
 } base;
 
-static void run_baselines(void)
+static double base_median(double (*run)(size_t))
 {
     double v[TRIALS];
 
     for (int i = 0; i < TRIALS; i++)
-        v[i] = base_same_thread(bench_scaled(20000000));
-    base.same = bench_median(v, TRIALS);
-    for (int i = 0; i < TRIALS; i++)
-        v[i] = base_same_thread_b64(bench_scaled(20000000));
-    base.same_b64 = bench_median(v, TRIALS);
-    for (int i = 0; i < TRIALS; i++)
-        v[i] = base_xthread(bench_scaled(20000000));
-    base.xthread = bench_median(v, TRIALS);
+        v[i] = run(bench_scaled(20000000));
+    return bench_median(v, TRIALS);
+}
+
+static void run_baselines(void)
+{
+    base.same = base_median(base_same_thread);
+    base.same_b64 = base_median(base_same_thread_b64);
+    base.xthread = base_median(base_xthread);
     printf("{\"bench\":\"actor\",\"case\":\"mpsc_same_thread\",\"baseline\":true,"
            "\"ns_per_msg\":%.2f,\"msgs_per_s\":%.0f}\n", base.same, 1e9 / base.same);
     printf("{\"bench\":\"actor\",\"case\":\"mpsc_same_thread_b64\",\"baseline\":true,"
@@ -203,7 +185,6 @@ static void report(const char *name, const char *unit, double rate, double targe
            "\"baseline\":\"%s\",\"baseline_ns_per_msg\":%.2f,\"ratio_vs_mpsc\":%.2f%s}\n",
            name, WORKERS, unit, rate, target, rate >= target ? "true" : "false", ns_per_msg,
            baseline, base_ns, ns_per_msg / base_ns, extra != NULL ? extra : "");
-    fflush(stdout);
 }
 
 typedef struct token {
@@ -293,9 +274,8 @@ static double run_pingpong(size_t round_trips)
 #define FAN_BURST 256u
 
 typedef struct fan {
-    unsigned nsenders;
     uint64_t per_sender, total;
-    ax_ref_t senders[8];
+    ax_ref_t receiver, senders[8];
     ax_msg_pool_t *pool, *credit_pool;
     sem_t done;
 } fan_t;
@@ -365,8 +345,6 @@ static ax_status_t fan_send_init(ax_actor_t *self, void *arg)
     return AX_OK;
 }
 
-static ax_ref_t fan_target;
-
 static void fan_burst(fan_send_t *s)
 {
     ax_ref_t self = ax_self(&s->actor);
@@ -376,7 +354,7 @@ static void fan_burst(fan_send_t *s)
 
         ax_msg_get(s->f->pool, AX_ALWAYS, &m);
         ((token_t *)m)->n = s->index;
-        ax_tell(fan_target, &m, self);
+        ax_tell(s->f->receiver, &m, self);
         s->sent++;
         s->credit--;
     }
@@ -420,7 +398,7 @@ static double run_fanin(unsigned nsenders, size_t total)
     ax_system_t *sys = bench_system(WORKERS);
     ax_msg_pool_options_t po = {.initial = 8 * FAN_WINDOW, .max = 8 * FAN_WINDOW};
     ax_msg_pool_options_t cpo = {.initial = 256, .max = 1024};
-    fan_t f = {.nsenders = nsenders, .per_sender = total / nsenders};
+    fan_t f = {.per_sender = total / nsenders};
     fan_args_t args[8];
     double t0;
 
@@ -428,7 +406,7 @@ static double run_fanin(unsigned nsenders, size_t total)
     sem_init(&f.done, 0, 0);
     BENCH_CHECK(ax_msg_pool_create(&token_type, &po, &f.pool));
     BENCH_CHECK(ax_msg_pool_create(&credit_type, &cpo, &f.credit_pool));
-    BENCH_CHECK(ax_spawn(sys, &fan_recv_vtable, &f, &fan_target));
+    BENCH_CHECK(ax_spawn(sys, &fan_recv_vtable, &f, &f.receiver));
     for (unsigned i = 0; i < nsenders; i++) {
         args[i] = (fan_args_t){&f, i};
         BENCH_CHECK(ax_create(sys, &fan_send_vtable, &args[i], &f.senders[i]));

@@ -12,11 +12,11 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "axon/actor.h"
 #include "axon/config.h"
 #include "axon/status.h"
+#include "common/clock.h"
 
 #ifndef BENCH_NAME
 #error "define BENCH_NAME (the program name) before including bench.h"
@@ -42,12 +42,11 @@ static inline size_t bench_scaled(size_t n)
     return s > 0 ? s : 1;
 }
 
+/* The runtime's own monotonic clock (common/clock.h), as a double for
+ * the arithmetic of rates and ratios. */
 static inline double bench_now_ns(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+    return (double)ax__now_ns();
 }
 
 static inline double bench_now_s(void)

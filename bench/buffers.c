@@ -33,7 +33,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "axon/buffers.h"
 /* Before ck_ring.h, so that a TSan build sees ck's loads and stores. */
@@ -251,10 +250,7 @@ static ax_encode_buffer_t *make_encoder(void)
     ax_buffer_config_t cfg = AX_BUFFER_CONFIG_DEFAULT;
     ax_encode_buffer_t *eb = NULL;
 
-    if (ax_encode_buffer_create(&cfg, &eb) != AX_OK) {
-        fprintf(stderr, "bench_buffers: %s\n", ax_error_detail());
-        exit(1);
-    }
+    BENCH_CHECK(ax_encode_buffer_create(&cfg, &eb));
     return eb;
 }
 
@@ -273,10 +269,8 @@ static void encode_msg(ax_encode_buffer_t *eb, uint32_t seq, size_t msg_bytes, a
             if (st == AX_OK)
                 return;
         }
-        if (st != AX_ENOBUFS) {
-            fprintf(stderr, "bench_buffers: %s: %s\n", ax_status_name(st), ax_error_detail());
-            exit(1);
-        }
+        if (st != AX_ENOBUFS)
+            bench_die("encode", st);
         backoff(&spins);
     }
 }

@@ -64,7 +64,6 @@
 #define MSGS_TARGET_64B 5e6
 #define BW_TARGET_64K 0.5
 
-
 static double mean(const double *v, size_t n)
 {
     double s = 0;
@@ -76,7 +75,7 @@ static double mean(const double *v, size_t n)
 
 static _Noreturn void die_errno(const char *what)
 {
-    fprintf(stderr, "bench_net: %s: %s\n", what, strerror(errno));
+    fprintf(stderr, "%s: %s: %s\n", BENCH_NAME, what, strerror(errno));
     exit(1);
 }
 
@@ -88,16 +87,12 @@ static ax_system_t *make_system(void)
 {
     ax_config_t cfg;
     ax_system_t *sys;
-    ax_status_t st;
 
     ax_config_init(&cfg);
     cfg.threads = 1;
     snprintf(cfg.network.listen, sizeof cfg.network.listen, "127.0.0.1:0");
-    st = ax_system_create(&cfg, &sys);
-    if (st == AX_OK)
-        st = ax_net_start(sys);
-    if (st != AX_OK)
-        bench_die("system", st);
+    BENCH_CHECK(ax_system_create(&cfg, &sys));
+    BENCH_CHECK(ax_net_start(sys));
     return sys;
 }
 
@@ -106,12 +101,9 @@ static ax_ref_t remote_ref(ax_system_t *from, ax_ref_t ref)
 {
     ax_path_t path;
     ax_ref_t out;
-    ax_status_t st = ax_ref_path(ref, &path);
 
-    if (st == AX_OK)
-        st = ax_ref_from_path(from, &path, &out);
-    if (st != AX_OK)
-        bench_die("remote ref", st);
+    BENCH_CHECK(ax_ref_path(ref, &path));
+    BENCH_CHECK(ax_ref_from_path(from, &path, &out));
     return out;
 }
 
@@ -138,10 +130,8 @@ static uint64_t read_u64(const ax_net_msg_t *nm)
 {
     ax_msg_t *m = NULL;
     uint64_t v;
-    ax_status_t st = ax_net_msg_deserialise(nm, &ax_u64_type, &m);
 
-    if (st != AX_OK)
-        bench_die("deserialise u64", st);
+    BENCH_CHECK(ax_net_msg_deserialise(nm, &ax_u64_type, &m));
     v = ((ax_u64_msg_t *)m)->value;
     ax_msg_release(&m);
     return v;
@@ -173,12 +163,8 @@ static ax_status_t pinger_init(ax_actor_t *self, void *arg)
 
 static void ping(pinger_t *p)
 {
-    ax_status_t st;
-
     p->t_sent = bench_now_s();
-    st = send_u64(&p->actor, p->a->peer, p->n, p->a->eager);
-    if (st != AX_OK)
-        bench_die("ping", st);
+    BENCH_CHECK(send_u64(&p->actor, p->a->peer, p->n, p->a->eager));
 }
 
 static void pinger_start(ax_actor_t *self)
@@ -229,12 +215,9 @@ static ax_status_t ponger_network(ax_actor_t *self, ax_net_msg_t **nm)
 {
     ax_ref_t from;
     uint64_t v = read_u64(*nm);
-    ax_status_t st = ax_net_msg_sender(self, *nm, &from);
 
-    if (st == AX_OK)
-        st = send_u64(self, from, v + 1, ((ponger_t *)self)->eager);
-    if (st != AX_OK)
-        bench_die("pong", st);
+    BENCH_CHECK(ax_net_msg_sender(self, *nm, &from));
+    BENCH_CHECK(send_u64(self, from, v + 1, ((ponger_t *)self)->eager));
     return AX_OK;
 }
 
@@ -247,17 +230,12 @@ static void axon_pingpong(bool eager, size_t warmup, size_t rounds, double *rtt)
 {
     pp_args_t a = {.eager = eager, .warmup = warmup, .rounds = rounds, .rtt = rtt};
     ax_ref_t ponger, pinger;
-    ax_status_t st;
 
     sem_init(&a.done, 0, 0);
     sem_init(&a.ended, 0, 0);
-    st = ax_spawn(sys_b, &ponger_vtable, &eager, &ponger);
-    if (st != AX_OK)
-        bench_die("spawn ponger", st);
+    BENCH_CHECK(ax_spawn(sys_b, &ponger_vtable, &eager, &ponger));
     a.peer = remote_ref(sys_a, ponger);
-    st = ax_spawn(sys_a, &pinger_vtable, &a, &pinger);
-    if (st != AX_OK)
-        bench_die("spawn pinger", st);
+    BENCH_CHECK(ax_spawn(sys_a, &pinger_vtable, &a, &pinger));
     sem_wait(&a.done);
     ax_stop(pinger);
     ax_stop(ponger);
@@ -329,23 +307,13 @@ typedef struct bare_pp {
     int cpu; /* pin to this CPU, or -1 */
 } bare_pp_t;
 
-/* Pin the calling thread to cpu (-1: to every CPU it had at start). */
+/* Pin the calling thread to cpu. */
 static void pin_self(int cpu)
 {
-    static cpu_set_t all;
-    static bool saved;
     cpu_set_t set;
 
-    if (!saved) {
-        pthread_getaffinity_np(pthread_self(), sizeof all, &all);
-        saved = true;
-    }
-    if (cpu < 0) {
-        set = all;
-    } else {
-        CPU_ZERO(&set);
-        CPU_SET(cpu, &set);
-    }
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
     pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 }
 
@@ -372,9 +340,11 @@ static void bare_pingpong(size_t warmup, size_t rounds, double *rtt, int cpu_a, 
     int fds[2];
     pthread_t t;
     bare_pp_t echo;
+    cpu_set_t was; /* this thread's CPUs, restored after the rounds */
 
     tcp_pair(fds, true);
     echo = (bare_pp_t){fds[1], warmup + rounds, cpu_b};
+    pthread_getaffinity_np(pthread_self(), sizeof was, &was);
     pthread_create(&t, NULL, bare_echo, &echo);
     if (cpu_a >= 0)
         pin_self(cpu_a);
@@ -388,7 +358,7 @@ static void bare_pingpong(size_t warmup, size_t rounds, double *rtt, int cpu_a, 
             rtt[i - warmup] = bench_now_s() - t0;
     }
     if (cpu_a >= 0)
-        pin_self(-1);
+        pthread_setaffinity_np(pthread_self(), sizeof was, &was);
     pthread_join(t, NULL);
     close(fds[0]);
     close(fds[1]);
@@ -588,24 +558,16 @@ static ax_status_t sink_network(ax_actor_t *self, ax_net_msg_t **nm)
     sink_t *k = (sink_t *)self;
     tp_args_t *a = k->a;
     ax_msg_t *m = NULL;
-    ax_status_t st = ax_net_msg_deserialise(*nm, &ax_bytes_view_type, &m);
 
-    if (st != AX_OK)
-        bench_die("deserialise bytes", st);
+    BENCH_CHECK(ax_net_msg_deserialise(*nm, &ax_bytes_view_type, &m));
     a->bytes_seen += ((ax_bytes_msg_t *)m)->len;
     ax_msg_release(&m);
-    if (k->received++ == 0) {
-        st = ax_net_msg_sender(self, *nm, &k->back);
-        if (st != AX_OK)
-            bench_die("sender", st);
-    }
+    if (k->received++ == 0)
+        BENCH_CHECK(ax_net_msg_sender(self, *nm, &k->back));
     if (k->received == a->total)
         a->t_end = bench_now_s();
-    if (k->received == 1 || k->received % ACK_EVERY == 0 || k->received == a->total) {
-        st = send_u64(self, k->back, k->received, a->eager);
-        if (st != AX_OK)
-            bench_die("ack", st);
-    }
+    if (k->received == 1 || k->received % ACK_EVERY == 0 || k->received == a->total)
+        BENCH_CHECK(send_u64(self, k->back, k->received, a->eager));
     if (k->received == a->total)
         sem_post(&a->done);
     return AX_OK;
@@ -629,25 +591,16 @@ typedef struct tp_result {
 static tp_result_t axon_throughput(bool eager, size_t size, size_t total, const uint8_t *payload)
 {
     tp_args_t a = {.eager = eager, .size = size, .total = total, .payload = payload};
+    ax_msg_pool_options_t po = {.initial = 2 * WINDOW, .max = 4 * WINDOW};
     ax_ref_t sink, source;
-    ax_status_t st;
 
     sem_init(&a.done, 0, 0);
     sem_init(&a.ended, 0, 0);
-    if (!eager) {
-        st = ax_msg_pool_create(&ax_bytes_type, &(ax_msg_pool_options_t){.initial = 2 * WINDOW,
-                                                                          .max = 4 * WINDOW},
-                                &a.pool);
-        if (st != AX_OK)
-            bench_die("message pool", st);
-    }
-    st = ax_spawn(sys_b, &sink_vtable, &a, &sink);
-    if (st != AX_OK)
-        bench_die("spawn sink", st);
+    if (!eager)
+        BENCH_CHECK(ax_msg_pool_create(&ax_bytes_type, &po, &a.pool));
+    BENCH_CHECK(ax_spawn(sys_b, &sink_vtable, &a, &sink));
     a.sink = remote_ref(sys_a, sink);
-    st = ax_spawn(sys_a, &source_vtable, &a, &source);
-    if (st != AX_OK)
-        bench_die("spawn source", st);
+    BENCH_CHECK(ax_spawn(sys_a, &source_vtable, &a, &source));
     sem_wait(&a.done);
     sem_wait(&a.done);
     if (a.bytes_seen != size * total)

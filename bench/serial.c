@@ -41,16 +41,12 @@
  * count; size runs only that payload size, e.g. for perf record)
  */
 #include <semaphore.h>
-#include <stdatomic.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 
 #include "axon/actor.h"
-#include "axon/config.h"
 #include "axon/serial.h"
 
 #define BENCH_NAME "bench_serial"
@@ -300,21 +296,18 @@ static double run_actors(ax_system_t *sys, enum mode mode, const unsigned char *
     static const ax_msg_pool_options_t pool_opts = {.initial = WINDOW + ACK_EVERY, .max = 2 * WINDOW};
     run_t r = {.mode = mode, .n = n, .payload = payload, .len = len};
     ax_msg_t *go = NULL;
-    ax_status_t st;
     double t0, c0;
 
     sem_init(&r.done, 0, 0);
-    if ((st = ax_msg_pool_create(&ack_type, &pool_opts, &r.ack_pool)) != AX_OK ||
-        (st = ax_msg_pool_create(&ax_bytes_type, &pool_opts, &r.lazy_pool)) != AX_OK ||
-        (st = ax_bytes_msg_new(payload, len, &r.eager_msg)) != AX_OK ||
-        (st = ax_spawn(sys, &receiver_vtable, &r, &r.b)) != AX_OK ||
-        (st = ax_spawn(sys, &sender_vtable, &r, &r.a)) != AX_OK ||
-        (st = ax_msg_alloc(&go_type, &go)) != AX_OK)
-        bench_die("setup", st);
+    BENCH_CHECK(ax_msg_pool_create(&ack_type, &pool_opts, &r.ack_pool));
+    BENCH_CHECK(ax_msg_pool_create(&ax_bytes_type, &pool_opts, &r.lazy_pool));
+    BENCH_CHECK(ax_bytes_msg_new(payload, len, &r.eager_msg));
+    BENCH_CHECK(ax_spawn(sys, &receiver_vtable, &r, &r.b));
+    BENCH_CHECK(ax_spawn(sys, &sender_vtable, &r, &r.a));
+    BENCH_CHECK(ax_msg_alloc(&go_type, &go));
     c0 = cpu_ns();
     t0 = bench_now_ns();
-    if ((st = ax_tell(r.a, &go, AX_REF_NULL)) != AX_OK)
-        bench_die("go", st);
+    BENCH_CHECK(ax_tell(r.a, &go, AX_REF_NULL));
     sem_wait(&r.done);
     t0 = bench_now_ns() - t0;
     *cpu = (cpu_ns() - c0) / (double)n;
@@ -399,13 +392,12 @@ int main(int argc, char **argv)
     sys = bench_system(WORKERS);
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         size_t len = sizes[s].len, n = bench_scaled(sizes[s].n);
-        unsigned char *payload = malloc(len);
+        unsigned char *payload;
         result_t base, eager, copy, lazy, enc;
 
-        if (only != 0 && len != only) {
-            free(payload);
+        if (only != 0 && len != only)
             continue;
-        }
+        payload = malloc(len);
         if (n < 100)
             n = 100;
         for (size_t i = 0; i < len; i++)

@@ -9,7 +9,7 @@
  * graceful stop handles every message sent before it, so the total is
  * always exact.
  */
-#define _POSIX_C_SOURCE 200809L /* clock_gettime, semaphores */
+#define _POSIX_C_SOURCE 200809L /* semaphores */
 
 #include <semaphore.h>
 #include <stdio.h>

@@ -100,7 +100,7 @@ int main(int argc, char **argv)
 {
     uint64_t round_trips = argc > 1 ? strtoull(argv[1], NULL, 10) : 100000;
     ax_system_t *sys;
-    ax_ref_t pong, ping;
+    ax_ref_t ping;
     ax_msg_t *ball;
     ax_status_t st;
     sem_t done;
@@ -112,9 +112,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "system: %s\n", ax_status_str(st));
         return 1;
     }
+    /* The pong first: the pinger needs its ref. */
     pinger_args_t args = {.round_trips = round_trips, .done = &done};
-    if ((st = ax_spawn(sys, &pong_vtable, NULL, &pong)) != AX_OK ||
-        (args.peer = pong, st = ax_spawn(sys, &pinger_vtable, &args, &ping)) != AX_OK ||
+    if ((st = ax_spawn(sys, &pong_vtable, NULL, &args.peer)) != AX_OK ||
+        (st = ax_spawn(sys, &pinger_vtable, &args, &ping)) != AX_OK ||
         (st = ax_msg_alloc(&ball_type, &ball)) != AX_OK) {
         fprintf(stderr, "setup: %s (%s)\n", ax_status_str(st), ax_error_detail());
         ax_system_destroy(&sys);
