@@ -78,7 +78,8 @@ static inline void axt_nop_job(ax_actor_t *self, void *arg)
 }
 
 /* Returns once a one-lane actor that runs jobs has handled everything
- * queued to it before this call: its mailbox is FIFO. */
+ * queued to it before this call (its mailbox is FIFO), and the runtime
+ * has released those messages (a handler returns before the next runs). */
 static inline void axt_flush(ax_ref_t ref)
 {
     RUN_ON(ref, axt_nop_job, NULL);
@@ -108,6 +109,29 @@ static inline ax_status_t axt_tell_serialised_from(ax_ref_t sender, ax_ref_t dst
 
     RUN_ON(sender, axt_serialised_send_job, &s);
     return s.st;
+}
+
+typedef struct axt_stats_job {
+    ax_status_t st;
+    ax_buffer_pool_stats_t stats;
+} axt_stats_job_t;
+
+static inline void axt_stats_job(ax_actor_t *self, void *arg)
+{
+    axt_stats_job_t *j = arg;
+
+    j->st = ax_actor_buffer_stats(self, &j->stats);
+}
+
+/* ax_actor_buffer_stats of actor, read on the actor's own thread (a pool
+ * has one owner); returns its status (AX_ENOTFOUND: no pool yet). */
+static inline ax_status_t axt_buffer_stats(ax_ref_t actor, ax_buffer_pool_stats_t *out)
+{
+    axt_stats_job_t j = {0};
+
+    RUN_ON(actor, axt_stats_job, &j);
+    *out = j.stats;
+    return j.st;
 }
 
 /* For printing 64-bit counters with %llu. */

@@ -562,29 +562,6 @@ static void blob_send_eager(ax_actor_t *self, void *arg)
     s->st = ax_tell_serialised(self, s->dst, &blob_type, s->blob);
 }
 
-typedef struct pool_probe {
-    ax_status_t st;
-    ax_buffer_pool_stats_t s;
-} pool_probe_t;
-
-static void read_pool(ax_actor_t *self, void *arg)
-{
-    pool_probe_t *p = arg;
-
-    p->st = ax_actor_buffer_stats(self, &p->s);
-}
-
-/* The stats of an actor's own pool, read on its thread (a pool has one
- * owner). */
-static ax_status_t pool_of(ax_ref_t actor, ax_buffer_pool_stats_t *out)
-{
-    pool_probe_t pool = {0};
-
-    RUN_ON(actor, read_pool, &pool);
-    *out = pool.s;
-    return pool.st;
-}
-
 static void big_message(bool eager)
 {
     ax_system_t *a = net_system(), *b = net_system();
@@ -626,7 +603,7 @@ static void big_message(bool eager)
         /* Every slice was released once written: the sender's chunks are
          * all reusable again (only the one it writes into stays active). */
         ax_msg_release(&send.blob);
-        WAIT_UNTIL(pool_of(sender_ref, &ps) == AX_OK && ps.chunks_leased == 0,
+        WAIT_UNTIL(axt_buffer_stats(sender_ref, &ps) == AX_OK && ps.chunks_leased == 0,
                    "sender pool: %zu chunks still leased", ps.chunks_leased);
         cr_assert_geq(ps.chunks_allocated, BLOB_LEN / (128 * 1024));
         cr_assert_eq(ps.exhausted, 0);
@@ -784,7 +761,7 @@ Test(net, receive_pool_exhaustion)
     cr_assert_eq(sa.dead_lettered, 0);
     cr_assert_eq(sb.frames_received, n + 1);
     cr_assert_leq(sb.receive_pool.chunks_allocated, 4, "the receive pool outgrew its configuration");
-    cr_assert_eq(pool_of(sender_ref, &ps), AX_OK);
+    cr_assert_eq(axt_buffer_stats(sender_ref, &ps), AX_OK);
     cr_assert_leq(ps.chunks_allocated, 16);
     cr_assert_gt(ps.exhausted, 0);
 

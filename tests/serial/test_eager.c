@@ -76,21 +76,6 @@ static ax_msg_t *tick_new(uint64_t seq)
     return m;
 }
 
-/* ---- jobs: run a function on an actor's own thread (tests/common.h) -- */
-
-static void noop(ax_actor_t *self, void *arg)
-{
-    (void)self;
-    (void)arg;
-}
-
-/* Every message sent to actor before this call has been handled, and the
- * runtime has released it (a handler returns before the next one runs). */
-static void barrier(ax_ref_t actor)
-{
-    RUN_ON(actor, noop, NULL);
-}
-
 /* ---- a node: an actor that runs jobs and records what it receives ----- */
 
 typedef enum rx_mode {
@@ -268,25 +253,13 @@ static void wait_got(node_t *n, uint64_t count)
 
 /* ---- jobs the tests run on senders ------------------------------------ */
 
-typedef struct stats_job {
-    ax_status_t st;
-    ax_buffer_pool_stats_t stats;
-} stats_job_t;
-
-static void do_stats(ax_actor_t *self, void *arg)
-{
-    stats_job_t *s = arg;
-
-    s->st = ax_actor_buffer_stats(self, &s->stats);
-}
-
 static ax_buffer_pool_stats_t stats_of(ax_ref_t actor)
 {
-    stats_job_t s = {0};
+    ax_buffer_pool_stats_t s;
+    ax_status_t st = axt_buffer_stats(actor, &s);
 
-    RUN_ON(actor, do_stats, &s);
-    cr_assert_eq(s.st, AX_OK, "buffer_stats: %s", ax_status_name(s.st));
-    return s.stats;
+    cr_assert_eq(st, AX_OK, "buffer_stats: %s", ax_status_name(st));
+    return s;
 }
 
 typedef struct init_job {
@@ -345,7 +318,7 @@ Test(eager, message_spanning_chunks_arrives_byte_exact)
     cr_assert_eq(ax_bytes_msg_new(data, len, &m), AX_OK);
     cr_assert_eq(axt_tell_serialised_from(sender, receiver, &ax_bytes_type, m), AX_OK);
     wait_got(r, 1);
-    barrier(receiver);
+    axt_flush(receiver);
 
     /* The payload really is a chain over the sender's 4 KiB chunks. */
     cr_assert_eq(ax_net_msg_payload(r->e[0].nm, &payload), AX_OK);
@@ -516,7 +489,7 @@ Test(eager, preserialise_once_to_a_hundred_receivers)
     for (size_t i = 0; i < FANOUT; i++) {
         cr_assert_eq(f->st[i], AX_OK, "receiver %zu: %s", i, ax_status_name(f->st[i]));
         wait_got(r[i], 1);
-        barrier(f->dst[i]);
+        axt_flush(f->dst[i]);
     }
 
     /* The handle is gone and the receivers still hold their messages.
@@ -527,7 +500,7 @@ Test(eager, preserialise_once_to_a_hundred_receivers)
         cr_assert_eq(axt_tell_serialised_from(sender, sink_ref, &ax_bytes_type, churn), AX_OK, "churn %d", i);
         wait_got(sink, 1);
     }
-    barrier(sink_ref);
+    axt_flush(sink_ref);
 
     for (size_t i = 0; i < FANOUT; i++) {
         ax_msg_t *out = NULL;
@@ -619,14 +592,14 @@ Test(eager, exhausted_pool_returns_enobufs_and_recovers)
     cr_assert_eq(b.stats.exhausted, 1);
     first = b.sent;
     wait_got(r, first);
-    barrier(receiver);
+    axt_flush(receiver);
     cr_assert_eq(atomic_load(&r->n), first, "the failed send delivered nothing");
 
     /* Still exhausted while the receiver holds everything. */
     RUN_ON(sender, do_burst, &b);
     cr_assert_eq(b.last, AX_ENOBUFS);
     cr_assert_eq(b.sent, 0);
-    barrier(receiver);
+    axt_flush(receiver);
     cr_assert_eq(atomic_load(&r->n), first);
 
     /* Every successful send arrived exactly once, in order. */
@@ -641,7 +614,7 @@ Test(eager, exhausted_pool_returns_enobufs_and_recovers)
                  (unsigned long long)b.sent, (unsigned long long)first);
     cr_assert_eq(b.stats.chunks_allocated, 2);
     wait_got(r, b.sent);
-    barrier(receiver);
+    axt_flush(receiver);
 
     cr_assert_eq(atomic_load(&r->n), 2 * first);
     for (uint64_t i = first; i < 2 * first; i++)
@@ -676,13 +649,10 @@ static ax_buffer_pool_stats_t stats_after_first_send(ax_system_t *sys, node_t *s
     node_t *sink = node_new(RX_IGNORE, NULL);
     ax_ref_t sender = node_spawn(sys, s), sink_ref = node_spawn(sys, sink);
     ax_msg_t *m = NULL;
-    stats_job_t before = {0};
     ax_buffer_pool_stats_t st;
 
-    if (s->start_cfg == NULL && !s->start_init_null) {
-        RUN_ON(sender, do_stats, &before);
-        cr_assert_eq(before.st, AX_ENOTFOUND, "no pool before the first tell_serialised");
-    }
+    if (s->start_cfg == NULL && !s->start_init_null)
+        cr_assert_eq(axt_buffer_stats(sender, &st), AX_ENOTFOUND, "no pool before the first tell_serialised");
     cr_assert_eq(ax_u64_msg_new(1, &m), AX_OK);
     cr_assert_eq(axt_tell_serialised_from(sender, sink_ref, &ax_u64_type, m), AX_OK);
     st = stats_of(sender);
@@ -839,7 +809,7 @@ Test(buffers, invalid_init_buffers_is_einval_and_applies_nothing)
     ax_buffer_config_t good = bufcfg(4096, 2, 4);
     node_t *s = node_new(RX_IGNORE, NULL);
     ax_ref_t sender = node_spawn(sys, s);
-    stats_job_t none = {0};
+    ax_buffer_pool_stats_t none;
     init_job_t j;
 
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -847,8 +817,7 @@ Test(buffers, invalid_init_buffers_is_einval_and_applies_nothing)
         RUN_ON(sender, do_init_buffers, &j);
         cr_assert_eq(j.st, AX_EINVAL, "bad config %zu: %s", i, ax_status_name(j.st));
     }
-    RUN_ON(sender, do_stats, &none);
-    cr_assert_eq(none.st, AX_ENOTFOUND, "a refused config creates no pool");
+    cr_assert_eq(axt_buffer_stats(sender, &none), AX_ENOTFOUND, "a refused config creates no pool");
     j = (init_job_t){.cfg = &good};
     RUN_ON(sender, do_init_buffers, &j);
     cr_assert_eq(j.st, AX_OK);
@@ -885,7 +854,7 @@ Test(freeing, receiver_that_never_deserialises_frees_everything)
         ax_msg_release(&m);
         wait_got(r, 1);
     }
-    barrier(receiver);
+    axt_flush(receiver);
     st = stats_of(sender);
     cr_assert_eq(st.chunks_leased, 0);
     cr_assert_leq(st.chunks_allocated, 2);
@@ -931,7 +900,7 @@ Test(freeing, unread_messages_in_flight_are_freed)
     RUN_ON(sender, do_many, &j);
     cr_assert_eq(j.st, AX_OK);
     wait_got(r, j.n);
-    barrier(receiver);
+    axt_flush(receiver);
     st = stats_of(sender);
     cr_assert_eq(st.chunks_leased, 0);
     axt_shutdown(&sys);
@@ -1039,7 +1008,7 @@ Test(freeing, sender_killed_while_its_messages_wait_in_a_mailbox)
     sem_post(&g.open);
     AXT_WAIT_SEM(&job_done);
     wait_got(r, 3);
-    barrier(receiver);
+    axt_flush(receiver);
 
     for (int i = 0; i < 3; i++) {
         const ax_bytes_msg_t *b = (const ax_bytes_msg_t *)r->e[i].msg;

@@ -361,18 +361,6 @@ Test(serialisers, bytes_type_copies_out_of_the_payload)
 
 /* ---- the zero-copy views ---------------------------------------------- */
 
-typedef struct stats_job {
-    ax_status_t st;
-    ax_buffer_pool_stats_t stats;
-} stats_job_t;
-
-static void do_stats(ax_actor_t *self, void *arg)
-{
-    stats_job_t *s = arg;
-
-    s->st = ax_actor_buffer_stats(self, &s->stats);
-}
-
 /*
  * A bytes view points into the NetMessage's payload, and holds it: after
  * the runtime released the NetMessage, the sender writes a second message
@@ -385,7 +373,6 @@ Test(serialisers, bytes_view_points_into_the_payload_and_holds_it)
     static const char first[] = "the first message, kept as a view";
     static const char second[] = "THE SECOND MESSAGE, SAME LENGTH!!";
     ax_msg_t *m1 = NULL, *m2 = NULL, *view;
-    stats_job_t o = {0};
     rx_entry_t *e;
     const ax_bytes_msg_t *b;
 
@@ -404,7 +391,7 @@ Test(serialisers, bytes_view_points_into_the_payload_and_holds_it)
     cr_assert_not_null(b->hold.chunk, "the view holds the payload");
     /* A barrier: the receiver's next job runs after the runtime released
      * the NetMessage. */
-    RUN_ON(p.receiver, do_stats, &o);
+    axt_flush(p.receiver);
 
     /* The NetMessage is gone (the runtime released it after the handler);
      * a second message from the same pool must not land on the view. */
@@ -423,7 +410,7 @@ Test(serialisers, releasing_the_view_unleases_the_chunk)
 {
     pair_t p = pair_new(&ax_string_view_type);
     ax_msg_t *m = NULL;
-    stats_job_t o = {0};
+    ax_buffer_pool_stats_t ps;
     rx_entry_t *e;
     size_t big = 100 * 1024; /* most of a default 128 KiB chunk */
     char *text = malloc(big + 1);
@@ -439,12 +426,11 @@ Test(serialisers, releasing_the_view_unleases_the_chunk)
      * chunk is retired, and leased while the view lives. */
     e = round_trip(&p, &ax_string_type, m);
     cr_assert_eq(e->st, AX_OK);
-    RUN_ON(p.sender, do_stats, &o);
-    cr_assert_eq(o.st, AX_OK);
-    cr_assert_eq(o.stats.chunks_leased, 1, "the first view holds its chunk");
+    cr_assert_eq(axt_buffer_stats(p.sender, &ps), AX_OK);
+    cr_assert_eq(ps.chunks_leased, 1, "the first view holds its chunk");
     ax_msg_release(&p.rnode->e[0].msg);
-    RUN_ON(p.sender, do_stats, &o);
-    cr_assert_eq(o.stats.chunks_leased, 0, "released views leave no lease");
+    cr_assert_eq(axt_buffer_stats(p.sender, &ps), AX_OK);
+    cr_assert_eq(ps.chunks_leased, 0, "released views leave no lease");
     release_msg(m);
     free(text);
     pair_free(&p);
@@ -753,11 +739,10 @@ Test(serialisers, tell_serialised_refuses_a_local_only_type)
 {
     pair_t p = pair_new(&ax_u64_type);
     ax_msg_t *m = NULL;
-    stats_job_t o = {0};
 
     cr_assert_eq(ax_msg_alloc(&axt_job_type, &m), AX_OK);
     cr_assert_eq(axt_tell_serialised_from(p.sender, p.receiver, &axt_job_type, m), AX_EINVAL);
-    RUN_ON(p.receiver, do_stats, &o); /* a barrier: nothing reached it */
+    axt_flush(p.receiver); /* a barrier: nothing reached it */
     cr_assert_eq(atomic_load(&p.rnode->n), 0);
     release_msg(m);
     pair_free(&p);
