@@ -24,7 +24,7 @@ ax_status_t ax__frame_header_read(const unsigned char in[AX__FRAME_HEADER_SIZE],
     h->type = in[4];
     h->flags = in[5];
     h->status = in[6];
-    if (h->type < AX__FRAME_HELLO || h->type > AX__FRAME_ACK)
+    if (h->type < AX__FRAME_HELLO || h->type > AX__FRAME_AUTH)
         return ax__error(AX_EPROTO, "frame: unknown frame type %u", h->type);
     if (h->flags != 0 || in[7] != 0)
         return ax__error(AX_EPROTO, "frame: reserved header bits are set (flags %u, byte 7 %u)",
