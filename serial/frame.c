@@ -101,6 +101,10 @@ ax_status_t ax__frame_encode_data_packed(ax_encode_buffer_t *eb, const ax__packe
     off = ax_encode_len(eb);
     if (st == AX_OK)
         st = type->serialise(msg, ax_encode_packer(eb));
+    /* A serialiser reports a failed pack as it likes (AX_ENOBUFS is
+     * typical); the buffer knows when the message can never fit. */
+    if (st != AX_OK && ax_encode_write(eb, NULL, 0) == AX_ETOOBIG)
+        st = AX_ETOOBIG;
     len = ax_encode_len(eb);
     if (st == AX_OK && len - AX__FRAME_HEADER_SIZE > UINT32_MAX)
         st = ax__error(AX_ETOOBIG, "frame: a body of %zu bytes does not fit a frame",

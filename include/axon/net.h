@@ -21,7 +21,9 @@
  * system acknowledges receiving it, or it goes to dead letters with a
  * status (AX_ECLOSED: the connection was lost with the message unacked or
  * unsent; AX_ETIMEDOUT: the peer could not be reached within the retries;
- * AX_ENOBUFS: the queue for a connecting peer, or the dispatcher's pool,
+ * AX_ETOOBIG: above the peer's frame limit, which it announces in its
+ * Hello, or above what the dispatcher's pool can ever hold; the connection
+ * stays up. AX_ENOBUFS: the queue for a connecting peer, or the dispatcher's pool,
  * was full; AX_ENOTFOUND: the peer has no such actor). A message whose
  * connection was lost after it was written may have been delivered even so:
  * its dead letter says AX_ECLOSED, "unknown". Messages that are dead-lettered
