@@ -1115,8 +1115,8 @@ static void publish_stats(ax__net_t *net)
     ax_buffer_pool_stats_t s;
 
     ax_buffer_pool_stats(net->rx_pool, &s);
-    ax__counter_add(&net->c.pending_handshakes,
-                    net->nstrangers - ck_pr_load_64(&net->c.pending_handshakes));
+    /* A gauge, written only here: a plain store that readers load atomically. */
+    ck_pr_store_64(&net->c.pending_handshakes, net->nstrangers);
     pthread_mutex_lock(&net->stats_lock);
     net->rx_stats = s;
     pthread_mutex_unlock(&net->stats_lock);
