@@ -48,8 +48,10 @@
  * bare pair's median of the same run and the targets of issue 10.
  * One JSON object per line.
  *
- * Usage: bench_net_procs [scale [case]]   scale 0.1 runs a tenth of every
- *        count; case is one of pingpong, 64, 1024, 65536.
+ * Usage: bench_net_procs [scale [case [kind]]]   scale 0.1 runs a tenth of
+ *        every count; case is one of pingpong, 64, 1024, 65536; kind
+ *        (pingpong only: bare, lazy or eager) runs only that kind, for
+ *        profiling (the ratios are then meaningless).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -784,6 +786,15 @@ static void print_config(void)
            sysconf(_SC_NPROCESSORS_ONLN), TRIALS);
 }
 
+/* Which pingpong kinds to run: NULL for all, else "bare", "lazy" or
+ * "eager" (bench/net_rtt_profile.sh profiles one kind at a time). */
+static const char *pp_only;
+
+static bool pp_want(const char *kind)
+{
+    return pp_only == NULL || strcmp(pp_only, kind) == 0;
+}
+
 static void run_pingpong(uint16_t bare_port)
 {
     size_t warmup = bench_scaled(500), rounds = bench_scaled(10000);
@@ -793,11 +804,19 @@ static void run_pingpong(uint16_t bare_port)
 
     if (rtt == NULL)
         bench_die("malloc", AX_ENOMEM);
+    memset(bare_med, 0, sizeof bare_med);
+    memset(bare_mean, 0, sizeof bare_mean);
+    memset(med, 0, sizeof med);
+    memset(avg, 0, sizeof avg);
     for (int t = 0; t < TRIALS; t++) {
-        bare_pingpong(bare_port, warmup, rounds, rtt);
-        bare_mean[t] = mean(rtt, rounds);
-        bare_med[t] = bench_median(rtt, rounds);
+        if (pp_want("bare")) {
+            bare_pingpong(bare_port, warmup, rounds, rtt);
+            bare_mean[t] = mean(rtt, rounds);
+            bare_med[t] = bench_median(rtt, rounds);
+        }
         for (int e = 0; e < 2; e++) {
+            if (!pp_want(e ? "eager" : "lazy"))
+                continue;
             axon_pingpong(e == 1, warmup, rounds, rtt);
             avg[e][t] = mean(rtt, rounds);
             med[e][t] = bench_median(rtt, rounds);
@@ -805,13 +824,18 @@ static void run_pingpong(uint16_t bare_port)
     }
     bm = bench_median(bare_med, TRIALS);
     ba = bench_median(bare_mean, TRIALS);
-    printf("{\"bench\":\"net_procs\",\"case\":\"pingpong_bare_tcp\",\"payload_bytes\":8,"
-           "\"round_trips\":%zu,\"median_rtt_us\":%.2f,\"mean_rtt_us\":%.2f,",
-           rounds, bm * 1e6, ba * 1e6);
-    print_config();
-    printf("}\n");
+    if (pp_want("bare")) {
+        printf("{\"bench\":\"net_procs\",\"case\":\"pingpong_bare_tcp\",\"payload_bytes\":8,"
+               "\"round_trips\":%zu,\"median_rtt_us\":%.2f,\"mean_rtt_us\":%.2f,",
+               rounds, bm * 1e6, ba * 1e6);
+        print_config();
+        printf("}\n");
+    }
     for (int e = 0; e < 2; e++) {
         double m = bench_median(med[e], TRIALS), a = bench_median(avg[e], TRIALS);
+
+        if (!pp_want(e ? "eager" : "lazy"))
+            continue;
 
         printf("{\"bench\":\"net_procs\",\"case\":\"pingpong\",\"mode\":\"%s\",\"payload_bytes\":8,"
                "\"round_trips\":%zu,\"median_rtt_us\":%.2f,\"mean_rtt_us\":%.2f,"
@@ -886,6 +910,7 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "--bare-server") == 0)
         return run_bare_server();
     only = argc > 2 ? argv[2] : NULL;
+    pp_only = argc > 3 ? argv[3] : NULL;
     bench_set_scale(argc > 1 ? argv[1] : NULL);
     signal(SIGPIPE, SIG_IGN);
     memset(payload, 0x5a, sizeof payload);
