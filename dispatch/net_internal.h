@@ -185,6 +185,12 @@ struct ax__net_s {
     uint64_t accept_timer;   /* retries accepting when out of descriptors */
     int reserve_fd;          /* spare descriptor for accepting under EMFILE */
     ax__secret_t secret;     /* len 0: unauthenticated */
+    uint32_t trimmed_elsewhere; /* atomic: chunks the dispatcher freed since
+                                   the last tick (any thread adds, this
+                                   thread swaps to 0; no ordering needed,
+                                   it only asks for a malloc_trim) */
+    bool trim_pending;
+    uint64_t last_malloc_trim_ns;
     size_t nconns;           /* not DEAD, strangers included */
     size_t nstrangers;       /* accepted, handshake not complete */
     ax__conn_t *oldest_stranger, *newest_stranger;

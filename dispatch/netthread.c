@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -1122,6 +1123,29 @@ static void publish_stats(ax__net_t *net)
     pthread_mutex_unlock(&net->stats_lock);
 }
 
+/*
+ * Give receive and control chunks back after a burst, one of each per
+ * tick (up to 10 a second): the pools shrink to their initial size once the
+ * burst is over, and a steady flow, whose chunks are busy, loses nothing.
+ * glibc keeps freed memory in its heap; malloc_trim, at most once a
+ * second, hands whole free pages back to the system.
+ */
+static void trim_pools(ax__net_t *net, uint64_t now)
+{
+    size_t n = ax_buffer_pool_trim(net->rx_pool, net->cfg.buffer_config.initial_chunk_count, 1);
+
+    n += ax_buffer_pool_trim(ax_encode_buffer_pool(net->ctl), 1, 1);
+    /* The dispatcher trims its own pool and says so here. */
+    n += ck_pr_fas_32(&net->trimmed_elsewhere, 0);
+    if (n > 0)
+        net->trim_pending = true;
+    if (net->trim_pending && now - net->last_malloc_trim_ns >= 1000000000u) {
+        malloc_trim(0);
+        net->trim_pending = false;
+        net->last_malloc_trim_ns = now;
+    }
+}
+
 static void arm_tick(ax__net_t *net)
 {
     uint64_t id;
@@ -1145,7 +1169,10 @@ static void on_timer(ax__net_t *net, void *ctx, bool *deadline)
     } else if (ctx == &deadline_marker) {
         *deadline = true;
     } else if (ctx == &tick_marker) {
-        ax__net_tick(net, ax__now_ns());
+        uint64_t now = ax__now_ns();
+
+        ax__net_tick(net, now);
+        trim_pools(net, now);
         arm_tick(net);
     } else if (ctx == &accept_marker) {
         net->accept_timer = 0;
