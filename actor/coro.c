@@ -120,18 +120,26 @@ static void arrived(ax_coro_t *co)
 }
 
 /* On the coroutine's stack, right before switching back; last: the
- * function has returned and its stack is about to go. */
-static void leaving(ax_coro_t *co, bool last)
-{
+ * function has returned and its stack is about to go. A macro, not a
+ * function: TSan's shadow call stack belongs to the fiber, so the fiber
+ * must change in the frame that jumps, or the frames of a helper would
+ * be entered on one fiber and left on the other. */
 #ifdef AX__CORO_ASAN
-    __sanitizer_start_switch_fiber(last ? NULL : &co->asan_fake, co->from_bottom, co->from_size);
+#define LEAVE_ASAN(co, last) \
+    __sanitizer_start_switch_fiber((last) ? NULL : &(co)->asan_fake, (co)->from_bottom, (co)->from_size)
+#else
+#define LEAVE_ASAN(co, last) ((void)(co), (void)(last))
 #endif
 #ifdef AX__CORO_TSAN
-    __tsan_switch_to_fiber(co->caller, 0);
+#define LEAVE_TSAN(co) __tsan_switch_to_fiber((co)->caller, 0)
+#else
+#define LEAVE_TSAN(co) ((void)(co))
 #endif
-    (void)co;
-    (void)last;
-}
+#define LEAVING(co, last)        \
+    do {                         \
+        LEAVE_ASAN((co), (last)); \
+        LEAVE_TSAN(co);          \
+    } while (0)
 
 static void coro_main(ax__transfer_t t)
 {
@@ -141,7 +149,7 @@ static void coro_main(ax__transfer_t t)
     arrived(co);
     co->result = co->spec->fn(co, co->spec->arg);
     co->phase = P_DONE;
-    leaving(co, true);
+    LEAVING(co, true);
     jump_fcontext(co->back, NULL);
     /* Never resumed. */
 }
@@ -176,7 +184,7 @@ static ax_status_t suspend(ax_coro_t *co)
     ax__transfer_t t;
 
     co->phase = P_SUSPENDED;
-    leaving(co, false);
+    LEAVING(co, false);
     t = jump_fcontext(co->back, NULL);
     co->back = t.fctx;
     arrived(co);
