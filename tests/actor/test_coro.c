@@ -699,3 +699,68 @@ Test(coro, bad_arguments)
     cr_assert_eq(ax_coro_yield(NULL), AX_EINVAL);
     axt_shutdown(&sys);
 }
+
+/* ---- the rest of the actor API from a coroutine ------------------------------------- */
+
+/* The child finds its parent by name and sends it a serialised u64. */
+static ax_status_t child_fn(ax_coro_t *self, void *arg)
+{
+    ax_ref_t parent;
+    ax_msg_t *m = NULL;
+
+    (void)arg;
+    AXT_CHECK(ax_lookup(ax_actor_system(ax_coro_actor(self)), "coro-parent", &parent) == AX_OK);
+    AXT_CHECK(ax_u64_msg_new(41, &m) == AX_OK);
+    AXT_CHECK(ax_tell_serialised(ax_coro_actor(self), parent, &ax_u64_type, m) == AX_OK);
+    ax_msg_release(&m);
+    return AX_OK;
+}
+
+/* Registers a name, spawns a child coroutine, receives its serialised
+ * message and then its end, and a one-shot timer's message. */
+static ax_status_t parent_fn(ax_coro_t *self, void *arg)
+{
+    seen_t *s = arg;
+    ax_coro_opts_t o = {.parent = ax_coro_actor(self)};
+    ax_msg_t *m = NULL, *decoded = NULL;
+    ax_timer_t timer;
+    ax_ref_t child;
+    int got_u64 = 0, got_end = 0, got_timer = 0;
+
+    AXT_CHECK(ax_register(ax_actor_system(ax_coro_actor(self)), ax_coro_ref(self), "coro-parent") == AX_OK);
+    AXT_CHECK(ax_spawn_coro(ax_actor_system(ax_coro_actor(self)), &o, child_fn, NULL, &child) == AX_OK);
+    m = num_new(0, 77);
+    AXT_CHECK(ax_schedule_once(ax_coro_actor(self), 2 * MS, &m, &timer) == AX_OK);
+    while (!(got_u64 && got_end && got_timer) && ax_coro_receive(self, AX_MS(30000), &m) == AX_OK) {
+        if (m->type == &ax_net_msg_type &&
+            ax_net_msg_deserialise((ax_net_msg_t *)m, &ax_u64_type, &decoded) == AX_OK) {
+            got_u64 = ((ax_u64_msg_t *)decoded)->value == 41;
+            ax_msg_release(&decoded);
+        } else if (m->type == &ax_child_event_type) {
+            const ax_child_event_t *e = (const ax_child_event_t *)m;
+
+            got_end |= e->kind == AX_CHILD_ENDED && ax_ref_eq(e->child, child);
+        } else if (m->type == &num_type) {
+            got_timer = seq_of(m) == 77;
+        }
+        ax_msg_release(&m);
+    }
+    seen_value(s, (uint64_t)(got_u64 + 2 * got_end + 4 * got_timer));
+    return seen_return(s, AX_OK);
+}
+
+Test(coro, names_children_serialised_and_timers)
+{
+    ax_system_t *sys = axt_system(2);
+    seen_t s;
+
+    seen_init(&s);
+    spawn(sys, NULL, parent_fn, &s);
+    AXT_WAIT_SEM(&s.done);
+    cr_assert_eq(atomic_load(&s.values[0]), 7, "got %llu (1: serialised u64, 2: child ended, 4: timer)",
+                 U(atomic_load(&s.values[0])));
+    AXT_ASSERT_NO_BAD();
+    axt_shutdown(&sys);
+    cr_assert_eq(ax__stacks_held(), 0);
+    cr_assert_eq(atomic_load(&num_allocs), atomic_load(&num_releases));
+}
