@@ -240,6 +240,21 @@ static void abandon(struct ax_future_s *s, uint32_t gen)
     complete(s, gen, AX_ECANCELED, NULL); /* recycles it */
 }
 
+void ax__ask_cancel(ax_future_t **fp)
+{
+    struct ax_future_s *s = *fp;
+    uint32_t gen;
+
+    pthread_mutex_lock(&s->lock);
+    s->asker = AX_REF_NULL; /* no result message for a cancelled ask */
+    gen = s->gen;
+    pthread_mutex_unlock(&s->lock);
+    /* false: it completed first, and its result is on its way to whoever
+     * holds it then (dead letters, for an ended actor). */
+    complete(s, gen, AX_ECANCELED, NULL);
+    ax_future_release(fp);
+}
+
 /* ---- the API ------------------------------------------------------------------ */
 
 static ax_system_t *system_of(ax_ref_t dst)

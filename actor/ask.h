@@ -25,4 +25,9 @@ void ax__ask_undelivered(ax_ref_t reply_to, ax_status_t why);
 
 void ax__ask_result_release(ax_msg_t *msg);
 
+/* Cancel an ask the caller no longer waits for: its timeout is stopped,
+ * a reply that comes later goes to dead letters, and the future is
+ * released (*future becomes NULL). */
+void ax__ask_cancel(ax_future_t **future);
+
 #endif

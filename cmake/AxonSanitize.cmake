@@ -15,6 +15,10 @@ if(AXON_SANITIZE)
   if("undefined" IN_LIST _axon_sans)
     add_compile_options(-fno-sanitize-recover=undefined)
   endif()
+  if("address" IN_LIST _axon_sans)
+    # Coroutine stack switches are announced to ASan (actor/coro_switch.h).
+    add_compile_definitions(AXON_ASAN=1)
+  endif()
   if("thread" IN_LIST _axon_sans)
     # ck_pr's read-modify-write operations become compiler builtins that
     # TSan understands; common/ax_atomic.h covers ck's loads and stores.
@@ -27,5 +31,6 @@ if(AXON_FUZZ)
     message(FATAL_ERROR "AXON_FUZZ needs clang (configure with CC=clang)")
   endif()
   add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -g)
+  add_compile_definitions(AXON_ASAN=1)
   add_link_options(-fsanitize=address,undefined)
 endif()
