@@ -15,18 +15,20 @@ const ax_msg_type_t ax_child_event_type = {
     .size = sizeof(ax_child_event_t),
 };
 
-void ax_fail(ax_actor_t *self, ax_status_t status)
+ax_status_t ax_fail(ax_actor_t *self, ax_status_t status)
 {
     ax__cell_t *c = ax__cell(self);
     ax__cell_ext_t *ext;
+    ax_status_t st = ax__check_self(self, "fail");
 
-    if (self == NULL)
-        return;
+    if (st != AX_OK)
+        return st;
     ext = ax__ext(c);
     if (ext != NULL)
         ext->fail_status = status != AX_OK ? status : AX_EFAILED;
     /* Only this actor's thread reads it, after the handler returns. */
     ck_pr_or_32(&c->lflags, AX__L_FAILED);
+    return AX_OK;
 }
 
 void ax_set_guardian_actor(ax_system_t *sys, ax_ref_t ref)
@@ -205,15 +207,18 @@ bool ax__restart_now(ax__worker_t *w, ax__cell_t *c)
     /* The failed incarnation's timers end with it: the new one never knew
      * their ids. */
     ax__end_timers(c);
-    if (vt->destroy != NULL)
-        vt->destroy((ax_actor_t *)c);
+    ax__run_hook(c, vt->destroy);
     /* A fresh actor in the same cell: its fields past the runtime's part
      * zeroed as at create (the lanes area, beyond vt->size, keeps its
      * queued messages). */
     memset((unsigned char *)c + sizeof(ax_actor_t), 0, vt->size - sizeof(ax_actor_t));
     ax__stat_inc(&w->restarts);
-    if (vt->init != NULL)
+    if (vt->init != NULL) {
+        ax__cell_t *prev = ax__swap_current(c);
+
         st = vt->init((ax_actor_t *)c, c->ext->arg);
+        ax__swap_current(prev);
+    }
     if (st != AX_OK)
         return ax__fail_now(w, c, st);
     ck_pr_or_32(&c->lflags, AX__L_STARTED);

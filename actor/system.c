@@ -140,13 +140,23 @@ ax_status_t ax_system_await_termination(ax_system_t *sys)
     return AX_OK;
 }
 
-void ax_system_destroy(ax_system_t **sysp)
+ax_status_t ax_system_destroy(ax_system_t **sysp)
 {
     ax_system_t *sys;
 
     if (sysp == NULL || *sysp == NULL)
-        return;
+        return AX_OK;
     sys = *sysp;
+    /* From one of its own workers (a handler, a hook) the system would be
+     * freed under the run loop that called us: refuse, change nothing. */
+    if (ax__current_worker(sys) != NULL)
+        return ax__error(AX_ESTATE, "system: destroy called from one of its workers (a handler); "
+                         "shut it down there and destroy it from another thread");
+    /* From code the destroy itself runs (an actor's destroy hook while the
+     * mailboxes are drained): the outer call frees the system. */
+    if (sys->destroying)
+        return ax__error(AX_ESTATE, "system: destroy called while it is being destroyed");
+    sys->destroying = true;
     ax_system_shutdown(sys);
     ax_system_await_termination(sys);
     /* No thread runs in the system now: release what late senders left
@@ -160,6 +170,7 @@ void ax_system_destroy(ax_system_t **sysp)
     ax__drain_all(sys);
     free_parts(sys);
     *sysp = NULL;
+    return AX_OK;
 }
 
 void ax_system_stats(ax_system_t *sys, ax_system_stats_t *out)

@@ -10,6 +10,14 @@
  * time: an actor's handlers never run concurrently with each other, so its
  * state needs no locks.
  *
+ * Calls marked "call from self's handlers" (ax_spawn_child, ax_spawn_opts
+ * with a parent, ax_fail, the timer calls, ax_actor_init_buffers,
+ * ax_actor_buffer_stats, ax_tell_serialised, ax_preserialise,
+ * ax_tell_preserialised) work on the actor's private parts: they accept
+ * only the thread running self's code (a handler, a hook, or init) and
+ * return AX_ESTATE anywhere else, changing nothing. Calls marked "not on a
+ * worker thread" return AX_ESTATE on one of the system's workers.
+ *
  * Handlers must not block or wait in a loop (for a reply, a lock held
  * elsewhere, a full pool): the actor a handler wakes runs next on the same
  * worker, after the handler returns. To try again later, send yourself a
@@ -148,8 +156,11 @@ ax_status_t ax_system_await_termination(ax_system_t *sys);
 
 /* Free the system. If it was not shut down and awaited, this does both.
  * Messages still anywhere in the system are released. Every ref into the
- * system becomes invalid. Sets *sys to NULL. */
-void ax_system_destroy(ax_system_t **sys);
+ * system becomes invalid. Sets *sys to NULL. Call from a thread that is
+ * not one of sys's workers: from a handler or hook of one of its actors
+ * (or while the destroy is under way, from an actor's destroy) it returns
+ * AX_ESTATE and changes nothing. AX_OK for a NULL system. */
+ax_status_t ax_system_destroy(ax_system_t **sys);
 
 /* Counters summed over the workers now. Any thread. */
 void ax_system_stats(ax_system_t *sys, ax_system_stats_t *out);
@@ -274,8 +285,10 @@ typedef struct ax_spawn_opts_s {
 ax_status_t ax_spawn_opts(ax_system_t *sys, const ax_actor_vtable_t *vt, void *arg,
                           const ax_spawn_opts_t *opts, ax_ref_t *ref);
 
-/* Mark self as failed with status (not AX_OK); see above. */
-void ax_fail(ax_actor_t *self, ax_status_t status);
+/* Mark self as failed with status (AX_OK means AX_EFAILED); see above.
+ * Call from self's handlers: AX_ESTATE on a thread that is not running
+ * self (nothing is marked). */
+ax_status_t ax_fail(ax_actor_t *self, ax_status_t status);
 
 /* The system guardian supervises top-level actors: it applies their
  * policy and counts their failures (ax_system_stats). With a guardian
@@ -436,7 +449,8 @@ ax_status_t ax_serialiser_lookup(ax_system_t *sys, uint64_t id, const ax_msg_typ
  */
 ax_status_t ax_actor_init_buffers(ax_actor_t *self, const ax_buffer_config_t *cfg);
 
-/* Stats of self's pool; AX_ENOTFOUND when it has none yet. */
+/* Stats of self's pool; AX_ENOTFOUND when it has none yet. Call from
+ * self's handlers (AX_ESTATE elsewhere: the pool is the actor's own). */
 ax_status_t ax_actor_buffer_stats(ax_actor_t *self, ax_buffer_pool_stats_t *out);
 
 /*
