@@ -13,6 +13,8 @@
  */
 #include "helpers.h"
 
+#include "axon/serial.h"
+
 /* ---- worker messages ----------------------------------------------------- */
 
 #define W_FAIL_RET  0x1u /* return status from the handler */
