@@ -190,6 +190,9 @@ void ax_system_stats(ax_system_t *sys, ax_system_stats_t *out)
     }
     out->dead_letters += ck_pr_load_64(&sys->dead_letters_ext);
     out->actors_alive = ck_pr_load_64(&sys->alive);
+    out->cell_bytes = ax__slab_bytes(&sys->slabs);
+    out->timer_bytes = ax__timers_bytes(sys->timers);
+    out->ask_bytes = ax__asks_bytes(&sys->asks);
 }
 
 unsigned ax_system_workers(const ax_system_t *sys)

@@ -228,6 +228,16 @@ bool ax__timer_live(ax__timers_t *t, uint64_t id)
     return live;
 }
 
+uint64_t ax__timers_bytes(ax__timers_t *t)
+{
+    uint64_t n;
+
+    pthread_mutex_lock(&t->lock);
+    n = (uint64_t)t->nblocks * RECORDS_PER_BLOCK * sizeof(timer_rec_t);
+    pthread_mutex_unlock(&t->lock);
+    return n;
+}
+
 bool ax__timer_probe(ax__timers_t *t, uint64_t id, ax__timer_probe_t *out)
 {
     timer_rec_t *r;

@@ -85,4 +85,8 @@ typedef struct ax__timer_probe {
 } ax__timer_probe_t;
 bool ax__timer_probe(ax__timers_t *t, uint64_t id, ax__timer_probe_t *out);
 
+/* Bytes of timer records held; records are recycled, never freed before
+ * the system, so this is also the high-water mark. */
+uint64_t ax__timers_bytes(ax__timers_t *t);
+
 #endif

@@ -148,6 +148,18 @@ typedef struct ax_system_stats_s {
     uint64_t parks;        /* times a worker went to sleep */
     uint64_t failures;     /* actors that failed (a handler's error, ax_fail) */
     uint64_t restarts;     /* actors restarted by their policy */
+    /*
+     * Memory the runtime holds for actor cells, timer records and ask
+     * slots, in bytes. None of them shrinks while the system lives: an
+     * ended actor's cell, a finished timer's record and a completed ask's
+     * slot are recycled for the next one, never returned, so that a stale
+     * ref or id always lands on memory that says it is stale. Each value is
+     * therefore also its high-water mark: what the busiest moment needed,
+     * held until ax_system_destroy.
+     */
+    uint64_t cell_bytes;
+    uint64_t timer_bytes;
+    uint64_t ask_bytes;
 } ax_system_stats_t;
 
 /* Create a system and start its workers. cfg may be NULL for the defaults
