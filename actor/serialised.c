@@ -165,6 +165,7 @@ static ax_status_t route_net_msg(ax_system_t *sys, ax_ref_t dst, ax_net_msg_t **
         /* Acquire: the ops and their context were published together. */
         const ax__net_ops_t *ops = ck_pr_load_ptr(&sys->net_ops);
 
+        ck_pr_fence_acquire();
         if (ops == NULL) {
             ax_msg_release(&m);
             return ax__error(AX_ENOTFOUND, "tell_serialised: the system has no network");
@@ -345,6 +346,7 @@ ax_status_t ax__tell_remote(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from)
         return ax__error(AX_EINVAL, "tell: \"%s\" has no serialiser and cannot go to a remote actor",
                          (*msg)->type && (*msg)->type->name ? (*msg)->type->name : "?");
     ops = ck_pr_load_ptr(&remote->sys->net_ops); /* acquire: with its context */
+    ck_pr_fence_acquire();
     if (ops == NULL)
         return ax__error(AX_ENOTFOUND, "tell: the system has no network for a remote ref");
     return ops->send_lazy(remote->sys->net_ctx, remote, msg, from);

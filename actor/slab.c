@@ -98,6 +98,7 @@ static bool grow(ax__slab_class_t *k, uint64_t *added)
     /* Published for ax__slab_each, which reads the list without the lock;
      * the block's fields are written before it becomes reachable. */
     b->next = k->blocks;
+    ck_pr_fence_release(); /* the fields above before the block is reachable */
     ck_pr_store_ptr(&k->blocks, b);
     *added = count * k->cell_size;
     return true;
