@@ -149,7 +149,8 @@ bool ax__fail_now(ax__worker_t *w, ax__cell_t *c, ax_status_t status)
     ax__cell_ext_t *ext = c->ext;
     ax_supervision_action_t action = AX_SUPERVISE_STOP;
     ax_ref_t self = ax_self((ax_actor_t *)c), parent = parent_of(c);
-    uint64_t now = ax__now_ns(), timer;
+    uint64_t now = ax__now_ns(), timer, due;
+    ax__timers_t *timers;
     uint32_t restarts;
 
     ax__stat_inc(&w->failures);
@@ -172,6 +173,10 @@ bool ax__fail_now(ax__worker_t *w, ax__cell_t *c, ax_status_t status)
         return false;
     }
     ext->restarts = restarts;
+    /* Read what the timer needs now: once SUSPENDED is up, a stop or kill
+     * may claim the actor and end it on another worker (freeing ext). */
+    due = now + backoff_ns(&ext->policy, restarts);
+    timers = c->sys->timers;
     ck_pr_or_32(&c->lflags, AX__L_SUSPENDED);
     /* The parent hears before the restart is armed: from then on the
      * actor may run on another worker, and c must not be touched here.
@@ -181,8 +186,7 @@ bool ax__fail_now(ax__worker_t *w, ax__cell_t *c, ax_status_t status)
     /* A stop or kill requested before the flag went up is seen here. */
     if ((ck_pr_load_64(&c->word) & (AX__W_STOP | AX__W_KILL)) && ax__take_suspended(c))
         return ax__restart_now(w, c);
-    if (ax__timer_fn(c->sys->timers, now + backoff_ns(&ext->policy, restarts), restart_due, c, &timer) !=
-        AX_OK && ax__take_suspended(c))
+    if (ax__timer_fn(timers, due, restart_due, c, &timer) != AX_OK && ax__take_suspended(c))
         return ax__restart_now(w, c); /* no timer: the attempt comes at once */
     return false;
 }
