@@ -151,9 +151,17 @@ static ax_status_t create(ax_system_t *sys, const ax_actor_vtable_t *vt, void *a
      * reach the mailbox, and stale ones are turned away. */
     ck_pr_store_64(&c->word, id << AX__W_ID_SHIFT);
     *ref = (ax_ref_t){c, id};
-    if (vt->init != NULL && (st = vt->init((ax_actor_t *)c, arg)) != AX_OK) {
-        ax__end_actor(c);
-        return st;
+    if (vt->init != NULL) {
+        /* init runs as the new actor: the calls it may make "from self's
+         * handlers" (timers, children, buffers) pass their check. */
+        ax__cell_t *prev = ax__swap_current(c);
+
+        st = vt->init((ax_actor_t *)c, arg);
+        ax__swap_current(prev);
+        if (st != AX_OK) {
+            ax__end_actor(c);
+            return st;
+        }
     }
     /* Pairs with the fence in ax_system_shutdown: it either sees this
      * actor when it stops every live one, or we see its flag here. */
@@ -211,6 +219,9 @@ ax_status_t ax_spawn_opts(ax_system_t *sys, const ax_actor_vtable_t *vt, void *a
     if (p != NULL) {
         /* The parent's list of children is the parent's own: it spawns
          * from its handlers, on its thread. */
+        st = ax__check_self(opts->parent, "spawn with a parent");
+        if (st != AX_OK)
+            return st;
         if (p->sys != sys)
             return ax__error(AX_EINVAL, "spawn: the parent belongs to another system");
         if ((ext = ax__ext(p)) == NULL)
@@ -238,8 +249,10 @@ ax_status_t ax_spawn_child(ax_actor_t *self, const ax_actor_vtable_t *vt, void *
 {
     ax_spawn_opts_t opts = {.parent = self};
 
-    if (self == NULL)
-        return ax__error(AX_EINVAL, "spawn_child: NULL parent");
+    ax_status_t st = ax__check_self(self, "spawn_child");
+
+    if (st != AX_OK)
+        return st;
     return ax_spawn_opts(ax__cell(self)->sys, vt, arg, &opts, ref);
 }
 

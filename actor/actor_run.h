@@ -13,6 +13,17 @@ bool ax__cell_run(ax__worker_t *w, ax__cell_t *c);
 /* The actor whose handler runs on this thread now, or NULL. */
 ax__cell_t *ax__current_cell(void);
 
+/* Make c the actor whose code runs on this thread (NULL: none); returns
+ * the one before, to put back. */
+ax__cell_t *ax__swap_current(ax__cell_t *c);
+
+/* AX_OK when this thread runs self's code now: one of its handlers or
+ * hooks, or its init. Calls documented "from self's handlers" check it
+ * first: on another thread they would race with the actor on its private
+ * parts. AX_EINVAL for NULL, AX_ESTATE otherwise, with a detail naming
+ * call. */
+ax_status_t ax__check_self(const ax_actor_t *self, const char *call);
+
 /* Run one of c's hooks (on_start, ...) as its current actor. */
 void ax__run_hook(ax__cell_t *c, void (*hook)(ax_actor_t *));
 

@@ -268,6 +268,16 @@ static ax_system_t *system_of(ax_ref_t dst)
     return NULL;
 }
 
+uint64_t ax__asks_bytes(ax__asks_t *a)
+{
+    uint64_t n;
+
+    pthread_mutex_lock(&a->lock);
+    n = (uint64_t)a->nblocks * SLOTS_PER_BLOCK * sizeof(struct ax_future_s);
+    pthread_mutex_unlock(&a->lock);
+    return n;
+}
+
 ax_status_t ax_ask(ax_ref_t dst, ax_msg_t **msg, uint64_t timeout_ns, ax_future_t **future)
 {
     ax_system_t *sys = system_of(dst);

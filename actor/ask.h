@@ -16,6 +16,10 @@ typedef struct ax__asks_s {
 ax_status_t ax__asks_init(ax__asks_t *a);
 void ax__asks_destroy(ax__asks_t *a);
 
+/* Bytes of ask slots held; slots are recycled, never freed before the
+ * system, so this is also the high-water mark. */
+uint64_t ax__asks_bytes(ax__asks_t *a);
+
 /* A reply sent to a reply ref: completes its ask, or goes to dead letters
  * when it is too late. Takes *reply. */
 ax_status_t ax__ask_reply(ax_ref_t reply_to, ax_msg_t **reply, ax_ref_t from);

@@ -1,6 +1,8 @@
 /* System configuration: defaults and validation. */
+#include <stddef.h>
 #include <string.h>
 
+#include "actor/config_check.h"
 #include "axon/config.h"
 #include "common/error.h"
 
@@ -28,48 +30,82 @@ void ax_config_init(ax_config_t *cfg)
     cfg->network.max_pending_handshakes = 256;
 }
 
-ax_status_t ax_config_validate(const ax_config_t *cfg)
+/* Offsets in ax_config_t of the members a rule is about (config_check.h). */
+#define C(m) offsetof(ax_config_t, m)
+#define N(m) (offsetof(ax_config_t, network) + offsetof(ax_net_config_t, m))
+#define NONE AX__NO_MEMBER
+
+/* A failed buffer check, its members moved to where that BufferConfig sits
+ * in ax_config_t. */
+static ax_status_t blame_buffers(ax__blame_t *blame, size_t base, const ax__blame_t *inner, ax_status_t st)
 {
+    return ax__blame(blame, inner->first == NONE ? NONE : base + inner->first,
+                     inner->second == NONE ? NONE : base + inner->second, st);
+}
+
+ax_status_t ax__config_check(const ax_config_t *cfg, ax__blame_t *blame)
+{
+    ax__blame_t inner;
     ax_status_t st;
 
     if (cfg == NULL)
-        return ax__error(AX_EINVAL, "config: NULL");
+        return ax__blame(blame, NONE, NONE, ax__error(AX_EINVAL, "config: NULL"));
     if (cfg->threads > MAX_THREADS)
-        return ax__error(AX_EINVAL, "config: threads (%u) must be at most %d", cfg->threads,
-                         MAX_THREADS);
+        return ax__blame(blame, C(threads), NONE,
+                         ax__error(AX_EINVAL, "config: threads (%u) must be at most %d", cfg->threads,
+                                   MAX_THREADS));
     if (cfg->throughput < 1)
-        return ax__error(AX_EINVAL, "config: throughput must be at least 1");
+        return ax__blame(blame, C(throughput), NONE,
+                         ax__error(AX_EINVAL, "config: throughput must be at least 1"));
     if (cfg->timer_tick_us < 1)
-        return ax__error(AX_EINVAL, "config: timer_tick_us must be at least 1");
-    st = ax_buffer_config_validate(&cfg->buffer_config);
+        return ax__blame(blame, C(timer_tick_us), NONE,
+                         ax__error(AX_EINVAL, "config: timer_tick_us must be at least 1"));
+    st = ax__buffer_config_check(&cfg->buffer_config, &inner);
     if (st != AX_OK)
-        return st;
-    st = ax_buffer_config_validate(&cfg->network.buffer_config);
+        return blame_buffers(blame, C(buffer_config), &inner, st);
+    st = ax__buffer_config_check(&cfg->network.buffer_config, &inner);
     if (st != AX_OK)
-        return ax__error(st, "config: network.%s", ax_error_detail());
+        return blame_buffers(blame, N(buffer_config), &inner,
+                             ax__error(st, "config: network.%s", ax_error_detail()));
     if (memchr(cfg->network.listen, '\0', sizeof cfg->network.listen) == NULL)
-        return ax__error(AX_EINVAL, "config: network.listen is not terminated");
+        return ax__blame(blame, N(listen), NONE,
+                         ax__error(AX_EINVAL, "config: network.listen is not terminated"));
     if (cfg->network.max_frame_size < 64)
-        return ax__error(AX_EINVAL, "config: network.max_frame_size must be at least 64");
+        return ax__blame(blame, N(max_frame_size), NONE,
+                         ax__error(AX_EINVAL, "config: network.max_frame_size must be at least 64"));
     if (cfg->network.peer_queue < 1)
-        return ax__error(AX_EINVAL, "config: network.peer_queue must be at least 1");
+        return ax__blame(blame, N(peer_queue), NONE,
+                         ax__error(AX_EINVAL, "config: network.peer_queue must be at least 1"));
     if (cfg->network.backoff_initial_ms > cfg->network.backoff_max_ms)
-        return ax__error(AX_EINVAL, "config: network.backoff_initial_ms is above backoff_max_ms");
+        return ax__blame(blame, N(backoff_initial_ms), N(backoff_max_ms),
+                         ax__error(AX_EINVAL, "config: network.backoff_initial_ms is above backoff_max_ms"));
     if (memchr(cfg->network.cookie, '\0', sizeof cfg->network.cookie) == NULL ||
         memchr(cfg->network.cookie_file, '\0', sizeof cfg->network.cookie_file) == NULL)
-        return ax__error(AX_EINVAL, "config: network.cookie or cookie_file is not terminated");
+        return ax__blame(blame, N(cookie), N(cookie_file),
+                         ax__error(AX_EINVAL, "config: network.cookie or cookie_file is not terminated"));
     if (cfg->network.cookie[0] != '\0' && cfg->network.cookie_file[0] != '\0')
-        return ax__error(AX_EINVAL, "config: network.cookie and network.cookie_file are both set; give one");
+        return ax__blame(blame, N(cookie), N(cookie_file),
+                         ax__error(AX_EINVAL, "config: network.cookie and network.cookie_file are both set; give one"));
     if (cfg->network.heartbeat_interval_ms < 1)
-        return ax__error(AX_EINVAL, "config: network.heartbeat_interval_ms must be at least 1");
+        return ax__blame(blame, N(heartbeat_interval_ms), NONE,
+                         ax__error(AX_EINVAL, "config: network.heartbeat_interval_ms must be at least 1"));
     if (cfg->network.heartbeat_timeout_ms <= cfg->network.heartbeat_interval_ms)
-        return ax__error(AX_EINVAL,
-                         "config: network.heartbeat_timeout_ms must be above heartbeat_interval_ms");
+        return ax__blame(blame, N(heartbeat_timeout_ms), N(heartbeat_interval_ms),
+                         ax__error(AX_EINVAL,
+                                   "config: network.heartbeat_timeout_ms must be above heartbeat_interval_ms"));
     if (cfg->network.handshake_timeout_ms < 1)
-        return ax__error(AX_EINVAL, "config: network.handshake_timeout_ms must be at least 1");
+        return ax__blame(blame, N(handshake_timeout_ms), NONE,
+                         ax__error(AX_EINVAL, "config: network.handshake_timeout_ms must be at least 1"));
     if (cfg->network.max_connections < 1)
-        return ax__error(AX_EINVAL, "config: network.max_connections must be at least 1");
+        return ax__blame(blame, N(max_connections), NONE,
+                         ax__error(AX_EINVAL, "config: network.max_connections must be at least 1"));
     if (cfg->network.max_pending_handshakes < 1)
-        return ax__error(AX_EINVAL, "config: network.max_pending_handshakes must be at least 1");
+        return ax__blame(blame, N(max_pending_handshakes), NONE,
+                         ax__error(AX_EINVAL, "config: network.max_pending_handshakes must be at least 1"));
     return AX_OK;
+}
+
+ax_status_t ax_config_validate(const ax_config_t *cfg)
+{
+    return ax__config_check(cfg, NULL);
 }

@@ -2,7 +2,12 @@
  * Loading a system configuration with libconfig (schema: docs/config.md).
  *
  * The schema is a table of fields per group, so one walker checks every key,
- * type and range the same way. Everything is parsed into a copy of the
+ * type and range the same way: a new key is one more entry in its group's
+ * table. Details name "file:line: key.path" from libconfig's own API
+ * (config_setting_source_file/line, and the path built from
+ * config_setting_name/parent); a broken cross-field rule is blamed on the
+ * key of the member the validator names (actor/config_check.h), never by
+ * reading the message. Everything is parsed into a copy of the
  * caller's config and validated there; the caller's config is written only
  * when the whole text is good, so a failure never leaves it half-applied.
  */
@@ -18,6 +23,7 @@
 
 #include <libconfig.h>
 
+#include "actor/config_check.h"
 #include "axon/config.h"
 #include "common/error.h"
 
@@ -126,20 +132,43 @@ static const char *source_name(const loader_t *ld, const config_setting_t *s)
     return file != NULL ? file : ld->name;
 }
 
-/* Record "file:line: path: message" and return AX_EINVAL. The message is
+/*
+ * The key path of a setting, such as "axon.network.peer_queue", from
+ * libconfig's own names and parents (the root has no name and adds
+ * nothing). Truncated, never overflowing, at PATH_MAX_LEN.
+ */
+static void setting_path(const config_setting_t *s, char *out)
+{
+    const config_setting_t *parent;
+    size_t len;
+
+    out[0] = '\0';
+    if (s == NULL || config_setting_is_root(s))
+        return;
+    parent = config_setting_parent(s);
+    setting_path(parent, out);
+    len = strlen(out);
+    snprintf(out + len, PATH_MAX_LEN - len, "%s%s", len > 0 ? "." : "",
+             config_setting_name(s) != NULL ? config_setting_name(s) : "[]");
+}
+
+/* Record "file:line: path: message" for setting s and return AX_EINVAL;
+ * without a setting (the text set nothing the message is about), the
+ * place is the whole text and the top group, "axon". The message is
  * formatted first into a local buffer because its arguments may point into
  * the thread's detail buffer that ax__error() overwrites. */
-__attribute__((format(printf, 4, 5))) static ax_status_t
-fail_at(const loader_t *ld, const config_setting_t *s, const char *path, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static ax_status_t
+fail_at(const loader_t *ld, const config_setting_t *s, const char *fmt, ...)
 {
-    char msg[256];
+    char msg[256], path[PATH_MAX_LEN];
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (s == NULL)
-        return ax__error(AX_EINVAL, "%s: %s: %s", ld->name, path, msg);
+    if (s == NULL || config_setting_is_root(s))
+        return ax__error(AX_EINVAL, "%s: axon: %s", ld->name, msg);
+    setting_path(s, path);
     return ax__error(AX_EINVAL, "%s:%u: %s: %s", source_name(ld, s),
                      (unsigned)config_setting_source_line(s), path, msg);
 }
@@ -167,25 +196,29 @@ static const char *type_name(int type)
     }
 }
 
-static void join_path(char *out, const char *parent, const char *key)
-{
-    if (parent[0] == '\0')
-        snprintf(out, PATH_MAX_LEN, "%s", key);
-    else
-        snprintf(out, PATH_MAX_LEN, "%s.%s", parent, key);
-}
-
 /* ------------------------------------------------------------------ */
 /* Integer literals                                                    */
 /* ------------------------------------------------------------------ */
 
 /*
- * libconfig 1.5 keeps an integer written without an L suffix in an int and
- * wraps a wider one silently (5000000000 reads back as 705032704), and it
- * saturates an L literal that does not fit in 64 bits. Neither is visible
- * in the parsed setting, so the literal is read again from the source line
- * and compared with what libconfig stored.
+ * libconfig 1.5 (Debian 12) keeps an integer written without an L suffix
+ * in an int and wraps a wider one silently (5000000000 reads back as
+ * 705032704, CONFIG_TYPE_INT), and it saturates an L literal that does not
+ * fit in 64 bits. Its API shows neither: the setting's type, value and
+ * format are those of the wrapped number. Accepting it would configure a
+ * value the user never wrote, so for these versions only, the literal on
+ * the setting's line (config_setting_source_line) is compared with what
+ * libconfig stored. This is the one place that reads the source text;
+ * later libconfig versions promote wide literals themselves, and the check
+ * compiles away.
  */
+#if LIBCONFIG_VER_MAJOR == 1 && LIBCONFIG_VER_MINOR <= 5
+#define AX_CHECK_LITERALS 1
+#else
+#define AX_CHECK_LITERALS 0
+#endif
+
+#if AX_CHECK_LITERALS
 
 static int is_name_char(char c)
 {
@@ -250,7 +283,7 @@ static int read_literal(const char *p, const char **end, long long *value, int *
  * is found (a setting from an @include, a comment between name and value),
  * nothing can be checked and libconfig's value stands.
  */
-static ax_status_t check_literal(const loader_t *ld, const config_setting_t *s, const char *path,
+static ax_status_t check_literal(const loader_t *ld, const config_setting_t *s,
                                  long long value)
 {
     const char *name = config_setting_name(s);
@@ -301,12 +334,22 @@ static ax_status_t check_literal(const loader_t *ld, const config_setting_t *s, 
     if (bad == NULL)
         return AX_OK;
     if (bad_wide)
-        return fail_at(ld, s, path, "%.*s does not fit in a 64-bit integer", (int)(bad_end - bad),
+        return fail_at(ld, s, "%.*s does not fit in a 64-bit integer", (int)(bad_end - bad),
                        bad);
-    return fail_at(ld, s, path,
+    return fail_at(ld, s,
                    "%.*s does not fit in a 32-bit integer (write %.*sL for a 64-bit one)",
                    (int)(bad_end - bad), bad, (int)(bad_end - bad), bad);
 }
+
+#else
+static ax_status_t check_literal(const loader_t *ld, const config_setting_t *s, long long value)
+{
+    (void)ld;
+    (void)s;
+    (void)value;
+    return AX_OK;
+}
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Scalars                                                             */
@@ -330,7 +373,7 @@ static void store_uint(void *member, size_t width, uint64_t v)
     }
 }
 
-static ax_status_t read_count(const loader_t *ld, const config_setting_t *s, const char *path,
+static ax_status_t read_count(const loader_t *ld, const config_setting_t *s,
                               const field_t *f, uint64_t *out)
 {
     long long v;
@@ -341,31 +384,31 @@ static ax_status_t read_count(const loader_t *ld, const config_setting_t *s, con
     else if (config_setting_type(s) == CONFIG_TYPE_INT64)
         v = config_setting_get_int64(s);
     else
-        return fail_at(ld, s, path, "expected an integer, got %s",
+        return fail_at(ld, s, "expected an integer, got %s",
                        type_name(config_setting_type(s)));
-    st = check_literal(ld, s, path, v);
+    st = check_literal(ld, s, v);
     if (st != AX_OK)
         return st;
     if (v < 0 || (uint64_t)v < f->min)
-        return fail_at(ld, s, path, "expected an integer >= %llu, got %lld",
+        return fail_at(ld, s, "expected an integer >= %llu, got %lld",
                        (unsigned long long)f->min, v);
     if ((uint64_t)v > width_max(f->width))
-        return fail_at(ld, s, path, "%lld does not fit (at most %llu)", v,
+        return fail_at(ld, s, "%lld does not fit (at most %llu)", v,
                        (unsigned long long)width_max(f->width));
     *out = (uint64_t)v;
     return AX_OK;
 }
 
-static ax_status_t read_size(const loader_t *ld, const config_setting_t *s, const char *path,
+static ax_status_t read_size(const loader_t *ld, const config_setting_t *s,
                              const field_t *f, uint64_t *out)
 {
     const char *text, *why;
     size_t size, tlen;
 
     if (config_setting_type(s) == CONFIG_TYPE_INT || config_setting_type(s) == CONFIG_TYPE_INT64)
-        return read_count(ld, s, path, f, out);
+        return read_count(ld, s, f, out);
     if (config_setting_type(s) != CONFIG_TYPE_STRING)
-        return fail_at(ld, s, path,
+        return fail_at(ld, s,
                        "expected a size (a string such as \"256KiB\", or an integer), got %s",
                        type_name(config_setting_type(s)));
     text = config_setting_get_string(s);
@@ -380,21 +423,21 @@ static ax_status_t read_size(const loader_t *ld, const config_setting_t *s, cons
     if (strncmp(why, "size \"", 6) == 0 && strncmp(why + 6, text, tlen) == 0 &&
         strncmp(why + 6 + tlen, "\": ", 3) == 0)
         why += 6 + tlen + 3;
-    return fail_at(ld, s, path, "\"%s\" is not a size (%s)", text, why);
+    return fail_at(ld, s, "\"%s\" is not a size (%s)", text, why);
 }
 
-static ax_status_t read_text(const loader_t *ld, const config_setting_t *s, const char *path,
+static ax_status_t read_text(const loader_t *ld, const config_setting_t *s,
                              const field_t *f, char *member)
 {
     const char *text;
     size_t len;
 
     if (config_setting_type(s) != CONFIG_TYPE_STRING)
-        return fail_at(ld, s, path, "expected a string, got %s", type_name(config_setting_type(s)));
+        return fail_at(ld, s, "expected a string, got %s", type_name(config_setting_type(s)));
     text = config_setting_get_string(s);
     len = strlen(text);
     if (len >= f->width)
-        return fail_at(ld, s, path, "is %zu bytes long; at most %zu fit", len, f->width - 1);
+        return fail_at(ld, s, "is %zu bytes long; at most %zu fit", len, f->width - 1);
     /* Clear the whole array so that equal configs are equal byte for byte. */
     memset(member, 0, f->width);
     memcpy(member, text, len);
@@ -428,11 +471,11 @@ static const char *partner_key(const group_schema_t *schema, const field_t *f)
     return NULL;
 }
 
-static ax_status_t load_group(const loader_t *ld, const config_setting_t *group, const char *path,
+static ax_status_t load_group(const loader_t *ld, const config_setting_t *group,
                               const group_schema_t *schema, unsigned char *base);
 
 static ax_status_t load_field(const loader_t *ld, const config_setting_t *group,
-                              const config_setting_t *s, const char *path,
+                              const config_setting_t *s,
                               const group_schema_t *schema, const field_t *f, unsigned char *base)
 {
     const char *partner = partner_key(schema, f);
@@ -445,26 +488,25 @@ static ax_status_t load_field(const loader_t *ld, const config_setting_t *group,
 
         /* Both spellings set the same member: blame whichever comes second. */
         if (other != NULL && config_setting_index(other) < config_setting_index(s))
-            return fail_at(ld, s, path, "is another name for %s (line %u); give only one",
+            return fail_at(ld, s, "is another name for %s (line %u); give only one",
                            partner, (unsigned)config_setting_source_line(other));
     }
     switch (f->kind) {
     case FIELD_GROUP:
-        return load_group(ld, s, path, f->group, member);
+        return load_group(ld, s, f->group, member);
     case FIELD_TEXT:
-        return read_text(ld, s, path, f, (char *)member);
+        return read_text(ld, s, f, (char *)member);
     case FIELD_BOOL:
         if (config_setting_type(s) != CONFIG_TYPE_BOOL)
-            return fail_at(ld, s, path, "expected true or false, got %s",
-                           type_name(config_setting_type(s)));
+            return fail_at(ld, s, "expected true or false, got %s", type_name(config_setting_type(s)));
         *(bool *)member = config_setting_get_bool(s) != 0;
         return AX_OK;
     case FIELD_SIZE:
-        st = read_size(ld, s, path, f, &v);
+        st = read_size(ld, s, f, &v);
         break;
     case FIELD_COUNT:
     default:
-        st = read_count(ld, s, path, f, &v);
+        st = read_count(ld, s, f, &v);
         break;
     }
     if (st == AX_OK)
@@ -472,26 +514,24 @@ static ax_status_t load_field(const loader_t *ld, const config_setting_t *group,
     return st;
 }
 
-static ax_status_t load_group(const loader_t *ld, const config_setting_t *group, const char *path,
+static ax_status_t load_group(const loader_t *ld, const config_setting_t *group,
                               const group_schema_t *schema, unsigned char *base)
 {
     int i, n;
 
     if (!config_setting_is_group(group))
-        return fail_at(ld, group, path, "expected a group, got %s",
+        return fail_at(ld, group, "expected a group, got %s",
                        type_name(config_setting_type(group)));
     n = config_setting_length(group);
     for (i = 0; i < n; i++) {
         const config_setting_t *s = config_setting_get_elem(group, (unsigned)i);
         const char *key = config_setting_name(s);
         const field_t *f = find_field(schema, key);
-        char child[PATH_MAX_LEN];
         ax_status_t st;
 
-        join_path(child, path, key);
         if (f == NULL)
-            return fail_at(ld, s, child, "unknown key");
-        st = load_field(ld, group, s, child, schema, f, base);
+            return fail_at(ld, s, "unknown key");
+        st = load_field(ld, group, s, schema, f, base);
         if (st != AX_OK)
             return st;
     }
@@ -502,107 +542,73 @@ static ax_status_t load_group(const loader_t *ld, const config_setting_t *group,
 /* Validation                                                          */
 /* ------------------------------------------------------------------ */
 
-/* One group of the text that a broken rule may be blamed on. */
-typedef struct scope_s {
-    const config_setting_t *setting; /* the group in the text, or NULL */
-    const char *path;
-    const group_schema_t *schema;
-} scope_t;
+/* Where the text set a member of the config: the setting (NULL when the
+ * text left it alone) and the innermost group of the text on the way to it. */
+typedef struct found_s {
+    const config_setting_t *setting;
+    const config_setting_t *group;
+} found_t;
 
-/* Where `word` first occurs in s as a whole name, or NULL. */
-static const char *find_word(const char *s, const char *word)
+/*
+ * Walk the schema of group (which fills the struct at byte base of
+ * ax_config_t) to the member at byte target, following only the groups the
+ * text has. Both spellings of a key lead to the same member; the load has
+ * refused a text that gives both.
+ */
+static void find_member(const config_setting_t *group, const group_schema_t *schema, size_t base,
+                        size_t target, found_t *out)
 {
-    size_t len = strlen(word);
-    const char *p;
+    size_t i;
 
-    for (p = strstr(s, word); p != NULL; p = strstr(p + 1, word))
-        if ((p == s || !is_name_char(p[-1])) && !is_name_char(p[len]))
-            return p;
-    return NULL;
+    out->group = group;
+    for (i = 0; i < schema->count; i++) {
+        const field_t *f = &schema->fields[i];
+        const config_setting_t *s = config_setting_get_member(group, f->key);
+        size_t off = base + f->offset;
+
+        if (f->kind == FIELD_GROUP) {
+            if (s != NULL && config_setting_is_group(s) && target >= off && target < off + f->width)
+                find_member(s, f->group, off, target, out);
+        } else if (off == target && s != NULL) {
+            out->setting = s;
+        }
+    }
 }
 
 /*
- * A validator failed with `detail`, which names the members involved. Blame
- * the key, set in this text, whose member the detail names first: that is
- * the one the rule is about ("max_chunk_count (3) must be >= ..."). When the
- * text set none of them, the broken value came from *cfg as it was before,
- * and the innermost group present in the text is the best place to point.
+ * The copy broke a rule of ax_config_validate: blame the key, set in this
+ * text, of the member the rule constrains, else of the member it compares
+ * with ("max_chunk_count (3) must be >= initial_chunk_count (5)" set by
+ * initial_chunk_count alone). When the text set neither, the broken value
+ * came from *cfg as it was before: point at the innermost group of the text
+ * on the way to the member.
  */
-static ax_status_t blame(const loader_t *ld, const scope_t *scopes, size_t nscopes,
-                         const char *detail)
-{
-    const config_setting_t *at = NULL, *fallback = NULL;
-    const char *at_pos = NULL, *fallback_path = "axon";
-    char rule[256], path[PATH_MAX_LEN];
-    size_t i, j;
-
-    /* The validators prefix their details with the struct they checked;
-     * the key path printed in front replaces that prefix. */
-    if (strncmp(detail, "config: ", 8) == 0)
-        detail += 8;
-    if (strncmp(detail, "network.", 8) == 0)
-        detail += 8;
-    if (strncmp(detail, "buffer_config: ", 15) == 0)
-        detail += 15;
-    snprintf(rule, sizeof rule, "%s", detail);
-    for (i = 0; i < nscopes; i++) {
-        const scope_t *sc = &scopes[i];
-
-        if (sc->setting == NULL)
-            continue;
-        if (fallback == NULL) {
-            fallback = sc->setting;
-            fallback_path = sc->path;
-        }
-        for (j = 0; j < sc->schema->count; j++) {
-            const field_t *f = &sc->schema->fields[j];
-            const config_setting_t *s = config_setting_get_member(sc->setting, f->key);
-            const char *pos = find_word(rule, f->member);
-
-            if (f->group != NULL || s == NULL || pos == NULL)
-                continue;
-            if (at_pos == NULL || pos < at_pos) {
-                at = s;
-                at_pos = pos;
-                join_path(path, sc->path, f->key);
-            }
-        }
-    }
-    if (at != NULL)
-        return fail_at(ld, at, path, "%s", rule);
-    return fail_at(ld, fallback, fallback_path, "%s", rule);
-}
-
-static const config_setting_t *member_or_null(const config_setting_t *group, const char *key)
-{
-    return group != NULL ? config_setting_get_member(group, key) : NULL;
-}
-
-/* Validate the loaded copy one group at a time, so each broken rule can be
- * traced to the group, and the key, that set it. */
 static ax_status_t validate_copy(const loader_t *ld, const config_t *lc, const ax_config_t *copy)
 {
-    const config_setting_t *axon = member_or_null(config_root_setting(lc), "axon");
-    const config_setting_t *net = member_or_null(axon, "network");
-    const scope_t buffers = {member_or_null(axon, "buffer_config"), "axon.buffer_config",
-                             &buffer_schema};
-    const scope_t net_buffers = {member_or_null(net, "buffer_config"),
-                                 "axon.network.buffer_config", &buffer_schema};
-    /* Innermost first, so that the fallback names the most specific group. */
-    const scope_t top[] = {
-        {net, "axon.network", &network_schema},
-        {axon, "axon", &axon_schema},
-    };
-    const scope_t buffers_scopes[] = {buffers, top[1]};
-    const scope_t net_buffers_scopes[] = {net_buffers, top[0], top[1]};
+    ax__blame_t blame = {AX__NO_MEMBER, AX__NO_MEMBER};
+    found_t first = {NULL, NULL}, second = {NULL, NULL};
+    const config_setting_t *root = config_root_setting(lc), *at;
+    const char *rule;
 
-    if (ax_buffer_config_validate(&copy->buffer_config) != AX_OK)
-        return blame(ld, buffers_scopes, 2, ax_error_detail());
-    if (ax_buffer_config_validate(&copy->network.buffer_config) != AX_OK)
-        return blame(ld, net_buffers_scopes, 3, ax_error_detail());
-    if (ax_config_validate(copy) != AX_OK)
-        return blame(ld, top, 2, ax_error_detail());
-    return AX_OK;
+    if (ax__config_check(copy, &blame) == AX_OK)
+        return AX_OK;
+    rule = ax_error_detail();
+    /* The validators prefix their details with the struct they checked;
+     * the key path printed in front says it better. */
+    if (strncmp(rule, "config: ", 8) == 0)
+        rule += 8;
+    if (strncmp(rule, "network.", 8) == 0)
+        rule += 8;
+    if (strncmp(rule, "buffer_config: ", 15) == 0)
+        rule += 15;
+    if (blame.first != AX__NO_MEMBER)
+        find_member(root, &root_schema, 0, blame.first, &first);
+    if (blame.second != AX__NO_MEMBER)
+        find_member(root, &root_schema, 0, blame.second, &second);
+    at = first.setting != NULL ? first.setting : second.setting != NULL ? second.setting : first.group;
+    if (at == NULL) /* no member named: the top group, if the text has it */
+        at = config_setting_get_member(root, "axon");
+    return fail_at(ld, at, "%s", rule);
 }
 
 /* ------------------------------------------------------------------ */
@@ -626,7 +632,7 @@ static ax_status_t load_text(ax_config_t *cfg, const char *text, const char *nam
         return st;
     }
     memcpy(&copy, cfg, sizeof copy);
-    st = load_group(&ld, config_root_setting(&lc), "", &root_schema, (unsigned char *)&copy);
+    st = load_group(&ld, config_root_setting(&lc), &root_schema, (unsigned char *)&copy);
     if (st == AX_OK)
         st = validate_copy(&ld, &lc, &copy);
     config_destroy(&lc);

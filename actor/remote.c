@@ -16,8 +16,12 @@ struct remote_entry {
 
 void ax_system_address(ax_system_t *sys, ax_addr_t *out)
 {
-    /* Published whole by ax__system_set_port: an acquire load sees it. */
-    *out = *(const ax_addr_t *)ck_pr_load_ptr(&sys->addr);
+    /* Published whole by ax__system_set_port: an acquire load sees it
+     * (the fence makes the acquire explicit in every build). */
+    const ax_addr_t *addr = ck_pr_load_ptr(&sys->addr);
+
+    ck_pr_fence_acquire();
+    *out = *addr;
 }
 
 void ax__system_set_port(ax_system_t *sys, uint16_t port)
@@ -29,7 +33,8 @@ void ax__system_set_port(ax_system_t *sys, uint16_t port)
     if (ck_pr_load_ptr(&sys->addr) == &sys->addr_initial) {
         sys->addr_bound = sys->addr_initial;
         sys->addr_bound.port = port;
-        ck_pr_store_ptr(&sys->addr, &sys->addr_bound); /* release, see above */
+        ck_pr_fence_release(); /* the copy above before the pointer to it */
+        ck_pr_store_ptr(&sys->addr, &sys->addr_bound);
     }
     pthread_mutex_unlock(&sys->remote_lock);
 }
@@ -46,6 +51,7 @@ ax_status_t ax__system_set_net(ax_system_t *sys, const ax__net_ops_t *ops, void 
     if (st == AX_OK) {
         sys->net_ctx = ctx;
         /* Release: the context is written before the ops that lead to it. */
+        ck_pr_fence_release();
         ck_pr_store_ptr(&sys->net_ops, ops);
     }
     pthread_mutex_unlock(&sys->remote_lock);
@@ -55,7 +61,10 @@ ax_status_t ax__system_set_net(ax_system_t *sys, const ax__net_ops_t *ops, void 
 void *ax__system_net(ax_system_t *sys)
 {
     /* Acquire: the context was written before the ops were published. */
-    return ck_pr_load_ptr(&sys->net_ops) != NULL ? sys->net_ctx : NULL;
+    const ax__net_ops_t *ops = ck_pr_load_ptr(&sys->net_ops);
+
+    ck_pr_fence_acquire();
+    return ops != NULL ? sys->net_ctx : NULL;
 }
 
 const ax_config_t *ax__system_config(ax_system_t *sys)

@@ -168,8 +168,7 @@ void ax__end_actor(ax__cell_t *c)
     ax__end_timers(c);
     ax__dead_letter_rest(c, AX_ECLOSED);
     ax__notify_ended(c);
-    if (c->vt->destroy != NULL)
-        c->vt->destroy((ax_actor_t *)c);
+    ax__run_hook(c, c->vt->destroy);
     if (c->ext != NULL) {
         /* Leases still out keep their chunks; the last release frees them. */
         ax_encode_buffer_destroy(&c->ext->eb);
@@ -184,13 +183,33 @@ void ax__end_actor(ax__cell_t *c)
         ax__sched_wake_all(sys);
 }
 
+ax__cell_t *ax__swap_current(ax__cell_t *c)
+{
+    ax__cell_t *prev = tls_current;
+
+    tls_current = c;
+    return prev;
+}
+
+ax_status_t ax__check_self(const ax_actor_t *self, const char *call)
+{
+    if (self == NULL)
+        return ax__error(AX_EINVAL, "%s: NULL actor", call);
+    if (tls_current != ax__cell(self))
+        return ax__error(AX_ESTATE, "%s: call it from the actor's own handlers; this thread is "
+                         "not running actor %llu", call, (unsigned long long)ax__cell_id(ax__cell(self)));
+    return AX_OK;
+}
+
 void ax__run_hook(ax__cell_t *c, void (*hook)(ax_actor_t *))
 {
+    ax__cell_t *prev;
+
     if (hook == NULL)
         return;
-    tls_current = c;
+    prev = ax__swap_current(c);
     hook((ax_actor_t *)c);
-    tls_current = NULL;
+    ax__swap_current(prev);
 }
 
 static void kill_now(ax__cell_t *c)

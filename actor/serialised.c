@@ -41,8 +41,10 @@ ax_status_t ax_actor_init_buffers(ax_actor_t *self, const ax_buffer_config_t *cf
     ax__cell_t *c = ax__cell(self);
     ax__cell_ext_t *ext;
 
-    if (self == NULL)
-        return ax__error(AX_EINVAL, "init_buffers: NULL actor");
+    ax_status_t st = ax__check_self(self, "init_buffers");
+
+    if (st != AX_OK)
+        return st;
     if ((ext = ax__ext(c)) == NULL)
         return AX_ENOMEM;
     if (ext->eb != NULL)
@@ -70,6 +72,8 @@ ax_status_t ax_actor_buffer_stats(ax_actor_t *self, ax_buffer_pool_stats_t *out)
 
     if (self == NULL || out == NULL)
         return ax__error(AX_EINVAL, "actor_buffer_stats: NULL argument");
+    if (ax__check_self(self, "actor_buffer_stats") != AX_OK)
+        return AX_ESTATE;
     if (c->ext == NULL || c->ext->eb == NULL)
         return ax__error(AX_ENOTFOUND, "actor_buffer_stats: the actor has no pool yet");
     ax_buffer_pool_stats(ax_encode_buffer_pool(c->ext->eb), out);
@@ -161,6 +165,7 @@ static ax_status_t route_net_msg(ax_system_t *sys, ax_ref_t dst, ax_net_msg_t **
         /* Acquire: the ops and their context were published together. */
         const ax__net_ops_t *ops = ck_pr_load_ptr(&sys->net_ops);
 
+        ck_pr_fence_acquire();
         if (ops == NULL) {
             ax_msg_release(&m);
             return ax__error(AX_ENOTFOUND, "tell_serialised: the system has no network");
@@ -234,8 +239,10 @@ ax_status_t ax__tell_serialised_from(ax_actor_t *self, ax_ref_t dst, ax_ref_t fr
 ax_status_t ax_tell_serialised(ax_actor_t *self, ax_ref_t dst, const ax_msg_type_t *type,
                                const ax_msg_t *msg)
 {
-    if (self == NULL)
-        return ax__error(AX_EINVAL, "tell_serialised: NULL actor");
+    ax_status_t st = ax__check_self(self, "tell_serialised");
+
+    if (st != AX_OK)
+        return st;
     return ax__tell_serialised_from(self, dst, ax_self(self), type, msg);
 }
 
@@ -249,7 +256,9 @@ ax_status_t ax_preserialise(ax_actor_t *self, const ax_msg_type_t *type, const a
 
     if (self == NULL || out == NULL)
         return ax__error(AX_EINVAL, "preserialise: NULL argument");
-    st = check_type(type, msg);
+    st = ax__check_self(self, "preserialise");
+    if (st == AX_OK)
+        st = check_type(type, msg);
     if (st == AX_OK)
         st = encode_buffer(c, &eb);
     if (st != AX_OK)
@@ -289,6 +298,9 @@ ax_status_t ax_tell_preserialised(ax_actor_t *self, ax_ref_t dst, const ax_prese
 
     if (self == NULL || shared == NULL)
         return ax__error(AX_EINVAL, "tell_preserialised: NULL argument");
+    st = ax__check_self(self, "tell_preserialised");
+    if (st != AX_OK)
+        return st;
     st = encode_buffer(c, &eb);
     if (st == AX_OK)
         st = packed_dst(c, dst, &to);
@@ -336,6 +348,7 @@ ax_status_t ax__tell_remote(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from)
         return ax__error(AX_EINVAL, "tell: \"%s\" has no serialiser and cannot go to a remote actor",
                          (*msg)->type && (*msg)->type->name ? (*msg)->type->name : "?");
     ops = ck_pr_load_ptr(&remote->sys->net_ops); /* acquire: with its context */
+    ck_pr_fence_acquire();
     if (ops == NULL)
         return ax__error(AX_ENOTFOUND, "tell: the system has no network for a remote ref");
     return ops->send_lazy(remote->sys->net_ctx, remote, msg, from);

@@ -71,7 +71,7 @@ static ax__slab_class_t *class_for(ax__slabs_t *s, size_t cell_size, bool create
 }
 
 /* A new block's cells go on the class's free list; called with the lock. */
-static bool grow(ax__slab_class_t *k)
+static bool grow(ax__slab_class_t *k, uint64_t *added)
 {
     size_t count = BLOCK_BYTES / k->cell_size;
     ax__slab_block_t *b = malloc(sizeof(*b));
@@ -98,20 +98,28 @@ static bool grow(ax__slab_class_t *k)
     /* Published for ax__slab_each, which reads the list without the lock;
      * the block's fields are written before it becomes reachable. */
     b->next = k->blocks;
+    ck_pr_fence_release(); /* the fields above before the block is reachable */
     ck_pr_store_ptr(&k->blocks, b);
+    *added = count * k->cell_size;
     return true;
+}
+
+uint64_t ax__slab_bytes(ax__slabs_t *s)
+{
+    return ck_pr_load_64(&s->bytes); /* a statistic: any recent value will do */
 }
 
 ax_status_t ax__slab_alloc(ax__slabs_t *s, size_t size, ax__cell_t **out)
 {
     size_t cell_size = round_class(size);
     ax__slab_class_t *k = class_for(s, cell_size, true);
+    uint64_t added = 0;
     ax__cell_t *c;
 
     if (k == NULL)
         return ax__error(AX_ENOMEM, "actor: out of memory for a cell of %zu bytes", cell_size);
     ck_spinlock_lock(&k->lock);
-    if (k->free == NULL && !grow(k)) {
+    if (k->free == NULL && !grow(k, &added)) {
         ck_spinlock_unlock(&k->lock);
         return ax__error(AX_ENOMEM, "actor: out of memory for a cell of %zu bytes", cell_size);
     }
@@ -119,6 +127,8 @@ ax_status_t ax__slab_alloc(ax__slabs_t *s, size_t size, ax__cell_t **out)
     k->free = c->sched_next;
     ck_spinlock_unlock(&k->lock);
     c->sched_next = NULL;
+    if (added != 0)
+        ck_pr_add_64(&s->bytes, added); /* a statistic: atomic, no ordering */
     /* The mailbox and word survive recycling (a stale sender may still
      * touch them); everything after the header is the new actor's. */
     memset((unsigned char *)c + sizeof(*c), 0, cell_size - sizeof(*c));

@@ -33,6 +33,7 @@ typedef struct ax__slabs_s {
     ax__slab_class_t *small[AX__SLAB_SMALL_CLASSES]; /* created on demand */
     pthread_mutex_t big_lock;
     ax__slab_class_t *big;     /* classes above 4 KiB */
+    uint64_t bytes;            /* of cell blocks; only grows (stats) */
 } ax__slabs_t;
 
 void ax__slabs_init(ax__slabs_t *s);
@@ -48,6 +49,10 @@ void ax__slab_free(ax__slabs_t *s, ax__cell_t *c);
 /* Call fn on every cell ever allocated (live, ended or free). Cells may be
  * allocated concurrently; those may or may not be visited. */
 void ax__slab_each(ax__slabs_t *s, void (*fn)(ax__cell_t *c, void *arg), void *arg);
+
+/* Bytes of cell memory held: cells are never returned before destroy, so
+ * this is also the high-water mark. Any thread. */
+uint64_t ax__slab_bytes(ax__slabs_t *s);
 
 /* Free all memory. No other thread may use the cells. */
 void ax__slabs_destroy(ax__slabs_t *s);

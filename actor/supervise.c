@@ -15,18 +15,20 @@ const ax_msg_type_t ax_child_event_type = {
     .size = sizeof(ax_child_event_t),
 };
 
-void ax_fail(ax_actor_t *self, ax_status_t status)
+ax_status_t ax_fail(ax_actor_t *self, ax_status_t status)
 {
     ax__cell_t *c = ax__cell(self);
     ax__cell_ext_t *ext;
+    ax_status_t st = ax__check_self(self, "fail");
 
-    if (self == NULL)
-        return;
+    if (st != AX_OK)
+        return st;
     ext = ax__ext(c);
     if (ext != NULL)
         ext->fail_status = status != AX_OK ? status : AX_EFAILED;
     /* Only this actor's thread reads it, after the handler returns. */
     ck_pr_or_32(&c->lflags, AX__L_FAILED);
+    return AX_OK;
 }
 
 void ax_set_guardian_actor(ax_system_t *sys, ax_ref_t ref)
@@ -147,7 +149,8 @@ bool ax__fail_now(ax__worker_t *w, ax__cell_t *c, ax_status_t status)
     ax__cell_ext_t *ext = c->ext;
     ax_supervision_action_t action = AX_SUPERVISE_STOP;
     ax_ref_t self = ax_self((ax_actor_t *)c), parent = parent_of(c);
-    uint64_t now = ax__now_ns(), timer;
+    uint64_t now = ax__now_ns(), timer, due;
+    ax__timers_t *timers;
     uint32_t restarts;
 
     ax__stat_inc(&w->failures);
@@ -170,6 +173,10 @@ bool ax__fail_now(ax__worker_t *w, ax__cell_t *c, ax_status_t status)
         return false;
     }
     ext->restarts = restarts;
+    /* Read what the timer needs now: once SUSPENDED is up, a stop or kill
+     * may claim the actor and end it on another worker (freeing ext). */
+    due = now + backoff_ns(&ext->policy, restarts);
+    timers = c->sys->timers;
     ck_pr_or_32(&c->lflags, AX__L_SUSPENDED);
     /* The parent hears before the restart is armed: from then on the
      * actor may run on another worker, and c must not be touched here.
@@ -179,8 +186,7 @@ bool ax__fail_now(ax__worker_t *w, ax__cell_t *c, ax_status_t status)
     /* A stop or kill requested before the flag went up is seen here. */
     if ((ck_pr_load_64(&c->word) & (AX__W_STOP | AX__W_KILL)) && ax__take_suspended(c))
         return ax__restart_now(w, c);
-    if (ax__timer_fn(c->sys->timers, now + backoff_ns(&ext->policy, restarts), restart_due, c, &timer) !=
-        AX_OK && ax__take_suspended(c))
+    if (ax__timer_fn(timers, due, restart_due, c, &timer) != AX_OK && ax__take_suspended(c))
         return ax__restart_now(w, c); /* no timer: the attempt comes at once */
     return false;
 }
@@ -205,15 +211,18 @@ bool ax__restart_now(ax__worker_t *w, ax__cell_t *c)
     /* The failed incarnation's timers end with it: the new one never knew
      * their ids. */
     ax__end_timers(c);
-    if (vt->destroy != NULL)
-        vt->destroy((ax_actor_t *)c);
+    ax__run_hook(c, vt->destroy);
     /* A fresh actor in the same cell: its fields past the runtime's part
      * zeroed as at create (the lanes area, beyond vt->size, keeps its
      * queued messages). */
     memset((unsigned char *)c + sizeof(ax_actor_t), 0, vt->size - sizeof(ax_actor_t));
     ax__stat_inc(&w->restarts);
-    if (vt->init != NULL)
+    if (vt->init != NULL) {
+        ax__cell_t *prev = ax__swap_current(c);
+
         st = vt->init((ax_actor_t *)c, c->ext->arg);
+        ax__swap_current(prev);
+    }
     if (st != AX_OK)
         return ax__fail_now(w, c, st);
     ck_pr_or_32(&c->lflags, AX__L_STARTED);

@@ -140,13 +140,23 @@ ax_status_t ax_system_await_termination(ax_system_t *sys)
     return AX_OK;
 }
 
-void ax_system_destroy(ax_system_t **sysp)
+ax_status_t ax_system_destroy(ax_system_t **sysp)
 {
     ax_system_t *sys;
 
     if (sysp == NULL || *sysp == NULL)
-        return;
+        return AX_OK;
     sys = *sysp;
+    /* From one of its own workers (a handler, a hook) the system would be
+     * freed under the run loop that called us: refuse, change nothing. */
+    if (ax__current_worker(sys) != NULL)
+        return ax__error(AX_ESTATE, "system: destroy called from one of its workers (a handler); "
+                         "shut it down there and destroy it from another thread");
+    /* From code the destroy itself runs (an actor's destroy hook while the
+     * mailboxes are drained): the outer call frees the system. */
+    if (sys->destroying)
+        return ax__error(AX_ESTATE, "system: destroy called while it is being destroyed");
+    sys->destroying = true;
     ax_system_shutdown(sys);
     ax_system_await_termination(sys);
     /* No thread runs in the system now: release what late senders left
@@ -160,6 +170,7 @@ void ax_system_destroy(ax_system_t **sysp)
     ax__drain_all(sys);
     free_parts(sys);
     *sysp = NULL;
+    return AX_OK;
 }
 
 void ax_system_stats(ax_system_t *sys, ax_system_stats_t *out)
@@ -179,6 +190,9 @@ void ax_system_stats(ax_system_t *sys, ax_system_stats_t *out)
     }
     out->dead_letters += ck_pr_load_64(&sys->dead_letters_ext);
     out->actors_alive = ck_pr_load_64(&sys->alive);
+    out->cell_bytes = ax__slab_bytes(&sys->slabs);
+    out->timer_bytes = ax__timers_bytes(sys->timers);
+    out->ask_bytes = ax__asks_bytes(&sys->asks);
 }
 
 unsigned ax_system_workers(const ax_system_t *sys)

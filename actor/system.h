@@ -33,6 +33,7 @@ struct ax_system_s {
     uint64_t alive;           /* atomic: actors created and not ended */
     uint32_t shutdown;        /* atomic: 1 once ax_system_shutdown ran */
     bool awaited;
+    bool destroying;           /* ax_system_destroy is under way (its thread) */
     int parts; /* how far init_parts got, for free_parts */
 
     ax__slabs_t slabs;

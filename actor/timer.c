@@ -45,9 +45,12 @@ struct ax__timers_s {
     pthread_t thread;
     bool started;
     pthread_mutex_t lock;
-    pthread_cond_t cond;       /* signalled when the wheel stops being empty */
+    pthread_cond_t cond;       /* signalled when a timer is due before wake_tick */
     bool stop;
-    bool idle_wait;            /* the thread waits with no timeout */
+    /* The tick the thread sleeps until: UINT64_MAX while the wheel is
+     * empty, 0 while it is awake (it looks at the wheel again before it
+     * sleeps, so nothing armed meanwhile is missed). */
+    uint64_t wake_tick;
     uint64_t last_tick;        /* every tick up to here has been processed */
     size_t armed;              /* records in the wheel */
     timer_rec_t *slots[WHEEL_SLOTS];
@@ -90,13 +93,6 @@ bool ax__is_timer_msg(const ax_msg_t *msg)
 static timer_rec_t *rec_of_msg(const ax_msg_t *msg)
 {
     return msg->sender.target;
-}
-
-uint64_t ax__timer_ref_id(ax_ref_t timer)
-{
-    const timer_rec_t *r = timer.target;
-
-    return (uint64_t)(uint32_t)timer.id << 32 | r->index;
 }
 
 /* ---- records ------------------------------------------------------------- */
@@ -173,8 +169,8 @@ static void arm(ax__timers_t *t, timer_rec_t *r)
     if (r->due_tick <= t->last_tick)
         r->due_tick = t->last_tick + 1; /* that tick has gone by: the next */
     slot_link(t, r);
-    if (t->idle_wait)
-        pthread_cond_signal(&t->cond);
+    if (r->due_tick < t->wake_tick)
+        pthread_cond_signal(&t->cond); /* due before the thread would wake */
 }
 
 static ax_status_t add(ax__timers_t *t, timer_rec_t *proto, uint64_t *id)
@@ -228,6 +224,32 @@ bool ax__timer_live(ax__timers_t *t, uint64_t id)
     pthread_mutex_lock(&t->lock);
     r = rec_of_id(t, id);
     live = r != NULL && ck_pr_load_32(&r->state) != T_FREE;
+    pthread_mutex_unlock(&t->lock);
+    return live;
+}
+
+uint64_t ax__timers_bytes(ax__timers_t *t)
+{
+    uint64_t n;
+
+    pthread_mutex_lock(&t->lock);
+    n = (uint64_t)t->nblocks * RECORDS_PER_BLOCK * sizeof(timer_rec_t);
+    pthread_mutex_unlock(&t->lock);
+    return n;
+}
+
+bool ax__timer_probe(ax__timers_t *t, uint64_t id, ax__timer_probe_t *out)
+{
+    timer_rec_t *r;
+    bool live;
+
+    pthread_mutex_lock(&t->lock);
+    r = rec_of_id(t, id);
+    live = r != NULL && ck_pr_load_32(&r->state) != T_FREE;
+    if (live)
+        *out = (ax__timer_probe_t){.due_ns = r->due_ns, .period_ns = r->period_ns,
+                                   .due_tick = r->due_tick, .last_tick = t->last_tick,
+                                   .tick_ns = t->tick_ns, .linked = r->linked};
     pthread_mutex_unlock(&t->lock);
     return live;
 }
@@ -365,6 +387,29 @@ static ax_msg_t *fire(ax__timers_t *t, timer_rec_t *r, uint64_t now, void (**fn)
     return m;
 }
 
+/*
+ * The first tick after last_tick at which an armed record is due; with the
+ * lock and a non-empty wheel. The slots are walked in tick order for one
+ * turn: the first record found in its own tick's slot is the earliest.
+ * Records a turn or more away are skipped on the way, and the earliest of
+ * them is the answer when nothing is due within the turn. The walk costs
+ * at most one turn of slots and is done once per wake-up, never per tick.
+ */
+static uint64_t next_due_tick(const ax__timers_t *t)
+{
+    uint64_t far = UINT64_MAX;
+
+    for (uint64_t k = t->last_tick + 1; k <= t->last_tick + WHEEL_SLOTS; k++) {
+        for (const timer_rec_t *r = t->slots[k & (WHEEL_SLOTS - 1)]; r != NULL; r = r->next) {
+            if (r->due_tick <= k)
+                return k; /* due now (or overdue: fire at once) */
+            if (r->due_tick < far)
+                far = r->due_tick;
+        }
+    }
+    return far;
+}
+
 /* One message or function to run after the lock is dropped. */
 struct due {
     ax_ref_t target;
@@ -424,14 +469,18 @@ static void *timer_main(void *arg)
             continue;
         }
         if (t->armed == 0) {
-            t->idle_wait = true;
+            t->wake_tick = UINT64_MAX;
             pthread_cond_wait(&t->cond, &t->lock);
-            t->idle_wait = false;
+            t->wake_tick = 0;
             continue;
         }
-        /* Sleep to the start of the next tick. */
-        ts = ax__timespec_of((tick + 1) * t->tick_ns);
+        /* Sleep to the start of the tick of the next due time, not to the
+         * next tick: an idle system with armed timers stays asleep. An
+         * earlier timer armed meanwhile signals (arm). */
+        t->wake_tick = next_due_tick(t);
+        ts = ax__timespec_of(t->wake_tick * t->tick_ns);
         pthread_cond_timedwait(&t->cond, &t->lock, &ts);
+        t->wake_tick = 0;
     }
     pthread_mutex_unlock(&t->lock);
     free(due);

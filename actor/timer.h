@@ -72,7 +72,21 @@ bool ax__timer_claim(ax_msg_t **msg);
 bool ax__timer_done(ax_ref_t timer, ax_msg_t **msg);
 void ax__timer_discard(ax_msg_t **msg);
 
-/* The timer id a timer ref stands for (for the actor's bookkeeping). */
-uint64_t ax__timer_ref_id(ax_ref_t timer);
+/* What the wheel holds for a live timer, for tests of the schedule
+ * itself (due times on the grid, never a slot already gone by). false when
+ * the timer has ended. */
+typedef struct ax__timer_probe {
+    uint64_t due_ns;    /* the next due time */
+    uint64_t period_ns;
+    uint64_t due_tick;  /* the tick it fires at */
+    uint64_t last_tick; /* every tick up to here has been processed */
+    uint64_t tick_ns;
+    bool linked;        /* in the wheel (false: its message is out) */
+} ax__timer_probe_t;
+bool ax__timer_probe(ax__timers_t *t, uint64_t id, ax__timer_probe_t *out);
+
+/* Bytes of timer records held; records are recycled, never freed before
+ * the system, so this is also the high-water mark. */
+uint64_t ax__timers_bytes(ax__timers_t *t);
 
 #endif

@@ -56,6 +56,9 @@ static ax_status_t schedule(ax_actor_t *self, uint64_t delay_ns, uint64_t period
 
     if (self == NULL || msg == NULL || *msg == NULL || timer == NULL)
         return ax__error(AX_EINVAL, "schedule: NULL argument");
+    st = ax__check_self(self, "schedule");
+    if (st != AX_OK)
+        return st;
     if (ck_pr_load_32(&c->sys->shutdown)) /* a hint: the wheel refuses later */
         return ax__error(AX_ESHUTDOWN, "schedule: the system is shutting down");
     st = reserve(c);
@@ -84,9 +87,13 @@ ax_status_t ax_schedule_periodic(ax_actor_t *self, uint64_t delay_ns, uint64_t p
 ax_status_t ax_cancel_timer(ax_actor_t *self, ax_timer_t timer)
 {
     ax__cell_t *c = ax__cell(self);
+    ax_status_t st;
 
     if (self == NULL || timer == 0)
         return ax__error(AX_EINVAL, "cancel_timer: NULL actor or timer 0");
+    st = ax__check_self(self, "cancel_timer");
+    if (st != AX_OK)
+        return st;
     /* The id stays in self's list until the list is next pruned. */
     return ax__timer_cancel(c->sys->timers, timer);
 }

@@ -42,6 +42,8 @@
 #include "bench.h"
 #include <ck_ring.h>
 
+#include <msgpack.h> /* to pack into ax_encode_packer() */
+
 #define TRIALS 5
 #define RING_SLOTS 4096
 

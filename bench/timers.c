@@ -28,6 +28,17 @@
  *   baseline          the same actors tell the same number of messages
  *                     to themselves: delivered per second
  *
+ * Periodic lateness (moved here from the test suite, which asserts the
+ * schedule itself): one actor, a 1 ms periodic timer for 1000 periods on a
+ * 100 us tick. Each delivery's lag is its time past the last due time of
+ * the grid start + delay + k * period, modulo the period (a skipped period
+ * does not move the grid; drift would).
+ *
+ *   periodic_lag       median and p99 lag, the share of deliveries within
+ *                      half a period of their due time, periods skipped
+ *   sleep_lag          baseline: a thread sleeping to the same grid with
+ *                      clock_nanosleep(TIMER_ABSTIME)
+ *
  * Each case runs TRIALS times; the median is reported.
  *
  * Usage: bench_timers [scale]   (scale 0.1 runs a tenth of every count)
@@ -422,10 +433,160 @@ static void run_timers(void)
     fflush(stdout);
 }
 
+/* ---- periodic lateness ----------------------------------------------------------- */
+
+#define PERIODS 1000
+#define PERIOD_NS 1000000ull
+
+typedef struct pplan {
+    uint64_t origin;       /* start + delay: the grid's first point */
+    uint64_t at[PERIODS];
+    uint32_t n;
+    ax_timer_t id;
+    sem_t done;
+} pplan_t;
+
+typedef struct pactor {
+    ax_actor_t actor;
+    pplan_t *p;
+} pactor_t;
+
+static ax_status_t pactor_init(ax_actor_t *self, void *arg)
+{
+    ((pactor_t *)self)->p = arg;
+    return AX_OK;
+}
+
+static ax_status_t pactor_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    pplan_t *p = ((pactor_t *)self)->p;
+
+    if ((*msg)->type == &go_type) {
+        ax_msg_t *tick;
+
+        BENCH_CHECK(ax_msg_alloc(&ball_type, &tick));
+        p->origin = ax__now_ns() + PERIOD_NS;
+        BENCH_CHECK(ax_schedule_periodic(self, PERIOD_NS, PERIOD_NS, &tick, &p->id));
+        return AX_OK;
+    }
+    if (p->n < PERIODS) {
+        p->at[p->n++] = ax__now_ns();
+        if (p->n == PERIODS) {
+            BENCH_CHECK(ax_cancel_timer(self, p->id));
+            sem_post(&p->done);
+        }
+    }
+    return AX_OK;
+}
+
+static const ax_actor_vtable_t pactor_vtable = {
+    .name = "bench.periodic",
+    .size = sizeof(pactor_t),
+    .init = pactor_init,
+    .receive_local = pactor_receive,
+};
+
+typedef struct lags {
+    double median_us, p99_us, prompt, skipped;
+} lags_t;
+
+static lags_t lags_of(const uint64_t *at, uint64_t origin)
+{
+    double v[PERIODS];
+    uint32_t prompt = 0;
+    lags_t l;
+
+    for (uint32_t k = 0; k < PERIODS; k++) {
+        uint64_t lag = at[k] >= origin ? (at[k] - origin) % PERIOD_NS : 0;
+
+        v[k] = (double)lag / 1e3;
+        prompt += lag < PERIOD_NS / 2;
+    }
+    l.skipped = (double)((at[PERIODS - 1] - origin) / PERIOD_NS) - (PERIODS - 1);
+    qsort(v, PERIODS, sizeof(v[0]), bench_cmp_double);
+    l.median_us = v[PERIODS / 2];
+    l.p99_us = v[PERIODS * 99 / 100];
+    l.prompt = (double)prompt / PERIODS;
+    return l;
+}
+
+static lags_t run_periodic_once(void)
+{
+    ax_config_t cfg;
+    ax_system_t *sys;
+    pplan_t *p = calloc(1, sizeof(*p));
+    ax_ref_t ref;
+    ax_msg_t *go;
+    lags_t l;
+
+    if (p == NULL)
+        bench_die("calloc", AX_ENOMEM);
+    ax_config_init(&cfg);
+    cfg.threads = WORKERS;
+    cfg.timer_tick_us = 100;
+    BENCH_CHECK(ax_system_create(&cfg, &sys));
+    sem_init(&p->done, 0, 0);
+    BENCH_CHECK(ax_spawn(sys, &pactor_vtable, p, &ref));
+    BENCH_CHECK(ax_msg_alloc(&go_type, &go));
+    BENCH_CHECK(ax_tell(ref, &go, AX_REF_NULL));
+    sem_wait(&p->done);
+    l = lags_of(p->at, p->origin);
+    bench_system_end(&sys);
+    sem_destroy(&p->done);
+    free(p);
+    return l;
+}
+
+static lags_t run_sleep_once(void)
+{
+    static uint64_t at[PERIODS];
+    uint64_t origin = ax__now_ns() + PERIOD_NS;
+
+    for (uint32_t k = 0; k < PERIODS; k++) {
+        struct timespec ts = ax__timespec_of(origin + k * PERIOD_NS);
+
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0)
+            ;
+        at[k] = ax__now_ns();
+    }
+    return lags_of(at, origin);
+}
+
+static void run_periodic(void)
+{
+    double med[TRIALS], p99[TRIALS], prompt[TRIALS], skipped[TRIALS];
+    double bmed[TRIALS], bp99[TRIALS], bprompt[TRIALS];
+
+    for (int i = 0; i < TRIALS; i++) {
+        lags_t t = run_periodic_once(), b = run_sleep_once();
+
+        med[i] = t.median_us;
+        p99[i] = t.p99_us;
+        prompt[i] = t.prompt;
+        skipped[i] = t.skipped;
+        bmed[i] = b.median_us;
+        bp99[i] = b.p99_us;
+        bprompt[i] = b.prompt;
+    }
+    double bm = bench_median(bmed, TRIALS), m = bench_median(med, TRIALS);
+
+    printf("{\"bench\":\"timers\",\"case\":\"sleep_lag\",\"baseline\":true,\"periods\":%d,"
+           "\"period_us\":%llu,\"median_lag_us\":%.1f,\"p99_lag_us\":%.1f,\"prompt_share\":%.3f}\n",
+           PERIODS, PERIOD_NS / 1000, bm, bench_median(bp99, TRIALS), bench_median(bprompt, TRIALS));
+    printf("{\"bench\":\"timers\",\"case\":\"periodic_lag\",\"workers\":%d,\"tick_us\":100,"
+           "\"periods\":%d,\"period_us\":%llu,\"median_lag_us\":%.1f,\"p99_lag_us\":%.1f,"
+           "\"prompt_share\":%.3f,\"periods_skipped\":%.0f,\"baseline\":\"sleep_lag\","
+           "\"median_ratio\":%.2f}\n",
+           WORKERS, PERIODS, PERIOD_NS / 1000, m, bench_median(p99, TRIALS),
+           bench_median(prompt, TRIALS), bench_median(skipped, TRIALS), bm > 0 ? m / bm : 0);
+    fflush(stdout);
+}
+
 int main(int argc, char **argv)
 {
     bench_set_scale(argc > 1 ? argv[1] : NULL);
     run_round_trips();
     run_timers();
+    run_periodic();
     return 0;
 }

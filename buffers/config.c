@@ -4,33 +4,48 @@
 #include <string.h>
 
 #include "axon/buffers.h"
+#include "buffers/config_check.h"
 #include "common/error.h"
+
+#define B(m) offsetof(ax_buffer_config_t, m)
+#define NONE AX__NO_MEMBER
+
+ax_status_t ax__buffer_config_check(const ax_buffer_config_t *cfg, ax__blame_t *blame)
+{
+    if (cfg == NULL)
+        return ax__blame(blame, NONE, NONE, ax__error(AX_EINVAL, "buffer_config: NULL config"));
+    if (cfg->chunk_size < AX_BUFFER_MIN_CHUNK_SIZE)
+        return ax__blame(blame, B(chunk_size), NONE,
+                         ax__error(AX_EINVAL, "buffer_config: chunk_size (%zu) must be >= %zu",
+                                   cfg->chunk_size, AX_BUFFER_MIN_CHUNK_SIZE));
+    if (cfg->chunk_size > AX_BUFFER_MAX_CHUNK_SIZE)
+        return ax__blame(blame, B(chunk_size), NONE,
+                         ax__error(AX_EINVAL, "buffer_config: chunk_size (%zu) must be <= %zu",
+                                   cfg->chunk_size, AX_BUFFER_MAX_CHUNK_SIZE));
+    if (cfg->chunk_size <= cfg->encode_buf_min_free_space)
+        return ax__blame(blame, B(chunk_size), B(encode_buf_min_free_space),
+                         ax__error(AX_EINVAL,
+                                   "buffer_config: chunk_size (%zu) must be > encode_buf_min_free_space (%zu)",
+                                   cfg->chunk_size, cfg->encode_buf_min_free_space));
+    if (cfg->max_chunk_count < 1)
+        return ax__blame(blame, B(max_chunk_count), NONE,
+                         ax__error(AX_EINVAL, "buffer_config: max_chunk_count must be >= 1"));
+    if (cfg->max_chunk_count < cfg->initial_chunk_count)
+        return ax__blame(blame, B(max_chunk_count), B(initial_chunk_count),
+                         ax__error(AX_EINVAL,
+                                   "buffer_config: max_chunk_count (%zu) must be >= initial_chunk_count (%zu)",
+                                   cfg->max_chunk_count, cfg->initial_chunk_count));
+    if (cfg->max_chunk_count > SIZE_MAX / cfg->chunk_size)
+        return ax__blame(blame, B(chunk_size), B(max_chunk_count),
+                         ax__error(AX_EINVAL,
+                                   "buffer_config: chunk_size (%zu) * max_chunk_count (%zu) overflows",
+                                   cfg->chunk_size, cfg->max_chunk_count));
+    return AX_OK;
+}
 
 ax_status_t ax_buffer_config_validate(const ax_buffer_config_t *cfg)
 {
-    if (cfg == NULL)
-        return ax__error(AX_EINVAL, "buffer_config: NULL config");
-    if (cfg->chunk_size < AX_BUFFER_MIN_CHUNK_SIZE)
-        return ax__error(AX_EINVAL, "buffer_config: chunk_size (%zu) must be >= %zu",
-                         cfg->chunk_size, AX_BUFFER_MIN_CHUNK_SIZE);
-    if (cfg->chunk_size > AX_BUFFER_MAX_CHUNK_SIZE)
-        return ax__error(AX_EINVAL, "buffer_config: chunk_size (%zu) must be <= %zu",
-                         cfg->chunk_size, AX_BUFFER_MAX_CHUNK_SIZE);
-    if (cfg->chunk_size <= cfg->encode_buf_min_free_space)
-        return ax__error(AX_EINVAL,
-                         "buffer_config: chunk_size (%zu) must be > encode_buf_min_free_space (%zu)",
-                         cfg->chunk_size, cfg->encode_buf_min_free_space);
-    if (cfg->max_chunk_count < 1)
-        return ax__error(AX_EINVAL, "buffer_config: max_chunk_count must be >= 1");
-    if (cfg->max_chunk_count < cfg->initial_chunk_count)
-        return ax__error(AX_EINVAL,
-                         "buffer_config: max_chunk_count (%zu) must be >= initial_chunk_count (%zu)",
-                         cfg->max_chunk_count, cfg->initial_chunk_count);
-    if (cfg->max_chunk_count > SIZE_MAX / cfg->chunk_size)
-        return ax__error(AX_EINVAL,
-                         "buffer_config: chunk_size (%zu) * max_chunk_count (%zu) overflows",
-                         cfg->chunk_size, cfg->max_chunk_count);
-    return AX_OK;
+    return ax__buffer_config_check(cfg, NULL);
 }
 
 static const struct {

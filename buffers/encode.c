@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <msgpack.h>
+
 #include "buffers/chunk.h"
 #include "common/error.h"
 #include "common/grow.h"

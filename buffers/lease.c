@@ -146,14 +146,14 @@ static size_t collect_range(const ax_lease_t *l, size_t off, size_t len,
 ax_status_t ax_lease_slice(const ax_lease_t *src, size_t off, size_t len, ax_lease_t *dst)
 {
     size_t total = ax_lease_len(src), count = ax_lease_slice_count(src), n;
-    struct ax_lease_slice_s one, *tmp = &one;
+    struct ax_lease_slice_s one = {0}, *tmp = &one;
     ax_status_t st;
 
     if (dst == NULL || off > total || len > total - off)
         return ax__error(AX_EINVAL, "lease slice: range [%zu, +%zu) is outside a lease of %zu bytes",
                          off, len, total);
     if (count > 1) {
-        tmp = malloc(count * sizeof(*tmp));
+        tmp = calloc(count, sizeof(*tmp)); /* zeroed: keeps -Wmaybe-uninitialized quiet */
         if (tmp == NULL)
             return ax__error(AX_ENOMEM, "lease slice: out of memory");
     }

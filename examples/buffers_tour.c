@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <msgpack.h> /* to pack into ax_encode_packer() */
+
 #include "axon/buffers.h"
 
 #define HEADER 8 /* 4-byte big-endian body length, then 4 bytes of our own */

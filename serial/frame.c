@@ -120,30 +120,6 @@ ax_status_t ax__frame_encode_data_packed(ax_encode_buffer_t *eb, const ax__packe
     return st;
 }
 
-/* Pack dst into *d, and src (when there is one) into *s: *srcp is s, or
- * NULL without a src. For the encoders that take unpacked paths. */
-static ax_status_t pack_paths(const ax_path_t *dst, const ax_path_t *src, ax__packed_path_t *d,
-                              ax__packed_path_t *s, const ax__packed_path_t **srcp)
-{
-    ax_status_t st = ax__path_packed(dst, d);
-
-    *srcp = src != NULL ? s : NULL;
-    if (st == AX_OK && src != NULL)
-        st = ax__path_packed(src, s);
-    return st;
-}
-
-ax_status_t ax__frame_encode_data(ax_encode_buffer_t *eb, const ax_path_t *dst, const ax_path_t *src,
-                                  const ax_msg_type_t *type, const ax_msg_t *msg, ax_lease_t *frame,
-                                  uint32_t *payload_off)
-{
-    ax__packed_path_t d, s;
-    const ax__packed_path_t *sp;
-    ax_status_t st = pack_paths(dst, src, &d, &s, &sp);
-
-    return st != AX_OK ? st : ax__frame_encode_data_packed(eb, &d, sp, type, msg, frame, payload_off);
-}
-
 ax_status_t ax__frame_encode_head_packed(ax_encode_buffer_t *eb, const ax__packed_path_t *dst,
                                          const ax__packed_path_t *src, uint64_t serialiser_id,
                                          size_t payload_len, ax_lease_t *head)
@@ -165,16 +141,6 @@ ax_status_t ax__frame_encode_head_packed(ax_encode_buffer_t *eb, const ax__packe
     }
     fill_header(eb, mark, len);
     return ax_encode_end(eb, head);
-}
-
-ax_status_t ax__frame_encode_head(ax_encode_buffer_t *eb, const ax_path_t *dst, const ax_path_t *src,
-                                  uint64_t serialiser_id, size_t payload_len, ax_lease_t *head)
-{
-    ax__packed_path_t d, s;
-    const ax__packed_path_t *sp;
-    ax_status_t st = pack_paths(dst, src, &d, &s, &sp);
-
-    return st != AX_OK ? st : ax__frame_encode_head_packed(eb, &d, sp, serialiser_id, payload_len, head);
 }
 
 /* msgpack_unpack needs a zone for the envelope's arrays; one per thread,

@@ -55,28 +55,23 @@ typedef struct ax__packed_path_s {
 
 ax_status_t ax__path_packed(const ax_path_t *p, ax__packed_path_t *out);
 
-/* As ax__frame_encode_data, with the paths packed already. */
+/*
+ * Encode a whole Data frame into eb: header, envelope (dst, then src, or
+ * nil when src is NULL: sent from outside any actor), then the payload
+ * from type->serialise. *payload_off receives where the payload starts in
+ * the frame. On failure eb is as before (AX_ENOBUFS when its pool is
+ * exhausted).
+ *
+ * ax__frame_encode_head_packed: the header and envelope of a Data frame
+ * whose payload follows separately (preserialised payloads); payload_len
+ * counts the payload too.
+ */
 ax_status_t ax__frame_encode_data_packed(ax_encode_buffer_t *eb, const ax__packed_path_t *dst,
                                          const ax__packed_path_t *src, const ax_msg_type_t *type,
                                          const ax_msg_t *msg, ax_lease_t *frame, uint32_t *payload_off);
 ax_status_t ax__frame_encode_head_packed(ax_encode_buffer_t *eb, const ax__packed_path_t *dst,
                                          const ax__packed_path_t *src, uint64_t serialiser_id,
                                          size_t payload_len, ax_lease_t *head);
-
-/*
- * Encode a whole Data frame into eb: header, envelope, then the payload
- * from type->serialise. src may be NULL (sent from outside any actor).
- * *payload_off receives where the payload starts in the frame. On failure
- * eb is as before (AX_ENOBUFS when its pool is exhausted).
- */
-ax_status_t ax__frame_encode_data(ax_encode_buffer_t *eb, const ax_path_t *dst, const ax_path_t *src,
-                                  const ax_msg_type_t *type, const ax_msg_t *msg, ax_lease_t *frame,
-                                  uint32_t *payload_off);
-
-/* Encode the header and envelope of a Data frame whose payload follows
- * separately (preserialised payloads). body_len counts the payload too. */
-ax_status_t ax__frame_encode_head(ax_encode_buffer_t *eb, const ax_path_t *dst, const ax_path_t *src,
-                                  uint64_t serialiser_id, size_t payload_len, ax_lease_t *head);
 
 typedef struct ax__envelope_s {
     ax_path_t dst;

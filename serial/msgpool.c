@@ -21,7 +21,6 @@
 
 #include "serial/message_internal.h"
 #include "common/ax_atomic.h"
-#include "common/ax_atomic.h"
 #include "common/error.h"
 
 #define STRIPE_CAP_MAX 64

@@ -10,6 +10,14 @@
  * time: an actor's handlers never run concurrently with each other, so its
  * state needs no locks.
  *
+ * Calls marked "call from self's handlers" (ax_spawn_child, ax_spawn_opts
+ * with a parent, ax_fail, the timer calls, ax_actor_init_buffers,
+ * ax_actor_buffer_stats, ax_tell_serialised, ax_preserialise,
+ * ax_tell_preserialised) work on the actor's private parts: they accept
+ * only the thread running self's code (a handler, a hook, or init) and
+ * return AX_ESTATE anywhere else, changing nothing. Calls marked "not on a
+ * worker thread" return AX_ESTATE on one of the system's workers.
+ *
  * Handlers must not block or wait in a loop (for a reply, a lock held
  * elsewhere, a full pool): the actor a handler wakes runs next on the same
  * worker, after the handler returns. To try again later, send yourself a
@@ -66,13 +74,21 @@
 #ifndef AXON_ACTOR_H
 #define AXON_ACTOR_H
 
+#include "axon/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
 #include "axon/buffers.h"
 #include "axon/message.h"
-#include "axon/serial.h"
 #include "axon/status.h"
+
+/* Declared here, defined in axon/serial.h: this header does not include
+ * serial.h, which pulls <msgpack.h> and with it the socket headers. Include
+ * axon/serial.h to build paths, read NetMessages or serialise. */
+typedef struct ax_addr_s ax_addr_t;
+typedef struct ax_path_s ax_path_t;
+typedef struct ax_net_msg_s ax_net_msg_t;
 
 #ifdef __cplusplus
 extern "C" {
@@ -132,30 +148,45 @@ typedef struct ax_system_stats_s {
     uint64_t parks;        /* times a worker went to sleep */
     uint64_t failures;     /* actors that failed (a handler's error, ax_fail) */
     uint64_t restarts;     /* actors restarted by their policy */
+    /*
+     * Memory the runtime holds for actor cells, timer records and ask
+     * slots, in bytes. None of them shrinks while the system lives: an
+     * ended actor's cell, a finished timer's record and a completed ask's
+     * slot are recycled for the next one, never returned, so that a stale
+     * ref or id always lands on memory that says it is stale. Each value is
+     * therefore also its high-water mark: what the busiest moment needed,
+     * held until ax_system_destroy.
+     */
+    uint64_t cell_bytes;
+    uint64_t timer_bytes;
+    uint64_t ask_bytes;
 } ax_system_stats_t;
 
 /* Create a system and start its workers. cfg may be NULL for the defaults
  * (axon/config.h); it is copied. Several systems may live in one process. */
-ax_status_t ax_system_create(const ax_config_t *cfg, ax_system_t **out);
+AX_API ax_status_t ax_system_create(const ax_config_t *cfg, ax_system_t **out);
 
 /* Ask every actor to stop (gracefully, as ax_stop) and refuse new actors
  * (AX_ESHUTDOWN). Returns at once; any thread, including a worker. */
-void ax_system_shutdown(ax_system_t *sys);
+AX_API void ax_system_shutdown(ax_system_t *sys);
 
 /* Wait until every actor has ended and the workers have exited. Call from a
  * thread that is not one of sys's workers, after ax_system_shutdown. */
-ax_status_t ax_system_await_termination(ax_system_t *sys);
+AX_API ax_status_t ax_system_await_termination(ax_system_t *sys);
 
 /* Free the system. If it was not shut down and awaited, this does both.
  * Messages still anywhere in the system are released. Every ref into the
- * system becomes invalid. Sets *sys to NULL. */
-void ax_system_destroy(ax_system_t **sys);
+ * system becomes invalid. Sets *sys to NULL. Call from a thread that is
+ * not one of sys's workers: from a handler or hook of one of its actors
+ * (or while the destroy is under way, from an actor's destroy) it returns
+ * AX_ESTATE and changes nothing. AX_OK for a NULL system. */
+AX_API ax_status_t ax_system_destroy(ax_system_t **sys);
 
 /* Counters summed over the workers now. Any thread. */
-void ax_system_stats(ax_system_t *sys, ax_system_stats_t *out);
+AX_API void ax_system_stats(ax_system_t *sys, ax_system_stats_t *out);
 
 /* Number of worker threads. */
-unsigned ax_system_workers(const ax_system_t *sys);
+AX_API unsigned ax_system_workers(const ax_system_t *sys);
 
 /* ------------------------------------------------------------------ */
 /* Actors                                                              */
@@ -167,29 +198,29 @@ unsigned ax_system_workers(const ax_system_t *sys);
  * ax_actor_t, no receive handler), AX_ESHUTDOWN after shutdown, AX_ENOMEM,
  * or the status init returned.
  */
-ax_status_t ax_create(ax_system_t *sys, const ax_actor_vtable_t *vt, void *arg, ax_ref_t *ref);
+AX_API ax_status_t ax_create(ax_system_t *sys, const ax_actor_vtable_t *vt, void *arg, ax_ref_t *ref);
 
 /* Start a created actor. AX_ESTATE if it was already started or stopped,
  * AX_ENOTFOUND if ref is not a live local actor. */
-ax_status_t ax_start(ax_ref_t ref);
+AX_API ax_status_t ax_start(ax_ref_t ref);
 
 /* ax_create then ax_start. */
-ax_status_t ax_spawn(ax_system_t *sys, const ax_actor_vtable_t *vt, void *arg, ax_ref_t *ref);
+AX_API ax_status_t ax_spawn(ax_system_t *sys, const ax_actor_vtable_t *vt, void *arg, ax_ref_t *ref);
 
 /* ax_spawn with self as the parent. Call from self's handlers. */
-ax_status_t ax_spawn_child(ax_actor_t *self, const ax_actor_vtable_t *vt, void *arg, ax_ref_t *ref);
+AX_API ax_status_t ax_spawn_child(ax_actor_t *self, const ax_actor_vtable_t *vt, void *arg, ax_ref_t *ref);
 
 /* Graceful and immediate stop, as described at the top. AX_ENOTFOUND when
  * the actor has already ended (nothing to do); AX_OK otherwise, including
  * when a stop is already under way. Any thread. */
-ax_status_t ax_stop(ax_ref_t ref);
-ax_status_t ax_kill(ax_ref_t ref);
+AX_API ax_status_t ax_stop(ax_ref_t ref);
+AX_API ax_status_t ax_kill(ax_ref_t ref);
 
 /* The ref of the running actor, its system, and its id (unique within the
  * system, never reused). */
-ax_ref_t ax_self(const ax_actor_t *self);
-ax_system_t *ax_actor_system(const ax_actor_t *self);
-uint64_t ax_ref_id(ax_ref_t ref);
+AX_API ax_ref_t ax_self(const ax_actor_t *self);
+AX_API ax_system_t *ax_actor_system(const ax_actor_t *self);
+AX_API uint64_t ax_ref_id(ax_ref_t ref);
 
 /* ------------------------------------------------------------------ */
 /* Tell                                                                */
@@ -206,7 +237,7 @@ uint64_t ax_ref_id(ax_ref_t ref);
  * without a serialiser for a remote ref), AX_ENOTFOUND (a remote ref in a
  * system without a network).
  */
-ax_status_t ax_tell(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from);
+AX_API ax_status_t ax_tell(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from);
 
 /*
  * ax_tell into one of dst's lanes (lane 0 is what ax_tell uses). The
@@ -216,7 +247,7 @@ ax_status_t ax_tell(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from);
  * in every 8 * (K - 1). Order is FIFO within a lane. A lane beyond dst's
  * count is AX_EINVAL (the caller keeps the message). Local actors only.
  */
-ax_status_t ax_tell_lane(ax_ref_t dst, unsigned lane, ax_msg_t **msg, ax_ref_t from);
+AX_API ax_status_t ax_tell_lane(ax_ref_t dst, unsigned lane, ax_msg_t **msg, ax_ref_t from);
 
 /* ------------------------------------------------------------------ */
 /* Supervision                                                         */
@@ -271,18 +302,20 @@ typedef struct ax_spawn_opts_s {
 
 /* ax_spawn with options. A parent must be the calling actor itself (call
  * from its handlers). */
-ax_status_t ax_spawn_opts(ax_system_t *sys, const ax_actor_vtable_t *vt, void *arg,
+AX_API ax_status_t ax_spawn_opts(ax_system_t *sys, const ax_actor_vtable_t *vt, void *arg,
                           const ax_spawn_opts_t *opts, ax_ref_t *ref);
 
-/* Mark self as failed with status (not AX_OK); see above. */
-void ax_fail(ax_actor_t *self, ax_status_t status);
+/* Mark self as failed with status (AX_OK means AX_EFAILED); see above.
+ * Call from self's handlers: AX_ESTATE on a thread that is not running
+ * self (nothing is marked). */
+AX_API ax_status_t ax_fail(ax_actor_t *self, ax_status_t status);
 
 /* The system guardian supervises top-level actors: it applies their
  * policy and counts their failures (ax_system_stats). With a guardian
  * actor installed, it also sends that actor the ax_child_event_t of every
  * top-level actor (failed and ended), as a parent would get them.
  * AX_REF_NULL removes it. */
-void ax_set_guardian_actor(ax_system_t *sys, ax_ref_t ref);
+AX_API void ax_set_guardian_actor(ax_system_t *sys, ax_ref_t ref);
 
 typedef enum ax_child_event_kind_e {
     AX_CHILD_FAILED = 1, /* it failed; action says what happens next */
@@ -306,7 +339,7 @@ typedef struct ax_child_event_s {
     uint32_t restarts;              /* restarts within the current window */
 } ax_child_event_t;
 
-extern const ax_msg_type_t ax_child_event_type;
+AX_API extern const ax_msg_type_t ax_child_event_type;
 
 /* ------------------------------------------------------------------ */
 /* Timers                                                              */
@@ -330,14 +363,14 @@ typedef uint64_t ax_timer_t;
  * skipped. When self ends, its timers end and their messages are
  * released. Call from self's handlers. AX_ESHUTDOWN after shutdown.
  */
-ax_status_t ax_schedule_once(ax_actor_t *self, uint64_t delay_ns, ax_msg_t **msg, ax_timer_t *timer);
-ax_status_t ax_schedule_periodic(ax_actor_t *self, uint64_t delay_ns, uint64_t period_ns,
+AX_API ax_status_t ax_schedule_once(ax_actor_t *self, uint64_t delay_ns, ax_msg_t **msg, ax_timer_t *timer);
+AX_API ax_status_t ax_schedule_periodic(ax_actor_t *self, uint64_t delay_ns, uint64_t period_ns,
                                  ax_msg_t **msg, ax_timer_t *timer);
 
 /* Cancel one of self's timers. Its message is not delivered after this
  * returns, even if it was queued already. AX_ENOTFOUND when a one-shot
  * timer has fired (its message was handled) or the id is not live. */
-ax_status_t ax_cancel_timer(ax_actor_t *self, ax_timer_t timer);
+AX_API ax_status_t ax_cancel_timer(ax_actor_t *self, ax_timer_t timer);
 
 /* ------------------------------------------------------------------ */
 /* Ask                                                                 */
@@ -360,15 +393,15 @@ ax_status_t ax_cancel_timer(ax_actor_t *self, ax_timer_t timer);
 typedef struct ax_future_s ax_future_t;
 
 /* Ask dst, as described above; *future is the caller's on AX_OK. */
-ax_status_t ax_ask(ax_ref_t dst, ax_msg_t **msg, uint64_t timeout_ns, ax_future_t **future);
+AX_API ax_status_t ax_ask(ax_ref_t dst, ax_msg_t **msg, uint64_t timeout_ns, ax_future_t **future);
 
 /* Answer an ask: send *reply to request's reply slot, from `from`. Takes
  * *reply on AX_OK (a reply to a completed ask goes to dead letters and is
  * AX_OK too). AX_EINVAL when request was not sent by ax_ask. */
-ax_status_t ax_reply(const ax_msg_t *request, ax_msg_t **reply, ax_ref_t from);
+AX_API ax_status_t ax_reply(const ax_msg_t *request, ax_msg_t **reply, ax_ref_t from);
 
 /* A number that identifies the future (in ax_ask_result_t). */
-uint64_t ax_future_id(const ax_future_t *future);
+AX_API uint64_t ax_future_id(const ax_future_t *future);
 
 /*
  * Wait up to timeout_ns (0: no limit) for the future. AX_OK gives the
@@ -376,10 +409,10 @@ uint64_t ax_future_id(const ax_future_t *future);
  * it completed with, or AX_ETIMEDOUT when the wait ran out first (the
  * future may still complete). AX_ESTATE on a worker thread.
  */
-ax_status_t ax_future_wait(ax_future_t *future, uint64_t timeout_ns, ax_msg_t **reply);
+AX_API ax_status_t ax_future_wait(ax_future_t *future, uint64_t timeout_ns, ax_msg_t **reply);
 
 /* Release the future; sets *future to NULL. */
-void ax_future_release(ax_future_t **future);
+AX_API void ax_future_release(ax_future_t **future);
 
 /* What an asking actor receives: the future's id, how it completed, and
  * the reply (owned by this message; take it by setting it to NULL). */
@@ -390,7 +423,7 @@ typedef struct ax_ask_result_s {
     ax_msg_t *reply;
 } ax_ask_result_t;
 
-extern const ax_msg_type_t ax_ask_result_type;
+AX_API extern const ax_msg_type_t ax_ask_result_type;
 
 /*
  * Gather: wait until all n futures have completed or timeout_ns has
@@ -398,7 +431,7 @@ extern const ax_msg_type_t ax_ask_result_type;
  * AX_ETIMEDOUT otherwise. Replies stay in the futures (ax_future_wait with
  * a 0 timeout then returns each at once). Not on a worker thread.
  */
-ax_status_t ax_gather(ax_future_t *const *futures, size_t n, uint64_t timeout_ns, size_t *completed);
+AX_API ax_status_t ax_gather(ax_future_t *const *futures, size_t n, uint64_t timeout_ns, size_t *completed);
 
 /* ------------------------------------------------------------------ */
 /* Serialised messages (axon/serial.h)                                 */
@@ -416,15 +449,27 @@ ax_status_t ax_gather(ax_future_t *const *futures, size_t n, uint64_t timeout_ns
  *                       an actor's outgoing memory with its own
  *                       BufferConfig, or when the payload is sent to many
  *                       (ax_preserialise).
+ *
+ * Why the arguments come in different orders: the calls follow two
+ * families. Calls on refs, usable from any thread (ax_tell, ax_tell_lane,
+ * ax_ask, ax_reply), put the destination first and the sender last,
+ * because the sender is optional (AX_REF_NULL outside an actor). Calls
+ * that work with an actor's own parts and may only run in its handlers
+ * (ax_tell_serialised, ax_preserialise, ax_schedule_once, ax_spawn_child,
+ * ...) take that actor, self, first: ax_tell_serialised encodes into
+ * self's pool on self's thread, and self is also the sender. So
+ * ax_tell(dst, &msg, from) and ax_tell_serialised(self, dst, type, msg)
+ * differ on purpose; ax_tell also takes the message (ax_msg_t **), while
+ * ax_tell_serialised only reads it (const ax_msg_t *) and needs its type.
  */
 
 /* Register a serialisable type with the system: AX_EEXIST when another
  * type has its serialiser id, AX_EINVAL when it cannot serialise. The
  * built-in types are registered already. */
-ax_status_t ax_serialiser_register(ax_system_t *sys, const ax_msg_type_t *type);
+AX_API ax_status_t ax_serialiser_register(ax_system_t *sys, const ax_msg_type_t *type);
 
 /* The registered type of an id; AX_ENOTFOUND when there is none. */
-ax_status_t ax_serialiser_lookup(ax_system_t *sys, uint64_t id, const ax_msg_type_t **type);
+AX_API ax_status_t ax_serialiser_lookup(ax_system_t *sys, uint64_t id, const ax_msg_type_t **type);
 
 /*
  * Give self its own BufferConfig for ax_tell_serialised, normally in
@@ -434,10 +479,11 @@ ax_status_t ax_serialiser_lookup(ax_system_t *sys, uint64_t id, const ax_msg_typ
  * Without it, the first tell_serialised creates the pool from the system
  * configuration (whose default is the BufferConfig defaults).
  */
-ax_status_t ax_actor_init_buffers(ax_actor_t *self, const ax_buffer_config_t *cfg);
+AX_API ax_status_t ax_actor_init_buffers(ax_actor_t *self, const ax_buffer_config_t *cfg);
 
-/* Stats of self's pool; AX_ENOTFOUND when it has none yet. */
-ax_status_t ax_actor_buffer_stats(ax_actor_t *self, ax_buffer_pool_stats_t *out);
+/* Stats of self's pool; AX_ENOTFOUND when it has none yet. Call from
+ * self's handlers (AX_ESTATE elsewhere: the pool is the actor's own). */
+AX_API ax_status_t ax_actor_buffer_stats(ax_actor_t *self, ax_buffer_pool_stats_t *out);
 
 /*
  * Serialise msg now into self's pool and send it to dst, from self. The
@@ -453,7 +499,7 @@ ax_status_t ax_actor_buffer_stats(ax_actor_t *self, ax_buffer_pool_stats_t *out)
  * no network. A dst that has ended gets it as a dead letter (AX_OK).
  * Call from self's handlers.
  */
-ax_status_t ax_tell_serialised(ax_actor_t *self, ax_ref_t dst, const ax_msg_type_t *type,
+AX_API ax_status_t ax_tell_serialised(ax_actor_t *self, ax_ref_t dst, const ax_msg_type_t *type,
                                const ax_msg_t *msg);
 
 /* A payload serialised once, to send to many; owned by the caller, and
@@ -465,16 +511,16 @@ typedef struct ax_preserialised_s ax_preserialised_t;
  * (from any thread); msg stays the caller's either way. Statuses as for
  * ax_tell_serialised (nothing is allocated on failure). Call from self's
  * handlers. */
-ax_status_t ax_preserialise(ax_actor_t *self, const ax_msg_type_t *type, const ax_msg_t *msg,
+AX_API ax_status_t ax_preserialise(ax_actor_t *self, const ax_msg_type_t *type, const ax_msg_t *msg,
                             ax_preserialised_t **out);
 
 /* Send a preserialised payload to dst (each send writes only a frame head
  * into self's pool). Statuses as for ax_tell_serialised. */
-ax_status_t ax_tell_preserialised(ax_actor_t *self, ax_ref_t dst, const ax_preserialised_t *shared);
+AX_API ax_status_t ax_tell_preserialised(ax_actor_t *self, ax_ref_t dst, const ax_preserialised_t *shared);
 
 /* Release a preserialised payload; sets *shared to NULL. Messages already
  * sent keep their own reference. */
-void ax_preserialised_release(ax_preserialised_t **shared);
+AX_API void ax_preserialised_release(ax_preserialised_t **shared);
 
 /* ------------------------------------------------------------------ */
 /* Paths and refs                                                      */
@@ -482,22 +528,22 @@ void ax_preserialised_release(ax_preserialised_t **shared);
 
 /* The system's own address: network.listen from its configuration, with
  * the bound port once the network runs. */
-void ax_system_address(ax_system_t *sys, ax_addr_t *out);
+AX_API void ax_system_address(ax_system_t *sys, ax_addr_t *out);
 
 /*
  * A ref for a path. A path with the system's own address resolves to the
  * local actor (which still receives by pointer): AX_ENOTFOUND when no live
  * actor has that id or name. Any other address gives a remote ref.
  */
-ax_status_t ax_ref_from_path(ax_system_t *sys, const ax_path_t *path, ax_ref_t *out);
+AX_API ax_status_t ax_ref_from_path(ax_system_t *sys, const ax_path_t *path, ax_ref_t *out);
 
 /* The unique path of a local actor, or the path of a remote ref.
  * AX_EINVAL for other refs. */
-ax_status_t ax_ref_path(ax_ref_t ref, ax_path_t *out);
+AX_API ax_status_t ax_ref_path(ax_ref_t ref, ax_path_t *out);
 
 /* A ref to a NetMessage's sender, to reply to: local or remote.
  * AX_ENOTFOUND when it was sent from outside any actor. */
-ax_status_t ax_net_msg_sender(ax_actor_t *self, const ax_net_msg_t *nm, ax_ref_t *out);
+AX_API ax_status_t ax_net_msg_sender(ax_actor_t *self, const ax_net_msg_t *nm, ax_ref_t *out);
 
 /* ------------------------------------------------------------------ */
 /* Names                                                               */
@@ -506,13 +552,13 @@ ax_status_t ax_net_msg_sender(ax_actor_t *self, const ax_net_msg_t *nm, ax_ref_t
 /* Register a local actor under a name (copied; at most 255 bytes). The
  * name is released when the actor ends. AX_EEXIST if the name is taken or
  * the actor already has a name, AX_ENOTFOUND if the actor has ended. */
-ax_status_t ax_register(ax_system_t *sys, ax_ref_t ref, const char *name);
+AX_API ax_status_t ax_register(ax_system_t *sys, ax_ref_t ref, const char *name);
 
 /* AX_ENOTFOUND when no live actor has the name. */
-ax_status_t ax_lookup(ax_system_t *sys, const char *name, ax_ref_t *ref);
+AX_API ax_status_t ax_lookup(ax_system_t *sys, const char *name, ax_ref_t *ref);
 
 /* Release a name early. AX_ENOTFOUND if it is not registered. */
-ax_status_t ax_unregister(ax_system_t *sys, const char *name);
+AX_API ax_status_t ax_unregister(ax_system_t *sys, const char *name);
 
 /* ------------------------------------------------------------------ */
 /* Dead letters                                                        */
@@ -530,15 +576,15 @@ typedef struct ax_dead_letter_s {
     ax_msg_t *msg;
 } ax_dead_letter_t;
 
-extern const ax_msg_type_t ax_dead_letter_type;
+AX_API extern const ax_msg_type_t ax_dead_letter_type;
 
 /* Send every dead letter of sys to ref as an ax_dead_letter_t from now on;
  * AX_REF_NULL restores the default sink, which counts and releases. If the
  * dead-letter actor has ended, dead letters are counted and released. */
-void ax_set_dead_letter_actor(ax_system_t *sys, ax_ref_t ref);
+AX_API void ax_set_dead_letter_actor(ax_system_t *sys, ax_ref_t ref);
 
 /* Hand a message the caller owns to dead letters; *msg becomes NULL. */
-void ax_dead_letter(ax_system_t *sys, ax_msg_t **msg, ax_status_t why, ax_ref_t recipient);
+AX_API void ax_dead_letter(ax_system_t *sys, ax_msg_t **msg, ax_status_t why, ax_ref_t recipient);
 
 #ifdef __cplusplus
 }

@@ -23,11 +23,11 @@
 #ifndef AXON_BUFFERS_H
 #define AXON_BUFFERS_H
 
+#include "axon/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
-
-#include <msgpack.h>
 
 #include "axon/status.h"
 
@@ -67,7 +67,7 @@ typedef struct ax_buffer_config_s {
     })
 
 /* AX_OK, or AX_EINVAL with ax_error_detail() naming the broken rule. */
-ax_status_t ax_buffer_config_validate(const ax_buffer_config_t *cfg);
+AX_API ax_status_t ax_buffer_config_validate(const ax_buffer_config_t *cfg);
 
 /*
  * Parse a byte size: a decimal integer, optionally followed by one space and
@@ -76,11 +76,15 @@ ax_status_t ax_buffer_config_validate(const ax_buffer_config_t *cfg);
  * a fraction, an unknown unit, trailing garbage or a value that does not fit
  * in size_t returns AX_EINVAL with a detail; *out is then unchanged.
  */
-ax_status_t ax_parse_size(const char *text, size_t *out);
+AX_API ax_status_t ax_parse_size(const char *text, size_t *out);
 
 /* ------------------------------------------------------------------ */
 /* Chunks and leases                                                   */
 /* ------------------------------------------------------------------ */
+
+/* msgpack-c's packer, declared without <msgpack.h> (see axon/message.h):
+ * include <msgpack.h> to pack into ax_encode_packer(). */
+typedef struct msgpack_packer msgpack_packer;
 
 typedef struct ax_chunk_s ax_chunk_t;
 typedef struct ax_lease_ext_s ax_lease_ext_t;
@@ -101,56 +105,56 @@ typedef struct ax_lease_s {
 #define AX_LEASE_EMPTY ((ax_lease_t){0})
 
 /* Total bytes covered by the lease (0 for an empty lease). */
-size_t ax_lease_len(const ax_lease_t *lease);
+AX_API size_t ax_lease_len(const ax_lease_t *lease);
 
 /* Number of slices: 0 when empty, 1 for a plain lease, more when chained. */
-size_t ax_lease_slice_count(const ax_lease_t *lease);
+AX_API size_t ax_lease_slice_count(const ax_lease_t *lease);
 
 /* The bytes of a one-slice lease, or NULL for an empty or chained one. The
  * pointer is valid while the lease is held. */
-const void *ax_lease_data(const ax_lease_t *lease);
+AX_API const void *ax_lease_data(const ax_lease_t *lease);
 
 /*
  * Fill iov with up to max slices starting at slice first. Returns how many
  * were written. The pointers are valid while the lease is held. Meant for
  * writev(): iterate with first += returned count.
  */
-size_t ax_lease_iovec(const ax_lease_t *lease, size_t first, struct iovec *iov, size_t max);
+AX_API size_t ax_lease_iovec(const ax_lease_t *lease, size_t first, struct iovec *iov, size_t max);
 
 /* Copy n bytes starting at byte off of the lease into dst. Returns the
  * number copied (less than n only when the lease is shorter). */
-size_t ax_lease_copy_out(const ax_lease_t *lease, size_t off, void *dst, size_t n);
+AX_API size_t ax_lease_copy_out(const ax_lease_t *lease, size_t off, void *dst, size_t n);
 
 /* Move: *dst takes *src's reference and *src becomes empty. *dst must be
  * empty or released before. */
-void ax_lease_move(ax_lease_t *dst, ax_lease_t *src);
+AX_API void ax_lease_move(ax_lease_t *dst, ax_lease_t *src);
 
 /*
  * A second lease on the same bytes (one more reference on each chunk).
  * Safe on any thread while src is held. AX_ENOMEM only for a chained lease
  * whose slice table cannot be copied; *dst is then empty.
  */
-ax_status_t ax_lease_clone(const ax_lease_t *src, ax_lease_t *dst);
+AX_API ax_status_t ax_lease_clone(const ax_lease_t *src, ax_lease_t *dst);
 
 /*
  * A new lease on bytes [off, off + len) of src; src is unchanged. AX_EINVAL
  * when the range is outside src, AX_ENOMEM as for clone.
  */
-ax_status_t ax_lease_slice(const ax_lease_t *src, size_t off, size_t len, ax_lease_t *dst);
+AX_API ax_status_t ax_lease_slice(const ax_lease_t *src, size_t off, size_t len, ax_lease_t *dst);
 
 /*
  * Split at byte at: *lease keeps [0, at) and *tail receives [at, len). The
  * split adds no copy of the bytes. AX_EINVAL when at > len (nothing changes).
  */
-ax_status_t ax_lease_split(ax_lease_t *lease, size_t at, ax_lease_t *tail);
+AX_API ax_status_t ax_lease_split(ax_lease_t *lease, size_t at, ax_lease_t *tail);
 
 /* Drop the lease's references and make it empty. Any thread. When the last
  * reference of a chunk whose pool is gone is dropped, the chunk is freed. */
-void ax_lease_release(ax_lease_t *lease);
+AX_API void ax_lease_release(ax_lease_t *lease);
 
 /* Append: *a becomes *a followed by *b, and *b becomes empty; no byte is
  * copied. AX_ENOMEM (for the slice table) leaves both unchanged. */
-ax_status_t ax_lease_concat(ax_lease_t *a, ax_lease_t *b);
+AX_API ax_status_t ax_lease_concat(ax_lease_t *a, ax_lease_t *b);
 
 /*
  * A one-slice lease on the same bytes as src: a clone when src has one
@@ -158,7 +162,7 @@ ax_status_t ax_lease_concat(ax_lease_t *a, ax_lease_t *b);
  * that its last release frees. For code that needs the bytes contiguous
  * (a msgpack decoder). AX_ENOMEM leaves *dst empty.
  */
-ax_status_t ax_lease_flatten(const ax_lease_t *src, ax_lease_t *dst);
+AX_API ax_status_t ax_lease_flatten(const ax_lease_t *src, ax_lease_t *dst);
 
 /* ------------------------------------------------------------------ */
 /* BufferPool                                                          */
@@ -179,12 +183,12 @@ typedef struct ax_buffer_pool_stats_s {
 /* Create a pool and allocate cfg->initial_chunk_count chunks. The calling
  * thread becomes the owner. AX_EINVAL for a config that fails validation,
  * AX_ENOMEM. */
-ax_status_t ax_buffer_pool_create(const ax_buffer_config_t *cfg, ax_buffer_pool_t **out);
+AX_API ax_status_t ax_buffer_pool_create(const ax_buffer_config_t *cfg, ax_buffer_pool_t **out);
 
 /* Destroy the pool and set *pool to NULL. Chunks without leases are freed
  * now; a chunk with leases is freed by its last release. Chunks still
  * handed out (get without put) are retired by this call. Owner only. */
-void ax_buffer_pool_destroy(ax_buffer_pool_t **pool);
+AX_API void ax_buffer_pool_destroy(ax_buffer_pool_t **pool);
 
 /*
  * Hand out a chunk for writing: a free one, else the oldest retired chunk
@@ -193,14 +197,14 @@ void ax_buffer_pool_destroy(ax_buffer_pool_t **pool);
  * pool is unchanged and a later get succeeds once leases are released.
  * Owner only.
  */
-ax_status_t ax_buffer_pool_get(ax_buffer_pool_t *pool, ax_chunk_t **out);
+AX_API ax_status_t ax_buffer_pool_get(ax_buffer_pool_t *pool, ax_chunk_t **out);
 
 /* Retire a chunk from writing and give it back; *chunk becomes NULL. It is
  * reused once its leases are released. Owner only. */
-void ax_buffer_pool_put(ax_buffer_pool_t *pool, ax_chunk_t **chunk);
+AX_API void ax_buffer_pool_put(ax_buffer_pool_t *pool, ax_chunk_t **chunk);
 
 /* Stats, computed now. Owner only. */
-void ax_buffer_pool_stats(const ax_buffer_pool_t *pool, ax_buffer_pool_stats_t *out);
+AX_API void ax_buffer_pool_stats(const ax_buffer_pool_t *pool, ax_buffer_pool_stats_t *out);
 
 /*
  * Give memory back: free up to `most` chunks that are free (no writer, no
@@ -211,20 +215,20 @@ void ax_buffer_pool_stats(const ax_buffer_pool_t *pool, ax_buffer_pool_stats_t *
  * to the C allocator, which may keep it (glibc's malloc_trim returns it to
  * the system). Owner only.
  */
-size_t ax_buffer_pool_trim(ax_buffer_pool_t *pool, size_t keep, size_t most);
+AX_API size_t ax_buffer_pool_trim(ax_buffer_pool_t *pool, size_t keep, size_t most);
 
-const ax_buffer_config_t *ax_buffer_pool_config(const ax_buffer_pool_t *pool);
+AX_API const ax_buffer_config_t *ax_buffer_pool_config(const ax_buffer_pool_t *pool);
 
 /* The writable memory of a chunk the caller got from its pool. */
-unsigned char *ax_chunk_data(ax_chunk_t *chunk);
-size_t ax_chunk_size(const ax_chunk_t *chunk);
+AX_API unsigned char *ax_chunk_data(ax_chunk_t *chunk);
+AX_API size_t ax_chunk_size(const ax_chunk_t *chunk);
 
 /* True when no lease references the chunk. */
-int ax_chunk_unleased(const ax_chunk_t *chunk);
+AX_API int ax_chunk_unleased(const ax_chunk_t *chunk);
 
 /* A lease on [off, off + len) of a chunk the caller holds from its pool.
  * AX_EINVAL for a range outside the chunk. Owner only. */
-ax_status_t ax_chunk_lease(ax_chunk_t *chunk, size_t off, size_t len, ax_lease_t *out);
+AX_API ax_status_t ax_chunk_lease(ax_chunk_t *chunk, size_t off, size_t len, ax_lease_t *out);
 
 /* ------------------------------------------------------------------ */
 /* EncodeBuffer                                                        */
@@ -253,44 +257,44 @@ typedef struct ax_encode_buffer_s ax_encode_buffer_t;
  * exactly as it was before ax_encode_begin(): no lease, no chunk consumed.
  */
 
-ax_status_t ax_encode_buffer_create(const ax_buffer_config_t *cfg, ax_encode_buffer_t **out);
+AX_API ax_status_t ax_encode_buffer_create(const ax_buffer_config_t *cfg, ax_encode_buffer_t **out);
 
 /* Destroy the buffer and its pool; outstanding leases stay valid and free
  * their chunks on release. Sets *eb to NULL. Owner only. */
-void ax_encode_buffer_destroy(ax_encode_buffer_t **eb);
+AX_API void ax_encode_buffer_destroy(ax_encode_buffer_t **eb);
 
-ax_buffer_pool_t *ax_encode_buffer_pool(ax_encode_buffer_t *eb);
+AX_API ax_buffer_pool_t *ax_encode_buffer_pool(ax_encode_buffer_t *eb);
 
 /* Start a message; size_hint may be 0 when unknown. AX_ENOBUFS when no
  * chunk is available (nothing changed), AX_ESTATE when a message is
  * already open. */
-ax_status_t ax_encode_begin(ax_encode_buffer_t *eb, size_t size_hint);
+AX_API ax_status_t ax_encode_begin(ax_encode_buffer_t *eb, size_t size_hint);
 
 /* Append n bytes. */
-ax_status_t ax_encode_write(ax_encode_buffer_t *eb, const void *src, size_t n);
+AX_API ax_status_t ax_encode_write(ax_encode_buffer_t *eb, const void *src, size_t n);
 
 /* Reserve n contiguous bytes at the current position, to be written later
  * with ax_encode_fill(); *mark identifies them. n above chunk_size fails
  * the open message with AX_EINVAL (sticky, like any failure). */
-ax_status_t ax_encode_reserve(ax_encode_buffer_t *eb, size_t n, size_t *mark);
+AX_API ax_status_t ax_encode_reserve(ax_encode_buffer_t *eb, size_t n, size_t *mark);
 
 /* Write n bytes into a reservation made in this message. */
-ax_status_t ax_encode_fill(ax_encode_buffer_t *eb, size_t mark, const void *src, size_t n);
+AX_API ax_status_t ax_encode_fill(ax_encode_buffer_t *eb, size_t mark, const void *src, size_t n);
 
 /* Bytes written to the open message so far. */
-size_t ax_encode_len(const ax_encode_buffer_t *eb);
+AX_API size_t ax_encode_len(const ax_encode_buffer_t *eb);
 
 /* A packer whose writes append to the open message. A failed write returns
  * -1 from msgpack_pack_* and makes the message fail at ax_encode_end(). The
  * packer stays valid for the buffer's lifetime. */
-msgpack_packer *ax_encode_packer(ax_encode_buffer_t *eb);
+AX_API msgpack_packer *ax_encode_packer(ax_encode_buffer_t *eb);
 
 /* Finish the message: *out receives a lease on all of it. On a recorded
  * failure, returns it and rolls back as described above. */
-ax_status_t ax_encode_end(ax_encode_buffer_t *eb, ax_lease_t *out);
+AX_API ax_status_t ax_encode_end(ax_encode_buffer_t *eb, ax_lease_t *out);
 
 /* Drop the open message, if any, leaving the buffer as before begin. */
-void ax_encode_abort(ax_encode_buffer_t *eb);
+AX_API void ax_encode_abort(ax_encode_buffer_t *eb);
 
 /* ------------------------------------------------------------------ */
 /* DecodeBuffer                                                        */
@@ -313,20 +317,20 @@ typedef struct ax_frame_format_s {
  * a chunk, max_frame_size below header_size). A pool too small for the
  * largest frame makes ax_decode_buffer_space() return AX_ENOBUFS until
  * frames are released, so size max_chunk_count * chunk_size for it. */
-ax_status_t ax_decode_buffer_create(const ax_buffer_config_t *cfg, const ax_frame_format_t *fmt,
+AX_API ax_status_t ax_decode_buffer_create(const ax_buffer_config_t *cfg, const ax_frame_format_t *fmt,
                                     ax_decode_buffer_t **out);
 
 /* A decode buffer that takes its chunks from pool, which the caller owns
  * and keeps for longer than the decoder: several decoders (one per
  * connection) can share one receive pool on one thread. */
-ax_status_t ax_decode_buffer_create_shared(ax_buffer_pool_t *pool, const ax_frame_format_t *fmt,
+AX_API ax_status_t ax_decode_buffer_create_shared(ax_buffer_pool_t *pool, const ax_frame_format_t *fmt,
                                            ax_decode_buffer_t **out);
 
 /* Destroy the buffer and, unless it is shared, its pool; frames already
  * handed out stay valid. A shared pool gets the buffer's chunk back. */
-void ax_decode_buffer_destroy(ax_decode_buffer_t **db);
+AX_API void ax_decode_buffer_destroy(ax_decode_buffer_t **db);
 
-ax_buffer_pool_t *ax_decode_buffer_pool(ax_decode_buffer_t *db);
+AX_API ax_buffer_pool_t *ax_decode_buffer_pool(ax_decode_buffer_t *db);
 
 /*
  * Where the next bytes may be written: at least one byte at *ptr. The
@@ -338,23 +342,23 @@ ax_buffer_pool_t *ax_decode_buffer_pool(ax_decode_buffer_t *db);
  * ax_decode_buffer_next(), stop reading, and call again once leases have
  * been released. AX_ETOOBIG after a header announced an oversized frame.
  */
-ax_status_t ax_decode_buffer_space(ax_decode_buffer_t *db, void **ptr, size_t *len);
+AX_API ax_status_t ax_decode_buffer_space(ax_decode_buffer_t *db, void **ptr, size_t *len);
 
 /* n bytes (at most the *len of the last space call) were written. A
  * larger n is a caller bug and is ignored (nothing is committed). */
-void ax_decode_buffer_commit(ax_decode_buffer_t *db, size_t n);
+AX_API void ax_decode_buffer_commit(ax_decode_buffer_t *db, size_t n);
 
 /*
  * The next complete frame, header included, as a lease. AX_EAGAIN when no
  * complete frame is buffered yet. AX_ETOOBIG as soon as a header announces
  * a frame longer than max_frame_size; the stream cannot continue after it.
  */
-ax_status_t ax_decode_buffer_next(ax_decode_buffer_t *db, ax_lease_t *frame);
+AX_API ax_status_t ax_decode_buffer_next(ax_decode_buffer_t *db, ax_lease_t *frame);
 
 /* Copy up to n bytes in through space/commit. *taken receives how many were
  * consumed; AX_ENOBUFS (with *taken < n) when the pool ran out. Frames must
  * still be taken with ax_decode_buffer_next(). */
-ax_status_t ax_decode_buffer_feed(ax_decode_buffer_t *db, const void *src, size_t n, size_t *taken);
+AX_API ax_status_t ax_decode_buffer_feed(ax_decode_buffer_t *db, const void *src, size_t n, size_t *taken);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "axon/api.h"
 #include "axon/buffers.h"
 #include "axon/status.h"
 
@@ -63,10 +64,10 @@ struct ax_config_s {
 };
 
 /* The defaults. */
-void ax_config_init(ax_config_t *cfg);
+AX_API void ax_config_init(ax_config_t *cfg);
 
 /* AX_OK, or AX_EINVAL with ax_error_detail() naming the field. */
-ax_status_t ax_config_validate(const ax_config_t *cfg);
+AX_API ax_status_t ax_config_validate(const ax_config_t *cfg);
 
 /*
  * Load a libconfig file or string over *cfg (docs/config.md gives the
@@ -76,8 +77,8 @@ ax_status_t ax_config_validate(const ax_config_t *cfg);
  * *cfg is unchanged and the status is AX_EINVAL (AX_EIO when the file
  * cannot be read), with a detail giving file:line and the key.
  */
-ax_status_t ax_config_load_file(ax_config_t *cfg, const char *path);
-ax_status_t ax_config_load_string(ax_config_t *cfg, const char *text);
+AX_API ax_status_t ax_config_load_file(ax_config_t *cfg, const char *path);
+AX_API ax_status_t ax_config_load_string(ax_config_t *cfg, const char *text);
 
 #ifdef __cplusplus
 }

@@ -108,12 +108,12 @@ typedef struct ax_coro_opts_s {
  * a bad restart policy; AX_ESHUTDOWN after shutdown. On AX_OK *ref is the
  * actor's ref.
  */
-ax_status_t ax_spawn_coro(ax_system_t *sys, const ax_coro_opts_t *opts, ax_coro_fn_t fn, void *arg,
+AX_API ax_status_t ax_spawn_coro(ax_system_t *sys, const ax_coro_opts_t *opts, ax_coro_fn_t fn, void *arg,
                           ax_ref_t *ref);
 
 /* The coroutine as an actor (for the calls of axon/actor.h), and its ref. */
-ax_actor_t *ax_coro_actor(ax_coro_t *self);
-ax_ref_t ax_coro_ref(ax_coro_t *self);
+AX_API ax_actor_t *ax_coro_actor(ax_coro_t *self);
+AX_API ax_ref_t ax_coro_ref(ax_coro_t *self);
 
 /*
  * The calls below suspend. Each is for the coroutine's own function only
@@ -127,11 +127,11 @@ ax_ref_t ax_coro_ref(ax_coro_t *self);
  * lane 0 first, then 1, and so on. AX_OK: *msg is the caller's.
  * AX_ETIMEDOUT when none came in time.
  */
-ax_status_t ax_coro_receive(ax_coro_t *self, uint64_t timeout_ns, ax_msg_t **msg);
+AX_API ax_status_t ax_coro_receive(ax_coro_t *self, uint64_t timeout_ns, ax_msg_t **msg);
 
 /* ax_coro_receive for one lane only (mail-select): messages of the other
  * lanes stay queued, in order. AX_EINVAL for a lane beyond the actor's. */
-ax_status_t ax_coro_receive_lane(ax_coro_t *self, unsigned lane, uint64_t timeout_ns, ax_msg_t **msg);
+AX_API ax_status_t ax_coro_receive_lane(ax_coro_t *self, unsigned lane, uint64_t timeout_ns, ax_msg_t **msg);
 
 /*
  * Ask dst (ax_ask, axon/actor.h) and wait for the reply, at most
@@ -143,16 +143,16 @@ ax_status_t ax_coro_receive_lane(ax_coro_t *self, unsigned lane, uint64_t timeou
  * once it was sent; when it could not be (or the actor is ending), *msg
  * is still the caller's.
  */
-ax_status_t ax_coro_ask(ax_coro_t *self, ax_ref_t dst, ax_msg_t **msg, uint64_t timeout_ns,
+AX_API ax_status_t ax_coro_ask(ax_coro_t *self, ax_ref_t dst, ax_msg_t **msg, uint64_t timeout_ns,
                         ax_msg_t **reply);
 
 /* Wait ns nanoseconds, never less (a timer: late by at most a tick). */
-ax_status_t ax_coro_sleep(ax_coro_t *self, uint64_t ns);
+AX_API ax_status_t ax_coro_sleep(ax_coro_t *self, uint64_t ns);
 
 /* Let the worker run other actors and this actor's queued mail in
  * between (a message to self: the coroutine resumes after the mail that
  * was already queued, which is kept for its receives). */
-ax_status_t ax_coro_yield(ax_coro_t *self);
+AX_API ax_status_t ax_coro_yield(ax_coro_t *self);
 
 #ifdef __cplusplus
 }

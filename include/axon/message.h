@@ -13,10 +13,10 @@
 #ifndef AXON_MESSAGE_H
 #define AXON_MESSAGE_H
 
+#include "axon/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
-
-#include <msgpack.h>
 
 #include "axon/status.h"
 
@@ -47,6 +47,14 @@ static inline int ax_ref_eq(ax_ref_t a, ax_ref_t b)
 {
     return a.target == b.target && a.id == b.id;
 }
+
+/* msgpack-c's packer and object, declared here without <msgpack.h>: that
+ * header pulls in the socket headers (recv, send, ...) and would clash with
+ * a user's own names in every file. Code that packs or reads msgpack
+ * includes <msgpack.h> itself (axon/serial.h does). Repeating msgpack-c's
+ * own typedefs is allowed in C11. */
+typedef struct msgpack_packer msgpack_packer;
+typedef struct msgpack_object msgpack_object;
 
 typedef struct ax_msg_s ax_msg_t;
 
@@ -107,15 +115,15 @@ struct ax_msg_type_s {
 };
 
 /* Initialise the header of a message the caller allocated itself. */
-void ax_msg_init(ax_msg_t *msg, const ax_msg_type_t *type);
+AX_API void ax_msg_init(ax_msg_t *msg, const ax_msg_type_t *type);
 
 /* calloc(type->size) with the header initialised. AX_EINVAL when type is
  * NULL or type->size is smaller than the header, AX_ENOMEM. */
-ax_status_t ax_msg_alloc(const ax_msg_type_t *type, ax_msg_t **out);
+AX_API ax_status_t ax_msg_alloc(const ax_msg_type_t *type, ax_msg_t **out);
 
 /* Release a message the caller owns: back to its pool, or type->release,
  * or free(). Sets *msg to NULL; a NULL *msg does nothing. */
-void ax_msg_release(ax_msg_t **msg);
+AX_API void ax_msg_release(ax_msg_t **msg);
 
 /* ------------------------------------------------------------------ */
 /* Message pools (thread-safe)                                         */
@@ -137,13 +145,13 @@ typedef struct ax_msg_pool_options_s {
  * each thread works mostly in its own cache, so they do not contend in the
  * steady state. With max below a few hundred, the pool keeps exactly max.
  */
-ax_status_t ax_msg_pool_create(const ax_msg_type_t *type, const ax_msg_pool_options_t *opts,
+AX_API ax_status_t ax_msg_pool_create(const ax_msg_type_t *type, const ax_msg_pool_options_t *opts,
                                ax_msg_pool_t **out);
 
 /* Free the pool and the messages in it; sets *pool to NULL. Messages of
  * the pool still out stay valid and are freed (type->release or free)
  * when put or released; the pool's memory goes with the last of them. */
-void ax_msg_pool_destroy(ax_msg_pool_t **pool);
+AX_API void ax_msg_pool_destroy(ax_msg_pool_t **pool);
 
 /*
  * Get a message with its header initialised and pool set. With
@@ -151,15 +159,15 @@ void ax_msg_pool_destroy(ax_msg_pool_t **pool);
  * AX_ENOMEM when AX_ALWAYS cannot allocate. The rest of the message keeps
  * what it held when it was put.
  */
-ax_status_t ax_msg_get(ax_msg_pool_t *pool, ax_alloc_strategy_t strategy, ax_msg_t **out);
+AX_API ax_status_t ax_msg_get(ax_msg_pool_t *pool, ax_alloc_strategy_t strategy, ax_msg_t **out);
 
 /* Return a message to the pool it came from and set *msg to NULL. A NULL
  * *msg does nothing. When the pool is full, the message is freed. A
  * message from another pool (or none) is released as ax_msg_release does. */
-void ax_msg_put(ax_msg_pool_t *pool, ax_msg_t **msg);
+AX_API void ax_msg_put(ax_msg_pool_t *pool, ax_msg_t **msg);
 
 /* Messages held by the pool now (an estimate while other threads use it). */
-size_t ax_msg_pool_count(ax_msg_pool_t *pool);
+AX_API size_t ax_msg_pool_count(ax_msg_pool_t *pool);
 
 #ifdef __cplusplus
 }

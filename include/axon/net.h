@@ -52,9 +52,12 @@
 #ifndef AXON_NET_H
 #define AXON_NET_H
 
+#include "axon/api.h"
+
 #include <stdint.h>
 
 #include "axon/actor.h"
+#include "axon/serial.h" /* ax_addr_t by value; pulls <msgpack.h> */
 
 #ifdef __cplusplus
 extern "C" {
@@ -70,7 +73,7 @@ extern "C" {
  * (at most network.flush_timeout_ms), every peer is sent Bye, and
  * connections close cleanly.
  */
-ax_status_t ax_net_start(ax_system_t *sys);
+AX_API ax_status_t ax_net_start(ax_system_t *sys);
 
 typedef enum ax_net_event_kind_e {
     AX_NET_ESTABLISHED = 1, /* handshake done; session is the new id */
@@ -88,7 +91,7 @@ typedef struct ax_net_event_s {
     ax_status_t status; /* why, for LOST and DROPPED */
 } ax_net_event_t;
 
-extern const ax_msg_type_t ax_net_event_type;
+AX_API extern const ax_msg_type_t ax_net_event_type;
 
 /* What the dead-letter actor receives for a message that was written to a
  * connection that was then lost before the peer acknowledged it: the
@@ -100,12 +103,12 @@ typedef struct ax_net_undelivered_s {
     uint64_t session;
 } ax_net_undelivered_t;
 
-extern const ax_msg_type_t ax_net_undelivered_type;
+AX_API extern const ax_msg_type_t ax_net_undelivered_type;
 
 /* Send network events of sys to ref from now on. AX_ENOMEM, AX_EEXIST when
  * subscribed already. */
-ax_status_t ax_net_subscribe(ax_system_t *sys, ax_ref_t ref);
-ax_status_t ax_net_unsubscribe(ax_system_t *sys, ax_ref_t ref);
+AX_API ax_status_t ax_net_subscribe(ax_system_t *sys, ax_ref_t ref);
+AX_API ax_status_t ax_net_unsubscribe(ax_system_t *sys, ax_ref_t ref);
 
 typedef struct ax_net_stats_s {
     uint64_t frames_sent;       /* Data frames written to sockets */
@@ -146,7 +149,7 @@ typedef struct ax_net_stats_s {
 } ax_net_stats_t;
 
 /* AX_ESTATE when the network was not started. Any thread. */
-ax_status_t ax_net_stats(ax_system_t *sys, ax_net_stats_t *out);
+AX_API ax_status_t ax_net_stats(ax_system_t *sys, ax_net_stats_t *out);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,8 @@
 #ifndef AXON_SERIAL_H
 #define AXON_SERIAL_H
 
+#include "axon/api.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -70,25 +72,25 @@ typedef struct ax_path_s {
 
 /* Parse a path. AX_EINVAL with a detail saying what is wrong and where;
  * *out is then unchanged. */
-ax_status_t ax_path_parse(const char *text, ax_path_t *out);
+AX_API ax_status_t ax_path_parse(const char *text, ax_path_t *out);
 
 /* Parse "host:port" or "[v6]:port" (the listen setting). */
-ax_status_t ax_addr_parse(const char *text, ax_addr_t *out);
+AX_API ax_status_t ax_addr_parse(const char *text, ax_addr_t *out);
 
 /* Write the canonical text form into buf (at most len bytes, always NUL-
  * terminated when len > 0). Returns the length of the full text, as
  * snprintf does; AX_PATH_STR_MAX bytes always suffice. */
-size_t ax_path_format(const ax_path_t *p, char *buf, size_t len);
-size_t ax_addr_format(const ax_addr_t *a, char *buf, size_t len);
+AX_API size_t ax_path_format(const ax_path_t *p, char *buf, size_t len);
+AX_API size_t ax_addr_format(const ax_addr_t *a, char *buf, size_t len);
 
 /* Total orders (-1, 0, 1) and equality over every field that names the
  * actor or the system: family, then ip, then port for an address. */
-int ax_path_cmp(const ax_path_t *a, const ax_path_t *b);
-int ax_addr_cmp(const ax_addr_t *a, const ax_addr_t *b);
-bool ax_addr_eq(const ax_addr_t *a, const ax_addr_t *b);
+AX_API int ax_path_cmp(const ax_path_t *a, const ax_path_t *b);
+AX_API int ax_addr_cmp(const ax_addr_t *a, const ax_addr_t *b);
+AX_API bool ax_addr_eq(const ax_addr_t *a, const ax_addr_t *b);
 
 /* A hash consistent with ax_path_cmp() == 0. */
-uint64_t ax_path_hash(const ax_path_t *p);
+AX_API uint64_t ax_path_hash(const ax_path_t *p);
 
 /*
  * The wire encoding (docs/wire.md): a msgpack array of 4 elements
@@ -99,8 +101,8 @@ uint64_t ax_path_hash(const ax_path_t *p);
  * ip is a bin of 4 or 16 bytes, port an unsigned integer, and the last
  * element the id (unsigned integer) or the name (str).
  */
-int ax_path_pack(const ax_path_t *p, msgpack_packer *pk);
-ax_status_t ax_path_unpack(const msgpack_object *obj, ax_path_t *out);
+AX_API int ax_path_pack(const ax_path_t *p, msgpack_packer *pk);
+AX_API ax_status_t ax_path_unpack(const msgpack_object *obj, ax_path_t *out);
 
 /* ------------------------------------------------------------------ */
 /* Built-in message types                                              */
@@ -140,10 +142,10 @@ typedef struct ax_object_msg_s {
     void *owned;
 } ax_object_msg_t;
 
-extern const ax_msg_type_t ax_bytes_type;
-extern const ax_msg_type_t ax_string_type;
-extern const ax_msg_type_t ax_u64_type;
-extern const ax_msg_type_t ax_object_type;
+AX_API extern const ax_msg_type_t ax_bytes_type;
+AX_API extern const ax_msg_type_t ax_string_type;
+AX_API extern const ax_msg_type_t ax_u64_type;
+AX_API extern const ax_msg_type_t ax_object_type;
 
 /*
  * Zero-copy variants for deserialising: the same serialiser ids as
@@ -153,16 +155,16 @@ extern const ax_msg_type_t ax_object_type;
  * payload keeps its whole chunk from being reused until released. They
  * are not registered (the registry has the copying types).
  */
-extern const ax_msg_type_t ax_bytes_view_type;
-extern const ax_msg_type_t ax_string_view_type;
-extern const ax_msg_type_t ax_object_view_type;
+AX_API extern const ax_msg_type_t ax_bytes_view_type;
+AX_API extern const ax_msg_type_t ax_string_view_type;
+AX_API extern const ax_msg_type_t ax_object_view_type;
 
 /* New messages of the built-in types; the data is copied. */
-ax_status_t ax_bytes_msg_new(const void *data, size_t len, ax_msg_t **out);
-ax_status_t ax_string_msg_new(const char *text, ax_msg_t **out);
-ax_status_t ax_u64_msg_new(uint64_t value, ax_msg_t **out);
+AX_API ax_status_t ax_bytes_msg_new(const void *data, size_t len, ax_msg_t **out);
+AX_API ax_status_t ax_string_msg_new(const char *text, ax_msg_t **out);
+AX_API ax_status_t ax_u64_msg_new(uint64_t value, ax_msg_t **out);
 /* obj is deep-copied into the message's own zone. */
-ax_status_t ax_object_msg_new(const msgpack_object *obj, ax_msg_t **out);
+AX_API ax_status_t ax_object_msg_new(const msgpack_object *obj, ax_msg_t **out);
 
 /* ------------------------------------------------------------------ */
 /* Deserialisation                                                     */
@@ -178,7 +180,7 @@ typedef struct ax_payload_s ax_payload_t;
 
 /* A lease on the whole payload for the caller (release it with
  * ax_lease_release, from any thread); AX_EINVAL for a NULL argument. */
-ax_status_t ax_payload_hold(const ax_payload_t *payload, ax_lease_t *out);
+AX_API ax_status_t ax_payload_hold(const ax_payload_t *payload, ax_lease_t *out);
 
 /* ------------------------------------------------------------------ */
 /* NetMessage                                                          */
@@ -192,21 +194,21 @@ ax_status_t ax_payload_hold(const ax_payload_t *payload, ax_lease_t *out);
 struct ax_net_msg_s;
 typedef struct ax_net_msg_s ax_net_msg_t;
 
-extern const ax_msg_type_t ax_net_msg_type;
+AX_API extern const ax_msg_type_t ax_net_msg_type;
 
 /* The serialiser id of the payload. */
-uint64_t ax_net_msg_serialiser(const ax_net_msg_t *nm);
+AX_API uint64_t ax_net_msg_serialiser(const ax_net_msg_t *nm);
 
 /* The id of the connection the message came over (it changes when a lost
  * connection is re-established), or 0 for a message from this system. */
-uint64_t ax_net_msg_session(const ax_net_msg_t *nm);
+AX_API uint64_t ax_net_msg_session(const ax_net_msg_t *nm);
 
 /* The sender and receiver paths, decoded from the envelope. */
-ax_status_t ax_net_msg_sender_path(const ax_net_msg_t *nm, ax_path_t *out);
-ax_status_t ax_net_msg_receiver_path(const ax_net_msg_t *nm, ax_path_t *out);
+AX_API ax_status_t ax_net_msg_sender_path(const ax_net_msg_t *nm, ax_path_t *out);
+AX_API ax_status_t ax_net_msg_receiver_path(const ax_net_msg_t *nm, ax_path_t *out);
 
 /* A new lease on the payload bytes. */
-ax_status_t ax_net_msg_payload(const ax_net_msg_t *nm, ax_lease_t *out);
+AX_API ax_status_t ax_net_msg_payload(const ax_net_msg_t *nm, ax_lease_t *out);
 
 /*
  * Decode the payload as `type`, on the calling thread. AX_ETYPE when the
@@ -215,7 +217,7 @@ ax_status_t ax_net_msg_payload(const ax_net_msg_t *nm, ax_lease_t *out);
  * or the status the type's deserialiser returned. On AX_OK *out is a new
  * message the caller owns; nm is unchanged and still the caller's.
  */
-ax_status_t ax_net_msg_deserialise(const ax_net_msg_t *nm, const ax_msg_type_t *type, ax_msg_t **out);
+AX_API ax_status_t ax_net_msg_deserialise(const ax_net_msg_t *nm, const ax_msg_type_t *type, ax_msg_t **out);
 
 #ifdef __cplusplus
 }

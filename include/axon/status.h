@@ -14,6 +14,8 @@
 #ifndef AXON_STATUS_H
 #define AXON_STATUS_H
 
+#include "axon/api.h"
+
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -53,27 +55,27 @@ typedef enum ax_status_e {
 
 /* A static, never-NULL message for s ("unknown status" for a value outside
  * the table). */
-const char *ax_status_str(ax_status_t s);
+AX_API const char *ax_status_str(ax_status_t s);
 
 /* The status's short name, such as "AX_ENOBUFS". */
-const char *ax_status_name(ax_status_t s);
+AX_API const char *ax_status_name(ax_status_t s);
 
 /* The one-byte wire value of s. A value outside the table maps to the byte
  * of AX_EUNKNOWN. */
-uint8_t ax_status_to_byte(ax_status_t s);
+AX_API uint8_t ax_status_to_byte(ax_status_t s);
 
 /* The status for a wire byte; a byte that names no status is AX_EUNKNOWN. */
-ax_status_t ax_status_from_byte(uint8_t byte);
+AX_API ax_status_t ax_status_from_byte(uint8_t byte);
 
 /*
  * The detail of the last failure recorded on the calling thread, or "" when
  * there is none. The string is owned by the thread and valid until the next
  * Axon call on that thread that records a failure.
  */
-const char *ax_error_detail(void);
+AX_API const char *ax_error_detail(void);
 
 /* Forget the calling thread's recorded detail. */
-void ax_error_clear(void);
+AX_API void ax_error_clear(void);
 
 #ifdef __cplusplus
 }

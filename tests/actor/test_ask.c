@@ -10,6 +10,8 @@
  */
 #include "helpers.h"
 
+#include "axon/serial.h"
+
 /* ---- requests and replies ------------------------------------------------- */
 
 #define R_NOW   0x01u /* reply at once with 2 * value */

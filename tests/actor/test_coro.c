@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "axon/coro.h"
+#include "axon/serial.h"
 #include "actor/coro_stack.h"
 #include "tests/actor/helpers.h"
 

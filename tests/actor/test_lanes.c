@@ -11,6 +11,8 @@
  */
 #include "helpers.h"
 
+#include "axon/serial.h"
+
 #define FAIR_EVERY 8 /* from the rule in axon/actor.h */
 
 typedef struct lane_log {

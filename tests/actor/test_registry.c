@@ -1,4 +1,6 @@
 /* Named actors: register, lookup, unregister, and release when they end. */
+#include <stdio.h>
+
 #include "helpers.h"
 
 static ax_ref_t spawn_probe(ax_system_t *sys, probe_t *p)

@@ -13,6 +13,8 @@
  */
 #include "helpers.h"
 
+#include "axon/serial.h"
+
 /* ---- worker messages ----------------------------------------------------- */
 
 #define W_FAIL_RET  0x1u /* return status from the handler */
@@ -664,11 +666,14 @@ static void ended_during_back_off(bool kill)
     axt_collect_dead_letters(sys, &dl);
     sup = spawn_sup(sys, &log);
     wk_setup(&w);
-    child = spawn_child(sup, &wk_vtable, &w, backoff(5, AX_MS(60000), AX_MS(200), AX_MS(200)));
+    /* A back-off far longer than the test may take (WAIT_S): the stop or
+     * kill always lands within it, however slow the machine, and an end
+     * that waited for the back-off would time out. */
+    child = spawn_child(sup, &wk_vtable, &w, backoff(5, AX_MS(600000), AX_MS(300000), AX_MS(300000)));
     wtell(child, 0, W_FAIL_RET, AX_EIO);
     wait_events(&log, 1);
     assert_event(&log, 0, AX_CHILD_FAILED, child, AX_EIO, AX_SUPERVISE_RESTART);
-    /* Within the 200 ms back-off: mail, then the stop or kill. */
+    /* Within the back-off: mail, then the stop or kill. */
     wtell(child, 1, 0, AX_OK);
     cr_assert_eq(kill ? ax_kill(child) : ax_stop(child), AX_OK);
     wait_events(&log, 2);

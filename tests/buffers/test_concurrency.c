@@ -11,6 +11,8 @@
 #include "common/ax_atomic.h"
 #include <ck_ring.h>
 
+#include <msgpack.h> /* to pack into ax_encode_packer() */
+
 CK_RING_PROTOTYPE(lease, ax_lease_s)
 
 #define RING_SLOTS 1024

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <msgpack.h> /* to pack into ax_encode_packer() */
+
 #include "axon/buffers.h"
 
 #define CHUNK 1024

@@ -1262,10 +1262,11 @@ Test(net, closed_port_dead_letters)
     int hold = closed_port(&port);
 
     cfg.network.max_retries = 2;
-    /* Short, but long enough that all k are queued before the peer is
-     * given up (3 attempts, 2 waits: about 90 ms). */
-    cfg.network.backoff_initial_ms = 30;
-    cfg.network.backoff_max_ms = 60;
+    /* Long enough that all k are queued before the peer is given up (3
+     * attempts, 2 waits: about 900 ms) even when the flooding handler is
+     * preempted for a while on a loaded machine. */
+    cfg.network.backoff_initial_ms = 300;
+    cfg.network.backoff_max_ms = 600;
     a = net_system_with(&cfg);
     dl.seen = seen;
     dl.seen_cap = sizeof seen;
@@ -1334,9 +1335,10 @@ Test(net, peer_queue_overflow)
 
     cfg.network.peer_queue = q;
     cfg.network.max_retries = 2;
-    /* Long enough that all k are routed before the peer is given up. */
-    cfg.network.backoff_initial_ms = 200;
-    cfg.network.backoff_max_ms = 400;
+    /* Long enough that all k are routed before the peer is given up, even
+     * when the flooding handler is preempted on a loaded machine. */
+    cfg.network.backoff_initial_ms = 1000;
+    cfg.network.backoff_max_ms = 1000;
     a = net_system_with(&cfg);
     spawn_dl(a, &dl);
     nt_node_setup(&sender, NT_SINK);
@@ -1863,7 +1865,7 @@ Test(net, acks_while_paused)
     WAIT_UNTIL(nstats(b).read_pauses > 0, "the receiver never paused reading");
     WAIT_UNTIL(atomic_load(&sink.held) > 0 && atomic_load(&sink.held) == nstats(b).frames_received,
                "the sink did not get what was received");
-    end = axt_now() + 10.0;
+    end = axt_now() + WAIT_S;
     while (nstats(a).acked < nstats(b).frames_received && axt_now() < end)
         axt_sleep_us(1000);
     taken = nstats(b).frames_received;

@@ -67,6 +67,20 @@ for f in libaxon.so libaxon.a; do
   [[ -e "$libdir/$f" ]] || fail "$f not installed in $libdir"
 done
 
+# ---- the exported symbol set ------------------------------------------------
+# Only the public API (ax_ names marked AX_API in include/axon/) is exported;
+# ax__ internals are hidden (-fvisibility=hidden). Besides ax_ names, only
+# the linker's own markers and sanitizer instrumentation may appear.
+step "libaxon.so exports the public API only (nm -D)"
+syms="$(nm -D --defined-only "$libdir/libaxon.so" | awk '{print $3}')"
+internal="$(grep '^ax__' <<<"$syms" || true)"
+[[ -z "$internal" ]] || fail "libaxon.so exports internal symbols: $(tr '\n' ' ' <<<"$internal")"
+other="$(grep -v -E '^(ax_[a-z0-9]|_edata$|_end$|__bss_start$|_init$|_fini$|__(asan|ubsan|tsan|sanitizer|odr_asan)|___asan)' <<<"$syms" || true)"
+[[ -z "$other" ]] || fail "libaxon.so exports names outside the API: $(tr '\n' ' ' <<<"$other")"
+public="$(grep -c '^ax_[a-z0-9]' <<<"$syms" || true)"
+[[ "$public" -ge 100 ]] || fail "libaxon.so exports only $public ax_ symbols: the API is missing"
+step "  $public public symbols, no ax__"
+
 # ---- 1. find_package(axon) -------------------------------------------------
 cbuild="$work/cmake-consumer"
 step "configure the consumer with find_package(axon) against the prefix"

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <msgpack.h> /* axon/buffers.h only declares msgpack_packer */
+
 #include <axon/buffers.h>
 #include <axon/status.h>
 

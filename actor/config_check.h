@@ -1,0 +1,15 @@
+/*
+ * Internal to actor/: ax_config_validate that also says which members broke
+ * the rule (offsets in ax_config_t, see buffers/config_check.h), for the
+ * loader's file:line: key details. A rule without members (AX__NO_MEMBER)
+ * is blamed on the innermost group the text set.
+ */
+#ifndef AXON_ACTOR_CONFIG_CHECK_H
+#define AXON_ACTOR_CONFIG_CHECK_H
+
+#include "axon/config.h"
+#include "buffers/config_check.h"
+
+ax_status_t ax__config_check(const ax_config_t *cfg, ax__blame_t *blame);
+
+#endif
