@@ -21,6 +21,8 @@ void ax_config_init(ax_config_t *cfg)
     cfg->network.backoff_initial_ms = 50;
     cfg->network.backoff_max_ms = 2000;
     cfg->network.flush_timeout_ms = 2000;
+    cfg->metrics.listen[0] = '\0';
+    cfg->metrics.top_n = 50;
 }
 
 ax_status_t ax_config_validate(const ax_config_t *cfg)
@@ -50,5 +52,9 @@ ax_status_t ax_config_validate(const ax_config_t *cfg)
         return ax__error(AX_EINVAL, "config: network.peer_queue must be at least 1");
     if (cfg->network.backoff_initial_ms > cfg->network.backoff_max_ms)
         return ax__error(AX_EINVAL, "config: network.backoff_initial_ms is above backoff_max_ms");
+    if (memchr(cfg->metrics.listen, '\0', sizeof cfg->metrics.listen) == NULL)
+        return ax__error(AX_EINVAL, "config: metrics.listen is not terminated");
+    if (cfg->metrics.top_n < 1)
+        return ax__error(AX_EINVAL, "config: metrics.top_n must be at least 1");
     return AX_OK;
 }

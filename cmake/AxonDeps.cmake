@@ -5,10 +5,12 @@ find_package(Threads REQUIRED)
 find_package(msgpack 4 CONFIG REQUIRED)
 pkg_check_modules(CK REQUIRED IMPORTED_TARGET ck)
 pkg_check_modules(LIBCONFIG REQUIRED IMPORTED_TARGET libconfig)
+# The metrics endpoint (dispatch/metrics_http.c).
+pkg_check_modules(MHD REQUIRED IMPORTED_TARGET libmicrohttpd)
 
 add_library(axon_deps INTERFACE)
 target_link_libraries(axon_deps INTERFACE
-  msgpackc PkgConfig::CK PkgConfig::LIBCONFIG Threads::Threads)
+  msgpackc PkgConfig::CK PkgConfig::LIBCONFIG PkgConfig::MHD Threads::Threads)
 install(TARGETS axon_deps EXPORT axon-targets)
 
 if(AXON_BUILD_TESTS)

@@ -779,6 +779,7 @@ static bool on_frame(ax__conn_t *c, ax_lease_t *frame)
     ax_status_t st;
 
     ax__counter_add(&net->c.bytes_received, ax_lease_len(frame));
+    c->m.rx_bytes += ax_lease_len(frame); /* metrics: per connection */
     ax_lease_copy_out(frame, 0, raw, sizeof raw);
     if (ax__frame_header_read(raw, &h) != AX_OK) {
         ax_lease_release(frame);
@@ -881,6 +882,7 @@ static void on_readable(ax__conn_t *c)
         n = read(c->fd, p, room);
         if (n > 0) {
             c->starved = false;
+            c->m.last_rx_ns = ax__now_ns(); /* metrics: per connection */
             ax_decode_buffer_commit(c->rx, (size_t)n);
             if (!take_frames(c))
                 return;
@@ -936,6 +938,7 @@ static void written(ax__conn_t *c, ax_net_msg_t *nm)
         ax__counter_add(&c->net->c.frames_sent, 1);
     }
     ax__counter_add(&c->net->c.bytes_sent, ax_lease_len(&nm->frame));
+    c->m.tx_bytes += ax_lease_len(&nm->frame); /* metrics: per connection */
     ax_msg_release(&m); /* the lease goes with it: released as soon as written */
 }
 
@@ -1143,6 +1146,7 @@ static void publish_stats(ax__net_t *net)
     pthread_mutex_lock(&net->stats_lock);
     net->rx_stats = s;
     pthread_mutex_unlock(&net->stats_lock);
+    ax__conn_snap_publish(net); /* metrics: per connection, when asked */
 }
 
 static void on_timer(ax__net_t *net, void *ctx, bool *deadline)

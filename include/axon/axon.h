@@ -9,5 +9,6 @@
 #include "axon/serial.h"
 #include "axon/actor.h"
 #include "axon/net.h"
+#include "axon/metrics.h"
 
 #endif
