@@ -8,6 +8,10 @@
  *                                             the answers
  *   echo_server --port N [--seconds S]        serve on 127.0.0.1:N
  *   echo_server --listen HOST:PORT [--seconds S]
+ *   ... --metrics HOST:PORT                   also serve metrics over HTTP
+ *                                             (GET /metrics, /actors; see
+ *                                             docs/observability.md), and
+ *                                             print "METRICS <host:port>"
  *
  * The actor registered as "echo" answers every message with a message of
  * the same serialiser id, sent back to the sender's path: a u64 comes back
@@ -64,8 +68,9 @@ static const ax_actor_vtable_t echo_vtable = {
     .receive_network = echo_network,
 };
 
-/* A system listening on `listen`, with the echo actor registered. */
-static ax_status_t start_server(const char *listen, ax_system_t **sys)
+/* A system listening on `listen`, with the echo actor registered, and
+ * its metrics endpoint on `metrics` when that is not empty. */
+static ax_status_t start_server(const char *listen, const char *metrics, ax_system_t **sys)
 {
     ax_config_t cfg;
     ax_ref_t echo;
@@ -74,6 +79,7 @@ static ax_status_t start_server(const char *listen, ax_system_t **sys)
     ax_config_init(&cfg);
     cfg.threads = 2;
     snprintf(cfg.network.listen, sizeof cfg.network.listen, "%s", listen);
+    snprintf(cfg.metrics.listen, sizeof cfg.metrics.listen, "%s", metrics);
     st = ax_system_create(&cfg, sys);
     if (st != AX_OK)
         return st;
@@ -82,6 +88,8 @@ static ax_status_t start_server(const char *listen, ax_system_t **sys)
         st = ax_spawn(*sys, &echo_vtable, NULL, &echo);
     if (st == AX_OK)
         st = ax_register(*sys, echo, "echo");
+    if (st == AX_OK)
+        st = ax_metrics_start(*sys); /* does nothing when metrics is "" */
     if (st != AX_OK)
         ax_system_destroy(sys);
     return st;
@@ -103,11 +111,12 @@ static void wait_for_stop(sigset_t *stop, long seconds)
     }
 }
 
-static int serve(const char *listen, long seconds, sigset_t *stop)
+static int serve(const char *listen, const char *metrics, long seconds, sigset_t *stop)
 {
     ax_system_t *sys = NULL;
     ax_addr_t self;
-    ax_status_t st = start_server(listen, &sys);
+    char at[64];
+    ax_status_t st = start_server(listen, metrics, &sys);
 
     if (st != AX_OK) {
         fprintf(stderr, "echo_server: %s: %s\n", ax_status_str(st), ax_error_detail());
@@ -115,6 +124,8 @@ static int serve(const char *listen, long seconds, sigset_t *stop)
     }
     ax_system_address(sys, &self);
     printf("LISTENING %u\n", (unsigned)self.port);
+    if (ax_metrics_address(sys, at, sizeof at) == AX_OK)
+        printf("METRICS %s\n", at);
     fflush(stdout); /* a client waits for this line on a pipe */
     wait_for_stop(stop, seconds);
     /* Graceful: queued replies are flushed and every peer is sent Bye. */
@@ -215,7 +226,7 @@ static int self_check(void)
     sem_init(&args.done, 0, 0);
     ax_config_init(&cfg);
     cfg.threads = 2;
-    if (start_server("127.0.0.1:0", &server) != AX_OK || ax_system_create(&cfg, &client) != AX_OK ||
+    if (start_server("127.0.0.1:0", "", &server) != AX_OK || ax_system_create(&cfg, &client) != AX_OK ||
         ax_net_start(client) != AX_OK) {
         fprintf(stderr, "self-check: cannot start: %s\n", ax_error_detail());
         goto out;
@@ -244,7 +255,7 @@ out:
 
 int main(int argc, char **argv)
 {
-    char listen[128] = "";
+    char listen[128] = "", metrics[128] = "";
     long seconds = 0;
     sigset_t stop;
 
@@ -255,10 +266,14 @@ int main(int argc, char **argv)
             snprintf(listen, sizeof listen, "127.0.0.1:%s", v);
         else if (v != NULL && strcmp(argv[i], "--listen") == 0)
             snprintf(listen, sizeof listen, "%s", v);
+        else if (v != NULL && strcmp(argv[i], "--metrics") == 0)
+            snprintf(metrics, sizeof metrics, "%s", v);
         else if (v != NULL && strcmp(argv[i], "--seconds") == 0)
             seconds = strtol(v, NULL, 10);
         else {
-            fprintf(stderr, "usage: %s [--port N | --listen HOST:PORT] [--seconds S]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [--port N | --listen HOST:PORT] [--seconds S] [--metrics HOST:PORT]\n",
+                    argv[0]);
             return 2;
         }
         i++;
@@ -267,7 +282,9 @@ int main(int argc, char **argv)
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    if (listen[0] == '\0' && metrics[0] != '\0')
+        strcpy(listen, "127.0.0.1:0"); /* --metrics alone: serve on any port */
     if (listen[0] == '\0')
         return self_check() == 0 ? 0 : 1;
-    return serve(listen, seconds, &stop);
+    return serve(listen, metrics, seconds, &stop);
 }
