@@ -295,7 +295,8 @@ ax_status_t ax_metrics_actors(ax_system_t *sys, ax_metrics_sort_t by, ax_actor_m
      * another reader; the workers only load it). */
     ck_pr_inc_32(&sys->metrics.epoch);
     ax__slab_each(&sys->slabs, visit, &t);
-    qsort_r(out, t.n, sizeof(*out), by_rank, &t);
+    if (t.n > 1)
+        qsort_r(out, t.n, sizeof(*out), by_rank, &t);
     for (size_t i = 0; i < t.n; i++)
         ax__registry_name_of(&sys->registry, out[i].id, out[i].name, sizeof out[i].name);
     *count = t.n;

@@ -103,7 +103,7 @@ ax_status_t ax_metrics_connections(ax_system_t *sys, ax_conn_metrics_t *out, siz
             ;
     }
     *count = s->n;
-    if (out != NULL)
+    if (out != NULL && s->n > 0 && cap > 0)
         memcpy(out, s->a, (s->n < cap ? s->n : cap) * sizeof(*out));
     pthread_mutex_unlock(&s->lock);
     return AX_OK;

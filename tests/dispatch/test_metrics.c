@@ -387,3 +387,21 @@ Test(metrics, endpoint_bad_address_fails_clearly)
     cr_assert_eq(ax_metrics_address(sys, (char[8]){0}, 8), AX_ESTATE);
     axt_destroy(&sys);
 }
+
+Test(metrics, config_keys_load_and_validate)
+{
+    ax_config_t cfg;
+
+    ax_config_init(&cfg);
+    cr_assert_str_eq(cfg.metrics.listen, "", "off by default");
+    cr_assert_eq(cfg.metrics.top_n, 50);
+    cr_assert_eq(ax_config_load_string(&cfg, "axon = { metrics = { listen = \"127.0.0.1:9464\"; "
+                                             "top_n = 7; }; };"),
+                 AX_OK, "%s", ax_error_detail());
+    cr_assert_str_eq(cfg.metrics.listen, "127.0.0.1:9464");
+    cr_assert_eq(cfg.metrics.top_n, 7);
+    cr_assert_eq(ax_config_load_string(&cfg, "axon = { metrics = { top_n = 0; }; };"), AX_EINVAL);
+    cr_assert(strstr(ax_error_detail(), "top_n") != NULL, "%s", ax_error_detail());
+    cr_assert_eq(cfg.metrics.top_n, 7, "a failed load changes nothing");
+    cr_assert_eq(ax_config_load_string(&cfg, "axon = { metrics = { port = 1; }; };"), AX_EINVAL);
+}
