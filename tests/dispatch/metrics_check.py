@@ -7,12 +7,14 @@
   metrics_check.py json FILE NAME HANDLED   the same from the JSON document
   metrics_check.py http HOST:PORT           the endpoint: /metrics, /actors,
       a 400, a 404, a 1 MiB request line, 100 concurrent requests
+  metrics_check.py growing HOST:PORT NAME   NAME comes first by mailbox depth
 Exits 0 when every check holds; prints what failed otherwise.
 """
 import json
 import socket
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -105,6 +107,25 @@ def huge_request_line(host, port):
 def http(addr):
     host, port = addr.rsplit(":", 1)
     base = f"http://{addr}"
+    # First, while the test's messages are flowing: 100 requests at once.
+    results = []
+
+    def one(i):
+        path = "/metrics" if i % 2 == 0 else "/actors?sort=mailbox&limit=10"
+        status, _, body = get(base, path)
+        ok = status == 200
+        if ok and i % 2 == 0:
+            ok = len(list(text_string_to_metric_families(body))) > 0
+        elif ok:
+            ok = "actors" in json.loads(body)
+        results.append(ok)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(results.count(True) == 100, f"{results.count(True)} of 100 concurrent requests succeeded")
     status, ctype, body = get(base, "/metrics")
     check(status == 200, f"/metrics status {status}")
     check(ctype.startswith("text/plain; version=0.0.4"), f"/metrics content type {ctype!r}")
@@ -124,26 +145,21 @@ def http(addr):
     check(status == 404, f"/nowhere status {status}, expected 404")
     code = huge_request_line(host, int(port))
     check(code is not None and 400 <= code < 500, f"1 MiB request line got {code}, expected a 4xx")
-    results = []
-
-    def one(i):
-        path = "/metrics" if i % 2 == 0 else "/actors?sort=mailbox&limit=10"
-        status, _, body = get(base, path)
-        ok = status == 200
-        if ok and i % 2 == 0:
-            ok = len(list(text_string_to_metric_families(body))) > 0
-        elif ok:
-            ok = "actors" in json.loads(body)
-        results.append(ok)
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(100)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    check(results.count(True) == 100, f"{results.count(True)} of 100 concurrent requests succeeded")
     status, _, _ = get(base, "/metrics")
     check(status == 200, f"/metrics after the burst: status {status}")
+
+
+def growing(addr, name):
+    """The actor named NAME comes first in /actors?sort=mailbox, with a
+    mailbox of more than 100, within 30 s of polling."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        _, _, body = get(f"http://{addr}", "/actors?sort=mailbox&limit=3")
+        actors = json.loads(body)["actors"]
+        if actors and actors[0]["name"] == name and actors[0]["mailbox_depth"] > 100:
+            return
+        time.sleep(0.01)
+    check(False, f"{name} never came first by mailbox depth: last {body}")
 
 
 def main():
@@ -153,6 +169,8 @@ def main():
         json_file(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif sys.argv[1] == "http":
         http(sys.argv[2])
+    elif sys.argv[1] == "growing":
+        growing(sys.argv[2], sys.argv[3])
     else:
         sys.exit(f"unknown check {sys.argv[1]}")
     for f in failures:
