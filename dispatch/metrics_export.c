@@ -326,16 +326,34 @@ static void prom_net(FILE *out, const snapshot_t *s)
          offsetof(ax_net_stats_t, bytes_sent)},
         {"axon_net_bytes_received_total", "counter", "Bytes read, control frames included.",
          offsetof(ax_net_stats_t, bytes_received)},
-        {"axon_net_delivered_total", "counter", "Sent frames the peer acknowledged.",
-         offsetof(ax_net_stats_t, delivered)},
+        {"axon_net_acked_total", "counter", "Sent frames the peer acknowledged (took charge of).",
+         offsetof(ax_net_stats_t, acked)},
         {"axon_net_dead_lettered_total", "counter", "Messages for peers that went to dead letters.",
          offsetof(ax_net_stats_t, dead_lettered)},
         {"axon_net_returned_total", "counter", "Frames the peer reported as undeliverable.",
          offsetof(ax_net_stats_t, returned)},
-        {"axon_net_malformed_total", "counter", "Connections closed for a malformed frame.",
+        {"axon_net_too_big_total", "counter", "Frames above the peer's frame limit.",
+         offsetof(ax_net_stats_t, too_big)},
+        {"axon_net_malformed_total", "counter", "Connections closed for breaking the protocol.",
          offsetof(ax_net_stats_t, malformed)},
-        {"axon_net_connections", "gauge", "Connections open now.",
+        {"axon_net_connections", "gauge", "Connections open now, strangers included.",
          offsetof(ax_net_stats_t, connections)},
+        {"axon_net_pending_handshakes", "gauge", "Accepted connections whose handshake is not complete.",
+         offsetof(ax_net_stats_t, pending_handshakes)},
+        {"axon_net_refused_total", "counter", "Accepts closed at once (limits, descriptors).",
+         offsetof(ax_net_stats_t, refused)},
+        {"axon_net_handshake_timeouts_total", "counter", "Connections closed: no handshake in time.",
+         offsetof(ax_net_stats_t, handshake_timeouts)},
+        {"axon_net_handshakes_evicted_total", "counter",
+         "Strangers closed to make room under max_pending_handshakes.",
+         offsetof(ax_net_stats_t, handshakes_evicted)},
+        {"axon_net_auth_failures_total", "counter", "Handshakes that failed authentication.",
+         offsetof(ax_net_stats_t, auth_failures)},
+        {"axon_net_replace_refused_total", "counter",
+         "Hellos for a connected address refused for want of proof.",
+         offsetof(ax_net_stats_t, replace_refused)},
+        {"axon_net_heartbeat_timeouts_total", "counter", "Connections lost to silence.",
+         offsetof(ax_net_stats_t, heartbeat_timeouts)},
         {"axon_net_reconnects_total", "counter", "Connections established after a loss.",
          offsetof(ax_net_stats_t, reconnects)},
         {"axon_net_read_pauses_total", "counter",
@@ -487,12 +505,18 @@ static void write_json(FILE *out, const snapshot_t *s)
         fprintf(out,
                 "{\"frames_sent\":%" PRIu64 ",\"frames_received\":%" PRIu64
                 ",\"bytes_sent\":%" PRIu64 ",\"bytes_received\":%" PRIu64
-                ",\"delivered\":%" PRIu64 ",\"dead_lettered\":%" PRIu64 ",\"returned\":%" PRIu64
-                ",\"malformed\":%" PRIu64 ",\"connections\":%" PRIu64 ",\"reconnects\":%" PRIu64
-                ",\"read_pauses\":%" PRIu64 ",\"receive_pool\":",
-                n->frames_sent, n->frames_received, n->bytes_sent, n->bytes_received, n->delivered,
-                n->dead_lettered, n->returned, n->malformed, n->connections, n->reconnects,
-                n->read_pauses);
+                ",\"acked\":%" PRIu64 ",\"dead_lettered\":%" PRIu64 ",\"returned\":%" PRIu64
+                ",\"too_big\":%" PRIu64 ",\"malformed\":%" PRIu64 ",\"connections\":%" PRIu64
+                ",\"pending_handshakes\":%" PRIu64 ",\"reconnects\":%" PRIu64
+                ",\"read_pauses\":%" PRIu64 ",\"refused\":%" PRIu64
+                ",\"handshake_timeouts\":%" PRIu64 ",\"handshakes_evicted\":%" PRIu64
+                ",\"auth_failures\":%" PRIu64 ",\"replace_refused\":%" PRIu64
+                ",\"heartbeat_timeouts\":%" PRIu64 ",\"receive_pool\":",
+                n->frames_sent, n->frames_received, n->bytes_sent, n->bytes_received, n->acked,
+                n->dead_lettered, n->returned, n->too_big, n->malformed, n->connections,
+                n->pending_handshakes, n->reconnects, n->read_pauses, n->refused,
+                n->handshake_timeouts, n->handshakes_evicted, n->auth_failures,
+                n->replace_refused, n->heartbeat_timeouts);
         json_pool(out, &n->receive_pool);
         fputs(",\"dispatch_pool\":", out);
         json_pool(out, &n->dispatch_pool);
