@@ -95,7 +95,9 @@ typedef enum ax_metrics_format_e {
  * (when started) with its pools and connections, and per-actor series for
  * the top metrics.top_n actors by mailbox depth and by handler time. The
  * caller keeps out. AX_EINVAL for NULL arguments or an unknown format,
- * AX_ENOMEM, AX_EIO when writing to out fails.
+ * AX_ENOMEM, AX_EIO when writing to out fails, AX_ESTATE when called from
+ * one of sys's workers (a read walks every actor and may wait up to 200 ms
+ * for the network thread's connection snapshot: not in a handler).
  */
 ax_status_t ax_metrics_write(ax_system_t *sys, FILE *out, ax_metrics_format_t format);
 
