@@ -40,8 +40,8 @@ static void fill(const ax__conn_t *c, ax_conn_metrics_t *m)
     m->bytes_sent = c->m.tx_bytes;
     m->bytes_received = c->m.rx_bytes;
     m->unacked = c->ua_count;
-    m->last_receive_ns = c->m.last_rx_ns;
-    m->rtt_ns = 0; /* wire v1 has no heartbeat to time */
+    m->last_receive_ns = c->last_rx_ns;
+    m->rtt_ns = 0; /* heartbeats are not timed yet: no estimate */
 }
 
 void ax__conn_snap_publish(ax__net_t *net)

@@ -19,7 +19,6 @@
 
 typedef struct ax__conn_counts_s {
     uint64_t tx_bytes, rx_bytes; /* every frame, control frames too */
-    uint64_t last_rx_ns;         /* CLOCK_MONOTONIC of the last read */
 } ax__conn_counts_t;
 
 typedef struct ax__conn_snap_s {

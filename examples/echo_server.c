@@ -8,7 +8,11 @@
  *                                             the answers
  *   echo_server --port N [--seconds S]        serve on 127.0.0.1:N
  *   echo_server --listen HOST:PORT [--seconds S]
- *   ... --metrics HOST:PORT                   also serve metrics over HTTP
+ *   ... [--cookie-file PATH]                  require peers to prove the
+ *                                             secret in PATH (a file only
+ *                                             its owner may read; see
+ *                                             docs/wire.md section 7.3)
+ *   ... [--metrics HOST:PORT]                 also serve metrics over HTTP
  *                                             (GET /metrics, /actors; see
  *                                             docs/observability.md), and
  *                                             print "METRICS <host:port>"
@@ -17,7 +21,9 @@
  * the same serialiser id, sent back to the sender's path: a u64 comes back
  * plus one, strings and bytes come back unchanged. When it is ready the
  * server prints "LISTENING <port>" (port 0 picks a free one). It exits 0
- * after S seconds, or on SIGTERM or SIGINT (without --seconds, only then).
+ * after S seconds, or on SIGTERM or SIGINT (without --seconds, only then),
+ * after printing one line "STATS name=value ..." of its network counters
+ * (what a client in another language can check: refusals, auth failures).
  */
 #define _POSIX_C_SOURCE 200809L /* sigtimedwait, clock_gettime, semaphores */
 #include <errno.h>
@@ -68,9 +74,13 @@ static const ax_actor_vtable_t echo_vtable = {
     .receive_network = echo_network,
 };
 
-/* A system listening on `listen`, with the echo actor registered, and
- * its metrics endpoint on `metrics` when that is not empty. */
-static ax_status_t start_server(const char *listen, const char *metrics, ax_system_t **sys)
+/* --metrics HOST:PORT, or "" (no endpoint). */
+static char metrics_listen[128];
+
+/* A system listening on `listen`, with the echo actor registered; with a
+ * cookie file (not NULL), only peers that prove its secret get in. Its
+ * metrics endpoint serves on metrics_listen when that is set. */
+static ax_status_t start_server(const char *listen, const char *cookie_file, ax_system_t **sys)
 {
     ax_config_t cfg;
     ax_ref_t echo;
@@ -79,7 +89,9 @@ static ax_status_t start_server(const char *listen, const char *metrics, ax_syst
     ax_config_init(&cfg);
     cfg.threads = 2;
     snprintf(cfg.network.listen, sizeof cfg.network.listen, "%s", listen);
-    snprintf(cfg.metrics.listen, sizeof cfg.metrics.listen, "%s", metrics);
+    snprintf(cfg.metrics.listen, sizeof cfg.metrics.listen, "%s", metrics_listen);
+    if (cookie_file != NULL) /* main checked that it fits */
+        snprintf(cfg.network.cookie_file, sizeof cfg.network.cookie_file, "%s", cookie_file);
     st = ax_system_create(&cfg, sys);
     if (st != AX_OK)
         return st;
@@ -89,7 +101,7 @@ static ax_status_t start_server(const char *listen, const char *metrics, ax_syst
     if (st == AX_OK)
         st = ax_register(*sys, echo, "echo");
     if (st == AX_OK)
-        st = ax_metrics_start(*sys); /* does nothing when metrics is "" */
+        st = ax_metrics_start(*sys); /* does nothing when metrics.listen is "" */
     if (st != AX_OK)
         ax_system_destroy(sys);
     return st;
@@ -111,12 +123,13 @@ static void wait_for_stop(sigset_t *stop, long seconds)
     }
 }
 
-static int serve(const char *listen, const char *metrics, long seconds, sigset_t *stop)
+static int serve(const char *listen, const char *cookie_file, long seconds, sigset_t *stop)
 {
     ax_system_t *sys = NULL;
     ax_addr_t self;
+    ax_net_stats_t ns;
     char at[64];
-    ax_status_t st = start_server(listen, metrics, &sys);
+    ax_status_t st = start_server(listen, cookie_file, &sys);
 
     if (st != AX_OK) {
         fprintf(stderr, "echo_server: %s: %s\n", ax_status_str(st), ax_error_detail());
@@ -128,6 +141,14 @@ static int serve(const char *listen, const char *metrics, long seconds, sigset_t
         printf("METRICS %s\n", at);
     fflush(stdout); /* a client waits for this line on a pipe */
     wait_for_stop(stop, seconds);
+    if (ax_net_stats(sys, &ns) == AX_OK) {
+        printf("STATS malformed=%llu auth_failures=%llu replace_refused=%llu heartbeat_timeouts=%llu "
+               "handshake_timeouts=%llu\n",
+               (unsigned long long)ns.malformed, (unsigned long long)ns.auth_failures,
+               (unsigned long long)ns.replace_refused, (unsigned long long)ns.heartbeat_timeouts,
+               (unsigned long long)ns.handshake_timeouts);
+        fflush(stdout);
+    }
     /* Graceful: queued replies are flushed and every peer is sent Bye. */
     ax_system_shutdown(sys);
     ax_system_await_termination(sys);
@@ -226,7 +247,7 @@ static int self_check(void)
     sem_init(&args.done, 0, 0);
     ax_config_init(&cfg);
     cfg.threads = 2;
-    if (start_server("127.0.0.1:0", "", &server) != AX_OK || ax_system_create(&cfg, &client) != AX_OK ||
+    if (start_server("127.0.0.1:0", NULL, &server) != AX_OK || ax_system_create(&cfg, &client) != AX_OK ||
         ax_net_start(client) != AX_OK) {
         fprintf(stderr, "self-check: cannot start: %s\n", ax_error_detail());
         goto out;
@@ -255,7 +276,8 @@ out:
 
 int main(int argc, char **argv)
 {
-    char listen[128] = "", metrics[128] = "";
+    char listen[128] = "";
+    const char *cookie_file = NULL;
     long seconds = 0;
     sigset_t stop;
 
@@ -267,12 +289,20 @@ int main(int argc, char **argv)
         else if (v != NULL && strcmp(argv[i], "--listen") == 0)
             snprintf(listen, sizeof listen, "%s", v);
         else if (v != NULL && strcmp(argv[i], "--metrics") == 0)
-            snprintf(metrics, sizeof metrics, "%s", v);
+            snprintf(metrics_listen, sizeof metrics_listen, "%s", v);
         else if (v != NULL && strcmp(argv[i], "--seconds") == 0)
             seconds = strtol(v, NULL, 10);
-        else {
+        else if (v != NULL && strcmp(argv[i], "--cookie-file") == 0) {
+            if (strlen(v) >= sizeof(((ax_net_config_t *)0)->cookie_file)) {
+                fprintf(stderr, "%s: --cookie-file: the path is longer than %zu bytes\n", argv[0],
+                        sizeof(((ax_net_config_t *)0)->cookie_file) - 1);
+                return 2;
+            }
+            cookie_file = v;
+        } else {
             fprintf(stderr,
-                    "usage: %s [--port N | --listen HOST:PORT] [--seconds S] [--metrics HOST:PORT]\n",
+                    "usage: %s [--port N | --listen HOST:PORT] [--seconds S] [--cookie-file PATH]"
+                    " [--metrics HOST:PORT]\n",
                     argv[0]);
             return 2;
         }
@@ -282,9 +312,14 @@ int main(int argc, char **argv)
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    if (listen[0] == '\0' && metrics[0] != '\0')
+    if (listen[0] == '\0' && metrics_listen[0] != '\0')
         strcpy(listen, "127.0.0.1:0"); /* --metrics alone: serve on any port */
-    if (listen[0] == '\0')
+    if (listen[0] == '\0') {
+        if (cookie_file != NULL) {
+            fprintf(stderr, "%s: --cookie-file needs --port or --listen\n", argv[0]);
+            return 2;
+        }
         return self_check() == 0 ? 0 : 1;
-    return serve(listen, metrics, seconds, &stop);
+    }
+    return serve(listen, cookie_file, seconds, &stop);
 }

@@ -236,7 +236,8 @@ typedef struct ax_encode_buffer_s ax_encode_buffer_t;
  * left is moved to a fresh chunk while it fits in one, and becomes a chain
  * of slices across chunks once it is larger than a chunk.
  *
- * Any failure (AX_ENOBUFS when the pool is exhausted, AX_ENOMEM) is sticky
+ * Any failure (AX_ENOBUFS when the pool is exhausted for now, AX_ETOOBIG
+ * when the message needs more than every chunk the pool may have, AX_ENOMEM) is sticky
  * until ax_encode_end() or ax_encode_abort(), which then leave the buffer
  * exactly as it was before ax_encode_begin(): no lease, no chunk consumed.
  */
