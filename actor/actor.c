@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "actor/actor_run.h"
+#include "actor/metrics.h"
 #include "actor/system.h"
 #include "common/error.h"
 #include "common/grow.h"
@@ -135,8 +136,9 @@ static ax_status_t create(ax_system_t *sys, const ax_actor_vtable_t *vt, void *a
      * which no ref can reach yet. */
     if (c->sys != sys)
         c->sys = sys;
-    c->vt = vt;
+    ck_pr_store_ptr(&c->vt, vt); /* metrics readers load it (metrics.c) */
     c->ext = NULL;
+    ax__metrics_cell_reset(c);
     ck_pr_store_32(&c->lflags, 0); /* published with the id, below */
     if ((lanes = ax__lanes(c)) != NULL)
         lanes->count = vt->lanes;

@@ -98,7 +98,13 @@ typedef struct ax__cell_s {
      * threads (ax_register, ax_ref_path); the other flags are the owning
      * worker's, whose own reads need no ordering. */
     uint32_t lflags;
-    uint32_t pad_;
+    /* Metrics (actor/metrics.h): written only by the worker running the
+     * actor, read by metrics readers with atomic loads (stale is fine). */
+    uint32_t m_epoch;           /* the sample epoch last taken */
+    uint64_t m_handled;         /* messages handed to a handler */
+    uint64_t m_time_ns;         /* handler time, in metrics-clock ticks */
+    uint64_t m_time_max_ns;     /* the longest handler, same clock */
+    struct ax__actor_msx_s *m_side; /* cold metrics, on the first sample */
 } ax__cell_t;
 
 _Static_assert(sizeof(ax__cell_t) == sizeof(ax_actor_t), "ax_actor_t must match the cell");

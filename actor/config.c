@@ -28,6 +28,8 @@ void ax_config_init(ax_config_t *cfg)
     cfg->network.handshake_timeout_ms = 5000;
     cfg->network.max_connections = 1024;
     cfg->network.max_pending_handshakes = 256;
+    cfg->metrics.listen[0] = '\0';
+    cfg->metrics.top_n = 50;
 }
 
 /* Offsets in ax_config_t of the members a rule is about (config_check.h). */
@@ -102,6 +104,12 @@ ax_status_t ax__config_check(const ax_config_t *cfg, ax__blame_t *blame)
     if (cfg->network.max_pending_handshakes < 1)
         return ax__blame(blame, N(max_pending_handshakes), NONE,
                          ax__error(AX_EINVAL, "config: network.max_pending_handshakes must be at least 1"));
+    if (memchr(cfg->metrics.listen, '\0', sizeof cfg->metrics.listen) == NULL)
+        return ax__blame(blame, C(metrics.listen), NONE,
+                         ax__error(AX_EINVAL, "config: metrics.listen is not terminated"));
+    if (cfg->metrics.top_n < 1)
+        return ax__blame(blame, C(metrics.top_n), NONE,
+                         ax__error(AX_EINVAL, "config: metrics.top_n must be at least 1"));
     return AX_OK;
 }
 

@@ -101,6 +101,13 @@ static const field_t network_fields[] = {
 };
 static const group_schema_t network_schema = SCHEMA(network_fields);
 
+#define MET(m) MEMBER(ax_metrics_config_t, m)
+static const field_t metrics_fields[] = {
+    {"listen", FIELD_TEXT, MET(listen), 0, NULL, NULL},
+    {"top_n", FIELD_COUNT, MET(top_n), 1, NULL, NULL},
+};
+static const group_schema_t metrics_schema = SCHEMA(metrics_fields);
+
 #define TOP(m) MEMBER(ax_config_t, m)
 static const field_t axon_fields[] = {
     {"threads", FIELD_COUNT, TOP(threads), 0, NULL, NULL},
@@ -108,6 +115,7 @@ static const field_t axon_fields[] = {
     {"timer_tick_us", FIELD_COUNT, TOP(timer_tick_us), 1, NULL, NULL},
     {"buffer_config", FIELD_GROUP, TOP(buffer_config), 0, NULL, &buffer_schema},
     {"network", FIELD_GROUP, TOP(network), 0, NULL, &network_schema},
+    {"metrics", FIELD_GROUP, TOP(metrics), 0, NULL, &metrics_schema},
 };
 static const group_schema_t axon_schema = SCHEMA(axon_fields);
 

@@ -236,3 +236,24 @@ ax__cell_t *ax__registry_cell(ax__registry_t *r, uint64_t id)
     pthread_mutex_unlock(&r->lock);
     return c;
 }
+
+void ax__registry_name_of(ax__registry_t *r, uint64_t id, char *buf, size_t size)
+{
+    ck_ht_entry_t e;
+    ck_ht_hash_t h;
+
+    if (size == 0)
+        return;
+    buf[0] = '\0';
+    pthread_mutex_lock(&r->lock);
+    ck_ht_hash_direct(&h, &r->by_id, (uintptr_t)id);
+    ck_ht_entry_key_set_direct(&e, (uintptr_t)id);
+    if (ck_ht_get_spmc(&r->by_id, h, &e)) {
+        const struct name_entry *ne = (const struct name_entry *)ck_ht_entry_value_direct(&e);
+        size_t n = ne->len < size - 1 ? ne->len : size - 1;
+
+        memcpy(buf, ne->name, n);
+        buf[n] = '\0';
+    }
+    pthread_mutex_unlock(&r->lock);
+}

@@ -39,4 +39,8 @@ void ax__registry_unpublish(ax__registry_t *r, uint64_t id);
  * its word. */
 ax__cell_t *ax__registry_cell(ax__registry_t *r, uint64_t id);
 
+/* Copy the registered name of actor id into buf (NUL-terminated,
+ * truncated to size); "" when it has none. */
+void ax__registry_name_of(ax__registry_t *r, uint64_t id, char *buf, size_t size);
+
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "actor/actor_run.h"
+#include "actor/metrics.h"
 #include "actor/system.h"
 #include "actor/timer.h"
 #include "common/error.h"
@@ -274,6 +275,7 @@ static ax_status_t deliver(ax__worker_t *w, ax__cell_t *c, ax_msg_t *msg)
     ax_ref_t timer = AX_REF_NULL;
     bool escalate = false;
     ax_status_t st;
+    uint64_t t0; /* metrics: the tick the handler started in */
 
     if (msg->type == &ax_child_event_type) {
         escalate = ax__child_event(c, msg);
@@ -286,6 +288,7 @@ static ax_status_t deliver(ax__worker_t *w, ax__cell_t *c, ax_msg_t *msg)
         if (!ax__timer_claim(&msg))
             return AX_OK; /* cancelled after it was queued */
     }
+    t0 = ax__metrics_now(&c->sys->metrics);
     tls_current = c;
     if (msg->type == &ax_net_msg_type && c->vt->receive_network != NULL) {
         ax_net_msg_t *nm = (ax_net_msg_t *)msg;
@@ -305,6 +308,7 @@ static ax_status_t deliver(ax__worker_t *w, ax__cell_t *c, ax_msg_t *msg)
     if (msg != NULL)
         ax_msg_release(&msg);
     ax__stat_inc(&w->delivered);
+    ax__metrics_handled(&c->sys->metrics, c, t0);
     if (escalate && st == AX_OK)
         st = AX_EFAILED;
     return ax__take_failure(c, st);
@@ -318,6 +322,7 @@ bool ax__cell_run(ax__worker_t *w, ax__cell_t *c)
 
     if ((ck_pr_load_32(&c->lflags) & AX__L_SUSPENDED) && !ax__restart_now(w, c))
         return false;
+    ax__metrics_run(&c->sys->metrics, c);
     for (unsigned n = 0; n < budget;) {
         ax_msg_t *msg;
         ax_status_t st;

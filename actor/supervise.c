@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "actor/actor_run.h"
+#include "actor/metrics.h"
 #include "actor/system.h"
 #include "actor/timer.h"
 #include "common/error.h"
@@ -154,6 +155,7 @@ bool ax__fail_now(ax__worker_t *w, ax__cell_t *c, ax_status_t status)
     uint32_t restarts;
 
     ax__stat_inc(&w->failures);
+    ax__metrics_failed(c);
     /* A failure racing with shutdown may still restart once: the restart
      * then sees the stop request and ends the actor. */
     if (ext != NULL && ext->policy.mode == AX_RESTART_BACKOFF && !ck_pr_load_32(&c->sys->shutdown)) {
@@ -217,6 +219,7 @@ bool ax__restart_now(ax__worker_t *w, ax__cell_t *c)
      * queued messages). */
     memset((unsigned char *)c + sizeof(ax_actor_t), 0, vt->size - sizeof(ax_actor_t));
     ax__stat_inc(&w->restarts);
+    ax__metrics_restarted(c);
     if (vt->init != NULL) {
         ax__cell_t *prev = ax__swap_current(c);
 

@@ -23,6 +23,7 @@ static ax_status_t init_parts(ax_system_t *sys)
     pthread_mutex_init(&sys->dl_lock, NULL);
     pthread_mutex_init(&sys->remote_lock, NULL);
     ax__slabs_init(&sys->slabs);
+    ax__metrics_init(&sys->metrics);
     sys->parts = 1;
     st = ax__registry_init(&sys->registry);
     if (st != AX_OK)
@@ -67,6 +68,7 @@ static void free_parts(ax_system_t *sys)
     if (sys->parts >= 2)
         ax__registry_destroy(&sys->registry);
     if (sys->parts >= 1) {
+        ax__metrics_destroy(sys);
         ax__slabs_destroy(&sys->slabs);
         pthread_mutex_destroy(&sys->dl_lock);
         pthread_mutex_destroy(&sys->remote_lock);
@@ -159,6 +161,7 @@ ax_status_t ax_system_destroy(ax_system_t **sysp)
     sys->destroying = true;
     ax_system_shutdown(sys);
     ax_system_await_termination(sys);
+    ax__metrics_stop_endpoint(sys); /* it reads cells and the network */
     /* No thread runs in the system now: release what late senders left
      * in ended cells, then free everything. */
     if (sys->net_ops != NULL)

@@ -8,6 +8,7 @@
 #include "actor/ask.h"
 #include "actor/cell.h"
 #include "actor/net.h"
+#include "actor/metrics.h"
 #include "actor/registry.h"
 #include "actor/sched.h"
 #include "actor/slab.h"
@@ -59,6 +60,9 @@ struct ax_system_s {
     ax_ref_t guardian;          /* under dl_lock too: rarely read or set */
     uint32_t has_guardian;      /* atomic: lets every ending skip the lock */
     uint64_t dead_letters_ext; /* atomic: counted off the workers */
+
+    /* Metrics: the clock, the sample epoch, the endpoint (metrics.h). */
+    ax__metrics_sys_t metrics;
 };
 
 void ax__remotes_destroy(ax_system_t *sys);

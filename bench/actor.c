@@ -30,6 +30,10 @@
  * Each case runs TRIALS times; the median is reported.
  *
  * Usage: bench_actor [scale]   (scale 0.1 runs a tenth of every count)
+ *        bench_actor --pingpong [scale]   only the pingpong, one line per
+ *                    trial (for A/B runs of two builds)
+ *        bench_actor --sweep [scale]      fan-in by senders (1-8) and fan-in
+ *                    and ring by workers (1-4), for bench/report
  */
 #include <pthread.h>
 #include <semaphore.h>
@@ -49,6 +53,9 @@
 
 #define TRIALS 3
 #define WORKERS 2
+
+/* Worker threads for fan-in and ring: WORKERS, except in --sweep. */
+static unsigned sweep_workers = WORKERS;
 
 /* ---- the baseline: a bare intrusive Vyukov MPSC queue ------------------ */
 
@@ -395,7 +402,7 @@ static const ax_actor_vtable_t fan_send_vtable = {
 
 static double run_fanin(unsigned nsenders, size_t total)
 {
-    ax_system_t *sys = bench_system(WORKERS);
+    ax_system_t *sys = bench_system(sweep_workers);
     ax_msg_pool_options_t po = {.initial = 8 * FAN_WINDOW, .max = 8 * FAN_WINDOW};
     ax_msg_pool_options_t cpo = {.initial = 256, .max = 1024};
     fan_t f = {.per_sender = total / nsenders};
@@ -452,7 +459,7 @@ static const ax_actor_vtable_t ring_vtable = {
 
 static double run_ring(size_t nodes, size_t hops)
 {
-    ax_system_t *sys = bench_system(WORKERS);
+    ax_system_t *sys = bench_system(sweep_workers);
     ax_ref_t *refs = malloc(nodes * sizeof(*refs));
     ax_msg_t *tok;
     sem_t done;
@@ -702,6 +709,44 @@ int main(int argc, char **argv)
 
     if (argc > 2 && strcmp(argv[1], "--idle-rss") == 0) {
         printf("%.2f\n", run_idle_rss((size_t)strtoull(argv[2], NULL, 10)));
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "--pingpong") == 0) {
+        /* Only the pingpong, for A/B runs of two builds: one line per trial. */
+        bench_set_scale(argc > 2 ? argv[2] : NULL);
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        n = bench_scaled(2000000);
+        for (int i = 0; i < TRIALS; i++)
+            printf("{\"bench\":\"actor\",\"case\":\"pingpong\",\"round_trips\":%zu,\"per_s\":%.0f}\n",
+                   n, run_pingpong(n));
+        return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "--sweep") == 0) {
+        /* For bench/report: fan-in by number of senders, then fan-in and
+         * ring by number of workers. Medians of TRIALS; one line each. */
+        bench_set_scale(argc > 2 ? argv[2] : NULL);
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        n = bench_scaled(4000000);
+        for (unsigned s = 1; s <= 8; s *= 2) {
+            for (int i = 0; i < TRIALS; i++)
+                v[i] = run_fanin(s, n);
+            printf("{\"bench\":\"actor\",\"case\":\"fanin_by_senders\",\"senders\":%u,"
+                   "\"workers\":%u,\"messages\":%zu,\"per_s\":%.0f}\n",
+                   s, sweep_workers, n, bench_median(v, TRIALS));
+        }
+        for (unsigned w = 1; w <= 4; w *= 2) {
+            double fan, ring;
+
+            sweep_workers = w;
+            for (int i = 0; i < TRIALS; i++)
+                v[i] = run_fanin(8, n);
+            fan = bench_median(v, TRIALS);
+            for (int i = 0; i < TRIALS; i++)
+                v[i] = run_ring(1000, bench_scaled(1000000));
+            ring = bench_median(v, TRIALS);
+            printf("{\"bench\":\"actor\",\"case\":\"by_workers\",\"workers\":%u,"
+                   "\"fanin_8to1_per_s\":%.0f,\"ring_hops_per_s\":%.0f}\n", w, fan, ring);
+        }
         return 0;
     }
     bench_set_scale(argc > 1 ? argv[1] : NULL);

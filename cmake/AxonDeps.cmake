@@ -7,6 +7,8 @@ find_package(msgpack 4 CONFIG REQUIRED)
 pkg_check_modules(CK REQUIRED IMPORTED_TARGET ck)
 pkg_check_modules(LIBCONFIG REQUIRED IMPORTED_TARGET libconfig)
 pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
+# The metrics endpoint (dispatch/metrics_http.c).
+pkg_check_modules(MHD REQUIRED IMPORTED_TARGET libmicrohttpd)
 
 # Boost.Context's fcontext (coroutine actors): C-callable assembly in
 # libboost_context, found as a plain library (its CMake package wants C++).
@@ -14,7 +16,7 @@ find_library(AXON_BOOST_CONTEXT_LIBRARY NAMES boost_context REQUIRED)
 
 add_library(axon_deps INTERFACE)
 target_link_libraries(axon_deps INTERFACE
-  msgpackc PkgConfig::CK PkgConfig::LIBCONFIG PkgConfig::SODIUM Threads::Threads
+  msgpackc PkgConfig::CK PkgConfig::LIBCONFIG PkgConfig::SODIUM PkgConfig::MHD Threads::Threads
   ${AXON_BOOST_CONTEXT_LIBRARY})
 install(TARGETS axon_deps EXPORT axon-targets)
 

@@ -31,3 +31,6 @@ string(REGEX REPLACE "/$" "" AXON_PC_TO_PREFIX "${AXON_PC_TO_PREFIX}")
 configure_file(${PROJECT_SOURCE_DIR}/cmake/axon.pc.in ${CMAKE_CURRENT_BINARY_DIR}/axon.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/axon.pc
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+
+# tools/axon-top, the live view of a system's metrics endpoint.
+install(PROGRAMS ${PROJECT_SOURCE_DIR}/tools/axon-top DESTINATION ${CMAKE_INSTALL_BINDIR})

@@ -211,6 +211,7 @@ static void net_free(ax__net_t *net)
     ax_msg_pool_destroy(&net->lazy_pool);
     ax__poller_destroy(&net->poller);
     pthread_mutex_destroy(&net->stats_lock);
+    ax__conn_snap_destroy(&net->snap);
     pthread_mutex_destroy(&net->sub_lock);
     free(net->subs);
     free(net);
@@ -292,6 +293,7 @@ static ax_status_t net_build(ax_system_t *sys, ax__net_t *net)
     net->fmt = (ax_frame_format_t){AX__FRAME_HEADER_SIZE,
                                    net->cfg.max_frame_size < pool_max ? net->cfg.max_frame_size : pool_max};
     pthread_mutex_init(&net->stats_lock, NULL);
+    ax__conn_snap_init(&net->snap);
     pthread_mutex_init(&net->sub_lock, NULL);
     ax__mpsc_init(&net->inbox, true);
     ax_system_address(sys, &net->self);

@@ -32,6 +32,7 @@
 #include "axon/config.h"
 #include "dispatch/auth.h"
 #include "axon/net.h"
+#include "dispatch/metrics_conn.h"
 #include "dispatch/poller.h"
 #include "serial/frame.h"
 #include "serial/mpsc.h"
@@ -148,6 +149,7 @@ struct ax__conn_s {
     uint64_t tx_frames;     /* Data frames written */
     ax__unacked_t *unacked; /* ring of written, unacked frames */
     size_t ua_head, ua_count, ua_cap;
+    ax__conn_counts_t m;    /* metrics (metrics_conn.h) */
     struct ax__conn_s *next, *flush_next;
 };
 
@@ -200,6 +202,7 @@ struct ax__net_s {
     /* Published snapshots of pool stats, for ax_net_stats. */
     pthread_mutex_t stats_lock;
     ax_buffer_pool_stats_t rx_stats, dispatch_stats;
+    ax__conn_snap_t snap;    /* per-connection metrics (metrics_conn.h) */
 
     pthread_mutex_t sub_lock;
     ax_ref_t *subs;

@@ -742,6 +742,7 @@ static bool on_frame(ax__conn_t *c, ax_lease_t *frame)
     ax_status_t st;
 
     ax__counter_add(&net->c.bytes_received, ax_lease_len(frame));
+    c->m.rx_bytes += ax_lease_len(frame); /* metrics: per connection */
     ax_lease_copy_out(frame, 0, raw, sizeof raw);
     if (ax__frame_header_read(raw, &h) != AX_OK) {
         ax_lease_release(frame);
@@ -914,6 +915,7 @@ static void written(ax__conn_t *c, ax_net_msg_t *nm)
         ax__counter_add(&c->net->c.frames_sent, 1);
     }
     ax__counter_add(&c->net->c.bytes_sent, ax_lease_len(&nm->frame));
+    c->m.tx_bytes += ax_lease_len(&nm->frame); /* metrics: per connection */
     ax_msg_release(&m); /* the lease goes with it: released as soon as written */
 }
 
@@ -1121,6 +1123,7 @@ static void publish_stats(ax__net_t *net)
     pthread_mutex_lock(&net->stats_lock);
     net->rx_stats = s;
     pthread_mutex_unlock(&net->stats_lock);
+    ax__conn_snap_publish(net); /* metrics: per connection, when asked */
 }
 
 /*

@@ -12,6 +12,10 @@
  *                                             secret in PATH (a file only
  *                                             its owner may read; see
  *                                             docs/wire.md section 7.3)
+ *   ... [--metrics HOST:PORT]                 also serve metrics over HTTP
+ *                                             (GET /metrics, /actors; see
+ *                                             docs/observability.md), and
+ *                                             print "METRICS <host:port>"
  *
  * The actor registered as "echo" answers every message with a message of
  * the same serialiser id, sent back to the sender's path: a u64 comes back
@@ -70,8 +74,12 @@ static const ax_actor_vtable_t echo_vtable = {
     .receive_network = echo_network,
 };
 
+/* --metrics HOST:PORT, or "" (no endpoint). */
+static char metrics_listen[128];
+
 /* A system listening on `listen`, with the echo actor registered; with a
- * cookie file (not NULL), only peers that prove its secret get in. */
+ * cookie file (not NULL), only peers that prove its secret get in. Its
+ * metrics endpoint serves on metrics_listen when that is set. */
 static ax_status_t start_server(const char *listen, const char *cookie_file, ax_system_t **sys)
 {
     ax_config_t cfg;
@@ -81,6 +89,7 @@ static ax_status_t start_server(const char *listen, const char *cookie_file, ax_
     ax_config_init(&cfg);
     cfg.threads = 2;
     snprintf(cfg.network.listen, sizeof cfg.network.listen, "%s", listen);
+    snprintf(cfg.metrics.listen, sizeof cfg.metrics.listen, "%s", metrics_listen);
     if (cookie_file != NULL) /* main checked that it fits */
         snprintf(cfg.network.cookie_file, sizeof cfg.network.cookie_file, "%s", cookie_file);
     st = ax_system_create(&cfg, sys);
@@ -91,6 +100,8 @@ static ax_status_t start_server(const char *listen, const char *cookie_file, ax_
         st = ax_spawn(*sys, &echo_vtable, NULL, &echo);
     if (st == AX_OK)
         st = ax_register(*sys, echo, "echo");
+    if (st == AX_OK)
+        st = ax_metrics_start(*sys); /* does nothing when metrics.listen is "" */
     if (st != AX_OK)
         ax_system_destroy(sys);
     return st;
@@ -117,6 +128,7 @@ static int serve(const char *listen, const char *cookie_file, long seconds, sigs
     ax_system_t *sys = NULL;
     ax_addr_t self;
     ax_net_stats_t ns;
+    char at[64];
     ax_status_t st = start_server(listen, cookie_file, &sys);
 
     if (st != AX_OK) {
@@ -125,6 +137,8 @@ static int serve(const char *listen, const char *cookie_file, long seconds, sigs
     }
     ax_system_address(sys, &self);
     printf("LISTENING %u\n", (unsigned)self.port);
+    if (ax_metrics_address(sys, at, sizeof at) == AX_OK)
+        printf("METRICS %s\n", at);
     fflush(stdout); /* a client waits for this line on a pipe */
     wait_for_stop(stop, seconds);
     if (ax_net_stats(sys, &ns) == AX_OK) {
@@ -274,6 +288,8 @@ int main(int argc, char **argv)
             snprintf(listen, sizeof listen, "127.0.0.1:%s", v);
         else if (v != NULL && strcmp(argv[i], "--listen") == 0)
             snprintf(listen, sizeof listen, "%s", v);
+        else if (v != NULL && strcmp(argv[i], "--metrics") == 0)
+            snprintf(metrics_listen, sizeof metrics_listen, "%s", v);
         else if (v != NULL && strcmp(argv[i], "--seconds") == 0)
             seconds = strtol(v, NULL, 10);
         else if (v != NULL && strcmp(argv[i], "--cookie-file") == 0) {
@@ -284,7 +300,9 @@ int main(int argc, char **argv)
             }
             cookie_file = v;
         } else {
-            fprintf(stderr, "usage: %s [--port N | --listen HOST:PORT] [--seconds S] [--cookie-file PATH]\n",
+            fprintf(stderr,
+                    "usage: %s [--port N | --listen HOST:PORT] [--seconds S] [--cookie-file PATH]"
+                    " [--metrics HOST:PORT]\n",
                     argv[0]);
             return 2;
         }
@@ -294,6 +312,8 @@ int main(int argc, char **argv)
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    if (listen[0] == '\0' && metrics_listen[0] != '\0')
+        strcpy(listen, "127.0.0.1:0"); /* --metrics alone: serve on any port */
     if (listen[0] == '\0') {
         if (cookie_file != NULL) {
             fprintf(stderr, "%s: --cookie-file needs --port or --listen\n", argv[0]);

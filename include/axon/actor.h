@@ -97,10 +97,10 @@ extern "C" {
 typedef struct ax_system_s ax_system_t;
 typedef struct ax_config_s ax_config_t;
 
-/* The runtime's part of an actor, 72 bytes. Only the runtime reads or
+/* The runtime's part of an actor, 104 bytes. Only the runtime reads or
  * writes it. */
 typedef struct ax_actor_s {
-    uint64_t opaque_[9];
+    uint64_t opaque_[13];
 } ax_actor_t;
 
 typedef struct ax_actor_vtable_s {

@@ -18,5 +18,6 @@
 #include "axon/actor.h"
 #include "axon/net.h"
 #include "axon/coro.h"
+#include "axon/metrics.h"
 
 #endif

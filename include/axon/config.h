@@ -55,12 +55,18 @@ typedef struct ax_net_config_s {
                                         closed (256) */
 } ax_net_config_t;
 
+typedef struct ax_metrics_config_s {
+    char listen[128];              /* "host:port" of the HTTP endpoint ("": off) */
+    unsigned top_n;                /* actors per ranking in /metrics (50) */
+} ax_metrics_config_t;
+
 struct ax_config_s {
     unsigned threads;                 /* worker threads (0: online CPUs) */
     unsigned throughput;              /* messages per actor per run (50) */
     ax_buffer_config_t buffer_config; /* actors' tell_serialised pools */
     size_t timer_tick_us;             /* timing wheel resolution (1000) */
     ax_net_config_t network;
+    ax_metrics_config_t metrics;      /* axon/metrics.h */
 };
 
 /* The defaults. */

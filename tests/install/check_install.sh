@@ -55,9 +55,10 @@ fi
 step "cmake --install $build_dir --prefix $prefix"
 quiet "$cmake" --install "$build_dir" --prefix "$prefix"
 
-for h in axon/status.h axon/buffers.h; do
+for h in axon/status.h axon/buffers.h axon/metrics.h; do
   [[ -f "$prefix/include/$h" ]] || fail "header $h not installed under $prefix/include"
 done
+[[ -x "$prefix/bin/axon-top" ]] || fail "tools/axon-top not installed under $prefix/bin"
 config="$(find "$prefix" -name axon-config.cmake -print -quit)"
 pc="$(find "$prefix" -name axon.pc -print -quit)"
 [[ -n "$config" ]] || fail "axon-config.cmake not installed"
