@@ -51,13 +51,12 @@ struct ax_future_s {
 const ax_msg_type_t ax_ask_result_type = {
     .name = "axon.ask-result",
     .size = sizeof(ax_ask_result_t),
-    .release = ax__ask_result_release,
+    .reset = ax__ask_result_reset,
 };
 
-void ax__ask_result_release(ax_msg_t *msg)
+void ax__ask_result_reset(ax_msg_t *msg)
 {
     ax_msg_release(&((ax_ask_result_t *)msg)->reply);
-    free(msg);
 }
 
 /* ---- the slot table ------------------------------------------------------- */

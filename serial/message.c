@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "serial/message_internal.h"
+#include "serial/msgmem.h"
 #include "common/error.h"
 
 void ax_msg_init(ax_msg_t *msg, const ax_msg_type_t *type)
@@ -23,7 +24,7 @@ ax_status_t ax_msg_alloc(const ax_msg_type_t *type, ax_msg_t **out)
     if (type->size < sizeof(ax_msg_t))
         return ax__error(AX_EINVAL, "msg_alloc \"%s\": size %zu is smaller than ax_msg_t (%zu)",
                          type->name ? type->name : "?", type->size, sizeof(ax_msg_t));
-    msg = calloc(1, type->size);
+    msg = ax__msg_mem_alloc(type);
     if (msg == NULL)
         return ax__error(AX_ENOMEM, "msg_alloc \"%s\": out of memory", type->name);
     ax_msg_init(msg, type);
@@ -31,12 +32,26 @@ ax_status_t ax_msg_alloc(const ax_msg_type_t *type, ax_msg_t **out)
     return AX_OK;
 }
 
+/* A type with release frees its messages itself, with free(): those
+ * come from calloc. The others come from the message allocator, and
+ * ax_msg_free gives each back to where it came from. */
+void *ax__msg_mem_alloc(const ax_msg_type_t *type)
+{
+    return type->release != NULL ? calloc(1, type->size) : ax__msgmem_alloc(type->size);
+}
+
+void ax_msg_free(ax_msg_t *msg)
+{
+    if (msg != NULL)
+        ax__msgmem_free(msg, msg->type != NULL ? msg->type->size : sizeof(*msg));
+}
+
 void ax__msg_discard(ax_msg_t *msg)
 {
     if (msg->type != NULL && msg->type->release != NULL)
         msg->type->release(msg);
     else
-        free(msg);
+        ax_msg_free(msg);
 }
 
 void ax_msg_release(ax_msg_t **msgp)
@@ -46,8 +61,14 @@ void ax_msg_release(ax_msg_t **msgp)
     if (msgp == NULL || (msg = *msgp) == NULL)
         return;
     *msgp = NULL;
-    if (msg->pool != NULL)
+    if (msg->pool != NULL) {
         ax_msg_put(msg->pool, &msg);
-    else
-        ax__msg_discard(msg);
+    } else if (msg->type != NULL && msg->type->release != NULL) {
+        msg->type->release(msg);
+    } else {
+        /* Without release, reset drops what the message holds. */
+        if (msg->type != NULL && msg->type->reset != NULL)
+            msg->type->reset(msg);
+        ax_msg_free(msg);
+    }
 }

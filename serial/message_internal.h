@@ -4,7 +4,12 @@
 
 #include "axon/message.h"
 
-/* Free a message for good: type->release, or free(). */
+/* Free a message for good: type->release, or ax_msg_free (no reset: a
+ * pool has reset it when it was put). */
 void ax__msg_discard(ax_msg_t *msg);
+
+/* Zeroed memory for a message of type: calloc when the type has release
+ * (which frees with free()), the message allocator otherwise. */
+void *ax__msg_mem_alloc(const ax_msg_type_t *type);
 
 #endif
