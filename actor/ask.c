@@ -188,7 +188,7 @@ static bool complete(struct ax_future_s *s, uint32_t gen, ax_status_t status, ax
      * ask completed and frees its argument itself. */
     if (timer != 0 && ax__timer_cancel(s->sys->timers, timer) == AX_OK)
         free(targ);
-    if (result != NULL && ax_tell(asker, &result, AX_REF_NULL) != AX_OK)
+    if (result != NULL && ax__tell_unbounded(asker, &result, AX_REF_NULL) != AX_OK)
         ax_msg_release(&result);
     if (recycle)
         slot_recycle(s);
