@@ -15,6 +15,13 @@ void ax_msg_init(ax_msg_t *msg, const ax_msg_type_t *type)
     msg->pool = NULL;
 }
 
+/* The pool of a message from the message allocator: an address no pool
+ * has. A message from ax_msg_alloc carries it, so releasing the message
+ * sends it back to the message allocator and nowhere else; every other
+ * message (a pool's, or one a user allocated) is freed with free(). */
+static char msg_heap_tag;
+#define MSG_HEAP ((ax_msg_pool_t *)(void *)&msg_heap_tag)
+
 ax_status_t ax_msg_alloc(const ax_msg_type_t *type, ax_msg_t **out)
 {
     ax_msg_t *msg;
@@ -24,26 +31,25 @@ ax_status_t ax_msg_alloc(const ax_msg_type_t *type, ax_msg_t **out)
     if (type->size < sizeof(ax_msg_t))
         return ax__error(AX_EINVAL, "msg_alloc \"%s\": size %zu is smaller than ax_msg_t (%zu)",
                          type->name ? type->name : "?", type->size, sizeof(ax_msg_t));
-    msg = ax__msg_mem_alloc(type);
+    /* A type with release frees its messages itself, with free(). */
+    msg = type->release != NULL ? calloc(1, type->size) : ax__msgmem_alloc(type->size);
     if (msg == NULL)
         return ax__error(AX_ENOMEM, "msg_alloc \"%s\": out of memory", type->name);
     ax_msg_init(msg, type);
+    if (type->release == NULL)
+        msg->pool = MSG_HEAP;
     *out = msg;
     return AX_OK;
 }
 
-/* A type with release frees its messages itself, with free(): those
- * come from calloc. The others come from the message allocator, and
- * ax_msg_free gives each back to where it came from. */
-void *ax__msg_mem_alloc(const ax_msg_type_t *type)
-{
-    return type->release != NULL ? calloc(1, type->size) : ax__msgmem_alloc(type->size);
-}
-
 void ax_msg_free(ax_msg_t *msg)
 {
-    if (msg != NULL)
-        ax__msgmem_free(msg, msg->type != NULL ? msg->type->size : sizeof(*msg));
+    if (msg == NULL)
+        return;
+    if (msg->pool == MSG_HEAP)
+        ax__msgmem_free(msg, msg->type->size);
+    else
+        free(msg);
 }
 
 void ax__msg_discard(ax_msg_t *msg)
@@ -61,7 +67,7 @@ void ax_msg_release(ax_msg_t **msgp)
     if (msgp == NULL || (msg = *msgp) == NULL)
         return;
     *msgp = NULL;
-    if (msg->pool != NULL) {
+    if (msg->pool != NULL && msg->pool != MSG_HEAP) {
         ax_msg_put(msg->pool, &msg);
     } else if (msg->type != NULL && msg->type->release != NULL) {
         msg->type->release(msg);

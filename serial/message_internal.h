@@ -8,8 +8,4 @@
  * pool has reset it when it was put). */
 void ax__msg_discard(ax_msg_t *msg);
 
-/* Zeroed memory for a message of type: calloc when the type has release
- * (which frees with free()), the message allocator otherwise. */
-void *ax__msg_mem_alloc(const ax_msg_type_t *type);
-
 #endif

@@ -51,12 +51,6 @@ void ax__msgmem_free(void *p, size_t size)
 {
     if (p == NULL)
         return;
-    /* A lookup in mimalloc's segment map: memory from malloc (a message a
-     * user allocated) goes back to malloc. */
-    if (!mi_is_in_heap_region(p)) {
-        free(p);
-        return;
-    }
     MEM_POISON(p, size);
     MEM_HANDOVER_FREE(p);
     mi_free(p);

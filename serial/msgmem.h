@@ -16,9 +16,10 @@
  *             a global list that allocating threads take batches from.
  *   libc      calloc and free, for comparison.
  *
- * ax__msgmem_free accepts memory from the message allocator or from
- * malloc, and gives each back to the allocator it came from, so a message
- * a user allocated with malloc (and ax_msg_init) is still freed right.
+ * Which allocator a message's memory came from is in its header (see
+ * serial/message.c): mimalloc's own ownership test, mi_is_in_heap_region,
+ * only knows memory below 40 TiB, and under ASan mmap places mimalloc's
+ * segments above that.
  */
 #ifndef AXON_SERIAL_MSGMEM_H
 #define AXON_SERIAL_MSGMEM_H
@@ -28,8 +29,9 @@
 /* size zeroed bytes, or NULL. */
 void *ax__msgmem_alloc(size_t size);
 
-/* Free p (from ax__msgmem_alloc or malloc); size is what was asked for
- * (a hint: the pool uses it to find the size class). NULL does nothing. */
+/* Free p, from ax__msgmem_alloc (the pool backend also takes any malloc
+ * block: it checks malloc_usable_size); size is what was asked for. NULL
+ * does nothing. */
 void ax__msgmem_free(void *p, size_t size);
 
 /* The allocator's name: "mimalloc", "pool" or "libc". */

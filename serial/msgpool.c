@@ -74,7 +74,7 @@ static void discard(ax_msg_pool_t *pool, ax_msg_t *msg)
 
 static ax_msg_t *new_message(ax_msg_pool_t *pool)
 {
-    ax_msg_t *msg = ax__msg_mem_alloc(pool->type);
+    ax_msg_t *msg = calloc(1, pool->type->size);
 
     if (msg == NULL)
         return NULL;

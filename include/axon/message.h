@@ -70,7 +70,9 @@ struct ax_msg_s {
     const ax_msg_type_t *type;   /* what the message is */
     ax_ref_t sender;             /* who sent it, set by ax_tell */
     uint64_t to;                 /* runtime: the recipient's id */
-    ax_msg_pool_t *pool;         /* the pool it returns to, or NULL */
+    ax_msg_pool_t *pool;         /* the pool it returns to, or NULL; a
+                                    message from ax_msg_alloc carries a
+                                    mark of the message allocator here */
 };
 
 /*
@@ -114,7 +116,10 @@ struct ax_msg_type_s {
                                ax_msg_t **out);
 };
 
-/* Initialise the header of a message the caller allocated itself. */
+/* Initialise the header of a message the caller allocated itself (with
+ * malloc or calloc, which is how the runtime frees it when its type has no
+ * release). Not for a message from ax_msg_alloc or a pool: that would lose
+ * the mark of where its memory goes back to. */
 void ax_msg_init(ax_msg_t *msg, const ax_msg_type_t *type);
 
 /* type->size zeroed bytes with the header initialised: from the message
@@ -129,9 +134,9 @@ ax_status_t ax_msg_alloc(const ax_msg_type_t *type, ax_msg_t **out);
 void ax_msg_release(ax_msg_t **msg);
 
 /* Free a message's memory, and nothing it owns, with the allocator it came
- * from: the message allocator, or malloc for memory a user allocated with
- * malloc/calloc. For a type's release, in place of free(). NULL does
- * nothing. */
+ * from: the message allocator for a message from ax_msg_alloc (its header
+ * says so), free() otherwise. Usable in a type's release in place of
+ * free(). NULL does nothing. */
 void ax_msg_free(ax_msg_t *msg);
 
 /* ------------------------------------------------------------------ */
