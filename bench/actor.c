@@ -10,7 +10,7 @@
  *   mpsc_xthread          one producer thread, one consumer thread, nodes
  *                         recycled through a window (the fan-in floor)
  *
- * Runtime cases, all on a system with 2 worker threads:
+ * Runtime cases, on a system with `workers` worker threads:
  *
  *   pingpong    2 actors, one message in flight; round trips/s
  *   fanin_8to1  8 sender actors -> 1 receiver, bursts with credit;
@@ -20,6 +20,14 @@
  *               system, each messaged once and stopping itself; actors/s
  *               until all have ended
  *   spawn_from_actor   the same, spawned (in batches) by an actor
+ *   pingpong_alloc  pingpong with a new message (ax_msg_alloc) per hop
+ *   pairs_P     P independent pingpong pairs (P = 1, 4, 16)
+ *   flood_fanin_K  K senders (1, 8, 16) -> 1 receiver: slices of 1000
+ *               messages, each from ax_msg_alloc, then a self-message; no
+ *               credits, no pools (what a new user writes)
+ *   flood_bounded_8  flood_fanin_8 into a mailbox bounded at 100,000:
+ *               senders keep a refused message and yield; RSS growth
+ *   spawn_from_{thread,actor}_W  the spawn cases at W = 2, 4, 8, 16 workers
  *   idle_rss    1,000,000 idle actors alive: resident bytes per actor
  *               (RSS delta / count), the user state's size, and the
  *               runtime's overhead = per-actor RSS - user state
@@ -29,7 +37,13 @@
  * per push+pop (how many bare queue operations one actor message costs).
  * Each case runs TRIALS times; the median is reported.
  *
- * Usage: bench_actor [scale]   (scale 0.1 runs a tenth of every count)
+ * Every case but idle_rss runs each trial in a child process and reports
+ * its peak RSS (peak_rss_kb, the largest over the trials).
+ *
+ * Usage: bench_actor [scale [workers [case-substring]]]
+ *   scale 0.1 runs a tenth of every count; workers (default 2) is every
+ *   system's worker count but the spawn_W cases'; a case runs when its
+ *   name contains case-substring.
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -812,6 +826,92 @@ static double run_flood(size_t total, unsigned nsenders)
     return (double)f.total / t0;
 }
 
+
+/* flood_bounded_K: flood_fanin_K into a receiver with a bounded mailbox
+ * (BOUNDED_CAP). A refused message stays with its sender, which ends the
+ * slice and yields (self-message) before it tries the same one again. */
+#define BOUNDED_CAP 100000u
+
+typedef struct bflood_send {
+    ax_actor_t actor;
+    flood_t *f;
+    uint64_t count;
+    ax_msg_t *kept;
+} bflood_send_t;
+
+static void bflood_slice(ax_actor_t *self)
+{
+    bflood_send_t *s = (bflood_send_t *)self;
+    ax_ref_t me = ax_self(self);
+    ax_msg_t *m = NULL;
+
+    for (unsigned i = 0; i < FLOOD_SLICE; i++) {
+        if (s->kept == NULL) {
+            if (s->count == s->f->per_sender)
+                return;
+            BENCH_CHECK(ax_msg_alloc(&token_type, &s->kept));
+            ((token_t *)s->kept)->n = s->count++;
+        }
+        if (ax_tell(s->f->receiver, &s->kept, me) != AX_OK)
+            break; /* AX_EFULL: kept, try again after yielding */
+    }
+    BENCH_CHECK(ax_msg_alloc(&go_type, &m));
+    BENCH_CHECK(ax_tell(me, &m, me));
+}
+
+static ax_status_t bflood_send_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    (void)msg;
+    bflood_slice(self);
+    return AX_OK;
+}
+
+static const ax_actor_vtable_t bflood_recv_vtable = {
+    .name = "bench.bflood-recv",
+    .size = sizeof(flood_actor_t),
+    .init = flood_init,
+    .receive_local = flood_recv_receive,
+    .mailbox_capacity = BOUNDED_CAP,
+};
+
+static const ax_actor_vtable_t bflood_send_vtable = {
+    .name = "bench.bflood-send",
+    .size = sizeof(bflood_send_t),
+    .init = flood_init,
+    .on_start = bflood_slice,
+    .receive_local = bflood_send_receive,
+};
+
+static long resident_bytes(void);
+static long trial_aux; /* a second figure a trial reports (here: KiB) */
+
+static double run_flood_bounded(size_t total, unsigned nsenders)
+{
+    ax_system_t *sys = bench_system(workers);
+    flood_t f = {.per_sender = total / nsenders};
+    ax_ref_t senders[64];
+    struct rusage ru;
+    long before;
+    double t0;
+
+    f.total = f.per_sender * nsenders;
+    sem_init(&f.done, 0, 0);
+    BENCH_CHECK(ax_spawn(sys, &bflood_recv_vtable, &f, &f.receiver));
+    for (unsigned i = 0; i < nsenders; i++)
+        BENCH_CHECK(ax_create(sys, &bflood_send_vtable, &f, &senders[i]));
+    before = resident_bytes() / 1024;
+    t0 = bench_now_s();
+    for (unsigned i = 0; i < nsenders; i++)
+        BENCH_CHECK(ax_start(senders[i]));
+    sem_wait(&f.done);
+    t0 = bench_now_s() - t0;
+    getrusage(RUSAGE_SELF, &ru);
+    trial_aux = ru.ru_maxrss - before; /* growth of the peak over the flood */
+    bench_system_end(&sys);
+    sem_destroy(&f.done);
+    return (double)f.total / t0;
+}
+
 static long resident_bytes(void)
 {
     long pages_total, pages_res;
@@ -894,6 +994,7 @@ static double case_ring(size_t n, unsigned nodes)
 }
 
 static const char *case_filter; /* the third argument: run matching cases */
+static long last_aux;
 
 static bool selected(const char *name)
 {
@@ -906,8 +1007,8 @@ static double trial_in_child(case_fn fn, size_t n, unsigned param, long *peak_kb
 {
     struct {
         double rate;
-        long peak_kb;
-    } r = {-1, -1};
+        long peak_kb, aux;
+    } r = {-1, -1, 0};
     int fd[2], status;
     pid_t pid;
 
@@ -921,6 +1022,7 @@ static double trial_in_child(case_fn fn, size_t n, unsigned param, long *peak_kb
         r.rate = fn(n, param);
         getrusage(RUSAGE_SELF, &ru);
         r.peak_kb = ru.ru_maxrss;
+        r.aux = trial_aux;
         if (write(fd[1], &r, sizeof r) != (ssize_t)sizeof r)
             _exit(1);
         _exit(0);
@@ -936,15 +1038,19 @@ static double trial_in_child(case_fn fn, size_t n, unsigned param, long *peak_kb
     }
     if (r.peak_kb > *peak_kb)
         *peak_kb = r.peak_kb;
+    if (r.aux > last_aux)
+        last_aux = r.aux;
     return r.rate;
 }
 
-/* The median rate of TRIALS trials; last_peak_kb gets their largest peak. */
+/* The median rate of TRIALS trials; last_peak_kb gets their largest peak,
+ * last_aux their largest trial_aux. */
 static double measure(case_fn fn, size_t n, unsigned param)
 {
     double v[TRIALS];
 
     last_peak_kb = -1;
+    last_aux = 0;
     for (int i = 0; i < TRIALS; i++)
         v[i] = trial_in_child(fn, n, param, &last_peak_kb);
     return bench_median(v, TRIALS);
@@ -1011,6 +1117,18 @@ int main(int argc, char **argv)
         snprintf(extra, sizeof extra, ",\"senders\":%u,\"messages\":%zu,\"slice\":%d", fan_k[i], n,
                  FLOOD_SLICE);
         report(name, "msg", rate, 12e6, 1, "mpsc_xthread", base.xthread, extra);
+    }
+
+    if (selected("flood_bounded_8")) {
+        double limit_kb = 2.0 * BOUNDED_CAP * (double)sizeof(token_t) / 1024;
+
+        rate = measure(run_flood_bounded, n, 8);
+        snprintf(extra, sizeof extra,
+                 ",\"senders\":8,\"messages\":%zu,\"capacity\":%u,\"msg_bytes\":%zu,"
+                 "\"rss_growth_kb\":%ld,\"rss_limit_kb\":%.0f,\"rss_within_limit\":%s",
+                 n, BOUNDED_CAP, sizeof(token_t), last_aux, limit_kb,
+                 (double)last_aux <= limit_kb ? "true" : "false");
+        report("flood_bounded_8", "msg", rate, 0, 1, "mpsc_xthread", base.xthread, extra);
     }
 
     n = bench_scaled(1000000);
