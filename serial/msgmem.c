@@ -38,10 +38,14 @@ const char *ax__msgmem_name(void)
 
 void *ax__msgmem_alloc(size_t size)
 {
-    void *p = mi_zalloc(size);
+    /* mi_malloc, then our own memset: under TSan the hand-over must come
+     * before the first write, and mi_zalloc's memset is intercepted. */
+    void *p = mi_malloc(size);
 
-    if (p != NULL)
+    if (p != NULL) {
         MEM_HANDOVER_ALLOC(p);
+        memset(p, 0, size);
+    }
     return p;
 }
 
