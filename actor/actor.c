@@ -4,6 +4,7 @@
 
 #include "actor/actor_run.h"
 #include "actor/metrics.h"
+#include "actor/bounded.h"
 #include "actor/system.h"
 #include "common/error.h"
 #include "common/grow.h"
@@ -280,21 +281,53 @@ static bool accepts(ax__cell_t *c, ax_ref_t dst)
 
 /* Push onto a local actor's mailbox, or, when it has ended or is sealed,
  * hand to dead letters (or drop a quiet notice). to carries the id and
- * the lane. */
-static void push_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t *msg, ax_ref_t from, unsigned lane,
-                       bool quiet)
+ * the lane. bounded: a full bounded mailbox refuses the message with
+ * AX_EFULL, and the caller keeps it; any other outcome takes it. */
+static ax_status_t push_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t *msg, ax_ref_t from,
+                              unsigned lane, bool quiet, bool bounded)
 {
+    const ax_actor_vtable_t *vt;
+
     msg->sender = from;
     msg->to = dst.id | (uint64_t)lane << AX__TO_LANE_SHIFT;
-    if (!accepts(c, dst)) {
-        if (quiet)
-            ax_msg_release(&msg);
-        else
-            ax_dead_letter(c->sys, &msg, AX_ECLOSED, dst);
-        return;
+    if (!accepts(c, dst))
+        goto closed;
+    /* Read after the word (acquire): create wrote vt before it published
+     * the id. If the cell has been reused since, the check below fails. */
+    vt = c->vt;
+    if (bounded && vt->mailbox_capacity != 0) {
+        ax_status_t st = ax__bound_reserve(c, vt, dst.id);
+
+        if (st != AX_OK)
+            return st;
+        /* The place was taken in this actor's count, unless it ended in
+         * between (the cell may even be another actor's now): then the
+         * place goes back, and the message to dead letters. */
+        if (!accepts(c, dst)) {
+            ax__bound_unreserve(c);
+            goto closed;
+        }
+        msg->to |= AX__TO_COUNTED;
     }
     if (ax__mbox_push(c, &msg->link))
         ax__schedule(c);
+    return AX_OK;
+closed:
+    if (quiet)
+        ax_msg_release(&msg);
+    else
+        ax_dead_letter(c->sys, &msg, AX_ECLOSED, dst);
+    return AX_OK;
+}
+
+static ax_status_t tell_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from,
+                              unsigned lane, bool bounded)
+{
+    ax_status_t st = push_local(c, dst, *msgp, from, lane, false, bounded);
+
+    if (st == AX_OK)
+        *msgp = NULL;
+    return st;
 }
 
 ax_status_t ax_tell(ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from)
@@ -306,9 +339,19 @@ ax_status_t ax_tell(ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from)
     c = local_cell(dst);
     if (c == NULL)
         return ax__tell_remote(dst, msgp, from);
-    push_local(c, dst, *msgp, from, 0, false);
-    *msgp = NULL;
-    return AX_OK;
+    return tell_local(c, dst, msgp, from, 0, true);
+}
+
+ax_status_t ax__tell_unbounded(ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from)
+{
+    ax__cell_t *c;
+
+    if (msgp == NULL || *msgp == NULL)
+        return ax__error(AX_EINVAL, "tell: NULL message");
+    c = local_cell(dst);
+    if (c == NULL)
+        return ax__tell_remote(dst, msgp, from);
+    return tell_local(c, dst, msgp, from, 0, false);
 }
 
 ax_status_t ax_tell_lane(ax_ref_t dst, unsigned lane, ax_msg_t **msgp, ax_ref_t from)
@@ -333,9 +376,7 @@ ax_status_t ax_tell_lane(ax_ref_t dst, unsigned lane, ax_msg_t **msgp, ax_ref_t 
             return ax__error(AX_EINVAL, "tell_lane: lane %u, \"%s\" has %u", lane,
                              vt->name ? vt->name : "?", vt->lanes > 1 ? vt->lanes : 1u);
     }
-    push_local(c, dst, *msgp, from, lane, false);
-    *msgp = NULL;
-    return AX_OK;
+    return tell_local(c, dst, msgp, from, lane, true);
 }
 
 /* Internal notices (child events): like ax_tell, but when the receiver has
@@ -348,6 +389,6 @@ void ax__tell_notice(ax_ref_t dst, ax_msg_t **msgp)
         ax_msg_release(msgp);
         return;
     }
-    push_local(c, dst, *msgp, AX_REF_NULL, 0, true);
+    push_local(c, dst, *msgp, AX_REF_NULL, 0, true, false);
     *msgp = NULL;
 }

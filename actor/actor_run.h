@@ -45,6 +45,10 @@ void ax__tell_children(ax__cell_t *c, ax_status_t (*how)(ax_ref_t));
  * ax_fail's mark either way. */
 ax_status_t ax__take_failure(ax__cell_t *c, ax_status_t st);
 
+/* ax_tell that a bounded mailbox never refuses: for the runtime's own
+ * deliveries (timer messages, ask results). */
+ax_status_t ax__tell_unbounded(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from);
+
 /* A notice to an actor that is dropped, not dead-lettered, if it ended. */
 void ax__tell_notice(ax_ref_t dst, ax_msg_t **msg);
 

@@ -51,13 +51,12 @@ struct ax_future_s {
 const ax_msg_type_t ax_ask_result_type = {
     .name = "axon.ask-result",
     .size = sizeof(ax_ask_result_t),
-    .release = ax__ask_result_release,
+    .reset = ax__ask_result_reset,
 };
 
-void ax__ask_result_release(ax_msg_t *msg)
+void ax__ask_result_reset(ax_msg_t *msg)
 {
     ax_msg_release(&((ax_ask_result_t *)msg)->reply);
-    free(msg);
 }
 
 /* ---- the slot table ------------------------------------------------------- */
@@ -189,7 +188,7 @@ static bool complete(struct ax_future_s *s, uint32_t gen, ax_status_t status, ax
      * ask completed and frees its argument itself. */
     if (timer != 0 && ax__timer_cancel(s->sys->timers, timer) == AX_OK)
         free(targ);
-    if (result != NULL && ax_tell(asker, &result, AX_REF_NULL) != AX_OK)
+    if (result != NULL && ax__tell_unbounded(asker, &result, AX_REF_NULL) != AX_OK)
         ax_msg_release(&result);
     if (recycle)
         slot_recycle(s);

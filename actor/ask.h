@@ -27,7 +27,7 @@ ax_status_t ax__ask_reply(ax_ref_t reply_to, ax_msg_t **reply, ax_ref_t from);
 /* An ask's request could not be delivered: complete it with why. */
 void ax__ask_undelivered(ax_ref_t reply_to, ax_status_t why);
 
-void ax__ask_result_release(ax_msg_t *msg);
+void ax__ask_result_reset(ax_msg_t *msg);
 
 /* Cancel an ask the caller no longer waits for: its timeout is stopped,
  * a reply that comes later goes to dead letters, and the future is

@@ -98,6 +98,10 @@ typedef struct ax__cell_s {
      * threads (ax_register, ax_ref_path); the other flags are the owning
      * worker's, whose own reads need no ordering. */
     uint32_t lflags;
+    /* Bounded mailboxes: messages counted in and not yet taken (see
+     * actor/bounded.c). At a fixed place for every cell, so a sender that
+     * raced with the cell's reuse undoes its count where it made it. */
+    uint32_t mcount;
     /* Metrics (actor/metrics.h): written only by the worker running the
      * actor, read by metrics readers with atomic loads (stale is fine). */
     uint32_t m_epoch;           /* the sample epoch last taken */
@@ -152,8 +156,10 @@ static inline bool ax__mbox_try_wake(ax__cell_t *c)
     return ax__mpsc_try_wake(&c->mbox);
 }
 
-/* The recipient id and the lane that ax_tell_lane put in msg->to. */
+/* The recipient id and the lane that ax_tell_lane put in msg->to, and
+ * whether the message holds a place in a bounded mailbox's count. */
 #define AX__TO_LANE_SHIFT 56
+#define AX__TO_COUNTED (UINT64_C(1) << 63)
 static inline uint64_t ax__to_id(uint64_t to)
 {
     return to & AX__ID_MAX;
@@ -161,7 +167,7 @@ static inline uint64_t ax__to_id(uint64_t to)
 
 static inline unsigned ax__to_lane(uint64_t to)
 {
-    return (unsigned)(to >> AX__TO_LANE_SHIFT);
+    return (unsigned)((to & ~AX__TO_COUNTED) >> AX__TO_LANE_SHIFT);
 }
 
 /* An actor's lanes, after its struct in the same allocation: per-lane
@@ -181,13 +187,38 @@ static inline size_t ax__lanes_offset(const ax_actor_vtable_t *vt)
     return (vt->size + 7) & ~(size_t)7;
 }
 
-/* Bytes the runtime allocates for an actor of vt. */
-static inline size_t ax__cell_size(const ax_actor_vtable_t *vt)
+/* Bytes of the user struct and the lanes. */
+static inline size_t ax__lanes_end(const ax_actor_vtable_t *vt)
 {
     if (vt->lanes <= 1)
         return vt->size;
     return ax__lanes_offset(vt) + sizeof(ax__lanes_t) +
            vt->lanes * sizeof(((ax__lanes_t *)0)->lane[0]);
+}
+
+/* A bounded mailbox's high-water mark, after the lanes: written by the
+ * worker that takes messages, read by ax_mailbox_stats. */
+typedef struct ax__bound_s {
+    uint32_t high_water;
+    uint32_t pad_;
+} ax__bound_t;
+
+static inline size_t ax__bound_offset(const ax_actor_vtable_t *vt)
+{
+    return (ax__lanes_end(vt) + 7) & ~(size_t)7;
+}
+
+/* Bytes the runtime allocates for an actor of vt. */
+static inline size_t ax__cell_size(const ax_actor_vtable_t *vt)
+{
+    if (vt->mailbox_capacity == 0)
+        return ax__lanes_end(vt);
+    return ax__bound_offset(vt) + sizeof(ax__bound_t);
+}
+
+static inline ax__bound_t *ax__bound(ax__cell_t *c, const ax_actor_vtable_t *vt)
+{
+    return (ax__bound_t *)(void *)((unsigned char *)c + ax__bound_offset(vt));
 }
 
 static inline ax__lanes_t *ax__lanes(ax__cell_t *c)

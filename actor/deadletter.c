@@ -4,18 +4,15 @@
 #include "actor/system.h"
 #include "actor/timer.h"
 
-static void dead_letter_release(ax_msg_t *msg)
+static void dead_letter_reset(ax_msg_t *msg)
 {
-    ax_dead_letter_t *dl = (ax_dead_letter_t *)msg;
-
-    ax_msg_release(&dl->msg);
-    free(dl);
+    ax_msg_release(&((ax_dead_letter_t *)msg)->msg);
 }
 
 const ax_msg_type_t ax_dead_letter_type = {
     .name = "axon.dead-letter",
     .size = sizeof(ax_dead_letter_t),
-    .release = dead_letter_release,
+    .reset = dead_letter_reset,
 };
 
 void ax_set_dead_letter_actor(ax_system_t *sys, ax_ref_t ref)
@@ -30,6 +27,7 @@ void ax_dead_letter(ax_system_t *sys, ax_msg_t **msgp, ax_status_t why, ax_ref_t
     ax_msg_t *msg;
     ax__worker_t *w;
     ax_dead_letter_t *dl;
+    ax_msg_t *m;
     ax_ref_t target;
 
     if (msgp == NULL || (msg = *msgp) == NULL)
@@ -63,11 +61,11 @@ void ax_dead_letter(ax_system_t *sys, ax_msg_t **msgp, ax_status_t why, ax_ref_t
     pthread_mutex_lock(&sys->dl_lock);
     target = sys->dl_actor;
     pthread_mutex_unlock(&sys->dl_lock);
-    if (ax_ref_is_null(target) || (dl = calloc(1, sizeof(*dl))) == NULL) {
+    if (ax_ref_is_null(target) || ax_msg_alloc(&ax_dead_letter_type, &m) != AX_OK) {
         ax_msg_release(&msg);
         return;
     }
-    ax_msg_init(&dl->hdr, &ax_dead_letter_type);
+    dl = (ax_dead_letter_t *)m;
     dl->status = why;
     dl->recipient = recipient;
     dl->msg = msg;

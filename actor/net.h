@@ -76,9 +76,11 @@ typedef struct ax__route_cache_s {
 
 /* Deliver a received Data frame to the local actor its envelope names,
  * as a NetMessage. AX_OK takes *frame. Otherwise *frame stays with the
- * caller: AX_ENOTFOUND when no live actor has that id or name (the network
- * returns the frame to its sender in a Status frame), AX_EPROTO for a
- * malformed envelope. */
+ * caller: AX_ENOTFOUND when no live actor has that id or name, AX_EFULL
+ * when that actor's bounded mailbox is full (for both, the network returns
+ * the frame to its sender in a Status frame with that status, and the
+ * sender dead-letters the message with it), AX_EPROTO for a malformed
+ * envelope. */
 ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t session,
                               ax__route_cache_t *cache);
 

@@ -9,6 +9,7 @@
 
 #include "actor/actor_run.h"
 #include "actor/metrics.h"
+#include "actor/bounded.h"
 #include "actor/system.h"
 #include "actor/timer.h"
 #include "common/error.h"
@@ -25,6 +26,17 @@ ax__cell_t *ax__current_cell(void)
 }
 
 /* ---- taking messages ----------------------------------------------------- */
+
+/* Every message leaves the mailbox here: a bounded mailbox's place goes
+ * back. */
+static ax_msg_t *mbox_take(ax__cell_t *c)
+{
+    ax_msg_link_t *l = ax__mbox_pop(c);
+
+    if (l != NULL)
+        ax__bound_taken(c, (ax_msg_t *)l);
+    return (ax_msg_t *)l;
+}
 
 /* A message sent to an earlier actor that had this cell: dead letter. */
 static bool stale(ax__cell_t *c, ax_msg_t *m, uint64_t id)
@@ -84,16 +96,15 @@ static ax_msg_t *lane_next(ax__lanes_t *lz)
 static ax_msg_t *next_message(ax__cell_t *c, uint64_t id)
 {
     ax__lanes_t *lz = ax__lanes(c);
-    ax_msg_link_t *l;
+    ax_msg_t *m;
 
     if (lz == NULL) {
-        while ((l = ax__mbox_pop(c)) != NULL)
-            if (!stale(c, (ax_msg_t *)l, id))
-                return (ax_msg_t *)l;
+        while ((m = mbox_take(c)) != NULL)
+            if (!stale(c, m, id))
+                return m;
         return NULL;
     }
-    for (unsigned i = 0; i < LANE_MOVE_MAX && (l = ax__mbox_pop(c)) != NULL; i++) {
-        ax_msg_t *m = (ax_msg_t *)l;
+    for (unsigned i = 0; i < LANE_MOVE_MAX && (m = mbox_take(c)) != NULL; i++) {
         unsigned lane = ax__to_lane(m->to);
 
         if (!stale(c, m, id))
@@ -113,17 +124,13 @@ static bool drained(ax__cell_t *c)
 void ax__dead_letter_rest(ax__cell_t *c, ax_status_t why)
 {
     ax__lanes_t *lz = ax__lanes(c);
-    ax_msg_link_t *l;
+    ax_msg_t *m;
 
-    while ((l = ax__mbox_pop(c)) != NULL) {
-        ax_msg_t *m = (ax_msg_t *)l;
-
+    while ((m = mbox_take(c)) != NULL)
         ax_dead_letter(c->sys, &m, why, (ax_ref_t){c, ax__to_id(m->to)});
-    }
     for (unsigned lane = 0; lz != NULL && lane < lz->count; lane++) {
         while (lz->lane[lane].head != NULL) {
-            ax_msg_t *m = lane_take(lz, lane);
-
+            m = lane_take(lz, lane);
             ax_dead_letter(c->sys, &m, why, (ax_ref_t){c, ax__to_id(m->to)});
         }
     }

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "actor/actor_run.h"
 #include "actor/system.h"
@@ -59,8 +60,11 @@ static void wake_one(ax_system_t *sys)
 {
     ax__worker_t *w;
 
-    /* The caller made work visible and then fenced (see sched.h). */
-    if (ck_pr_load_32(&sys->nparked) == 0)
+    /* The caller made work visible and then fenced (see sched.h). A
+     * worker that is looking for work will find it, or see it when it
+     * parks (park looks again after its full barrier): waking another
+     * would only add a futex call here and a spinner on a busy core. */
+    if (ck_pr_load_32(&sys->nspinning) != 0 || ck_pr_load_32(&sys->nparked) == 0)
         return;
     ck_spinlock_lock(&sys->park_lock);
     w = sys->parked;
@@ -224,6 +228,37 @@ static ax__cell_t *find_work(ax__worker_t *w)
     return steal(w);
 }
 
+/*
+ * Look for work a while before parking, as one of at most max_spinning
+ * workers: with many workers on few cores, every extra spinner takes a
+ * core from a worker (or a spawning thread) that has work, and every wake
+ * of a parked worker costs its waker a futex call. Counted in nspinning
+ * throughout (also when over the limit, until it parks), so wakers skip
+ * the wake; park's last look covers what they published meanwhile. A
+ * spinner that finds work while more is visible wakes a replacement, so a
+ * burst still spreads over the workers.
+ */
+static ax__cell_t *spin_for_work(ax__worker_t *w)
+{
+    ax_system_t *sys = w->sys;
+    ax__cell_t *c = NULL;
+
+    /* Full barrier: pairs with the waker's fence before it reads
+     * nspinning; one of the two sees the other's write. */
+    if (ck_pr_faa_32(&sys->nspinning, 1) < sys->max_spinning) {
+        for (unsigned i = 0; c == NULL && i < SPIN_ROUNDS; i++) {
+            if (should_exit(sys))
+                break;
+            ck_pr_stall();
+            c = find_work(w);
+        }
+    }
+    ck_pr_dec_32(&sys->nspinning); /* full barrier, as above */
+    if (c != NULL && work_visible(sys))
+        wake_one(sys);
+    return c;
+}
+
 static void *worker_main(void *arg)
 {
     ax__worker_t *w = arg;
@@ -233,12 +268,8 @@ static void *worker_main(void *arg)
     for (;;) {
         ax__cell_t *c = find_work(w);
 
-        for (unsigned i = 0; c == NULL && i < SPIN_ROUNDS; i++) {
-            if (should_exit(sys))
-                break;
-            ck_pr_stall();
-            c = find_work(w);
-        }
+        if (c == NULL)
+            c = spin_for_work(w);
         if (c != NULL) {
             if (ax__cell_run(w, c))
                 ring_push(w, c);
@@ -254,6 +285,11 @@ static void *worker_main(void *arg)
 
 ax_status_t ax__sched_start(ax_system_t *sys)
 {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+    /* Half the cores look for work at most (as Go's scheduler does), and
+     * at least one. */
+    sys->max_spinning = cpus >= 4 ? (uint32_t)(cpus / 2) : 1;
     sys->workers = aligned_alloc(64, sizeof(ax__worker_t) * sys->nworkers);
     if (sys->workers == NULL)
         return ax__error(AX_ENOMEM, "system: out of memory for %u workers", sys->nworkers);

@@ -440,6 +440,11 @@ ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t sess
         return st; /* *frame stays with the caller, to echo back */
     m = &nm->hdr;
     st = ax_tell(dst, &m, AX_REF_NULL);
+    if (st == AX_EFULL) {
+        /* The frame goes back to the caller, to return it to its sender
+         * in a Status frame. */
+        ax_lease_move(frame, &nm->frame);
+    }
     ax_msg_release(&m);
     return st;
 }

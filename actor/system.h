@@ -28,6 +28,8 @@ struct ax_system_s {
     ck_spinlock_t park_lock;
     ax__worker_t *parked;     /* stack of parked workers, under park_lock */
     uint32_t nparked;         /* atomic: how many are in that stack */
+    uint32_t nspinning;       /* atomic: workers looking for work before parking */
+    uint32_t max_spinning;    /* at most this many look at once (sched.c) */
 
     /* Lifecycle. */
     uint64_t next_id;         /* atomic: the last id given out */

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "actor/actor_run.h"
 #include "actor/system.h"
 #include "actor/timer.h"
 #include "common/error.h"
@@ -460,7 +461,7 @@ static void *timer_main(void *arg)
             for (size_t i = 0; i < ndue; i++) {
                 if (due[i].fn != NULL) {
                     due[i].fn(due[i].arg);
-                } else if (ax_tell(due[i].target, &due[i].msg, due[i].msg->sender) != AX_OK) {
+                } else if (ax__tell_unbounded(due[i].target, &due[i].msg, due[i].msg->sender) != AX_OK) {
                     ax__timer_discard(&due[i].msg);
                 }
             }

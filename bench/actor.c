@@ -10,7 +10,7 @@
  *   mpsc_xthread          one producer thread, one consumer thread, nodes
  *                         recycled through a window (the fan-in floor)
  *
- * Runtime cases, all on a system with 2 worker threads:
+ * Runtime cases, on a system with `workers` worker threads:
  *
  *   pingpong    2 actors, one message in flight; round trips/s
  *   fanin_8to1  8 sender actors -> 1 receiver, bursts with credit;
@@ -20,6 +20,14 @@
  *               system, each messaged once and stopping itself; actors/s
  *               until all have ended
  *   spawn_from_actor   the same, spawned (in batches) by an actor
+ *   pingpong_alloc  pingpong with a new message (ax_msg_alloc) per hop
+ *   pairs_P     P independent pingpong pairs (P = 1, 4, 16)
+ *   flood_fanin_K  K senders (1, 8, 16) -> 1 receiver: slices of 1000
+ *               messages, each from ax_msg_alloc, then a self-message; no
+ *               credits, no pools (what a new user writes)
+ *   flood_bounded_8  flood_fanin_8 into a mailbox bounded at 100,000:
+ *               senders keep a refused message and yield; RSS growth
+ *   spawn_from_{thread,actor}_W  the spawn cases at W = 2, 4, 8, 16 workers
  *   idle_rss    1,000,000 idle actors alive: resident bytes per actor
  *               (RSS delta / count), the user state's size, and the
  *               runtime's overhead = per-actor RSS - user state
@@ -29,13 +37,22 @@
  * per push+pop (how many bare queue operations one actor message costs).
  * Each case runs TRIALS times; the median is reported.
  *
- * Usage: bench_actor [scale]   (scale 0.1 runs a tenth of every count)
+ * Every case but idle_rss runs each trial in a child process and reports
+ * its peak RSS (peak_rss_kb, the largest over the trials).
+ *
+ * Usage: bench_actor [scale [workers [case-substring]]]
+ *   scale 0.1 runs a tenth of every count; workers (default 2) is every
+ *   system's worker count but the spawn_W cases'; a case runs when its
+ *   name contains case-substring.
  *        bench_actor --pingpong [scale]   only the pingpong, one line per
  *                    trial (for A/B runs of two builds)
  *        bench_actor --sweep [scale]      fan-in by senders (1-8) and fan-in
  *                    and ring by workers (1-4), for bench/report
  */
 #include <pthread.h>
+#include <stdbool.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -52,10 +69,9 @@
 #include "bench.h"
 
 #define TRIALS 3
-#define WORKERS 2
-
-/* Worker threads for fan-in and ring: WORKERS, except in --sweep. */
-static unsigned sweep_workers = WORKERS;
+/* Workers of every system but the spawn_W cases': the second argument
+ * (--sweep varies it for fan-in and ring). */
+static unsigned workers = 2;
 
 /* ---- the baseline: a bare intrusive Vyukov MPSC queue ------------------ */
 
@@ -180,6 +196,9 @@ static void run_baselines(void)
            "\"ns_per_msg\":%.2f,\"msgs_per_s\":%.0f}\n", base.xthread, 1e9 / base.xthread);
 }
 
+/* The peak RSS of the last case's trials (the largest), in KiB. */
+static long last_peak_kb = -1;
+
 /* One result line. rate is per second of `unit`; msgs_per_unit says how
  * many actor messages one unit is (2 for a round trip). */
 static void report(const char *name, const char *unit, double rate, double target,
@@ -189,9 +208,10 @@ static void report(const char *name, const char *unit, double rate, double targe
 
     printf("{\"bench\":\"actor\",\"case\":\"%s\",\"workers\":%d,\"unit\":\"%s\","
            "\"per_s\":%.0f,\"target_per_s\":%.0f,\"meets_target\":%s,\"ns_per_msg\":%.2f,"
-           "\"baseline\":\"%s\",\"baseline_ns_per_msg\":%.2f,\"ratio_vs_mpsc\":%.2f%s}\n",
-           name, WORKERS, unit, rate, target, rate >= target ? "true" : "false", ns_per_msg,
-           baseline, base_ns, ns_per_msg / base_ns, extra != NULL ? extra : "");
+           "\"baseline\":\"%s\",\"baseline_ns_per_msg\":%.2f,\"ratio_vs_mpsc\":%.2f,"
+           "\"peak_rss_kb\":%ld%s}\n",
+           name, workers, unit, rate, target, rate >= target ? "true" : "false", ns_per_msg,
+           baseline, base_ns, ns_per_msg / base_ns, last_peak_kb, extra != NULL ? extra : "");
 }
 
 typedef struct token {
@@ -253,7 +273,7 @@ static const ax_actor_vtable_t player_vtable = {
 
 static double run_pingpong(size_t round_trips)
 {
-    ax_system_t *sys = bench_system(WORKERS);
+    ax_system_t *sys = bench_system(workers);
     player_args_t pa = {AX_REF_NULL, 0, NULL}, pb;
     ax_ref_t pong, ping;
     ax_msg_t *ball;
@@ -402,7 +422,7 @@ static const ax_actor_vtable_t fan_send_vtable = {
 
 static double run_fanin(unsigned nsenders, size_t total)
 {
-    ax_system_t *sys = bench_system(sweep_workers);
+    ax_system_t *sys = bench_system(workers);
     ax_msg_pool_options_t po = {.initial = 8 * FAN_WINDOW, .max = 8 * FAN_WINDOW};
     ax_msg_pool_options_t cpo = {.initial = 256, .max = 1024};
     fan_t f = {.per_sender = total / nsenders};
@@ -459,7 +479,7 @@ static const ax_actor_vtable_t ring_vtable = {
 
 static double run_ring(size_t nodes, size_t hops)
 {
-    ax_system_t *sys = bench_system(sweep_workers);
+    ax_system_t *sys = bench_system(workers);
     ax_ref_t *refs = malloc(nodes * sizeof(*refs));
     ax_msg_t *tok;
     sem_t done;
@@ -536,9 +556,9 @@ static void wait_count(atomic_uint_fast64_t *v, uint64_t n)
 
 /* Actors per second: spawn, one message each (from a pool), each stops
  * itself; the clock stops when the last one has ended. */
-static double run_spawn(size_t n)
+static double run_spawn(size_t n, unsigned nworkers)
 {
-    ax_system_t *sys = bench_system(WORKERS);
+    ax_system_t *sys = bench_system(nworkers);
     ax_msg_pool_options_t po = {.initial = 4096, .max = 65536};
     ax_msg_pool_t *pool;
     double t0;
@@ -620,9 +640,9 @@ static const ax_actor_vtable_t spawner_vtable = {
     .receive_local = spawner_receive,
 };
 
-static double run_spawn_inside(size_t n)
+static double run_spawn_inside(size_t n, unsigned nworkers)
 {
-    ax_system_t *sys = bench_system(WORKERS);
+    ax_system_t *sys = bench_system(nworkers);
     ax_msg_pool_options_t po = {.initial = 4096, .max = 65536};
     spawner_args_t a;
     ax_ref_t sp;
@@ -638,6 +658,263 @@ static double run_spawn_inside(size_t n)
     bench_system_end(&sys);
     ax_msg_pool_destroy(&a.pool);
     return (double)n / t0;
+}
+
+
+/* ---- what a new user writes: fresh messages, no credits ------------------- */
+
+/* pingpong_alloc: the pingpong above, but each hop allocates a new message
+ * (ax_msg_alloc) and the runtime releases the one received. */
+static ax_status_t player_alloc_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    player_t *p = (player_t *)self;
+    ax_ref_t to = p->peer;
+    ax_msg_t *m = NULL;
+
+    if (ax_ref_is_null(to)) {
+        to = (*msg)->sender;
+    } else if (p->remaining-- == 0) {
+        sem_post(p->done);
+        return AX_OK;
+    }
+    BENCH_CHECK(ax_msg_alloc(&token_type, &m));
+    ax_tell(to, &m, ax_self(self));
+    return AX_OK; /* *msg is released by the runtime */
+}
+
+static const ax_actor_vtable_t player_alloc_vtable = {
+    .name = "bench.player-alloc",
+    .size = sizeof(player_t),
+    .init = player_init,
+    .receive_local = player_alloc_receive,
+};
+
+/* P independent pairs, each doing round_trips / P round trips; round
+ * trips per second over all pairs. */
+static double run_pairs(size_t round_trips, unsigned npairs, const ax_actor_vtable_t *vt)
+{
+    ax_system_t *sys = bench_system(workers);
+    player_args_t pa = {AX_REF_NULL, 0, NULL}, pb;
+    size_t per_pair = round_trips / npairs;
+    ax_ref_t *pings = calloc(npairs, sizeof(*pings));
+    sem_t done;
+    double t0;
+
+    if (pings == NULL)
+        bench_die("calloc", AX_ENOMEM);
+    sem_init(&done, 0, 0);
+    for (unsigned i = 0; i < npairs; i++) {
+        ax_ref_t pong;
+
+        BENCH_CHECK(ax_spawn(sys, vt, &pa, &pong));
+        pb = (player_args_t){pong, per_pair, &done};
+        BENCH_CHECK(ax_spawn(sys, vt, &pb, &pings[i]));
+    }
+    t0 = bench_now_s();
+    for (unsigned i = 0; i < npairs; i++) {
+        ax_msg_t *ball;
+
+        BENCH_CHECK(ax_msg_alloc(&token_type, &ball));
+        BENCH_CHECK(ax_tell(pings[i], &ball, AX_REF_NULL));
+    }
+    for (unsigned i = 0; i < npairs; i++)
+        sem_wait(&done);
+    t0 = bench_now_s() - t0;
+    bench_system_end(&sys);
+    sem_destroy(&done);
+    free(pings);
+    return (double)(per_pair * npairs) / t0;
+}
+
+static double run_pingpong_alloc(size_t round_trips, unsigned unused)
+{
+    (void)unused;
+    return run_pairs(round_trips, 1, &player_alloc_vtable);
+}
+
+static double run_pairs_reuse(size_t round_trips, unsigned npairs)
+{
+    return run_pairs(round_trips, npairs, &player_vtable);
+}
+
+/* flood_fanin_K: each of K senders sends slices of FLOOD_SLICE messages,
+ * each from ax_msg_alloc, to one receiver, then a (fresh) message to
+ * itself to yield the worker. No credits, no pools. */
+#define FLOOD_SLICE 1000
+
+typedef struct flood {
+    uint64_t per_sender, total;
+    ax_ref_t receiver;
+    sem_t done;
+} flood_t;
+
+typedef struct flood_actor {
+    ax_actor_t actor;
+    flood_t *f;
+    uint64_t count; /* sent (a sender) or received (the receiver) */
+} flood_actor_t;
+
+static ax_status_t flood_init(ax_actor_t *self, void *arg)
+{
+    ((flood_actor_t *)self)->f = arg;
+    return AX_OK;
+}
+
+static ax_status_t flood_recv_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    flood_actor_t *r = (flood_actor_t *)self;
+
+    (void)msg;
+    if (++r->count == r->f->total)
+        sem_post(&r->f->done);
+    return AX_OK;
+}
+
+static void flood_slice(ax_actor_t *self)
+{
+    flood_actor_t *s = (flood_actor_t *)self;
+    ax_ref_t me = ax_self(self);
+    ax_msg_t *m = NULL;
+
+    for (unsigned i = 0; i < FLOOD_SLICE && s->count < s->f->per_sender; i++, s->count++) {
+        BENCH_CHECK(ax_msg_alloc(&token_type, &m));
+        ((token_t *)m)->n = s->count;
+        BENCH_CHECK(ax_tell(s->f->receiver, &m, me));
+    }
+    if (s->count < s->f->per_sender) {
+        BENCH_CHECK(ax_msg_alloc(&go_type, &m));
+        BENCH_CHECK(ax_tell(me, &m, me));
+    }
+}
+
+static ax_status_t flood_send_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    (void)msg;
+    flood_slice(self);
+    return AX_OK;
+}
+
+static const ax_actor_vtable_t flood_recv_vtable = {
+    .name = "bench.flood-recv",
+    .size = sizeof(flood_actor_t),
+    .init = flood_init,
+    .receive_local = flood_recv_receive,
+};
+
+static const ax_actor_vtable_t flood_send_vtable = {
+    .name = "bench.flood-send",
+    .size = sizeof(flood_actor_t),
+    .init = flood_init,
+    .on_start = flood_slice,
+    .receive_local = flood_send_receive,
+};
+
+static double run_flood(size_t total, unsigned nsenders)
+{
+    ax_system_t *sys = bench_system(workers);
+    flood_t f = {.per_sender = total / nsenders};
+    ax_ref_t senders[64];
+    double t0;
+
+    f.total = f.per_sender * nsenders;
+    sem_init(&f.done, 0, 0);
+    BENCH_CHECK(ax_spawn(sys, &flood_recv_vtable, &f, &f.receiver));
+    for (unsigned i = 0; i < nsenders; i++)
+        BENCH_CHECK(ax_create(sys, &flood_send_vtable, &f, &senders[i]));
+    t0 = bench_now_s();
+    for (unsigned i = 0; i < nsenders; i++)
+        BENCH_CHECK(ax_start(senders[i]));
+    sem_wait(&f.done);
+    t0 = bench_now_s() - t0;
+    bench_system_end(&sys);
+    sem_destroy(&f.done);
+    return (double)f.total / t0;
+}
+
+
+/* flood_bounded_K: flood_fanin_K into a receiver with a bounded mailbox
+ * (BOUNDED_CAP). A refused message stays with its sender, which ends the
+ * slice and yields (self-message) before it tries the same one again. */
+#define BOUNDED_CAP 100000u
+
+typedef struct bflood_send {
+    ax_actor_t actor;
+    flood_t *f;
+    uint64_t count;
+    ax_msg_t *kept;
+} bflood_send_t;
+
+static void bflood_slice(ax_actor_t *self)
+{
+    bflood_send_t *s = (bflood_send_t *)self;
+    ax_ref_t me = ax_self(self);
+    ax_msg_t *m = NULL;
+
+    for (unsigned i = 0; i < FLOOD_SLICE; i++) {
+        if (s->kept == NULL) {
+            if (s->count == s->f->per_sender)
+                return;
+            BENCH_CHECK(ax_msg_alloc(&token_type, &s->kept));
+            ((token_t *)s->kept)->n = s->count++;
+        }
+        if (ax_tell(s->f->receiver, &s->kept, me) != AX_OK)
+            break; /* AX_EFULL: kept, try again after yielding */
+    }
+    BENCH_CHECK(ax_msg_alloc(&go_type, &m));
+    BENCH_CHECK(ax_tell(me, &m, me));
+}
+
+static ax_status_t bflood_send_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    (void)msg;
+    bflood_slice(self);
+    return AX_OK;
+}
+
+static const ax_actor_vtable_t bflood_recv_vtable = {
+    .name = "bench.bflood-recv",
+    .size = sizeof(flood_actor_t),
+    .init = flood_init,
+    .receive_local = flood_recv_receive,
+    .mailbox_capacity = BOUNDED_CAP,
+};
+
+static const ax_actor_vtable_t bflood_send_vtable = {
+    .name = "bench.bflood-send",
+    .size = sizeof(bflood_send_t),
+    .init = flood_init,
+    .on_start = bflood_slice,
+    .receive_local = bflood_send_receive,
+};
+
+static long resident_bytes(void);
+static long trial_aux; /* a second figure a trial reports (here: KiB) */
+
+static double run_flood_bounded(size_t total, unsigned nsenders)
+{
+    ax_system_t *sys = bench_system(workers);
+    flood_t f = {.per_sender = total / nsenders};
+    ax_ref_t senders[64];
+    struct rusage ru;
+    long before;
+    double t0;
+
+    f.total = f.per_sender * nsenders;
+    sem_init(&f.done, 0, 0);
+    BENCH_CHECK(ax_spawn(sys, &bflood_recv_vtable, &f, &f.receiver));
+    for (unsigned i = 0; i < nsenders; i++)
+        BENCH_CHECK(ax_create(sys, &bflood_send_vtable, &f, &senders[i]));
+    before = resident_bytes() / 1024;
+    t0 = bench_now_s();
+    for (unsigned i = 0; i < nsenders; i++)
+        BENCH_CHECK(ax_start(senders[i]));
+    sem_wait(&f.done);
+    t0 = bench_now_s() - t0;
+    getrusage(RUSAGE_SELF, &ru);
+    trial_aux = ru.ru_maxrss - before; /* growth of the peak over the flood */
+    bench_system_end(&sys);
+    sem_destroy(&f.done);
+    return (double)f.total / t0;
 }
 
 static long resident_bytes(void)
@@ -659,7 +936,7 @@ static long resident_bytes(void)
  * resident in the heap and would hide the growth. */
 static double run_idle_rss(size_t n)
 {
-    ax_system_t *sys = bench_system(WORKERS);
+    ax_system_t *sys = bench_system(workers);
     ax_ref_t warm;
     long before, after;
 
@@ -701,10 +978,94 @@ static double idle_rss_in_child(size_t n)
     return per_actor;
 }
 
-int main(int argc, char **argv)
+/* ---- running cases: each trial in a child process ---------------------- */
+
+typedef double (*case_fn)(size_t n, unsigned param);
+
+static double case_pingpong(size_t n, unsigned unused)
+{
+    (void)unused;
+    return run_pingpong(n);
+}
+
+static double case_fanin(size_t n, unsigned nsenders)
+{
+    return run_fanin(nsenders, n);
+}
+
+static double case_ring(size_t n, unsigned nodes)
+{
+    return run_ring(nodes, n);
+}
+
+static const char *case_filter; /* the third argument: run matching cases */
+static long last_aux;
+
+static bool selected(const char *name)
+{
+    return case_filter == NULL || strstr(name, case_filter) != NULL;
+}
+
+/* Run fn(n, param) in a fork of this process, so that each trial's peak
+ * RSS (ru_maxrss) is its own: the rate comes back through a pipe. */
+static double trial_in_child(case_fn fn, size_t n, unsigned param, long *peak_kb)
+{
+    struct {
+        double rate;
+        long peak_kb, aux;
+    } r = {-1, -1, 0};
+    int fd[2], status;
+    pid_t pid;
+
+    fflush(stdout);
+    if (pipe(fd) != 0 || (pid = fork()) < 0)
+        bench_die("fork", AX_ENOMEM);
+    if (pid == 0) {
+        struct rusage ru;
+
+        close(fd[0]);
+        r.rate = fn(n, param);
+        getrusage(RUSAGE_SELF, &ru);
+        r.peak_kb = ru.ru_maxrss;
+        r.aux = trial_aux;
+        if (write(fd[1], &r, sizeof r) != (ssize_t)sizeof r)
+            _exit(1);
+        _exit(0);
+    }
+    close(fd[1]);
+    if (read(fd[0], &r, sizeof r) != (ssize_t)sizeof r)
+        r.rate = -1;
+    close(fd[0]);
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || r.rate < 0) {
+        fprintf(stderr, "%s: a trial failed\n", BENCH_NAME);
+        exit(1);
+    }
+    if (r.peak_kb > *peak_kb)
+        *peak_kb = r.peak_kb;
+    if (r.aux > last_aux)
+        last_aux = r.aux;
+    return r.rate;
+}
+
+/* The median rate of TRIALS trials; last_peak_kb gets their largest peak,
+ * last_aux their largest trial_aux. */
+static double measure(case_fn fn, size_t n, unsigned param)
 {
     double v[TRIALS];
-    char extra[256];
+
+    last_peak_kb = -1;
+    last_aux = 0;
+    for (int i = 0; i < TRIALS; i++)
+        v[i] = trial_in_child(fn, n, param, &last_peak_kb);
+    return bench_median(v, TRIALS);
+}
+
+int main(int argc, char **argv)
+{
+    static const unsigned fan_k[] = {1, 8, 16}, pair_p[] = {1, 4, 16}, spawn_w[] = {2, 4, 8, 16};
+    double rate, reuse_ns = 0, v[TRIALS];
+    char extra[256], name[64];
     size_t n;
 
     if (argc > 2 && strcmp(argv[1], "--idle-rss") == 0) {
@@ -732,12 +1093,12 @@ int main(int argc, char **argv)
                 v[i] = run_fanin(s, n);
             printf("{\"bench\":\"actor\",\"case\":\"fanin_by_senders\",\"senders\":%u,"
                    "\"workers\":%u,\"messages\":%zu,\"per_s\":%.0f}\n",
-                   s, sweep_workers, n, bench_median(v, TRIALS));
+                   s, workers, n, bench_median(v, TRIALS));
         }
         for (unsigned w = 1; w <= 4; w *= 2) {
             double fan, ring;
 
-            sweep_workers = w;
+            workers = w;
             for (int i = 0; i < TRIALS; i++)
                 v[i] = run_fanin(8, n);
             fan = bench_median(v, TRIALS);
@@ -750,60 +1111,117 @@ int main(int argc, char **argv)
         return 0;
     }
     bench_set_scale(argc > 1 ? argv[1] : NULL);
+    if (argc > 2 && strtoul(argv[2], NULL, 10) > 0)
+        workers = (unsigned)strtoul(argv[2], NULL, 10);
+    case_filter = argc > 3 ? argv[3] : NULL;
     setvbuf(stdout, NULL, _IOLBF, 0);
     run_baselines();
 
     n = bench_scaled(2000000);
-    for (int i = 0; i < TRIALS; i++)
-        v[i] = run_pingpong(n);
-    snprintf(extra, sizeof extra, ",\"round_trips\":%zu", n);
-    report("pingpong", "round_trip", bench_median(v, TRIALS), 5e6, 2, "mpsc_same_thread", base.same,
-           extra);
+    if (selected("pingpong")) {
+        rate = measure(case_pingpong, n, 0);
+        reuse_ns = 1e9 / rate;
+        snprintf(extra, sizeof extra, ",\"round_trips\":%zu", n);
+        report("pingpong", "round_trip", rate, 5e6, 2, "mpsc_same_thread", base.same, extra);
+    }
+    if (selected("pingpong_alloc")) {
+        rate = measure(run_pingpong_alloc, n, 0);
+        /* Target: at most 1.3x the time of the reuse pingpong, same run. */
+        snprintf(extra, sizeof extra, ",\"round_trips\":%zu,\"ratio_vs_pingpong\":%.2f", n,
+                 reuse_ns > 0 ? 1e9 / rate / reuse_ns : 0);
+        report("pingpong_alloc", "round_trip", rate, reuse_ns > 0 ? 1e9 / (1.3 * reuse_ns) : 0, 2,
+               "mpsc_same_thread", base.same, extra);
+    }
+    for (size_t i = 0; i < sizeof pair_p / sizeof pair_p[0]; i++) {
+        snprintf(name, sizeof name, "pairs_%u", pair_p[i]);
+        if (!selected(name))
+            continue;
+        rate = measure(run_pairs_reuse, n, pair_p[i]);
+        snprintf(extra, sizeof extra, ",\"pairs\":%u,\"round_trips\":%zu", pair_p[i], n);
+        report(name, "round_trip", rate, 0, 2, "mpsc_same_thread", base.same, extra);
+    }
 
     n = bench_scaled(8000000);
-    for (int i = 0; i < TRIALS; i++)
-        v[i] = run_fanin(8, n);
-    snprintf(extra, sizeof extra, ",\"messages\":%zu", n);
-    report("fanin_8to1", "msg", bench_median(v, TRIALS), 20e6, 1, "mpsc_xthread", base.xthread, extra);
+    if (selected("fanin_8to1")) {
+        rate = measure(case_fanin, n, 8);
+        snprintf(extra, sizeof extra, ",\"messages\":%zu", n);
+        report("fanin_8to1", "msg", rate, 20e6, 1, "mpsc_xthread", base.xthread, extra);
+    }
+    if (selected("fanin_1to1")) {
+        rate = measure(case_fanin, bench_scaled(4000000), 1);
+        snprintf(extra, sizeof extra, ",\"messages\":%zu", bench_scaled(4000000));
+        report("fanin_1to1", "msg", rate, 0, 1, "mpsc_xthread", base.xthread, extra);
+    }
+    for (size_t i = 0; i < sizeof fan_k / sizeof fan_k[0]; i++) {
+        snprintf(name, sizeof name, "flood_fanin_%u", fan_k[i]);
+        if (!selected(name))
+            continue;
+        rate = measure(run_flood, n, fan_k[i]);
+        snprintf(extra, sizeof extra, ",\"senders\":%u,\"messages\":%zu,\"slice\":%d", fan_k[i], n,
+                 FLOOD_SLICE);
+        report(name, "msg", rate, 12e6, 1, "mpsc_xthread", base.xthread, extra);
+    }
 
-    n = bench_scaled(4000000);
-    for (int i = 0; i < TRIALS; i++)
-        v[i] = run_fanin(1, n);
-    snprintf(extra, sizeof extra, ",\"messages\":%zu", n);
-    report("fanin_1to1", "msg", bench_median(v, TRIALS), 0, 1, "mpsc_xthread", base.xthread, extra);
+    if (selected("flood_bounded_8")) {
+        double limit_kb = 2.0 * BOUNDED_CAP * (double)sizeof(token_t) / 1024;
+
+        rate = measure(run_flood_bounded, n, 8);
+        snprintf(extra, sizeof extra,
+                 ",\"senders\":8,\"messages\":%zu,\"capacity\":%u,\"msg_bytes\":%zu,"
+                 "\"rss_growth_kb\":%ld,\"rss_limit_kb\":%.0f,\"rss_within_limit\":%s",
+                 n, BOUNDED_CAP, sizeof(token_t), last_aux, limit_kb,
+                 (double)last_aux <= limit_kb ? "true" : "false");
+        report("flood_bounded_8", "msg", rate, 0, 1, "mpsc_xthread", base.xthread, extra);
+    }
 
     n = bench_scaled(1000000);
-    for (int i = 0; i < TRIALS; i++)
-        v[i] = run_ring(1000, n);
-    snprintf(extra, sizeof extra, ",\"actors\":1000,\"hops\":%zu", n);
-    report("ring", "hop", bench_median(v, TRIALS), 10e6, 1, "mpsc_same_thread", base.same, extra);
+    if (selected("ring")) {
+        rate = measure(case_ring, n, 1000);
+        snprintf(extra, sizeof extra, ",\"actors\":1000,\"hops\":%zu", n);
+        report("ring", "hop", rate, 10e6, 1, "mpsc_same_thread", base.same, extra);
+    }
 
     n = bench_scaled(1000000);
-    for (int i = 0; i < TRIALS; i++)
-        v[i] = run_spawn(n);
     snprintf(extra, sizeof extra, ",\"actors\":%zu", n);
     /* Per actor: a spawn, a start, one message, a stop and an end. */
-    report("spawn_from_thread", "actor", bench_median(v, TRIALS), 3e6, 1, "mpsc_same_thread",
-           base.same, extra);
+    if (selected("spawn_from_thread")) {
+        rate = measure(run_spawn, n, workers);
+        report("spawn_from_thread", "actor", rate, 3e6, 1, "mpsc_same_thread", base.same, extra);
+    }
+    if (selected("spawn_from_actor")) {
+        rate = measure(run_spawn_inside, n, workers);
+        report("spawn_from_actor", "actor", rate, 3e6, 1, "mpsc_same_thread", base.same, extra);
+    }
+    for (size_t i = 0; i < sizeof spawn_w / sizeof spawn_w[0]; i++) {
+        unsigned saved = workers;
 
-    for (int i = 0; i < TRIALS; i++)
-        v[i] = run_spawn_inside(n);
-    report("spawn_from_actor", "actor", bench_median(v, TRIALS), 3e6, 1, "mpsc_same_thread", base.same,
-           extra);
+        snprintf(name, sizeof name, "spawn_W%u", spawn_w[i]);
+        if (!selected(name))
+            continue;
+        /* From a thread, then from an actor, with W workers. */
+        workers = spawn_w[i];
+        rate = measure(run_spawn, n, spawn_w[i]);
+        snprintf(name, sizeof name, "spawn_from_thread_W%u", spawn_w[i]);
+        report(name, "actor", rate, 2e6, 1, "mpsc_same_thread", base.same, extra);
+        rate = measure(run_spawn_inside, n, spawn_w[i]);
+        snprintf(name, sizeof name, "spawn_from_actor_W%u", spawn_w[i]);
+        report(name, "actor", rate, 2e6, 1, "mpsc_same_thread", base.same, extra);
+        workers = saved;
+    }
 
     n = bench_scaled(1000000);
-    for (int i = 0; i < TRIALS; i++)
-        v[i] = idle_rss_in_child(n);
-    {
+    if (selected("idle_rss")) {
+        for (int i = 0; i < TRIALS; i++)
+            v[i] = idle_rss_in_child(n);
         double per_actor = bench_median(v, TRIALS);
         double user = (double)(sizeof(small_t) - sizeof(ax_actor_t));
         double overhead = per_actor - user;
 
-        printf("{\"bench\":\"actor\",\"case\":\"idle_rss\",\"workers\":%d,\"actors\":%zu,"
+        printf("{\"bench\":\"actor\",\"case\":\"idle_rss\",\"workers\":%u,\"actors\":%zu,"
                "\"rss_bytes_per_actor\":%.1f,\"user_state_bytes\":%.0f,"
                "\"actor_struct_bytes\":%zu,\"runtime_overhead_bytes\":%.1f,"
                "\"target_overhead_bytes\":128,\"meets_target\":%s}\n",
-               WORKERS, n, per_actor, user, sizeof(small_t), overhead,
+               workers, n, per_actor, user, sizeof(small_t), overhead,
                overhead <= 128.0 ? "true" : "false");
     }
     return 0;

@@ -14,10 +14,25 @@ pkg_check_modules(MHD REQUIRED IMPORTED_TARGET libmicrohttpd)
 # libboost_context, found as a plain library (its CMake package wants C++).
 find_library(AXON_BOOST_CONTEXT_LIBRARY NAMES boost_context REQUIRED)
 
+# Message memory (serial/msgmem.h): mimalloc through its own mi_ API (the
+# program's malloc stays glibc's), a per-thread pool, or libc. The numbers
+# behind the default are in actor/NOTES.md.
+set(AXON_MSG_ALLOCATOR "mimalloc" CACHE STRING "Message allocator: mimalloc, pool or libc")
+set_property(CACHE AXON_MSG_ALLOCATOR PROPERTY STRINGS mimalloc pool libc)
+if(NOT AXON_MSG_ALLOCATOR MATCHES "^(mimalloc|pool|libc)$")
+  message(FATAL_ERROR "AXON_MSG_ALLOCATOR: unknown allocator '${AXON_MSG_ALLOCATOR}'")
+endif()
+string(TOUPPER "AXON_MSGMEM_${AXON_MSG_ALLOCATOR}" AXON_MSGMEM_DEFINE)
+
 add_library(axon_deps INTERFACE)
 target_link_libraries(axon_deps INTERFACE
   msgpackc PkgConfig::CK PkgConfig::LIBCONFIG PkgConfig::SODIUM PkgConfig::MHD Threads::Threads
   ${AXON_BOOST_CONTEXT_LIBRARY})
+if(AXON_MSG_ALLOCATOR STREQUAL "mimalloc")
+  find_package(mimalloc 2 CONFIG REQUIRED)
+  target_link_libraries(axon_deps INTERFACE mimalloc)
+  set(AXON_PC_LIBS_PRIVATE "-lmimalloc") # Debian ships no mimalloc.pc
+endif()
 install(TARGETS axon_deps EXPORT axon-targets)
 
 if(AXON_BUILD_TESTS)

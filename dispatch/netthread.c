@@ -753,8 +753,10 @@ static bool on_frame(ax__conn_t *c, ax_lease_t *frame)
         c->rx_frames++;
         ax__counter_add(&net->c.frames_received, 1);
         st = ax__deliver_frame(net->sys, frame, c->session, &c->route);
-        if (st == AX_ENOTFOUND)
-            send_status(c, AX_ENOTFOUND, c->rx_frames, frame);
+        /* No such actor, or its bounded mailbox is full: the frame goes
+         * back to its sender, who dead-letters it with this status. */
+        if (st == AX_ENOTFOUND || st == AX_EFULL)
+            send_status(c, st, c->rx_frames, frame);
         ax_lease_release(frame); /* empty when delivered */
         if (st == AX_EPROTO) {
             ax__conn_malformed(c, st);

@@ -7,13 +7,15 @@
 
 /* ---- bytes and strings ------------------------------------------------ */
 
-static void bytes_release(ax_msg_t *msg)
+/* Drops what the message owns; with no release, the runtime then frees
+ * the message itself with the allocator it came from. */
+static void bytes_reset(ax_msg_t *msg)
 {
     ax_bytes_msg_t *b = (ax_bytes_msg_t *)msg;
 
     ax_lease_release(&b->hold);
     free(b->owned);
-    free(b);
+    b->owned = NULL;
 }
 
 static size_t bytes_hint(const ax_msg_t *msg)
@@ -123,7 +125,7 @@ static ax_status_t string_view_deserialise(const msgpack_object *obj, const ax_p
     const ax_msg_type_t var = {                                                                    \
         .name = tname,                                                                             \
         .size = sizeof(ax_bytes_msg_t),                                                            \
-        .release = bytes_release,                                                                  \
+        .reset = bytes_reset,                                                                      \
         .serialiser_id = id,                                                                       \
         .size_hint = bytes_hint,                                                                   \
         .serialise = ser,                                                                          \
@@ -192,15 +194,17 @@ ax_status_t ax_u64_msg_new(uint64_t value, ax_msg_t **out)
 
 /* ---- any msgpack object --------------------------------------------------- */
 
-static void object_release(ax_msg_t *msg)
+/* As bytes_reset. */
+static void object_reset(ax_msg_t *msg)
 {
     ax_object_msg_t *o = (ax_object_msg_t *)msg;
 
     if (o->zone != NULL)
         msgpack_zone_free(o->zone);
+    o->zone = NULL;
     ax_lease_release(&o->hold);
     free(o->owned);
-    free(o);
+    o->owned = NULL;
 }
 
 static ax_status_t object_serialise(const ax_msg_t *msg, msgpack_packer *pk)
@@ -293,7 +297,7 @@ static ax_status_t object_view_deserialise(const msgpack_object *obj, const ax_p
 const ax_msg_type_t ax_object_type = {
     .name = "axon.msgpack",
     .size = sizeof(ax_object_msg_t),
-    .release = object_release,
+    .reset = object_reset,
     .serialiser_id = AX_SER_MSGPACK,
     .serialise = object_serialise,
     .deserialise = object_deserialise,
@@ -302,7 +306,7 @@ const ax_msg_type_t ax_object_type = {
 const ax_msg_type_t ax_object_view_type = {
     .name = "axon.msgpack-view",
     .size = sizeof(ax_object_msg_t),
-    .release = object_release,
+    .reset = object_reset,
     .serialiser_id = AX_SER_MSGPACK,
     .serialise = object_serialise,
     .deserialise = object_view_deserialise,

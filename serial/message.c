@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "serial/message_internal.h"
+#include "serial/msgmem.h"
 #include "common/error.h"
 
 void ax_msg_init(ax_msg_t *msg, const ax_msg_type_t *type)
@@ -14,6 +15,13 @@ void ax_msg_init(ax_msg_t *msg, const ax_msg_type_t *type)
     msg->pool = NULL;
 }
 
+/* The pool of a message from the message allocator: an address no pool
+ * has. A message from ax_msg_alloc carries it, so releasing the message
+ * sends it back to the message allocator and nowhere else; every other
+ * message (a pool's, or one a user allocated) is freed with free(). */
+static char msg_heap_tag;
+#define MSG_HEAP ((ax_msg_pool_t *)(void *)&msg_heap_tag)
+
 ax_status_t ax_msg_alloc(const ax_msg_type_t *type, ax_msg_t **out)
 {
     ax_msg_t *msg;
@@ -23,12 +31,25 @@ ax_status_t ax_msg_alloc(const ax_msg_type_t *type, ax_msg_t **out)
     if (type->size < sizeof(ax_msg_t))
         return ax__error(AX_EINVAL, "msg_alloc \"%s\": size %zu is smaller than ax_msg_t (%zu)",
                          type->name ? type->name : "?", type->size, sizeof(ax_msg_t));
-    msg = calloc(1, type->size);
+    /* A type with release frees its messages itself, with free(). */
+    msg = type->release != NULL ? calloc(1, type->size) : ax__msgmem_alloc(type->size);
     if (msg == NULL)
         return ax__error(AX_ENOMEM, "msg_alloc \"%s\": out of memory", type->name);
     ax_msg_init(msg, type);
+    if (type->release == NULL)
+        msg->pool = MSG_HEAP;
     *out = msg;
     return AX_OK;
+}
+
+void ax_msg_free(ax_msg_t *msg)
+{
+    if (msg == NULL)
+        return;
+    if (msg->pool == MSG_HEAP)
+        ax__msgmem_free(msg, msg->type->size);
+    else
+        free(msg);
 }
 
 void ax__msg_discard(ax_msg_t *msg)
@@ -36,7 +57,7 @@ void ax__msg_discard(ax_msg_t *msg)
     if (msg->type != NULL && msg->type->release != NULL)
         msg->type->release(msg);
     else
-        free(msg);
+        ax_msg_free(msg);
 }
 
 void ax_msg_release(ax_msg_t **msgp)
@@ -46,8 +67,14 @@ void ax_msg_release(ax_msg_t **msgp)
     if (msgp == NULL || (msg = *msgp) == NULL)
         return;
     *msgp = NULL;
-    if (msg->pool != NULL)
+    if (msg->pool != NULL && msg->pool != MSG_HEAP) {
         ax_msg_put(msg->pool, &msg);
-    else
-        ax__msg_discard(msg);
+    } else if (msg->type != NULL && msg->type->release != NULL) {
+        msg->type->release(msg);
+    } else {
+        /* Without release, reset drops what the message holds. */
+        if (msg->type != NULL && msg->type->reset != NULL)
+            msg->type->reset(msg);
+        ax_msg_free(msg);
+    }
 }

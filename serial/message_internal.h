@@ -4,7 +4,8 @@
 
 #include "axon/message.h"
 
-/* Free a message for good: type->release, or free(). */
+/* Free a message for good: type->release, or ax_msg_free (no reset: a
+ * pool has reset it when it was put). */
 void ax__msg_discard(ax_msg_t *msg);
 
 #endif

@@ -13,16 +13,9 @@ static void net_msg_reset(ax_msg_t *msg)
     ax_lease_release(&((ax_net_msg_t *)msg)->frame);
 }
 
-static void net_msg_release(ax_msg_t *msg)
-{
-    net_msg_reset(msg);
-    free(msg);
-}
-
 const ax_msg_type_t ax_net_msg_type = {
     .name = "axon.net-message",
     .size = sizeof(ax_net_msg_t),
-    .release = net_msg_release,
     .reset = net_msg_reset,
 };
 

@@ -97,10 +97,10 @@ extern "C" {
 typedef struct ax_system_s ax_system_t;
 typedef struct ax_config_s ax_config_t;
 
-/* The runtime's part of an actor, 104 bytes. Only the runtime reads or
+/* The runtime's part of an actor, 112 bytes. Only the runtime reads or
  * writes it. */
 typedef struct ax_actor_s {
-    uint64_t opaque_[13];
+    uint64_t opaque_[14];
 } ax_actor_t;
 
 typedef struct ax_actor_vtable_s {
@@ -132,6 +132,14 @@ typedef struct ax_actor_vtable_s {
     /* Mailbox lanes, in priority order (0 and 1 both mean one lane); at
      * most AX_MAX_LANES. See ax_tell_lane. */
     unsigned lanes;
+    /* A bounded mailbox: at most this many messages sent with ax_tell,
+     * ax_tell_lane or ax_ask (or from the network) wait in it; one more
+     * is refused with AX_EFULL and stays with its sender. A message
+     * counts until the worker takes it from the mailbox (an actor with
+     * lanes takes up to 4096 at a time into its lanes). Timer messages,
+     * ask results and child events are never refused. 0: unbounded, and
+     * no count is kept. See ax_mailbox_stats. */
+    uint32_t mailbox_capacity;
 } ax_actor_vtable_t;
 
 #define AX_MAX_LANES 8
@@ -188,6 +196,19 @@ AX_API void ax_system_stats(ax_system_t *sys, ax_system_stats_t *out);
 /* Number of worker threads. */
 AX_API unsigned ax_system_workers(const ax_system_t *sys);
 
+/* A bounded mailbox, now: its capacity, the messages waiting in it, and
+ * the most that ever waited (the high-water mark). */
+typedef struct ax_mailbox_stats_s {
+    uint32_t capacity;
+    uint32_t queued;
+    uint32_t high_water;
+} ax_mailbox_stats_t;
+
+/* The mailbox of the live local actor ref names. AX_ENOTFOUND when it has
+ * ended, AX_EINVAL for a ref that is not a local actor's, AX_ESTATE for an
+ * unbounded mailbox (it keeps no count). Any thread. */
+AX_API ax_status_t ax_mailbox_stats(ax_ref_t ref, ax_mailbox_stats_t *out);
+
 /* ------------------------------------------------------------------ */
 /* Actors                                                              */
 /* ------------------------------------------------------------------ */
@@ -235,7 +256,10 @@ AX_API uint64_t ax_ref_id(ax_ref_t ref);
  * AX_ECLOSED (also after a shutdown). Any other status: nothing was sent
  * and the caller still owns *msg: AX_EINVAL (NULL msg, null ref, a type
  * without a serialiser for a remote ref), AX_ENOTFOUND (a remote ref in a
- * system without a network).
+ * system without a network), AX_EFULL (dst's bounded mailbox is full: try
+ * again later, from a timer or a self-message, never in a loop in a
+ * handler). A remote actor's full mailbox sends the message to dead
+ * letters with AX_EFULL, on this side.
  */
 AX_API ax_status_t ax_tell(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from);
 

@@ -78,14 +78,24 @@ struct ax_msg_s {
     const ax_msg_type_t *type;   /* what the message is */
     ax_ref_t sender;             /* who sent it, set by ax_tell */
     uint64_t to;                 /* runtime: the recipient's id */
-    ax_msg_pool_t *pool;         /* the pool it returns to, or NULL */
+    ax_msg_pool_t *pool;         /* the pool it returns to, or NULL; a
+                                    message from ax_msg_alloc carries a
+                                    mark of the message allocator here */
 };
 
 /*
  * A message type. name and size are required. release, when set, frees
- * everything the message owns and the message itself; when NULL, releasing
- * a message not from a pool calls free(msg). A message from a pool returns
- * to its pool instead, and release is called only when the pool discards it.
+ * everything the message owns and the message itself (with free(), or
+ * ax_msg_free). When release is NULL, releasing a message not from a pool
+ * calls reset (if set) to drop what it owns, then frees its memory with
+ * ax_msg_free. A message from a pool returns to its pool instead (reset
+ * runs), and release is called only when the pool discards it.
+ *
+ * Memory: ax_msg_alloc gives a type without release memory from Axon's
+ * message allocator, built for messages freed on another thread than the
+ * one that allocated them (actor/NOTES.md); a type with release gets
+ * calloc memory, since its release frees it. So for the fast path, drop
+ * owned resources in reset and leave release NULL.
  *
  * The serialiser fields make a type sendable over the network or with
  * ax_tell_serialised (axon/serial.h). serialiser_id 0 means local only.
@@ -114,16 +124,28 @@ struct ax_msg_type_s {
                                ax_msg_t **out);
 };
 
-/* Initialise the header of a message the caller allocated itself. */
+/* Initialise the header of a message the caller allocated itself (with
+ * malloc or calloc, which is how the runtime frees it when its type has no
+ * release). Not for a message from ax_msg_alloc or a pool: that would lose
+ * the mark of where its memory goes back to. */
 AX_API void ax_msg_init(ax_msg_t *msg, const ax_msg_type_t *type);
 
-/* calloc(type->size) with the header initialised. AX_EINVAL when type is
- * NULL or type->size is smaller than the header, AX_ENOMEM. */
+/* type->size zeroed bytes with the header initialised: from the message
+ * allocator, or calloc for a type with release (see ax_msg_type_t). The
+ * caller owns the message; give it away with ax_tell, or release it with
+ * ax_msg_release, never with free(). AX_EINVAL when type is NULL or
+ * type->size is smaller than the header, AX_ENOMEM. */
 AX_API ax_status_t ax_msg_alloc(const ax_msg_type_t *type, ax_msg_t **out);
 
 /* Release a message the caller owns: back to its pool, or type->release,
- * or free(). Sets *msg to NULL; a NULL *msg does nothing. */
+ * or reset and ax_msg_free. Sets *msg to NULL; a NULL *msg does nothing. */
 AX_API void ax_msg_release(ax_msg_t **msg);
+
+/* Free a message's memory, and nothing it owns, with the allocator it came
+ * from: the message allocator for a message from ax_msg_alloc (its header
+ * says so), free() otherwise. Usable in a type's release in place of
+ * free(). NULL does nothing. */
+AX_API void ax_msg_free(ax_msg_t *msg);
 
 /* ------------------------------------------------------------------ */
 /* Message pools (thread-safe)                                         */

@@ -45,7 +45,8 @@ extern "C" {
     X(ETYPE, 14, "wrong message type or serialiser id")                      \
     X(EIO, 15, "input/output error")                                         \
     X(ECANCELED, 16, "canceled")                                             \
-    X(EFAILED, 17, "actor failed")
+    X(EFAILED, 17, "actor failed")                                           \
+    X(EFULL, 18, "mailbox full")
 
 typedef enum ax_status_e {
 #define AX__STATUS_ENUM(name, byte, msg) AX_##name = -(byte),

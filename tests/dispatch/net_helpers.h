@@ -132,7 +132,7 @@ static inline ax_status_t seq_send(ax_actor_t *self, ax_ref_t dst, uint64_t seq,
 static inline ax_status_t nt_named_path(ax_system_t *sys, const char *name, ax_path_t *out)
 {
     ax_addr_t a;
-    char addr[AX_PATH_STR_MAX], text[AX_PATH_STR_MAX + 8];
+    char addr[AX_PATH_STR_MAX], text[2 * AX_PATH_STR_MAX + 8];
 
     ax_system_address(sys, &a);
     ax_addr_format(&a, addr, sizeof addr);

@@ -1,0 +1,259 @@
+/* Message memory: mimalloc, a per-thread pool, or libc (see msgmem.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "serial/msgmem.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define MEM_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define MEM_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define MEM_POISON(p, n) ((void)(p), (void)(n))
+#define MEM_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+#if defined(AXON_TSAN)
+/* The allocators' own synchronisation is invisible to TSan (mimalloc is
+ * not instrumented; the pool's hand-over is, but reuse of an address is
+ * what TSan must see): a free releases the address and the allocation
+ * that returns it acquires it, as TSan's own malloc interceptors do. */
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define MEM_HANDOVER_FREE(p) __tsan_release(p)
+#define MEM_HANDOVER_ALLOC(p) __tsan_acquire(p)
+#else
+#define MEM_HANDOVER_FREE(p) ((void)(p))
+#define MEM_HANDOVER_ALLOC(p) ((void)(p))
+#endif
+
+#if defined(AXON_MSGMEM_MIMALLOC)
+/* ---- mimalloc ----------------------------------------------------------- */
+#include <mimalloc.h>
+
+const char *ax__msgmem_name(void)
+{
+    return "mimalloc";
+}
+
+void *ax__msgmem_alloc(size_t size)
+{
+    /* mi_malloc, then our own memset: under TSan the hand-over must come
+     * before the first write, and mi_zalloc's memset is intercepted. */
+    void *p = mi_malloc(size);
+
+    if (p != NULL) {
+        MEM_HANDOVER_ALLOC(p);
+        memset(p, 0, size);
+    }
+    return p;
+}
+
+void ax__msgmem_free(void *p, size_t size)
+{
+    /* Not poisoned for ASan: mimalloc's own memsets (mi_zalloc, page
+     * reuse) go through ASan's interceptors and would trip on it. */
+    (void)size;
+    if (p == NULL)
+        return;
+    MEM_HANDOVER_FREE(p);
+    mi_free(p);
+}
+
+#elif defined(AXON_MSGMEM_POOL)
+/* ---- per-thread size-class pool ----------------------------------------- */
+#include <malloc.h>
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdint.h>
+
+#include "common/ax_atomic.h"
+#include <ck_spinlock.h>
+
+#define NCLASSES 6          /* 64, 128, ..., 2048 bytes */
+#define MIN_SHIFT 6
+#define BATCH 64            /* blocks moved between a thread and the global list */
+#define LOCAL_MAX (4 * BATCH) /* per class and thread, before a batch leaves */
+#define GLOBAL_MAX 1024     /* batches per class; beyond, blocks go to free() */
+
+/* A free block; the first of a batch also links the batches. */
+typedef struct block {
+    struct block *next;
+    struct block *next_batch;
+    size_t nblocks;
+} block_t;
+
+static struct global_class {
+    alignas(64) ck_spinlock_t lock;
+    block_t *batches;
+    size_t nbatches;
+} global[NCLASSES]; /* zero: unlocked and empty */
+
+typedef struct local_class {
+    block_t *head;
+    unsigned count;
+} local_class_t;
+
+static _Thread_local local_class_t local[NCLASSES];
+static _Thread_local int local_registered;
+static pthread_key_t exit_key;
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+
+const char *ax__msgmem_name(void)
+{
+    return "pool";
+}
+
+static int size_class(size_t size)
+{
+    int c = 0;
+
+    while (c < NCLASSES && ((size_t)1 << (c + MIN_SHIFT)) < size)
+        c++;
+    return c < NCLASSES ? c : -1;
+}
+
+static size_t class_size(int c)
+{
+    return (size_t)1 << (c + MIN_SHIFT);
+}
+
+/* Hand a chain of n blocks to the global list, or to free() when it is
+ * full. */
+static void give_batch(int c, block_t *head, size_t n)
+{
+    struct global_class *g = &global[c];
+
+    head->nblocks = n;
+    ck_spinlock_lock(&g->lock);
+    if (g->nbatches < GLOBAL_MAX) {
+        head->next_batch = g->batches;
+        g->batches = head;
+        g->nbatches++;
+        head = NULL;
+    }
+    ck_spinlock_unlock(&g->lock);
+    while (head != NULL) {
+        block_t *next = head->next;
+
+        free(head);
+        head = next;
+    }
+}
+
+/* A thread that ends gives its blocks back. */
+static void flush_local(void *unused)
+{
+    (void)unused;
+    for (int c = 0; c < NCLASSES; c++) {
+        if (local[c].head != NULL)
+            give_batch(c, local[c].head, local[c].count);
+        local[c].head = NULL;
+        local[c].count = 0;
+    }
+}
+
+static void make_key(void)
+{
+    pthread_key_create(&exit_key, flush_local);
+}
+
+static void register_thread(void)
+{
+    pthread_once(&exit_once, make_key);
+    /* Any non-NULL value: the destructor runs only for those. */
+    pthread_setspecific(exit_key, &local_registered);
+    local_registered = 1;
+}
+
+void *ax__msgmem_alloc(size_t size)
+{
+    int c = size_class(size);
+    local_class_t *l;
+    block_t *b;
+
+    if (c < 0)
+        return calloc(1, size);
+    l = &local[c];
+    if (l->head == NULL) {
+        struct global_class *g = &global[c];
+
+        if (!local_registered)
+            register_thread();
+        /* Unlocked peek: a stale answer costs one malloc or one lock. */
+        if (ck_pr_load_ptr(&g->batches) != NULL) {
+            ck_spinlock_lock(&g->lock);
+            b = g->batches;
+            if (b != NULL) {
+                ck_pr_store_ptr(&g->batches, b->next_batch); /* read by the peek */
+                g->nbatches--;
+                l->head = b;
+                l->count = (unsigned)b->nblocks;
+            }
+            ck_spinlock_unlock(&g->lock);
+        }
+        if (l->head == NULL)
+            return calloc(1, class_size(c));
+    }
+    b = l->head;
+    MEM_UNPOISON(b, class_size(c));
+    MEM_HANDOVER_ALLOC(b);
+    l->head = b->next;
+    l->count--;
+    memset(b, 0, size);
+    return b;
+}
+
+void ax__msgmem_free(void *p, size_t size)
+{
+    int c = size_class(size);
+    local_class_t *l;
+    block_t *b = p;
+
+    if (p == NULL)
+        return;
+    /* Any malloc block big enough can serve the class, whoever made it. */
+    if (c < 0 || malloc_usable_size(p) < class_size(c)) {
+        free(p);
+        return;
+    }
+    if (!local_registered)
+        register_thread();
+    l = &local[c];
+    MEM_HANDOVER_FREE(b);
+    MEM_POISON((char *)b + sizeof(block_t), class_size(c) - sizeof(block_t));
+    b->next = l->head;
+    l->head = b;
+    if (++l->count > LOCAL_MAX) {
+        /* Keep the newest blocks (warm in this cache); the BATCH oldest
+         * leave together, so every global batch holds exactly BATCH. */
+        block_t *cut = l->head;
+
+        for (unsigned i = 1; i < LOCAL_MAX + 1 - BATCH; i++)
+            cut = cut->next;
+        b = cut->next;
+        cut->next = NULL;
+        l->count -= BATCH;
+        give_batch(c, b, BATCH);
+    }
+}
+
+#else
+/* ---- libc ------------------------------------------------------------------ */
+
+const char *ax__msgmem_name(void)
+{
+    return "libc";
+}
+
+void *ax__msgmem_alloc(size_t size)
+{
+    return calloc(1, size);
+}
+
+void ax__msgmem_free(void *p, size_t size)
+{
+    (void)size;
+    free(p);
+}
+#endif
