@@ -121,7 +121,7 @@ static ax_status_t create(ax_system_t *sys, const ax_actor_vtable_t *vt, void *a
         return ax__error(AX_ESHUTDOWN, "create \"%s\": the system is shutting down", vt->name);
     }
     id = ck_pr_faa_64(&sys->next_id, 1) + 1; /* only uniqueness matters */
-    if (id > AX__ID_MAX) {
+    if (id >= AX__ASK_ID_BIT) {
         create_abandon(sys);
         return ax__error(AX_ESTATE, "create: the system has used every actor id");
     }

@@ -38,6 +38,9 @@
 #define AX__W_REQUESTS (AX__W_START | AX__W_STOP | AX__W_KILL)
 #define AX__W_ID_SHIFT 8
 #define AX__ID_MAX ((UINT64_C(1) << 56) - 1)
+/* Unique ids from 2^55 up name ask reply slots on the wire (ask.c): actor
+ * ids stay below, so the two never collide. */
+#define AX__ASK_ID_BIT (UINT64_C(1) << 55)
 
 /* The kind of a ref lives in the top bits of its id; actor ids stay below
  * 2^56, so a local ref's id is the actor id itself. */

@@ -61,6 +61,20 @@ ax_status_t ax__remote_intern(ax_system_t *sys, const ax_path_t *path, ax__remot
 /* The unique path of a local actor (made findable by id from then on). */
 ax_status_t ax__local_path(ax__cell_t *c, uint64_t id, ax_path_t *out);
 
+/* Ask reply slots (ask.c). The wire path of a reply ref: a unique path
+ * of this system whose id has AX__ASK_ID_BIT set. */
+void ax__ask_path(ax_ref_t reply_to, ax_path_t *out);
+
+/* The reply ref for such an id (any generation: a stale one leads to
+ * dead letters). AX_ENOTFOUND when no slot has that index. */
+ax_status_t ax__ask_ref_of_id(ax_system_t *sys, uint64_t id, ax_ref_t *out);
+
+/* Whether the ask behind a reply ref still waits. */
+bool ax__ask_pending(ax_ref_t reply_to);
+
+/* An ask's request could not be delivered: complete it with why. */
+void ax__ask_undelivered(ax_ref_t reply_to, ax_status_t why);
+
 /* ax_tell for a ref that is not a local actor. */
 ax_status_t ax__tell_remote(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from);
 

@@ -157,6 +157,8 @@ static ax_status_t local_ref(ax_system_t *sys, const ax_path_t *path, ax_ref_t *
 
     if (path->kind == AX_PATH_NAMED)
         return ax_lookup(sys, path->name, out);
+    if (path->id & AX__ASK_ID_BIT)
+        return ax__ask_ref_of_id(sys, path->id, out);
     c = ax__registry_cell(&sys->registry, path->id);
     if (c == NULL || ax__cell_id(c) != path->id || (ck_pr_load_64(&c->word) & AX__W_ENDED)) {
         ax_path_format(path, text, sizeof text);
@@ -191,6 +193,10 @@ ax_status_t ax_ref_path(ax_ref_t ref, ax_path_t *out)
         return ax__error(AX_EINVAL, "ref_path: NULL out");
     if (r != NULL) {
         *out = r->path;
+        return AX_OK;
+    }
+    if (ax__ref_is(ref, AX__REF_REPLY)) {
+        ax__ask_path(ref, out);
         return AX_OK;
     }
     if (!ax__ref_is(ref, AX__REF_LOCAL))

@@ -133,7 +133,10 @@ static void dead_unacked(ax__net_t *net, ax__conn_t *c, ax_status_t why)
             if (ax_msg_alloc(&ax_net_undelivered_type, &m) == AX_OK) {
                 ((ax_net_undelivered_t *)m)->serialiser_id = u->serialiser_id;
                 ((ax_net_undelivered_t *)m)->session = c->session;
+                m->sender = u->from;
                 ax_dead_letter(net->sys, &m, why, remote_ref(u->dst));
+            } else if (ax__ref_is(u->from, AX__REF_REPLY)) {
+                ax__ask_undelivered(u->from, why);
             }
         }
     }
@@ -722,6 +725,7 @@ static void on_status(ax__conn_t *c, ax_lease_t *flat, const msgpack_object *o, 
                             c->session, &nm) == AX_OK) {
             nm->env_off = (uint32_t)env_off;
             m = &nm->hdr;
+            m->sender = u != NULL ? u->from : AX_REF_NULL;
             ax_dead_letter(net->sys, &m, why, to);
             return;
         }
@@ -730,7 +734,10 @@ static void on_status(ax__conn_t *c, ax_lease_t *flat, const msgpack_object *o, 
     if (ax_msg_alloc(&ax_net_undelivered_type, &m) == AX_OK) {
         ((ax_net_undelivered_t *)m)->serialiser_id = u != NULL ? u->serialiser_id : 0;
         ((ax_net_undelivered_t *)m)->session = c->session;
+        m->sender = u != NULL ? u->from : AX_REF_NULL;
         ax_dead_letter(net->sys, &m, why, dst != NULL ? remote_ref(dst) : AX_REF_NULL);
+    } else if (u != NULL && ax__ref_is(u->from, AX__REF_REPLY)) {
+        ax__ask_undelivered(u->from, why);
     }
 }
 
@@ -922,7 +929,7 @@ static void unacked_push(ax__conn_t *c, ax_net_msg_t *nm)
         c->ua_cap = cap;
     }
     c->unacked[(c->ua_head + c->ua_count++) % c->ua_cap] =
-        (ax__unacked_t){nm->route, nm->serialiser_id, false};
+        (ax__unacked_t){nm->route, nm->hdr.sender, nm->serialiser_id, false};
 }
 
 /* A frame has been written in full. */

@@ -101,6 +101,11 @@ typedef struct ax_net_stats_s {
                                    until a chunk is free; a pause counts once) */
     ax_buffer_pool_stats_t receive_pool;  /* the network thread's receive pool */
     ax_buffer_pool_stats_t dispatch_pool; /* the dispatcher's lazy pool */
+    uint64_t events_lost;       /* events (to subscribers, or to the dispatcher)
+                                   not sent for want of memory */
+    uint64_t asks_untracked;    /* remote asks whose connection loss could not be
+                                   tracked for want of memory (they still end
+                                   by reply, timeout or a dead letter) */
 } ax_net_stats_t;
 
 /* AX_ESTATE when the network was not started. Any thread. */
