@@ -72,8 +72,12 @@ static ax_status_t check_policy(const ax_restart_policy_t *p)
 static void create_abandon(ax_system_t *sys)
 {
     /* A full barrier, like the increment in create. */
-    if (ck_pr_faa_64(&sys->alive, (uint64_t)-1) == 1 && ck_pr_load_32(&sys->shutdown))
-        ax__sched_wake_all(sys);
+    if (ck_pr_faa_64(&sys->alive, (uint64_t)-1) == 1) {
+        if (ck_pr_load_32(&sys->shutdown))
+            ax__sched_wake_all(sys);
+    } else {
+        ax__late_check(sys); /* others are alive: sys cannot be gone */
+    }
 }
 
 /* The parts a parent or a restart policy need, set before the actor

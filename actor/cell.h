@@ -65,6 +65,8 @@ static inline bool ax__ref_is(ax_ref_t ref, uint64_t kind)
 #define AX__L_STOPPING  0x8u /* sealed by a graceful stop, draining */
 #define AX__L_FAILED    0x10u /* ax_fail was called in this handler */
 #define AX__L_SUSPENDED 0x20u /* failed; a restart is pending */
+#define AX__L_LATE1     0x40u /* stopped after the user's actors (late.c) */
+#define AX__L_LATE2     0x80u /* stopped after those of LATE1 */
 
 /* The optional parts of an actor, allocated on first need and touched
  * only by the actor's own thread (and its creator before it starts). */

@@ -20,9 +20,28 @@ const ax_msg_type_t ax_dead_letter_type = {
 
 void ax_set_dead_letter_actor(ax_system_t *sys, ax_ref_t ref)
 {
+    /* It outlives the other actors at shutdown, the dispatcher too, so it
+     * sees what they leave behind. */
+    ax__late_mark(ref, 1);
     pthread_mutex_lock(&sys->dl_lock);
     sys->dl_actor = ref;
     pthread_mutex_unlock(&sys->dl_lock);
+}
+
+/* A lazy send's envelope: the message inside, with its sender and remote
+ * recipient, or NULL when it held none. Releases the envelope. */
+static ax_msg_t *unwrap_lazy(ax_msg_t *msg, ax_ref_t *recipient)
+{
+    ax__lazy_send_t *ls = (ax__lazy_send_t *)msg;
+    ax_msg_t *inner = ls->msg;
+
+    ls->msg = NULL;
+    if (inner != NULL) {
+        inner->sender = ls->hdr.sender;
+        *recipient = (ax_ref_t){ls->dst, AX__REF_REMOTE};
+    }
+    ax_msg_release(&msg);
+    return inner;
 }
 
 void ax_dead_letter(ax_system_t *sys, ax_msg_t **msgp, ax_status_t why, ax_ref_t recipient)
@@ -35,6 +54,8 @@ void ax_dead_letter(ax_system_t *sys, ax_msg_t **msgp, ax_status_t why, ax_ref_t
     if (msgp == NULL || (msg = *msgp) == NULL)
         return;
     *msgp = NULL;
+    if (msg->type == &ax__lazy_send_type && (msg = unwrap_lazy(msg, &recipient)) == NULL)
+        return;
     /* The runtime's notice to a parent that has ended: nobody's message. */
     if (msg->type == &ax_child_event_type) {
         ax_msg_release(&msg);

@@ -18,6 +18,16 @@ typedef struct ax__remote_s {
     void *peer; /* the network's per-peer state, set by the network thread */
 } ax__remote_t;
 
+/* A lazy send on its way to the dispatcher (dispatch/net.c). Dead letters
+ * unwrap it: the user's own message reaches them, never this envelope. */
+typedef struct ax__lazy_send_s {
+    ax_msg_t hdr;
+    ax__remote_t *dst;
+    ax_msg_t *msg;
+} ax__lazy_send_t;
+
+extern const ax_msg_type_t ax__lazy_send_type;
+
 typedef struct ax__net_ops_s {
     /* An encoded Data frame for dst, as a NetMessage, sent by `from`.
      * Takes *nm always; one that cannot be sent goes to dead letters. It
@@ -30,6 +40,10 @@ typedef struct ax__net_ops_s {
     /* Free everything (the system is being destroyed). */
     void (*destroy)(void *ctx);
 } ax__net_ops_t;
+
+/* Stop ref after the user's actors at shutdown (actor/late.c): tier 0
+ * for the dispatcher, 1 for the dead-letter actor (after it). */
+void ax__late_mark(ax_ref_t ref, unsigned tier);
 
 /* Install the network of sys; AX_ESTATE when one is installed already or
  * the system is shutting down. */

@@ -8,6 +8,26 @@
 #include "serial/frame.h"
 #include "serial/netmsg.h"
 
+/* Back to its pool: the message it carried goes (it was serialised, or
+ * dead-lettered, or is still owned here). */
+static void lazy_send_reset(ax_msg_t *m)
+{
+    ax_msg_release(&((ax__lazy_send_t *)m)->msg);
+}
+
+static void lazy_send_release(ax_msg_t *m)
+{
+    lazy_send_reset(m);
+    free(m);
+}
+
+const ax_msg_type_t ax__lazy_send_type = {
+    .name = "axon.lazy-send",
+    .size = sizeof(ax__lazy_send_t),
+    .release = lazy_send_release,
+    .reset = lazy_send_reset,
+};
+
 struct remote_entry {
     ax__remote_t remote;
     uint16_t key_len;

@@ -119,6 +119,7 @@ void ax_system_shutdown(ax_system_t *sys)
      * visited here or sees the flag and stops its actor itself. */
     ck_pr_fence_memory();
     ax__stop_all(sys);
+    ax__late_check(sys); /* only late actors may be left already */
     if (ck_pr_load_64(&sys->alive) == 0)
         ax__sched_wake_all(sys);
 }

@@ -32,6 +32,8 @@ struct ax_system_s {
     uint64_t next_id;         /* atomic: the last id given out */
     uint64_t alive;           /* atomic: actors created and not ended */
     uint32_t shutdown;        /* atomic: 1 once ax_system_shutdown ran */
+    uint64_t late[2];         /* atomic: live late actors per tier (late.c) */
+    uint32_t late_stopped[2]; /* atomic: 1 once that tier was told to stop */
     bool awaited;
     int parts; /* how far init_parts got, for free_parts */
 

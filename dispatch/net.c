@@ -24,32 +24,8 @@ const ax_msg_type_t ax_net_undelivered_type = {
     .size = sizeof(ax_net_undelivered_t),
 };
 
-/* A lazy send on its way to the dispatcher. */
-typedef struct lazy_send {
-    ax_msg_t hdr;
-    ax__remote_t *dst;
-    ax_msg_t *msg;
-} lazy_send_t;
-
-/* Back to its pool: the message it carried goes (it was serialised, or
- * dead-lettered, or is still owned here). */
-static void lazy_send_reset(ax_msg_t *m)
-{
-    ax_msg_release(&((lazy_send_t *)m)->msg);
-}
-
-static void lazy_send_release(ax_msg_t *m)
-{
-    lazy_send_reset(m);
-    free(m);
-}
-
-static const ax_msg_type_t lazy_send_type = {
-    .name = "axon.lazy-send",
-    .size = sizeof(lazy_send_t),
-    .release = lazy_send_release,
-    .reset = lazy_send_reset,
-};
+typedef ax__lazy_send_t lazy_send_t;
+#define lazy_send_type ax__lazy_send_type
 
 uint64_t ax__random64(void)
 {
@@ -391,6 +367,8 @@ ax_status_t ax_net_start(ax_system_t *sys)
     st = net_build(sys, net);
     if (st == AX_OK)
         st = ax_spawn(sys, &dispatcher_vtable, net, &net->dispatcher);
+    if (st == AX_OK) /* it serialises what actors send from on_stop */
+        ax__late_mark(net->dispatcher, 0);
     if (st == AX_OK)
         st = ax__system_set_net(sys, &net_ops, net);
     if (st != AX_OK) {
@@ -415,7 +393,8 @@ void ax__net_event(ax__net_t *net, ax_net_event_kind_t kind, const ax_addr_t *pe
     ax_msg_t *own;
 
     /* The dispatcher fails the asks that were waiting on the peer. */
-    if (kind != AX_NET_ESTABLISHED) {
+    /* (Not once stopping: the dispatcher has ended then.) */
+    if (kind != AX_NET_ESTABLISHED && !ck_pr_load_32(&net->stopping)) {
         if (ax_msg_alloc(&ax_net_event_type, &own) != AX_OK) {
             ck_pr_inc_64(&net->events_lost); /* a counter: any order */
         } else {

@@ -418,6 +418,7 @@ static void conn_end(ax__conn_t *c, ax_net_event_kind_t kind, ax_status_t why)
          * unsent. */
         dead_fifo(net, &data, AX_ECLOSED);
         if (p != NULL && p->conn == c) {
+            dead_fifo(net, &p->pending, AX_ECLOSED);
             p->conn = NULL;
             p->state = AX__PEER_IDLE;
             if (was_open)
@@ -1060,8 +1061,10 @@ static void route(ax__net_t *net, ax_net_msg_t *nm)
         mark_dirty(p->conn);
         return;
     }
-    if (ck_pr_load_32(&net->stopping) || p->pending.count >= net->cfg.peer_queue) {
-        dead_frame(net, nm, ck_pr_load_32(&net->stopping) ? AX_ECLOSED : AX_ENOBUFS);
+    /* While stopping too: what actors sent last is delivered within the
+     * flush timeout (a new peer is connected to for it). */
+    if (p->pending.count >= net->cfg.peer_queue) {
+        dead_frame(net, nm, AX_ENOBUFS);
         return;
     }
     fifo_push(&p->pending, nm);
@@ -1109,12 +1112,20 @@ static void begin_stop(ax__net_t *net)
             ax__poller_timer_cancel(net->poller, p->backoff_timer);
             p->backoff_timer = 0;
         }
-        if (p->state != AX__PEER_OPEN) {
+        /* A connection under way may still carry the pending frames out
+         * before the deadline. */
+        if (p->state != AX__PEER_OPEN && p->state != AX__PEER_CONNECTING) {
             p->state = AX__PEER_IDLE;
             dead_fifo(net, &p->pending, AX_ECLOSED);
         }
     }
     ax__poller_timer_add(net->poller, net->cfg.flush_timeout_ms * 1000000u, &deadline_marker, &timer);
+}
+
+/* An outgoing connection being set up for frames that wait on it. */
+static bool connecting_out(const ax__conn_t *c)
+{
+    return c->outgoing && c->peer != NULL && c->peer->conn == c && c->peer->pending.count > 0;
 }
 
 /* One step of a graceful stop; true when every connection is closed. */
@@ -1124,6 +1135,8 @@ static bool stop_step(ax__net_t *net, bool deadline)
 
     for (; c != NULL; c = next) {
         next = c->next;
+        if (c->state != AX__CONN_OPEN && c->state != AX__CONN_CLOSING && !deadline && connecting_out(c))
+            continue; /* its Hello first, then its frames, then Bye */
         if (deadline || (c->state != AX__CONN_OPEN && c->state != AX__CONN_CLOSING)) {
             conn_end(c, AX_NET_CLOSED, AX_OK);
             continue;
