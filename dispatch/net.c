@@ -162,6 +162,7 @@ static ax_status_t dispatcher_receive(ax_actor_t *self, ax_msg_t **msg)
     }
     if ((*msg)->type != &lazy_send_type)
         return AX_OK; /* nothing else is sent to the dispatcher */
+    ck_pr_dec_64(&d->net->lazy_queued); /* a bound, not a hand-off: any order */
     to = (ax_ref_t){ls->dst, AX__REF_REMOTE};
     st = ax__encode_net_msg(self, to, ls->hdr.sender, ls->msg->type, ls->msg, &nm);
     if (st == AX_OK) {
@@ -214,10 +215,19 @@ static ax_status_t net_send_lazy(void *ctx, ax__remote_t *dst, ax_msg_t **msg, a
     ax__net_t *net = ctx;
     lazy_send_t *ls;
     ax_msg_t *m;
-    ax_status_t st = ax_msg_get(net->lazy_pool, AX_ALWAYS, &m);
+    ax_status_t st;
 
-    if (st != AX_OK)
+    /* A bound, not a hand-off: the count needs no order of its own. */
+    if (ck_pr_faa_64(&net->lazy_queued, 1) >= net->cfg.dispatch_queue) {
+        ck_pr_dec_64(&net->lazy_queued);
+        return ax__error(AX_ENOBUFS, "tell: %zu lazy sends wait for the network dispatcher already "
+                         "(network.dispatch_queue)", net->cfg.dispatch_queue);
+    }
+    st = ax_msg_get(net->lazy_pool, AX_ALWAYS, &m);
+    if (st != AX_OK) {
+        ck_pr_dec_64(&net->lazy_queued);
         return st;
+    }
     ls = (lazy_send_t *)m;
     ls->dst = dst;
     ls->msg = *msg;
@@ -226,6 +236,7 @@ static ax_status_t net_send_lazy(void *ctx, ax__remote_t *dst, ax_msg_t **msg, a
     ls->msg->sender = from;
     st = ax_tell(net->dispatcher, &m, from);
     if (st != AX_OK) {
+        ck_pr_dec_64(&net->lazy_queued);
         ls->msg = NULL; /* the caller keeps its message */
         ax_msg_release(&m);
         return st;

@@ -157,6 +157,7 @@ struct ax__net_s {
     /* Atomic counters (any thread): events that could not be sent for
      * want of memory; asks the dispatcher could not track. */
     uint64_t events_lost, asks_untracked;
+    uint64_t lazy_queued;    /* atomic: lazy sends in the dispatcher's mailbox */
 };
 
 /* Release every NetMessage in f, silently (a connection or peer is being

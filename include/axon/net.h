@@ -22,7 +22,11 @@
  * status (AX_ECLOSED: the connection was lost with the message unacked or
  * unsent; AX_ETIMEDOUT: the peer could not be reached within the retries;
  * AX_ENOBUFS: the queue for a connecting peer, or the dispatcher's pool,
- * was full; AX_ENOTFOUND: the peer has no such actor). A message whose
+ * was full; AX_ENOTFOUND: the peer has no such actor).
+ *
+ * Lazy sends are bounded: at most network.dispatch_queue of them wait for
+ * the dispatcher. Beyond that ax_tell to a remote ref returns AX_ENOBUFS
+ * at once and the caller keeps its message (retry later, or slow down). A message whose
  * connection was lost after it was written may have been delivered even so:
  * its dead letter says AX_ECLOSED, "unknown". Messages that are dead-lettered
  * after they were serialised arrive at the dead-letter actor as NetMessages.
