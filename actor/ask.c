@@ -180,8 +180,11 @@ static bool complete(struct ax_future_s *s, uint32_t gen, ax_status_t status, ax
         ((ax_ask_result_t *)result)->future_id = ax_future_id(s);
         ((ax_ask_result_t *)result)->status = status;
         ((ax_ask_result_t *)result)->reply = reply != NULL ? *reply : NULL;
-    } else if (reply != NULL) {
-        ax_msg_release(reply); /* nobody will ever look at it */
+    } else {
+        if (!ax_ref_is_null(asker))
+            ck_pr_inc_64(&s->sys->lost_notices); /* no memory for the result; any order */
+        if (reply != NULL)
+            ax_msg_release(reply); /* nobody will ever look at it */
     }
     if (reply != NULL)
         *reply = NULL;

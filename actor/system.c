@@ -179,6 +179,7 @@ void ax_system_stats(ax_system_t *sys, ax_system_stats_t *out)
         out->restarts += ck_pr_load_64(&w->restarts);
     }
     out->dead_letters += ck_pr_load_64(&sys->dead_letters_ext);
+    out->lost_notices = ck_pr_load_64(&sys->lost_notices);
     out->actors_alive = ck_pr_load_64(&sys->alive);
 }
 

@@ -60,6 +60,7 @@ struct ax_system_s {
     ax_ref_t guardian;          /* under dl_lock too: rarely read or set */
     uint32_t has_guardian;      /* atomic: lets every ending skip the lock */
     uint64_t dead_letters_ext; /* atomic: counted off the workers */
+    uint64_t lost_notices;     /* atomic: see ax_system_stats_t */
 };
 
 void ax__remotes_destroy(ax_system_t *sys);

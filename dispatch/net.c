@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "common/fault.h"
 #include "common/grow.h"
 #include "dispatch/net_internal.h"
 
@@ -380,9 +381,20 @@ ax_status_t ax_net_start(ax_system_t *sys)
         st = ax_spawn(sys, &dispatcher_vtable, net, &net->dispatcher);
     if (st == AX_OK) /* it serialises what actors send from on_stop */
         ax__late_mark(net->dispatcher, 0);
+    /* The thread before the network is installed: a failure to start it
+     * leaves nothing behind (it only touches net until then). */
+    if (st == AX_OK) {
+        int err = ax__fault("net.thread") ? EAGAIN : pthread_create(&net->thread, NULL, ax__net_main, net);
+
+        if (err != 0)
+            st = ax__error(AX_ENOMEM, "net_start: cannot start the network thread: %s", strerror(err));
+        else
+            net->thread_started = true;
+    }
     if (st == AX_OK)
         st = ax__system_set_net(sys, &net_ops, net);
     if (st != AX_OK) {
+        net_stop(net);
         if (!ax_ref_is_null(net->dispatcher))
             ax_kill(net->dispatcher);
         net_free(net);
@@ -390,9 +402,6 @@ ax_status_t ax_net_start(ax_system_t *sys)
     }
     /* Paths handed out from now on carry the bound port. */
     ax__system_set_port(sys, net->self.port);
-    if (pthread_create(&net->thread, NULL, ax__net_main, net) != 0)
-        return ax__error(AX_ENOMEM, "net_start: cannot start the network thread");
-    net->thread_started = true;
     return AX_OK;
 }
 

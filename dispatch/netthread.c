@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "common/fault.h"
 #include "dispatch/net_internal.h"
 #include "serial/mpcheck.h"
 
@@ -911,17 +912,15 @@ static void on_readable(ax__conn_t *c)
 
 /* ---- sending ------------------------------------------------------------ */
 
-static void unacked_push(ax__conn_t *c, ax_net_msg_t *nm)
+/* Keep the record of a written frame; false without memory for it. */
+static bool unacked_push(ax__conn_t *c, ax_net_msg_t *nm)
 {
     if (c->ua_count == c->ua_cap) {
         size_t cap = c->ua_cap ? c->ua_cap * 2 : 64;
-        ax__unacked_t *u = malloc(cap * sizeof(*u));
+        ax__unacked_t *u = ax__fault("net.unacked") ? NULL : malloc(cap * sizeof(*u));
 
-        if (u == NULL) {
-            /* Cannot keep the record: account for the frame now. */
-            count_dead(c->net);
-            return;
-        }
+        if (u == NULL)
+            return false;
         for (size_t i = 0; i < c->ua_count; i++)
             u[i] = c->unacked[(c->ua_head + i) % c->ua_cap];
         free(c->unacked);
@@ -931,20 +930,30 @@ static void unacked_push(ax__conn_t *c, ax_net_msg_t *nm)
     }
     c->unacked[(c->ua_head + c->ua_count++) % c->ua_cap] =
         (ax__unacked_t){nm->route, nm->hdr.sender, nm->serialiser_id, false};
+    return true;
 }
 
-/* A frame has been written in full. */
-static void written(ax__conn_t *c, ax_net_msg_t *nm)
+/*
+ * A frame has been written in full. false when its record could not be
+ * kept: the frame itself then goes to dead letters (AX_ENOMEM: it may
+ * arrive even so), and the caller ends the connection, whose acks could
+ * no longer be matched to records.
+ */
+static bool written(ax__conn_t *c, ax_net_msg_t *nm)
 {
     ax_msg_t *m = &nm->hdr;
 
+    ax__counter_add(&c->net->c.bytes_sent, ax_lease_len(&nm->frame));
     if (nm->wire == AX__WIRE_DATA) {
         c->tx_frames++;
-        unacked_push(c, nm);
         ax__counter_add(&c->net->c.frames_sent, 1);
+        if (!unacked_push(c, nm)) {
+            dead_frame(c->net, nm, AX_ENOMEM);
+            return false;
+        }
     }
-    ax__counter_add(&c->net->c.bytes_sent, ax_lease_len(&nm->frame));
     ax_msg_release(&m); /* the lease goes with it: released as soon as written */
+    return true;
 }
 
 /*
@@ -1022,7 +1031,10 @@ static bool flush_now(ax__conn_t *c)
             }
             n -= (ssize_t)left;
             c->wq_off = 0;
-            written(c, fifo_pop(&c->wq));
+            if (!written(c, fifo_pop(&c->wq))) {
+                conn_end(c, AX_NET_LOST, AX_ENOMEM);
+                return false;
+            }
         }
     }
     if (c->interest & AX__POLL_OUT)

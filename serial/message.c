@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fault.h"
 #include "serial/message_internal.h"
 #include "common/error.h"
 
@@ -23,7 +24,7 @@ ax_status_t ax_msg_alloc(const ax_msg_type_t *type, ax_msg_t **out)
     if (type->size < sizeof(ax_msg_t))
         return ax__error(AX_EINVAL, "msg_alloc \"%s\": size %zu is smaller than ax_msg_t (%zu)",
                          type->name ? type->name : "?", type->size, sizeof(ax_msg_t));
-    msg = calloc(1, type->size);
+    msg = ax__fault(type->name) ? NULL : calloc(1, type->size);
     if (msg == NULL)
         return ax__error(AX_ENOMEM, "msg_alloc \"%s\": out of memory", type->name);
     ax_msg_init(msg, type);

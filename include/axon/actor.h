@@ -132,6 +132,11 @@ typedef struct ax_system_stats_s {
     uint64_t parks;        /* times a worker went to sleep */
     uint64_t failures;     /* actors that failed (a handler's error, ax_fail) */
     uint64_t restarts;     /* actors restarted by their policy */
+    uint64_t lost_notices; /* runtime notices not sent for want of memory: child
+                              events (a parent's ended or failed child, an
+                              escalation), ask results to an asking actor, dead
+                              letters that reached the counter but not the
+                              dead-letter actor */
 } ax_system_stats_t;
 
 /* Create a system and start its workers. cfg may be NULL for the defaults
