@@ -39,7 +39,7 @@ static ax_msg_t *unwrap_lazy(ax_msg_t *msg, ax_ref_t *recipient)
     ls->msg = NULL;
     if (inner != NULL) {
         inner->sender = ls->hdr.sender;
-        *recipient = (ax_ref_t){ls->dst, AX__REF_REMOTE};
+        *recipient = (ax_ref_t){ls->dst, ls->dst_id};
     }
     ax_msg_release(&msg);
     return inner;

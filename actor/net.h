@@ -15,6 +15,11 @@ typedef struct ax__remote_s {
     ax_path_t path;
     ax__packed_path_t packed; /* path in its wire encoding, for envelopes */
     ax_system_t *sys;
+    /* A reply slot of another system (docs/wire.md 5.3): one entry per
+     * slot index, its path with generation 0; the generation travels in
+     * each ref's id (low 32 bits), so that asks answered one after the
+     * other do not each leave an entry behind. */
+    bool reply_slot;
     void *peer; /* the network's per-peer state, set by the network thread */
 } ax__remote_t;
 
@@ -23,6 +28,7 @@ typedef struct ax__remote_s {
 typedef struct ax__lazy_send_s {
     ax_msg_t hdr;
     ax__remote_t *dst;
+    uint64_t dst_id; /* the remote ref's id (a reply slot's generation) */
     ax_msg_t *msg;
 } ax__lazy_send_t;
 
@@ -34,7 +40,7 @@ typedef struct ax__net_ops_s {
      * travels behind the lazy sends made before it (FIFO per pair). */
     void (*send_frame)(void *ctx, ax__remote_t *dst, ax_net_msg_t **nm, ax_ref_t from);
     /* A message to serialise lazily for dst. AX_OK takes *msg. */
-    ax_status_t (*send_lazy)(void *ctx, ax__remote_t *dst, ax_msg_t **msg, ax_ref_t from);
+    ax_status_t (*send_lazy)(void *ctx, ax_ref_t dst, ax_msg_t **msg, ax_ref_t from);
     /* After the workers have exited: flush, say Bye, stop the thread. */
     void (*stop)(void *ctx);
     /* Free everything (the system is being destroyed). */

@@ -125,14 +125,29 @@ ax__remote_t *ax__remote_of(ax_ref_t ref)
     return ref.target;
 }
 
-ax_status_t ax__remote_intern(ax_system_t *sys, const ax_path_t *path, ax__remote_t **out)
+/* A reply slot's path: one entry for all its generations. */
+static bool is_reply_slot(const ax_path_t *path)
+{
+    return path->kind == AX_PATH_UNIQUE && (path->id & AX__ASK_ID_BIT);
+}
+
+ax_status_t ax__remote_intern(ax_system_t *sys, const ax_path_t *in, ax__remote_t **out)
 {
     struct remote_entry *re;
     char key[AX_PATH_STR_MAX];
-    size_t len = ax_path_format(path, key, sizeof key);
+    ax_path_t slot_path;
+    const ax_path_t *path = in;
+    size_t len;
     ck_ht_entry_t e;
     ck_ht_hash_t h;
     ax_status_t st = AX_OK;
+
+    if (is_reply_slot(in)) {
+        slot_path = *in;
+        slot_path.id &= ~(uint64_t)UINT32_MAX;
+        path = &slot_path;
+    }
+    len = ax_path_format(path, key, sizeof key);
 
     pthread_mutex_lock(&sys->remote_lock);
     ck_ht_hash(&h, &sys->remotes, key, (uint16_t)len);
@@ -146,6 +161,7 @@ ax_status_t ax__remote_intern(ax_system_t *sys, const ax_path_t *path, ax__remot
     } else {
         re->remote.path = *path;
         re->remote.sys = sys;
+        re->remote.reply_slot = path != in;
         re->key_len = (uint16_t)len;
         memcpy(re->key, key, len + 1);
         ck_ht_entry_set(&e, h, re->key, re->key_len, re);
@@ -201,7 +217,7 @@ ax_status_t ax_ref_from_path(ax_system_t *sys, const ax_path_t *path, ax_ref_t *
         return local_ref(sys, path, out);
     st = ax__remote_intern(sys, path, &r);
     if (st == AX_OK)
-        *out = (ax_ref_t){r, AX__REF_REMOTE};
+        *out = (ax_ref_t){r, AX__REF_REMOTE | (r->reply_slot ? (uint32_t)path->id : 0)};
     return st;
 }
 
@@ -213,6 +229,8 @@ ax_status_t ax_ref_path(ax_ref_t ref, ax_path_t *out)
         return ax__error(AX_EINVAL, "ref_path: NULL out");
     if (r != NULL) {
         *out = r->path;
+        if (r->reply_slot)
+            out->id |= (uint32_t)ref.id; /* its generation */
         return AX_OK;
     }
     if (ax__ref_is(ref, AX__REF_REPLY)) {

@@ -92,9 +92,16 @@ static ax_status_t packed_dst(ax__cell_t *c, ax_ref_t dst, ax__packed_path_t *tm
     ax_path_t p;
     ax_status_t st;
 
-    if (remote != NULL) {
+    if (remote != NULL && !remote->reply_slot) {
         *out = &remote->packed;
         return AX_OK;
+    }
+    if (remote != NULL) {
+        /* Its generation is in the ref. */
+        ax_ref_path(dst, &p);
+        st = ax__path_packed(&p, tmp);
+        *out = tmp;
+        return st;
     }
     if (ax__ref_is(dst, AX__REF_REPLY)) {
         /* A local ask answered eagerly: the slot takes the NetMessage. */
@@ -342,7 +349,7 @@ ax_status_t ax__tell_remote(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from)
     ops = ck_pr_load_ptr(&remote->sys->net_ops); /* acquire: with its context */
     if (ops == NULL)
         return ax__error(AX_ENOTFOUND, "tell: the system has no network for a remote ref");
-    return ops->send_lazy(remote->sys->net_ctx, remote, msg, from);
+    return ops->send_lazy(remote->sys->net_ctx, dst, msg, from);
 }
 
 /*

@@ -164,7 +164,7 @@ static ax_status_t dispatcher_receive(ax_actor_t *self, ax_msg_t **msg)
     if ((*msg)->type != &lazy_send_type)
         return AX_OK; /* nothing else is sent to the dispatcher */
     ck_pr_dec_64(&d->net->lazy_queued); /* a bound, not a hand-off: any order */
-    to = (ax_ref_t){ls->dst, AX__REF_REMOTE};
+    to = (ax_ref_t){ls->dst, ls->dst_id};
     st = ax__encode_net_msg(self, to, ls->hdr.sender, ls->msg->type, ls->msg, &nm);
     if (st == AX_OK) {
         asked_add(d, ls->dst, ls->hdr.sender);
@@ -211,8 +211,9 @@ static void net_send_frame(void *ctx, ax__remote_t *dst, ax_net_msg_t **nm, ax_r
         ax_msg_release(&m);
 }
 
-static ax_status_t net_send_lazy(void *ctx, ax__remote_t *dst, ax_msg_t **msg, ax_ref_t from)
+static ax_status_t net_send_lazy(void *ctx, ax_ref_t to, ax_msg_t **msg, ax_ref_t from)
 {
+    ax__remote_t *dst = to.target;
     ax__net_t *net = ctx;
     lazy_send_t *ls;
     ax_msg_t *m;
@@ -231,6 +232,7 @@ static ax_status_t net_send_lazy(void *ctx, ax__remote_t *dst, ax_msg_t **msg, a
     }
     ls = (lazy_send_t *)m;
     ls->dst = dst;
+    ls->dst_id = to.id;
     ls->msg = *msg;
     /* The message's own sender too: a dead letter of it (an ask's
      * request) must say who sent it. */
