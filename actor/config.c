@@ -22,6 +22,11 @@ void ax_config_init(ax_config_t *cfg)
     cfg->network.backoff_initial_ms = 50;
     cfg->network.backoff_max_ms = 2000;
     cfg->network.flush_timeout_ms = 2000;
+    cfg->network.heartbeat_interval_ms = 1000;
+    cfg->network.heartbeat_timeout_ms = 5000;
+    cfg->network.handshake_timeout_ms = 5000;
+    cfg->network.max_connections = 1024;
+    cfg->network.max_pending_handshakes = 256;
 }
 
 ax_status_t ax_config_validate(const ax_config_t *cfg)
@@ -53,5 +58,21 @@ ax_status_t ax_config_validate(const ax_config_t *cfg)
         return ax__error(AX_EINVAL, "config: network.dispatch_queue must be at least 1");
     if (cfg->network.backoff_initial_ms > cfg->network.backoff_max_ms)
         return ax__error(AX_EINVAL, "config: network.backoff_initial_ms is above backoff_max_ms");
+    if (memchr(cfg->network.cookie, '\0', sizeof cfg->network.cookie) == NULL ||
+        memchr(cfg->network.cookie_file, '\0', sizeof cfg->network.cookie_file) == NULL)
+        return ax__error(AX_EINVAL, "config: network.cookie or cookie_file is not terminated");
+    if (cfg->network.cookie[0] != '\0' && cfg->network.cookie_file[0] != '\0')
+        return ax__error(AX_EINVAL, "config: network.cookie and network.cookie_file are both set; give one");
+    if (cfg->network.heartbeat_interval_ms < 1)
+        return ax__error(AX_EINVAL, "config: network.heartbeat_interval_ms must be at least 1");
+    if (cfg->network.heartbeat_timeout_ms <= cfg->network.heartbeat_interval_ms)
+        return ax__error(AX_EINVAL,
+                         "config: network.heartbeat_timeout_ms must be above heartbeat_interval_ms");
+    if (cfg->network.handshake_timeout_ms < 1)
+        return ax__error(AX_EINVAL, "config: network.handshake_timeout_ms must be at least 1");
+    if (cfg->network.max_connections < 1)
+        return ax__error(AX_EINVAL, "config: network.max_connections must be at least 1");
+    if (cfg->network.max_pending_handshakes < 1)
+        return ax__error(AX_EINVAL, "config: network.max_pending_handshakes must be at least 1");
     return AX_OK;
 }

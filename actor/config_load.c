@@ -37,6 +37,7 @@ typedef enum field_kind_e {
     FIELD_COUNT, /* a non-negative integer */
     FIELD_SIZE,  /* a byte count: a size string ("256KiB") or an integer */
     FIELD_TEXT,  /* a string that must fit, terminated, in a char array */
+    FIELD_BOOL,  /* true or false, into a bool */
     FIELD_GROUP, /* a nested group with its own schema */
 } field_kind_t;
 
@@ -84,6 +85,14 @@ static const field_t network_fields[] = {
     {"backoff_initial_ms", FIELD_COUNT, NET(backoff_initial_ms), 0, NULL, NULL},
     {"backoff_max_ms", FIELD_COUNT, NET(backoff_max_ms), 0, NULL, NULL},
     {"flush_timeout_ms", FIELD_COUNT, NET(flush_timeout_ms), 0, NULL, NULL},
+    {"cookie", FIELD_TEXT, NET(cookie), 0, NULL, NULL},
+    {"cookie_file", FIELD_TEXT, NET(cookie_file), 0, NULL, NULL},
+    {"allow_unauthenticated", FIELD_BOOL, NET(allow_unauthenticated), 0, NULL, NULL},
+    {"heartbeat_interval_ms", FIELD_COUNT, NET(heartbeat_interval_ms), 1, NULL, NULL},
+    {"heartbeat_timeout_ms", FIELD_COUNT, NET(heartbeat_timeout_ms), 1, NULL, NULL},
+    {"handshake_timeout_ms", FIELD_COUNT, NET(handshake_timeout_ms), 1, NULL, NULL},
+    {"max_connections", FIELD_COUNT, NET(max_connections), 1, NULL, NULL},
+    {"max_pending_handshakes", FIELD_COUNT, NET(max_pending_handshakes), 1, NULL, NULL},
 };
 static const group_schema_t network_schema = SCHEMA(network_fields);
 
@@ -445,6 +454,12 @@ static ax_status_t load_field(const loader_t *ld, const config_setting_t *group,
         return load_group(ld, s, path, f->group, member);
     case FIELD_TEXT:
         return read_text(ld, s, path, f, (char *)member);
+    case FIELD_BOOL:
+        if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+            return fail_at(ld, s, path, "expected true or false, got %s",
+                           type_name(config_setting_type(s)));
+        *(bool *)member = config_setting_get_bool(s) != 0;
+        return AX_OK;
     case FIELD_SIZE:
         st = read_size(ld, s, path, f, &v);
         break;

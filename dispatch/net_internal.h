@@ -118,8 +118,10 @@ typedef struct ax__net_counters_s {
      * dead_lettered also by the dispatcher, so it is incremented
      * atomically. */
     uint64_t frames_sent, frames_received, bytes_sent, bytes_received;
-    uint64_t delivered, dead_lettered, returned, malformed;
-    uint64_t connections, reconnects, read_pauses;
+    uint64_t acked, dead_lettered, returned, too_big, malformed;
+    uint64_t connections, pending_handshakes, reconnects, read_pauses;
+    uint64_t refused, handshake_timeouts, handshakes_evicted, auth_failures;
+    uint64_t replace_refused, heartbeat_timeouts;
 } ax__net_counters_t;
 
 struct ax__net_s {

@@ -688,7 +688,7 @@ static void on_ack(ax__conn_t *c, uint64_t upto)
 
     while (c->ua_count > 0 && first <= upto) {
         if (!c->unacked[c->ua_head].returned)
-            ax__counter_add(&c->net->c.delivered, 1);
+            ax__counter_add(&c->net->c.acked, 1);
         c->ua_head = (c->ua_head + 1) % c->ua_cap;
         c->ua_count--;
         first++;

@@ -279,7 +279,7 @@ static bool all_acked(ax_system_t *sys)
 {
     ax_net_stats_t s;
 
-    return ax_net_stats(sys, &s) == AX_OK && s.frames_sent == 2 * GREETINGS && s.delivered == s.frames_sent;
+    return ax_net_stats(sys, &s) == AX_OK && s.frames_sent == 2 * GREETINGS && s.acked == s.frames_sent;
 }
 
 static void print_stats(const char *name, ax_system_t *sys)
@@ -294,7 +294,7 @@ static void print_stats(const char *name, ax_system_t *sys)
            "peer, %llu dead-lettered, %llu malformed, %llu connections, %llu read pauses\n",
            name, (unsigned long long)s.frames_sent, (unsigned long long)s.bytes_sent,
            (unsigned long long)s.frames_received, (unsigned long long)s.bytes_received,
-           (unsigned long long)s.delivered, (unsigned long long)s.dead_lettered,
+           (unsigned long long)s.acked, (unsigned long long)s.dead_lettered,
            (unsigned long long)s.malformed, (unsigned long long)s.connections,
            (unsigned long long)s.read_pauses);
     pools[0] = &s.receive_pool;

@@ -8,6 +8,7 @@
 #ifndef AXON_CONFIG_H
 #define AXON_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,27 @@ typedef struct ax_net_config_s {
     uint64_t backoff_initial_ms;   /* first reconnect delay, doubled per retry (50) */
     uint64_t backoff_max_ms;       /* cap on the delay (2000) */
     uint64_t flush_timeout_ms;     /* graceful shutdown's bound on flushing (2000) */
+
+    /* Trust (wire version 2, docs/wire.md section 7). A shared secret,
+     * proven in the handshake by HMAC-SHA-256 in both directions and never
+     * sent. Give it inline (cookie) or as a file readable by its owner
+     * only (cookie_file, like Erlang's cookie); not both. The secret is
+     * never written to logs or error details. Without a secret a system
+     * listens only on a loopback address, unless allow_unauthenticated. */
+    char cookie[256];              /* "" (none) */
+    char cookie_file[256];         /* "" (none) */
+    bool allow_unauthenticated;    /* listen beyond loopback without a secret (false) */
+
+    /* Failure detection and limits. */
+    uint64_t heartbeat_interval_ms; /* a quiet direction sends a Heartbeat (1000) */
+    uint64_t heartbeat_timeout_ms;  /* nothing received this long: lost (5000) */
+    uint64_t handshake_timeout_ms;  /* a connection not through its handshake
+                                       by then is closed (5000) */
+    uint32_t max_connections;       /* open sockets, strangers included; an
+                                       accept beyond it is closed at once (1024) */
+    uint32_t max_pending_handshakes; /* accepted connections still in their
+                                        handshake; at the cap the oldest is
+                                        closed (256) */
 } ax_net_config_t;
 
 struct ax_config_s {

@@ -94,15 +94,35 @@ typedef struct ax_net_stats_s {
     uint64_t frames_received;   /* Data frames read from sockets */
     uint64_t bytes_sent;        /* every frame's bytes, control frames too */
     uint64_t bytes_received;
-    uint64_t delivered;         /* sent frames the peer acknowledged */
+    /* Sent Data frames the peer acknowledged. An ack means "the peer
+     * system read the frame off its socket and took charge of it", NOT
+     * "the receiving actor handled it": a frame the peer cannot deliver
+     * (unknown actor, full mailbox) is acked and then returned in a Status
+     * frame, and counts in `returned` and `dead_lettered` instead. So
+     * acked + dead_lettered == messages handed to the network, once every
+     * connection has settled. */
+    uint64_t acked;
     uint64_t dead_lettered;     /* messages for peers that went to dead letters */
-    uint64_t returned;          /* of those, reported unknown by the peer */
-    uint64_t malformed;         /* connections closed for a malformed frame */
-    uint64_t connections;       /* open now */
+    uint64_t returned;          /* of those, sent back by the peer (Status) */
+    uint64_t too_big;           /* of those, above the peer's frame limit (AX_ETOOBIG) */
+    uint64_t malformed;         /* connections closed for breaking the protocol */
+    uint64_t connections;       /* open now, strangers included */
+    uint64_t pending_handshakes; /* accepted, handshake not complete, now */
     uint64_t reconnects;        /* connections established after a loss */
     uint64_t read_pauses;       /* times a connection stopped reading for want of
                                    receive buffers (retried every millisecond
                                    until a chunk is free; a pause counts once) */
+    /* What strangers and silent peers cost us (docs: dispatch/NOTES.md,
+     * "Hostile networks"). */
+    uint64_t refused;           /* accepts closed at once: max_connections
+                                   reached, or out of descriptors */
+    uint64_t handshake_timeouts; /* closed: no complete handshake in time */
+    uint64_t handshakes_evicted; /* closed: the oldest stranger, at
+                                    max_pending_handshakes */
+    uint64_t auth_failures;     /* handshakes that failed authentication */
+    uint64_t replace_refused;   /* Hellos for an address already connected,
+                                   refused for want of proof */
+    uint64_t heartbeat_timeouts; /* connections lost to silence */
     ax_buffer_pool_stats_t receive_pool;  /* the network thread's receive pool */
     ax_buffer_pool_stats_t dispatch_pool; /* the dispatcher's lazy pool */
     uint64_t events_lost;       /* events (to subscribers, or to the dispatcher)

@@ -414,8 +414,8 @@ static void pingpong(bool eager, bool named)
 
     /* Each side wrote exactly its data frames, and the other acknowledged
      * every one of them (acks follow each read burst). */
-    WAIT_UNTIL(nstats(a).delivered == ROUNDS && nstats(b).delivered == ROUNDS,
-               "delivered: a %llu b %llu", U(nstats(a).delivered), U(nstats(b).delivered));
+    WAIT_UNTIL(nstats(a).acked == ROUNDS && nstats(b).acked == ROUNDS,
+               "delivered: a %llu b %llu", U(nstats(a).acked), U(nstats(b).acked));
     sa = nstats(a);
     sb = nstats(b);
     cr_assert_eq(sa.frames_sent, ROUNDS);
@@ -596,7 +596,7 @@ static void big_message(bool eager)
     cr_assert_eq(atomic_load(&check.wrong), 0, "received %zu bytes, first difference at byte %zu",
                  check.wrong_len, check.first_diff);
     cr_assert_eq(atomic_load(&check.exact), 1);
-    WAIT_UNTIL(nstats(a).delivered == 1, "the peer did not acknowledge the 10 MB frame");
+    WAIT_UNTIL(nstats(a).acked == 1, "the peer did not acknowledge the 10 MB frame");
     cr_assert_eq(nstats(b).frames_received, 1);
     cr_assert_gt(nstats(b).bytes_received, BLOB_LEN);
     if (eager) {
@@ -654,7 +654,7 @@ Test(net, fifo_mixed_lazy_eager)
                U(atomic_load(&sink.received)), U(n + 1));
     assert_node_clean(&sink, "sink");
     cr_assert_eq(sink.next, n + 1, "the last seq was not the last one sent");
-    WAIT_UNTIL(nstats(a).delivered == n + 1, "delivered %llu of %llu", U(nstats(a).delivered), U(n + 1));
+    WAIT_UNTIL(nstats(a).acked == n + 1, "delivered %llu of %llu", U(nstats(a).acked), U(n + 1));
     sa = nstats(a);
     cr_assert_eq(sa.frames_sent, n + 1);
     cr_assert_eq(sa.dead_lettered, 0);
@@ -733,7 +733,7 @@ Test(net, receive_pool_exhaustion)
     sb = nstats(b);
     cr_log_info("while held: sink kept %llu, sender wrote %llu of %llu frames, %llu acked, "
                 "%llu eager sends refused, receiver paused %llu times",
-                U(held), U(sa.frames_sent), U(n + 1), U(sa.delivered), U(atomic_load(&job.enobufs)),
+                U(held), U(sa.frames_sent), U(n + 1), U(sa.acked), U(atomic_load(&job.enobufs)),
                 U(sb.read_pauses));
     cr_assert_gt(sb.read_pauses, 0, "the receiver never paused reading");
     cr_assert_gt(atomic_load(&job.enobufs), 0, "the sender's pool never ran out while the peer held");
@@ -741,7 +741,7 @@ Test(net, receive_pool_exhaustion)
     /* The receiver took no more than its pool holds (each frame is larger
      * than PAD_LEN), so the sender could not have been acknowledged more. */
     cr_assert_leq(sb.frames_received, 1 + 4 * (4096 / PAD_LEN + 1));
-    cr_assert_leq(sa.delivered, sb.frames_received);
+    cr_assert_leq(sa.acked, sb.frames_received);
     cr_assert_leq(sb.receive_pool.chunks_allocated, 4);
 
     /* Let go: every kept NetMessage still decodes, then is released. */
@@ -755,7 +755,7 @@ Test(net, receive_pool_exhaustion)
                U(atomic_load(&sink.received)), U(n + 1));
     assert_node_clean(&sink, "sink");
     cr_assert_eq(sink.next, n + 1);
-    WAIT_UNTIL(nstats(a).delivered == n + 1, "delivered %llu of %llu", U(nstats(a).delivered), U(n + 1));
+    WAIT_UNTIL(nstats(a).acked == n + 1, "delivered %llu of %llu", U(nstats(a).acked), U(n + 1));
     sa = nstats(a);
     sb = nstats(b);
     cr_assert_eq(sa.dead_lettered, 0);
@@ -1260,7 +1260,7 @@ Test(net, closed_port_dead_letters)
     for (uint64_t i = 0; i < k; i++)
         cr_assert_eq(seen[i], 1, "seq %llu came back %u times", U(i), seen[i]);
     cr_assert_eq(nstats(a).dead_lettered, k);
-    cr_assert_eq(nstats(a).delivered, 0);
+    cr_assert_eq(nstats(a).acked, 0);
     cr_assert_eq(nstats(a).frames_sent, 0);
     WAIT_UNTIL(nstats(a).connections == 0, "%llu connections", U(nstats(a).connections));
     cr_assert_eq(nt_events_count(&ev, AX_NET_ESTABLISHED), 0);
@@ -1390,8 +1390,8 @@ Test(net, unknown_recipient_returns)
     flood(sender_ref, &job);
     WAIT_UNTIL(atomic_load(&sink.received) == 1, "the good message did not arrive");
     /* Returned frames are not also counted as delivered. */
-    WAIT_UNTIL(nstats(a).delivered == 1, "delivered %llu", U(nstats(a).delivered));
-    cr_assert_eq(nstats(a).delivered + nstats(a).dead_lettered, 5);
+    WAIT_UNTIL(nstats(a).acked == 1, "delivered %llu", U(nstats(a).acked));
+    cr_assert_eq(nstats(a).acked + nstats(a).dead_lettered, 5);
     cr_assert_eq(atomic_load(&dl.count), 4);
 
     axt_destroy(&a);
@@ -1483,7 +1483,7 @@ Test(net, events_and_sessions)
     WAIT_UNTIL(nstats(a).connections == 0, "a still has a connection");
     cr_assert_eq(nt_events_count(&aev, AX_NET_LOST), 0, "a graceful close was reported as lost");
     cr_assert_eq(nstats(a).dead_lettered, 0);
-    cr_assert_eq(nstats(a).delivered, 1);
+    cr_assert_eq(nstats(a).acked, 1);
 
     /* A new system on the same address: the same ref reconnects, with a
      * new session. */
@@ -1583,7 +1583,7 @@ Test(net, graceful_close_ends_with_bye)
     spawn_events(b, &bev);
     ax_system_address(a, &aaddr);
     connected_pair(a, b, &sender, &sink, &dst);
-    WAIT_UNTIL(nstats(a).delivered == 1, "the message was not acknowledged");
+    WAIT_UNTIL(nstats(a).acked == 1, "the message was not acknowledged");
 
     cr_assert(destroy_within(&a, 15.0), "destroying a connected system waited for the flush deadline "
                                         "(10 min) instead of ending with Bye");
@@ -1642,13 +1642,13 @@ static void shutdown_mid_stream(uint64_t n)
     flood_wait(&job);
     cr_assert_eq(job.failed, 0);
 
-    WAIT_UNTIL(nstats(b).delivered + atomic_load(&dl.count) >= n + 1, "accounted for %llu + %llu of %llu",
-               U(nstats(b).delivered), U(atomic_load(&dl.count)), U(n + 1));
+    WAIT_UNTIL(nstats(b).acked + atomic_load(&dl.count) >= n + 1, "accounted for %llu + %llu of %llu",
+               U(nstats(b).acked), U(atomic_load(&dl.count)), U(n + 1));
     axt_sleep_us(200000); /* anything counted twice would show now */
     s = nstats(b);
     dead = atomic_load(&dl.count);
     cr_log_info("sent %llu: delivered %llu, dead letters %llu (ECLOSED %llu, ENOBUFS %llu, ETIMEDOUT %llu)",
-                U(n + 1), U(s.delivered), U(dead), U(nt_dl_status(&dl, AX_ECLOSED)),
+                U(n + 1), U(s.acked), U(dead), U(nt_dl_status(&dl, AX_ECLOSED)),
                 U(nt_dl_status(&dl, AX_ENOBUFS)), U(nt_dl_status(&dl, AX_ETIMEDOUT)));
     for (int i = 0; i < NT_STATUS_SLOTS; i++)
         if (atomic_load(&dl.by_status[i]) > 0)
@@ -1656,7 +1656,7 @@ static void shutdown_mid_stream(uint64_t n)
     cr_log_info("  %llu NetMessages, %llu undelivered records, %llu unserialised, %llu others",
                 U(atomic_load(&dl.net_msgs)), U(atomic_load(&dl.undelivered)), U(atomic_load(&dl.seqs)),
                 U(atomic_load(&dl.others)));
-    cr_assert_eq(s.delivered + dead, n + 1);
+    cr_assert_eq(s.acked + dead, n + 1);
     cr_assert_eq(s.dead_lettered, dead);
     /* AX_ENOTFOUND: the sink ended with its system, and what arrived for
      * it after that came back. */
@@ -1826,16 +1826,16 @@ Test(net, acks_while_paused)
     WAIT_UNTIL(atomic_load(&sink.held) > 0 && atomic_load(&sink.held) == nstats(b).frames_received,
                "the sink did not get what was received");
     end = axt_now() + 10.0;
-    while (nstats(a).delivered < nstats(b).frames_received && axt_now() < end)
+    while (nstats(a).acked < nstats(b).frames_received && axt_now() < end)
         axt_sleep_us(1000);
     taken = nstats(b).frames_received;
-    acked = nstats(a).delivered;
+    acked = nstats(a).acked;
 
     /* Recover and clean up before judging, so that a failure leaves
      * nothing behind. */
     RUN_ON(sink_ref, nt_node_release_all, NULL);
     WAIT_UNTIL(atomic_load(&sink.received) == 200, "received %llu of 200", U(atomic_load(&sink.received)));
-    WAIT_UNTIL(nstats(a).delivered == 200, "delivered %llu of 200", U(nstats(a).delivered));
+    WAIT_UNTIL(nstats(a).acked == 200, "delivered %llu of 200", U(nstats(a).acked));
     axt_destroy(&a);
     axt_destroy(&b);
     assert_seqs_released();

@@ -6,7 +6,7 @@
  *   - the peer killed with SIGKILL in the middle of a stream, then
  *     restarted on the same port: this system does not crash, reconnects
  *     (a new session), and accounts for every message it sent: each one
- *     was acknowledged by a peer (ax_net_stats().delivered) or came to the
+ *     was acknowledged by a peer (ax_net_stats().acked) or came to the
  *     dead-letter actor with a status, and the two add up to what was sent,
  *     exactly.
  *
@@ -97,7 +97,7 @@ static void proc_pingpong(bool eager)
     cr_assert_eq(atomic_load(&ping.gaps), 0);
     cr_assert_eq(atomic_load(&ping.session_changes), 0);
     cr_assert_neq(atomic_load(&ping.session), 0);
-    WAIT_UNTIL(nstats(a).delivered == ROUNDS, "delivered %llu", U(nstats(a).delivered));
+    WAIT_UNTIL(nstats(a).acked == ROUNDS, "delivered %llu", U(nstats(a).acked));
     cr_assert_eq(nstats(a).frames_received, ROUNDS);
     cr_assert_eq(nstats(a).dead_lettered, 0);
 
@@ -204,7 +204,7 @@ Test(net_proc, sigkill_mid_stream_then_restart)
     RUN_ON(sender_ref, send_batch, &b);
     sent += b.taken;
     cr_assert_eq(sent, 1);
-    WAIT_UNTIL(nstats(a).delivered == 1, "the first message was not acknowledged");
+    WAIT_UNTIL(nstats(a).acked == 1, "the first message was not acknowledged");
     cr_assert(nt_events_wait(&ev, &from, AX_NET_ESTABLISHED, &paddr, WAIT_S, &e), "no ESTABLISHED");
     sessions[0] = e.session;
 
@@ -247,18 +247,18 @@ Test(net_proc, sigkill_mid_stream_then_restart)
     b = (batch_t){.dst = b.dst, .first = sent, .count = 1};
     RUN_ON(sender_ref, send_batch, &b);
     sent += b.taken;
-    WAIT_UNTIL(nstats(a).delivered + atomic_load(&dl.count) >= sent, "accounted for %llu + %llu of %llu",
-               U(nstats(a).delivered), U(atomic_load(&dl.count)), U(sent));
+    WAIT_UNTIL(nstats(a).acked + atomic_load(&dl.count) >= sent, "accounted for %llu + %llu of %llu",
+               U(nstats(a).acked), U(atomic_load(&dl.count)), U(sent));
     /* Nothing is counted twice: let anything late come in, then compare. */
     axt_sleep_us(300000);
     s = nstats(a);
     dead = atomic_load(&dl.count);
     cr_log_info("sent %llu: delivered %llu, dead letters %llu (ECLOSED %llu, ENOBUFS %llu, ETIMEDOUT %llu; "
                 "%llu NetMessages, %llu undelivered records, %llu unserialised); reconnects %llu",
-                U(sent), U(s.delivered), U(dead), U(nt_dl_status(&dl, AX_ECLOSED)), U(nt_dl_status(&dl, AX_ENOBUFS)),
+                U(sent), U(s.acked), U(dead), U(nt_dl_status(&dl, AX_ECLOSED)), U(nt_dl_status(&dl, AX_ENOBUFS)),
                 U(nt_dl_status(&dl, AX_ETIMEDOUT)), U(atomic_load(&dl.net_msgs)), U(atomic_load(&dl.undelivered)),
                 U(atomic_load(&dl.seqs)), U(s.reconnects));
-    cr_assert_eq(s.delivered + dead, sent, "delivered %llu + dead-lettered %llu != sent %llu", U(s.delivered),
+    cr_assert_eq(s.acked + dead, sent, "delivered %llu + dead-lettered %llu != sent %llu", U(s.acked),
                  U(dead), U(sent));
     cr_assert_eq(s.dead_lettered, dead, "the stats count %llu dead letters, the actor got %llu",
                  U(s.dead_lettered), U(dead));

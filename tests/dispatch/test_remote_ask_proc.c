@@ -158,7 +158,7 @@ Test(remote_ask_proc, peer_killed_while_pending_is_eclosed)
 
     cr_assert_eq(ax_ask(peer_ref(a, peer.port, "sink"), &m, 0, &f), AX_OK);
     /* Delivered: the peer acknowledged the request. */
-    WAIT_UNTIL(ax_net_stats(a, &s) == AX_OK && s.delivered == 1, "the request was not acknowledged");
+    WAIT_UNTIL(ax_net_stats(a, &s) == AX_OK && s.acked == 1, "the request was not acknowledged");
     cr_assert_eq(ax_future_wait(f, AX_MS(20), &reply), AX_ETIMEDOUT, "nobody answers");
     peer_kill(&peer);
     cr_assert_eq(ax_future_wait(f, AX_MS(60000), &reply), AX_ECLOSED, "%s", ax_error_detail());

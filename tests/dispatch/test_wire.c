@@ -1143,7 +1143,7 @@ Test(wire_live, session_of_the_doc)
     WAIT_STATS(&s, st, st.connections == 0);
     cr_assert_eq(st.frames_received, 3);
     cr_assert_eq(st.frames_sent, 1);
-    cr_assert_eq(st.delivered, 1, "our Ack acknowledged the reply");
+    cr_assert_eq(st.acked, 1, "our Ack acknowledged the reply");
     cr_assert_eq(st.malformed, 0);
     cr_assert_eq(st.dead_lettered, 0);
     cr_assert_eq(atomic_load(&echo_seen), 2);

@@ -263,9 +263,9 @@ Test(fault_inject, unacked_record_lost_dead_letters_the_frame)
     ax__fault_arm("net.unacked", 1, 1);
     for (uint64_t i = 0; i < FRAMES; i++)
         cr_assert_eq(seq_send(NULL, dst, i, false), AX_OK);
-    WAIT_UNTIL(ax_net_stats(a, &ns) == AX_OK && ns.delivered + ns.dead_lettered == FRAMES,
+    WAIT_UNTIL(ax_net_stats(a, &ns) == AX_OK && ns.acked + ns.dead_lettered == FRAMES,
                "every frame is accounted for (%llu delivered, %llu dead-lettered)",
-               (unsigned long long)ns.delivered, (unsigned long long)ns.dead_lettered);
+               (unsigned long long)ns.acked, (unsigned long long)ns.dead_lettered);
     disarm();
     cr_assert_geq(ns.dead_lettered, 1);
     WAIT_UNTIL(nt_dl_status(&dl, AX_ENOMEM) == 1, "the frame without a record is a dead letter");
