@@ -273,6 +273,8 @@ ax_status_t ax_preserialise(ax_actor_t *self, const ax_msg_type_t *type, const a
     st = ax_encode_begin(eb, type->size_hint != NULL ? type->size_hint(msg) : 0);
     if (st == AX_OK) {
         st = type->serialise(msg, ax_encode_packer(eb));
+        if (st != AX_OK && ax_encode_write(eb, NULL, 0) == AX_ETOOBIG)
+            st = AX_ETOOBIG; /* never fits: not "busy" */
         if (st != AX_OK)
             ax_encode_abort(eb);
         else

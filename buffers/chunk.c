@@ -146,6 +146,42 @@ void ax_buffer_pool_put(ax_buffer_pool_t *pool, ax_chunk_t **chunkp)
     pool->retired_tail = c;
 }
 
+/* Forget c (a chunk the pool holds alone) and free it. */
+static void chunk_drop(ax_buffer_pool_t *pool, ax_chunk_t *c)
+{
+    for (ax_chunk_t **pp = &pool->all; *pp != NULL; pp = &(*pp)->all_next) {
+        if (*pp == c) {
+            *pp = c->all_next;
+            break;
+        }
+    }
+    pool->count--;
+    ax__chunk_unref(c); /* the pool's hold was the last: frees it */
+}
+
+size_t ax_buffer_pool_trim(ax_buffer_pool_t *pool, size_t keep, size_t most)
+{
+    size_t freed = 0;
+
+    while (freed < most && pool->count > keep && pool->free_top != NULL) {
+        ax_chunk_t *c = pool->free_top;
+
+        pool->free_top = c->next;
+        chunk_drop(pool, c);
+        freed++;
+    }
+    /* Retired chunks whose leases are all gone are free too. */
+    while (freed < most && pool->count > keep) {
+        ax_chunk_t *c = reclaim_retired(pool);
+
+        if (c == NULL)
+            break;
+        chunk_drop(pool, c);
+        freed++;
+    }
+    return freed;
+}
+
 void ax_buffer_pool_stats(const ax_buffer_pool_t *pool, ax_buffer_pool_stats_t *out)
 {
     memset(out, 0, sizeof(*out));

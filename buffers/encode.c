@@ -231,7 +231,12 @@ static ax_status_t write_slow(ax_encode_buffer_t *eb, const unsigned char *src, 
         eb->pos += space;
         src += space;
         n -= space;
-        chain(eb);
+        if (chain(eb) == AX_ENOBUFS && ax_encode_len(eb) + n > eb->pool->cfg.chunk_size * eb->pool->cfg.max_chunk_count)
+            /* More than every chunk the pool may ever have: no release
+             * will make room, so "busy, retry later" would be a lie. */
+            eb->err = ax__error(AX_ETOOBIG, "encode buffer: a message of more than %zu bytes needs more "
+                                            "than the pool's %zu chunks of %zu bytes",
+                                ax_encode_len(eb) + n, eb->pool->cfg.max_chunk_count, eb->pool->cfg.chunk_size);
     }
     return eb->err;
 }

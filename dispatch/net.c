@@ -1,6 +1,7 @@
 /* Networking: start-up, the network dispatcher actor, events, stats. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,6 +272,9 @@ static void net_free(ax__net_t *net)
     }
     if (net->listen_fd >= 0)
         close(net->listen_fd);
+    if (net->reserve_fd >= 0)
+        close(net->reserve_fd);
+    ax__secret_wipe(&net->secret);
     ax_encode_buffer_destroy(&net->ctl);
     ax_buffer_pool_destroy(&net->rx_pool);
     ax_msg_pool_destroy(&net->lazy_pool);
@@ -322,6 +326,13 @@ static ax_status_t listen_on(ax__net_t *net)
     return AX_OK;
 }
 
+static bool addr_is_loopback(const ax_addr_t *a)
+{
+    static const unsigned char v6_loopback[16] = {[15] = 1};
+
+    return a->family == 6 ? memcmp(a->ip, v6_loopback, 16) == 0 : a->ip[0] == 127;
+}
+
 static ax_status_t net_build(ax_system_t *sys, ax__net_t *net)
 {
     static const ax_buffer_config_t ctl_cfg = {
@@ -338,6 +349,7 @@ static ax_status_t net_build(ax_system_t *sys, ax__net_t *net)
     net->sys = sys;
     net->cfg = ax__system_config(sys)->network;
     net->listen_fd = -1;
+    net->reserve_fd = -1;
     net->incarnation = ax__random64();
     /* A frame the receive pool could never hold in full would stall its
      * connection for good: such a frame is refused (AX_ETOOBIG) like one
@@ -352,7 +364,13 @@ static ax_status_t net_build(ax_system_t *sys, ax__net_t *net)
     pthread_mutex_init(&net->sub_lock, NULL);
     ax__mpsc_init(&net->inbox, true);
     ax_system_address(sys, &net->self);
-    st = listen_on(net);
+    st = ax__secret_load(&net->cfg, addr_is_loopback(&net->self), &net->secret);
+    if (st == AX_OK)
+        st = listen_on(net);
+    /* A spare descriptor, given up to accept (and close) a connection when
+     * the process runs out of them, so the listener never stalls. */
+    if (st == AX_OK && (net->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+        st = ax__error(AX_EIO, "net: cannot open the reserve descriptor: %s", strerror(errno));
     if (st == AX_OK)
         st = ax__poller_create(&net->poller);
     if (st == AX_OK)

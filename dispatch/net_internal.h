@@ -30,6 +30,7 @@
 
 #include "actor/net.h"
 #include "axon/config.h"
+#include "dispatch/auth.h"
 #include "axon/net.h"
 #include "dispatch/poller.h"
 #include "serial/frame.h"
@@ -37,7 +38,15 @@
 #include "serial/netmsg.h"
 
 #define AX__PROTO_MAGIC "axon"
-#define AX__PROTO_VERSION 1u
+#define AX__PROTO_VERSION 2u
+
+/* Hello flags (docs/wire.md section 7). */
+#define AX__HELLO_AUTH 0x1u /* the sender has a secret and requires proofs */
+
+/* The largest frame (header + body) accepted before a connection's
+ * handshake is complete: a Hello or an Auth, with room to spare. A larger
+ * header closes the connection without a reply. */
+#define AX__HANDSHAKE_FRAME_MAX 256u
 
 /* What a NetMessage on a send queue carries (ax_net_msg_t.wire). */
 enum ax__wire_kind {
@@ -52,12 +61,38 @@ enum ax__peer_state {
     AX__PEER_OPEN,       /* handshake done: conn carries its frames */
 };
 
+/*
+ * A connection's life. TCP and HELLO are "strangers": they hold only a
+ * small handshake buffer of their own (ax__handshake_t), never the shared
+ * receive pool, and they can replace nothing. DEAD is a connection that has
+ * ended during this turn of the loop: its socket is closed and its frames
+ * accounted for, but its memory stays until the end of the turn (reap), so
+ * that any pointer to it taken earlier in the turn still reads a DEAD
+ * connection rather than freed memory.
+ */
 enum ax__conn_state {
     AX__CONN_TCP,     /* outgoing, connect() in progress */
-    AX__CONN_HELLO,   /* waiting for the peer's Hello */
+    AX__CONN_HELLO,   /* handshake in progress (Hello, then Auth) */
     AX__CONN_OPEN,    /* handshake done */
     AX__CONN_CLOSING, /* Bye sent or received; flushing, then close */
+    AX__CONN_DEAD,    /* ended; freed at the end of this loop turn */
 };
+
+/* The state of a handshake in progress: freed when the connection opens. */
+typedef struct ax__handshake_s {
+    unsigned char buf[AX__HANDSHAKE_FRAME_MAX]; /* bytes read, not yet taken */
+    size_t len;
+    /* Both Hello bodies as sent, for the proofs (the transcript). */
+    unsigned char hello_i[AX__HANDSHAKE_FRAME_MAX], hello_a[AX__HANDSHAKE_FRAME_MAX];
+    size_t hello_i_len, hello_a_len;
+    unsigned char nonce[AX__NONCE_SIZE]; /* ours, fresh per connection */
+    uint64_t deadline_ns;   /* closed if not open by then */
+    bool auth;              /* both sides have a secret: proofs follow */
+    bool await_auth;        /* our Hello is out; the peer's proof is next */
+    ax_addr_t addr;         /* from the peer's Hello */
+    uint64_t incarnation;
+    struct ax__conn_s *older, *newer; /* strangers, oldest first (accepted only) */
+} ax__handshake_t;
 
 typedef struct ax__net_s ax__net_t;
 typedef struct ax__conn_s ax__conn_t;
@@ -96,11 +131,15 @@ struct ax__conn_s {
     ax__peer_t *peer;       /* NULL for an incoming one before its Hello */
     uint64_t session;
     uint64_t peer_incarnation;
-    ax_decode_buffer_t *rx;
+    uint64_t peer_max_frame; /* the largest frame the peer accepts (Hello) */
+    ax__handshake_t *hs;    /* while a stranger; NULL once open */
+    uint64_t last_rx_ns, last_tx_ns; /* for heartbeats and silence */
+    ax_decode_buffer_t *rx; /* created when the connection opens */
+    unsigned char *pre;     /* bytes read behind the handshake, for rx */
+    size_t pre_len, pre_off;
     bool paused;            /* the receive pool is exhausted */
     bool starved;           /* paused since data last came in (one pause) */
     bool bye_received, bye_sent; /* Bye read; Bye queued */
-    bool shut_wr;           /* our side is closed for writing */
     ax__nm_fifo_t wq;       /* frames to write, in order */
     size_t wq_off;          /* bytes of the first already written */
     bool dirty;             /* on the net's flush list */
@@ -141,9 +180,21 @@ struct ax__net_s {
     ax_encode_buffer_t *ctl; /* control frames, network thread only */
     ax_msg_pool_t *lazy_pool; /* the dispatcher's envelopes of lazy sends */
     ax__peer_t *peers;
-    ax__conn_t *conns;
+    ax__conn_t *conns;       /* DEAD ones stay listed until the turn ends */
     ax__conn_t *flush_list;
     uint64_t resume_timer;   /* retries reading paused connections */
+    uint64_t accept_timer;   /* retries accepting when out of descriptors */
+    int reserve_fd;          /* spare descriptor for accepting under EMFILE */
+    ax__secret_t secret;     /* len 0: unauthenticated */
+    uint32_t trimmed_elsewhere; /* atomic: chunks the dispatcher freed since
+                                   the last tick (any thread adds, this
+                                   thread swaps to 0; no ordering needed,
+                                   it only asks for a malloc_trim) */
+    bool trim_pending;
+    uint64_t last_malloc_trim_ns;
+    size_t nconns;           /* not DEAD, strangers included */
+    size_t nstrangers;       /* accepted, handshake not complete */
+    ax__conn_t *oldest_stranger, *newest_stranger;
     ax_frame_format_t fmt;
     ax__net_counters_t c;
 
@@ -174,6 +225,46 @@ uint64_t ax__random64(void);
 
 /* The network thread's main loop (netthread.c). */
 void *ax__net_main(void *arg);
+
+/* ---- shared by netthread.c, handshake.c and heartbeat.c (network thread) ---- */
+
+/* End c for good (accounting as in docs/wire.md section 8); it becomes
+ * DEAD and is freed at the end of the loop turn. */
+void ax__conn_end(ax__conn_t *c, ax_net_event_kind_t kind, ax_status_t why);
+
+/* c broke the protocol: count it in `malformed`, then end it. */
+void ax__conn_malformed(ax__conn_t *c, ax_status_t why);
+
+/* Queue a control frame; body packs its msgpack body (NULL: empty).
+ * false when it could not be built (the control pool is exhausted). */
+typedef int (*ax__body_fn)(msgpack_packer *pk, const void *arg);
+bool ax__queue_control(ax__conn_t *c, uint8_t type, ax_status_t status, ax__body_fn body,
+                       const void *arg);
+
+/* The handshake is complete: c opens for peer p (handshake.c calls it). */
+void ax__conn_open(ax__conn_t *c, ax__peer_t *p);
+
+/* The peer state for addr, created on first use; NULL when out of memory. */
+ax__peer_t *ax__peer_get(ax__net_t *net, const ax_addr_t *addr);
+
+/* Close c, a connection that lost a simultaneous connect or a
+ * replacement, handing its unwritten frames to its peer first. */
+void ax__conn_drop_duplicate(ax__conn_t *c);
+
+/* handshake.c: start the handshake of a new connection (allocates c->hs;
+ * false when out of memory); an outgoing one sends its Hello once
+ * connected (ax__hs_send_hello). */
+bool ax__hs_begin(ax__conn_t *c);
+void ax__hs_send_hello(ax__conn_t *c);
+/* Read and handle handshake frames from c's socket; false when c ended. */
+bool ax__hs_readable(ax__conn_t *c);
+/* Free c->hs and take c off the strangers' list. */
+void ax__hs_end(ax__conn_t *c);
+
+/* heartbeat.c: one housekeeping pass over every connection (handshake
+ * deadlines, heartbeats, silence), and the period between passes. */
+void ax__net_tick(ax__net_t *net, uint64_t now_ns);
+uint64_t ax__net_tick_period_ns(const ax_net_config_t *cfg);
 
 /* Hand a frame (nm->route set, nm->wire = DATA) to the network thread.
  * Takes *nm. Any thread. */

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/fault.h"
 #include "dispatch/net_internal.h"
@@ -19,8 +21,10 @@
 #define IOV_BATCH 256
 #define RESUME_DELAY_NS (1000u * 1000u) /* retry paused reads after 1 ms */
 
+#define ACCEPT_RETRY_NS (10u * 1000u * 1000u) /* out of descriptors: retry in 10 ms */
+
 /* Timer contexts that are not peers. */
-static char resume_marker, deadline_marker;
+static char resume_marker, deadline_marker, tick_marker, accept_marker;
 
 static bool flush_now(ax__conn_t *c);
 static bool closing_step(ax__conn_t *c);
@@ -73,16 +77,6 @@ static void fifo_prepend(ax__nm_fifo_t *dst, ax__nm_fifo_t *src)
     dst->head = src->head;
     dst->count += src->count;
     *src = (ax__nm_fifo_t){0};
-}
-
-/* Whether c is still one of net's connections: handling one event or
- * frame may end a connection that later ones in the batch refer to. */
-static bool conn_live(const ax__net_t *net, const ax__conn_t *c)
-{
-    for (const ax__conn_t *x = net->conns; x != NULL; x = x->next)
-        if (x == c)
-            return true;
-    return false;
 }
 
 static ax_ref_t remote_ref(ax__remote_t *r)
@@ -147,13 +141,13 @@ static void dead_unacked(ax__net_t *net, ax__conn_t *c, ax_status_t why)
 
 static void set_interest(ax__conn_t *c, uint32_t interest)
 {
-    if (c->interest != interest && ax__poller_modify(c->net->poller, c->reg, interest) == AX_OK)
+    if (c->state != AX__CONN_DEAD && c->interest != interest && ax__poller_modify(c->net->poller, c->reg, interest) == AX_OK)
         c->interest = interest;
 }
 
 static void mark_dirty(ax__conn_t *c)
 {
-    if (!c->dirty) {
+    if (!c->dirty && c->state != AX__CONN_DEAD) {
         c->dirty = true;
         c->flush_next = c->net->flush_list;
         c->net->flush_list = c;
@@ -162,11 +156,8 @@ static void mark_dirty(ax__conn_t *c)
 
 /* ---- control frames --------------------------------------------------------- */
 
-typedef int (*body_fn)(msgpack_packer *pk, const void *arg);
-
-/* Queue a control frame whose body body() packs; false when it could not
- * be built (the control pool is exhausted). */
-static bool queue_control(ax__conn_t *c, uint8_t type, ax_status_t status, body_fn body, const void *arg)
+bool ax__queue_control(ax__conn_t *c, uint8_t type, ax_status_t status, ax__body_fn body,
+                       const void *arg)
 {
     ax__net_t *net = c->net;
     unsigned char hdr[AX__FRAME_HEADER_SIZE];
@@ -197,30 +188,6 @@ static bool queue_control(ax__conn_t *c, uint8_t type, ax_status_t status, body_
     fifo_push(&c->wq, nm);
     mark_dirty(c);
     return true;
-}
-
-static int pack_addr(msgpack_packer *pk, const ax_addr_t *a)
-{
-    size_t n = a->family == 6 ? 16 : 4;
-
-    return msgpack_pack_array(pk, 3) || msgpack_pack_uint8(pk, a->family == 6 ? 0x04 : 0x00) ||
-           msgpack_pack_bin(pk, n) || msgpack_pack_bin_body(pk, a->ip, n) ||
-           msgpack_pack_uint16(pk, a->port);
-}
-
-struct hello {
-    const ax_addr_t *addr;
-    uint64_t incarnation, session;
-};
-
-static int pack_hello(msgpack_packer *pk, const void *arg)
-{
-    const struct hello *h = arg;
-
-    return msgpack_pack_array(pk, 5) || msgpack_pack_str(pk, 4) ||
-           msgpack_pack_str_body(pk, AX__PROTO_MAGIC, 4) || msgpack_pack_uint32(pk, AX__PROTO_VERSION) ||
-           pack_addr(pk, h->addr) || msgpack_pack_uint64(pk, h->incarnation) ||
-           msgpack_pack_uint64(pk, h->session);
 }
 
 static int pack_u64(msgpack_packer *pk, const void *arg)
@@ -262,16 +229,9 @@ static int pack_status(msgpack_packer *pk, const void *arg)
     return rc;
 }
 
-static void send_hello(ax__conn_t *c)
-{
-    struct hello h = {&c->net->self, c->net->incarnation, c->session};
-
-    queue_control(c, AX__FRAME_HELLO, AX_OK, pack_hello, &h);
-}
-
 static void send_ack(ax__conn_t *c)
 {
-    if (c->rx_frames > c->rx_acked && queue_control(c, AX__FRAME_ACK, AX_OK, pack_u64, &c->rx_frames))
+    if (c->rx_frames > c->rx_acked && ax__queue_control(c, AX__FRAME_ACK, AX_OK, pack_u64, &c->rx_frames))
         c->rx_acked = c->rx_frames;
 }
 
@@ -281,21 +241,21 @@ static void send_status(ax__conn_t *c, ax_status_t why, uint64_t seq, const ax_l
 
     /* A frame too large for the control pool is returned without its
      * body: the sender still learns which one failed. */
-    if (!queue_control(c, AX__FRAME_STATUS, why, pack_status, &s)) {
+    if (!ax__queue_control(c, AX__FRAME_STATUS, why, pack_status, &s)) {
         s.frame = NULL;
-        queue_control(c, AX__FRAME_STATUS, why, pack_status, &s);
+        ax__queue_control(c, AX__FRAME_STATUS, why, pack_status, &s);
     }
 }
 
 static void send_bye(ax__conn_t *c)
 {
-    if (!c->bye_sent && queue_control(c, AX__FRAME_BYE, AX_OK, NULL, NULL))
+    if (!c->bye_sent && ax__queue_control(c, AX__FRAME_BYE, AX_OK, NULL, NULL))
         c->bye_sent = true;
 }
 
 /* ---- peers --------------------------------------------------------------- */
 
-static ax__peer_t *peer_get(ax__net_t *net, const ax_addr_t *addr)
+ax__peer_t *ax__peer_get(ax__net_t *net, const ax_addr_t *addr)
 {
     ax__peer_t *p;
 
@@ -352,50 +312,73 @@ static ax__conn_t *conn_new(ax__net_t *net, int fd, bool outgoing, ax__peer_t *p
     c->peer = peer;
     c->state = outgoing ? AX__CONN_TCP : AX__CONN_HELLO;
     c->interest = outgoing ? (AX__POLL_IN | AX__POLL_OUT) : AX__POLL_IN;
-    if (ax_decode_buffer_create_shared(net->rx_pool, &net->fmt, &c->rx) != AX_OK ||
-        ax__poller_add(net->poller, fd, c->interest, c, &c->reg) != AX_OK) {
-        ax_decode_buffer_destroy(&c->rx);
+    if (!ax__hs_begin(c)) {
+        free(c);
+        return NULL;
+    }
+    if (ax__poller_add(net->poller, fd, c->interest, c, &c->reg) != AX_OK) {
+        ax__hs_end(c);
         free(c);
         return NULL;
     }
     c->next = net->conns;
     net->conns = c;
+    net->nconns++;
     ax__counter_add(&net->c.connections, 1);
     return c;
 }
 
-/* Unlink and free a connection; its frames must have been dealt with. */
-static void conn_free(ax__conn_t *c)
+/* Free the connections that ended during this loop turn. Nothing else
+ * frees a connection, so a pointer taken earlier in the turn is safe. */
+static void reap(ax__net_t *net)
+{
+    for (ax__conn_t **pp = &net->conns; *pp != NULL;) {
+        ax__conn_t *c = *pp;
+
+        if (c->state != AX__CONN_DEAD) {
+            pp = &c->next;
+            continue;
+        }
+        *pp = c->next;
+        free(c);
+    }
+}
+
+/* Release what a connection holds and mark it DEAD; reap() frees it. */
+static void conn_close(ax__conn_t *c)
 {
     ax__net_t *net = c->net;
 
-    for (ax__conn_t **pp = &net->conns; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == c) {
-            *pp = c->next;
-            break;
-        }
-    }
     for (ax__conn_t **pp = &net->flush_list; *pp != NULL; pp = &(*pp)->flush_next) {
         if (*pp == c) {
             *pp = c->flush_next;
             break;
         }
     }
+    c->dirty = false;
+    ax__hs_end(c);
     ax__poller_remove(net->poller, c->reg);
     close(c->fd);
+    c->fd = -1;
     ax__nm_fifo_release(&c->wq);
     ax_decode_buffer_destroy(&c->rx);
+    free(c->pre);
+    c->pre = NULL;
     free(c->unacked);
-    free(c);
+    c->unacked = NULL;
+    c->ua_count = 0;
+    c->state = AX__CONN_DEAD;
+    net->nconns--;
     ax__counter_add(&net->c.connections, (uint64_t)-1);
 }
 
 /*
  * The end of a connection, for whatever reason. Frames not yet written
  * go back to the peer's pending queue (they may still be sent on a new
- * connection); written ones not acknowledged go to dead letters.
+ * connection); written ones not acknowledged go to dead letters. Safe to
+ * call on a connection that ended already (it does nothing).
  */
-static void conn_end(ax__conn_t *c, ax_net_event_kind_t kind, ax_status_t why)
+void ax__conn_end(ax__conn_t *c, ax_net_event_kind_t kind, ax_status_t why)
 {
     ax__net_t *net = c->net;
     ax__peer_t *p = c->peer;
@@ -403,6 +386,8 @@ static void conn_end(ax__conn_t *c, ax_net_event_kind_t kind, ax_status_t why)
     ax__nm_fifo_t data = {0};
     ax_net_msg_t *nm;
 
+    if (c->state == AX__CONN_DEAD)
+        return;
     dead_unacked(net, c, AX_ECLOSED);
     while ((nm = fifo_pop(&c->wq)) != NULL) {
         if (nm->wire == AX__WIRE_DATA && c->wq_off == 0) {
@@ -414,6 +399,9 @@ static void conn_end(ax__conn_t *c, ax_net_event_kind_t kind, ax_status_t why)
         }
         c->wq_off = 0;
     }
+    /* Mark it dead before anything below can look at it again (an event
+     * subscriber, a reconnect to the same peer). */
+    conn_close(c);
     if (ck_pr_load_32(&net->stopping)) {
         /* No new connection while stopping: what was not written stays
          * unsent. */
@@ -442,32 +430,50 @@ static void conn_end(ax__conn_t *c, ax_net_event_kind_t kind, ax_status_t why)
     } else {
         dead_fifo(net, &data, AX_ECLOSED);
     }
-    conn_free(c);
 }
 
-/* The connection broke the protocol: count it and close it. */
-static void conn_malformed(ax__conn_t *c, ax_status_t why)
+void ax__conn_malformed(ax__conn_t *c, ax_status_t why)
 {
+    if (c->state == AX__CONN_DEAD)
+        return;
     ax__counter_add(&c->net->c.malformed, 1);
-    conn_end(c, AX_NET_LOST, why);
+    ax__conn_end(c, AX_NET_LOST, why);
 }
 
-static void open_conn(ax__conn_t *c)
+/* Queue a Data frame on an open connection, unless it is above what the
+ * peer said it accepts: then it goes to dead letters (AX_ETOOBIG) here,
+ * once, and the connection stays up. */
+static void conn_enqueue_data(ax__conn_t *c, ax_net_msg_t *nm)
 {
-    ax__peer_t *p = c->peer;
+    if (ax_lease_len(&nm->frame) > c->peer_max_frame) {
+        ax__counter_add(&c->net->c.too_big, 1);
+        dead_frame(c->net, nm, ax__error(AX_ETOOBIG, "net: a %zu-byte frame is above the peer's limit of %llu bytes",
+                                         ax_lease_len(&nm->frame), (unsigned long long)c->peer_max_frame));
+        return;
+    }
+    fifo_push(&c->wq, nm);
+    mark_dirty(c);
+}
+
+void ax__conn_open(ax__conn_t *c, ax__peer_t *p)
+{
+    ax__net_t *net = c->net;
     ax_net_msg_t *nm;
+    uint64_t now = ax__now_ns();
 
     c->state = AX__CONN_OPEN;
+    c->peer = p;
+    c->last_rx_ns = c->last_tx_ns = now;
     p->conn = c;
     p->state = AX__PEER_OPEN;
     p->attempts = 0;
     if (p->ever_open)
-        ax__counter_add(&c->net->c.reconnects, 1);
+        ax__counter_add(&net->c.reconnects, 1);
     p->ever_open = true;
     while ((nm = fifo_pop(&p->pending)) != NULL)
-        fifo_push(&c->wq, nm);
+        conn_enqueue_data(c, nm);
     mark_dirty(c);
-    ax__net_event(c->net, AX_NET_ESTABLISHED, &p->addr, c->session, AX_OK);
+    ax__net_event(net, AX_NET_ESTABLISHED, &p->addr, c->session, AX_OK);
 }
 
 socklen_t ax__sockaddr_of(const ax_addr_t *a, struct sockaddr_storage *ss)
@@ -529,68 +535,79 @@ static void connect_done(ax__conn_t *c)
     if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
         err = errno;
     if (err != 0) {
-        conn_end(c, AX_NET_LOST, ax__error(AX_EIO, "net: connect: %s", strerror(err)));
+        ax__conn_end(c, AX_NET_LOST, ax__error(AX_EIO, "net: connect: %s", strerror(err)));
         return;
     }
     c->state = AX__CONN_HELLO;
     set_interest(c, AX__POLL_IN);
-    send_hello(c);
+    ax__hs_send_hello(c);
+}
+
+/* Out of descriptors with a connection waiting: take the reserve
+ * descriptor back, accept the connection and close it at once, so that
+ * the backlog drains and the listener sees new edges (libuv's trick).
+ * false when there is no reserve to use: retry from a timer. */
+static bool refuse_one(ax__net_t *net)
+{
+    int fd;
+
+    if (net->reserve_fd < 0)
+        return false;
+    close(net->reserve_fd);
+    net->reserve_fd = -1;
+    fd = accept4(net->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0) {
+        close(fd);
+        ax__counter_add(&net->c.refused, 1);
+    }
+    net->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd >= 0;
+}
+
+/* Close the oldest stranger to make room for a new one. */
+static void evict_oldest_stranger(ax__net_t *net)
+{
+    ax__conn_t *old = net->oldest_stranger;
+
+    if (old != NULL) {
+        ax__counter_add(&net->c.handshakes_evicted, 1);
+        ax__conn_end(old, AX_NET_LOST, AX_ECLOSED);
+    }
 }
 
 static void accept_all(ax__net_t *net)
 {
-    for (;;) {
+    while (net->listen_fd >= 0) {
         int one = 1, fd = accept4(net->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            return; /* EAGAIN, or out of descriptors: try at the next edge */
+            if ((errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) &&
+                refuse_one(net))
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK && net->accept_timer == 0)
+                ax__poller_timer_add(net->poller, ACCEPT_RETRY_NS, &accept_marker, &net->accept_timer);
+            return;
+        }
+        if (ck_pr_load_32(&net->stopping) || net->nconns >= net->cfg.max_connections) {
+            close(fd);
+            ax__counter_add(&net->c.refused, 1);
+            continue;
         }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (ck_pr_load_32(&net->stopping) || conn_new(net, fd, false, NULL) == NULL)
+        if (net->nstrangers >= net->cfg.max_pending_handshakes)
+            evict_oldest_stranger(net);
+        if (conn_new(net, fd, false, NULL) == NULL) {
             close(fd);
+            ax__counter_add(&net->c.refused, 1);
+        }
     }
-}
-
-/* ---- the handshake ---------------------------------------------------------- */
-
-static ax_status_t parse_hello(const msgpack_object *o, ax_addr_t *addr, uint64_t *incarnation,
-                               uint64_t *session)
-{
-    const msgpack_object *f, *a;
-
-    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 5)
-        return ax__error(AX_EPROTO, "hello: expected an array of 5");
-    f = o->via.array.ptr;
-    if (f[0].type != MSGPACK_OBJECT_STR || f[0].via.str.size != 4 ||
-        memcmp(f[0].via.str.ptr, AX__PROTO_MAGIC, 4) != 0)
-        return ax__error(AX_EPROTO, "hello: bad protocol magic");
-    if (f[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER || f[1].via.u64 != AX__PROTO_VERSION)
-        return ax__error(AX_EPROTO, "hello: unsupported protocol version");
-    if (f[2].type != MSGPACK_OBJECT_ARRAY || f[2].via.array.size != 3)
-        return ax__error(AX_EPROTO, "hello: bad address");
-    a = f[2].via.array.ptr;
-    if (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || (a[0].via.u64 != 0 && a[0].via.u64 != 4) ||
-        a[1].type != MSGPACK_OBJECT_BIN || a[1].via.bin.size != (a[0].via.u64 == 4 ? 16u : 4u) ||
-        a[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[2].via.u64 > 65535)
-        return ax__error(AX_EPROTO, "hello: bad address");
-    /* Session 0 means "this system" on a NetMessage: never a connection's. */
-    if (f[3].type != MSGPACK_OBJECT_POSITIVE_INTEGER || f[4].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
-        f[4].via.u64 == 0)
-        return ax__error(AX_EPROTO, "hello: bad incarnation or session");
-    memset(addr, 0, sizeof(*addr));
-    addr->family = a[0].via.u64 == 4 ? 6 : 4;
-    memcpy(addr->ip, a[1].via.bin.ptr, a[1].via.bin.size);
-    addr->port = (uint16_t)a[2].via.u64;
-    *incarnation = f[3].via.u64;
-    *session = f[4].via.u64;
-    return AX_OK;
 }
 
 /* Close the losing connection of a pair without counting it as a failed
  * attempt: its frames are handed over to the peer's queue first. */
-static void drop_duplicate(ax__conn_t *c)
+void ax__conn_drop_duplicate(ax__conn_t *c)
 {
     ax__peer_t *p = c->peer;
 
@@ -606,60 +623,7 @@ static void drop_duplicate(ax__conn_t *c)
         }
         c->peer = NULL;
     }
-    conn_end(c, AX_NET_CLOSED, AX_OK);
-}
-
-static void on_hello(ax__conn_t *c, const msgpack_object *o)
-{
-    ax__net_t *net = c->net;
-    uint64_t incarnation = 0, session = 0;
-    ax__peer_t *p;
-    ax__conn_t *other;
-    ax_addr_t addr;
-
-    if (c->state != AX__CONN_HELLO || parse_hello(o, &addr, &incarnation, &session) != AX_OK) {
-        conn_malformed(c, AX_EPROTO);
-        return;
-    }
-    c->peer_incarnation = incarnation;
-    if (c->outgoing) {
-        if (session != c->session) {
-            conn_malformed(c, AX_EPROTO);
-            return;
-        }
-        open_conn(c);
-        return;
-    }
-    p = peer_get(net, &addr);
-    if (p == NULL) {
-        conn_end(c, AX_NET_LOST, AX_ENOMEM);
-        return;
-    }
-    other = p->conn;
-    if (other != NULL && other->state == AX__CONN_OPEN && other->peer_incarnation == incarnation &&
-        other->outgoing && ax_addr_cmp(&net->self, &addr) < 0) {
-        /* Both sides connected at once: the connection opened by the
-         * system with the lower address wins. This one loses. */
-        conn_end(c, AX_NET_CLOSED, AX_OK);
-        return;
-    }
-    if (other != NULL && other->state != AX__CONN_OPEN && other->outgoing &&
-        ax_addr_cmp(&net->self, &addr) < 0) {
-        conn_end(c, AX_NET_CLOSED, AX_OK); /* our own attempt wins */
-        return;
-    }
-    if (other != NULL) {
-        /* The new connection replaces ours: either the peer restarted
-         * (another incarnation: ours is lost, say so), or it wins the
-         * simultaneous connect. Its unwritten frames move to the new one. */
-        if (other->state == AX__CONN_OPEN && other->peer_incarnation != incarnation)
-            ax__net_event(net, AX_NET_LOST, &p->addr, other->session, AX_ECLOSED);
-        drop_duplicate(other);
-    }
-    c->peer = p;
-    c->session = session;
-    send_hello(c);
-    open_conn(c);
+    ax__conn_end(c, AX_NET_CLOSED, AX_OK);
 }
 
 /* ---- receiving ------------------------------------------------------------- */
@@ -752,27 +716,26 @@ static void on_control(ax__conn_t *c, const ax__frame_header_t *h, ax_lease_t *f
     if (st != AX_OK) {
         ax_lease_release(&flat);
         msgpack_zone_clear(ax__thread_zone());
-        conn_malformed(c, st);
+        ax__conn_malformed(c, st);
         return;
     }
     switch (h->type) {
-    case AX__FRAME_HELLO:
-        on_hello(c, &o);
-        break;
     case AX__FRAME_ACK:
         if (o.type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-            conn_malformed(c, AX_EPROTO);
+            ax__conn_malformed(c, AX_EPROTO);
         else
             on_ack(c, o.via.u64);
         break;
     case AX__FRAME_STATUS:
         if (o.type != MSGPACK_OBJECT_ARRAY || o.via.array.size < 1 || o.via.array.size > 2 ||
             o.via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-            conn_malformed(c, AX_EPROTO);
+            ax__conn_malformed(c, AX_EPROTO);
         else
             on_status(c, &flat, &o, ax_status_from_byte(h->status));
         break;
     default:
+        /* A Hello or an Auth after the handshake. */
+        ax__conn_malformed(c, ax__error(AX_EPROTO, "net: a handshake frame after the handshake"));
         break;
     }
     msgpack_zone_clear(ax__thread_zone());
@@ -791,13 +754,7 @@ static bool on_frame(ax__conn_t *c, ax_lease_t *frame)
     ax_lease_copy_out(frame, 0, raw, sizeof raw);
     if (ax__frame_header_read(raw, &h) != AX_OK) {
         ax_lease_release(frame);
-        conn_malformed(c, AX_EPROTO);
-        return false;
-    }
-    /* Before the handshake only a Hello may come. */
-    if (h.type != AX__FRAME_HELLO && c->state != AX__CONN_OPEN && c->state != AX__CONN_CLOSING) {
-        ax_lease_release(frame);
-        conn_malformed(c, AX_EPROTO);
+        ax__conn_malformed(c, AX_EPROTO);
         return false;
     }
     if (h.type == AX__FRAME_DATA) {
@@ -808,7 +765,7 @@ static bool on_frame(ax__conn_t *c, ax_lease_t *frame)
             send_status(c, AX_ENOTFOUND, c->rx_frames, frame);
         ax_lease_release(frame); /* empty when delivered */
         if (st == AX_EPROTO) {
-            conn_malformed(c, st);
+            ax__conn_malformed(c, st);
             return false;
         }
         return true;
@@ -829,7 +786,7 @@ static bool on_frame(ax__conn_t *c, ax_lease_t *frame)
     }
     on_control(c, &h, frame);
     ax_lease_release(frame);
-    return conn_live(net, c); /* on_control may have closed c */
+    return c->state != AX__CONN_DEAD; /* on_control may have ended c */
 }
 
 static void pause_reading(ax__conn_t *c)
@@ -860,7 +817,7 @@ static bool take_frames(ax__conn_t *c)
         send_status(c, AX_ETOOBIG, 0, NULL);
         c->state = AX__CONN_CLOSING;
         if (flush_now(c))
-            conn_malformed(c, AX_ETOOBIG);
+            ax__conn_malformed(c, AX_ETOOBIG);
         return false;
     }
     return true;
@@ -868,11 +825,31 @@ static bool take_frames(ax__conn_t *c)
 
 static void on_readable(ax__conn_t *c)
 {
+    if (c->state == AX__CONN_HELLO) {
+        /* A stranger reads into its own small buffer, never the pool. */
+        if (!ax__hs_readable(c) || c->state == AX__CONN_HELLO)
+            return;
+    }
     for (;;) {
         void *p;
         size_t room;
         ssize_t n;
         ax_status_t st = ax_decode_buffer_space(c->rx, &p, &room);
+
+        if (st == AX_OK && c->pre != NULL) {
+            /* First the bytes that came behind the handshake. */
+            n = (ssize_t)(c->pre_len - c->pre_off < room ? c->pre_len - c->pre_off : room);
+            memcpy(p, c->pre + c->pre_off, (size_t)n);
+            c->pre_off += (size_t)n;
+            if (c->pre_off == c->pre_len) {
+                free(c->pre);
+                c->pre = NULL;
+            }
+            ax_decode_buffer_commit(c->rx, (size_t)n);
+            if (!take_frames(c))
+                return;
+            continue;
+        }
 
         if (st == AX_ENOBUFS) {
             /* Acknowledge what was taken before reading stops: the sender
@@ -890,6 +867,7 @@ static void on_readable(ax__conn_t *c)
         n = read(c->fd, p, room);
         if (n > 0) {
             c->starved = false;
+            c->last_rx_ns = ax__now_ns();
             ax_decode_buffer_commit(c->rx, (size_t)n);
             if (!take_frames(c))
                 return;
@@ -901,9 +879,9 @@ static void on_readable(ax__conn_t *c)
             break;
         /* End of stream, or an error. */
         if (c->bye_received || c->bye_sent)
-            conn_end(c, AX_NET_CLOSED, AX_OK);
+            ax__conn_end(c, AX_NET_CLOSED, AX_OK);
         else
-            conn_end(c, AX_NET_LOST, n == 0 ? AX_ECLOSED : AX_EIO);
+            ax__conn_end(c, AX_NET_LOST, n == 0 ? AX_ECLOSED : AX_EIO);
         return;
     }
     if (c->state == AX__CONN_OPEN || c->state == AX__CONN_CLOSING)
@@ -957,21 +935,19 @@ static bool written(ax__conn_t *c, ax_net_msg_t *nm)
 }
 
 /*
- * A closing connection's next step, once its queue is written: with our
- * Bye out we close our side for writing; with Bye gone both ways nothing
- * more can come, and the connection ends. false when it ended.
+ * A closing connection's next step, once its queue is written: with Bye
+ * gone both ways (ours written, the peer's read) nothing more can come,
+ * and the connection ends. Until the peer's Bye arrives our writing side
+ * stays open, so that Acks for what the peer still sends can go out
+ * (docs/wire.md section 12). false when it ended.
  */
 static bool closing_step(ax__conn_t *c)
 {
     if (c->state != AX__CONN_CLOSING || !c->bye_sent || c->wq.head != NULL)
         return true;
     if (c->bye_received) {
-        conn_end(c, AX_NET_CLOSED, AX_OK);
+        ax__conn_end(c, AX_NET_CLOSED, AX_OK);
         return false;
-    }
-    if (!c->shut_wr) {
-        shutdown(c->fd, SHUT_WR);
-        c->shut_wr = true;
     }
     return true;
 }
@@ -981,6 +957,8 @@ static bool flush_now(ax__conn_t *c)
 {
     struct iovec iov[IOV_BATCH];
 
+    if (c->state == AX__CONN_DEAD)
+        return false;
     if (c->state == AX__CONN_TCP)
         return true;
     while (c->wq.head != NULL) {
@@ -1015,9 +993,10 @@ static bool flush_now(ax__conn_t *c)
                 set_interest(c, c->interest | AX__POLL_OUT);
                 return true;
             }
-            conn_end(c, AX_NET_LOST, AX_EIO);
+            ax__conn_end(c, AX_NET_LOST, AX_EIO);
             return false;
         }
+        c->last_tx_ns = ax__now_ns();
         /* Release every frame written in full; remember where the first
          * unfinished one stopped. */
         while (n > 0 && c->wq.head != NULL) {
@@ -1032,7 +1011,7 @@ static bool flush_now(ax__conn_t *c)
             n -= (ssize_t)left;
             c->wq_off = 0;
             if (!written(c, fifo_pop(&c->wq))) {
-                conn_end(c, AX_NET_LOST, AX_ENOMEM);
+                ax__conn_end(c, AX_NET_LOST, AX_ENOMEM);
                 return false;
             }
         }
@@ -1061,7 +1040,7 @@ static void route(ax__net_t *net, ax_net_msg_t *nm)
     ax__peer_t *p = r->peer;
 
     if (p == NULL) {
-        p = peer_get(net, &r->path.addr);
+        p = ax__peer_get(net, &r->path.addr);
         if (p == NULL) {
             dead_frame(net, nm, AX_ENOMEM);
             return;
@@ -1069,8 +1048,7 @@ static void route(ax__net_t *net, ax_net_msg_t *nm)
         r->peer = p; /* only this thread reads or writes it */
     }
     if (p->state == AX__PEER_OPEN && p->conn->state == AX__CONN_OPEN) {
-        fifo_push(&p->conn->wq, nm);
-        mark_dirty(p->conn);
+        conn_enqueue_data(p->conn, nm);
         return;
     }
     /* While stopping too: what actors sent last is delivered within the
@@ -1143,26 +1121,24 @@ static bool connecting_out(const ax__conn_t *c)
 /* One step of a graceful stop; true when every connection is closed. */
 static bool stop_step(ax__net_t *net, bool deadline)
 {
-    ax__conn_t *c = net->conns, *next;
-
-    for (; c != NULL; c = next) {
-        next = c->next;
+    for (ax__conn_t *c = net->conns; c != NULL; c = c->next) {
+        if (c->state == AX__CONN_DEAD)
+            continue;
         if (c->state != AX__CONN_OPEN && c->state != AX__CONN_CLOSING && !deadline && connecting_out(c))
             continue; /* its Hello first, then its frames, then Bye */
         if (deadline || (c->state != AX__CONN_OPEN && c->state != AX__CONN_CLOSING)) {
-            conn_end(c, AX_NET_CLOSED, AX_OK);
+            ax__conn_end(c, AX_NET_CLOSED, AX_OK);
             continue;
         }
-        /* Everything written and acknowledged: say Bye. flush_now then
-         * closes our side, and ends the connection once the peer's Bye
-         * has come too (closing_step). */
+        /* Everything written and acknowledged: say Bye. The connection
+         * ends once the peer's Bye has come too (closing_step). */
         if (c->wq.head == NULL && c->ua_count == 0 && !c->bye_sent) {
             send_bye(c);
             c->state = AX__CONN_CLOSING;
             flush_now(c);
         }
     }
-    return net->conns == NULL;
+    return net->nconns == 0;
 }
 
 /* ---- the loop --------------------------------------------------------------------- */
@@ -1172,18 +1148,51 @@ static void publish_stats(ax__net_t *net)
     ax_buffer_pool_stats_t s;
 
     ax_buffer_pool_stats(net->rx_pool, &s);
+    /* A gauge, written only here: a plain store that readers load atomically. */
+    ck_pr_store_64(&net->c.pending_handshakes, net->nstrangers);
     pthread_mutex_lock(&net->stats_lock);
     net->rx_stats = s;
     pthread_mutex_unlock(&net->stats_lock);
+}
+
+/*
+ * Give receive and control chunks back after a burst, one of each per
+ * tick (up to 10 a second): the pools shrink to their initial size once the
+ * burst is over, and a steady flow, whose chunks are busy, loses nothing.
+ * glibc keeps freed memory in its heap; malloc_trim, at most once a
+ * second, hands whole free pages back to the system.
+ */
+static void trim_pools(ax__net_t *net, uint64_t now)
+{
+    size_t n = ax_buffer_pool_trim(net->rx_pool, net->cfg.buffer_config.initial_chunk_count, 1);
+
+    n += ax_buffer_pool_trim(ax_encode_buffer_pool(net->ctl), 1, 1);
+    /* The dispatcher trims its own pool and says so here. */
+    n += ck_pr_fas_32(&net->trimmed_elsewhere, 0);
+    if (n > 0)
+        net->trim_pending = true;
+    if (net->trim_pending && now - net->last_malloc_trim_ns >= 1000000000u) {
+        malloc_trim(0);
+        net->trim_pending = false;
+        net->last_malloc_trim_ns = now;
+    }
+}
+
+static void arm_tick(ax__net_t *net)
+{
+    uint64_t id;
+
+    ax__poller_timer_add(net->poller, ax__net_tick_period_ns(&net->cfg), &tick_marker, &id);
 }
 
 static void on_timer(ax__net_t *net, void *ctx, bool *deadline)
 {
     if (ctx == &resume_marker) {
         net->resume_timer = 0;
-        for (ax__conn_t *c = net->conns, *next; c != NULL; c = next) {
-            next = c->next;
-            if (c->paused) {
+        /* on_readable may end any connection, this one or another: none
+         * is freed before the turn ends, and DEAD ones are skipped. */
+        for (ax__conn_t *c = net->conns; c != NULL; c = c->next) {
+            if (c->state != AX__CONN_DEAD && c->paused) {
                 c->paused = false;
                 set_interest(c, c->interest | AX__POLL_IN);
                 on_readable(c); /* edge-triggered: read what waited */
@@ -1191,6 +1200,15 @@ static void on_timer(ax__net_t *net, void *ctx, bool *deadline)
         }
     } else if (ctx == &deadline_marker) {
         *deadline = true;
+    } else if (ctx == &tick_marker) {
+        uint64_t now = ax__now_ns();
+
+        ax__net_tick(net, now);
+        trim_pools(net, now);
+        arm_tick(net);
+    } else if (ctx == &accept_marker) {
+        net->accept_timer = 0;
+        accept_all(net);
     } else {
         ax__peer_t *p = ctx;
 
@@ -1205,9 +1223,15 @@ static void on_fd(ax__net_t *net, const ax__poll_event_t *ev)
     ax__conn_t *c = ev->ctx;
 
     if (ev->ctx == &net->listen_fd) {
-        accept_all(net);
+        if (ev->id == net->listen_reg)
+            accept_all(net);
         return;
     }
+    /* Matched by the poller's never-reused id: an event for a connection
+     * that ended earlier in this batch names a DEAD connection (its memory
+     * lives until reap) whose registration id was removed. */
+    if (c->state == AX__CONN_DEAD || ev->id != c->reg)
+        return;
     if (c->state == AX__CONN_TCP) {
         if (ev->events & (AX__POLL_OUT | AX__POLL_ERR | AX__POLL_HUP))
             connect_done(c);
@@ -1226,15 +1250,12 @@ void *ax__net_main(void *arg)
     ax__poll_event_t ev[EVENTS_MAX];
     bool stopping = false, deadline = false;
 
+    arm_tick(net);
     for (;;) {
         size_t n = 0;
 
         ax__poller_wait(net->poller, -1, ev, EVENTS_MAX, &n);
         for (size_t i = 0; i < n; i++) {
-            /* An earlier event of this batch may have closed a connection:
-             * the poller only guards ids removed before the wait. */
-            if (ev[i].kind == AX__EV_FD && ev[i].ctx != &net->listen_fd && !conn_live(net, ev[i].ctx))
-                continue;
             if (ev[i].kind == AX__EV_FD)
                 on_fd(net, &ev[i]);
             else if (ev[i].kind == AX__EV_TIMER)
@@ -1247,8 +1268,11 @@ void *ax__net_main(void *arg)
             stopping = true;
             begin_stop(net);
         }
-        if (stopping && stop_step(net, deadline))
+        if (stopping && stop_step(net, deadline)) {
+            reap(net);
             break;
+        }
+        reap(net);
     }
     drain_inbox(net); /* anything that came in after the end: dead letters */
     return NULL;

@@ -8,12 +8,18 @@
  *                                             the answers
  *   echo_server --port N [--seconds S]        serve on 127.0.0.1:N
  *   echo_server --listen HOST:PORT [--seconds S]
+ *   ... [--cookie-file PATH]                  require peers to prove the
+ *                                             secret in PATH (a file only
+ *                                             its owner may read; see
+ *                                             docs/wire.md section 7.3)
  *
  * The actor registered as "echo" answers every message with a message of
  * the same serialiser id, sent back to the sender's path: a u64 comes back
  * plus one, strings and bytes come back unchanged. When it is ready the
  * server prints "LISTENING <port>" (port 0 picks a free one). It exits 0
- * after S seconds, or on SIGTERM or SIGINT (without --seconds, only then).
+ * after S seconds, or on SIGTERM or SIGINT (without --seconds, only then),
+ * after printing one line "STATS name=value ..." of its network counters
+ * (what a client in another language can check: refusals, auth failures).
  */
 #define _POSIX_C_SOURCE 200809L /* sigtimedwait, clock_gettime, semaphores */
 #include <errno.h>
@@ -64,8 +70,9 @@ static const ax_actor_vtable_t echo_vtable = {
     .receive_network = echo_network,
 };
 
-/* A system listening on `listen`, with the echo actor registered. */
-static ax_status_t start_server(const char *listen, ax_system_t **sys)
+/* A system listening on `listen`, with the echo actor registered; with a
+ * cookie file (not NULL), only peers that prove its secret get in. */
+static ax_status_t start_server(const char *listen, const char *cookie_file, ax_system_t **sys)
 {
     ax_config_t cfg;
     ax_ref_t echo;
@@ -74,6 +81,8 @@ static ax_status_t start_server(const char *listen, ax_system_t **sys)
     ax_config_init(&cfg);
     cfg.threads = 2;
     snprintf(cfg.network.listen, sizeof cfg.network.listen, "%s", listen);
+    if (cookie_file != NULL) /* main checked that it fits */
+        snprintf(cfg.network.cookie_file, sizeof cfg.network.cookie_file, "%s", cookie_file);
     st = ax_system_create(&cfg, sys);
     if (st != AX_OK)
         return st;
@@ -103,11 +112,12 @@ static void wait_for_stop(sigset_t *stop, long seconds)
     }
 }
 
-static int serve(const char *listen, long seconds, sigset_t *stop)
+static int serve(const char *listen, const char *cookie_file, long seconds, sigset_t *stop)
 {
     ax_system_t *sys = NULL;
     ax_addr_t self;
-    ax_status_t st = start_server(listen, &sys);
+    ax_net_stats_t ns;
+    ax_status_t st = start_server(listen, cookie_file, &sys);
 
     if (st != AX_OK) {
         fprintf(stderr, "echo_server: %s: %s\n", ax_status_str(st), ax_error_detail());
@@ -117,6 +127,14 @@ static int serve(const char *listen, long seconds, sigset_t *stop)
     printf("LISTENING %u\n", (unsigned)self.port);
     fflush(stdout); /* a client waits for this line on a pipe */
     wait_for_stop(stop, seconds);
+    if (ax_net_stats(sys, &ns) == AX_OK) {
+        printf("STATS malformed=%llu auth_failures=%llu replace_refused=%llu heartbeat_timeouts=%llu "
+               "handshake_timeouts=%llu\n",
+               (unsigned long long)ns.malformed, (unsigned long long)ns.auth_failures,
+               (unsigned long long)ns.replace_refused, (unsigned long long)ns.heartbeat_timeouts,
+               (unsigned long long)ns.handshake_timeouts);
+        fflush(stdout);
+    }
     /* Graceful: queued replies are flushed and every peer is sent Bye. */
     ax_system_shutdown(sys);
     ax_system_await_termination(sys);
@@ -215,7 +233,7 @@ static int self_check(void)
     sem_init(&args.done, 0, 0);
     ax_config_init(&cfg);
     cfg.threads = 2;
-    if (start_server("127.0.0.1:0", &server) != AX_OK || ax_system_create(&cfg, &client) != AX_OK ||
+    if (start_server("127.0.0.1:0", NULL, &server) != AX_OK || ax_system_create(&cfg, &client) != AX_OK ||
         ax_net_start(client) != AX_OK) {
         fprintf(stderr, "self-check: cannot start: %s\n", ax_error_detail());
         goto out;
@@ -245,6 +263,7 @@ out:
 int main(int argc, char **argv)
 {
     char listen[128] = "";
+    const char *cookie_file = NULL;
     long seconds = 0;
     sigset_t stop;
 
@@ -257,8 +276,16 @@ int main(int argc, char **argv)
             snprintf(listen, sizeof listen, "%s", v);
         else if (v != NULL && strcmp(argv[i], "--seconds") == 0)
             seconds = strtol(v, NULL, 10);
-        else {
-            fprintf(stderr, "usage: %s [--port N | --listen HOST:PORT] [--seconds S]\n", argv[0]);
+        else if (v != NULL && strcmp(argv[i], "--cookie-file") == 0) {
+            if (strlen(v) >= sizeof(((ax_net_config_t *)0)->cookie_file)) {
+                fprintf(stderr, "%s: --cookie-file: the path is longer than %zu bytes\n", argv[0],
+                        sizeof(((ax_net_config_t *)0)->cookie_file) - 1);
+                return 2;
+            }
+            cookie_file = v;
+        } else {
+            fprintf(stderr, "usage: %s [--port N | --listen HOST:PORT] [--seconds S] [--cookie-file PATH]\n",
+                    argv[0]);
             return 2;
         }
         i++;
@@ -267,7 +294,12 @@ int main(int argc, char **argv)
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    if (listen[0] == '\0')
+    if (listen[0] == '\0') {
+        if (cookie_file != NULL) {
+            fprintf(stderr, "%s: --cookie-file needs --port or --listen\n", argv[0]);
+            return 2;
+        }
         return self_check() == 0 ? 0 : 1;
-    return serve(listen, seconds, &stop);
+    }
+    return serve(listen, cookie_file, seconds, &stop);
 }

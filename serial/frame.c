@@ -24,7 +24,7 @@ ax_status_t ax__frame_header_read(const unsigned char in[AX__FRAME_HEADER_SIZE],
     h->type = in[4];
     h->flags = in[5];
     h->status = in[6];
-    if (h->type < AX__FRAME_HELLO || h->type > AX__FRAME_ACK)
+    if (h->type < AX__FRAME_HELLO || h->type > AX__FRAME_AUTH)
         return ax__error(AX_EPROTO, "frame: unknown frame type %u", h->type);
     if (h->flags != 0 || in[7] != 0)
         return ax__error(AX_EPROTO, "frame: reserved header bits are set (flags %u, byte 7 %u)",
@@ -101,6 +101,10 @@ ax_status_t ax__frame_encode_data_packed(ax_encode_buffer_t *eb, const ax__packe
     off = ax_encode_len(eb);
     if (st == AX_OK)
         st = type->serialise(msg, ax_encode_packer(eb));
+    /* A serialiser reports a failed pack as it likes (AX_ENOBUFS is
+     * typical); the buffer knows when the message can never fit. */
+    if (st != AX_OK && ax_encode_write(eb, NULL, 0) == AX_ETOOBIG)
+        st = AX_ETOOBIG;
     len = ax_encode_len(eb);
     if (st == AX_OK && len - AX__FRAME_HEADER_SIZE > UINT32_MAX)
         st = ax__error(AX_ETOOBIG, "frame: a body of %zu bytes does not fit a frame",

@@ -29,6 +29,7 @@ enum ax__frame_type {
     AX__FRAME_BYE = 4,
     AX__FRAME_HEARTBEAT = 5,
     AX__FRAME_ACK = 6,
+    AX__FRAME_AUTH = 7, /* wire version 2: a handshake proof */
 };
 
 typedef struct ax__frame_header_s {

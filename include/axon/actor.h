@@ -469,7 +469,11 @@ ax_status_t ax_actor_buffer_stats(ax_actor_t *self, ax_buffer_pool_stats_t *out)
  * caller keeps msg (it is only read). A local dst receives a NetMessage
  * whose payload is still in self's chunk (no copy). AX_ENOBUFS when self's
  * pool is exhausted: nothing was sent; retry later, from a later message
- * or a timer (not by looping in the handler). AX_EINVAL for a type
+ * or a timer (not by looping in the handler). AX_ETOOBIG when the frame
+ * could never fit, even in the whole pool (chunk_size x max_chunk_count):
+ * do not retry. A frame above the remote peer's frame limit (announced in
+ * its Hello) goes to dead letters with AX_ETOOBIG instead, once; the
+ * connection stays up. AX_EINVAL for a type
  * without a serialiser. AX_ENOTFOUND for a remote dst when the system has
  * no network. A dst that has ended gets it as a dead letter (AX_OK).
  * Call from self's handlers.

@@ -202,6 +202,17 @@ void ax_buffer_pool_put(ax_buffer_pool_t *pool, ax_chunk_t **chunk);
 /* Stats, computed now. Owner only. */
 void ax_buffer_pool_stats(const ax_buffer_pool_t *pool, ax_buffer_pool_stats_t *out);
 
+/*
+ * Give memory back: free up to `most` chunks that are free (no writer, no
+ * lease) while the pool holds more than `keep` chunks. Returns how many
+ * were freed. A pool otherwise keeps every chunk it ever allocated (its
+ * high-water mark); calling this now and then, a chunk at a time, lets it
+ * shrink after a burst without churning during one. The memory goes back
+ * to the C allocator, which may keep it (glibc's malloc_trim returns it to
+ * the system). Owner only.
+ */
+size_t ax_buffer_pool_trim(ax_buffer_pool_t *pool, size_t keep, size_t most);
+
 const ax_buffer_config_t *ax_buffer_pool_config(const ax_buffer_pool_t *pool);
 
 /* The writable memory of a chunk the caller got from its pool. */
@@ -236,7 +247,8 @@ typedef struct ax_encode_buffer_s ax_encode_buffer_t;
  * left is moved to a fresh chunk while it fits in one, and becomes a chain
  * of slices across chunks once it is larger than a chunk.
  *
- * Any failure (AX_ENOBUFS when the pool is exhausted, AX_ENOMEM) is sticky
+ * Any failure (AX_ENOBUFS when the pool is exhausted for now, AX_ETOOBIG
+ * when the message needs more than every chunk the pool may have, AX_ENOMEM) is sticky
  * until ax_encode_end() or ax_encode_abort(), which then leave the buffer
  * exactly as it was before ax_encode_begin(): no lease, no chunk consumed.
  */

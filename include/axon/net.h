@@ -21,7 +21,9 @@
  * system acknowledges receiving it, or it goes to dead letters with a
  * status (AX_ECLOSED: the connection was lost with the message unacked or
  * unsent; AX_ETIMEDOUT: the peer could not be reached within the retries;
- * AX_ENOBUFS: the queue for a connecting peer, or the dispatcher's pool,
+ * AX_ETOOBIG: above the peer's frame limit, which it announces in its
+ * Hello, or above what the dispatcher's pool can ever hold; the connection
+ * stays up. AX_ENOBUFS: the queue for a connecting peer, or the dispatcher's pool,
  * was full; AX_ENOTFOUND: the peer has no such actor).
  *
  * Lazy sends are bounded: at most network.dispatch_queue of them wait for
@@ -30,6 +32,26 @@
  * connection was lost after it was written may have been delivered even so:
  * its dead letter says AX_ECLOSED, "unknown". Messages that are dead-lettered
  * after they were serialised arrive at the dead-letter actor as NetMessages.
+ *
+ * What each bound does (docs/config.md gives the keys):
+ *  - Queue for a peer that is connecting: network.peer_queue messages; the
+ *    next goes to dead letters with AX_ENOBUFS.
+ *  - Frames waiting to be written on a connection: they hold leases on
+ *    pooled chunks (the dispatcher's for lazy sends, the sender's for eager
+ *    ones), so the pools bound them: ax_tell_serialised returns AX_ENOBUFS,
+ *    a lazy send is dead-lettered with AX_ENOBUFS.
+ *  - Receiving: when the receive pool (network.buffer_config) is exhausted
+ *    the connection stops reading (TCP pushes back on the sender) and
+ *    resumes when a chunk is free; nothing received is dropped.
+ *  - A frame above the peer's limit (it announces it in its Hello):
+ *    dead-lettered with AX_ETOOBIG here; the connection stays up.
+ *  - Strangers (connections before their handshake): max_pending_handshakes,
+ *    handshake_timeout_ms, max_connections; a few hundred bytes each and no
+ *    receive-pool chunk (dispatch/NOTES.md, "Hostile networks").
+ *  - Silence: heartbeat_timeout_ms, then AX_NET_LOST with AX_ETIMEDOUT.
+ * Not bounded: the record of written, unacknowledged frames (24 bytes
+ * each) of a peer that reads but never acknowledges; Axon peers
+ * acknowledge after every read burst.
  */
 #ifndef AXON_NET_H
 #define AXON_NET_H

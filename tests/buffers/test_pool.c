@@ -276,3 +276,35 @@ Test(pool, destroy_null_is_harmless)
     ax_buffer_pool_destroy(&pool);
     ax_buffer_pool_destroy(NULL);
 }
+
+/* After a burst the pool gives back free chunks down to `keep`, at most
+ * `most` per call; a chunk with a lease, or handed out, is never freed. */
+Test(pool, trim_frees_only_free_chunks_down_to_keep)
+{
+    ax_buffer_pool_t *pool = make_pool(1, 6);
+    ax_chunk_t *c[6];
+    ax_lease_t held;
+    ax_buffer_pool_stats_t st;
+
+    for (int i = 0; i < 6; i++)
+        cr_assert_eq(ax_buffer_pool_get(pool, &c[i]), AX_OK);
+    cr_assert_eq(ax_chunk_lease(c[0], 0, 16, &held), AX_OK);
+    cr_assert_eq(ax_buffer_pool_trim(pool, 1, 10), 0, "every chunk is handed out");
+    for (int i = 0; i < 5; i++)
+        ax_buffer_pool_put(pool, &c[i]); /* c[0] keeps a lease; c[5] stays out */
+    cr_assert_eq(ax_buffer_pool_trim(pool, 1, 2), 2, "at most two per call");
+    cr_assert_eq(ax_buffer_pool_trim(pool, 1, 10), 2, "the other two free ones");
+    ax_buffer_pool_stats(pool, &st);
+    cr_assert_eq(st.chunks_allocated, 2, "the leased chunk and the one handed out remain");
+    cr_assert_eq(st.chunks_leased, 1);
+    ax_lease_release(&held);
+    cr_assert_eq(ax_buffer_pool_trim(pool, 1, 10), 1, "down to keep once the lease is gone");
+    ax_buffer_pool_stats(pool, &st);
+    cr_assert_eq(st.chunks_allocated, 1);
+    ax_buffer_pool_put(pool, &c[5]);
+    for (int i = 0; i < 6; i++)
+        cr_assert_eq(ax_buffer_pool_get(pool, &c[i]), AX_OK, "the pool grows again after a trim");
+    for (int i = 0; i < 6; i++)
+        ax_buffer_pool_put(pool, &c[i]);
+    ax_buffer_pool_destroy(&pool);
+}

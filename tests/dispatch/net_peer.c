@@ -2,6 +2,7 @@
  * net_peer: an Axon system in a process of its own, for test_net_proc.
  *
  *     net_peer --listen 127.0.0.1:PORT --name NAME [--reply none|lazy|eager]
+ *              [--nofile N]
  *
  * It listens on the address (port 0 picks one), registers a node under
  * NAME that counts the seq messages it receives and checks their order
@@ -9,11 +10,14 @@
  * "READY <port>" on stdout. On SIGTERM it shuts down gracefully (flush,
  * Bye) and prints "RECEIVED <n> OUT_OF_ORDER <n> GAPS <n> BAD <n>", then
  * exits 0. The test may instead kill it with SIGKILL: that is the point.
+ * --nofile N sets its RLIMIT_NOFILE (the hostile tests' descriptor
+ * pressure).
  *
  * It never outlives the test by much: the test sets PR_SET_PDEATHSIG
  * before exec, and an alarm ends it after ten minutes whatever happens.
  */
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +27,7 @@
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: net_peer --listen HOST:PORT --name NAME [--reply none|lazy|eager]\n");
+    fprintf(stderr, "usage: net_peer --listen HOST:PORT --name NAME [--reply none|lazy|eager] [--nofile N]\n");
     exit(2);
 }
 
@@ -59,7 +63,7 @@ static ax_system_t *start(const ax_config_t *cfg, nt_node_t *node, const char *n
 
 int main(int argc, char **argv)
 {
-    const char *listen = NULL, *name = NULL, *reply = "none";
+    const char *listen = NULL, *name = NULL, *reply = "none", *nofile = NULL;
     ax_config_t cfg;
     ax_system_t *sys;
     nt_node_t node;
@@ -74,12 +78,22 @@ int main(int argc, char **argv)
             name = argv[i + 1];
         else if (strcmp(argv[i], "--reply") == 0)
             reply = argv[i + 1];
+        else if (strcmp(argv[i], "--nofile") == 0)
+            nofile = argv[i + 1];
         else
             usage();
     }
     if (listen == NULL || name == NULL || argc % 2 == 0)
         usage();
     alarm(600);
+    if (nofile != NULL) {
+        struct rlimit rl = {.rlim_cur = strtoul(nofile, NULL, 10), .rlim_max = strtoul(nofile, NULL, 10)};
+
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+            perror("net_peer: setrlimit");
+            exit(1);
+        }
+    }
 
     /* Every thread the system starts inherits this mask, so SIGTERM is
      * taken only by sigwait below. */

@@ -879,7 +879,8 @@ static size_t raw_read_frame(int fd, unsigned char h[8], unsigned char *body, si
 
 #define RAW_SESSION 0x0fedcba987654321ull
 
-/* A Hello body: ["axon", version, [0, ip, port], incarnation, session]. */
+/* A version-2 Hello body: ["axon", version, [0, ip, port], incarnation,
+ * session, flags 0, max frame 1 MiB, nonce, path ids 0]. */
 static size_t raw_hello(unsigned char *out, size_t cap, const char *magic, uint32_t version)
 {
     static const unsigned char ip[4] = {127, 0, 0, 1};
@@ -889,7 +890,7 @@ static size_t raw_hello(unsigned char *out, size_t cap, const char *magic, uint3
 
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 5);
+    msgpack_pack_array(&pk, 9);
     msgpack_pack_str(&pk, strlen(magic));
     msgpack_pack_str_body(&pk, magic, strlen(magic));
     msgpack_pack_uint32(&pk, version);
@@ -900,6 +901,11 @@ static size_t raw_hello(unsigned char *out, size_t cap, const char *magic, uint3
     msgpack_pack_uint16(&pk, 9); /* a made-up peer address: nobody listens there */
     msgpack_pack_uint64(&pk, 0x1234567890abcdefull);
     msgpack_pack_uint64(&pk, RAW_SESSION);
+    msgpack_pack_uint8(&pk, 0);
+    msgpack_pack_uint32(&pk, 1u << 20);
+    msgpack_pack_bin(&pk, 32);
+    msgpack_pack_bin_body(&pk, "0123456789abcdef0123456789abcdef", 32);
+    msgpack_pack_uint8(&pk, 0);
     cr_assert_leq(sb.size + 8, cap);
     n = raw_header(out, (uint32_t)sb.size, F_HELLO, 0);
     memcpy(out + n, sb.data, sb.size);
@@ -1046,7 +1052,7 @@ Test(net, raw_hello_bad_magic)
     size_t n;
 
     raw_fixture_setup(&f);
-    n = raw_hello(frame, sizeof frame, "nope", 1);
+    n = raw_hello(frame, sizeof frame, "nope", 2);
     cr_assert_eq(raw_case(&f, frame, n, false, reply, sizeof reply), 0, "b answered a bad Hello");
     raw_fixture_check(&f, true);
 }
@@ -1077,7 +1083,7 @@ static int raw_handshake(raw_fixture_t *f, ax_net_event_t *ev, size_t *from)
     ax_addr_t raw_addr;
     int fd = raw_connect(f->b);
 
-    n = raw_hello(frame, sizeof frame, "axon", 1);
+    n = raw_hello(frame, sizeof frame, "axon", 2);
     raw_send(fd, frame, n);
     len = raw_read_frame(fd, h, body, sizeof body);
     cr_assert_eq(h[4], F_HELLO, "b's first frame is of type %u, not Hello", h[4]);
@@ -1086,7 +1092,7 @@ static int raw_handshake(raw_fixture_t *f, ax_net_event_t *ev, size_t *from)
     cr_assert_eq(msgpack_unpack_next(&u, (const char *)body, len, &off), MSGPACK_UNPACK_SUCCESS);
     cr_assert_eq(off, len, "b's Hello has bytes after its body");
     o = &u.data;
-    cr_assert(o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 5, "b's Hello is not an array of 5");
+    cr_assert(o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 9, "b's Hello is not an array of 9");
     cr_assert(o->via.array.ptr[0].type == MSGPACK_OBJECT_STR && o->via.array.ptr[0].via.str.size == 4 &&
               memcmp(o->via.array.ptr[0].via.str.ptr, "axon", 4) == 0);
     cr_assert(o->via.array.ptr[4].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
@@ -1124,22 +1130,52 @@ Test(net, raw_garbage_after_hello)
  * queues a Status frame (status byte AX_ETOOBIG, body [0]) and flushes it
  * before closing, so it must be the last thing read.
  */
+/* Before the handshake a header above the handshake limit (256 bytes)
+ * closes the connection without a reply (wire v2, section 7): a stranger
+ * learns nothing and can make us hold nothing. */
 Test(net, raw_oversized_frame)
 {
     raw_fixture_t f;
     unsigned char h[8], reply[256];
-    size_t got;
-    uint32_t len;
 
     raw_fixture_setup(&f);
     raw_header(h, 0x7ffffff0u, F_DATA, 0); /* far above the 16 MiB default */
-    got = raw_case(&f, h, sizeof h, false, reply, sizeof reply);
-    cr_assert_geq(got, 8, "no Status frame before the close");
-    len = (uint32_t)reply[0] << 24 | (uint32_t)reply[1] << 16 | (uint32_t)reply[2] << 8 | reply[3];
-    cr_assert_eq(reply[4], F_STATUS, "frame type %u, not Status", reply[4]);
-    cr_assert_eq(reply[6], ax_status_to_byte(AX_ETOOBIG), "status byte %u", reply[6]);
-    cr_assert_eq(ax_status_from_byte(reply[6]), AX_ETOOBIG);
-    cr_assert_eq(got, 8 + (size_t)len, "%zu bytes after the Status frame", got - 8 - len);
+    cr_assert_eq(raw_case(&f, h, sizeof h, false, reply, sizeof reply), 0, "b answered a stranger");
+    raw_fixture_check(&f, true);
+    raw_fixture_setup(&f);
+    raw_header(h, 249, F_HELLO, 0); /* a Hello one byte above the limit */
+    cr_assert_eq(raw_case(&f, h, sizeof h, false, reply, sizeof reply), 0, "b answered a stranger");
+    raw_fixture_check(&f, true);
+}
+
+/* After the handshake an oversized header gets a Status AX_ETOOBIG [0],
+ * then the close (section 15). */
+Test(net, raw_oversized_frame_after_handshake)
+{
+    raw_fixture_t f;
+    ax_net_event_t ev;
+    unsigned char h[8], reply[256];
+    size_t from = 0, got = 0, len;
+    ssize_t k;
+    int fd;
+
+    raw_fixture_setup(&f);
+    fd = raw_handshake(&f, &ev, &from);
+    raw_header(h, 0x7ffffff0u, F_DATA, 0);
+    raw_send(fd, h, sizeof h);
+    /* Skip Acks and Heartbeats until the Status. */
+    for (;;) {
+        len = raw_read_frame(fd, h, reply, sizeof reply);
+        if (h[4] == F_STATUS)
+            break;
+        cr_assert(h[4] == F_ACK || h[4] == 5, "frame type %u before the Status", h[4]);
+    }
+    cr_assert_eq(h[6], ax_status_to_byte(AX_ETOOBIG), "status byte %u", h[6]);
+    cr_assert_eq(len, 2, "the Status body is [0]");
+    while ((k = recv(fd, reply, sizeof reply, 0)) > 0)
+        got += (size_t)k;
+    cr_assert_eq(got, 0, "%zu bytes after the Status frame", got);
+    close(fd);
     raw_fixture_check(&f, true);
 }
 
@@ -1762,31 +1798,33 @@ Test(net, no_sigpipe_after_bye)
     a = net_system_with(&cfg);
     spawn_events(a, &aev);
     fd = raw_connect(a);
-    n = raw_hello(frame, sizeof frame, "axon", 1);
+    n = raw_hello(frame, sizeof frame, "axon", 2);
     raw_send(fd, frame, n);
     raw_read_frame(fd, h, body, sizeof body);
     cr_assert_eq(h[4], F_HELLO);
     cr_assert_eq(ax_addr_parse("127.0.0.1:9", &raw_addr), AX_OK);
     cr_assert(nt_events_wait(&aev, &from, AX_NET_ESTABLISHED, &raw_addr, WAIT_S, &ev));
 
-    /* a stops: it says Bye, then closes its side (we read the end). */
+    /* a stops: it says Bye, and keeps its writing side open for Acks
+     * until our Bye (wire v2, section 12). */
     cr_assert_eq(pthread_create(&t, NULL, axt_bounded_main, &d), 0);
     raw_read_frame(fd, h, body, sizeof body);
     cr_assert_eq(h[4], 4 /* Bye */, "frame type %u, not Bye", h[4]);
-    cr_assert_eq(raw_read_to_close(fd, body, sizeof body), 0);
 
-    /* Now a message for an actor that is gone: a has something to say
-     * back (a Status, an Ack) on a socket it can no longer write. */
+    /* Now a message for an actor that is gone, our Bye, and we close the
+     * socket at once: a has something to say back (a Status, an Ack) on a
+     * socket nobody reads any more, and must get EPIPE, not SIGPIPE. */
     n = raw_data_frame(frame, sizeof frame, "nobody", 7);
     raw_send(fd, frame, n);
     n = raw_header(frame, 0, 4 /* Bye */, 0);
     raw_send(fd, frame, n);
+    close(fd);
+    fd = -1;
 
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += (time_t)WAIT_S;
     cr_assert_eq(pthread_timedjoin_np(t, NULL, &ts), 0, "a did not finish stopping");
     cr_assert_null(a);
-    close(fd);
 }
 
 /*

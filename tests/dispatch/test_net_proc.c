@@ -35,9 +35,12 @@
 #include "axon/serial.h"
 #include "tests/actor/helpers.h"
 #include "tests/dispatch/net_helpers.h"
-#include "tests/dispatch/net_proc.h"
 
-/* ---- this side ------------------------------------------------------------------ */
+#ifndef NET_PEER_PATH
+#error "NET_PEER_PATH must name the net_peer program"
+#endif
+
+#include "tests/dispatch/peer_proc.h"
 
 static ax_system_t *net_system_with(const ax_config_t *cfg)
 {
@@ -72,7 +75,7 @@ static ax_ref_t peer_ref(ax_system_t *sys, uint16_t port, const char *name)
 
 static void proc_pingpong(bool eager)
 {
-    peer_t peer = peer_start(0, "echo", eager ? "eager" : "lazy");
+    peer_t peer = peer_start(0, NULL, "echo", eager ? "eager" : "lazy");
     ax_config_t cfg;
     ax_system_t *a;
     nt_node_t ping;
@@ -162,7 +165,7 @@ Test(net_proc, sigkill_mid_stream_then_restart)
 {
     const uint64_t rounds = 36, per_round = 2000;
     const uint64_t kill_at[KILLS] = {6, 22}, restart_at[KILLS] = {10, 26};
-    peer_t peer = peer_start(0, "sink", "none");
+    peer_t peer = peer_start(0, NULL, "sink", "none");
     uint16_t port = peer.port;
     ax_config_t cfg;
     ax_system_t *a;
@@ -224,7 +227,7 @@ Test(net_proc, sigkill_mid_stream_then_restart)
                       U(rs + 1));
             cr_assert_eq(e.session, sessions[rs], "LOST names another session");
             cr_log_info("kill %llu: lost with %s", U(rs + 1), ax_status_name(e.status));
-            peer = peer_start(port, "sink", "none");
+            peer = peer_start(port, NULL, "sink", "none");
             /* Nothing is lost silently: what was sent is accounted for
              * before the peer is back... */
             b = (batch_t){.dst = b.dst, .first = sent, .count = 1};

@@ -16,11 +16,7 @@
 #include "axon/serial.h"
 #include "tests/actor/helpers.h"
 #include "tests/dispatch/net_helpers.h"
-#include "tests/dispatch/net_proc.h"
-
-#ifndef NET_PEER_PATH
-#error "NET_PEER_PATH must name the net_peer program"
-#endif
+#include "tests/dispatch/peer_proc.h"
 
 static ax_system_t *ask_system(void)
 {
@@ -116,7 +112,7 @@ static void eager_go(ax_actor_t *self, void *arg)
 
 static void ask_peer(const char *reply_mode)
 {
-    peer_t peer = peer_start(0, "echo", reply_mode);
+    peer_t peer = peer_start(0, NULL, "echo", reply_mode);
     ax_system_t *a = ask_system();
     ax_ref_t dst = peer_ref(a, peer.port, "echo"), asker;
     eager_asker_t *view;
@@ -150,7 +146,7 @@ Test(remote_ask_proc, echo_replies_eagerly)
 
 Test(remote_ask_proc, peer_killed_while_pending_is_eclosed)
 {
-    peer_t peer = peer_start(0, "sink", "none");
+    peer_t peer = peer_start(0, NULL, "sink", "none");
     ax_system_t *a = ask_system();
     ax_msg_t *m = seq_new(1), *reply = NULL;
     ax_future_t *f = NULL;

@@ -1,18 +1,22 @@
 /*
- * The wire format of docs/wire.md, checked three ways:
+ * The wire format of docs/wire.md (version 2), checked three ways:
  *   - the doc's hex vectors, its status table and its frame-type table
  *     equal the constants here and the library's own tables (the doc is
  *     read at run time, so the two cannot drift apart unnoticed);
  *   - the library's encoders produce exactly those bytes, and its decoders
  *     (frame header, envelope, path, DecodeBuffer) read them back field by
- *     field. Control frames (Hello, Ack, Status, Bye) are built by static
- *     functions of the network thread, so they are built here with
- *     msgpack-c exactly as the doc says;
+ *     field. Control frames (Hello, Auth, Ack, Status, Bye, Heartbeat) are
+ *     built by static functions of the network thread, so they are built
+ *     here with msgpack-c exactly as the doc says, and the handshake's
+ *     HMAC-SHA-256 proofs are computed here with libsodium directly: an
+ *     independent codec, which the library's proof functions must match;
  *   - a live system, fed those raw bytes over a plain socket, answers as
- *     the doc says: its Status, Ack and Bye frames are byte-identical to
- *     the vectors, bad input closes only its own connection, and the
- *     simultaneous-connect and restart rules pick the connection the doc
- *     says they pick.
+ *     the doc says: its Hello carries all nine fields, its Auth is the
+ *     proof computed here, its Status, Ack, Bye and Heartbeat frames are
+ *     byte-identical to the vectors, bad input closes only its own
+ *     connection (before the handshake without any reply), and the
+ *     simultaneous-connect, replacement and restart rules pick the
+ *     connection the doc says they pick.
  *
  * Every wait is bounded: a missing frame fails the test, it never hangs.
  */
@@ -29,6 +33,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 #include "axon/axon.h"
 #include "dispatch/net_internal.h"
@@ -52,9 +58,30 @@ typedef struct vector_s {
 
 /* The same bytes as the doc's hex blocks; vectors_in_the_doc_equal_the_constants keeps them equal. */
 static const vector_t vectors[] = {
-    {"hello", "00 00 00 24 01 00 00 00"
-              "95 a4 61 78 6f 6e 01 93 00 c4 04 7f 00 00 01 cd 23 29"
-              "cf 01 23 45 67 89 ab cd ef cf 11 22 33 44 55 66 77 88"},
+    {"hello", "00 00 00 4d 01 00 00 00"
+              "99 a4 61 78 6f 6e 02 93 00 c4 04 7f 00 00 01 cd 23 29"
+              "cf 01 23 45 67 89 ab cd ef cf 11 22 33 44 55 66 77 88"
+              "00 ce 01 00 00 00"
+              "c4 20 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f"
+              "10 11 12 13 14 15 16 17 18 19 1a 1b 1c 1d 1e 1f 00"},
+    {"hello_auth", "00 00 00 4d 01 00 00 00"
+                   "99 a4 61 78 6f 6e 02 93 00 c4 04 7f 00 00 01 cd 23 29"
+                   "cf 01 23 45 67 89 ab cd ef cf 11 22 33 44 55 66 77 88"
+                   "01 ce 01 00 00 00"
+                   "c4 20 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f"
+                   "10 11 12 13 14 15 16 17 18 19 1a 1b 1c 1d 1e 1f 00"},
+    {"hello_server_auth", "00 00 00 4d 01 00 00 00"
+                          "99 a4 61 78 6f 6e 02 93 00 c4 04 7f 00 00 01 cd 23 28"
+                          "cf fe dc ba 98 76 54 32 10 cf 11 22 33 44 55 66 77 88"
+                          "01 ce 01 00 00 00"
+                          "c4 20 20 21 22 23 24 25 26 27 28 29 2a 2b 2c 2d 2e 2f"
+                          "30 31 32 33 34 35 36 37 38 39 3a 3b 3c 3d 3e 3f 00"},
+    {"auth_initiator", "00 00 00 22 07 00 00 00 c4 20"
+                       "3e 42 7e 52 4a d9 e5 4b 7c e1 1d 03 57 57 14 d4"
+                       "f9 b8 7a 6b 74 c3 19 f0 1b 83 3c 77 73 4a 55 b0"},
+    {"auth_acceptor", "00 00 00 22 07 00 00 00 c4 20"
+                      "0e 90 44 a6 08 10 2a f9 90 b0 ca e2 3d 07 4f b7"
+                      "6a ed 44 ad 1f cc bc 92 1d a4 3d c2 6a f9 a4 41"},
     {"data_u64", "00 00 00 1f 02 00 00 00 93"
                  "94 01 c4 04 7f 00 00 01 cd 23 28 a4 65 63 68 6f"
                  "94 00 c4 04 7f 00 00 01 cd 23 29 07 03 29"},
@@ -69,6 +96,7 @@ static const vector_t vectors[] = {
     {"ack", "00 00 00 01 06 00 00 00 03"},
     {"status_toobig", "00 00 00 02 03 00 0a 00 91 00"},
     {"bye", "00 00 00 00 04 00 00 00"},
+    {"heartbeat", "00 00 00 00 05 00 00 00"},
     {"path_unique_ipv4", "94 00 c4 04 c0 a8 01 14 cd 23 28 2a"},
     {"path_named_ipv6", "94 05 c4 10 20 01 0d b8 00 00 00 00 00 00 00 00 00 00 00 01"
                         "cd 23 28 a4 65 63 68 6f"},
@@ -82,6 +110,14 @@ static const vector_t vectors[] = {
 #define V_CLIENT "tcp://127.0.0.1:9001#7"
 #define V_INCARNATION UINT64_C(0x0123456789abcdef)
 #define V_SESSION UINT64_C(0x1122334455667788)
+#define V_SERVER_ADDR "127.0.0.1:9000"
+#define V_SERVER_INCARNATION UINT64_C(0xfedcba9876543210)
+#define V_MAX_FRAME UINT64_C(0x01000000) /* 16 MiB, the default limit */
+#define V_COOKIE "axon-test-cookie"
+/* The v1 Hello of the earlier version of the doc: refused since version 2. */
+#define V1_HELLO                                                                                   \
+    "00 00 00 24 01 00 00 00 95 a4 61 78 6f 6e 01 93 00 c4 04 7f 00 00 01 cd 23 29"               \
+    "cf 01 23 45 67 89 ab cd ef cf 11 22 33 44 55 66 77 88"
 
 typedef struct bytes_s {
     unsigned char b[FRAME_MAX];
@@ -219,9 +255,107 @@ static int pack_address(msgpack_packer *pk, const ax_addr_t *a)
            msgpack_pack_uint64(pk, a->port);
 }
 
-/* A Hello as section 7 describes it; magic and version may be wrong on purpose. */
-static bytes_t hello_frame(const char *magic, uint64_t version, const ax_addr_t *addr, uint64_t incarnation,
-                           uint64_t session)
+#define NONCE_SIZE 32u
+#define PROOF_SIZE 32u
+
+/* The nine fields of a Hello (section 7), to build one or as parsed. */
+typedef struct hello_s {
+    const char *magic;
+    uint64_t version;
+    ax_addr_t addr;
+    uint64_t incarnation, session, flags, max_frame;
+    unsigned char nonce[NONCE_SIZE];
+    size_t nonce_len;
+    uint64_t path_ids;
+    uint32_t fields; /* 9; another count only on purpose */
+} hello_t;
+
+static ax_addr_t addr_of(const char *text);
+
+/* A well-formed version 2 Hello from `addr`, with the vectors' nonce
+ * 00..1f and limit; callers change what a case needs. */
+static hello_t hello_of(const char *addr, uint64_t incarnation, uint64_t session, uint64_t flags)
+{
+    hello_t h = {.magic = "axon", .version = 2, .addr = addr_of(addr), .incarnation = incarnation,
+                 .session = session, .flags = flags, .max_frame = V_MAX_FRAME, .nonce_len = NONCE_SIZE,
+                 .path_ids = 0, .fields = 9};
+
+    for (unsigned i = 0; i < NONCE_SIZE; i++)
+        h.nonce[i] = (unsigned char)i;
+    return h;
+}
+
+/* A Hello frame packed with msgpack-c exactly as section 7 says; up to
+ * h->fields of the nine fields are written, then nils beyond nine. */
+static bytes_t hello_frame(const hello_t *h)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    bytes_t f;
+    int rc;
+
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    rc = msgpack_pack_array(&pk, h->fields);
+    for (uint32_t i = 0; i < h->fields && rc == 0; i++) {
+        switch (i) {
+        case 0:
+            rc = msgpack_pack_str(&pk, strlen(h->magic)) || msgpack_pack_str_body(&pk, h->magic, strlen(h->magic));
+            break;
+        case 1:
+            rc = msgpack_pack_uint64(&pk, h->version);
+            break;
+        case 2:
+            rc = pack_address(&pk, &h->addr);
+            break;
+        case 3:
+            rc = msgpack_pack_uint64(&pk, h->incarnation);
+            break;
+        case 4:
+            rc = msgpack_pack_uint64(&pk, h->session);
+            break;
+        case 5:
+            rc = msgpack_pack_uint64(&pk, h->flags);
+            break;
+        case 6:
+            rc = msgpack_pack_uint64(&pk, h->max_frame);
+            break;
+        case 7:
+            rc = msgpack_pack_bin(&pk, h->nonce_len) || msgpack_pack_bin_body(&pk, h->nonce, h->nonce_len);
+            break;
+        case 8:
+            rc = msgpack_pack_uint64(&pk, h->path_ids);
+            break;
+        default:
+            rc = msgpack_pack_nil(&pk);
+            break;
+        }
+    }
+    cr_assert_eq(rc, 0);
+    f = frame_of(AX__FRAME_HELLO, AX_OK, &sb);
+    msgpack_sbuffer_destroy(&sb);
+    return f;
+}
+
+/* HMAC-SHA-256(secret, "axon-auth-2" || role || hello_i || hello_a), the
+ * proof of section 7, computed here with libsodium directly: an
+ * independent check of the library's proofs and of the doc's vectors.
+ * The Hello arguments are whole frames; the proof covers their bodies. */
+static void proof_of(const char *secret, uint8_t role, const bytes_t *hello_i, const bytes_t *hello_a,
+                     unsigned char out[PROOF_SIZE])
+{
+    crypto_auth_hmacsha256_state st;
+
+    cr_assert_eq(crypto_auth_hmacsha256_init(&st, (const unsigned char *)secret, strlen(secret)), 0);
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)"axon-auth-2", 11);
+    crypto_auth_hmacsha256_update(&st, &role, 1);
+    crypto_auth_hmacsha256_update(&st, hello_i->b + AX__FRAME_HEADER_SIZE, hello_i->n - AX__FRAME_HEADER_SIZE);
+    crypto_auth_hmacsha256_update(&st, hello_a->b + AX__FRAME_HEADER_SIZE, hello_a->n - AX__FRAME_HEADER_SIZE);
+    crypto_auth_hmacsha256_final(&st, out);
+}
+
+/* An Auth frame: bin 32, the proof. */
+static bytes_t auth_frame(const unsigned char *proof, size_t len)
 {
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -229,12 +363,8 @@ static bytes_t hello_frame(const char *magic, uint64_t version, const ax_addr_t 
 
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    cr_assert_eq(msgpack_pack_array(&pk, 5) || msgpack_pack_str(&pk, strlen(magic)) ||
-                     msgpack_pack_str_body(&pk, magic, strlen(magic)) || msgpack_pack_uint64(&pk, version) ||
-                     pack_address(&pk, addr) || msgpack_pack_uint64(&pk, incarnation) ||
-                     msgpack_pack_uint64(&pk, session),
-                 0);
-    f = frame_of(AX__FRAME_HELLO, AX_OK, &sb);
+    cr_assert_eq(msgpack_pack_bin(&pk, len) || msgpack_pack_bin_body(&pk, proof, len), 0);
+    f = frame_of(AX__FRAME_AUTH, AX_OK, &sb);
     msgpack_sbuffer_destroy(&sb);
     return f;
 }
@@ -435,7 +565,7 @@ Test(wire_doc, frame_type_table_is_the_enum)
     } types[] = {
         {"Hello", AX__FRAME_HELLO},         {"Data", AX__FRAME_DATA}, {"Status", AX__FRAME_STATUS},
         {"Bye", AX__FRAME_BYE},             {"Heartbeat", AX__FRAME_HEARTBEAT},
-        {"Ack", AX__FRAME_ACK},
+        {"Ack", AX__FRAME_ACK},             {"Auth", AX__FRAME_AUTH},
     };
     char *doc = read_doc();
     size_t len, rows = 0;
@@ -461,7 +591,7 @@ Test(wire_doc, frame_type_table_is_the_enum)
     for (unsigned t = 0; t <= 255; t++) {
         unsigned char h[AX__FRAME_HEADER_SIZE] = {0, 0, 0, 0, (unsigned char)t, 0, 0, 0};
         ax__frame_header_t fh;
-        bool known = t >= AX__FRAME_HELLO && t <= AX__FRAME_ACK;
+        bool known = t >= AX__FRAME_HELLO && t <= AX__FRAME_AUTH;
 
         cr_assert_eq(ax__frame_header_read(h, &fh), known ? AX_OK : AX_EPROTO, "type %u", t);
     }
@@ -626,37 +756,12 @@ Test(wire_codec, data_vectors)
 
 Test(wire_codec, control_vectors)
 {
-    ax_addr_t client = addr_of("127.0.0.1:9001");
     ax_encode_buffer_t *eb = encoder();
     bytes_t nobody = data_frame(eb, V_NOBODY, V_CLIENT, 41, NULL);
     bytes_t got, want;
     msgpack_zone *zone = msgpack_zone_new(1024);
     ax__frame_header_t h;
-    msgpack_object o, *f;
-
-    got = hello_frame(AX__PROTO_MAGIC, AX__PROTO_VERSION, &client, V_INCARNATION, V_SESSION);
-    want = vec("hello");
-    expect_bytes("hello", got.b, got.n, &want);
-    cr_assert_eq(ax__frame_header_read(want.b, &h), AX_OK);
-    cr_assert_eq(h.type, AX__FRAME_HELLO);
-    cr_assert_eq(h.body_len, want.n - AX__FRAME_HEADER_SIZE);
-    o = unpack_one(want.b + 8, want.n - 8, zone);
-    cr_assert_eq(o.type, MSGPACK_OBJECT_ARRAY);
-    cr_assert_eq(o.via.array.size, 5);
-    f = o.via.array.ptr;
-    cr_assert_eq(f[0].type, MSGPACK_OBJECT_STR);
-    cr_assert_eq(f[0].via.str.size, 4);
-    cr_assert_eq(memcmp(f[0].via.str.ptr, "axon", 4), 0);
-    cr_assert_eq(f[1].via.u64, 1);
-    cr_assert_eq(f[2].type, MSGPACK_OBJECT_ARRAY);
-    cr_assert_eq(f[2].via.array.size, 3);
-    cr_assert_eq(f[2].via.array.ptr[0].via.u64, 0);
-    cr_assert_eq(f[2].via.array.ptr[1].type, MSGPACK_OBJECT_BIN);
-    cr_assert_eq(memcmp(f[2].via.array.ptr[1].via.bin.ptr, client.ip, 4), 0);
-    cr_assert_eq(f[2].via.array.ptr[2].via.u64, 9001);
-    cr_assert_eq(f[3].via.u64, V_INCARNATION);
-    cr_assert_eq(f[4].via.u64, V_SESSION);
-    msgpack_zone_clear(zone);
+    msgpack_object o;
 
     got = ack_frame(3);
     want = vec("ack");
@@ -701,18 +806,136 @@ Test(wire_codec, control_vectors)
     cr_assert_eq(o.via.array.size, 1);
     cr_assert_eq(o.via.array.ptr[0].via.u64, 0);
 
+    got = frame_of(AX__FRAME_HEARTBEAT, AX_OK, NULL);
+    want = vec("heartbeat");
+    expect_bytes("heartbeat", got.b, got.n, &want);
+    cr_assert_eq(ax__frame_header_read(want.b, &h), AX_OK);
+    cr_assert_eq(h.type, AX__FRAME_HEARTBEAT);
+    cr_assert_eq(h.body_len, 0);
+
     msgpack_zone_free(zone);
     ax_encode_buffer_destroy(&eb);
+}
+
+/* A Hello vector read back field by field against section 7. */
+static void check_hello_vector(const char *name, const hello_t *want)
+{
+    bytes_t v = vec(name);
+    msgpack_zone *zone = msgpack_zone_new(1024);
+    ax__frame_header_t h;
+    msgpack_object o, *f, *a;
+
+    cr_assert_eq(ax__frame_header_read(v.b, &h), AX_OK);
+    cr_assert_eq(h.type, AX__FRAME_HELLO);
+    cr_assert_eq(h.body_len, v.n - AX__FRAME_HEADER_SIZE);
+    cr_assert_leq(v.n, AX__HANDSHAKE_FRAME_MAX, "a Hello fits the limit before the handshake");
+    o = unpack_one(v.b + 8, v.n - 8, zone);
+    cr_assert_eq(o.type, MSGPACK_OBJECT_ARRAY);
+    cr_assert_eq(o.via.array.size, 9);
+    f = o.via.array.ptr;
+    cr_assert_eq(f[0].type, MSGPACK_OBJECT_STR);
+    cr_assert_eq(f[0].via.str.size, 4);
+    cr_assert_eq(memcmp(f[0].via.str.ptr, "axon", 4), 0);
+    cr_assert_eq(f[1].via.u64, 2);
+    cr_assert_eq(f[2].type, MSGPACK_OBJECT_ARRAY);
+    cr_assert_eq(f[2].via.array.size, 3);
+    a = f[2].via.array.ptr;
+    cr_assert_eq(a[0].via.u64, 0);
+    cr_assert_eq(a[1].type, MSGPACK_OBJECT_BIN);
+    cr_assert_eq(a[1].via.bin.size, 4);
+    cr_assert_eq(memcmp(a[1].via.bin.ptr, want->addr.ip, 4), 0);
+    cr_assert_eq(a[2].via.u64, want->addr.port);
+    cr_assert_eq(f[3].via.u64, want->incarnation);
+    cr_assert_eq(f[4].via.u64, want->session);
+    cr_assert_eq(f[5].type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+    cr_assert_eq(f[5].via.u64, want->flags);
+    cr_assert_eq(f[6].type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+    cr_assert_eq(f[6].via.u64, V_MAX_FRAME);
+    cr_assert_eq(f[7].type, MSGPACK_OBJECT_BIN);
+    cr_assert_eq(f[7].via.bin.size, NONCE_SIZE);
+    cr_assert_eq(memcmp(f[7].via.bin.ptr, want->nonce, NONCE_SIZE), 0);
+    cr_assert_eq(f[8].type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+    cr_assert_eq(f[8].via.u64, 0);
+    msgpack_zone_free(zone);
+}
+
+/* The Hello, Auth and Heartbeat vectors of section 7: built here with
+ * msgpack-c, the proofs with libsodium's HMAC-SHA-256 directly, and the
+ * library's own proof functions must agree with both. */
+Test(wire_codec, handshake_vectors)
+{
+    hello_t ci = hello_of("127.0.0.1:9001", V_INCARNATION, V_SESSION, 0);
+    hello_t ca = hello_of("127.0.0.1:9001", V_INCARNATION, V_SESSION, AX__HELLO_AUTH);
+    hello_t sa = hello_of(V_SERVER_ADDR, V_SERVER_INCARNATION, V_SESSION, AX__HELLO_AUTH);
+    bytes_t got, want, hi, ha;
+    unsigned char p[PROOF_SIZE], lib[PROOF_SIZE];
+    ax__secret_t secret = {.len = strlen(V_COOKIE)};
+    static const struct {
+        const char *vector;
+        uint8_t role;
+    } proofs[] = {{"auth_initiator", AX__PROOF_INITIATOR}, {"auth_acceptor", AX__PROOF_ACCEPTOR}};
+
+    cr_assert_eq(sodium_init() < 0, false);
+    for (unsigned i = 0; i < NONCE_SIZE; i++)
+        sa.nonce[i] = (unsigned char)(0x20 + i);
+    got = hello_frame(&ci);
+    want = vec("hello");
+    expect_bytes("hello", got.b, got.n, &want);
+    check_hello_vector("hello", &ci);
+    got = hello_frame(&ca);
+    want = vec("hello_auth");
+    expect_bytes("hello_auth", got.b, got.n, &want);
+    check_hello_vector("hello_auth", &ca);
+    got = hello_frame(&sa);
+    want = vec("hello_server_auth");
+    expect_bytes("hello_server_auth", got.b, got.n, &want);
+    check_hello_vector("hello_server_auth", &sa);
+
+    hi = vec("hello_auth");
+    ha = vec("hello_server_auth");
+    memcpy(secret.bytes, V_COOKIE, secret.len);
+    for (size_t k = 0; k < sizeof proofs / sizeof proofs[0]; k++) {
+        const bytes_t *I = &hi, *A = &ha;
+
+        proof_of(V_COOKIE, proofs[k].role, I, A, p);
+        got = auth_frame(p, sizeof p);
+        want = vec(proofs[k].vector);
+        expect_bytes(proofs[k].vector, got.b, got.n, &want);
+        cr_assert_leq(want.n, AX__HANDSHAKE_FRAME_MAX);
+        /* The library computes the same proof, accepts it for its role
+         * only, and refuses it with one bit changed or one byte short. */
+        ax__proof_make(&secret, proofs[k].role, I->b + 8, I->n - 8, A->b + 8, A->n - 8, lib);
+        cr_assert_eq(memcmp(lib, p, PROOF_SIZE), 0, "%s: the library's proof differs", proofs[k].vector);
+        cr_assert(ax__proof_check(&secret, proofs[k].role, I->b + 8, I->n - 8, A->b + 8, A->n - 8, p,
+                                  PROOF_SIZE));
+        cr_assert(!ax__proof_check(&secret, 3 - proofs[k].role, I->b + 8, I->n - 8, A->b + 8, A->n - 8,
+                                   p, PROOF_SIZE),
+                  "a proof for one role is refused for the other");
+        cr_assert(!ax__proof_check(&secret, proofs[k].role, I->b + 8, I->n - 8, A->b + 8, A->n - 8, p,
+                                   PROOF_SIZE - 1));
+        p[PROOF_SIZE - 1] ^= 1;
+        cr_assert(!ax__proof_check(&secret, proofs[k].role, I->b + 8, I->n - 8, A->b + 8, A->n - 8, p,
+                                   PROOF_SIZE));
+    }
+    /* The proofs cover both nonces: another server nonce, another proof. */
+    sa.nonce[0] ^= 1;
+    ha = hello_frame(&sa);
+    proof_of(V_COOKIE, AX__PROOF_INITIATOR, &hi, &ha, p);
+    want = vec("auth_initiator");
+    cr_assert_neq(memcmp(p, want.b + 10, PROOF_SIZE), 0);
 }
 
 /* All frame vectors back to back, as they would follow each other on a
  * stream: the DecodeBuffer splits them exactly at the vector boundaries. */
 Test(wire_codec, vectors_as_one_stream)
 {
-    static const char *const frames[] = {"hello", "data_u64", "data_u64_nil_sender", "data_to_nobody",
-                                         "status_notfound", "ack", "status_toobig", "bye"};
-    static const uint8_t types[] = {AX__FRAME_HELLO, AX__FRAME_DATA, AX__FRAME_DATA, AX__FRAME_DATA,
-                                    AX__FRAME_STATUS, AX__FRAME_ACK, AX__FRAME_STATUS, AX__FRAME_BYE};
+    static const char *const frames[] = {"hello_auth",     "hello_server_auth", "auth_initiator",
+                                         "auth_acceptor",  "data_u64",          "data_u64_nil_sender",
+                                         "data_to_nobody", "status_notfound",   "ack",
+                                         "status_toobig",  "heartbeat",         "bye"};
+    static const uint8_t types[] = {AX__FRAME_HELLO, AX__FRAME_HELLO,  AX__FRAME_AUTH,   AX__FRAME_AUTH,
+                                    AX__FRAME_DATA,  AX__FRAME_DATA,   AX__FRAME_DATA,   AX__FRAME_STATUS,
+                                    AX__FRAME_ACK,   AX__FRAME_STATUS, AX__FRAME_HEARTBEAT, AX__FRAME_BYE};
     ax_buffer_config_t bc = AX_BUFFER_CONFIG_DEFAULT;
     ax_decode_buffer_t *db = NULL;
     ax_lease_t frame;
@@ -780,26 +1003,66 @@ typedef struct server_s {
     ax_system_t *sys;
     ax_addr_t addr;
     ax_ref_t echo;
+    const char *cookie; /* the server's secret; NULL: none */
+    uint64_t max_frame; /* the limit its Hello must announce */
 } server_t;
 
-static void server_start(server_t *s, const char *listen, size_t max_frame, uint64_t flush_ms)
+typedef struct server_opts_s {
+    const char *listen;
+    size_t max_frame;
+    uint64_t flush_ms;
+    const char *cookie;           /* NULL: no secret */
+    uint64_t heartbeat_interval_ms; /* 0: the default */
+    uint64_t heartbeat_timeout_ms;  /* 0: the default */
+    size_t chunk_size;            /* 0: the default receive pool */
+    size_t max_chunk_count;
+} server_opts_t;
+
+static void server_start_opts(server_t *s, const server_opts_t *o)
 {
     ax_config_t cfg;
+    size_t pool_max;
 
     ax_config_init(&cfg);
     cfg.threads = 2;
-    snprintf(cfg.network.listen, sizeof cfg.network.listen, "%s", listen);
-    cfg.network.max_frame_size = max_frame;
-    cfg.network.flush_timeout_ms = flush_ms;
+    snprintf(cfg.network.listen, sizeof cfg.network.listen, "%s", o->listen);
+    cfg.network.max_frame_size = o->max_frame;
+    cfg.network.flush_timeout_ms = o->flush_ms;
     /* Replies to made-up addresses whose connection is gone end in dead
      * letters quickly instead of retrying for seconds. */
     cfg.network.max_retries = 1;
     cfg.network.backoff_initial_ms = 10;
-    cr_assert_eq(ax_system_create(&cfg, &s->sys), AX_OK);
+    if (o->cookie != NULL)
+        snprintf(cfg.network.cookie, sizeof cfg.network.cookie, "%s", o->cookie);
+    if (o->heartbeat_interval_ms > 0)
+        cfg.network.heartbeat_interval_ms = o->heartbeat_interval_ms;
+    if (o->heartbeat_timeout_ms > 0)
+        cfg.network.heartbeat_timeout_ms = o->heartbeat_timeout_ms;
+    if (o->chunk_size > 0) {
+        cfg.network.buffer_config.chunk_size = o->chunk_size;
+        cfg.network.buffer_config.max_chunk_count = o->max_chunk_count;
+    }
+    /* Section 15: the limit a Hello announces. */
+    pool_max = cfg.network.buffer_config.chunk_size * (cfg.network.buffer_config.max_chunk_count - 1);
+    s->max_frame = o->max_frame < pool_max ? o->max_frame : pool_max;
+    s->cookie = o->cookie;
+    cr_assert_eq(ax_system_create(&cfg, &s->sys), AX_OK, "%s", ax_error_detail());
     cr_assert_eq(ax_net_start(s->sys), AX_OK, "%s", ax_error_detail());
     ax_system_address(s->sys, &s->addr);
     cr_assert_eq(ax_spawn(s->sys, &echo_vtable, NULL, &s->echo), AX_OK);
     cr_assert_eq(ax_register(s->sys, s->echo, "echo"), AX_OK);
+}
+
+static void server_start(server_t *s, const char *listen, size_t max_frame, uint64_t flush_ms)
+{
+    server_start_opts(s, &(server_opts_t){.listen = listen, .max_frame = max_frame, .flush_ms = flush_ms});
+}
+
+/* A server with the secret V_COOKIE, on 127.0.0.1. */
+static void server_start_auth(server_t *s)
+{
+    server_start_opts(s, &(server_opts_t){.listen = "127.0.0.1:0", .max_frame = 16u << 20, .flush_ms = 500,
+                                          .cookie = V_COOKIE});
 }
 
 static void server_stop(server_t *s)
@@ -824,6 +1087,10 @@ static void server_stop(server_t *s)
 typedef struct wire_conn_s {
     int fd;
     ax_decode_buffer_t *db;
+    /* Past the handshake: Heartbeats the server may send when we are
+     * quiet (section 13) are skipped by expect_frame and expect_closed,
+     * unless keep_heartbeats. */
+    bool open, keep_heartbeats;
 } wire_conn_t;
 
 static socklen_t sockaddr_of(const ax_addr_t *a, struct sockaddr_storage *ss)
@@ -847,7 +1114,7 @@ static socklen_t sockaddr_of(const ax_addr_t *a, struct sockaddr_storage *ss)
 
 static wire_conn_t conn_wrap(int fd)
 {
-    wire_conn_t c = {fd, NULL};
+    wire_conn_t c = {fd, NULL, false, false};
     ax_buffer_config_t bc = AX_BUFFER_CONFIG_DEFAULT;
     int one = 1;
 
@@ -938,10 +1205,25 @@ static uint8_t frame_type(const bytes_t *f)
     return h.type;
 }
 
+/* As conn_read, skipping the Heartbeats of an open connection. */
+static int conn_next(wire_conn_t *c, bytes_t *f, double timeout_s)
+{
+    double end = axt_now() + timeout_s;
+    int r;
+
+    do {
+        double left = end - axt_now();
+
+        r = conn_read(c, f, left > 0 ? left : 0);
+    } while (r == 1 && c->open && !c->keep_heartbeats && f->n >= AX__FRAME_HEADER_SIZE &&
+             f->b[4] == AX__FRAME_HEARTBEAT);
+    return r;
+}
+
 static bytes_t expect_frame(wire_conn_t *c, const char *what)
 {
     bytes_t f;
-    int r = conn_read(c, &f, NET_WAIT_S);
+    int r = conn_next(c, &f, NET_WAIT_S);
 
     cr_assert_eq(r, 1, "%s: %s", what, r == 0 ? "the connection was closed" : "timed out");
     return f;
@@ -951,7 +1233,7 @@ static bytes_t expect_frame(wire_conn_t *c, const char *what)
 static void expect_closed(wire_conn_t *c, const char *what)
 {
     bytes_t f;
-    int r = conn_read(c, &f, NET_WAIT_S);
+    int r = conn_next(c, &f, NET_WAIT_S);
 
     cr_assert_neq(r, 1, "%s: expected a close, got a frame of type %u", what, f.b[4]);
     cr_assert_eq(r, 0, "%s: expected a close, the connection stayed open", what);
@@ -971,29 +1253,26 @@ static uint64_t ack_count(const bytes_t *f)
     return n;
 }
 
-typedef struct hello_s {
-    ax_addr_t addr;
-    uint64_t incarnation, session;
-} hello_t;
-
 /* A Hello from the server, checked field by field against section 7. */
 static hello_t hello_parse(const bytes_t *f)
 {
     msgpack_zone *zone = msgpack_zone_new(256);
     msgpack_object o, *e, *a;
     ax__frame_header_t h;
-    hello_t r = {0};
+    hello_t r = {.magic = "axon", .fields = 9};
 
     cr_assert_eq(frame_type(f), AX__FRAME_HELLO);
     cr_assert_eq(ax__frame_header_read(f->b, &h), AX_OK);
     cr_assert_eq(h.status, 0);
+    cr_assert_leq(f->n, AX__HANDSHAKE_FRAME_MAX);
     o = unpack_one(f->b + 8, f->n - 8, zone);
     cr_assert_eq(o.type, MSGPACK_OBJECT_ARRAY);
-    cr_assert_eq(o.via.array.size, 5);
+    cr_assert_eq(o.via.array.size, 9);
     e = o.via.array.ptr;
     cr_assert(e[0].type == MSGPACK_OBJECT_STR && e[0].via.str.size == 4 &&
               memcmp(e[0].via.str.ptr, "axon", 4) == 0);
-    cr_assert(e[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER && e[1].via.u64 == 1);
+    cr_assert(e[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER && e[1].via.u64 == 2);
+    r.version = 2;
     cr_assert(e[2].type == MSGPACK_OBJECT_ARRAY && e[2].via.array.size == 3);
     a = e[2].via.array.ptr;
     cr_assert(a[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER && (a[0].via.u64 == 0 || a[0].via.u64 == 4));
@@ -1003,27 +1282,104 @@ static hello_t hello_parse(const bytes_t *f)
     cr_assert(a[2].type == MSGPACK_OBJECT_POSITIVE_INTEGER && a[2].via.u64 <= 65535);
     r.addr.port = (uint16_t)a[2].via.u64;
     cr_assert(e[3].type == MSGPACK_OBJECT_POSITIVE_INTEGER && e[3].via.u64 != 0);
-    cr_assert(e[4].type == MSGPACK_OBJECT_POSITIVE_INTEGER);
+    cr_assert(e[4].type == MSGPACK_OBJECT_POSITIVE_INTEGER && e[4].via.u64 != 0);
     r.incarnation = e[3].via.u64;
     r.session = e[4].via.u64;
+    cr_assert(e[5].type == MSGPACK_OBJECT_POSITIVE_INTEGER && e[5].via.u64 <= AX__HELLO_AUTH,
+              "flags: only bit 0 (AUTH) is defined");
+    r.flags = e[5].via.u64;
+    cr_assert(e[6].type == MSGPACK_OBJECT_POSITIVE_INTEGER && e[6].via.u64 >= 64);
+    r.max_frame = e[6].via.u64;
+    cr_assert(e[7].type == MSGPACK_OBJECT_BIN && e[7].via.bin.size == NONCE_SIZE, "a nonce of 32 bytes");
+    memcpy(r.nonce, e[7].via.bin.ptr, NONCE_SIZE);
+    r.nonce_len = NONCE_SIZE;
+    cr_assert(e[8].type == MSGPACK_OBJECT_POSITIVE_INTEGER && e[8].via.u64 == 0,
+              "Axon offers no path ids (section 7)");
     msgpack_zone_free(zone);
     return r;
 }
 
-/* Send our Hello and read the server's: same session, the server's address. */
+/* The server's Auth must be exactly the proof for `role` over both Hellos. */
+static void expect_auth(wire_conn_t *c, const char *secret, uint8_t role, const bytes_t *hello_i,
+                        const bytes_t *hello_a, const char *what)
+{
+    unsigned char p[PROOF_SIZE];
+    bytes_t f = expect_frame(c, what), want;
+
+    proof_of(secret, role, hello_i, hello_a, p);
+    want = auth_frame(p, sizeof p);
+    expect_bytes(what, f.b, f.n, &want);
+}
+
+static bytes_t auth_of(const char *secret, uint8_t role, const bytes_t *hello_i, const bytes_t *hello_a)
+{
+    unsigned char p[PROOF_SIZE];
+
+    proof_of(secret, role, hello_i, hello_a, p);
+    return auth_frame(p, sizeof p);
+}
+
+/*
+ * Our side of the handshake as the initiator, from raw bytes: our Hello
+ * `mine`, the server's Hello (same session, its address, flags and limit
+ * as configured), then, when both sides have a secret, our Auth (proved
+ * with `secret`) and the server's, checked byte for byte. Returns the
+ * server's Hello; *sent, when not NULL, receives the Auth we sent.
+ */
+static hello_t initiate(wire_conn_t *c, const server_t *s, const hello_t *mine, const char *secret, bytes_t *sent)
+{
+    bytes_t hi = hello_frame(mine), ha;
+    hello_t h;
+
+    conn_send(c, &hi);
+    ha = expect_frame(c, "the server's Hello");
+    h = hello_parse(&ha);
+    cr_assert_eq(h.session, mine->session, "the acceptor answers with the initiator's session");
+    cr_assert(ax_addr_eq(&h.addr, &s->addr), "the Hello carries the server's address");
+    cr_assert_eq(h.flags, s->cookie != NULL ? AX__HELLO_AUTH : 0u, "AUTH says whether the server has a secret");
+    cr_assert_eq(h.max_frame, s->max_frame, "the Hello announces the server's effective limit");
+    if (secret != NULL && h.flags != 0) {
+        bytes_t a = auth_of(secret, AX__PROOF_INITIATOR, &hi, &ha);
+
+        conn_send(c, &a);
+        if (sent != NULL)
+            *sent = a;
+        expect_auth(c, secret, AX__PROOF_ACCEPTOR, &hi, &ha, "the server's Auth");
+    }
+    c->open = true;
+    return h;
+}
+
+/* The usual handshake: a fresh nonce, AUTH and the proofs when the
+ * server has a secret. */
 static hello_t handshake(wire_conn_t *c, const server_t *s, const char *me, uint64_t incarnation,
                          uint64_t session)
 {
-    ax_addr_t a = addr_of(me);
-    bytes_t f = hello_frame("axon", 1, &a, incarnation, session);
-    hello_t h;
+    hello_t mine = hello_of(me, incarnation, session, s->cookie != NULL ? AX__HELLO_AUTH : 0);
 
-    conn_send(c, &f);
-    f = expect_frame(c, "the server's Hello");
-    h = hello_parse(&f);
-    cr_assert_eq(h.session, session, "the acceptor answers with the initiator's session");
-    cr_assert(ax_addr_eq(&h.addr, &s->addr), "the Hello carries the server's address");
-    return h;
+    randombytes_buf(mine.nonce, NONCE_SIZE);
+    return initiate(c, s, &mine, s->cookie, NULL);
+}
+
+/* Our side as the acceptor of a connection the server opened, whose
+ * Hello (the frame `theirs`) we read: our Hello `mine` with their session,
+ * then, with a secret, their Auth checked and ours sent. */
+static void accept_handshake(wire_conn_t *c, const bytes_t *theirs, hello_t mine, const char *secret)
+{
+    hello_t h = hello_parse(theirs);
+    bytes_t ha;
+
+    mine.session = h.session;
+    randombytes_buf(mine.nonce, NONCE_SIZE);
+    ha = hello_frame(&mine);
+    conn_send(c, &ha);
+    if (secret != NULL) {
+        bytes_t a = auth_of(secret, AX__PROOF_ACCEPTOR, theirs, &ha);
+
+        expect_auth(c, secret, AX__PROOF_INITIATOR, theirs, &ha, "the server's Auth as initiator");
+        conn_send(c, &a);
+    }
+    c->open = true;
 }
 
 /* An echo reply: u64 `value` for dst, from the echo actor's unique path. */
@@ -1115,6 +1471,9 @@ Test(wire_live, session_of_the_doc)
     h = hello_parse(&f);
     cr_assert_eq(h.session, V_SESSION);
     cr_assert(ax_addr_eq(&h.addr, &s.addr));
+    cr_assert_eq(h.flags, 0);
+    cr_assert_eq(h.max_frame, V_MAX_FRAME);
+    c.open = true;
 
     /* 2. The u64 to echo: 42 comes back on this connection, to our path. */
     send_vector(&c, "data_u64");
@@ -1178,38 +1537,71 @@ Test(wire_live, oversized_frame)
 }
 
 /* Section 14: each kind of bad input closes its own connection without a
- * reply, and a bystander connection keeps working. */
+ * reply, and a bystander connection keeps working. Before the handshake
+ * nothing at all is answered: not even an oversized header gets a Status. */
 Test(wire_live, bad_input_closes_only_its_connection)
 {
-    ax_addr_t client = addr_of("127.0.0.1:9001");
     struct bad {
         const char *what;
         bool after_handshake;
         bytes_t bytes;
-    } cases[16];
+    } cases[48];
     size_t n = 0;
     server_t s;
     wire_conn_t bystander;
     ax_net_stats_t st;
     bytes_t v;
+    hello_t h;
 
 #define BAD(w, hs, b) (cases[n++] = (struct bad){(w), (hs), (b)})
+#define BAD_HELLO(w, change)                                                     \
+    do {                                                                         \
+        h = hello_of("127.0.0.1:9001", V_INCARNATION, 7, 0);                     \
+        change;                                                                  \
+        BAD(w, false, hello_frame(&h));                                          \
+    } while (0)
+    /* Before the handshake: only a well-formed Hello is taken. */
     BAD("Data before Hello", false, vec("data_u64"));
-    BAD("Hello with version 2", false, hello_frame("axon", 2, &client, V_INCARNATION, 7));
-    BAD("Hello with another magic", false, hello_frame("axom", 1, &client, V_INCARNATION, 7));
-    v = vec("hello"); /* an array of 6: one element too many */
-    v.b[8] = 0x96;
-    v.b[v.n++] = 0xc0;
-    v.b[3]++;
-    BAD("Hello with 6 elements", false, v);
+    BAD("Heartbeat before Hello", false, vec("heartbeat"));
+    BAD("Bye before Hello", false, vec("bye"));
+    BAD("Ack before Hello", false, vec("ack"));
+    BAD("Status before Hello", false, vec("status_toobig"));
+    BAD("Auth before Hello", false, vec("auth_initiator"));
+    BAD("a version 1 Hello", false, hexb(V1_HELLO));
+    BAD_HELLO("Hello with version 3", h.version = 3);
+    BAD_HELLO("Hello with version 1 and nine fields", h.version = 1);
+    BAD_HELLO("Hello with another magic", h.magic = "axom");
+    BAD_HELLO("Hello with 10 elements", h.fields = 10);
+    BAD_HELLO("Hello with 8 elements", h.fields = 8);
+    BAD_HELLO("Hello with an unknown flag bit", h.flags = 2);
+    BAD_HELLO("Hello with AUTH and an unknown flag bit", h.flags = 3);
+    BAD_HELLO("Hello with a 31-byte nonce", h.nonce_len = 31);
+    BAD_HELLO("Hello with no nonce", h.nonce_len = 0);
+    BAD_HELLO("Hello with a maximum frame of 63", h.max_frame = 63);
+    BAD_HELLO("Hello with session 0", h.session = 0);
     v = vec("hello"); /* address flags 1: a kind bit */
     v.b[16] = 0x01;
     BAD("Hello with address flags 1", false, v);
+    v = vec("hello"); /* the path-id offer as nil */
+    v.b[v.n - 1] = 0xc0;
+    BAD("Hello whose path-id offer is not a uint", false, v);
     BAD("Hello with an empty body", false, hexb("00 00 00 00 01 00 00 00"));
-    BAD("frame type 7", true, hexb("00 00 00 00 07 00 00 00"));
+    BAD("a Hello header above 256 bytes", false, hexb("00 00 00 f9 01 00 00 00"));
+    BAD("a Data header above 256 bytes", false, hexb("00 00 07 d0 02 00 00 00"));
+    BAD("frame type 8 before Hello", false, hexb("00 00 00 00 08 00 00 00"));
+    BAD("frame type 0 before Hello", false, hexb("00 00 00 00 00 00 00 00"));
+    v = vec("hello"); /* flags byte of the header */
+    v.b[5] = 0x01;
+    BAD("Hello with a non-zero flags byte", false, v);
+    v = vec("hello");
+    v.b[7] = 0x01;
+    BAD("Hello with a non-zero reserved byte", false, v);
+    /* After it. */
+    BAD("frame type 8", true, hexb("00 00 00 00 08 00 00 00"));
     BAD("non-zero flags byte", true, hexb("00 00 00 01 06 01 00 00 01"));
     BAD("non-zero reserved byte", true, hexb("00 00 00 01 06 00 00 01 01"));
     BAD("a second Hello", true, vec("hello"));
+    BAD("an Auth after the handshake", true, vec("auth_initiator"));
     BAD("Ack with a byte after its object", true, hexb("00 00 00 02 06 00 00 00 01 01"));
     BAD("Ack that is not a uint", true, hexb("00 00 00 01 06 00 00 00 c0"));
     BAD("Status that is not an array", true, hexb("00 00 00 01 03 00 07 00 03"));
@@ -1217,7 +1609,9 @@ Test(wire_live, bad_input_closes_only_its_connection)
     v = vec("data_u64"); /* receiver path flags 0x41: bit 6 */
     v.b[10] = 0x41;
     BAD("Data with an unknown path flag bit", true, v);
+#undef BAD_HELLO
 #undef BAD
+    cr_assert_leq(n, sizeof cases / sizeof cases[0]);
 
     server_start(&s, "127.0.0.1:0", 16u << 20, 500);
     bystander = conn_open(&s.addr);
@@ -1232,6 +1626,8 @@ Test(wire_live, bad_input_closes_only_its_connection)
         conn_close(&c);
         WAIT_STATS(&s, st, st.malformed == i + 1);
     }
+    cr_assert_eq(st.auth_failures, 0);
+    cr_assert_eq(st.replace_refused, 0);
     /* The bystander is still served. */
     {
         ax_encode_buffer_t *eb = encoder();
@@ -1245,23 +1641,79 @@ Test(wire_live, bad_input_closes_only_its_connection)
     server_stop(&s);
 }
 
-/* Section 13: Heartbeats, with or without a body, are dropped and not counted. */
+/* Section 13: after the handshake, Heartbeats are dropped and not counted
+ * (a body, which a sender must not give them, is skipped too). */
 Test(wire_live, heartbeat_is_ignored)
 {
     server_t s;
     wire_conn_t c;
+    ax_net_stats_t st;
     bytes_t v;
 
     server_start(&s, "127.0.0.1:0", 16u << 20, 500);
     c = conn_open(&s.addr);
     handshake(&c, &s, "127.0.0.1:9001", V_INCARNATION, 5);
-    v = hexb("00 00 00 00 05 00 00 00");
-    conn_send(&c, &v);
+    send_vector(&c, "heartbeat");
     v = hexb("00 00 00 03 05 00 00 00 ff ff ff");
     conn_send(&c, &v);
     send_vector(&c, "data_u64");
     expect_reply_and_ack(&c, &s, V_CLIENT, 42, 1);
+    WAIT_STATS(&s, st, st.frames_received == 1);
+    cr_assert_eq(st.malformed, 0);
     conn_close(&c);
+    server_stop(&s);
+}
+
+/* Section 13: a quiet server sends Heartbeats; a silent peer is lost after
+ * heartbeat_timeout_ms, one that sends Heartbeats is kept. */
+Test(wire_live, heartbeats_and_silence)
+{
+    server_t s;
+    wire_conn_t quiet, silent, alive;
+    ax_net_stats_t st;
+    bytes_t f;
+    double end;
+
+    server_start_opts(&s, &(server_opts_t){.listen = "127.0.0.1:0", .max_frame = 16u << 20, .flush_ms = 500,
+                                           .heartbeat_interval_ms = 50, .heartbeat_timeout_ms = 1000});
+    /* The server has nothing to say: its next frame is a Heartbeat. */
+    quiet = conn_open(&s.addr);
+    handshake(&quiet, &s, "127.0.0.1:9001", V_INCARNATION, 11);
+    quiet.keep_heartbeats = true;
+    f = expect_frame(&quiet, "a Heartbeat from a quiet server");
+    {
+        bytes_t want = vec("heartbeat");
+
+        expect_bytes("the server's Heartbeat", f.b, f.n, &want);
+    }
+    conn_close(&quiet);
+
+    /* We say nothing: lost to silence, closed. */
+    silent = conn_open(&s.addr);
+    handshake(&silent, &s, "127.0.0.1:9002", V_INCARNATION, 12);
+    expect_closed(&silent, "a silent peer");
+    conn_close(&silent);
+    WAIT_STATS(&s, st, st.heartbeat_timeouts == 1);
+
+    /* We send a Heartbeat every 100 ms for over two timeouts: still served. */
+    alive = conn_open(&s.addr);
+    handshake(&alive, &s, "127.0.0.1:9003", V_INCARNATION, 13);
+    end = axt_now() + 2.5;
+    while (axt_now() < end) {
+        send_vector(&alive, "heartbeat");
+        axt_sleep_us(100 * 1000);
+    }
+    {
+        ax_encode_buffer_t *eb = encoder();
+
+        f = data_frame(eb, V_SERVER, "tcp://127.0.0.1:9003#7", 41, NULL);
+        conn_send(&alive, &f);
+        expect_reply_and_ack(&alive, &s, "tcp://127.0.0.1:9003#7", 42, 1);
+        ax_encode_buffer_destroy(&eb);
+    }
+    WAIT_STATS(&s, st, st.frames_received == 1);
+    cr_assert_eq(st.heartbeat_timeouts, 1, "the connection that sent Heartbeats was kept");
+    conn_close(&alive);
     server_stop(&s);
 }
 
@@ -1362,21 +1814,34 @@ typedef struct sim_s {
     char me_path[96];   /* tcp://<me>#7 */
     wire_conn_t c1;     /* ours, announcing 127.0.0.1:9001 */
     wire_conn_t c2;     /* the server's, to our listener */
+    bytes_t c2_frame;   /* its Hello, as received */
     hello_t c2_hello;
     ax_encode_buffer_t *eb;
 } sim_t;
 
+/* Accept the server's next connection to our listener and read its Hello. */
+static void sim_accept(sim_t *x, const char *what)
+{
+    x->c2 = listener_accept(x->lfd);
+    x->c2_frame = expect_frame(&x->c2, what);
+    x->c2_hello = hello_parse(&x->c2_frame);
+    cr_assert(ax_addr_eq(&x->c2_hello.addr, &x->s.addr));
+    cr_assert_eq(x->c2_hello.flags, x->s.cookie != NULL ? AX__HELLO_AUTH : 0u);
+    cr_assert_eq(x->c2_hello.max_frame, x->s.max_frame);
+}
+
 /* The server listens on server_ip, we on my_ip. We make the server connect
  * to us: a message from tcp://<me>#7 to echo, whose reply needs a
  * connection to <me>. The server's connection (c2) is left waiting for
- * our Hello. */
-static void sim_setup(sim_t *x, const char *server_ip, const char *my_ip)
+ * our Hello. With a cookie, the server has that secret. */
+static void sim_setup(sim_t *x, const char *server_ip, const char *my_ip, const char *cookie)
 {
     char listen[64], me[64];
     bytes_t f;
 
     snprintf(listen, sizeof listen, "%s:0", server_ip);
-    server_start(&x->s, listen, 16u << 20, 500);
+    server_start_opts(&x->s, &(server_opts_t){.listen = listen, .max_frame = 16u << 20, .flush_ms = 500,
+                                              .cookie = cookie});
     x->lfd = listener_open(my_ip, &x->me);
     ax_addr_format(&x->me, me, sizeof me);
     snprintf(x->me_path, sizeof x->me_path, "tcp://%s#7", me);
@@ -1387,10 +1852,7 @@ static void sim_setup(sim_t *x, const char *server_ip, const char *my_ip)
     conn_send(&x->c1, &f);
     f = expect_frame(&x->c1, "Ack 1");
     cr_assert_eq(ack_count(&f), 1);
-    x->c2 = listener_accept(x->lfd);
-    f = expect_frame(&x->c2, "the server's Hello as initiator");
-    x->c2_hello = hello_parse(&f);
-    cr_assert(ax_addr_eq(&x->c2_hello.addr, &x->s.addr));
+    sim_accept(x, "the server's Hello as initiator");
 }
 
 static void sim_teardown(sim_t *x)
@@ -1402,73 +1864,91 @@ static void sim_teardown(sim_t *x)
     server_stop(&x->s);
 }
 
-/* Connect to the server announcing `me`; the Hello bytes, ready to send. */
-static bytes_t sim_hello(const sim_t *x, uint64_t incarnation, uint64_t session)
+/* Our Hello announcing `me`, AUTH when the server has a secret. */
+static hello_t sim_hello(const sim_t *x, uint64_t incarnation, uint64_t session)
 {
-    return hello_frame("axon", 1, &x->me, incarnation, session);
+    hello_t h = hello_of("127.0.0.1:1", incarnation, session, x->s.cookie != NULL ? AX__HELLO_AUTH : 0);
+
+    h.addr = x->me;
+    randombytes_buf(h.nonce, NONCE_SIZE);
+    return h;
 }
 
 Test(wire_live, lower_address_wins_server_lower)
 {
     sim_t x;
-    wire_conn_t c3, c4, c5;
+    wire_conn_t c3, c4, c5, c6;
+    ax_net_stats_t st;
     bytes_t f;
     hello_t h;
 
     /* The server at 127.0.0.1 is lower than us at 127.0.0.2. */
-    sim_setup(&x, "127.0.0.1", "127.0.0.2");
+    sim_setup(&x, "127.0.0.1", "127.0.0.2", NULL);
 
     /* Its own connection is still waiting for our Hello: it wins, ours
      * is closed without a reply. */
     c3 = conn_open(&x.s.addr);
-    f = sim_hello(&x, 0xa1, 3);
+    h = sim_hello(&x, 0xa1, 3);
+    f = hello_frame(&h);
     conn_send(&c3, &f);
     expect_closed(&c3, "our connection from the higher address");
     conn_close(&c3);
 
     /* As the initiator, it refuses a Hello with another session, then
      * tries again after its backoff. */
-    f = sim_hello(&x, 0xa1, x.c2_hello.session + 1);
+    h = sim_hello(&x, 0xa1, x.c2_hello.session + 1);
+    f = hello_frame(&h);
     conn_send(&x.c2, &f);
     expect_closed(&x.c2, "our Hello with the wrong session");
     conn_close(&x.c2);
-    x.c2 = listener_accept(x.lfd);
-    f = expect_frame(&x.c2, "the server's Hello on its second attempt");
-    h = hello_parse(&f);
-    cr_assert_neq(h.session, x.c2_hello.session, "a new connection has a new session");
-    x.c2_hello = h;
+    {
+        uint64_t first = x.c2_hello.session;
+
+        sim_accept(&x, "the server's Hello on its second attempt");
+        cr_assert_neq(x.c2_hello.session, first, "a new connection has a new session");
+    }
 
     /* We complete its connection; the waiting reply comes over it. */
-    f = sim_hello(&x, 0xa1, x.c2_hello.session);
-    conn_send(&x.c2, &f);
+    accept_handshake(&x.c2, &x.c2_frame, sim_hello(&x, 0xa1, 0), NULL);
     f = expect_frame(&x.c2, "the echo reply on the server's connection");
     check_reply(&f, &x.s, x.me_path, 42);
     f = ack_frame(1);
     conn_send(&x.c2, &f);
 
-    /* Open, same incarnation: the server's connection still wins. */
+    /* Open, same incarnation, no proof: refused (section 11). */
     c4 = conn_open(&x.s.addr);
-    f = sim_hello(&x, 0xa1, 4);
+    h = sim_hello(&x, 0xa1, 4);
+    f = hello_frame(&h);
     conn_send(&c4, &f);
     expect_closed(&c4, "a second connection with the same incarnation");
     conn_close(&c4);
+    WAIT_STATS(&x.s, st, st.replace_refused == 1);
 
-    /* A new incarnation (we "restarted"): it replaces the open connection. */
+    /* A new incarnation (we "restarted") without a secret cannot replace
+     * the open connection either: anybody could claim to be us. */
     c5 = conn_open(&x.s.addr);
-    f = sim_hello(&x, 0xa2, 5);
+    h = sim_hello(&x, 0xa2, 5);
+    f = hello_frame(&h);
     conn_send(&c5, &f);
-    f = expect_frame(&c5, "the server's Hello to the new incarnation");
-    h = hello_parse(&f);
-    cr_assert_eq(h.session, 5);
-    expect_closed(&x.c2, "the connection to the old incarnation");
+    expect_closed(&c5, "an unauthenticated restart while the old connection is open");
+    conn_close(&c5);
+    WAIT_STATS(&x.s, st, st.replace_refused == 2);
+
+    /* Once the old connection is seen closed, the restarted peer gets in. */
+    conn_close(&x.c2);
+    WAIT_STATS(&x.s, st, st.connections == 1); /* c1 only */
+    c6 = conn_open(&x.s.addr);
+    h = sim_hello(&x, 0xa2, 6);
+    initiate(&c6, &x.s, &h, NULL, NULL);
 
     /* Replies to <me> now take the new connection, whichever connection
      * the message came in on. */
     f = data_frame(x.eb, V_SERVER, x.me_path, 41, NULL);
     conn_send(&x.c1, &f);
-    f = expect_frame(&c5, "the echo reply on the new connection");
+    f = expect_frame(&c6, "the echo reply on the new connection");
     check_reply(&f, &x.s, x.me_path, 42);
-    conn_close(&c5);
+    conn_close(&c6);
+    cr_assert_eq(st.malformed, 1, "only the wrong session was malformed");
     sim_teardown(&x);
 }
 
@@ -1477,18 +1957,16 @@ Test(wire_live, lower_address_wins_client_lower)
     sim_t x;
     wire_conn_t c3;
     bytes_t f;
-    hello_t h;
+    hello_t h, mine;
 
     /* The server at 127.0.0.2 is higher than us at 127.0.0.1. */
-    sim_setup(&x, "127.0.0.2", "127.0.0.1");
+    sim_setup(&x, "127.0.0.2", "127.0.0.1", NULL);
 
     /* Ours, opened by the lower address, wins: the server answers it,
      * closes its own, and sends the waiting reply over ours. */
     c3 = conn_open(&x.s.addr);
-    f = sim_hello(&x, 0xb1, 3);
-    conn_send(&c3, &f);
-    f = expect_frame(&c3, "the server's Hello");
-    h = hello_parse(&f);
+    mine = sim_hello(&x, 0xb1, 3);
+    h = initiate(&c3, &x.s, &mine, NULL, NULL);
     cr_assert_eq(h.session, 3);
     cr_assert_eq(h.incarnation, x.c2_hello.incarnation);
     expect_closed(&x.c2, "the server's own connection, which lost");
@@ -1496,6 +1974,296 @@ Test(wire_live, lower_address_wins_client_lower)
     check_reply(&f, &x.s, x.me_path, 42);
     conn_close(&c3);
     sim_teardown(&x);
+}
+
+/* Section 11 without secrets, from one address: a second Hello for an
+ * address with an open connection is refused whatever its incarnation,
+ * the first keeps working, and once it is closed the newcomer gets in. */
+Test(wire_live, unauthenticated_hello_cannot_replace)
+{
+    server_t s;
+    wire_conn_t c1, c2, c3;
+    ax_net_stats_t st;
+    bytes_t f;
+    hello_t h;
+
+    server_start(&s, "127.0.0.1:0", 16u << 20, 500);
+    c1 = conn_open(&s.addr);
+    handshake(&c1, &s, "127.0.0.1:9001", V_INCARNATION, 21);
+    c2 = conn_open(&s.addr);
+    h = hello_of("127.0.0.1:9001", V_INCARNATION + 1, 22, 0);
+    f = hello_frame(&h);
+    conn_send(&c2, &f);
+    expect_closed(&c2, "a Hello for an address with an open connection");
+    conn_close(&c2);
+    WAIT_STATS(&s, st, st.replace_refused == 1);
+    cr_assert_eq(st.malformed, 0);
+    send_vector(&c1, "data_u64");
+    expect_reply_and_ack(&c1, &s, V_CLIENT, 42, 1);
+    conn_close(&c1);
+    WAIT_STATS(&s, st, st.connections == 0);
+    c3 = conn_open(&s.addr);
+    handshake(&c3, &s, "127.0.0.1:9001", V_INCARNATION + 1, 23);
+    send_vector(&c3, "data_u64");
+    expect_reply_and_ack(&c3, &s, V_CLIENT, 42, 1);
+    conn_close(&c3);
+    server_stop(&s);
+}
+
+/* ---- section 7: authentication ------------------------------------------------------ */
+
+/* Both sides prove the secret; then the session runs as without one. */
+Test(wire_live, auth_handshake)
+{
+    server_t s;
+    wire_conn_t c;
+    ax_net_stats_t st;
+    hello_t mine;
+
+    server_start_auth(&s);
+    c = conn_open(&s.addr);
+    /* The doc's client Hello, byte for byte (the server's nonce differs
+     * from the vector's, so the proofs are computed here). */
+    mine = hello_of("127.0.0.1:9001", V_INCARNATION, V_SESSION, AX__HELLO_AUTH);
+    initiate(&c, &s, &mine, V_COOKIE, NULL);
+    send_vector(&c, "data_u64");
+    expect_reply_and_ack(&c, &s, V_CLIENT, 42, 1);
+    send_vector(&c, "bye");
+    expect_vector(&c, "bye");
+    expect_closed(&c, "after the Bye exchange");
+    conn_close(&c);
+    WAIT_STATS(&s, st, st.connections == 0);
+    cr_assert_eq(st.auth_failures, 0);
+    cr_assert_eq(st.malformed, 0);
+    server_stop(&s);
+}
+
+/* A wrong proof closes without a reply: no Auth comes back. */
+Test(wire_live, auth_wrong_secret)
+{
+    server_t s;
+    wire_conn_t c;
+    ax_net_stats_t st;
+    hello_t mine = hello_of("127.0.0.1:9001", V_INCARNATION, 31, AX__HELLO_AUTH);
+    bytes_t hi = hello_frame(&mine), ha, a;
+
+    server_start_auth(&s);
+    c = conn_open(&s.addr);
+    conn_send(&c, &hi);
+    ha = expect_frame(&c, "the server's Hello");
+    cr_assert_eq(hello_parse(&ha).flags, AX__HELLO_AUTH);
+    a = auth_of("axon-test-cookiE", AX__PROOF_INITIATOR, &hi, &ha);
+    conn_send(&c, &a);
+    expect_closed(&c, "a proof with the wrong secret");
+    conn_close(&c);
+    WAIT_STATS(&s, st, st.auth_failures == 1);
+    cr_assert_eq(st.frames_received, 0);
+    server_stop(&s);
+}
+
+/* A secret on one side only: the side that sees it closes, without a
+ * reply, and counts an auth failure. */
+Test(wire_live, auth_secret_on_one_side_only)
+{
+    server_t s, open_s;
+    wire_conn_t c;
+    ax_net_stats_t st;
+    hello_t mine;
+    bytes_t f;
+
+    /* The server has a secret, we claim none: closed before its Hello. */
+    server_start_auth(&s);
+    c = conn_open(&s.addr);
+    mine = hello_of("127.0.0.1:9001", V_INCARNATION, 41, 0);
+    f = hello_frame(&mine);
+    conn_send(&c, &f);
+    expect_closed(&c, "a Hello without AUTH to a server with a secret");
+    conn_close(&c);
+    WAIT_STATS(&s, st, st.auth_failures == 1);
+    server_stop(&s);
+
+    /* We claim a secret, the server has none: closed too. */
+    server_start(&open_s, "127.0.0.1:0", 16u << 20, 500);
+    c = conn_open(&open_s.addr);
+    send_vector(&c, "hello_auth");
+    expect_closed(&c, "a Hello with AUTH to a server without a secret");
+    conn_close(&c);
+    WAIT_STATS(&open_s, st, st.auth_failures == 1);
+    cr_assert_eq(st.malformed, 0);
+    server_stop(&open_s);
+}
+
+/* The same with Axon as the initiator: its Hello is answered by a Hello
+ * with the other AUTH flag, and it closes and counts. */
+Test(wire_live, auth_mismatch_as_initiator)
+{
+    for (int with_secret = 0; with_secret <= 1; with_secret++) {
+        sim_t x;
+        ax_net_stats_t st;
+        hello_t h;
+        bytes_t f;
+
+        sim_setup(&x, "127.0.0.1", "127.0.0.2", with_secret ? V_COOKIE : NULL);
+        h = sim_hello(&x, 0xc1, 0);
+        h.session = x.c2_hello.session;
+        h.flags = with_secret ? 0 : AX__HELLO_AUTH;
+        f = hello_frame(&h);
+        conn_send(&x.c2, &f);
+        expect_closed(&x.c2, with_secret ? "our Hello without AUTH" : "our Hello with AUTH");
+        WAIT_STATS(&x.s, st, st.auth_failures == 1);
+        conn_close(&x.c2);
+        /* Its second attempt, answered right, carries the reply. */
+        sim_accept(&x, "the server's Hello on its second attempt");
+        accept_handshake(&x.c2, &x.c2_frame, sim_hello(&x, 0xc1, 0), x.s.cookie);
+        f = expect_frame(&x.c2, "the echo reply on the server's connection");
+        check_reply(&f, &x.s, x.me_path, 42);
+        sim_teardown(&x);
+    }
+}
+
+/* An Auth recorded on one connection proves nothing on the next: the
+ * server's fresh nonce changes the transcript. */
+Test(wire_live, auth_replay_is_refused)
+{
+    server_t s;
+    wire_conn_t c1, c2;
+    ax_net_stats_t st;
+    hello_t mine = hello_of("127.0.0.1:9001", V_INCARNATION, 51, AX__HELLO_AUTH);
+    bytes_t recorded, hi = hello_frame(&mine), ha;
+
+    server_start_auth(&s);
+    c1 = conn_open(&s.addr);
+    initiate(&c1, &s, &mine, V_COOKIE, &recorded);
+    conn_close(&c1);
+    WAIT_STATS(&s, st, st.connections == 0);
+
+    /* The same Hello, byte for byte, then the recorded Auth. */
+    c2 = conn_open(&s.addr);
+    conn_send(&c2, &hi);
+    ha = expect_frame(&c2, "the server's Hello");
+    (void)hello_parse(&ha);
+    conn_send(&c2, &recorded);
+    expect_closed(&c2, "a replayed Auth");
+    conn_close(&c2);
+    WAIT_STATS(&s, st, st.auth_failures == 1);
+    server_stop(&s);
+}
+
+/* Before both proofs, only the expected Auth is taken: anything else
+ * (Data, a Heartbeat, a second Hello, an Auth that is not a bin) closes
+ * the connection without a reply. */
+Test(wire_live, auth_frames_out_of_turn)
+{
+    static const char *const what[] = {"Data before the Auth", "a Heartbeat before the Auth",
+                                       "a second Hello", "an Auth that is not a bin"};
+    server_t s;
+    ax_net_stats_t st;
+
+    server_start_auth(&s);
+    for (size_t i = 0; i < sizeof what / sizeof what[0]; i++) {
+        wire_conn_t c = conn_open(&s.addr);
+        hello_t mine = hello_of("127.0.0.1:9001", V_INCARNATION, 60 + i, AX__HELLO_AUTH);
+        bytes_t hi = hello_frame(&mine), ha, bad;
+
+        conn_send(&c, &hi);
+        ha = expect_frame(&c, "the server's Hello");
+        cr_assert_eq(hello_parse(&ha).flags, AX__HELLO_AUTH);
+        switch (i) {
+        case 0:
+            bad = vec("data_u64");
+            break;
+        case 1:
+            bad = vec("heartbeat");
+            break;
+        case 2:
+            bad = hi;
+            break;
+        default:
+            bad = hexb("00 00 00 01 07 00 00 00 c0");
+            break;
+        }
+        conn_send(&c, &bad);
+        expect_closed(&c, what[i]);
+        conn_close(&c);
+        WAIT_STATS(&s, st, st.malformed == i + 1);
+    }
+    cr_assert_eq(st.auth_failures, 0);
+    server_stop(&s);
+}
+
+/* Section 11 with secrets: a restarted peer's authenticated Hello
+ * replaces its open connection at once. */
+Test(wire_live, auth_restart_replaces_at_once)
+{
+    server_t s;
+    wire_conn_t c1, c2;
+    ax_net_stats_t st;
+
+    server_start_auth(&s);
+    c1 = conn_open(&s.addr);
+    handshake(&c1, &s, "127.0.0.1:9001", V_INCARNATION, 71);
+    c2 = conn_open(&s.addr);
+    handshake(&c2, &s, "127.0.0.1:9001", V_INCARNATION + 1, 72);
+    expect_closed(&c1, "the connection of the old incarnation");
+    conn_close(&c1);
+    send_vector(&c2, "data_u64");
+    expect_reply_and_ack(&c2, &s, V_CLIENT, 42, 1);
+    WAIT_STATS(&s, st, st.frames_received == 1);
+    cr_assert_eq(st.replace_refused, 0);
+    cr_assert_eq(st.auth_failures, 0);
+    conn_close(&c2);
+    server_stop(&s);
+}
+
+/* ---- section 15: each side's limit ------------------------------------------------ */
+
+/* The Hello announces min(max_frame_size, chunk_size * (max_chunk_count - 1)),
+ * and a reply above the limit we announced is dead-lettered by the server
+ * (too_big), which keeps the connection. */
+Test(wire_live, frame_limits_in_the_hello)
+{
+    server_t s;
+    wire_conn_t c;
+    ax_net_stats_t st;
+    ax_encode_buffer_t *eb;
+    hello_t mine;
+    bytes_t f;
+
+    server_start_opts(&s, &(server_opts_t){.listen = "127.0.0.1:0", .max_frame = 16u << 20, .flush_ms = 500,
+                                           .chunk_size = 4096, .max_chunk_count = 5});
+    cr_assert_eq(s.max_frame, 4 * 4096);
+    c = conn_open(&s.addr);
+    mine = hello_of("127.0.0.1:9001", V_INCARNATION, 81, 0);
+    mine.max_frame = 100;
+    initiate(&c, &s, &mine, NULL, NULL); /* checks the announced 16384 */
+
+    /* 200 bytes to echo: its reply of about 240 bytes is above our 100. */
+    eb = encoder();
+    {
+        ax_path_t d = path(V_SERVER), src = path(V_CLIENT);
+        unsigned char blob[200];
+        ax_msg_t *m = NULL;
+        ax_lease_t frame;
+        uint32_t off;
+
+        memset(blob, 0x5a, sizeof blob);
+        cr_assert_eq(ax_bytes_msg_new(blob, sizeof blob, &m), AX_OK);
+        cr_assert_eq(ax__frame_encode_data(eb, &d, &src, &ax_bytes_type, m, &frame, &off), AX_OK);
+        f.n = lease_bytes(&frame, f.b, sizeof f.b);
+        ax_lease_release(&frame);
+        ax_msg_release(&m);
+    }
+    conn_send(&c, &f);
+    f = expect_frame(&c, "the Ack of the bytes message");
+    cr_assert_eq(ack_count(&f), 1, "an Ack, and no reply above our limit");
+    WAIT_STATS(&s, st, st.too_big == 1);
+    /* The connection stays: a small message still gets its reply. */
+    send_vector(&c, "data_u64");
+    expect_reply_and_ack(&c, &s, V_CLIENT, 42, 2);
+    cr_assert_eq(st.malformed, 0);
+    ax_encode_buffer_destroy(&eb);
+    conn_close(&c);
+    server_stop(&s);
 }
 
 /* ---- section 12: graceful close ---------------------------------------------------- */

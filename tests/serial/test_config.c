@@ -360,6 +360,27 @@ static const bad_case_t bad_cases[] = {
      "axon.network.backoff_initial_ms", 2, "backoff_max_ms"},
     {"axon = { network = {\n  backoff_initial_ms = 10;\n  backoff_max_ms = 5;\n}; };\n",
      "axon.network.backoff_initial_ms", 2, "backoff_max_ms"},
+    /* wire version 2: trust and limits, every key */
+    {"axon = { network = {\n  cookie = 42;\n}; };\n", "axon.network.cookie", 2, "expected a string"},
+    {"axon = { network = {\n\n  cookie_file = true;\n}; };\n", "axon.network.cookie_file", 3,
+     "expected a string"},
+    {"axon = { network = {\n  cookie = \"a\";\n  cookie_file = \"/x\";\n}; };\n",
+     "axon.network.cookie", 2, "both set"},
+    {"axon = { network = {\n  allow_unauthenticated = 1;\n}; };\n", "axon.network.allow_unauthenticated",
+     2, "expected true or false"},
+    {"axon = { network = {\n  heartbeat_interval_ms = 0;\n}; };\n", "axon.network.heartbeat_interval_ms",
+     2, ">= 1"},
+    {"axon = { network = {\n  heartbeat_timeout_ms = \"5s\";\n}; };\n",
+     "axon.network.heartbeat_timeout_ms", 2, "expected an integer"},
+    {"axon = { network = {\n  heartbeat_timeout_ms = 500;\n}; };\n", "axon.network.heartbeat_timeout_ms",
+     2, "heartbeat_interval_ms"},
+    {"axon = { network = {\n  handshake_timeout_ms = 0;\n}; };\n", "axon.network.handshake_timeout_ms",
+     2, ">= 1"},
+    {"axon = { network = {\n  max_connections = -3;\n}; };\n", "axon.network.max_connections", 2, "-3"},
+    {"axon = { network = {\n  max_connections = 4294967296L;\n}; };\n", "axon.network.max_connections",
+     2, "does not fit"},
+    {"axon = { network = {\n  max_pending_handshakes = 0;\n}; };\n",
+     "axon.network.max_pending_handshakes", 2, ">= 1"},
 };
 
 Test(config_load, bad_configs_are_rejected_with_file_line_and_key)

@@ -1,31 +1,58 @@
 /*
- * The net_peer program (NET_PEER_PATH) as a child process, for the tests
- * that need a peer system in a process of its own (test_net_proc,
- * test_remote_ask_proc): start it, stop it gracefully, kill it.
- * Criterion asserts: include from a test file only.
+ * Tests' handle on a net_peer process (tests/dispatch/net_peer.c): start it,
+ * read its lines, reap it. Used by test_net_proc and test_hostile.
  */
-#ifndef AXON_TESTS_DISPATCH_NET_PROC_H
-#define AXON_TESTS_DISPATCH_NET_PROC_H
+#ifndef AXON_TESTS_DISPATCH_PEER_PROC_H
+#define AXON_TESTS_DISPATCH_PEER_PROC_H
 
-#include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "tests/actor/helpers.h"
 #include "tests/dispatch/net_helpers.h"
 
 #ifndef NET_PEER_PATH
 #error "NET_PEER_PATH must name the net_peer program"
+typedef struct peer_report {
+    unsigned long long received, out_of_order, gaps, bad;
+} peer_report_t;
+
+/* SIGTERM: a graceful stop; the peer reports what it received. */
+static AXT_UNUSED peer_report_t peer_stop(peer_t *p)
+{
+    peer_report_t r = {0};
+    char line[256];
+    bool found = false;
+    int status;
+
+    cr_assert_eq(kill(p->pid, SIGTERM), 0);
+    while (peer_line(p, line, sizeof line))
+        if (sscanf(line, "RECEIVED %llu OUT_OF_ORDER %llu GAPS %llu BAD %llu", &r.received, &r.out_of_order,
+                   &r.gaps, &r.bad) == 4)
+            found = true;
+    status = peer_reap(p);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "net_peer ended with status 0x%x", status);
+    cr_assert(found, "net_peer did not report");
+    return r;
+}
+
+static AXT_UNUSED void peer_kill(peer_t *p)
+{
+    int status;
+
+    cr_assert_eq(kill(p->pid, SIGKILL), 0);
+    status = peer_reap(p);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
+/* ---- this side ------------------------------------------------------------------ */
+
 #endif
 
 /* ---- the peer process --------------------------------------------------------- */
@@ -38,7 +65,7 @@ typedef struct peer {
 
 /* Read one line of the peer's output (without the newline); false at the
  * end of its output. Bounded. */
-static inline bool peer_line(peer_t *p, char *line, size_t cap)
+static bool peer_line(peer_t *p, char *line, size_t cap)
 {
     double end = axt_now() + WAIT_S;
     size_t n = 0;
@@ -65,8 +92,9 @@ static inline bool peer_line(peer_t *p, char *line, size_t cap)
     }
 }
 
-/* Start net_peer on 127.0.0.1:port (0: any) and wait for READY. */
-static inline peer_t peer_start(uint16_t port, const char *name, const char *reply)
+/* Start net_peer on 127.0.0.1:port (0: any) and wait for READY. nofile,
+ * when not NULL, is its RLIMIT_NOFILE (net_peer --nofile). */
+static AXT_UNUSED peer_t peer_start(uint16_t port, const char *nofile, const char *name, const char *reply)
 {
     peer_t p = {0};
     char listen[32], line[128];
@@ -85,7 +113,11 @@ static inline peer_t peer_start(uint16_t port, const char *name, const char *rep
         if (getppid() != parent)
             _exit(127);
         dup2(fds[1], STDOUT_FILENO);
-        execl(NET_PEER_PATH, "net_peer", "--listen", listen, "--name", name, "--reply", reply, (char *)NULL);
+        if (nofile != NULL)
+            execl(NET_PEER_PATH, "net_peer", "--listen", listen, "--name", name, "--reply", reply, "--nofile",
+                  nofile, (char *)NULL);
+        else
+            execl(NET_PEER_PATH, "net_peer", "--listen", listen, "--name", name, "--reply", reply, (char *)NULL);
         _exit(127);
     }
     close(fds[1]);
@@ -99,7 +131,7 @@ static inline peer_t peer_start(uint16_t port, const char *name, const char *rep
 }
 
 /* waitpid, bounded. */
-static inline int peer_reap(peer_t *p)
+static AXT_UNUSED int peer_reap(peer_t *p)
 {
     double end = axt_now() + WAIT_S;
     int status = 0;
@@ -118,7 +150,7 @@ typedef struct peer_report {
 } peer_report_t;
 
 /* SIGTERM: a graceful stop; the peer reports what it received. */
-static inline peer_report_t peer_stop(peer_t *p)
+static AXT_UNUSED peer_report_t peer_stop(peer_t *p)
 {
     peer_report_t r = {0};
     char line[256];
@@ -136,7 +168,7 @@ static inline peer_report_t peer_stop(peer_t *p)
     return r;
 }
 
-static inline void peer_kill(peer_t *p)
+static AXT_UNUSED void peer_kill(peer_t *p)
 {
     int status;
 
@@ -144,5 +176,7 @@ static inline void peer_kill(peer_t *p)
     status = peer_reap(p);
     cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 }
+
+/* ---- this side ------------------------------------------------------------------ */
 
 #endif

@@ -1,0 +1,940 @@
+/*
+ * bench_net_procs: bench_net's cases between two processes, as users
+ * deploy them, against a bare TCP client/server pair measured in the same
+ * run (bench_net itself runs both systems in one process).
+ *
+ * Processes: this program is the client and the coordinator. It starts
+ * two servers by running its own executable again (/proc/self/exe) with a
+ * role argument, each with a pipe on stdin and stdout:
+ *   --axon-server  one system (cfg.threads = 1 worker, its own network
+ *                  thread), listening on 127.0.0.1:0, with four named
+ *                  actors: pong_lazy, pong_eager, sink_lazy, sink_eager.
+ *   --bare-server  a blocking TCP server, one connection at a time.
+ * Each server prints "port N" once it listens and ends when its stdin
+ * reaches end of file (the client closes it, or dies). The client's own
+ * system also has one worker and a network thread. Both servers live for
+ * the whole run; the trials of each case interleave bare and Axon so that
+ * drift in the machine's load hits them alike.
+ *
+ * Cases (definitions as in bench_net):
+ *   pingpong    8-byte payload (a u64 message) client -> server -> client,
+ *               one in flight. lazy: ax_tell to a remote ref (a fresh
+ *               ax_u64_msg_new message per send; the dispatcher
+ *               serialises); eager: ax_tell_serialised. The server's
+ *               ponger decodes the u64 and answers value + 1 the same way.
+ *               Bare: 8 bytes each way over blocking TCP_NODELAY sockets.
+ *               Median and mean RTT in microseconds.
+ *   throughput  messages of 64 B, 1 KiB and 64 KiB from the client to the
+ *               server's sink, at most WINDOW unacknowledged; the sink
+ *               acks the first message and every ACK_EVERY-th (and the
+ *               last) with a u64 sent the same way as the data, and
+ *               decodes each message (zero copy, ax_bytes_view_type).
+ *               lazy: a fresh ax_msg_alloc'd ax_bytes_type message per
+ *               send, pointing at the payload (what a new user writes);
+ *               lazy_pool: the same from a message pool (the tuned
+ *               variant bench_net measures); eager: ax_tell_serialised.
+ *               Timed from the first ack (the warm-up message has
+ *               arrived) to the last. Bare: the client writes one frame,
+ *               waits for a 1-byte ack, then writes the rest in frames of
+ *               the same size into a blocking socket; the server reads
+ *               them all and acks with one byte; timed from after the
+ *               first ack to the second. Bare batched: the same bytes in
+ *               writes of up to 256 KiB (what the socket carries; issue
+ *               10's table compares small messages with that); its ratio
+ *               is ratio_vs_bare_batched_bw. The targets use the
+ *               one-write-per-frame pair, as bench_net does.
+ *
+ * Each case runs TRIALS times; medians are reported, with ratios to the
+ * bare pair's median of the same run and the targets of issue 10.
+ * One JSON object per line.
+ *
+ * Usage: bench_net_procs [scale [case [kind]]]   scale 0.1 runs a tenth of
+ *        every count; case is one of pingpong, 64, 1024, 65536; kind
+ *        (pingpong only: bare, lazy or eager) runs only that kind, for
+ *        profiling (the ratios are then meaningless).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "axon/axon.h"
+
+#define BENCH_NAME "bench_net_procs"
+#include "bench.h"
+
+#define TRIALS 5
+#define WINDOW 1000
+#define ACK_EVERY 100
+/* Issue 10's targets for the two-process mode. */
+#define RTT_TARGET 1.5
+#define MSGS_TARGET_64B 3e6
+#define MBS_TARGET_1K 1000.0
+#define BW_TARGET_64K 0.7
+
+enum { LAZY, LAZY_POOL, EAGER, MODES };
+static const char *const mode_name[MODES] = {"lazy", "lazy_pool", "eager"};
+
+static _Noreturn void die_errno(const char *what)
+{
+    fprintf(stderr, "%s: %s: %s\n", BENCH_NAME, what, strerror(errno));
+    exit(1);
+}
+
+static double mean(const double *v, size_t n)
+{
+    double s = 0;
+
+    for (size_t i = 0; i < n; i++)
+        s += v[i];
+    return s / (double)n;
+}
+
+/* ---- shared by both processes --------------------------------------------- */
+
+/* Send a u64 to dst, lazily (a new message, by pointer) or eagerly. */
+static ax_status_t send_u64(ax_actor_t *self, ax_ref_t dst, uint64_t v, bool eager)
+{
+    if (eager) {
+        ax_u64_msg_t m = {.value = v};
+
+        ax_msg_init(&m.hdr, &ax_u64_type);
+        return ax_tell_serialised(self, dst, &ax_u64_type, &m.hdr);
+    } else {
+        ax_msg_t *m = NULL;
+        ax_status_t st = ax_u64_msg_new(v, &m);
+
+        if (st == AX_OK)
+            st = ax_tell(dst, &m, ax_self(self));
+        ax_msg_release(&m); /* NULL when sent */
+        return st;
+    }
+}
+
+static uint64_t read_u64(const ax_net_msg_t *nm)
+{
+    ax_msg_t *m = NULL;
+    uint64_t v;
+
+    BENCH_CHECK(ax_net_msg_deserialise(nm, &ax_u64_type, &m));
+    v = ((ax_u64_msg_t *)m)->value;
+    ax_msg_release(&m);
+    return v;
+}
+
+static void write_all(int fd, const void *buf, size_t n)
+{
+    const char *p = buf;
+
+    while (n > 0) {
+        ssize_t k = write(fd, p, n);
+
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            die_errno("write");
+        p += k;
+        n -= (size_t)k;
+    }
+}
+
+/* false at end of stream before the first byte; dies on a short read. */
+static bool read_all(int fd, void *buf, size_t n)
+{
+    char *p = buf;
+    size_t want = n;
+
+    while (n > 0) {
+        ssize_t k = read(fd, p, n);
+
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k == 0 && n == want)
+            return false;
+        if (k <= 0)
+            die_errno("read");
+        p += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+static void nodelay(int fd)
+{
+    int one = 1;
+
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+/* ---- the Axon server ------------------------------------------------------- */
+
+/* Decodes the ping and answers the sender with value + 1. */
+typedef struct ponger {
+    ax_actor_t actor;
+    bool eager;
+} ponger_t;
+
+static ax_status_t ponger_init(ax_actor_t *self, void *arg)
+{
+    ((ponger_t *)self)->eager = arg != NULL;
+    return AX_OK;
+}
+
+static ax_status_t ponger_network(ax_actor_t *self, ax_net_msg_t **nm)
+{
+    ax_ref_t from;
+    uint64_t v = read_u64(*nm);
+
+    BENCH_CHECK(ax_net_msg_sender(self, *nm, &from));
+    BENCH_CHECK(send_u64(self, from, v + 1, ((ponger_t *)self)->eager));
+    return AX_OK;
+}
+
+static const ax_actor_vtable_t ponger_vtable = {
+    .name = "ponger", .size = sizeof(ponger_t), .init = ponger_init,
+    .receive_network = ponger_network,
+};
+
+/* Each payload starts with its run's id and message count (two u64s): a
+ * new run id restarts the sink's count, so one sink serves every trial. */
+typedef struct sink {
+    ax_actor_t actor;
+    bool eager;
+    uint64_t run, total, received;
+    ax_ref_t back; /* the source, from the run's first message */
+} sink_t;
+
+static ax_status_t sink_init(ax_actor_t *self, void *arg)
+{
+    ((sink_t *)self)->eager = arg != NULL;
+    return AX_OK;
+}
+
+static ax_status_t sink_network(ax_actor_t *self, ax_net_msg_t **nm)
+{
+    sink_t *k = (sink_t *)self;
+    ax_msg_t *m = NULL;
+    const ax_bytes_msg_t *b;
+    uint64_t run, total;
+
+    BENCH_CHECK(ax_net_msg_deserialise(*nm, &ax_bytes_view_type, &m));
+    b = (const ax_bytes_msg_t *)m;
+    if (b->len < 2 * sizeof(uint64_t))
+        bench_die("sink: payload too short", AX_EPROTO);
+    memcpy(&run, b->data, sizeof run);
+    memcpy(&total, b->data + sizeof run, sizeof total);
+    ax_msg_release(&m);
+    if (run != k->run) {
+        k->run = run;
+        k->total = total;
+        k->received = 0;
+        BENCH_CHECK(ax_net_msg_sender(self, *nm, &k->back));
+    }
+    k->received++;
+    if (k->received == 1 || k->received % ACK_EVERY == 0 || k->received == k->total)
+        BENCH_CHECK(send_u64(self, k->back, k->received, k->eager));
+    return AX_OK;
+}
+
+static const ax_actor_vtable_t sink_vtable = {
+    .name = "sink", .size = sizeof(sink_t), .init = sink_init, .receive_network = sink_network,
+};
+
+static ax_system_t *make_system(void)
+{
+    ax_config_t cfg;
+    ax_system_t *sys;
+
+    ax_config_init(&cfg);
+    cfg.threads = 1;
+    snprintf(cfg.network.listen, sizeof cfg.network.listen, "127.0.0.1:0");
+    BENCH_CHECK(ax_system_create(&cfg, &sys));
+    BENCH_CHECK(ax_net_start(sys));
+    return sys;
+}
+
+static void spawn_named(ax_system_t *sys, const ax_actor_vtable_t *vt, bool eager, const char *name)
+{
+    ax_ref_t ref;
+
+    BENCH_CHECK(ax_spawn(sys, vt, eager ? (void *)1 : NULL, &ref));
+    BENCH_CHECK(ax_register(sys, ref, name));
+}
+
+/* Block until stdin reaches end of file: the client is done (or gone). */
+static void wait_stdin_eof(void)
+{
+    char c[64];
+
+    for (;;) {
+        ssize_t k = read(0, c, sizeof c);
+
+        if (k == 0 || (k < 0 && errno != EINTR))
+            return;
+    }
+}
+
+static int run_axon_server(void)
+{
+    ax_system_t *sys = make_system();
+    ax_addr_t addr;
+
+    spawn_named(sys, &ponger_vtable, false, "pong_lazy");
+    spawn_named(sys, &ponger_vtable, true, "pong_eager");
+    spawn_named(sys, &sink_vtable, false, "sink_lazy");
+    spawn_named(sys, &sink_vtable, true, "sink_eager");
+    ax_system_address(sys, &addr);
+    printf("port %u\n", (unsigned)addr.port);
+    fflush(stdout);
+    wait_stdin_eof();
+    bench_system_end(&sys);
+    return 0;
+}
+
+/* ---- the bare server --------------------------------------------------------- */
+
+/* One request per connection: 'P' rounds (echo value + 1, 8 bytes each
+ * way), or 'S' frame count (read one frame, ack a byte, read count
+ * frames, ack a byte). */
+static void bare_serve(int fd)
+{
+    static char buf[256 * 1024];
+    char op;
+    uint64_t a, b;
+
+    if (!read_all(fd, &op, 1) || !read_all(fd, &a, sizeof a) || !read_all(fd, &b, sizeof b))
+        die_errno("bare server: request");
+    if (op == 'P') {
+        nodelay(fd);
+        for (uint64_t i = 0; i < a; i++) {
+            uint64_t v;
+
+            if (!read_all(fd, &v, sizeof v))
+                die_errno("bare server: ping");
+            v++;
+            write_all(fd, &v, sizeof v);
+        }
+    } else if (op == 'S') {
+        uint64_t left = a; /* the warm-up frame */
+
+        for (int phase = 0; phase < 2; phase++) {
+            while (left > 0) {
+                ssize_t k = read(fd, buf, left < sizeof buf ? left : sizeof buf);
+
+                if (k < 0 && errno == EINTR)
+                    continue;
+                if (k <= 0)
+                    die_errno("bare server: stream");
+                left -= (uint64_t)k;
+            }
+            write_all(fd, "k", 1);
+            left = a * b;
+        }
+    } else {
+        fprintf(stderr, "%s: bare server: unknown request '%c'\n", BENCH_NAME, op);
+        exit(1);
+    }
+}
+
+static int listen_loopback(uint16_t *port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 4) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &sl) != 0)
+        die_errno("bare server: listen");
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+static int run_bare_server(void)
+{
+    uint16_t port;
+    int lfd = listen_loopback(&port);
+
+    printf("port %u\n", (unsigned)port);
+    fflush(stdout);
+    for (;;) {
+        struct pollfd p[2] = {{.fd = 0, .events = POLLIN}, {.fd = lfd, .events = POLLIN}};
+        int fd;
+
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            die_errno("bare server: poll");
+        }
+        if (p[0].revents != 0) {
+            char c;
+
+            if (read(0, &c, 1) <= 0)
+                break; /* the client is done */
+        }
+        if (p[1].revents == 0)
+            continue;
+        fd = accept(lfd, NULL, NULL);
+        if (fd < 0)
+            die_errno("bare server: accept");
+        bare_serve(fd);
+        close(fd);
+    }
+    close(lfd);
+    return 0;
+}
+
+/* ---- starting the servers ------------------------------------------------------ */
+
+typedef struct server {
+    pid_t pid;
+    int to;   /* its stdin: closing it ends the server */
+    uint16_t port;
+} server_t;
+
+static server_t start_server(const char *role)
+{
+    int in[2], out[2];
+    server_t s;
+    FILE *f;
+    unsigned port;
+
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0)
+        die_errno("pipe");
+    s.pid = fork();
+    if (s.pid < 0)
+        die_errno("fork");
+    if (s.pid == 0) {
+        char *const argv[] = {(char *)BENCH_NAME, (char *)role, NULL};
+
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[0]);
+        close(in[1]);
+        close(out[0]);
+        close(out[1]);
+        execv("/proc/self/exe", argv);
+        die_errno("exec /proc/self/exe");
+    }
+    close(in[0]);
+    close(out[1]);
+    s.to = in[1];
+    f = fdopen(out[0], "r");
+    if (f == NULL || fscanf(f, "port %u", &port) != 1) {
+        fprintf(stderr, "%s: %s did not report its port\n", BENCH_NAME, role);
+        exit(1);
+    }
+    fclose(f);
+    s.port = (uint16_t)port;
+    return s;
+}
+
+static void stop_server(server_t *s, const char *role)
+{
+    int status;
+
+    close(s->to);
+    if (waitpid(s->pid, &status, 0) != s->pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "%s: %s failed (status %d)\n", BENCH_NAME, role, status);
+        exit(1);
+    }
+}
+
+static int bare_connect(uint16_t port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                             .sin_port = htons(port)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+        die_errno("bare connect");
+    return fd;
+}
+
+static void bare_request(int fd, char op, uint64_t a, uint64_t b)
+{
+    char req[17];
+
+    req[0] = op;
+    memcpy(req + 1, &a, 8);
+    memcpy(req + 9, &b, 8);
+    write_all(fd, req, sizeof req);
+}
+
+/* ---- the client: bare ------------------------------------------------------------ */
+
+static void bare_pingpong(uint16_t port, size_t warmup, size_t rounds, double *rtt)
+{
+    int fd = bare_connect(port);
+
+    nodelay(fd);
+    bare_request(fd, 'P', warmup + rounds, 0);
+    for (size_t i = 0; i < warmup + rounds; i++) {
+        uint64_t v = i;
+        double t0 = bench_now_s();
+
+        write_all(fd, &v, sizeof v);
+        if (!read_all(fd, &v, sizeof v) || v != i + 1)
+            bench_die("bare pong", AX_EPROTO);
+        if (i >= warmup)
+            rtt[i - warmup] = bench_now_s() - t0;
+    }
+    close(fd);
+}
+
+/* Seconds to move count frames of `frame` bytes, after one warm-up frame:
+ * one write() per frame, or (batched) the same bytes in writes of up to
+ * 256 KiB, which is what the socket itself can carry. */
+static double bare_stream(uint16_t port, size_t frame, size_t count, const uint8_t *payload,
+                          bool batched)
+{
+    static uint8_t big[256 * 1024];
+    int fd = bare_connect(port);
+    char ack;
+    double t0;
+
+    if (batched)
+        for (size_t off = 0; off + frame <= sizeof big; off += frame)
+            memcpy(big + off, payload, frame);
+    bare_request(fd, 'S', frame, count);
+    write_all(fd, payload, frame);
+    if (!read_all(fd, &ack, 1))
+        bench_die("bare stream: warm-up ack", AX_EPROTO);
+    t0 = bench_now_s();
+    if (batched) {
+        size_t per = sizeof big / frame, left = count;
+
+        while (left > 0) {
+            size_t k = left < per ? left : per;
+
+            write_all(fd, big, k * frame);
+            left -= k;
+        }
+    } else {
+        for (size_t i = 0; i < count; i++)
+            write_all(fd, payload, frame);
+    }
+    if (!read_all(fd, &ack, 1))
+        bench_die("bare stream: ack", AX_EPROTO);
+    t0 = bench_now_s() - t0;
+    close(fd);
+    return t0;
+}
+
+/* ---- the client: Axon ping-pong --------------------------------------------------- */
+
+static ax_system_t *client_sys;
+static uint16_t axon_port;
+
+/* A ref, in the client's system, to the server's actor `name`. */
+static ax_ref_t server_ref(const char *name)
+{
+    char text[128];
+    ax_path_t path;
+    ax_ref_t out;
+
+    snprintf(text, sizeof text, "tcp://127.0.0.1:%u/%s", (unsigned)axon_port, name);
+    BENCH_CHECK(ax_path_parse(text, &path));
+    BENCH_CHECK(ax_ref_from_path(client_sys, &path, &out));
+    return out;
+}
+
+typedef struct pp_args {
+    bool eager;
+    ax_ref_t peer;
+    size_t warmup, rounds;
+    double *rtt;
+    sem_t done;  /* the last pong is in */
+    sem_t ended; /* the pinger no longer touches these args */
+} pp_args_t;
+
+typedef struct pinger {
+    ax_actor_t actor;
+    pp_args_t *a;
+    size_t n;
+    double t_sent;
+} pinger_t;
+
+static ax_status_t pinger_init(ax_actor_t *self, void *arg)
+{
+    ((pinger_t *)self)->a = arg;
+    return AX_OK;
+}
+
+static void ping(pinger_t *p)
+{
+    p->t_sent = bench_now_s();
+    BENCH_CHECK(send_u64(&p->actor, p->a->peer, p->n, p->a->eager));
+}
+
+static void pinger_start(ax_actor_t *self)
+{
+    ping((pinger_t *)self);
+}
+
+static ax_status_t pinger_network(ax_actor_t *self, ax_net_msg_t **nm)
+{
+    pinger_t *p = (pinger_t *)self;
+    double t = bench_now_s();
+
+    if (read_u64(*nm) != p->n + 1)
+        bench_die("pong out of order", AX_EPROTO);
+    if (p->n >= p->a->warmup)
+        p->a->rtt[p->n - p->a->warmup] = t - p->t_sent;
+    if (++p->n == p->a->warmup + p->a->rounds)
+        sem_post(&p->a->done);
+    else
+        ping(p);
+    return AX_OK;
+}
+
+static void pinger_destroy(ax_actor_t *self)
+{
+    sem_post(&((pinger_t *)self)->a->ended);
+}
+
+static const ax_actor_vtable_t pinger_vtable = {
+    .name = "pinger", .size = sizeof(pinger_t), .init = pinger_init,
+    .on_start = pinger_start, .receive_network = pinger_network, .destroy = pinger_destroy,
+};
+
+static void axon_pingpong(bool eager, size_t warmup, size_t rounds, double *rtt)
+{
+    pp_args_t a = {.eager = eager, .warmup = warmup, .rounds = rounds, .rtt = rtt};
+    ax_ref_t pinger;
+
+    sem_init(&a.done, 0, 0);
+    sem_init(&a.ended, 0, 0);
+    a.peer = server_ref(eager ? "pong_eager" : "pong_lazy");
+    BENCH_CHECK(ax_spawn(client_sys, &pinger_vtable, &a, &pinger));
+    sem_wait(&a.done);
+    ax_stop(pinger);
+    sem_wait(&a.ended);
+    sem_destroy(&a.done);
+    sem_destroy(&a.ended);
+}
+
+/* ---- the client: Axon throughput ---------------------------------------------------- */
+
+typedef struct tp_args {
+    int mode;
+    size_t size, total; /* payload bytes; messages, the first one the warm-up */
+    ax_ref_t sink;
+    const uint8_t *payload; /* starts with run id and total */
+    ax_msg_pool_t *pool;    /* lazy_pool */
+    double t_start, t_end;
+    uint64_t enobufs;
+    sem_t done, ended;
+} tp_args_t;
+
+typedef struct source {
+    ax_actor_t actor;
+    tp_args_t *a;
+    size_t sent, acked;
+    bool retry_queued;
+} source_t;
+
+static const ax_msg_type_t retry_type = {.name = "bench.retry", .size = sizeof(ax_msg_t)};
+
+static ax_status_t source_init(ax_actor_t *self, void *arg)
+{
+    ((source_t *)self)->a = arg;
+    return AX_OK;
+}
+
+static ax_status_t send_payload(source_t *s)
+{
+    tp_args_t *a = s->a;
+    ax_msg_t *m = NULL;
+    ax_bytes_msg_t *b;
+    ax_status_t st;
+
+    if (a->mode == EAGER) {
+        ax_bytes_msg_t e = {.data = a->payload, .len = a->size};
+
+        ax_msg_init(&e.hdr, &ax_bytes_type);
+        return ax_tell_serialised(&s->actor, a->sink, &ax_bytes_type, &e.hdr);
+    }
+    st = a->mode == LAZY ? ax_msg_alloc(&ax_bytes_type, &m) : ax_msg_get(a->pool, AX_ALWAYS, &m);
+    if (st != AX_OK)
+        return st;
+    b = (ax_bytes_msg_t *)m;
+    b->data = a->payload; /* not copied: the payload outlives the run */
+    b->len = a->size;
+    st = ax_tell(a->sink, &m, ax_self(&s->actor));
+    if (a->mode == LAZY)
+        ax_msg_release(&m); /* NULL when sent */
+    else
+        ax_msg_put(a->pool, &m);
+    return st;
+}
+
+static void fill(source_t *s)
+{
+    tp_args_t *a = s->a;
+    size_t limit = s->acked == 0 ? 1 : a->total;
+
+    while (s->sent < limit && s->sent - s->acked < WINDOW) {
+        ax_status_t st = send_payload(s);
+
+        if (st == AX_ENOBUFS) {
+            /* The eager pool is full until the network thread has written
+             * what is queued: retry after the next ack, or soon if none is due. */
+            a->enobufs++;
+            if (s->sent == s->acked && !s->retry_queued) {
+                ax_msg_t *r = NULL;
+
+                if (ax_msg_alloc(&retry_type, &r) == AX_OK &&
+                    ax_tell(ax_self(&s->actor), &r, ax_self(&s->actor)) == AX_OK)
+                    s->retry_queued = true;
+                ax_msg_release(&r);
+            }
+            return;
+        }
+        if (st != AX_OK)
+            bench_die("send", st);
+        s->sent++;
+    }
+}
+
+static void source_start(ax_actor_t *self)
+{
+    fill((source_t *)self);
+}
+
+static ax_status_t source_local(ax_actor_t *self, ax_msg_t **msg)
+{
+    (void)msg; /* the retry tick */
+    ((source_t *)self)->retry_queued = false;
+    fill((source_t *)self);
+    return AX_OK;
+}
+
+static ax_status_t source_network(ax_actor_t *self, ax_net_msg_t **nm)
+{
+    source_t *s = (source_t *)self;
+    uint64_t n = read_u64(*nm);
+
+    if (s->acked == 0)
+        s->a->t_start = bench_now_s();
+    if (n > s->acked)
+        s->acked = n;
+    if (s->acked == s->a->total) {
+        s->a->t_end = bench_now_s();
+        sem_post(&s->a->done);
+    } else {
+        fill(s);
+    }
+    return AX_OK;
+}
+
+static void source_destroy(ax_actor_t *self)
+{
+    sem_post(&((source_t *)self)->a->ended);
+}
+
+static const ax_actor_vtable_t source_vtable = {
+    .name = "source", .size = sizeof(source_t), .init = source_init, .on_start = source_start,
+    .receive_local = source_local, .receive_network = source_network, .destroy = source_destroy,
+};
+
+typedef struct tp_result {
+    double seconds; /* for total - 1 messages, after the warm-up */
+    uint64_t enobufs;
+} tp_result_t;
+
+static tp_result_t axon_throughput(int mode, size_t size, size_t total, uint8_t *payload, uint64_t run)
+{
+    tp_args_t a = {.mode = mode, .size = size, .total = total, .payload = payload};
+    ax_msg_pool_options_t po = {.initial = 2 * WINDOW, .max = 4 * WINDOW};
+    uint64_t t64 = total;
+    ax_ref_t source;
+
+    memcpy(payload, &run, sizeof run);
+    memcpy(payload + sizeof run, &t64, sizeof t64);
+    sem_init(&a.done, 0, 0);
+    sem_init(&a.ended, 0, 0);
+    if (mode == LAZY_POOL)
+        BENCH_CHECK(ax_msg_pool_create(&ax_bytes_type, &po, &a.pool));
+    a.sink = server_ref(mode == EAGER ? "sink_eager" : "sink_lazy");
+    BENCH_CHECK(ax_spawn(client_sys, &source_vtable, &a, &source));
+    sem_wait(&a.done);
+    ax_stop(source);
+    sem_wait(&a.ended);
+    /* Every message was acked, so the dispatcher has released them all. */
+    ax_msg_pool_destroy(&a.pool);
+    sem_destroy(&a.done);
+    sem_destroy(&a.ended);
+    return (tp_result_t){a.t_end - a.t_start, a.enobufs};
+}
+
+/* ---- output --------------------------------------------------------------------------- */
+
+static void print_config(void)
+{
+    printf("\"config\":{\"systems\":2,\"processes\":2,\"threads_per_system\":1,"
+           "\"network_threads_per_system\":1,\"cpus\":%ld,\"transport\":\"tcp 127.0.0.1\","
+           "\"trials\":%d}",
+           sysconf(_SC_NPROCESSORS_ONLN), TRIALS);
+}
+
+/* Which pingpong kinds to run: NULL for all, else "bare", "lazy" or
+ * "eager" (bench/net_rtt_profile.sh profiles one kind at a time). */
+static const char *pp_only;
+
+static bool pp_want(const char *kind)
+{
+    return pp_only == NULL || strcmp(pp_only, kind) == 0;
+}
+
+static void run_pingpong(uint16_t bare_port)
+{
+    size_t warmup = bench_scaled(500), rounds = bench_scaled(10000);
+    double *rtt = malloc(rounds * sizeof(*rtt));
+    double bare_med[TRIALS], bare_mean[TRIALS], med[2][TRIALS], avg[2][TRIALS];
+    double bm, ba;
+
+    if (rtt == NULL)
+        bench_die("malloc", AX_ENOMEM);
+    memset(bare_med, 0, sizeof bare_med);
+    memset(bare_mean, 0, sizeof bare_mean);
+    memset(med, 0, sizeof med);
+    memset(avg, 0, sizeof avg);
+    for (int t = 0; t < TRIALS; t++) {
+        if (pp_want("bare")) {
+            bare_pingpong(bare_port, warmup, rounds, rtt);
+            bare_mean[t] = mean(rtt, rounds);
+            bare_med[t] = bench_median(rtt, rounds);
+        }
+        for (int e = 0; e < 2; e++) {
+            if (!pp_want(e ? "eager" : "lazy"))
+                continue;
+            axon_pingpong(e == 1, warmup, rounds, rtt);
+            avg[e][t] = mean(rtt, rounds);
+            med[e][t] = bench_median(rtt, rounds);
+        }
+    }
+    bm = bench_median(bare_med, TRIALS);
+    ba = bench_median(bare_mean, TRIALS);
+    if (pp_want("bare")) {
+        printf("{\"bench\":\"net_procs\",\"case\":\"pingpong_bare_tcp\",\"payload_bytes\":8,"
+               "\"round_trips\":%zu,\"median_rtt_us\":%.2f,\"mean_rtt_us\":%.2f,",
+               rounds, bm * 1e6, ba * 1e6);
+        print_config();
+        printf("}\n");
+    }
+    for (int e = 0; e < 2; e++) {
+        double m = bench_median(med[e], TRIALS), a = bench_median(avg[e], TRIALS);
+
+        if (!pp_want(e ? "eager" : "lazy"))
+            continue;
+
+        printf("{\"bench\":\"net_procs\",\"case\":\"pingpong\",\"mode\":\"%s\",\"payload_bytes\":8,"
+               "\"round_trips\":%zu,\"median_rtt_us\":%.2f,\"mean_rtt_us\":%.2f,"
+               "\"bare_median_rtt_us\":%.2f,\"bare_mean_rtt_us\":%.2f,\"ratio_median\":%.3f,"
+               "\"ratio_mean\":%.3f,\"target_ratio\":%.1f,\"target_met\":%s,",
+               e ? "eager" : "lazy", rounds, m * 1e6, a * 1e6, bm * 1e6, ba * 1e6, m / bm, a / ba,
+               RTT_TARGET, m / bm <= RTT_TARGET ? "true" : "false");
+        print_config();
+        printf("}\n");
+    }
+    free(rtt);
+}
+
+static void run_throughput(uint16_t bare_port, size_t size, size_t total, uint8_t *payload)
+{
+    static uint64_t run;
+    double bare[TRIALS], batched[TRIALS], secs[MODES][TRIALS];
+    uint64_t enobufs[MODES] = {0};
+    double bare_s, bare_mbs, batched_s, n = (double)(total - 1);
+
+    for (int t = 0; t < TRIALS; t++) {
+        bare[t] = bare_stream(bare_port, size, total - 1, payload, false);
+        batched[t] = bare_stream(bare_port, size, total - 1, payload, true);
+        for (int e = 0; e < MODES; e++) {
+            tp_result_t r = axon_throughput(e, size, total, payload, ++run);
+
+            secs[e][t] = r.seconds;
+            enobufs[e] += r.enobufs;
+        }
+    }
+    bare_s = bench_median(bare, TRIALS);
+    bare_mbs = (double)size * n / bare_s / 1e6;
+    batched_s = bench_median(batched, TRIALS);
+    printf("{\"bench\":\"net_procs\",\"case\":\"throughput_bare_tcp\",\"payload_bytes\":%zu,"
+           "\"messages\":%zu,\"msgs_per_s\":%.0f,\"mb_per_s\":%.1f,"
+           "\"batched_msgs_per_s\":%.0f,\"batched_mb_per_s\":%.1f,",
+           size, total - 1, n / bare_s, bare_mbs, n / batched_s, (double)size * n / batched_s / 1e6);
+    print_config();
+    printf("}\n");
+    for (int e = 0; e < MODES; e++) {
+        double s = bench_median(secs[e], TRIALS), msgs = n / s, mbs = (double)size * n / s / 1e6;
+
+        printf("{\"bench\":\"net_procs\",\"case\":\"throughput\",\"mode\":\"%s\",\"payload_bytes\":%zu,"
+               "\"messages\":%zu,\"window\":%d,\"ack_every\":%d,\"msgs_per_s\":%.0f,\"mb_per_s\":%.1f,"
+               "\"bare_msgs_per_s\":%.0f,\"bare_mb_per_s\":%.1f,\"ratio_vs_bare_bw\":%.3f,"
+               "\"ratio_vs_bare_batched_bw\":%.3f,",
+               mode_name[e], size, total - 1, WINDOW, ACK_EVERY, msgs, mbs, n / bare_s, bare_mbs,
+               mbs / bare_mbs, batched_s / s);
+        if (size == 64)
+            printf("\"target_msgs_per_s\":%.0f,\"target_met\":%s,", MSGS_TARGET_64B,
+                   msgs >= MSGS_TARGET_64B ? "true" : "false");
+        if (size == 1024)
+            printf("\"target_mb_per_s\":%.0f,\"target_met\":%s,", MBS_TARGET_1K,
+                   mbs >= MBS_TARGET_1K ? "true" : "false");
+        if (size == 65536)
+            printf("\"target_ratio_vs_bare_bw\":%.2f,\"target_met\":%s,", BW_TARGET_64K,
+                   mbs / bare_mbs >= BW_TARGET_64K ? "true" : "false");
+        printf("\"enobufs_retries\":%llu,", (unsigned long long)enobufs[e]);
+        print_config();
+        printf("}\n");
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static uint8_t payload[65536];
+    const char *only;
+    server_t axon, bare;
+
+    if (argc > 1 && strcmp(argv[1], "--axon-server") == 0)
+        return run_axon_server();
+    if (argc > 1 && strcmp(argv[1], "--bare-server") == 0)
+        return run_bare_server();
+    only = argc > 2 ? argv[2] : NULL;
+    pp_only = argc > 3 ? argv[3] : NULL;
+    bench_set_scale(argc > 1 ? argv[1] : NULL);
+    signal(SIGPIPE, SIG_IGN);
+    memset(payload, 0x5a, sizeof payload);
+
+    axon = start_server("--axon-server");
+    bare = start_server("--bare-server");
+    axon_port = axon.port;
+    client_sys = make_system();
+
+    if (only == NULL || strcmp(only, "pingpong") == 0)
+        run_pingpong(bare.port);
+    fflush(stdout);
+    if (only == NULL || strcmp(only, "64") == 0)
+        run_throughput(bare.port, 64, bench_scaled(300000), payload);
+    fflush(stdout);
+    if (only == NULL || strcmp(only, "1024") == 0)
+        run_throughput(bare.port, 1024, bench_scaled(200000), payload);
+    fflush(stdout);
+    if (only == NULL || strcmp(only, "65536") == 0)
+        run_throughput(bare.port, 65536, bench_scaled(10000), payload);
+    fflush(stdout);
+
+    bench_system_end(&client_sys);
+    stop_server(&axon, "axon server");
+    stop_server(&bare, "bare server");
+    return 0;
+}
