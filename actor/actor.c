@@ -74,8 +74,12 @@ static ax_status_t check_policy(const ax_restart_policy_t *p)
 static void create_abandon(ax_system_t *sys)
 {
     /* A full barrier, like the increment in create. */
-    if (ck_pr_faa_64(&sys->alive, (uint64_t)-1) == 1 && ck_pr_load_32(&sys->shutdown))
-        ax__sched_wake_all(sys);
+    if (ck_pr_faa_64(&sys->alive, (uint64_t)-1) == 1) {
+        if (ck_pr_load_32(&sys->shutdown))
+            ax__sched_wake_all(sys);
+    } else {
+        ax__late_check(sys); /* others are alive: sys cannot be gone */
+    }
 }
 
 /* The parts a parent or a restart policy need, set before the actor
@@ -123,7 +127,7 @@ static ax_status_t create(ax_system_t *sys, const ax_actor_vtable_t *vt, void *a
         return ax__error(AX_ESHUTDOWN, "create \"%s\": the system is shutting down", vt->name);
     }
     id = ck_pr_faa_64(&sys->next_id, 1) + 1; /* only uniqueness matters */
-    if (id > AX__ID_MAX) {
+    if (id >= AX__ASK_ID_BIT) {
         create_abandon(sys);
         return ax__error(AX_ESTATE, "create: the system has used every actor id");
     }

@@ -70,7 +70,17 @@ void ax__notify_ended(ax__cell_t *c);
 /* A child event reached c: true when it escalates (c must fail). */
 bool ax__child_event(ax__cell_t *c, const ax_msg_t *msg);
 
-/* Stop every live actor of sys (shutdown). */
+/* Late actors (late.c): the dispatcher (tier 0) and the dead-letter
+ * actor (tier 1) are stopped after every other actor, in that order. */
+#define AX__LATE_TIERS 2
+/* In ax__end_actor, before alive is decremented. */
+void ax__late_ended(ax__cell_t *c);
+/* After shutdown, whenever alive went down: stop the next tier if due. */
+void ax__late_check(ax_system_t *sys);
+/* Whether the shutdown's first pass leaves c alone. */
+bool ax__late_skip(const ax__cell_t *c);
+
+/* Stop every live actor of sys (shutdown) but the late ones. */
 void ax__stop_all(ax_system_t *sys);
 
 /* Release the messages left in the mailboxes of ended or free cells

@@ -24,6 +24,9 @@
 #include "common/grow.h"
 
 #define SLOTS_PER_BLOCK 64u
+/* A reply path's id holds the slot index in bits 32..54 (below the ask
+ * bit, 2^55) and the generation in bits 0..31. */
+#define SLOT_INDEX_LIMIT (UINT32_C(1) << 23)
 
 enum { SLOT_FREE, SLOT_PENDING, SLOT_DONE };
 
@@ -95,7 +98,7 @@ static struct ax_future_s *slot_alloc(ax_system_t *sys)
         struct ax_future_s *block;
         pthread_condattr_t ca;
 
-        if (!ax__grow(&a->blocks, &a->cap, a->nblocks + 1, sizeof(*a->blocks), 8)) {
+        if ((a->nblocks + 1) * SLOTS_PER_BLOCK > SLOT_INDEX_LIMIT || !ax__grow(&a->blocks, &a->cap, a->nblocks + 1, sizeof(*a->blocks), 8)) {
             pthread_mutex_unlock(&a->lock);
             return NULL;
         }
@@ -176,8 +179,11 @@ static bool complete(struct ax_future_s *s, uint32_t gen, ax_status_t status, ax
         ((ax_ask_result_t *)result)->future_id = ax_future_id(s);
         ((ax_ask_result_t *)result)->status = status;
         ((ax_ask_result_t *)result)->reply = reply != NULL ? *reply : NULL;
-    } else if (reply != NULL) {
-        ax_msg_release(reply); /* nobody will ever look at it */
+    } else {
+        if (!ax_ref_is_null(asker))
+            ck_pr_inc_64(&s->sys->lost_notices); /* no memory for the result; any order */
+        if (reply != NULL)
+            ax_msg_release(reply); /* nobody will ever look at it */
     }
     if (reply != NULL)
         *reply = NULL;
@@ -214,6 +220,48 @@ static void timed_out(void *arg)
 void ax__ask_undelivered(ax_ref_t reply_to, ax_status_t why)
 {
     complete(reply_to.target, (uint32_t)reply_to.id, why, NULL);
+}
+
+bool ax__ask_pending(ax_ref_t reply_to)
+{
+    struct ax_future_s *s = reply_to.target;
+    bool pending;
+
+    pthread_mutex_lock(&s->lock);
+    pending = s->gen == (uint32_t)reply_to.id && s->state == SLOT_PENDING;
+    pthread_mutex_unlock(&s->lock);
+    return pending;
+}
+
+/* ---- reply slots on the wire ------------------------------------------------ */
+
+void ax__ask_path(ax_ref_t reply_to, ax_path_t *out)
+{
+    const struct ax_future_s *s = reply_to.target;
+
+    /* index and sys never change: no lock. */
+    memset(out, 0, sizeof(*out));
+    ax_system_address(s->sys, &out->addr);
+    out->kind = AX_PATH_UNIQUE;
+    out->id = AX__ASK_ID_BIT | (uint64_t)s->index << 32 | (uint32_t)reply_to.id;
+}
+
+ax_status_t ax__ask_ref_of_id(ax_system_t *sys, uint64_t id, ax_ref_t *out)
+{
+    ax__asks_t *a = &sys->asks;
+    uint64_t index = (id & ~AX__ASK_ID_BIT) >> 32;
+    struct ax_future_s *s = NULL;
+
+    pthread_mutex_lock(&a->lock);
+    if ((id & AX__ASK_ID_BIT) && index < a->nblocks * SLOTS_PER_BLOCK)
+        s = &a->blocks[index / SLOTS_PER_BLOCK][index % SLOTS_PER_BLOCK];
+    pthread_mutex_unlock(&a->lock);
+    if (s == NULL)
+        return ax__error(AX_ENOTFOUND, "ref_from_path: no ask slot has id %llu", (unsigned long long)id);
+    /* A stale generation is a ref all the same: a reply through it goes
+     * to dead letters, as a late reply does. */
+    *out = (ax_ref_t){s, AX__REF_REPLY | (uint32_t)id};
+    return AX_OK;
 }
 
 ax_status_t ax__ask_reply(ax_ref_t reply_to, ax_msg_t **reply, ax_ref_t from)
@@ -277,23 +325,28 @@ uint64_t ax__asks_bytes(ax__asks_t *a)
     return n;
 }
 
-ax_status_t ax_ask(ax_ref_t dst, ax_msg_t **msg, uint64_t timeout_ns, ax_future_t **future)
+/* How an ask sends its request once its slot is ready. */
+typedef ax_status_t (*ask_send_fn)(void *arg, ax_ref_t reply_to);
+
+/*
+ * Take a slot, arm its timeout, send the request with the slot's reply
+ * ref as its sender. On failure nothing was sent: the slot goes back.
+ */
+static ax_status_t ask_with(ax_system_t *sys, uint64_t timeout_ns, ask_send_fn send, void *arg,
+                            ax_future_t **future)
 {
-    ax_system_t *sys = system_of(dst);
     ax__cell_t *me = ax__current_cell();
     struct ax_future_s *s;
     struct timeout_arg *targ = NULL;
     ax_ref_t reply_to;
     ax_status_t st;
 
-    if (sys == NULL || msg == NULL || *msg == NULL || future == NULL)
-        return ax__error(AX_EINVAL, "ask: NULL argument or not an actor ref");
     if (timeout_ns != 0 && (targ = malloc(sizeof(*targ))) == NULL)
         return ax__error(AX_ENOMEM, "ask: out of memory");
     s = slot_alloc(sys);
     if (s == NULL) {
         free(targ);
-        return ax__error(AX_ENOMEM, "ask: out of memory");
+        return ax__error(AX_ENOMEM, "ask: out of memory (or %u asks pending)", SLOT_INDEX_LIMIT);
     }
     pthread_mutex_lock(&s->lock);
     s->state = SLOT_PENDING;
@@ -323,7 +376,7 @@ ax_status_t ax_ask(ax_ref_t dst, ax_msg_t **msg, uint64_t timeout_ns, ax_future_
             s->timer = timer;
         pthread_mutex_unlock(&s->lock);
     }
-    st = ax_tell(dst, msg, reply_to);
+    st = send(arg, reply_to);
     if (st != AX_OK) {
         /* Nothing was sent: the caller keeps the request, and the slot,
          * which nobody else knows, goes back once its timer is settled. */
@@ -334,10 +387,78 @@ ax_status_t ax_ask(ax_ref_t dst, ax_msg_t **msg, uint64_t timeout_ns, ax_future_
     return AX_OK;
 }
 
+struct lazy_ask {
+    ax_ref_t dst;
+    ax_msg_t **msg;
+};
+
+static ax_status_t send_lazy(void *arg, ax_ref_t reply_to)
+{
+    struct lazy_ask *la = arg;
+
+    return ax_tell(la->dst, la->msg, reply_to);
+}
+
+ax_status_t ax_ask(ax_ref_t dst, ax_msg_t **msg, uint64_t timeout_ns, ax_future_t **future)
+{
+    ax_system_t *sys = system_of(dst);
+
+    if (sys == NULL || msg == NULL || *msg == NULL || future == NULL)
+        return ax__error(AX_EINVAL, "ask: NULL argument or not an actor ref");
+    return ask_with(sys, timeout_ns, send_lazy, &(struct lazy_ask){dst, msg}, future);
+}
+
+struct eager_ask {
+    ax_actor_t *self;
+    ax_ref_t dst;
+    const ax_msg_type_t *type;
+    const ax_msg_t *msg;
+};
+
+static ax_status_t send_eager(void *arg, ax_ref_t reply_to)
+{
+    struct eager_ask *ea = arg;
+
+    return ax__tell_serialised_from(ea->self, ea->dst, reply_to, ea->type, ea->msg);
+}
+
+ax_status_t ax_ask_serialised(ax_actor_t *self, ax_ref_t dst, const ax_msg_type_t *type, const ax_msg_t *msg,
+                              uint64_t timeout_ns, ax_future_t **future)
+{
+    ax_system_t *sys = system_of(dst);
+
+    if (self == NULL || sys == NULL || sys != ax__cell(self)->sys || future == NULL)
+        return ax__error(AX_EINVAL, "ask_serialised: NULL argument, or dst is not a ref of self's system");
+    return ask_with(sys, timeout_ns, send_eager, &(struct eager_ask){self, dst, type, msg}, future);
+}
+
+/* A request that came over the network: its sender path names the
+ * asker's reply slot in the asker's system. */
+static ax_status_t reply_to_net(const ax_net_msg_t *request, ax_msg_t **reply, ax_ref_t from)
+{
+    ax_system_t *sys = system_of(from);
+    ax__cell_t *me = ax__current_cell();
+    ax_path_t src;
+    ax_ref_t back;
+    ax_status_t st;
+
+    if (sys == NULL && me != NULL)
+        sys = me->sys;
+    if (sys == NULL)
+        return ax__error(AX_EINVAL, "reply: from must be a local actor to answer a request from the network");
+    st = ax_net_msg_sender_path(request, &src);
+    if (st != AX_OK || src.kind != AX_PATH_UNIQUE || !(src.id & AX__ASK_ID_BIT))
+        return ax__error(AX_EINVAL, "reply: the request was not sent by ax_ask");
+    st = ax_ref_from_path(sys, &src, &back);
+    return st == AX_OK ? ax_tell(back, reply, from) : st;
+}
+
 ax_status_t ax_reply(const ax_msg_t *request, ax_msg_t **reply, ax_ref_t from)
 {
     if (request == NULL || reply == NULL || *reply == NULL)
         return ax__error(AX_EINVAL, "reply: NULL argument");
+    if (!ax__ref_is(request->sender, AX__REF_REPLY) && request->type == &ax_net_msg_type)
+        return reply_to_net((const ax_net_msg_t *)request, reply, from);
     if (!ax__ref_is(request->sender, AX__REF_REPLY))
         return ax__error(AX_EINVAL, "reply: the request was not sent by ax_ask");
     return ax_tell(request->sender, reply, from);

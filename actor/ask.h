@@ -24,8 +24,6 @@ uint64_t ax__asks_bytes(ax__asks_t *a);
  * when it is too late. Takes *reply. */
 ax_status_t ax__ask_reply(ax_ref_t reply_to, ax_msg_t **reply, ax_ref_t from);
 
-/* An ask's request could not be delivered: complete it with why. */
-void ax__ask_undelivered(ax_ref_t reply_to, ax_status_t why);
 
 void ax__ask_result_reset(ax_msg_t *msg);
 

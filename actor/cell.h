@@ -38,6 +38,9 @@
 #define AX__W_REQUESTS (AX__W_START | AX__W_STOP | AX__W_KILL)
 #define AX__W_ID_SHIFT 8
 #define AX__ID_MAX ((UINT64_C(1) << 56) - 1)
+/* Unique ids from 2^55 up name ask reply slots on the wire (ask.c): actor
+ * ids stay below, so the two never collide. */
+#define AX__ASK_ID_BIT (UINT64_C(1) << 55)
 
 /* The kind of a ref lives in the top bits of its id; actor ids stay below
  * 2^56, so a local ref's id is the actor id itself. */
@@ -62,6 +65,8 @@ static inline bool ax__ref_is(ax_ref_t ref, uint64_t kind)
 #define AX__L_STOPPING  0x8u /* sealed by a graceful stop, draining */
 #define AX__L_FAILED    0x10u /* ax_fail was called in this handler */
 #define AX__L_SUSPENDED 0x20u /* failed; a restart is pending */
+#define AX__L_LATE1     0x40u /* stopped after the user's actors (late.c) */
+#define AX__L_LATE2     0x80u /* stopped after those of LATE1 */
 
 /* The optional parts of an actor, allocated on first need and touched
  * only by the actor's own thread (and its creator before it starts). */

@@ -19,6 +19,7 @@ void ax_config_init(ax_config_t *cfg)
     cfg->network.buffer_config = AX_BUFFER_CONFIG_DEFAULT;
     cfg->network.max_frame_size = (size_t)16 << 20;
     cfg->network.peer_queue = 1024;
+    cfg->network.dispatch_queue = 65536;
     cfg->network.max_retries = 5;
     cfg->network.backoff_initial_ms = 50;
     cfg->network.backoff_max_ms = 2000;
@@ -78,6 +79,9 @@ ax_status_t ax__config_check(const ax_config_t *cfg, ax__blame_t *blame)
     if (cfg->network.peer_queue < 1)
         return ax__blame(blame, N(peer_queue), NONE,
                          ax__error(AX_EINVAL, "config: network.peer_queue must be at least 1"));
+    if (cfg->network.dispatch_queue < 1)
+        return ax__blame(blame, N(dispatch_queue), NONE,
+                         ax__error(AX_EINVAL, "config: network.dispatch_queue must be at least 1"));
     if (cfg->network.backoff_initial_ms > cfg->network.backoff_max_ms)
         return ax__blame(blame, N(backoff_initial_ms), N(backoff_max_ms),
                          ax__error(AX_EINVAL, "config: network.backoff_initial_ms is above backoff_max_ms"));

@@ -86,6 +86,7 @@ static const field_t network_fields[] = {
     {"buffer_config", FIELD_GROUP, NET(buffer_config), 0, NULL, &buffer_schema},
     {"max_frame_size", FIELD_SIZE, NET(max_frame_size), 0, NULL, NULL},
     {"peer_queue", FIELD_COUNT, NET(peer_queue), 1, NULL, NULL},
+    {"dispatch_queue", FIELD_COUNT, NET(dispatch_queue), 1, NULL, NULL},
     {"max_retries", FIELD_COUNT, NET(max_retries), 0, NULL, NULL},
     {"backoff_initial_ms", FIELD_COUNT, NET(backoff_initial_ms), 0, NULL, NULL},
     {"backoff_max_ms", FIELD_COUNT, NET(backoff_max_ms), 0, NULL, NULL},

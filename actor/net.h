@@ -15,8 +15,24 @@ typedef struct ax__remote_s {
     ax_path_t path;
     ax__packed_path_t packed; /* path in its wire encoding, for envelopes */
     ax_system_t *sys;
+    /* A reply slot of another system (docs/wire.md 5.3): one entry per
+     * slot index, its path with generation 0; the generation travels in
+     * each ref's id (low 32 bits), so that asks answered one after the
+     * other do not each leave an entry behind. */
+    bool reply_slot;
     void *peer; /* the network's per-peer state, set by the network thread */
 } ax__remote_t;
+
+/* A lazy send on its way to the dispatcher (dispatch/net.c). Dead letters
+ * unwrap it: the user's own message reaches them, never this envelope. */
+typedef struct ax__lazy_send_s {
+    ax_msg_t hdr;
+    ax__remote_t *dst;
+    uint64_t dst_id; /* the remote ref's id (a reply slot's generation) */
+    ax_msg_t *msg;
+} ax__lazy_send_t;
+
+extern const ax_msg_type_t ax__lazy_send_type;
 
 typedef struct ax__net_ops_s {
     /* An encoded Data frame for dst, as a NetMessage, sent by `from`.
@@ -24,12 +40,16 @@ typedef struct ax__net_ops_s {
      * travels behind the lazy sends made before it (FIFO per pair). */
     void (*send_frame)(void *ctx, ax__remote_t *dst, ax_net_msg_t **nm, ax_ref_t from);
     /* A message to serialise lazily for dst. AX_OK takes *msg. */
-    ax_status_t (*send_lazy)(void *ctx, ax__remote_t *dst, ax_msg_t **msg, ax_ref_t from);
+    ax_status_t (*send_lazy)(void *ctx, ax_ref_t dst, ax_msg_t **msg, ax_ref_t from);
     /* After the workers have exited: flush, say Bye, stop the thread. */
     void (*stop)(void *ctx);
     /* Free everything (the system is being destroyed). */
     void (*destroy)(void *ctx);
 } ax__net_ops_t;
+
+/* Stop ref after the user's actors at shutdown (actor/late.c): tier 0
+ * for the dispatcher, 1 for the dead-letter actor (after it). */
+void ax__late_mark(ax_ref_t ref, unsigned tier);
 
 /* Install the network of sys; AX_ESTATE when one is installed already or
  * the system is shutting down. */
@@ -60,6 +80,20 @@ ax_status_t ax__remote_intern(ax_system_t *sys, const ax_path_t *path, ax__remot
 
 /* The unique path of a local actor (made findable by id from then on). */
 ax_status_t ax__local_path(ax__cell_t *c, uint64_t id, ax_path_t *out);
+
+/* Ask reply slots (ask.c). The wire path of a reply ref: a unique path
+ * of this system whose id has AX__ASK_ID_BIT set. */
+void ax__ask_path(ax_ref_t reply_to, ax_path_t *out);
+
+/* The reply ref for such an id (any generation: a stale one leads to
+ * dead letters). AX_ENOTFOUND when no slot has that index. */
+ax_status_t ax__ask_ref_of_id(ax_system_t *sys, uint64_t id, ax_ref_t *out);
+
+/* Whether the ask behind a reply ref still waits. */
+bool ax__ask_pending(ax_ref_t reply_to);
+
+/* An ask's request could not be delivered: complete it with why. */
+void ax__ask_undelivered(ax_ref_t reply_to, ax_status_t why);
 
 /* ax_tell for a ref that is not a local actor. */
 ax_status_t ax__tell_remote(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from);

@@ -8,6 +8,26 @@
 #include "serial/frame.h"
 #include "serial/netmsg.h"
 
+/* Back to its pool: the message it carried goes (it was serialised, or
+ * dead-lettered, or is still owned here). */
+static void lazy_send_reset(ax_msg_t *m)
+{
+    ax_msg_release(&((ax__lazy_send_t *)m)->msg);
+}
+
+static void lazy_send_release(ax_msg_t *m)
+{
+    lazy_send_reset(m);
+    free(m);
+}
+
+const ax_msg_type_t ax__lazy_send_type = {
+    .name = "axon.lazy-send",
+    .size = sizeof(ax__lazy_send_t),
+    .release = lazy_send_release,
+    .reset = lazy_send_reset,
+};
+
 struct remote_entry {
     ax__remote_t remote;
     uint16_t key_len;
@@ -114,14 +134,29 @@ ax__remote_t *ax__remote_of(ax_ref_t ref)
     return ref.target;
 }
 
-ax_status_t ax__remote_intern(ax_system_t *sys, const ax_path_t *path, ax__remote_t **out)
+/* A reply slot's path: one entry for all its generations. */
+static bool is_reply_slot(const ax_path_t *path)
+{
+    return path->kind == AX_PATH_UNIQUE && (path->id & AX__ASK_ID_BIT);
+}
+
+ax_status_t ax__remote_intern(ax_system_t *sys, const ax_path_t *in, ax__remote_t **out)
 {
     struct remote_entry *re;
     char key[AX_PATH_STR_MAX];
-    size_t len = ax_path_format(path, key, sizeof key);
+    ax_path_t slot_path;
+    const ax_path_t *path = in;
+    size_t len;
     ck_ht_entry_t e;
     ck_ht_hash_t h;
     ax_status_t st = AX_OK;
+
+    if (is_reply_slot(in)) {
+        slot_path = *in;
+        slot_path.id &= ~(uint64_t)UINT32_MAX;
+        path = &slot_path;
+    }
+    len = ax_path_format(path, key, sizeof key);
 
     pthread_mutex_lock(&sys->remote_lock);
     ck_ht_hash(&h, &sys->remotes, key, (uint16_t)len);
@@ -135,6 +170,7 @@ ax_status_t ax__remote_intern(ax_system_t *sys, const ax_path_t *path, ax__remot
     } else {
         re->remote.path = *path;
         re->remote.sys = sys;
+        re->remote.reply_slot = path != in;
         re->key_len = (uint16_t)len;
         memcpy(re->key, key, len + 1);
         ck_ht_entry_set(&e, h, re->key, re->key_len, re);
@@ -166,6 +202,8 @@ static ax_status_t local_ref(ax_system_t *sys, const ax_path_t *path, ax_ref_t *
 
     if (path->kind == AX_PATH_NAMED)
         return ax_lookup(sys, path->name, out);
+    if (path->id & AX__ASK_ID_BIT)
+        return ax__ask_ref_of_id(sys, path->id, out);
     c = ax__registry_cell(&sys->registry, path->id);
     if (c == NULL || ax__cell_id(c) != path->id || (ck_pr_load_64(&c->word) & AX__W_ENDED)) {
         ax_path_format(path, text, sizeof text);
@@ -188,7 +226,7 @@ ax_status_t ax_ref_from_path(ax_system_t *sys, const ax_path_t *path, ax_ref_t *
         return local_ref(sys, path, out);
     st = ax__remote_intern(sys, path, &r);
     if (st == AX_OK)
-        *out = (ax_ref_t){r, AX__REF_REMOTE};
+        *out = (ax_ref_t){r, AX__REF_REMOTE | (r->reply_slot ? (uint32_t)path->id : 0)};
     return st;
 }
 
@@ -200,6 +238,12 @@ ax_status_t ax_ref_path(ax_ref_t ref, ax_path_t *out)
         return ax__error(AX_EINVAL, "ref_path: NULL out");
     if (r != NULL) {
         *out = r->path;
+        if (r->reply_slot)
+            out->id |= (uint32_t)ref.id; /* its generation */
+        return AX_OK;
+    }
+    if (ax__ref_is(ref, AX__REF_REPLY)) {
+        ax__ask_path(ref, out);
         return AX_OK;
     }
     if (!ax__ref_is(ref, AX__REF_LOCAL))

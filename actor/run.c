@@ -185,10 +185,15 @@ void ax__end_actor(ax__cell_t *c)
         free(c->ext);
         c->ext = NULL;
     }
+    ax__late_ended(c);
     ax__slab_free(&sys->slabs, c);
     /* Last: once alive reaches 0 after shutdown the workers may exit. */
-    if (ck_pr_faa_64(&sys->alive, (uint64_t)-1) == 1 && ck_pr_load_32(&sys->shutdown))
-        ax__sched_wake_all(sys);
+    if (ck_pr_faa_64(&sys->alive, (uint64_t)-1) == 1) {
+        if (ck_pr_load_32(&sys->shutdown))
+            ax__sched_wake_all(sys);
+    } else {
+        ax__late_check(sys); /* others are alive: sys cannot be gone */
+    }
 }
 
 ax__cell_t *ax__swap_current(ax__cell_t *c)
@@ -376,7 +381,7 @@ static void stop_if_live(ax__cell_t *c, void *arg)
     uint64_t w = ck_pr_load_64(&c->word);
 
     (void)arg;
-    if (w != 0 && !(w & AX__W_ENDED))
+    if (w != 0 && !(w & AX__W_ENDED) && !ax__late_skip(c))
         ax_stop((ax_ref_t){c, w >> AX__W_ID_SHIFT});
 }
 

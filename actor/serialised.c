@@ -88,19 +88,32 @@ static const ax_addr_t *addr_now(ax_system_t *sys)
 
 /* The receiver's packed path: a remote ref carries it; a local one is
  * packed once and kept until self sends elsewhere. */
-static ax_status_t packed_dst(ax__cell_t *c, ax_ref_t dst, const ax__packed_path_t **out)
+static ax_status_t packed_dst(ax__cell_t *c, ax_ref_t dst, ax__packed_path_t *tmp,
+                              const ax__packed_path_t **out)
 {
     ax__remote_t *remote = ax__remote_of(dst);
     ax__cell_ext_t *ext = c->ext;
     ax_path_t p;
     ax_status_t st;
 
-    if (remote != NULL) {
+    if (remote != NULL && !remote->reply_slot) {
         *out = &remote->packed;
         return AX_OK;
     }
-    if (ax__ref_is(dst, AX__REF_REPLY))
-        return ax__error(AX_EINVAL, "tell_serialised: a reply slot takes local messages only");
+    if (remote != NULL) {
+        /* Its generation is in the ref. */
+        ax_ref_path(dst, &p);
+        st = ax__path_packed(&p, tmp);
+        *out = tmp;
+        return st;
+    }
+    if (ax__ref_is(dst, AX__REF_REPLY)) {
+        /* A local ask answered eagerly: the slot takes the NetMessage. */
+        ax__ask_path(dst, &p);
+        st = ax__path_packed(&p, tmp);
+        *out = tmp;
+        return st;
+    }
     if (!ax_ref_eq(ext->dst_ref, dst) || ext->dst_addr != addr_now(c->sys)) {
         st = ax_ref_path(dst, &p);
         if (st == AX_OK)
@@ -199,7 +212,7 @@ ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, ax_ref_t from,
 {
     ax__cell_t *c = ax__cell(self);
     const ax__packed_path_t *to, *src;
-    ax__packed_path_t tmp;
+    ax__packed_path_t tmp, tmp_dst;
     ax_encode_buffer_t *eb;
     ax_lease_t frame;
     uint32_t poff;
@@ -211,7 +224,7 @@ ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, ax_ref_t from,
     if (st == AX_OK)
         st = encode_buffer(c, &eb);
     if (st == AX_OK)
-        st = packed_dst(c, dst, &to);
+        st = packed_dst(c, dst, &tmp_dst, &to);
     if (st == AX_OK)
         st = packed_src(c, from, &tmp, &src);
     if (st == AX_OK)
@@ -289,7 +302,7 @@ ax_status_t ax_tell_preserialised(ax_actor_t *self, ax_ref_t dst, const ax_prese
 {
     ax__cell_t *c = ax__cell(self);
     const ax__packed_path_t *to, *src;
-    ax__packed_path_t tmp;
+    ax__packed_path_t tmp, tmp_dst;
     ax_encode_buffer_t *eb;
     ax_lease_t frame, payload = AX_LEASE_EMPTY;
     ax_net_msg_t *nm;
@@ -303,7 +316,7 @@ ax_status_t ax_tell_preserialised(ax_actor_t *self, ax_ref_t dst, const ax_prese
         return st;
     st = encode_buffer(c, &eb);
     if (st == AX_OK)
-        st = packed_dst(c, dst, &to);
+        st = packed_dst(c, dst, &tmp_dst, &to);
     if (st == AX_OK)
         st = packed_src(c, ax_self(self), &tmp, &src);
     if (st == AX_OK)
@@ -351,7 +364,7 @@ ax_status_t ax__tell_remote(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from)
     ck_pr_fence_acquire();
     if (ops == NULL)
         return ax__error(AX_ENOTFOUND, "tell: the system has no network for a remote ref");
-    return ops->send_lazy(remote->sys->net_ctx, remote, msg, from);
+    return ops->send_lazy(remote->sys->net_ctx, dst, msg, from);
 }
 
 /*

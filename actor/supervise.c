@@ -65,8 +65,13 @@ static void notify(ax_ref_t parent, ax_ref_t child, ax_child_event_kind_t kind, 
     ax_child_event_t *e;
     ax_msg_t *m;
 
-    if (ax_ref_is_null(parent) || ax_msg_alloc(&ax_child_event_type, &m) != AX_OK)
+    if (ax_ref_is_null(parent))
         return;
+    if (ax_msg_alloc(&ax_child_event_type, &m) != AX_OK) {
+        /* The parent cannot hear of it: say so in the stats. */
+        ck_pr_inc_64(&ax__cell(parent.target)->sys->lost_notices); /* a counter: any order */
+        return;
+    }
     e = (ax_child_event_t *)m;
     e->kind = kind;
     e->child = child;

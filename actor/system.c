@@ -121,6 +121,7 @@ void ax_system_shutdown(ax_system_t *sys)
      * visited here or sees the flag and stops its actor itself. */
     ck_pr_fence_memory();
     ax__stop_all(sys);
+    ax__late_check(sys); /* only late actors may be left already */
     if (ck_pr_load_64(&sys->alive) == 0)
         ax__sched_wake_all(sys);
 }
@@ -192,6 +193,7 @@ void ax_system_stats(ax_system_t *sys, ax_system_stats_t *out)
         out->restarts += ck_pr_load_64(&w->restarts);
     }
     out->dead_letters += ck_pr_load_64(&sys->dead_letters_ext);
+    out->lost_notices = ck_pr_load_64(&sys->lost_notices);
     out->actors_alive = ck_pr_load_64(&sys->alive);
     out->cell_bytes = ax__slab_bytes(&sys->slabs);
     out->timer_bytes = ax__timers_bytes(sys->timers);

@@ -35,6 +35,8 @@ struct ax_system_s {
     uint64_t next_id;         /* atomic: the last id given out */
     uint64_t alive;           /* atomic: actors created and not ended */
     uint32_t shutdown;        /* atomic: 1 once ax_system_shutdown ran */
+    uint64_t late[2];         /* atomic: live late actors per tier (late.c) */
+    uint32_t late_stopped[2]; /* atomic: 1 once that tier was told to stop */
     bool awaited;
     bool destroying;           /* ax_system_destroy is under way (its thread) */
     int parts; /* how far init_parts got, for free_parts */
@@ -65,6 +67,7 @@ struct ax_system_s {
 
     /* Metrics: the clock, the sample epoch, the endpoint (metrics.h). */
     ax__metrics_sys_t metrics;
+    uint64_t lost_notices;     /* atomic: see ax_system_stats_t */
 };
 
 void ax__remotes_destroy(ax_system_t *sys);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "common/fault.h"
 #include "common/grow.h"
 #include "dispatch/net_internal.h"
 
@@ -25,32 +26,8 @@ const ax_msg_type_t ax_net_undelivered_type = {
     .size = sizeof(ax_net_undelivered_t),
 };
 
-/* A lazy send on its way to the dispatcher. */
-typedef struct lazy_send {
-    ax_msg_t hdr;
-    ax__remote_t *dst;
-    ax_msg_t *msg;
-} lazy_send_t;
-
-/* Back to its pool: the message it carried goes (it was serialised, or
- * dead-lettered, or is still owned here). */
-static void lazy_send_reset(ax_msg_t *m)
-{
-    ax_msg_release(&((lazy_send_t *)m)->msg);
-}
-
-static void lazy_send_release(ax_msg_t *m)
-{
-    lazy_send_reset(m);
-    free(m);
-}
-
-static const ax_msg_type_t lazy_send_type = {
-    .name = "axon.lazy-send",
-    .size = sizeof(lazy_send_t),
-    .release = lazy_send_release,
-    .reset = lazy_send_reset,
-};
+typedef ax__lazy_send_t lazy_send_t;
+#define lazy_send_type ax__lazy_send_type
 
 uint64_t ax__random64(void)
 {
@@ -65,11 +42,80 @@ uint64_t ax__random64(void)
 
 /* ---- the dispatcher actor --------------------------------------------- */
 
+/* An ask whose request went to a peer: failed when the connection to
+ * that peer ends before the reply comes. */
+typedef struct asked {
+    ax_addr_t peer;
+    ax_ref_t reply_to;
+} asked_t;
+
 typedef struct dispatcher {
     ax_actor_t actor;
     ax__net_t *net;
     uint64_t sent;
+    asked_t *asked;
+    size_t nasked, asked_cap;
 } dispatcher_t;
+
+/* Keep only the asks that still wait; true when any was dropped. */
+static bool asked_prune(dispatcher_t *d)
+{
+    size_t kept = 0, before = d->nasked;
+
+    for (size_t i = 0; i < d->nasked; i++)
+        if (ax__ask_pending(d->asked[i].reply_to))
+            d->asked[kept++] = d->asked[i];
+    d->nasked = kept;
+    return kept < before;
+}
+
+/*
+ * Remember that the request of the ask behind `from` left for dst's
+ * system. Pruned when full, so the table holds at most twice the asks
+ * pending. Without memory for it, the ask still completes by its reply,
+ * its timeout, or a dead letter of the request: only a loss after
+ * delivery goes unnoticed, and the failure is counted.
+ */
+static void asked_add(dispatcher_t *d, const ax__remote_t *dst, ax_ref_t from)
+{
+    if (!ax__ref_is(from, AX__REF_REPLY))
+        return;
+    if (d->nasked == d->asked_cap && (!asked_prune(d) || d->nasked > d->asked_cap / 2) &&
+        !ax__grow(&d->asked, &d->asked_cap, d->nasked + 1, sizeof(*d->asked), 16)) {
+        ck_pr_inc_64(&d->net->asks_untracked); /* a counter: any order */
+        return;
+    }
+    d->asked[d->nasked++] = (asked_t){dst->path.addr, from};
+}
+
+/* The connection to peer ended (or it could not be reached): the asks
+ * sent there cannot be answered any more. */
+static void asked_fail(dispatcher_t *d, const ax_addr_t *peer, ax_status_t why)
+{
+    size_t kept = 0;
+
+    for (size_t i = 0; i < d->nasked; i++) {
+        if (ax_addr_eq(&d->asked[i].peer, peer))
+            ax__ask_undelivered(d->asked[i].reply_to, why);
+        else
+            d->asked[kept++] = d->asked[i];
+    }
+    d->nasked = kept;
+}
+
+static void dispatcher_destroy(ax_actor_t *self)
+{
+    free(((dispatcher_t *)self)->asked);
+}
+
+/* What the network thread tells the dispatcher about a peer. */
+static void dispatcher_event(dispatcher_t *d, const ax_net_event_t *e)
+{
+    if (e->kind == AX_NET_LOST || e->kind == AX_NET_CLOSED)
+        asked_fail(d, &e->peer, AX_ECLOSED);
+    else if (e->kind == AX_NET_DROPPED)
+        asked_fail(d, &e->peer, AX_ETIMEDOUT);
+}
 
 static ax_status_t dispatcher_init(ax_actor_t *self, void *arg)
 {
@@ -112,11 +158,17 @@ static ax_status_t dispatcher_receive(ax_actor_t *self, ax_msg_t **msg)
     ax_ref_t to;
     ax_status_t st;
 
+    if ((*msg)->type == &ax_net_event_type) {
+        dispatcher_event(d, (const ax_net_event_t *)*msg);
+        return AX_OK;
+    }
     if ((*msg)->type != &lazy_send_type)
         return AX_OK; /* nothing else is sent to the dispatcher */
-    to = (ax_ref_t){ls->dst, AX__REF_REMOTE};
+    ck_pr_dec_64(&d->net->lazy_queued); /* a bound, not a hand-off: any order */
+    to = (ax_ref_t){ls->dst, ls->dst_id};
     st = ax__encode_net_msg(self, to, ls->hdr.sender, ls->msg->type, ls->msg, &nm);
     if (st == AX_OK) {
+        asked_add(d, ls->dst, ls->hdr.sender);
         nm->route = ls->dst;
         ax__net_submit(d->net, &nm);
     } else {
@@ -131,6 +183,7 @@ static ax_status_t dispatcher_receive(ax_actor_t *self, ax_msg_t **msg)
 /* An eager frame: already encoded in its sender's pool, on its way. */
 static ax_status_t dispatcher_forward(ax_actor_t *self, ax_net_msg_t **nm)
 {
+    asked_add((dispatcher_t *)self, (*nm)->route, (*nm)->hdr.sender);
     ax__net_submit(((dispatcher_t *)self)->net, nm);
     return AX_OK;
 }
@@ -142,6 +195,7 @@ static const ax_actor_vtable_t dispatcher_vtable = {
     .on_start = dispatcher_start,
     .receive_local = dispatcher_receive,
     .receive_network = dispatcher_forward,
+    .destroy = dispatcher_destroy,
 };
 
 /* ---- the hooks the actor module calls ------------------------------------- */
@@ -158,20 +212,35 @@ static void net_send_frame(void *ctx, ax__remote_t *dst, ax_net_msg_t **nm, ax_r
         ax_msg_release(&m);
 }
 
-static ax_status_t net_send_lazy(void *ctx, ax__remote_t *dst, ax_msg_t **msg, ax_ref_t from)
+static ax_status_t net_send_lazy(void *ctx, ax_ref_t to, ax_msg_t **msg, ax_ref_t from)
 {
+    ax__remote_t *dst = to.target;
     ax__net_t *net = ctx;
     lazy_send_t *ls;
     ax_msg_t *m;
-    ax_status_t st = ax_msg_get(net->lazy_pool, AX_ALWAYS, &m);
+    ax_status_t st;
 
-    if (st != AX_OK)
+    /* A bound, not a hand-off: the count needs no order of its own. */
+    if (ck_pr_faa_64(&net->lazy_queued, 1) >= net->cfg.dispatch_queue) {
+        ck_pr_dec_64(&net->lazy_queued);
+        return ax__error(AX_ENOBUFS, "tell: %zu lazy sends wait for the network dispatcher already "
+                         "(network.dispatch_queue)", net->cfg.dispatch_queue);
+    }
+    st = ax_msg_get(net->lazy_pool, AX_ALWAYS, &m);
+    if (st != AX_OK) {
+        ck_pr_dec_64(&net->lazy_queued);
         return st;
+    }
     ls = (lazy_send_t *)m;
     ls->dst = dst;
+    ls->dst_id = to.id;
     ls->msg = *msg;
+    /* The message's own sender too: a dead letter of it (an ask's
+     * request) must say who sent it. */
+    ls->msg->sender = from;
     st = ax_tell(net->dispatcher, &m, from);
     if (st != AX_OK) {
+        ck_pr_dec_64(&net->lazy_queued);
         ls->msg = NULL; /* the caller keeps its message */
         ax_msg_release(&m);
         return st;
@@ -332,9 +401,22 @@ ax_status_t ax_net_start(ax_system_t *sys)
     st = net_build(sys, net);
     if (st == AX_OK)
         st = ax_spawn(sys, &dispatcher_vtable, net, &net->dispatcher);
+    if (st == AX_OK) /* it serialises what actors send from on_stop */
+        ax__late_mark(net->dispatcher, 0);
+    /* The thread before the network is installed: a failure to start it
+     * leaves nothing behind (it only touches net until then). */
+    if (st == AX_OK) {
+        int err = ax__fault("net.thread") ? EAGAIN : pthread_create(&net->thread, NULL, ax__net_main, net);
+
+        if (err != 0)
+            st = ax__error(AX_ENOMEM, "net_start: cannot start the network thread: %s", strerror(err));
+        else
+            net->thread_started = true;
+    }
     if (st == AX_OK)
         st = ax__system_set_net(sys, &net_ops, net);
     if (st != AX_OK) {
+        net_stop(net);
         if (!ax_ref_is_null(net->dispatcher))
             ax_kill(net->dispatcher);
         net_free(net);
@@ -342,9 +424,6 @@ ax_status_t ax_net_start(ax_system_t *sys)
     }
     /* Paths handed out from now on carry the bound port. */
     ax__system_set_port(sys, net->self.port);
-    if (pthread_create(&net->thread, NULL, ax__net_main, net) != 0)
-        return ax__error(AX_ENOMEM, "net_start: cannot start the network thread");
-    net->thread_started = true;
     return AX_OK;
 }
 
@@ -353,13 +432,33 @@ ax_status_t ax_net_start(ax_system_t *sys)
 void ax__net_event(ax__net_t *net, ax_net_event_kind_t kind, const ax_addr_t *peer, uint64_t session,
                    ax_status_t status)
 {
+    ax_msg_t *own;
+
+    /* The dispatcher fails the asks that were waiting on the peer. */
+    /* (Not once stopping: the dispatcher has ended then.) */
+    if (kind != AX_NET_ESTABLISHED && !ck_pr_load_32(&net->stopping)) {
+        if (ax_msg_alloc(&ax_net_event_type, &own) != AX_OK) {
+            ck_pr_inc_64(&net->events_lost); /* a counter: any order */
+        } else {
+            ax_net_event_t *e = (ax_net_event_t *)own;
+
+            e->kind = kind;
+            e->peer = *peer;
+            e->session = session;
+            e->status = status;
+            if (ax_tell(net->dispatcher, &own, AX_REF_NULL) != AX_OK)
+                ax_msg_release(&own);
+        }
+    }
     pthread_mutex_lock(&net->sub_lock);
     for (size_t i = 0; i < net->nsubs; i++) {
         ax_msg_t *m;
         ax_net_event_t *e;
 
-        if (ax_msg_alloc(&ax_net_event_type, &m) != AX_OK)
-            break;
+        if (ax_msg_alloc(&ax_net_event_type, &m) != AX_OK) {
+            ck_pr_inc_64(&net->events_lost); /* a counter: any order */
+            continue;
+        }
         e = (ax_net_event_t *)m;
         e->kind = kind;
         e->peer = *peer;
@@ -446,6 +545,8 @@ ax_status_t ax_net_stats(ax_system_t *sys, ax_net_stats_t *out)
     out->pending_handshakes = ck_pr_load_64(&c->pending_handshakes);
     out->reconnects = ck_pr_load_64(&c->reconnects);
     out->read_pauses = ck_pr_load_64(&c->read_pauses);
+    out->events_lost = ck_pr_load_64(&net->events_lost);
+    out->asks_untracked = ck_pr_load_64(&net->asks_untracked);
     out->refused = ck_pr_load_64(&c->refused);
     out->handshake_timeouts = ck_pr_load_64(&c->handshake_timeouts);
     out->handshakes_evicted = ck_pr_load_64(&c->handshakes_evicted);

@@ -106,6 +106,7 @@ typedef struct ax__nm_fifo_s {
 
 typedef struct ax__unacked_s {
     ax__remote_t *dst;
+    ax_ref_t from;  /* the sender: an ask's reply ref fails with its frame */
     uint64_t serialiser_id;
     bool returned; /* a Status frame sent it back already */
 } ax__unacked_t;
@@ -209,6 +210,10 @@ struct ax__net_s {
     size_t nsubs, subs_cap;
 
     ax_ref_t dispatcher;
+    /* Atomic counters (any thread): events that could not be sent for
+     * want of memory; asks the dispatcher could not track. */
+    uint64_t events_lost, asks_untracked;
+    uint64_t lazy_queued;    /* atomic: lazy sends in the dispatcher's mailbox */
 };
 
 /* Release every NetMessage in f, silently (a connection or peer is being

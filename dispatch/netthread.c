@@ -13,6 +13,7 @@
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "common/fault.h"
 #include "dispatch/net_internal.h"
 #include "serial/mpcheck.h"
 
@@ -127,7 +128,10 @@ static void dead_unacked(ax__net_t *net, ax__conn_t *c, ax_status_t why)
             if (ax_msg_alloc(&ax_net_undelivered_type, &m) == AX_OK) {
                 ((ax_net_undelivered_t *)m)->serialiser_id = u->serialiser_id;
                 ((ax_net_undelivered_t *)m)->session = c->session;
+                m->sender = u->from;
                 ax_dead_letter(net->sys, &m, why, remote_ref(u->dst));
+            } else if (ax__ref_is(u->from, AX__REF_REPLY)) {
+                ax__ask_undelivered(u->from, why);
             }
         }
     }
@@ -403,6 +407,7 @@ void ax__conn_end(ax__conn_t *c, ax_net_event_kind_t kind, ax_status_t why)
          * unsent. */
         dead_fifo(net, &data, AX_ECLOSED);
         if (p != NULL && p->conn == c) {
+            dead_fifo(net, &p->pending, AX_ECLOSED);
             p->conn = NULL;
             p->state = AX__PEER_IDLE;
             if (was_open)
@@ -686,6 +691,7 @@ static void on_status(ax__conn_t *c, ax_lease_t *flat, const msgpack_object *o, 
                             c->session, &nm) == AX_OK) {
             nm->env_off = (uint32_t)env_off;
             m = &nm->hdr;
+            m->sender = u != NULL ? u->from : AX_REF_NULL;
             ax_dead_letter(net->sys, &m, why, to);
             return;
         }
@@ -694,7 +700,10 @@ static void on_status(ax__conn_t *c, ax_lease_t *flat, const msgpack_object *o, 
     if (ax_msg_alloc(&ax_net_undelivered_type, &m) == AX_OK) {
         ((ax_net_undelivered_t *)m)->serialiser_id = u != NULL ? u->serialiser_id : 0;
         ((ax_net_undelivered_t *)m)->session = c->session;
+        m->sender = u != NULL ? u->from : AX_REF_NULL;
         ax_dead_letter(net->sys, &m, why, dst != NULL ? remote_ref(dst) : AX_REF_NULL);
+    } else if (u != NULL && ax__ref_is(u->from, AX__REF_REPLY)) {
+        ax__ask_undelivered(u->from, why);
     }
 }
 
@@ -884,17 +893,15 @@ static void on_readable(ax__conn_t *c)
 
 /* ---- sending ------------------------------------------------------------ */
 
-static void unacked_push(ax__conn_t *c, ax_net_msg_t *nm)
+/* Keep the record of a written frame; false without memory for it. */
+static bool unacked_push(ax__conn_t *c, ax_net_msg_t *nm)
 {
     if (c->ua_count == c->ua_cap) {
         size_t cap = c->ua_cap ? c->ua_cap * 2 : 64;
-        ax__unacked_t *u = malloc(cap * sizeof(*u));
+        ax__unacked_t *u = ax__fault("net.unacked") ? NULL : malloc(cap * sizeof(*u));
 
-        if (u == NULL) {
-            /* Cannot keep the record: account for the frame now. */
-            count_dead(c->net);
-            return;
-        }
+        if (u == NULL)
+            return false;
         for (size_t i = 0; i < c->ua_count; i++)
             u[i] = c->unacked[(c->ua_head + i) % c->ua_cap];
         free(c->unacked);
@@ -903,22 +910,32 @@ static void unacked_push(ax__conn_t *c, ax_net_msg_t *nm)
         c->ua_cap = cap;
     }
     c->unacked[(c->ua_head + c->ua_count++) % c->ua_cap] =
-        (ax__unacked_t){nm->route, nm->serialiser_id, false};
+        (ax__unacked_t){nm->route, nm->hdr.sender, nm->serialiser_id, false};
+    return true;
 }
 
-/* A frame has been written in full. */
-static void written(ax__conn_t *c, ax_net_msg_t *nm)
+/*
+ * A frame has been written in full. false when its record could not be
+ * kept: the frame itself then goes to dead letters (AX_ENOMEM: it may
+ * arrive even so), and the caller ends the connection, whose acks could
+ * no longer be matched to records.
+ */
+static bool written(ax__conn_t *c, ax_net_msg_t *nm)
 {
     ax_msg_t *m = &nm->hdr;
 
-    if (nm->wire == AX__WIRE_DATA) {
-        c->tx_frames++;
-        unacked_push(c, nm);
-        ax__counter_add(&c->net->c.frames_sent, 1);
-    }
     ax__counter_add(&c->net->c.bytes_sent, ax_lease_len(&nm->frame));
     c->m.tx_bytes += ax_lease_len(&nm->frame); /* metrics: per connection */
+    if (nm->wire == AX__WIRE_DATA) {
+        c->tx_frames++;
+        ax__counter_add(&c->net->c.frames_sent, 1);
+        if (!unacked_push(c, nm)) {
+            dead_frame(c->net, nm, AX_ENOMEM);
+            return false;
+        }
+    }
     ax_msg_release(&m); /* the lease goes with it: released as soon as written */
+    return true;
 }
 
 /*
@@ -997,7 +1014,10 @@ static bool flush_now(ax__conn_t *c)
             }
             n -= (ssize_t)left;
             c->wq_off = 0;
-            written(c, fifo_pop(&c->wq));
+            if (!written(c, fifo_pop(&c->wq))) {
+                ax__conn_end(c, AX_NET_LOST, AX_ENOMEM);
+                return false;
+            }
         }
     }
     if (c->interest & AX__POLL_OUT)
@@ -1035,8 +1055,10 @@ static void route(ax__net_t *net, ax_net_msg_t *nm)
         conn_enqueue_data(p->conn, nm);
         return;
     }
-    if (ck_pr_load_32(&net->stopping) || p->pending.count >= net->cfg.peer_queue) {
-        dead_frame(net, nm, ck_pr_load_32(&net->stopping) ? AX_ECLOSED : AX_ENOBUFS);
+    /* While stopping too: what actors sent last is delivered within the
+     * flush timeout (a new peer is connected to for it). */
+    if (p->pending.count >= net->cfg.peer_queue) {
+        dead_frame(net, nm, AX_ENOBUFS);
         return;
     }
     fifo_push(&p->pending, nm);
@@ -1084,12 +1106,20 @@ static void begin_stop(ax__net_t *net)
             ax__poller_timer_cancel(net->poller, p->backoff_timer);
             p->backoff_timer = 0;
         }
-        if (p->state != AX__PEER_OPEN) {
+        /* A connection under way may still carry the pending frames out
+         * before the deadline. */
+        if (p->state != AX__PEER_OPEN && p->state != AX__PEER_CONNECTING) {
             p->state = AX__PEER_IDLE;
             dead_fifo(net, &p->pending, AX_ECLOSED);
         }
     }
     ax__poller_timer_add(net->poller, net->cfg.flush_timeout_ms * 1000000u, &deadline_marker, &timer);
+}
+
+/* An outgoing connection being set up for frames that wait on it. */
+static bool connecting_out(const ax__conn_t *c)
+{
+    return c->outgoing && c->peer != NULL && c->peer->conn == c && c->peer->pending.count > 0;
 }
 
 /* One step of a graceful stop; true when every connection is closed. */
@@ -1098,6 +1128,8 @@ static bool stop_step(ax__net_t *net, bool deadline)
     for (ax__conn_t *c = net->conns; c != NULL; c = c->next) {
         if (c->state == AX__CONN_DEAD)
             continue;
+        if (c->state != AX__CONN_OPEN && c->state != AX__CONN_CLOSING && !deadline && connecting_out(c))
+            continue; /* its Hello first, then its frames, then Bye */
         if (deadline || (c->state != AX__CONN_OPEN && c->state != AX__CONN_CLOSING)) {
             ax__conn_end(c, AX_NET_CLOSED, AX_OK);
             continue;

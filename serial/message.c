@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fault.h"
 #include "serial/message_internal.h"
 #include "serial/msgmem.h"
 #include "common/error.h"
@@ -32,7 +33,8 @@ ax_status_t ax_msg_alloc(const ax_msg_type_t *type, ax_msg_t **out)
         return ax__error(AX_EINVAL, "msg_alloc \"%s\": size %zu is smaller than ax_msg_t (%zu)",
                          type->name ? type->name : "?", type->size, sizeof(ax_msg_t));
     /* A type with release frees its messages itself, with free(). */
-    msg = type->release != NULL ? calloc(1, type->size) : ax__msgmem_alloc(type->size);
+    msg = ax__fault(type->name) ? NULL
+          : type->release != NULL ? calloc(1, type->size) : ax__msgmem_alloc(type->size);
     if (msg == NULL)
         return ax__error(AX_ENOMEM, "msg_alloc \"%s\": out of memory", type->name);
     ax_msg_init(msg, type);

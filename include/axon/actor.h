@@ -168,6 +168,11 @@ typedef struct ax_system_stats_s {
     uint64_t cell_bytes;
     uint64_t timer_bytes;
     uint64_t ask_bytes;
+    uint64_t lost_notices; /* runtime notices not sent for want of memory: child
+                              events (a parent's ended or failed child, an
+                              escalation), ask results to an asking actor, dead
+                              letters that reached the counter but not the
+                              dead-letter actor */
 } ax_system_stats_t;
 
 /* Create a system and start its workers. cfg may be NULL for the defaults
@@ -419,9 +424,29 @@ typedef struct ax_future_s ax_future_t;
 /* Ask dst, as described above; *future is the caller's on AX_OK. */
 AX_API ax_status_t ax_ask(ax_ref_t dst, ax_msg_t **msg, uint64_t timeout_ns, ax_future_t **future);
 
+/*
+ * Ask eagerly, from self's handlers: msg is serialised now into self's
+ * pool, as by ax_tell_serialised, with the reply slot as its sender.
+ * The caller keeps msg (it was copied into the frame). Statuses as for
+ * ax_tell_serialised; the result arrives as for ax_ask.
+ *
+ * Across systems, the reply slot travels as a unique path whose id is
+ * 2^55 or above (docs/wire.md, 5.3): the replier answers it like any
+ * sender (ax_reply, ax_net_msg_sender then ax_tell or
+ * ax_tell_serialised). A failed delivery of the request (the remote actor
+ * missing: AX_ENOTFOUND; the connection lost, also while the reply is
+ * awaited: AX_ECLOSED; the peer unreachable: AX_ETIMEDOUT; a queue full:
+ * AX_ENOBUFS) completes the future at once with that status.
+ */
+AX_API ax_status_t ax_ask_serialised(ax_actor_t *self, ax_ref_t dst, const ax_msg_type_t *type, const ax_msg_t *msg,
+                              uint64_t timeout_ns, ax_future_t **future);
+
 /* Answer an ask: send *reply to request's reply slot, from `from`. Takes
  * *reply on AX_OK (a reply to a completed ask goes to dead letters and is
- * AX_OK too). AX_EINVAL when request was not sent by ax_ask. */
+ * AX_OK too). AX_EINVAL when request was not sent by ax_ask. A request
+ * that came from another system (a NetMessage) is answered over the
+ * network, lazily; `from` (or the calling handler's actor) names the
+ * system that answers. */
 AX_API ax_status_t ax_reply(const ax_msg_t *request, ax_msg_t **reply, ax_ref_t from);
 
 /* A number that identifies the future (in ax_ask_result_t). */
@@ -561,8 +586,8 @@ AX_API void ax_system_address(ax_system_t *sys, ax_addr_t *out);
  */
 AX_API ax_status_t ax_ref_from_path(ax_system_t *sys, const ax_path_t *path, ax_ref_t *out);
 
-/* The unique path of a local actor, or the path of a remote ref.
- * AX_EINVAL for other refs. */
+/* The unique path of a local actor, of an ask's reply slot, or the path
+ * of a remote ref. AX_EINVAL for other refs. */
 AX_API ax_status_t ax_ref_path(ax_ref_t ref, ax_path_t *out);
 
 /* A ref to a NetMessage's sender, to reply to: local or remote.

@@ -28,6 +28,8 @@ typedef struct ax_net_config_s {
     size_t max_frame_size;         /* frames above this close the connection (16 MiB);
                                       at most what buffer_config holds, less a chunk */
     size_t peer_queue;             /* messages queued per peer while connecting (1024) */
+    size_t dispatch_queue;         /* lazy sends waiting for the dispatcher; one more
+                                      is refused with AX_ENOBUFS (65536) */
     uint32_t max_retries;          /* reconnect attempts before dead-lettering (5) */
     uint64_t backoff_initial_ms;   /* first reconnect delay, doubled per retry (50) */
     uint64_t backoff_max_ms;       /* cap on the delay (2000) */

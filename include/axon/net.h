@@ -24,7 +24,11 @@
  * AX_ETOOBIG: above the peer's frame limit, which it announces in its
  * Hello, or above what the dispatcher's pool can ever hold; the connection
  * stays up. AX_ENOBUFS: the queue for a connecting peer, or the dispatcher's pool,
- * was full; AX_ENOTFOUND: the peer has no such actor). A message whose
+ * was full; AX_ENOTFOUND: the peer has no such actor).
+ *
+ * Lazy sends are bounded: at most network.dispatch_queue of them wait for
+ * the dispatcher. Beyond that ax_tell to a remote ref returns AX_ENOBUFS
+ * at once and the caller keeps its message (retry later, or slow down). A message whose
  * connection was lost after it was written may have been delivered even so:
  * its dead letter says AX_ECLOSED, "unknown". Messages that are dead-lettered
  * after they were serialised arrive at the dead-letter actor as NetMessages.
@@ -146,6 +150,11 @@ typedef struct ax_net_stats_s {
     uint64_t heartbeat_timeouts; /* connections lost to silence */
     ax_buffer_pool_stats_t receive_pool;  /* the network thread's receive pool */
     ax_buffer_pool_stats_t dispatch_pool; /* the dispatcher's lazy pool */
+    uint64_t events_lost;       /* events (to subscribers, or to the dispatcher)
+                                   not sent for want of memory */
+    uint64_t asks_untracked;    /* remote asks whose connection loss could not be
+                                   tracked for want of memory (they still end
+                                   by reply, timeout or a dead letter) */
 } ax_net_stats_t;
 
 /* AX_ESTATE when the network was not started. Any thread. */
