@@ -80,6 +80,24 @@ ax_status_t ax_actor_buffer_stats(ax_actor_t *self, ax_buffer_pool_stats_t *out)
     return AX_OK;
 }
 
+ax_status_t ax_actor_trim_buffers(ax_actor_t *self, size_t most, size_t *freed)
+{
+    ax__cell_t *c = ax__cell(self);
+    size_t n;
+
+    if (self == NULL)
+        return ax__error(AX_EINVAL, "actor_trim_buffers: NULL actor");
+    if (ax__check_self(self, "actor_trim_buffers") != AX_OK)
+        return AX_ESTATE;
+    if (c->ext == NULL || c->ext->eb == NULL)
+        return ax__error(AX_ENOTFOUND, "actor_trim_buffers: the actor has no pool yet");
+    n = ax_buffer_pool_trim(ax_encode_buffer_pool(c->ext->eb),
+                            ax_buffer_pool_config(ax_encode_buffer_pool(c->ext->eb))->initial_chunk_count, most);
+    if (freed != NULL)
+        *freed = n;
+    return AX_OK;
+}
+
 /* The current system address object: packed paths are valid for it. */
 static const ax_addr_t *addr_now(ax_system_t *sys)
 {

@@ -12,7 +12,7 @@
 /* Every part of a system but its workers; on failure nothing is left. */
 static ax_status_t init_parts(ax_system_t *sys)
 {
-    static const ax_msg_pool_options_t netmsg_pool = {.initial = 0, .max = 4096};
+    static const ax_msg_pool_options_t netmsg_pool = {.initial = 0, .max = 1024};
     ax_status_t st = ax_addr_parse(sys->cfg.network.listen, &sys->addr_initial);
 
     if (st != AX_OK)

@@ -134,14 +134,41 @@ static void dispatcher_publish(dispatcher_t *d)
     }
 }
 
+/* The dispatcher's housekeeping tick: after a burst (a peer that was
+ * unreachable for a while) its pool shrinks back a chunk per tick. */
+static const ax_msg_type_t trim_tick_type = {
+    .name = "axon.dispatcher-trim",
+    .size = sizeof(ax_msg_t),
+};
+
+#define TRIM_PERIOD_NS (100u * 1000u * 1000u)
+
 static void dispatcher_start(ax_actor_t *self)
 {
     dispatcher_t *d = (dispatcher_t *)self;
+    ax_timer_t timer;
+    ax_msg_t *tick;
 
     /* Its own pool, from network.buffer_config: lazy sends never use the
      * senders' pools. */
     ax_actor_init_buffers(self, &d->net->cfg.buffer_config);
     dispatcher_publish(d);
+    /* Without the tick the pool keeps its high-water mark: that costs
+     * memory, never a message, so a failure here is not fatal. */
+    if (ax_msg_alloc(&trim_tick_type, &tick) == AX_OK &&
+        ax_schedule_periodic(self, TRIM_PERIOD_NS, TRIM_PERIOD_NS, &tick, &timer) != AX_OK)
+        ax_msg_release(&tick);
+}
+
+static void dispatcher_trim(dispatcher_t *d)
+{
+    size_t freed = 0;
+
+    if (ax_actor_trim_buffers(&d->actor, 1, &freed) == AX_OK && freed > 0) {
+        /* Tell the network thread, which calls malloc_trim: a counter, any order. */
+        ck_pr_add_32(&d->net->trimmed_elsewhere, (uint32_t)freed);
+        dispatcher_publish(d);
+    }
 }
 
 /*
@@ -160,6 +187,10 @@ static ax_status_t dispatcher_receive(ax_actor_t *self, ax_msg_t **msg)
 
     if ((*msg)->type == &ax_net_event_type) {
         dispatcher_event(d, (const ax_net_event_t *)*msg);
+        return AX_OK;
+    }
+    if ((*msg)->type == &trim_tick_type) {
+        dispatcher_trim(d);
         return AX_OK;
     }
     if ((*msg)->type != &lazy_send_type)
@@ -382,7 +413,7 @@ static ax_status_t net_build(ax_system_t *sys, ax__net_t *net)
     if (st == AX_OK)
         st = ax_encode_buffer_create(&ctl_cfg, &net->ctl);
     if (st == AX_OK)
-        st = ax_msg_pool_create(&lazy_send_type, &(ax_msg_pool_options_t){.max = 4096}, &net->lazy_pool);
+        st = ax_msg_pool_create(&lazy_send_type, &(ax_msg_pool_options_t){.max = 1024}, &net->lazy_pool);
     return st;
 }
 

@@ -534,6 +534,13 @@ AX_API ax_status_t ax_actor_init_buffers(ax_actor_t *self, const ax_buffer_confi
  * self's handlers (AX_ESTATE elsewhere: the pool is the actor's own). */
 AX_API ax_status_t ax_actor_buffer_stats(ax_actor_t *self, ax_buffer_pool_stats_t *out);
 
+/* Give memory back after a burst: free up to `most` chunks of self's pool
+ * that no message uses, while the pool holds more than its
+ * initial_chunk_count (ax_buffer_pool_trim). *freed (may be NULL) says how
+ * many. AX_ENOTFOUND when self has no pool yet. Call from self's handlers,
+ * now and then (a periodic timer), a chunk or two at a time. */
+AX_API ax_status_t ax_actor_trim_buffers(ax_actor_t *self, size_t most, size_t *freed);
+
 /*
  * Serialise msg now into self's pool and send it to dst, from self. The
  * caller keeps msg (it is only read). A local dst receives a NetMessage
