@@ -498,4 +498,63 @@ static inline size_t nt_events_count(nt_events_t *log, ax_net_event_kind_t kind)
     return n;
 }
 
+/* ---- systems for the network tests (test_hostile, test_trust) ------------------ */
+
+/* The defaults with two workers. */
+static inline ax_config_t nt_config(void)
+{
+    ax_config_t cfg;
+
+    ax_config_init(&cfg);
+    cfg.threads = 2;
+    return cfg;
+}
+
+/* A system with its network started; NULL (with a detail) on failure. */
+static inline ax_system_t *nt_start(const ax_config_t *cfg)
+{
+    ax_system_t *sys = NULL;
+
+    if (ax_system_create(cfg, &sys) != AX_OK)
+        return NULL;
+    if (ax_net_start(sys) != AX_OK) {
+        ax_system_destroy(&sys);
+        return NULL;
+    }
+    return sys;
+}
+
+/* The port sys listens on. */
+static inline uint16_t nt_port(ax_system_t *sys)
+{
+    ax_addr_t a;
+
+    ax_system_address(sys, &a);
+    return a.port;
+}
+
+/* A ref, in `from`, to the actor named `name` at 127.0.0.1:port;
+ * AX_REF_NULL when the path is not valid. */
+static inline ax_ref_t nt_ref_to(ax_system_t *from, uint16_t port, const char *name)
+{
+    ax_path_t p;
+    ax_ref_t ref = AX_REF_NULL;
+
+    if (nt_port_path(port, name, &p) != AX_OK || ax_ref_from_path(from, &p, &ref) != AX_OK)
+        return AX_REF_NULL;
+    return ref;
+}
+
+/* One seq, lazily, from outside any actor; on failure the message is
+ * released here and the status returned. */
+static inline ax_status_t nt_send_seq(ax_ref_t dst, uint64_t seq)
+{
+    ax_msg_t *m = seq_new(seq);
+    ax_status_t st = ax_tell(dst, &m, AX_REF_NULL);
+
+    if (st != AX_OK)
+        ax_msg_release(&m);
+    return st;
+}
+
 #endif

@@ -19,40 +19,6 @@
 
 #ifndef NET_PEER_PATH
 #error "NET_PEER_PATH must name the net_peer program"
-typedef struct peer_report {
-    unsigned long long received, out_of_order, gaps, bad;
-} peer_report_t;
-
-/* SIGTERM: a graceful stop; the peer reports what it received. */
-static AXT_UNUSED peer_report_t peer_stop(peer_t *p)
-{
-    peer_report_t r = {0};
-    char line[256];
-    bool found = false;
-    int status;
-
-    cr_assert_eq(kill(p->pid, SIGTERM), 0);
-    while (peer_line(p, line, sizeof line))
-        if (sscanf(line, "RECEIVED %llu OUT_OF_ORDER %llu GAPS %llu BAD %llu", &r.received, &r.out_of_order,
-                   &r.gaps, &r.bad) == 4)
-            found = true;
-    status = peer_reap(p);
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "net_peer ended with status 0x%x", status);
-    cr_assert(found, "net_peer did not report");
-    return r;
-}
-
-static AXT_UNUSED void peer_kill(peer_t *p)
-{
-    int status;
-
-    cr_assert_eq(kill(p->pid, SIGKILL), 0);
-    status = peer_reap(p);
-    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-}
-
-/* ---- this side ------------------------------------------------------------------ */
-
 #endif
 
 /* ---- the peer process --------------------------------------------------------- */

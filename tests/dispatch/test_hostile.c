@@ -30,6 +30,15 @@
 
 #define U(x) ((unsigned long long)(x))
 
+/* A started system, or the test fails saying why. */
+static ax_system_t *start_net(const ax_config_t *cfg)
+{
+    ax_system_t *sys = nt_start(cfg);
+
+    cr_assert_not_null(sys, "system with network: %s", ax_error_detail());
+    return sys;
+}
+
 /* ---- raw strangers -------------------------------------------------------------- */
 
 static int raw_connect_port(uint16_t port)
@@ -112,24 +121,6 @@ static size_t read_to_close(int fd)
 
 /* ---- systems ------------------------------------------------------------------- */
 
-static ax_system_t *system_with(const ax_config_t *cfg)
-{
-    ax_system_t *sys = NULL;
-
-    cr_assert_eq(ax_system_create(cfg, &sys), AX_OK, "system_create: %s", ax_error_detail());
-    cr_assert_eq(ax_net_start(sys), AX_OK, "net_start: %s", ax_error_detail());
-    return sys;
-}
-
-static ax_config_t base_config(void)
-{
-    ax_config_t cfg;
-
-    ax_config_init(&cfg);
-    cfg.threads = 2;
-    return cfg;
-}
-
 static ax_net_stats_t nstats(ax_system_t *sys)
 {
     ax_net_stats_t s;
@@ -148,24 +139,6 @@ static ax_ref_t spawn_named(ax_system_t *sys, nt_node_t *n, const char *name)
     return ref;
 }
 
-static ax_ref_t ref_to(ax_system_t *from, uint16_t port, const char *name)
-{
-    ax_path_t p;
-    ax_ref_t ref;
-
-    cr_assert_eq(nt_port_path(port, name, &p), AX_OK);
-    cr_assert_eq(ax_ref_from_path(from, &p, &ref), AX_OK, "ref_from_path: %s", ax_error_detail());
-    return ref;
-}
-
-static uint16_t port_of(ax_system_t *sys)
-{
-    ax_addr_t a;
-
-    ax_system_address(sys, &a);
-    return a.port;
-}
-
 /*
  * A good client's round trip to an echo at port: a fresh system, one seq
  * there and back. Returns the seconds from the start (system creation
@@ -173,15 +146,15 @@ static uint16_t port_of(ax_system_t *sys)
  */
 static double good_round_trip(uint16_t port, const char *name)
 {
-    ax_config_t cfg = base_config();
-    ax_system_t *a = system_with(&cfg);
+    ax_config_t cfg = nt_config();
+    ax_system_t *a = start_net(&cfg);
     nt_node_t ping;
     ax_ref_t ref;
     double t0, dt;
 
     nt_node_setup(&ping, NT_PING);
     ping.rounds = 1;
-    ping.peer = ref_to(a, port, name);
+    ping.peer = nt_ref_to(a, port, name);
     ref = spawn_named(a, &ping, NULL);
     t0 = axt_now();
     RUN_ON(ref, nt_ping_start, NULL);
@@ -190,17 +163,6 @@ static double good_round_trip(uint16_t port, const char *name)
     cr_assert_eq(atomic_load(&ping.bad), 0);
     axt_destroy(&a);
     return dt;
-}
-
-/* One seq, lazily, from outside any actor. */
-static ax_status_t seq_send_from_thread(ax_ref_t dst, uint64_t seq)
-{
-    ax_msg_t *m = seq_new(seq);
-    ax_status_t st = ax_tell(dst, &m, AX_REF_NULL);
-
-    if (st != AX_OK)
-        ax_msg_release(&m);
-    return st;
 }
 
 static long rss_kib(pid_t pid)
@@ -248,7 +210,7 @@ static void raise_nofile(rlim_t want)
  */
 Test(hostile, replacement_needs_proof)
 {
-    ax_config_t cfg = base_config();
+    ax_config_t cfg = nt_config();
     ax_system_t *srv, *good;
     nt_node_t sink, sender;
     ax_ref_t sender_ref, dst;
@@ -262,30 +224,30 @@ Test(hostile, replacement_needs_proof)
     cfg.network.buffer_config.initial_chunk_count = 1;
     cfg.network.buffer_config.max_chunk_count = 4;
     cfg.network.max_pending_handshakes = 80;
-    srv = system_with(&cfg);
+    srv = start_net(&cfg);
     nt_node_setup(&sink, NT_SINK);
     spawn_named(srv, &sink, "sink");
 
     for (size_t i = 0; i < 64; i++) {
-        fillers[i] = raw_connect_port(port_of(srv));
+        fillers[i] = raw_connect_port(nt_port(srv));
         cr_assert_geq(fillers[i], 0);
         cr_assert_eq(send(fillers[i], "x", 1, MSG_NOSIGNAL), 1);
     }
     WAIT_UNTIL(nstats(srv).pending_handshakes == 64, "pending %llu", U(nstats(srv).pending_handshakes));
     cr_assert_eq(nstats(srv).receive_pool.chunks_leased, 0, "strangers took receive chunks");
 
-    cfg = base_config();
-    good = system_with(&cfg);
+    cfg = nt_config();
+    good = start_net(&cfg);
     nt_node_setup(&sender, NT_SINK);
     sender_ref = spawn_named(good, &sender, NULL);
-    dst = ref_to(good, port_of(srv), "sink");
-    cr_assert_eq(seq_send_from_thread(dst, 0), AX_OK);
+    dst = nt_ref_to(good, nt_port(srv), "sink");
+    cr_assert_eq(nt_send_seq(dst, 0), AX_OK);
     WAIT_UNTIL(atomic_load(&sink.received) == 1, "the good peer's first message did not arrive");
     session = atomic_load(&sink.session);
     (void)sender_ref;
 
     ax_system_address(good, &good_addr);
-    imp = raw_connect_port(port_of(srv));
+    imp = raw_connect_port(nt_port(srv));
     cr_assert_geq(imp, 0);
     n = hello_as(frame, sizeof frame, &good_addr, 0xbadc0ffee0ddf00dull);
     cr_assert_eq(send(imp, frame, n, MSG_NOSIGNAL), (ssize_t)n);
@@ -294,7 +256,7 @@ Test(hostile, replacement_needs_proof)
     close(fillers[0]);
     WAIT_UNTIL(nstats(srv).replace_refused == 1, "replace_refused %llu", U(nstats(srv).replace_refused));
 
-    cr_assert_eq(seq_send_from_thread(dst, 1), AX_OK);
+    cr_assert_eq(nt_send_seq(dst, 1), AX_OK);
     WAIT_UNTIL(atomic_load(&sink.received) == 2, "the good peer was cut off");
     cr_assert_eq(atomic_load(&sink.session), session, "the good peer's connection was replaced");
     cr_assert_eq(atomic_load(&sink.session_changes), 0);
@@ -437,7 +399,7 @@ static void init_small_pool(ax_actor_t *self, void *arg)
 Test(hostile, oversized_messages_have_one_outcome)
 {
     enum { N = 5 };
-    ax_config_t cfg = base_config();
+    ax_config_t cfg = nt_config();
     ax_system_t *a, *b;
     nt_node_t sink, sender, small;
     nt_dl_t dl = {0};
@@ -447,17 +409,17 @@ Test(hostile, oversized_messages_have_one_outcome)
     uint64_t session;
 
     cfg.network.max_frame_size = 3072; /* b accepts frames up to 3 KiB */
-    b = system_with(&cfg);
+    b = start_net(&cfg);
     nt_node_setup(&sink, NT_SINK);
     spawn_named(b, &sink, "sink");
-    cfg = base_config();
-    a = system_with(&cfg);
+    cfg = nt_config();
+    a = start_net(&cfg);
     cr_assert_eq(ax_spawn(a, &nt_dl_vtable, &dl, &dl_ref), AX_OK);
     ax_set_dead_letter_actor(a, dl_ref);
     nt_node_setup(&sender, NT_SINK);
     sender_ref = spawn_named(a, &sender, NULL);
-    dst = ref_to(a, port_of(b), "sink");
-    cr_assert_eq(seq_send_from_thread(dst, 0), AX_OK);
+    dst = nt_ref_to(a, nt_port(b), "sink");
+    cr_assert_eq(nt_send_seq(dst, 0), AX_OK);
     WAIT_UNTIL(atomic_load(&sink.received) == 1, "first message");
     session = atomic_load(&sink.session);
 
@@ -490,7 +452,7 @@ Test(hostile, oversized_messages_have_one_outcome)
 
     /* The connection stayed up: same session, nothing malformed, and the
      * next message arrives. */
-    cr_assert_eq(seq_send_from_thread(dst, 1), AX_OK);
+    cr_assert_eq(nt_send_seq(dst, 1), AX_OK);
     WAIT_UNTIL(atomic_load(&sink.received) == 2, "the message after the oversized ones");
     cr_assert_eq(atomic_load(&sink.session), session, "the connection was replaced");
     cr_assert_eq(nstats(b).malformed, 0);

@@ -23,21 +23,12 @@
 
 #define U(x) ((unsigned long long)(x))
 
-static ax_config_t cfg_base(void)
+/* A started system, or the test fails saying why. */
+static ax_system_t *start_net(const ax_config_t *cfg)
 {
-    ax_config_t cfg;
+    ax_system_t *sys = nt_start(cfg);
 
-    ax_config_init(&cfg);
-    cfg.threads = 2;
-    return cfg;
-}
-
-static ax_system_t *start(const ax_config_t *cfg)
-{
-    ax_system_t *sys = NULL;
-
-    cr_assert_eq(ax_system_create(cfg, &sys), AX_OK, "system_create: %s", ax_error_detail());
-    cr_assert_eq(ax_net_start(sys), AX_OK, "net_start: %s", ax_error_detail());
+    cr_assert_not_null(sys, "system with network: %s", ax_error_detail());
     return sys;
 }
 
@@ -47,34 +38,6 @@ static ax_net_stats_t nstats(ax_system_t *sys)
 
     cr_assert_eq(ax_net_stats(sys, &s), AX_OK);
     return s;
-}
-
-static uint16_t port_of(ax_system_t *sys)
-{
-    ax_addr_t a;
-
-    ax_system_address(sys, &a);
-    return a.port;
-}
-
-static ax_ref_t ref_to(ax_system_t *from, uint16_t port, const char *name)
-{
-    ax_path_t p;
-    ax_ref_t ref;
-
-    cr_assert_eq(nt_port_path(port, name, &p), AX_OK);
-    cr_assert_eq(ax_ref_from_path(from, &p, &ref), AX_OK);
-    return ref;
-}
-
-static ax_status_t send_seq(ax_ref_t dst, uint64_t seq)
-{
-    ax_msg_t *m = seq_new(seq);
-    ax_status_t st = ax_tell(dst, &m, AX_REF_NULL);
-
-    if (st != AX_OK)
-        ax_msg_release(&m);
-    return st;
 }
 
 static int connect_port(uint16_t port)
@@ -114,7 +77,7 @@ static bool closed_within(int fd, double secs)
  */
 Test(trust, silent_peer_is_detected)
 {
-    ax_config_t cfg = cfg_base();
+    ax_config_t cfg = nt_config();
     ax_system_t *a;
     nt_events_t ev;
     nt_dl_t dl = {0};
@@ -140,13 +103,13 @@ Test(trust, silent_peer_is_detected)
 
     cfg.network.heartbeat_interval_ms = 100;
     cfg.network.heartbeat_timeout_ms = 500;
-    a = start(&cfg);
+    a = start_net(&cfg);
     nt_events_setup(&ev);
     cr_assert_eq(ax_spawn(a, &nt_events_vtable, &ev, &evr), AX_OK);
     cr_assert_eq(ax_net_subscribe(a, evr), AX_OK);
     cr_assert_eq(ax_spawn(a, &nt_dl_vtable, &dl, &dlr), AX_OK);
     ax_set_dead_letter_actor(a, dlr);
-    cr_assert_eq(send_seq(ref_to(a, hole_addr.port, "void"), 1), AX_OK);
+    cr_assert_eq(nt_send_seq(nt_ref_to(a, hole_addr.port, "void"), 1), AX_OK);
 
     /* Answer a's Hello with a Hello of the same session (flags 0), as an
      * Axon acceptor would, then go silent. */
@@ -211,7 +174,7 @@ Test(trust, silent_peer_is_detected)
  * re-established while both sides idle for several timeouts. */
 Test(trust, idle_connection_stays_up)
 {
-    ax_config_t cfg = cfg_base();
+    ax_config_t cfg = nt_config();
     ax_system_t *a, *b;
     nt_node_t sink;
     ax_ref_t sref, dst;
@@ -219,17 +182,17 @@ Test(trust, idle_connection_stays_up)
 
     cfg.network.heartbeat_interval_ms = 50;
     cfg.network.heartbeat_timeout_ms = 200;
-    a = start(&cfg);
-    b = start(&cfg);
+    a = start_net(&cfg);
+    b = start_net(&cfg);
     nt_node_setup(&sink, NT_SINK);
     cr_assert_eq(ax_spawn(b, &nt_node_vtable, &sink, &sref), AX_OK);
     cr_assert_eq(ax_register(b, sref, "sink"), AX_OK);
-    dst = ref_to(a, port_of(b), "sink");
-    cr_assert_eq(send_seq(dst, 0), AX_OK);
+    dst = nt_ref_to(a, nt_port(b), "sink");
+    cr_assert_eq(nt_send_seq(dst, 0), AX_OK);
     WAIT_UNTIL(atomic_load(&sink.received) == 1, "first");
     session = atomic_load(&sink.session);
     axt_sleep_us(1000000); /* five timeouts of silence from the user */
-    cr_assert_eq(send_seq(dst, 1), AX_OK);
+    cr_assert_eq(nt_send_seq(dst, 1), AX_OK);
     WAIT_UNTIL(atomic_load(&sink.received) == 2, "second");
     cr_assert_eq(atomic_load(&sink.session), session, "the idle connection was lost and replaced");
     cr_assert_eq(nstats(a).heartbeat_timeouts + nstats(b).heartbeat_timeouts, 0);
@@ -241,13 +204,13 @@ Test(trust, idle_connection_stays_up)
 
 Test(trust, handshake_timeout_closes_strangers)
 {
-    ax_config_t cfg = cfg_base();
+    ax_config_t cfg = nt_config();
     ax_system_t *b;
     int fd;
 
     cfg.network.handshake_timeout_ms = 200;
-    b = start(&cfg);
-    fd = connect_port(port_of(b));
+    b = start_net(&cfg);
+    fd = connect_port(nt_port(b));
     cr_assert(closed_within(fd, WAIT_S), "a silent stranger was kept");
     cr_assert_eq(nstats(b).handshake_timeouts, 1);
     close(fd);
@@ -256,15 +219,15 @@ Test(trust, handshake_timeout_closes_strangers)
 
 Test(trust, max_connections_refuses_the_rest)
 {
-    ax_config_t cfg = cfg_base();
+    ax_config_t cfg = nt_config();
     ax_system_t *b;
     int fds[6];
     size_t closed = 0;
 
     cfg.network.max_connections = 4;
-    b = start(&cfg);
+    b = start_net(&cfg);
     for (size_t i = 0; i < 6; i++)
-        fds[i] = connect_port(port_of(b));
+        fds[i] = connect_port(nt_port(b));
     WAIT_UNTIL(nstats(b).refused == 2, "refused %llu", U(nstats(b).refused));
     for (size_t i = 0; i < 6; i++)
         closed += closed_within(fds[i], 0.2);
@@ -284,7 +247,7 @@ typedef struct auth_case {
 
 static void run_auth(const auth_case_t *c)
 {
-    ax_config_t ca = cfg_base(), cb = cfg_base();
+    ax_config_t ca = nt_config(), cb = nt_config();
     ax_system_t *a, *b;
     nt_node_t sink;
     nt_dl_t dl = {0};
@@ -294,14 +257,14 @@ static void run_auth(const auth_case_t *c)
     ca.network.backoff_initial_ms = 10;
     snprintf(ca.network.cookie, sizeof ca.network.cookie, "%s", c->a_cookie);
     snprintf(cb.network.cookie, sizeof cb.network.cookie, "%s", c->b_cookie);
-    a = start(&ca);
-    b = start(&cb);
+    a = start_net(&ca);
+    b = start_net(&cb);
     cr_assert_eq(ax_spawn(a, &nt_dl_vtable, &dl, &dlr), AX_OK);
     ax_set_dead_letter_actor(a, dlr);
     nt_node_setup(&sink, NT_SINK);
     cr_assert_eq(ax_spawn(b, &nt_node_vtable, &sink, &sref), AX_OK);
     cr_assert_eq(ax_register(b, sref, "sink"), AX_OK);
-    cr_assert_eq(send_seq(ref_to(a, port_of(b), "sink"), 7), AX_OK);
+    cr_assert_eq(nt_send_seq(nt_ref_to(a, nt_port(b), "sink"), 7), AX_OK);
     if (c->delivered) {
         WAIT_UNTIL(atomic_load(&sink.received) == 1, "not delivered with matching secrets");
         cr_assert_eq(nstats(a).auth_failures + nstats(b).auth_failures, 0);
@@ -339,7 +302,7 @@ Test(trust, auth_secret_on_acceptor_only)
 
 Test(trust, no_secret_no_wildcard_listen)
 {
-    ax_config_t cfg = cfg_base();
+    ax_config_t cfg = nt_config();
     ax_system_t *sys = NULL;
 
     strcpy(cfg.network.listen, "0.0.0.0:0");
@@ -358,7 +321,7 @@ Test(trust, cookie_file_must_be_private_and_is_never_echoed)
 {
     static const char secret[] = "s3cret-d0-not-print";
     char path[] = "/tmp/axon-cookie-XXXXXX";
-    ax_config_t cfg = cfg_base();
+    ax_config_t cfg = nt_config();
     ax_system_t *sys = NULL;
     int fd = mkstemp(path);
 
