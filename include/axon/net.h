@@ -24,7 +24,16 @@
  * AX_ETOOBIG: above the peer's frame limit, which it announces in its
  * Hello, or above what the dispatcher's pool can ever hold; the connection
  * stays up. AX_ENOBUFS: the queue for a connecting peer, or the dispatcher's pool,
- * was full; AX_ENOTFOUND: the peer has no such actor).
+ * was full; AX_ENOTFOUND: the peer has no such actor; AX_EFULL: that
+ * actor's bounded mailbox was full). "Acknowledged" means the peer system
+ * took the frame, not that its actor handled it (see ax_net_stats_t.acked).
+ *
+ * Trust: with network.cookie or network.cookie_file set, every connection
+ * proves the secret in both directions (HMAC-SHA-256 over fresh nonces,
+ * libsodium) before any message passes; the secret never travels and never
+ * appears in an error. Without one, ax_net_start refuses to listen beyond
+ * loopback unless network.allow_unauthenticated. Only a connection that
+ * proved the secret can replace an open one (docs/wire.md section 11).
  *
  * Lazy sends are bounded: at most network.dispatch_queue of them wait for
  * the dispatcher. Beyond that ax_tell to a remote ref returns AX_ENOBUFS
