@@ -334,7 +334,8 @@ static ax_status_t tell_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t **msgp, ax_r
     return st;
 }
 
-ax_status_t ax_tell(ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from)
+/* ax_tell, counting against a bounded mailbox's capacity or not. */
+static ax_status_t tell(ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from, bool bounded)
 {
     ax__cell_t *c;
 
@@ -343,19 +344,17 @@ ax_status_t ax_tell(ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from)
     c = local_cell(dst);
     if (c == NULL)
         return ax__tell_remote(dst, msgp, from);
-    return tell_local(c, dst, msgp, from, 0, true);
+    return tell_local(c, dst, msgp, from, 0, bounded);
+}
+
+ax_status_t ax_tell(ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from)
+{
+    return tell(dst, msgp, from, true);
 }
 
 ax_status_t ax__tell_unbounded(ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from)
 {
-    ax__cell_t *c;
-
-    if (msgp == NULL || *msgp == NULL)
-        return ax__error(AX_EINVAL, "tell: NULL message");
-    c = local_cell(dst);
-    if (c == NULL)
-        return ax__tell_remote(dst, msgp, from);
-    return tell_local(c, dst, msgp, from, 0, false);
+    return tell(dst, msgp, from, false);
 }
 
 ax_status_t ax_tell_lane(ax_ref_t dst, unsigned lane, ax_msg_t **msgp, ax_ref_t from)

@@ -10,6 +10,7 @@
 #ifndef AXON_TESTS_DISPATCH_NET_HELPERS_H
 #define AXON_TESTS_DISPATCH_NET_HELPERS_H
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -18,8 +19,11 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "axon/actor.h"
 #include "axon/config.h"
@@ -555,6 +559,64 @@ static inline ax_status_t nt_send_seq(ax_ref_t dst, uint64_t seq)
     if (st != AX_OK)
         ax_msg_release(&m);
     return st;
+}
+
+/* ---- raw wire-v2 peers, for tests that play a stranger or a silent peer ------- */
+
+/* A blocking TCP connection to 127.0.0.1:port, or -1 (errno says why). */
+static inline int nt_connect_port(uint16_t port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+/* A version-2 Hello frame (header and body, docs/wire.md section 7)
+ * announcing the IPv4 address addr, with no secret, a 1 MiB frame limit and
+ * a fixed nonce. Its length, or 0 when cap is too small. */
+static inline size_t nt_hello_frame(unsigned char *out, size_t cap, const ax_addr_t *addr,
+                                    uint64_t incarnation, uint64_t session)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    size_t n = 0;
+
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 9);
+    msgpack_pack_str(&pk, 4);
+    msgpack_pack_str_body(&pk, "axon", 4);
+    msgpack_pack_uint8(&pk, 2);
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_uint8(&pk, 0);
+    msgpack_pack_bin(&pk, 4);
+    msgpack_pack_bin_body(&pk, addr->ip, 4);
+    msgpack_pack_uint16(&pk, addr->port);
+    msgpack_pack_uint64(&pk, incarnation);
+    msgpack_pack_uint64(&pk, session);
+    msgpack_pack_uint8(&pk, 0);
+    msgpack_pack_uint32(&pk, 1u << 20);
+    msgpack_pack_bin(&pk, 32);
+    msgpack_pack_bin_body(&pk, "a test peer's nonce, 32 bytes...", 32);
+    msgpack_pack_uint8(&pk, 0);
+    if (sb.size + 8 <= cap) {
+        memset(out, 0, 8);
+        out[0] = (unsigned char)(sb.size >> 24);
+        out[1] = (unsigned char)(sb.size >> 16);
+        out[2] = (unsigned char)(sb.size >> 8);
+        out[3] = (unsigned char)sb.size;
+        out[4] = 1; /* Hello */
+        memcpy(out + 8, sb.data, sb.size);
+        n = sb.size + 8;
+    }
+    msgpack_sbuffer_destroy(&sb);
+    return n;
 }
 
 #endif

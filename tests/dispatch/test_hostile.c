@@ -41,20 +41,6 @@ static ax_system_t *start_net(const ax_config_t *cfg)
 
 /* ---- raw strangers -------------------------------------------------------------- */
 
-static int raw_connect_port(uint16_t port)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    cr_assert_geq(fd, 0, "socket: %s", strerror(errno));
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 static void put_header(unsigned char h[8], uint32_t len, uint8_t type)
 {
     h[0] = (unsigned char)(len >> 24);
@@ -63,39 +49,6 @@ static void put_header(unsigned char h[8], uint32_t len, uint8_t type)
     h[3] = (unsigned char)len;
     h[4] = type;
     h[5] = h[6] = h[7] = 0;
-}
-
-/* A version-2 Hello frame announcing addr with the given incarnation. */
-static size_t hello_as(unsigned char *out, size_t cap, const ax_addr_t *addr, uint64_t incarnation)
-{
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    size_t n;
-
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 9);
-    msgpack_pack_str(&pk, 4);
-    msgpack_pack_str_body(&pk, "axon", 4);
-    msgpack_pack_uint8(&pk, 2);
-    msgpack_pack_array(&pk, 3);
-    msgpack_pack_uint8(&pk, 0);
-    msgpack_pack_bin(&pk, 4);
-    msgpack_pack_bin_body(&pk, addr->ip, 4);
-    msgpack_pack_uint16(&pk, addr->port);
-    msgpack_pack_uint64(&pk, incarnation);
-    msgpack_pack_uint64(&pk, 0x5eed5eed5eedull);
-    msgpack_pack_uint8(&pk, 0);
-    msgpack_pack_uint32(&pk, 1u << 20);
-    msgpack_pack_bin(&pk, 32);
-    msgpack_pack_bin_body(&pk, "an impostor's nonce, 32 bytes..", 32);
-    msgpack_pack_uint8(&pk, 0);
-    cr_assert_leq(sb.size + 8, cap);
-    put_header(out, (uint32_t)sb.size, 1);
-    memcpy(out + 8, sb.data, sb.size);
-    n = sb.size + 8;
-    msgpack_sbuffer_destroy(&sb);
-    return n;
 }
 
 /* Read until the peer closes (bounded); how many bytes came. */
@@ -229,8 +182,8 @@ Test(hostile, replacement_needs_proof)
     spawn_named(srv, &sink, "sink");
 
     for (size_t i = 0; i < 64; i++) {
-        fillers[i] = raw_connect_port(nt_port(srv));
-        cr_assert_geq(fillers[i], 0);
+        fillers[i] = nt_connect_port(nt_port(srv));
+        cr_assert_geq(fillers[i], 0, "connect: %s", strerror(errno));
         cr_assert_eq(send(fillers[i], "x", 1, MSG_NOSIGNAL), 1);
     }
     WAIT_UNTIL(nstats(srv).pending_handshakes == 64, "pending %llu", U(nstats(srv).pending_handshakes));
@@ -247,9 +200,10 @@ Test(hostile, replacement_needs_proof)
     (void)sender_ref;
 
     ax_system_address(good, &good_addr);
-    imp = raw_connect_port(nt_port(srv));
+    imp = nt_connect_port(nt_port(srv));
     cr_assert_geq(imp, 0);
-    n = hello_as(frame, sizeof frame, &good_addr, 0xbadc0ffee0ddf00dull);
+    n = nt_hello_frame(frame, sizeof frame, &good_addr, 0xbadc0ffee0ddf00dull, 0x5eed5eed5eedull);
+    cr_assert_gt(n, 0);
     cr_assert_eq(send(imp, frame, n, MSG_NOSIGNAL), (ssize_t)n);
     cr_assert_eq(read_to_close(imp), 0, "the server answered an impostor");
     close(imp);
@@ -278,7 +232,7 @@ Test(hostile, accepts_again_after_descriptor_exhaustion)
     double closed_at, rtt;
 
     for (size_t i = 0; i < BURST; i++) {
-        fds[i] = raw_connect_port(peer.port);
+        fds[i] = nt_connect_port(peer.port);
         if (fds[i] >= 0) {
             opened++;
             (void)send(fds[i], "x", 1, MSG_NOSIGNAL);
@@ -314,13 +268,13 @@ Test(hostile, strangers_do_not_starve_peers, .timeout = 120)
     good_round_trip(peer.port, "echo"); /* warm up: threads, pools */
     before = rss_kib(peer.pid);
     for (size_t i = 0; i < ONE_BYTE; i++) {
-        fds[i] = raw_connect_port(peer.port);
+        fds[i] = nt_connect_port(peer.port);
         cr_assert_geq(fds[i], 0, "connect %zu: %s", i, strerror(errno));
         cr_assert_eq(send(fds[i], "x", 1, MSG_NOSIGNAL), 1);
     }
     put_header(h, (16u << 20) - 8, 2); /* a 16 MiB Data frame, before any Hello */
     for (size_t i = ONE_BYTE; i < ONE_BYTE + SLOW_BIG; i++) {
-        fds[i] = raw_connect_port(peer.port);
+        fds[i] = nt_connect_port(peer.port);
         cr_assert_geq(fds[i], 0);
         (void)send(fds[i], h, sizeof h, MSG_NOSIGNAL);
         (void)send(fds[i], "slowly", 6, MSG_NOSIGNAL);
