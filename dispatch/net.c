@@ -160,10 +160,27 @@ static void dispatcher_start(ax_actor_t *self)
         ax_msg_release(&tick);
 }
 
+/* What the message pools of the network keep after a burst: enough for
+ * a steady flow's frames in flight between two ticks. */
+#define TRIM_MSG_KEEP 64
+
+static void trim_msg_pool(dispatcher_t *d, ax_msg_pool_t *pool)
+{
+    size_t count = ax_msg_pool_count(pool);
+
+    /* Half of the excess per tick: a burst's messages go within a second,
+     * and a flow that is still running keeps what it reuses. */
+    if (count > TRIM_MSG_KEEP &&
+        ax_msg_pool_trim(pool, TRIM_MSG_KEEP + (count - TRIM_MSG_KEEP) / 2) > 0)
+        ck_pr_add_32(&d->net->trimmed_elsewhere, 1); /* asks for a malloc_trim */
+}
+
 static void dispatcher_trim(dispatcher_t *d)
 {
     size_t freed = 0;
 
+    trim_msg_pool(d, d->net->lazy_pool);
+    trim_msg_pool(d, ax__system_netmsg_pool(d->net->sys));
     if (ax_actor_trim_buffers(&d->actor, 1, &freed) == AX_OK && freed > 0) {
         /* Tell the network thread, which calls malloc_trim: a counter, any order. */
         ck_pr_add_32(&d->net->trimmed_elsewhere, (uint32_t)freed);

@@ -192,8 +192,10 @@ struct ax__net_s {
                                    the last tick (any thread adds, this
                                    thread swaps to 0; no ordering needed,
                                    it only asks for a malloc_trim) */
-    bool trim_pending;
+    bool trim_pending;       /* memory was freed since the last malloc_trim */
     uint64_t last_malloc_trim_ns;
+    uint64_t frames_moved;   /* Data frames of the open connections, last tick */
+    uint64_t last_moved_ns;  /* when that sum last changed */
     size_t nconns;           /* not DEAD, strangers included */
     size_t nstrangers;       /* accepted, handshake not complete */
     ax__conn_t *oldest_stranger, *newest_stranger;
