@@ -78,7 +78,9 @@ static bool asked_prune(dispatcher_t *d)
  */
 static void asked_add(dispatcher_t *d, const ax__remote_t *dst, ax_ref_t from)
 {
-    if (!ax__ref_is(from, AX__REF_REPLY))
+    /* Asks to a CLIENT (dst->via) end by their reply, their timeout or a
+     * dead letter: its connection raises no events. */
+    if (!ax__ref_is(from, AX__REF_REPLY) || dst->via != 0)
         return;
     if (d->nasked == d->asked_cap && (!asked_prune(d) || d->nasked > d->asked_cap / 2) &&
         !ax__grow(&d->asked, &d->asked_cap, d->nasked + 1, sizeof(*d->asked), 16)) {
@@ -301,6 +303,7 @@ static void net_free(ax__net_t *net)
         ax__nm_fifo_release(&p->pending);
         free(p);
     }
+    ax__clients_free(net);
     if (net->listen_fd >= 0)
         close(net->listen_fd);
     if (net->reserve_fd >= 0)

@@ -76,6 +76,12 @@ static const vector_t vectors[] = {
                           "01 ce 01 00 00 00"
                           "c4 20 20 21 22 23 24 25 26 27 28 29 2a 2b 2c 2d 2e 2f"
                           "30 31 32 33 34 35 36 37 38 39 3a 3b 3c 3d 3e 3f 00"},
+    {"hello_client", "00 00 00 4b 01 00 00 00"
+                     "99 a4 61 78 6f 6e 02 93 00 c4 04 00 00 00 00 00"
+                     "cf 01 23 45 67 89 ab cd ef cf 11 22 33 44 55 66 77 88"
+                     "02 ce 01 00 00 00"
+                     "c4 20 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f"
+                     "10 11 12 13 14 15 16 17 18 19 1a 1b 1c 1d 1e 1f 00"},
     {"auth_initiator", "00 00 00 22 07 00 00 00 c4 20"
                        "3e 42 7e 52 4a d9 e5 4b 7c e1 1d 03 57 57 14 d4"
                        "f9 b8 7a 6b 74 c3 19 f0 1b 83 3c 77 73 4a 55 b0"},
@@ -902,6 +908,7 @@ Test(wire_codec, handshake_vectors)
     hello_t ci = hello_of("127.0.0.1:9001", V_INCARNATION, V_SESSION, 0);
     hello_t ca = hello_of("127.0.0.1:9001", V_INCARNATION, V_SESSION, AX__HELLO_AUTH);
     hello_t sa = hello_of(V_SERVER_ADDR, V_SERVER_INCARNATION, V_SESSION, AX__HELLO_AUTH);
+    hello_t cc = hello_of("0.0.0.0:0", V_INCARNATION, V_SESSION, AX__HELLO_CLIENT);
     bytes_t got, want, hi, ha;
     unsigned char p[PROOF_SIZE], lib[PROOF_SIZE];
     ax__secret_t secret = {.len = strlen(V_COOKIE)};
@@ -925,6 +932,11 @@ Test(wire_codec, handshake_vectors)
     want = vec("hello_server_auth");
     expect_bytes("hello_server_auth", got.b, got.n, &want);
     check_hello_vector("hello_server_auth", &sa);
+    got = hello_frame(&cc);
+    want = vec("hello_client");
+    expect_bytes("hello_client", got.b, got.n, &want);
+    check_hello_vector("hello_client", &cc);
+    cr_assert_eq(AX__HELLO_CLIENT, 2u, "CLIENT is bit 1 of the Hello's flags");
 
     hi = vec("hello_auth");
     ha = vec("hello_server_auth");
@@ -1608,8 +1620,10 @@ Test(wire_live, bad_input_closes_only_its_connection)
     BAD_HELLO("Hello with another magic", h.magic = "axom");
     BAD_HELLO("Hello with 10 elements", h.fields = 10);
     BAD_HELLO("Hello with 8 elements", h.fields = 8);
-    BAD_HELLO("Hello with an unknown flag bit", h.flags = 2);
-    BAD_HELLO("Hello with AUTH and an unknown flag bit", h.flags = 3);
+    BAD_HELLO("Hello with an unknown flag bit", h.flags = 4);
+    BAD_HELLO("Hello with AUTH and an unknown flag bit", h.flags = 5);
+    BAD_HELLO("Hello with CLIENT and an unknown flag bit", h.flags = 6);
+    BAD_HELLO("Hello with flag bit 63", h.flags = UINT64_C(1) << 63);
     BAD_HELLO("Hello with a 31-byte nonce", h.nonce_len = 31);
     BAD_HELLO("Hello with no nonce", h.nonce_len = 0);
     BAD_HELLO("Hello with a maximum frame of 63", h.max_frame = 63);
