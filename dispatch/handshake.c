@@ -54,7 +54,8 @@ static size_t pack_hello(ax__conn_t *c, unsigned char *out, size_t cap)
         msgpack_pack_bin(&pk, n) || msgpack_pack_bin_body(&pk, a->ip, n) ||
         msgpack_pack_uint16(&pk, a->port) || msgpack_pack_uint64(&pk, net->incarnation) ||
         msgpack_pack_uint64(&pk, c->session) ||
-        msgpack_pack_uint32(&pk, net->secret.len > 0 ? AX__HELLO_AUTH : 0) ||
+        msgpack_pack_uint32(&pk, (net->secret.len > 0 ? AX__HELLO_AUTH : 0) |
+                                     (net->cfg.client_only ? AX__HELLO_CLIENT : 0)) ||
         msgpack_pack_uint64(&pk, net->fmt.max_frame_size) || msgpack_pack_bin(&pk, AX__NONCE_SIZE) ||
         msgpack_pack_bin_body(&pk, c->hs->nonce, AX__NONCE_SIZE) ||
         /* Path ids: this version of Axon offers none (section 6.1). */

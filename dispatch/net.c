@@ -400,8 +400,12 @@ static ax_status_t net_build(ax_system_t *sys, ax__net_t *net)
     pthread_mutex_init(&net->sub_lock, NULL);
     ax__mpsc_init(&net->inbox, true);
     ax_system_address(sys, &net->self);
-    st = ax__secret_load(&net->cfg, addr_is_loopback(&net->self), &net->secret);
-    if (st == AX_OK)
+    /* A CLIENT listens nowhere (docs/wire.md section 6, "Clients"): no
+     * port, and no port to guard with a secret. */
+    if (net->cfg.client_only)
+        net->self.port = 0;
+    st = ax__secret_load(&net->cfg, net->cfg.client_only || addr_is_loopback(&net->self), &net->secret);
+    if (st == AX_OK && !net->cfg.client_only)
         st = listen_on(net);
     /* A spare descriptor, given up to accept (and close) a connection when
      * the process runs out of them, so the listener never stalls. */
@@ -409,7 +413,7 @@ static ax_status_t net_build(ax_system_t *sys, ax__net_t *net)
         st = ax__error(AX_EIO, "net: cannot open the reserve descriptor: %s", strerror(errno));
     if (st == AX_OK)
         st = ax__poller_create(&net->poller);
-    if (st == AX_OK)
+    if (st == AX_OK && net->listen_fd >= 0)
         st = ax__poller_add(net->poller, net->listen_fd, AX__POLL_IN, &net->listen_fd, &net->listen_reg);
     if (st == AX_OK)
         st = ax_buffer_pool_create(&net->cfg.buffer_config, &net->rx_pool);
