@@ -29,8 +29,10 @@ const ax_msg_type_t ax__lazy_send_type = {
     .reset = lazy_send_reset,
 };
 
-/* Room behind the path's text for a CLIENT connection's id ("~" and 16
- * hex digits), which keeps its refs apart from every other. */
+/* Room behind the path's text for a CLIENT connection's id (a space and
+ * 16 hex digits), which keeps its refs apart from every other. No path's
+ * text holds a space (names are 0x21 to 0x7e), so no path, however named,
+ * can take the key of a CLIENT's ref and with it that client's replies. */
 #define VIA_KEY_MAX 18
 
 struct remote_entry {
@@ -163,7 +165,7 @@ static ax_status_t intern(ax_system_t *sys, const ax_path_t *in, uint64_t via, a
     }
     len = ax_path_format(path, key, AX_PATH_STR_MAX);
     if (via != 0)
-        len += (size_t)snprintf(key + len, sizeof key - len, "~%016llx", (unsigned long long)via);
+        len += (size_t)snprintf(key + len, sizeof key - len, " %016llx", (unsigned long long)via);
 
     pthread_mutex_lock(&sys->remote_lock);
     ck_ht_hash(&h, &sys->remotes, key, (uint16_t)len);
