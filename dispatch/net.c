@@ -78,7 +78,9 @@ static bool asked_prune(dispatcher_t *d)
  */
 static void asked_add(dispatcher_t *d, const ax__remote_t *dst, ax_ref_t from)
 {
-    if (!ax__ref_is(from, AX__REF_REPLY))
+    /* Asks to a CLIENT (dst->via) end by their reply, their timeout or a
+     * dead letter: its connection raises no events. */
+    if (!ax__ref_is(from, AX__REF_REPLY) || dst->via != 0)
         return;
     if (d->nasked == d->asked_cap && (!asked_prune(d) || d->nasked > d->asked_cap / 2) &&
         !ax__grow(&d->asked, &d->asked_cap, d->nasked + 1, sizeof(*d->asked), 16)) {
@@ -318,6 +320,7 @@ static void net_free(ax__net_t *net)
         ax__nm_fifo_release(&p->pending);
         free(p);
     }
+    ax__clients_free(net);
     if (net->listen_fd >= 0)
         close(net->listen_fd);
     if (net->reserve_fd >= 0)
@@ -414,8 +417,12 @@ static ax_status_t net_build(ax_system_t *sys, ax__net_t *net)
     pthread_mutex_init(&net->sub_lock, NULL);
     ax__mpsc_init(&net->inbox, true);
     ax_system_address(sys, &net->self);
-    st = ax__secret_load(&net->cfg, addr_is_loopback(&net->self), &net->secret);
-    if (st == AX_OK)
+    /* A CLIENT listens nowhere (docs/wire.md section 6, "Clients"): no
+     * port, and no port to guard with a secret. */
+    if (net->cfg.client_only)
+        net->self.port = 0;
+    st = ax__secret_load(&net->cfg, net->cfg.client_only || addr_is_loopback(&net->self), &net->secret);
+    if (st == AX_OK && !net->cfg.client_only)
         st = listen_on(net);
     /* A spare descriptor, given up to accept (and close) a connection when
      * the process runs out of them, so the listener never stalls. */
@@ -423,7 +430,7 @@ static ax_status_t net_build(ax_system_t *sys, ax__net_t *net)
         st = ax__error(AX_EIO, "net: cannot open the reserve descriptor: %s", strerror(errno));
     if (st == AX_OK)
         st = ax__poller_create(&net->poller);
-    if (st == AX_OK)
+    if (st == AX_OK && net->listen_fd >= 0)
         st = ax__poller_add(net->poller, net->listen_fd, AX__POLL_IN, &net->listen_fd, &net->listen_reg);
     if (st == AX_OK)
         st = ax_buffer_pool_create(&net->cfg.buffer_config, &net->rx_pool);

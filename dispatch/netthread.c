@@ -403,6 +403,15 @@ void ax__conn_end(ax__conn_t *c, ax_net_event_kind_t kind, ax_status_t why)
     /* Mark it dead before anything below can look at it again (an event
      * subscriber, a reconnect to the same peer). */
     conn_close(c);
+    if (p != NULL && p->via != 0) {
+        /* A CLIENT connection (docs/wire.md section 6, "Clients"): it does
+         * not listen, so no other connection can carry what was not
+         * written, and it is no system to raise events about. */
+        c->peer = NULL;
+        dead_fifo(net, &data, AX_ECLOSED);
+        ax__client_forget(net, p);
+        return;
+    }
     if (ck_pr_load_32(&net->stopping)) {
         /* No new connection while stopping: what was not written stays
          * unsent. */
@@ -474,7 +483,8 @@ void ax__conn_open(ax__conn_t *c, ax__peer_t *p)
     while ((nm = fifo_pop(&p->pending)) != NULL)
         conn_enqueue_data(c, nm);
     mark_dirty(c);
-    ax__net_event(net, AX_NET_ESTABLISHED, &p->addr, c->session, AX_OK);
+    if (p->via == 0) /* a CLIENT is no system to raise events about */
+        ax__net_event(net, AX_NET_ESTABLISHED, &p->addr, c->session, AX_OK);
 }
 
 socklen_t ax__sockaddr_of(const ax_addr_t *a, struct sockaddr_storage *ss)
@@ -762,7 +772,7 @@ static bool on_frame(ax__conn_t *c, ax_lease_t *frame)
     if (h.type == AX__FRAME_DATA) {
         c->rx_frames++;
         ax__counter_add(&net->c.frames_received, 1);
-        st = ax__deliver_frame(net->sys, frame, c->session, &c->route);
+        st = ax__deliver_frame(net->sys, frame, c->session, c->peer->via, &c->route);
         /* No such actor, or its bounded mailbox is full: the frame goes
          * back to its sender, who dead-letters it with this status. */
         if (st == AX_ENOTFOUND || st == AX_EFULL)
@@ -1050,6 +1060,18 @@ static void route(ax__net_t *net, ax_net_msg_t *nm)
     ax__remote_t *r = nm->route;
     ax__peer_t *p = r->peer;
 
+    if (r->via != 0) {
+        /* A sender that came over a CLIENT connection: back over that one
+         * while it is open, never to its address (nobody listens there). */
+        ax__conn_t *cc = ax__client_conn(net, r->via);
+
+        if (cc != NULL && cc->state == AX__CONN_OPEN)
+            conn_enqueue_data(cc, nm);
+        else
+            dead_frame(net, nm, ax__error(AX_ECLOSED, "net: the client connection of this ref has %s",
+                                          cc != NULL ? "said Bye" : "closed"));
+        return;
+    }
     if (p == NULL) {
         p = ax__peer_get(net, &r->path.addr);
         if (p == NULL) {
