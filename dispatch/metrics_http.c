@@ -53,6 +53,7 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned code, const c
     return ret;
 }
 
+__attribute__((format(printf, 3, 4)))
 static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned code, const char *fmt, ...)
 {
     char *body = NULL;
