@@ -48,7 +48,7 @@
  * bare pair's median of the same run and the targets of issue 10.
  * One JSON object per line.
  *
- * Usage: bench_net_procs [scale [case [kind]]]   scale 0.1 runs a tenth of
+ * Usage: [AXON_BENCH_CONFIG=text] bench_net_procs [scale [case [kind]]]   scale 0.1 runs a tenth of
  *        every count; case is one of pingpong, 64, 1024, 65536; kind
  *        (pingpong only: bare, lazy or eager) runs only that kind, for
  *        profiling (the ratios are then meaningless).
@@ -257,6 +257,10 @@ static ax_system_t *make_system(void)
     ax_config_init(&cfg);
     cfg.threads = 1;
     snprintf(cfg.network.listen, sizeof cfg.network.listen, "127.0.0.1:0");
+    /* Variants for bench/net_rtt_profile.sh (both processes inherit it),
+     * such as "axon = { spin_us = 0; network = { spin_us = 0; }; };". */
+    if (getenv("AXON_BENCH_CONFIG") != NULL)
+        BENCH_CHECK(ax_config_load_string(&cfg, getenv("AXON_BENCH_CONFIG")));
     BENCH_CHECK(ax_system_create(&cfg, &sys));
     BENCH_CHECK(ax_net_start(sys));
     return sys;
