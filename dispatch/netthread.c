@@ -880,11 +880,6 @@ static void on_readable(ax__conn_t *c)
             ax_decode_buffer_commit(c->rx, (size_t)n);
             if (!take_frames(c))
                 return;
-            /* A short read emptied the socket: bytes (or a FIN) that come
-             * later raise a new edge, so the read that would only say
-             * EAGAIN is saved (one system call per burst). */
-            if ((size_t)n < room)
-                break;
             continue;
         }
         if (n < 0 && errno == EINTR)
