@@ -240,7 +240,9 @@ static ax__cell_t *find_work(ax__worker_t *w)
  * (dispatch/NOTES.md measures what that saves and what the spin costs).
  * park's last look covers what they published meanwhile. A spinner that
  * finds work while more is visible wakes a replacement, so a burst still
- * spreads over the workers. spin_us 0: one look, then park.
+ * spreads over the workers. With spin_us 0, or right after this worker
+ * handed a frame to the network (ax__sched_expect_remote), it parks at
+ * once.
  */
 static ax__cell_t *spin_for_work(ax__worker_t *w)
 {
