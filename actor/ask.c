@@ -449,7 +449,7 @@ static ax_status_t reply_to_net(const ax_net_msg_t *request, ax_msg_t **reply, a
     st = ax_net_msg_sender_path(request, &src);
     if (st != AX_OK || src.kind != AX_PATH_UNIQUE || !(src.id & AX__ASK_ID_BIT))
         return ax__error(AX_EINVAL, "reply: the request was not sent by ax_ask");
-    st = ax_ref_from_path(sys, &src, &back);
+    st = ax__net_msg_sender_ref(sys, request, &src, &back);
     return st == AX_OK ? ax_tell(back, reply, from) : st;
 }
 

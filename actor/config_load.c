@@ -83,6 +83,7 @@ static const group_schema_t buffer_schema = SCHEMA(buffer_fields);
 #define NET(m) MEMBER(ax_net_config_t, m)
 static const field_t network_fields[] = {
     {"listen", FIELD_TEXT, NET(listen), 0, NULL, NULL},
+    {"client_only", FIELD_BOOL, NET(client_only), 0, NULL, NULL},
     {"buffer_config", FIELD_GROUP, NET(buffer_config), 0, NULL, &buffer_schema},
     {"max_frame_size", FIELD_SIZE, NET(max_frame_size), 0, NULL, NULL},
     {"peer_queue", FIELD_COUNT, NET(peer_queue), 1, NULL, NULL},

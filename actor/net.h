@@ -20,6 +20,10 @@ typedef struct ax__remote_s {
      * each ref's id (low 32 bits), so that asks answered one after the
      * other do not each leave an entry behind. */
     bool reply_slot;
+    /* Not 0: a sender path that came over a CLIENT connection (docs/wire.md
+     * section 6, "Clients"), with the acceptor's id of that connection.
+     * Frames to it go back over that connection, never by address. */
+    uint64_t via;
     void *peer; /* the network's per-peer state, set by the network thread */
 } ax__remote_t;
 
@@ -78,6 +82,12 @@ void ax__system_set_port(ax_system_t *sys, uint16_t port);
 /* The remote target for path (created on first use). */
 ax_status_t ax__remote_intern(ax_system_t *sys, const ax_path_t *path, ax__remote_t **out);
 
+/* The ref a NetMessage's sender path names for the actors of sys: for one
+ * that came over a CLIENT connection (nm->via), a remote ref bound to that
+ * connection whatever the path's address; otherwise ax_ref_from_path. */
+ax_status_t ax__net_msg_sender_ref(ax_system_t *sys, const ax_net_msg_t *nm, const ax_path_t *src,
+                                   ax_ref_t *out);
+
 /* The unique path of a local actor (made findable by id from then on). */
 ax_status_t ax__local_path(ax__cell_t *c, uint64_t id, ax_path_t *out);
 
@@ -114,8 +124,9 @@ typedef struct ax__route_cache_s {
  * when that actor's bounded mailbox is full (for both, the network returns
  * the frame to its sender in a Status frame with that status, and the
  * sender dead-letters the message with it), AX_EPROTO for a malformed
- * envelope. */
-ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t session,
+ * envelope. via: the acceptor's id of the CLIENT connection it came over,
+ * or 0 (ax_net_msg_t.via). */
+ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t session, uint64_t via,
                               ax__route_cache_t *cache);
 
 #endif

@@ -1,4 +1,5 @@
 /* Paths and refs: the system address, local paths, remote refs. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,10 +29,16 @@ const ax_msg_type_t ax__lazy_send_type = {
     .reset = lazy_send_reset,
 };
 
+/* Room behind the path's text for a CLIENT connection's id (a space and
+ * 16 hex digits), which keeps its refs apart from every other. No path's
+ * text holds a space (names are 0x21 to 0x7e), so no path, however named,
+ * can take the key of a CLIENT's ref and with it that client's replies. */
+#define VIA_KEY_MAX 18
+
 struct remote_entry {
     ax__remote_t remote;
     uint16_t key_len;
-    char key[AX_PATH_STR_MAX];
+    char key[AX_PATH_STR_MAX + VIA_KEY_MAX];
 };
 
 void ax_system_address(ax_system_t *sys, ax_addr_t *out)
@@ -140,10 +147,10 @@ static bool is_reply_slot(const ax_path_t *path)
     return path->kind == AX_PATH_UNIQUE && (path->id & AX__ASK_ID_BIT);
 }
 
-ax_status_t ax__remote_intern(ax_system_t *sys, const ax_path_t *in, ax__remote_t **out)
+static ax_status_t intern(ax_system_t *sys, const ax_path_t *in, uint64_t via, ax__remote_t **out)
 {
     struct remote_entry *re;
-    char key[AX_PATH_STR_MAX];
+    char key[AX_PATH_STR_MAX + VIA_KEY_MAX];
     ax_path_t slot_path;
     const ax_path_t *path = in;
     size_t len;
@@ -156,7 +163,9 @@ ax_status_t ax__remote_intern(ax_system_t *sys, const ax_path_t *in, ax__remote_
         slot_path.id &= ~(uint64_t)UINT32_MAX;
         path = &slot_path;
     }
-    len = ax_path_format(path, key, sizeof key);
+    len = ax_path_format(path, key, AX_PATH_STR_MAX);
+    if (via != 0)
+        len += (size_t)snprintf(key + len, sizeof key - len, " %016llx", (unsigned long long)via);
 
     pthread_mutex_lock(&sys->remote_lock);
     ck_ht_hash(&h, &sys->remotes, key, (uint16_t)len);
@@ -171,6 +180,7 @@ ax_status_t ax__remote_intern(ax_system_t *sys, const ax_path_t *in, ax__remote_
         re->remote.path = *path;
         re->remote.sys = sys;
         re->remote.reply_slot = path != in;
+        re->remote.via = via;
         re->key_len = (uint16_t)len;
         memcpy(re->key, key, len + 1);
         ck_ht_entry_set(&e, h, re->key, re->key_len, re);
@@ -182,6 +192,32 @@ ax_status_t ax__remote_intern(ax_system_t *sys, const ax_path_t *in, ax__remote_
         }
     }
     pthread_mutex_unlock(&sys->remote_lock);
+    return st;
+}
+
+ax_status_t ax__remote_intern(ax_system_t *sys, const ax_path_t *path, ax__remote_t **out)
+{
+    return intern(sys, path, 0, out);
+}
+
+static ax_ref_t remote_ref(const ax__remote_t *r, const ax_path_t *path)
+{
+    return (ax_ref_t){(void *)r, AX__REF_REMOTE | (r->reply_slot ? (uint32_t)path->id : 0)};
+}
+
+ax_status_t ax__net_msg_sender_ref(ax_system_t *sys, const ax_net_msg_t *nm, const ax_path_t *src,
+                                   ax_ref_t *out)
+{
+    ax__remote_t *r;
+    ax_status_t st;
+
+    if (nm->via == 0)
+        return ax_ref_from_path(sys, src, out);
+    /* A CLIENT's path names an actor behind that connection, whatever its
+     * address says: never one of ours, never another system's. */
+    st = intern(sys, src, nm->via, &r);
+    if (st == AX_OK)
+        *out = remote_ref(r, src);
     return st;
 }
 
@@ -226,7 +262,7 @@ ax_status_t ax_ref_from_path(ax_system_t *sys, const ax_path_t *path, ax_ref_t *
         return local_ref(sys, path, out);
     st = ax__remote_intern(sys, path, &r);
     if (st == AX_OK)
-        *out = (ax_ref_t){r, AX__REF_REMOTE | (r->reply_slot ? (uint32_t)path->id : 0)};
+        *out = remote_ref(r, path);
     return st;
 }
 
@@ -263,5 +299,5 @@ ax_status_t ax_net_msg_sender(ax_actor_t *self, const ax_net_msg_t *nm, ax_ref_t
         return AX_OK;
     }
     st = ax_net_msg_sender_path(nm, &src);
-    return st == AX_OK ? ax_ref_from_path(ax_actor_system(self), &src, out) : st;
+    return st == AX_OK ? ax__net_msg_sender_ref(ax_actor_system(self), nm, &src, out) : st;
 }

@@ -2,12 +2,14 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "actor/actor_run.h"
 #include "actor/system.h"
 #include "common/clock.h"
 #include "common/error.h"
+#include "serial/msgmem.h"
 
 #define SPIN_CLOCK_EVERY 16      /* find-work attempts between clock reads */
 #define RUN_NEXT_STREAK_MAX 32   /* then the ring gets a turn */
@@ -111,6 +113,36 @@ static bool should_exit(ax_system_t *sys)
     return ck_pr_load_32(&sys->shutdown) != 0 && ck_pr_load_64(&sys->alive) == 0;
 }
 
+/*
+ * Sleep until posted. A thread that allocated message memory since it last
+ * gave some back sleeps a second at most first, and if nothing came, gives
+ * its emptied message pages back (serial/msgmem.h) before sleeping on: an
+ * idle system does not keep what a burst needed, and a busy one, which
+ * never sleeps a whole second, never pays for it.
+ */
+static void park_wait(ax__worker_t *w)
+{
+    if (ax__msgmem_collect_due()) {
+        struct timespec until;
+
+        /* sem_timedwait (CLOCK_REALTIME), not sem_clockwait: TSan knows
+         * it as a wait. A clock step only moves this one collect. */
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        for (;;) {
+            if (sem_timedwait(&w->sem, &until) == 0)
+                return;
+            if (errno == ETIMEDOUT)
+                break;
+            if (errno != EINTR)
+                break; /* not expected; the plain wait below still works */
+        }
+        ax__msgmem_collect();
+    }
+    while (sem_wait(&w->sem) != 0 && errno == EINTR)
+        ;
+}
+
 static void park(ax__worker_t *w)
 {
     ax_system_t *sys = w->sys;
@@ -141,8 +173,7 @@ static void park(ax__worker_t *w)
     } else {
         ax__stat_inc(&w->parks);
     }
-    while (sem_wait(&w->sem) != 0 && errno == EINTR)
-        ;
+    park_wait(w);
 }
 
 /* ---- scheduling ------------------------------------------------------- */

@@ -446,7 +446,7 @@ static void route_remember(const ax_lease_t *frame, ax__route_cache_t *rc, ax_re
     rc->ref = dst;
 }
 
-ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t session,
+ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t session, uint64_t via,
                               ax__route_cache_t *cache)
 {
     ax__envelope_t env;
@@ -469,6 +469,7 @@ ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t sess
         st = ax__net_msg_new(sys->netmsg_pool, frame, env.payload_off, env.serialiser_id, session, &nm);
     if (st != AX_OK)
         return st; /* *frame stays with the caller, to echo back */
+    nm->via = via;
     m = &nm->hdr;
     st = ax_tell(dst, &m, AX_REF_NULL);
     if (st == AX_EFULL) {

@@ -15,7 +15,9 @@ pkg_check_modules(MHD REQUIRED IMPORTED_TARGET libmicrohttpd)
 find_library(AXON_BOOST_CONTEXT_LIBRARY NAMES boost_context REQUIRED)
 
 # Message memory (serial/msgmem.h): mimalloc through its own mi_ API (the
-# program's malloc stays glibc's), a per-thread pool, or libc. The numbers
+# program's malloc stays glibc's: the library is dlopen'ed RTLD_LOCAL at run
+# time, not linked, because Debian's libmimalloc.so also defines malloc and
+# would replace it for the whole program), a per-thread pool, or libc. The numbers
 # behind the default are in actor/NOTES.md.
 set(AXON_MSG_ALLOCATOR "mimalloc" CACHE STRING "Message allocator: mimalloc, pool or libc")
 set_property(CACHE AXON_MSG_ALLOCATOR PROPERTY STRINGS mimalloc pool libc)
@@ -29,9 +31,17 @@ target_link_libraries(axon_deps INTERFACE
   msgpackc PkgConfig::CK PkgConfig::LIBCONFIG PkgConfig::SODIUM PkgConfig::MHD Threads::Threads
   ${AXON_BOOST_CONTEXT_LIBRARY})
 if(AXON_MSG_ALLOCATOR STREQUAL "mimalloc")
+  # Found at build time only for the name of the library to load.
   find_package(mimalloc 2 CONFIG REQUIRED)
-  target_link_libraries(axon_deps INTERFACE mimalloc)
-  set(AXON_PC_LIBS_PRIVATE "-lmimalloc") # Debian ships no mimalloc.pc
+  get_target_property(AXON_MIMALLOC_SONAME mimalloc IMPORTED_SONAME_RELWITHDEBINFO)
+  if(NOT AXON_MIMALLOC_SONAME)
+    get_target_property(AXON_MIMALLOC_SONAME mimalloc IMPORTED_SONAME)
+  endif()
+  if(NOT AXON_MIMALLOC_SONAME)
+    set(AXON_MIMALLOC_SONAME "libmimalloc.so.2")
+  endif()
+  target_link_libraries(axon_deps INTERFACE ${CMAKE_DL_LIBS})
+  list(APPEND AXON_MSGMEM_DEFINE "AXON_MIMALLOC_SONAME=\"${AXON_MIMALLOC_SONAME}\"")
 endif()
 install(TARGETS axon_deps EXPORT axon-targets)
 

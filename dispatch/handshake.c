@@ -54,7 +54,8 @@ static size_t pack_hello(ax__conn_t *c, unsigned char *out, size_t cap)
         msgpack_pack_bin(&pk, n) || msgpack_pack_bin_body(&pk, a->ip, n) ||
         msgpack_pack_uint16(&pk, a->port) || msgpack_pack_uint64(&pk, net->incarnation) ||
         msgpack_pack_uint64(&pk, c->session) ||
-        msgpack_pack_uint32(&pk, net->secret.len > 0 ? AX__HELLO_AUTH : 0) ||
+        msgpack_pack_uint32(&pk, (net->secret.len > 0 ? AX__HELLO_AUTH : 0) |
+                                     (net->cfg.client_only ? AX__HELLO_CLIENT : 0)) ||
         msgpack_pack_uint64(&pk, net->fmt.max_frame_size) || msgpack_pack_bin(&pk, AX__NONCE_SIZE) ||
         msgpack_pack_bin_body(&pk, c->hs->nonce, AX__NONCE_SIZE) ||
         /* Path ids: this version of Axon offers none (section 6.1). */
@@ -181,7 +182,7 @@ static ax_status_t parse_hello(const msgpack_object *o, hello_t *h)
     /* Session 0 means "this system" on a NetMessage: never a connection's. */
     if (!is_uint(&f[3]) || !is_uint(&f[4]) || f[4].via.u64 == 0)
         return ax__error(AX_EPROTO, "hello: bad incarnation or session");
-    if (!is_uint(&f[5]) || (f[5].via.u64 & ~(uint64_t)AX__HELLO_AUTH) != 0)
+    if (!is_uint(&f[5]) || (f[5].via.u64 & ~(uint64_t)(AX__HELLO_AUTH | AX__HELLO_CLIENT)) != 0)
         return ax__error(AX_EPROTO, "hello: unknown flags");
     if (!is_uint(&f[6]) || f[6].via.u64 < 64)
         return ax__error(AX_EPROTO, "hello: the maximum frame size must be a uint of at least 64");
@@ -267,6 +268,22 @@ static ax__peer_t *admit(ax__conn_t *c, const hello_t *h, bool proven)
     return p;
 }
 
+/* A CLIENT (docs/wire.md section 6, "Clients") takes no part in the rules
+ * of section 11: its connection gets a peer of its own, which c holds from
+ * now on, so that whatever ends c frees it. */
+static ax__peer_t *admit_any(ax__conn_t *c, const hello_t *h, bool proven)
+{
+    ax__peer_t *p;
+
+    if (!c->hs->client)
+        return admit(c, h, proven);
+    p = ax__client_admit(c->net, &h->addr);
+    if (p == NULL)
+        ax__conn_end(c, AX_NET_LOST, ax__error(AX_ENOMEM, "net: out of memory admitting a client"));
+    c->peer = p;
+    return p;
+}
+
 /* The handshake is done: leave the stranger state. Bytes that came
  * behind the last handshake frame (the start of the first Data frame)
  * move to c->pre, which the receive path feeds to the decoder first. */
@@ -326,6 +343,11 @@ static bool on_hs_frame(ax__conn_t *c, const ax__frame_header_t *fh, const unsig
             ax__conn_malformed(c, ax__error(AX_EPROTO, "net: the acceptor's Hello has another session"));
             return false;
         }
+        if (c->outgoing && (h.flags & AX__HELLO_CLIENT)) {
+            ax__conn_malformed(c, ax__error(AX_EPROTO, "net: the acceptor's Hello has the CLIENT flag"));
+            return false;
+        }
+        hs->client = (h.flags & AX__HELLO_CLIENT) != 0;
         hs->addr = h.addr;
         hs->incarnation = h.incarnation;
         c->peer_max_frame = h.max_frame;
@@ -355,7 +377,7 @@ static bool on_hs_frame(ax__conn_t *c, const ax__frame_header_t *fh, const unsig
         hs->hello_i_len = fh->body_len;
         c->session = h.session;
         if (!hs->auth) {
-            ax__peer_t *p = admit(c, &h, false);
+            ax__peer_t *p = admit_any(c, &h, false);
 
             if (p == NULL)
                 return false;
@@ -390,7 +412,7 @@ static bool on_hs_frame(ax__conn_t *c, const ax__frame_header_t *fh, const unsig
     } else {
         unsigned char proof[AX__PROOF_SIZE];
         hello_t hh = {.addr = hs->addr, .incarnation = hs->incarnation, .session = c->session};
-        ax__peer_t *p = admit(c, &hh, true);
+        ax__peer_t *p = admit_any(c, &hh, true);
 
         if (p == NULL)
             return false;

@@ -79,7 +79,9 @@ static bool asked_prune(dispatcher_t *d)
  */
 static void asked_add(dispatcher_t *d, const ax__remote_t *dst, ax_ref_t from)
 {
-    if (!ax__ref_is(from, AX__REF_REPLY))
+    /* Asks to a CLIENT (dst->via) end by their reply, their timeout or a
+     * dead letter: its connection raises no events. */
+    if (!ax__ref_is(from, AX__REF_REPLY) || dst->via != 0)
         return;
     if (d->nasked == d->asked_cap && (!asked_prune(d) || d->nasked > d->asked_cap / 2) &&
         !ax__grow(&d->asked, &d->asked_cap, d->nasked + 1, sizeof(*d->asked), 16)) {
@@ -161,10 +163,27 @@ static void dispatcher_start(ax_actor_t *self)
         ax_msg_release(&tick);
 }
 
+/* What the message pools of the network keep after a burst: enough for
+ * a steady flow's frames in flight between two ticks. */
+#define TRIM_MSG_KEEP 64
+
+static void trim_msg_pool(dispatcher_t *d, ax_msg_pool_t *pool)
+{
+    size_t count = ax_msg_pool_count(pool);
+
+    /* Half of the excess per tick: a burst's messages go within a second,
+     * and a flow that is still running keeps what it reuses. */
+    if (count > TRIM_MSG_KEEP &&
+        ax_msg_pool_trim(pool, TRIM_MSG_KEEP + (count - TRIM_MSG_KEEP) / 2) > 0)
+        ck_pr_add_32(&d->net->trimmed_elsewhere, 1); /* asks for a malloc_trim */
+}
+
 static void dispatcher_trim(dispatcher_t *d)
 {
     size_t freed = 0;
 
+    trim_msg_pool(d, d->net->lazy_pool);
+    trim_msg_pool(d, ax__system_netmsg_pool(d->net->sys));
     if (ax_actor_trim_buffers(&d->actor, 1, &freed) == AX_OK && freed > 0) {
         /* Tell the network thread, which calls malloc_trim: a counter, any order. */
         ck_pr_add_32(&d->net->trimmed_elsewhere, (uint32_t)freed);
@@ -302,6 +321,7 @@ static void net_free(ax__net_t *net)
         ax__nm_fifo_release(&p->pending);
         free(p);
     }
+    ax__clients_free(net);
     if (net->listen_fd >= 0)
         close(net->listen_fd);
     if (net->reserve_fd >= 0)
@@ -398,8 +418,12 @@ static ax_status_t net_build(ax_system_t *sys, ax__net_t *net)
     pthread_mutex_init(&net->sub_lock, NULL);
     ax__mpsc_init(&net->inbox, true);
     ax_system_address(sys, &net->self);
-    st = ax__secret_load(&net->cfg, addr_is_loopback(&net->self), &net->secret);
-    if (st == AX_OK)
+    /* A CLIENT listens nowhere (docs/wire.md section 6, "Clients"): no
+     * port, and no port to guard with a secret. */
+    if (net->cfg.client_only)
+        net->self.port = 0;
+    st = ax__secret_load(&net->cfg, net->cfg.client_only || addr_is_loopback(&net->self), &net->secret);
+    if (st == AX_OK && !net->cfg.client_only)
         st = listen_on(net);
     /* A spare descriptor, given up to accept (and close) a connection when
      * the process runs out of them, so the listener never stalls. */
@@ -407,7 +431,7 @@ static ax_status_t net_build(ax_system_t *sys, ax__net_t *net)
         st = ax__error(AX_EIO, "net: cannot open the reserve descriptor: %s", strerror(errno));
     if (st == AX_OK)
         st = ax__poller_create(&net->poller);
-    if (st == AX_OK)
+    if (st == AX_OK && net->listen_fd >= 0)
         st = ax__poller_add(net->poller, net->listen_fd, AX__POLL_IN, &net->listen_fd, &net->listen_reg);
     if (st == AX_OK)
         st = ax_buffer_pool_create(&net->cfg.buffer_config, &net->rx_pool);

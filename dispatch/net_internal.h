@@ -44,6 +44,7 @@
 
 /* Hello flags (docs/wire.md section 7). */
 #define AX__HELLO_AUTH 0x1u /* the sender has a secret and requires proofs */
+#define AX__HELLO_CLIENT 0x2u /* the initiator does not listen: not addressable */
 
 /* The largest frame (header + body) accepted before a connection's
  * handshake is complete: a Hello or an Auth, with room to spare. A larger
@@ -91,6 +92,7 @@ typedef struct ax__handshake_s {
     uint64_t deadline_ns;   /* closed if not open by then */
     bool auth;              /* both sides have a secret: proofs follow */
     bool await_auth;        /* our Hello is out; the peer's proof is next */
+    bool client;            /* the peer's Hello had the CLIENT flag */
     ax_addr_t addr;         /* from the peer's Hello */
     uint64_t incarnation;
     struct ax__conn_s *older, *newer; /* strangers, oldest first (accepted only) */
@@ -120,6 +122,10 @@ typedef struct ax__peer_s {
     uint32_t attempts;      /* failed attempts since the last success */
     uint64_t backoff_timer; /* poller timer id, 0 when none */
     bool ever_open;         /* for the reconnects stat */
+    /* Not 0: the peer of one CLIENT connection (dispatch/client.c), with
+     * that connection's id. Not on the peers list and never connected to:
+     * it lives and dies with its connection. */
+    uint64_t via;
     struct ax__peer_s *next;
 } ax__peer_t;
 
@@ -193,11 +199,15 @@ struct ax__net_s {
                                    the last tick (any thread adds, this
                                    thread swaps to 0; no ordering needed,
                                    it only asks for a malloc_trim) */
-    bool trim_pending;
+    bool trim_pending;       /* memory was freed since the last malloc_trim */
     uint64_t last_malloc_trim_ns;
+    uint64_t frames_moved;   /* Data frames of the open connections, last tick */
+    uint64_t last_moved_ns;  /* when that sum last changed */
     size_t nconns;           /* not DEAD, strangers included */
     size_t nstrangers;       /* accepted, handshake not complete */
     ax__conn_t *oldest_stranger, *newest_stranger;
+    struct ax__client_slot_s *clients; /* CLIENT connections by id (client.c) */
+    uint32_t clients_cap, clients_free; /* free: the first free slot + 1, 0 none */
     ax_frame_format_t fmt;
     ax__net_counters_t c;
 
@@ -269,6 +279,16 @@ void ax__hs_send_hello(ax__conn_t *c);
 bool ax__hs_readable(ax__conn_t *c);
 /* Free c->hs and take c off the strangers' list. */
 void ax__hs_end(ax__conn_t *c);
+
+/* client.c: CLIENT connections (docs/wire.md section 6, "Clients"). The
+ * peer of an accepted connection whose Hello had the CLIENT flag, with a
+ * fresh id (NULL when out of memory); the open connection with that id, or
+ * NULL once it has ended; its end (frees the peer and retires the id); the
+ * table's memory, when the network is freed. */
+ax__peer_t *ax__client_admit(ax__net_t *net, const ax_addr_t *announced);
+ax__conn_t *ax__client_conn(ax__net_t *net, uint64_t via);
+void ax__client_forget(ax__net_t *net, ax__peer_t *p);
+void ax__clients_free(ax__net_t *net);
 
 /* heartbeat.c: one housekeeping pass over every connection (handshake
  * deadlines, heartbeats, silence), and the period between passes. */

@@ -16,6 +16,7 @@
 #include "common/fault.h"
 #include "actor/sched.h"
 #include "dispatch/net_internal.h"
+#include "serial/msgmem.h"
 #include "serial/mpcheck.h"
 
 #define EVENTS_MAX 64
@@ -408,6 +409,15 @@ void ax__conn_end(ax__conn_t *c, ax_net_event_kind_t kind, ax_status_t why)
     /* Mark it dead before anything below can look at it again (an event
      * subscriber, a reconnect to the same peer). */
     conn_close(c);
+    if (p != NULL && p->via != 0) {
+        /* A CLIENT connection (docs/wire.md section 6, "Clients"): it does
+         * not listen, so no other connection can carry what was not
+         * written, and it is no system to raise events about. */
+        c->peer = NULL;
+        dead_fifo(net, &data, AX_ECLOSED);
+        ax__client_forget(net, p);
+        return;
+    }
     if (ck_pr_load_32(&net->stopping)) {
         /* No new connection while stopping: what was not written stays
          * unsent. */
@@ -479,7 +489,8 @@ void ax__conn_open(ax__conn_t *c, ax__peer_t *p)
     while ((nm = fifo_pop(&p->pending)) != NULL)
         conn_enqueue_data(c, nm);
     mark_dirty(c);
-    ax__net_event(net, AX_NET_ESTABLISHED, &p->addr, c->session, AX_OK);
+    if (p->via == 0) /* a CLIENT is no system to raise events about */
+        ax__net_event(net, AX_NET_ESTABLISHED, &p->addr, c->session, AX_OK);
 }
 
 socklen_t ax__sockaddr_of(const ax_addr_t *a, struct sockaddr_storage *ss)
@@ -767,7 +778,7 @@ static bool on_frame(ax__conn_t *c, ax_lease_t *frame)
     if (h.type == AX__FRAME_DATA) {
         c->rx_frames++;
         ax__counter_add(&net->c.frames_received, 1);
-        st = ax__deliver_frame(net->sys, frame, c->session, &c->route);
+        st = ax__deliver_frame(net->sys, frame, c->session, c->peer->via, &c->route);
         /* No such actor, or its bounded mailbox is full: the frame goes
          * back to its sender, who dead-letters it with this status. */
         if (st == AX_ENOTFOUND || st == AX_EFULL)
@@ -899,22 +910,28 @@ static void on_readable(ax__conn_t *c)
 
 /* ---- sending ------------------------------------------------------------ */
 
+/* Move the records of written, unacked frames into a ring of cap; false
+ * without memory (the old ring is kept). */
+static bool unacked_resize(ax__conn_t *c, size_t cap)
+{
+    ax__unacked_t *u = ax__fault("net.unacked") ? NULL : malloc(cap * sizeof(*u));
+
+    if (u == NULL)
+        return false;
+    for (size_t i = 0; i < c->ua_count; i++)
+        u[i] = c->unacked[(c->ua_head + i) % c->ua_cap];
+    free(c->unacked);
+    c->unacked = u;
+    c->ua_head = 0;
+    c->ua_cap = cap;
+    return true;
+}
+
 /* Keep the record of a written frame; false without memory for it. */
 static bool unacked_push(ax__conn_t *c, ax_net_msg_t *nm)
 {
-    if (c->ua_count == c->ua_cap) {
-        size_t cap = c->ua_cap ? c->ua_cap * 2 : 64;
-        ax__unacked_t *u = ax__fault("net.unacked") ? NULL : malloc(cap * sizeof(*u));
-
-        if (u == NULL)
-            return false;
-        for (size_t i = 0; i < c->ua_count; i++)
-            u[i] = c->unacked[(c->ua_head + i) % c->ua_cap];
-        free(c->unacked);
-        c->unacked = u;
-        c->ua_head = 0;
-        c->ua_cap = cap;
-    }
+    if (c->ua_count == c->ua_cap && !unacked_resize(c, c->ua_cap ? c->ua_cap * 2 : 64))
+        return false;
     c->unacked[(c->ua_head + c->ua_count++) % c->ua_cap] =
         (ax__unacked_t){nm->route, nm->hdr.sender, nm->serialiser_id, false};
     return true;
@@ -1049,6 +1066,18 @@ static void route(ax__net_t *net, ax_net_msg_t *nm)
     ax__remote_t *r = nm->route;
     ax__peer_t *p = r->peer;
 
+    if (r->via != 0) {
+        /* A sender that came over a CLIENT connection: back over that one
+         * while it is open, never to its address (nobody listens there). */
+        ax__conn_t *cc = ax__client_conn(net, r->via);
+
+        if (cc != NULL && cc->state == AX__CONN_OPEN)
+            conn_enqueue_data(cc, nm);
+        else
+            dead_frame(net, nm, ax__error(AX_ECLOSED, "net: the client connection of this ref has %s",
+                                          cc != NULL ? "said Bye" : "closed"));
+        return;
+    }
     if (p == NULL) {
         p = ax__peer_get(net, &r->path.addr);
         if (p == NULL) {
@@ -1179,20 +1208,42 @@ static void publish_stats(ax__net_t *net)
  * Give receive and control chunks back after a burst, one of each per
  * tick (up to 10 a second): the pools shrink to their initial size once the
  * burst is over, and a steady flow, whose chunks are busy, loses nothing.
- * glibc keeps freed memory in its heap; malloc_trim, at most once a
- * second, hands whole free pages back to the system.
+ * glibc keeps what the burst freed (queued frames, acknowledgement
+ * records, chunks) in its heaps; once no Data frame has moved for half a
+ * second after some did, malloc_trim (at most once a second) hands whole
+ * free pages back to the system. A steady flow never pays for it: pages
+ * given back in the middle of a flow would only fault in again.
  */
 static void trim_pools(ax__net_t *net, uint64_t now)
 {
     size_t n = ax_buffer_pool_trim(net->rx_pool, net->cfg.buffer_config.initial_chunk_count, 1);
+    uint64_t moved = 0;
 
     n += ax_buffer_pool_trim(ax_encode_buffer_pool(net->ctl), 1, 1);
     /* The dispatcher trims its own pool and says so here. */
     n += ck_pr_fas_32(&net->trimmed_elsewhere, 0);
+    /* Data frames of the connections now: it changes while frames move,
+     * and when a connection goes (its queues were freed). */
+    for (ax__conn_t *c = net->conns; c != NULL; c = c->next) {
+        moved += c->rx_frames + c->tx_frames;
+        /* A backlog grew the ring of unacked records; once acks drained
+         * it to an eighth, it goes back to a quarter (never below 64). A
+         * failed malloc keeps the bigger ring. */
+        if (c->ua_cap > 64 && c->ua_count <= c->ua_cap / 8 &&
+            unacked_resize(c, c->ua_cap / 4 < 64 ? 64 : c->ua_cap / 4))
+            n++;
+    }
+    if (moved != net->frames_moved) {
+        net->frames_moved = moved;
+        net->last_moved_ns = now;
+        n++;
+    }
     if (n > 0)
         net->trim_pending = true;
-    if (net->trim_pending && now - net->last_malloc_trim_ns >= 1000000000u) {
+    if (net->trim_pending && now - net->last_moved_ns >= 500000000u &&
+        now - net->last_malloc_trim_ns >= 1000000000u) {
         malloc_trim(0);
+        ax__msgmem_collect(); /* messages this thread allocated */
         net->trim_pending = false;
         net->last_malloc_trim_ns = now;
     }

@@ -29,19 +29,82 @@ void __tsan_release(void *addr);
 
 #if defined(AXON_MSGMEM_MIMALLOC)
 /* ---- mimalloc ----------------------------------------------------------- */
-#include <mimalloc.h>
+/*
+ * Loaded with dlopen(RTLD_LOCAL), not linked: Debian's libmimalloc.so also
+ * defines malloc and free, and a program that had it among its DT_NEEDED
+ * ahead of libc (any program linking libaxon.a) would get mimalloc for
+ * every malloc in the process. Loaded locally, its malloc resolves nobody's
+ * symbols; only the mi_ functions we look up are called. Without the
+ * library (it is a runtime dependency, but a user may not have it), message
+ * memory falls back to calloc/free, and ax__msgmem_name says so.
+ */
+#include <dlfcn.h>
+#include <pthread.h>
+
+static void *(*mi_malloc_fn)(size_t);
+static void (*mi_free_fn)(void *);
+static void (*mi_collect_fn)(bool);
+static _Thread_local bool collect_due; /* allocated since the last collect */
+static pthread_once_t mi_once = PTHREAD_ONCE_INIT;
+static const char *mi_name = "libc (mimalloc not found)";
+
+static void mi_load(void)
+{
+    void *h = dlopen(AXON_MIMALLOC_SONAME, RTLD_NOW | RTLD_LOCAL);
+    void *(*m)(size_t);
+    void (*f)(void *);
+
+    if (h == NULL)
+        return;
+    /* POSIX: a data pointer from dlsym converts to a function pointer. */
+    *(void **)&m = dlsym(h, "mi_malloc");
+    *(void **)&f = dlsym(h, "mi_free");
+    *(void **)&mi_collect_fn = dlsym(h, "mi_collect"); /* optional */
+    if (m == NULL || f == NULL) {
+        dlclose(h);
+        return;
+    }
+    mi_malloc_fn = m;
+    mi_free_fn = f;
+    mi_name = "mimalloc";
+    /* The handle stays open for the life of the process: messages may be
+     * freed by any thread until exit. */
+}
 
 const char *ax__msgmem_name(void)
 {
-    return "mimalloc";
+    pthread_once(&mi_once, mi_load);
+    return mi_name;
+}
+
+bool ax__msgmem_collect_due(void)
+{
+    return collect_due;
+}
+
+void ax__msgmem_collect(void)
+{
+    collect_due = false;
+    pthread_once(&mi_once, mi_load);
+    /* force: also decommit the emptied pages (RSS goes down), not only
+     * keep them for this thread's next allocations. */
+    if (mi_collect_fn != NULL)
+        mi_collect_fn(true);
 }
 
 void *ax__msgmem_alloc(size_t size)
 {
+    void *p;
+
+    /* pthread_once: after the first call, one load and a branch. It also
+     * orders the pointers' stores before every later read of them. */
+    pthread_once(&mi_once, mi_load);
+    if (mi_malloc_fn == NULL)
+        return calloc(1, size);
     /* mi_malloc, then our own memset: under TSan the hand-over must come
      * before the first write, and mi_zalloc's memset is intercepted. */
-    void *p = mi_malloc(size);
-
+    p = mi_malloc_fn(size);
+    collect_due = true;
     if (p != NULL) {
         MEM_HANDOVER_ALLOC(p);
         memset(p, 0, size);
@@ -56,8 +119,15 @@ void ax__msgmem_free(void *p, size_t size)
     (void)size;
     if (p == NULL)
         return;
+    /* p came from ax__msgmem_alloc, so the once has run on some thread and
+     * published the pointers (pthread_once synchronises). */
+    pthread_once(&mi_once, mi_load);
+    if (mi_free_fn == NULL) {
+        free(p);
+        return;
+    }
     MEM_HANDOVER_FREE(p);
-    mi_free(p);
+    mi_free_fn(p);
 }
 
 #elif defined(AXON_MSGMEM_POOL)
@@ -98,6 +168,16 @@ static _Thread_local local_class_t local[NCLASSES];
 static _Thread_local int local_registered;
 static pthread_key_t exit_key;
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+
+/* Blocks go back to the global lists or to free() as they are freed. */
+bool ax__msgmem_collect_due(void)
+{
+    return false;
+}
+
+void ax__msgmem_collect(void)
+{
+}
 
 const char *ax__msgmem_name(void)
 {
@@ -240,6 +320,16 @@ void ax__msgmem_free(void *p, size_t size)
 
 #else
 /* ---- libc ------------------------------------------------------------------ */
+
+/* calloc and free: nothing is kept here. */
+bool ax__msgmem_collect_due(void)
+{
+    return false;
+}
+
+void ax__msgmem_collect(void)
+{
+}
 
 const char *ax__msgmem_name(void)
 {

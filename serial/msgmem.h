@@ -24,6 +24,7 @@
 #ifndef AXON_SERIAL_MSGMEM_H
 #define AXON_SERIAL_MSGMEM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* size zeroed bytes, or NULL. */
@@ -33,6 +34,15 @@ void *ax__msgmem_alloc(size_t size);
  * block: it checks malloc_usable_size); size is what was asked for. NULL
  * does nothing. */
 void ax__msgmem_free(void *p, size_t size);
+
+/* True when the calling thread has allocated message memory since it last
+ * called ax__msgmem_collect (always false where collecting does nothing). */
+bool ax__msgmem_collect_due(void);
+
+/* Give the free message memory of the calling thread's heap back to the
+ * system (mimalloc keeps emptied pages for reuse until its owner thread
+ * collects). For a thread about to sleep: it costs a walk of the heap. */
+void ax__msgmem_collect(void);
 
 /* The allocator's name: "mimalloc", "pool" or "libc". */
 const char *ax__msgmem_name(void);

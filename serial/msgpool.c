@@ -324,6 +324,42 @@ void ax_msg_put(ax_msg_pool_t *pool, ax_msg_t **msgp)
         discard(pool, msg); /* the pool is full */
 }
 
+size_t ax_msg_pool_trim(ax_msg_pool_t *pool, size_t keep)
+{
+    ax_msg_link_t *freed = NULL, *l;
+    size_t n = 0, total;
+
+    if (pool == NULL)
+        return 0;
+    /* The global list first, then the stripes, each under its own lock
+     * (never two at once: puts take a stripe's, then the global one). */
+    total = ax_msg_pool_count(pool);
+    ck_spinlock_lock(&pool->glock);
+    while (total > keep && (l = ghead_pop(pool)) != NULL) {
+        pool->gcount--;
+        total--;
+        l->next = freed;
+        freed = l;
+        n++;
+    }
+    ck_spinlock_unlock(&pool->glock);
+    for (unsigned i = 0; i < pool->nstripes && total > keep; i++) {
+        struct stripe *s = &pool->stripes[i];
+
+        ck_spinlock_lock(&s->lock);
+        while (total > keep && (l = pop(&s->head)) != NULL) {
+            s->count--;
+            total--;
+            l->next = freed;
+            freed = l;
+            n++;
+        }
+        ck_spinlock_unlock(&s->lock);
+    }
+    discard_list(pool, freed);
+    return n;
+}
+
 size_t ax_msg_pool_count(ax_msg_pool_t *pool)
 {
     /* Counts written under their locks: an estimate is what we promise. */

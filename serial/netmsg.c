@@ -37,6 +37,7 @@ ax_status_t ax__net_msg_new(ax_msg_pool_t *pool, ax_lease_t *frame, uint32_t pay
     nm->wire = 0;
     nm->serialiser_id = serialiser_id;
     nm->session = session;
+    nm->via = 0;
     *out = nm;
     return AX_OK;
 }

@@ -11,6 +11,10 @@ struct ax_net_msg_s {
     uint32_t payload_off;  /* where the payload starts in frame */
     uint64_t serialiser_id;
     uint64_t session;
+    /* dispatch/: the acceptor's id of the CLIENT connection (docs/wire.md
+     * section 6, "Clients") this message came over, to which replies to its sender go
+     * back; 0 when it came from a system reached by its address. */
+    uint64_t via;
     void *route;           /* dispatch/: the ax__remote_t it is going to */
     uint32_t wire;         /* dispatch/: what the frame is on a send queue */
 };

@@ -24,6 +24,10 @@ typedef struct ax_config_s ax_config_t;
 
 typedef struct ax_net_config_s {
     char listen[128];              /* "host:port" to listen on ("127.0.0.1:0") */
+    bool client_only;              /* listen nowhere; connect as a CLIENT, known by
+                                      each connection, not by an address: the
+                                      system's address is listen's host, port 0
+                                      (docs/wire.md section 6, "Clients") (false) */
     ax_buffer_config_t buffer_config; /* dispatcher and network thread pools */
     size_t max_frame_size;         /* frames above this close the connection (16 MiB);
                                       at most what buffer_config holds, less a chunk */

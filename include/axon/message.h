@@ -188,6 +188,12 @@ AX_API ax_status_t ax_msg_get(ax_msg_pool_t *pool, ax_alloc_strategy_t strategy,
  * message from another pool (or none) is released as ax_msg_release does. */
 AX_API void ax_msg_put(ax_msg_pool_t *pool, ax_msg_t **msg);
 
+/* Free the messages the pool holds beyond keep (about: other threads may
+ * put and get meanwhile), for a pool that grew in a burst. Messages that
+ * are out are not touched. Returns how many were freed. Any thread; a
+ * NULL pool frees nothing. */
+AX_API size_t ax_msg_pool_trim(ax_msg_pool_t *pool, size_t keep);
+
 /* Messages held by the pool now (an estimate while other threads use it). */
 AX_API size_t ax_msg_pool_count(ax_msg_pool_t *pool);
 

@@ -35,6 +35,15 @@
  * loopback unless network.allow_unauthenticated. Only a connection that
  * proved the secret can replace an open one (docs/wire.md section 11).
  *
+ * Clients that do not listen (docs/wire.md section 6, "Clients"): a peer
+ * whose Hello has the CLIENT flag is known by its connection, not by the
+ * address it announces. The sender refs of its messages (ax_net_msg_sender,
+ * ax_reply) go back over that connection; once it has ended (or said Bye)
+ * a message to one goes to dead letters with AX_ECLOSED, and nothing
+ * connects to its address. It raises no network events. With
+ * network.client_only a system is such a client itself: it listens
+ * nowhere, and its address has port 0.
+ *
  * Lazy sends are bounded: at most network.dispatch_queue of them wait for
  * the dispatcher. Beyond that ax_tell to a remote ref returns AX_ENOBUFS
  * at once and the caller keeps its message (retry later, or slow down). A message whose

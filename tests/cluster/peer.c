@@ -43,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -148,8 +149,12 @@ static void print_status(hub_t *h)
     ax_net_stats_t ns;
     uint64_t dl = 0, recv = 0;
 
+    ax_system_stats_t ss;
+    struct mallinfo2 mi = mallinfo2();
+
     memset(&ns, 0, sizeof ns);
     ax_net_stats(p->sys, &ns);
+    ax_system_stats(p->sys, &ss);
     for (unsigned j = 0; j < CL_MAX_PEERS; j++) {
         const uint64_t *s = cl_send(p->st, j);
 
@@ -160,12 +165,15 @@ static void print_status(hub_t *h)
     printf("{\"event\":\"status\",\"t\":%.1f,\"sent\":%llu,\"acked\":%llu,\"dl\":%llu,"
            "\"recv\":%llu,\"done\":%s,\"connections\":%llu,\"net_dead_lettered\":%llu,"
            "\"malformed\":%llu,\"reconnects\":%llu,\"auth_failures\":%llu,"
-           "\"heartbeat_timeouts\":%llu}\n",
+           "\"heartbeat_timeouts\":%llu,\"mem\":{\"cells\":%llu,\"recv_pool\":%zu,"
+           "\"dispatch_pool\":%zu,\"malloc_used\":%zu,\"malloc_free\":%zu,\"malloc_mmap\":%zu}}\n",
            now_ms(), (unsigned long long)h->sent_total, (unsigned long long)ns.acked,
            (unsigned long long)dl, (unsigned long long)recv, h->done ? "true" : "false",
            (unsigned long long)ns.connections, (unsigned long long)ns.dead_lettered,
            (unsigned long long)ns.malformed, (unsigned long long)ns.reconnects,
-           (unsigned long long)ns.auth_failures, (unsigned long long)ns.heartbeat_timeouts);
+           (unsigned long long)ns.auth_failures, (unsigned long long)ns.heartbeat_timeouts,
+           (unsigned long long)ss.cell_bytes, ns.receive_pool.bytes_allocated,
+           ns.dispatch_pool.bytes_allocated, mi.uordblks, mi.fordblks, mi.hblkhd);
 }
 
 /* Send what the pace allows by now. */

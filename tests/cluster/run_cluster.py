@@ -55,9 +55,10 @@ delivered), D the set of seqs the receiver's sink handled.
      ax_net_subscribe fires its event before anyone is subscribed).
   7. The wrong-cookie intruder delivers nothing anywhere, is never
      established with system 0, and system 0 counts an auth failure.
-  8. Each system's RSS at the end is within 20% of its RSS after warm-up
-     (WARM_S seconds into the traffic, before any fault; for the restarted
-     system, WARM_S after its restart), either way. The network pools use
+  8. Each system's RSS at the end (after quiescence and two idle seconds)
+     is within 20% of its RSS after warm-up (WARM_S seconds into the
+     traffic, before any fault; for the restarted system, WARM_S after its
+     restart), either way. The network pools use
      64 KiB chunks so that their first-touch climb is over by then.
   9. Every system finishes sending and quiesces (each message it sent is
      acknowledged or dead-lettered) and shuts down cleanly (exit 0).
@@ -294,11 +295,11 @@ class Peer:
         with self.lock:
             return [e for e in self.events if e.get("event") == "net"]
 
-    def rss_kib(self):
+    def rss_kib(self, field="VmRSS"):
         try:
             with open("/proc/%d/status" % self.pid) as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith(field + ":"):
                         return int(line.split()[1])
         except OSError:
             pass
@@ -424,7 +425,8 @@ def main():
                 row = []
                 for i in range(N):
                     p = peers.get((i, 1)) or peers.get((i, 0))
-                    row.append(str(p.rss_kib() if p else None))
+                    row.append("%s/%s/%s" % ((p.rss_kib(), p.rss_kib("RssAnon"), p.rss_kib("RssFile"))
+                                             if p else (None, None, None)))
                 logf.write("rss t=%.0fs %s\n" % ((now_ms() - t0) / 1000, " ".join(row)))
 
         stop_sampling = threading.Event()
@@ -502,6 +504,9 @@ def main():
                 break
             prev = cur
         log("quiescent %.1f s after go" % ((now_ms() - t0) / 1000))
+        # "At the end": idle for two seconds, long enough for a system to
+        # give back what the burst freed (dispatch/NOTES.md, "Memory").
+        time.sleep(2.0)
 
         end_rss = {i: live[i].rss_kib() for i in range(N)}
         stop_sampling.set()
@@ -704,6 +709,8 @@ def main():
                 continue
             g = (e - w) / w
             growth.append(g)
+            log("%s: RSS %d KiB after warm-up, %d KiB at the end (%+.0f%%)"
+                % (live[i].label, w, e, 100 * g))
             if abs(g) > RSS_TOLERANCE:
                 failures.append("%s: RSS %d KiB at the end vs %d KiB after warm-up (%+.0f%%)"
                                 % (live[i].label, e, w, 100 * g))

@@ -76,6 +76,12 @@ static const vector_t vectors[] = {
                           "01 ce 01 00 00 00"
                           "c4 20 20 21 22 23 24 25 26 27 28 29 2a 2b 2c 2d 2e 2f"
                           "30 31 32 33 34 35 36 37 38 39 3a 3b 3c 3d 3e 3f 00"},
+    {"hello_client", "00 00 00 4b 01 00 00 00"
+                     "99 a4 61 78 6f 6e 02 93 00 c4 04 00 00 00 00 00"
+                     "cf 01 23 45 67 89 ab cd ef cf 11 22 33 44 55 66 77 88"
+                     "02 ce 01 00 00 00"
+                     "c4 20 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f"
+                     "10 11 12 13 14 15 16 17 18 19 1a 1b 1c 1d 1e 1f 00"},
     {"auth_initiator", "00 00 00 22 07 00 00 00 c4 20"
                        "3e 42 7e 52 4a d9 e5 4b 7c e1 1d 03 57 57 14 d4"
                        "f9 b8 7a 6b 74 c3 19 f0 1b 83 3c 77 73 4a 55 b0"},
@@ -902,6 +908,7 @@ Test(wire_codec, handshake_vectors)
     hello_t ci = hello_of("127.0.0.1:9001", V_INCARNATION, V_SESSION, 0);
     hello_t ca = hello_of("127.0.0.1:9001", V_INCARNATION, V_SESSION, AX__HELLO_AUTH);
     hello_t sa = hello_of(V_SERVER_ADDR, V_SERVER_INCARNATION, V_SESSION, AX__HELLO_AUTH);
+    hello_t cc = hello_of("0.0.0.0:0", V_INCARNATION, V_SESSION, AX__HELLO_CLIENT);
     bytes_t got, want, hi, ha;
     unsigned char p[PROOF_SIZE], lib[PROOF_SIZE];
     ax__secret_t secret = {.len = strlen(V_COOKIE)};
@@ -925,6 +932,11 @@ Test(wire_codec, handshake_vectors)
     want = vec("hello_server_auth");
     expect_bytes("hello_server_auth", got.b, got.n, &want);
     check_hello_vector("hello_server_auth", &sa);
+    got = hello_frame(&cc);
+    want = vec("hello_client");
+    expect_bytes("hello_client", got.b, got.n, &want);
+    check_hello_vector("hello_client", &cc);
+    cr_assert_eq(AX__HELLO_CLIENT, 2u, "CLIENT is bit 1 of the Hello's flags");
 
     hi = vec("hello_auth");
     ha = vec("hello_server_auth");
@@ -1608,8 +1620,10 @@ Test(wire_live, bad_input_closes_only_its_connection)
     BAD_HELLO("Hello with another magic", h.magic = "axom");
     BAD_HELLO("Hello with 10 elements", h.fields = 10);
     BAD_HELLO("Hello with 8 elements", h.fields = 8);
-    BAD_HELLO("Hello with an unknown flag bit", h.flags = 2);
-    BAD_HELLO("Hello with AUTH and an unknown flag bit", h.flags = 3);
+    BAD_HELLO("Hello with an unknown flag bit", h.flags = 4);
+    BAD_HELLO("Hello with AUTH and an unknown flag bit", h.flags = 5);
+    BAD_HELLO("Hello with CLIENT and an unknown flag bit", h.flags = 6);
+    BAD_HELLO("Hello with flag bit 63", h.flags = UINT64_C(1) << 63);
     BAD_HELLO("Hello with a 31-byte nonce", h.nonce_len = 31);
     BAD_HELLO("Hello with no nonce", h.nonce_len = 0);
     BAD_HELLO("Hello with a maximum frame of 63", h.max_frame = 63);
@@ -2043,6 +2057,313 @@ Test(wire_live, unauthenticated_hello_cannot_replace)
     expect_reply_and_ack(&c3, &s, V_CLIENT, 42, 1);
     conn_close(&c3);
     server_stop(&s);
+}
+
+/* ---- section 6, "Clients": the CLIENT flag ------------------------------------------ */
+
+/* The sender path of a CLIENT that announces 0.0.0.0 port 0. */
+#define V_ANY_CLIENT "tcp://0.0.0.0:0#7"
+
+/* Our Hello as a CLIENT announcing `me`, AUTH when the server has a secret. */
+static hello_t client_hello(const server_t *s, const char *me, uint64_t session)
+{
+    hello_t h = hello_of(me, V_INCARNATION, session,
+                         AX__HELLO_CLIENT | (s->cookie != NULL ? AX__HELLO_AUTH : 0u));
+
+    randombytes_buf(h.nonce, NONCE_SIZE);
+    return h;
+}
+
+/* The next `n` echo replies on c, to `dst`, carrying first+1, first+2, ...
+ * in order; Acks and Heartbeats in between are skipped. */
+static void expect_replies(wire_conn_t *c, const server_t *s, const char *dst, uint64_t first, unsigned n)
+{
+    for (unsigned i = 0; i < n;) {
+        bytes_t f = expect_frame(c, "an echo reply");
+
+        if (frame_type(&f) != AX__FRAME_DATA)
+            continue;
+        check_reply(&f, s, dst, first + i + 1);
+        i++;
+    }
+}
+
+/* The session of the doc with hello_client: the reply to tcp://0.0.0.0:0#7
+ * comes back on this connection, and Bye closes it as usual. */
+Test(wire_live, client_session)
+{
+    server_t s;
+    wire_conn_t c;
+    ax_encode_buffer_t *eb = encoder();
+    ax_net_stats_t st;
+    bytes_t f;
+    hello_t h;
+
+    server_start(&s, "127.0.0.1:0", 16u << 20, 500);
+    c = conn_open(&s.addr);
+    send_vector(&c, "hello_client");
+    f = expect_frame(&c, "the server's Hello to a CLIENT");
+    h = hello_parse(&f);
+    cr_assert_eq(h.session, V_SESSION);
+    cr_assert_eq(h.flags, 0, "an acceptor never sets CLIENT");
+    c.open = true;
+    f = data_frame(eb, V_SERVER, V_ANY_CLIENT, 41, NULL);
+    conn_send(&c, &f);
+    expect_reply_and_ack(&c, &s, V_ANY_CLIENT, 42, 1);
+    f = ack_frame(1);
+    conn_send(&c, &f);
+    send_vector(&c, "bye");
+    expect_vector(&c, "bye");
+    cr_assert_eq(shutdown(c.fd, SHUT_WR), 0);
+    expect_closed(&c, "after the Bye exchange");
+    conn_close(&c);
+    WAIT_STATS(&s, st, st.connections == 0);
+    cr_assert_eq(st.frames_sent, 1);
+    cr_assert_eq(st.acked, 1);
+    cr_assert_eq(st.malformed, 0);
+    cr_assert_eq(st.dead_lettered, 0);
+    cr_assert_eq(st.reconnects, 0);
+    ax_encode_buffer_destroy(&eb);
+    server_stop(&s);
+}
+
+/*
+ * Two CLIENTs at once with the same address, session and sender path,
+ * without and with a secret: neither refuses nor replaces the other, their
+ * messages interleave, and each gets exactly its own replies, in order.
+ * One leaves; the other is still served.
+ */
+Test(wire_live, two_clients_one_address)
+{
+    enum { ROUNDS = 20 };
+
+    for (int with_secret = 0; with_secret <= 1; with_secret++) {
+        server_t s;
+        wire_conn_t a, b;
+        ax_encode_buffer_t *eb = encoder();
+        ax_net_stats_t st;
+        hello_t ha, hb;
+        bytes_t f;
+
+        if (with_secret)
+            server_start_auth(&s);
+        else
+            server_start(&s, "127.0.0.1:0", 16u << 20, 500);
+        ha = client_hello(&s, "0.0.0.0:0", 77);
+        hb = client_hello(&s, "0.0.0.0:0", 77);
+        a = conn_open(&s.addr);
+        initiate(&a, &s, &ha, s.cookie, NULL);
+        b = conn_open(&s.addr);
+        initiate(&b, &s, &hb, s.cookie, NULL);
+        for (uint64_t i = 0; i < ROUNDS; i++) {
+            f = data_frame(eb, V_SERVER, V_ANY_CLIENT, 1000 + i, NULL);
+            conn_send(&a, &f);
+            f = data_frame(eb, V_SERVER, V_ANY_CLIENT, 2000 + i, NULL);
+            conn_send(&b, &f);
+        }
+        expect_replies(&b, &s, V_ANY_CLIENT, 2000, ROUNDS);
+        expect_replies(&a, &s, V_ANY_CLIENT, 1000, ROUNDS);
+        WAIT_STATS(&s, st, st.connections == 2 && st.frames_sent == 2 * ROUNDS);
+        cr_assert_eq(st.replace_refused, 0, "a CLIENT is never refused for its address");
+        cr_assert_eq(st.malformed, 0);
+        cr_assert_eq(st.auth_failures, 0);
+        conn_close(&a);
+        WAIT_STATS(&s, st, st.connections == 1);
+        f = data_frame(eb, V_SERVER, V_ANY_CLIENT, 3000, NULL);
+        conn_send(&b, &f);
+        expect_replies(&b, &s, V_ANY_CLIENT, 3000, 1);
+        conn_close(&b);
+        WAIT_STATS(&s, st, st.connections == 0);
+        ax_encode_buffer_destroy(&eb);
+        server_stop(&s);
+    }
+}
+
+/* A CLIENT that announces the address of a connected peer replaces
+ * nothing, and that peer keeps its own replies; the CLIENT gets its own. */
+Test(wire_live, client_never_replaces)
+{
+    server_t s;
+    wire_conn_t peer, cl;
+    ax_encode_buffer_t *eb = encoder();
+    ax_net_stats_t st;
+    hello_t h;
+    bytes_t f;
+
+    server_start(&s, "127.0.0.1:0", 16u << 20, 500);
+    peer = conn_open(&s.addr);
+    handshake(&peer, &s, "127.0.0.1:9001", V_INCARNATION, 31);
+    cl = conn_open(&s.addr);
+    h = client_hello(&s, "127.0.0.1:9001", 32);
+    initiate(&cl, &s, &h, NULL, NULL);
+    f = data_frame(eb, V_SERVER, V_CLIENT, 10, NULL);
+    conn_send(&cl, &f);
+    expect_replies(&cl, &s, V_CLIENT, 10, 1);
+    send_vector(&peer, "data_u64");
+    expect_reply_and_ack(&peer, &s, V_CLIENT, 42, 1);
+    WAIT_STATS(&s, st, st.connections == 2);
+    cr_assert_eq(st.replace_refused, 0);
+    conn_close(&cl);
+    conn_close(&peer);
+    ax_encode_buffer_destroy(&eb);
+    server_stop(&s);
+}
+
+/* The keeper: keeps the sender ref of the first message it gets, and
+ * answers it at once. */
+static pthread_mutex_t keeper_lock = PTHREAD_MUTEX_INITIALIZER;
+static ax_ref_t keeper_ref;
+static _Atomic int keeper_has;
+
+static ax_status_t keeper_network(ax_actor_t *self, ax_net_msg_t **nm)
+{
+    ax_ref_t from;
+    ax_msg_t *reply = NULL;
+
+    if (ax_net_msg_sender(self, *nm, &from) != AX_OK || ax_u64_msg_new(1, &reply) != AX_OK)
+        return AX_OK;
+    pthread_mutex_lock(&keeper_lock);
+    keeper_ref = from;
+    pthread_mutex_unlock(&keeper_lock);
+    atomic_store(&keeper_has, 1);
+    if (ax_tell(from, &reply, ax_self(self)) != AX_OK)
+        ax_msg_release(&reply);
+    return AX_OK;
+}
+
+static const ax_actor_vtable_t keeper_vtable = {
+    .name = "test.keeper",
+    .size = sizeof(echo_t),
+    .receive_network = keeper_network,
+};
+
+/* Dead letters, by status, with their recipient. */
+static _Atomic uint64_t client_dl_count, client_dl_closed;
+static pthread_mutex_t client_dl_lock = PTHREAD_MUTEX_INITIALIZER;
+static ax_ref_t client_dl_recipient;
+
+static ax_status_t client_dl_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    const ax_dead_letter_t *d = (const ax_dead_letter_t *)*msg;
+
+    (void)self;
+    if ((*msg)->type != &ax_dead_letter_type)
+        return AX_OK;
+    pthread_mutex_lock(&client_dl_lock);
+    client_dl_recipient = d->recipient;
+    pthread_mutex_unlock(&client_dl_lock);
+    if (d->status == AX_ECLOSED)
+        atomic_fetch_add(&client_dl_closed, 1);
+    atomic_fetch_add(&client_dl_count, 1);
+    return AX_OK;
+}
+
+static const ax_actor_vtable_t client_dl_vtable = {
+    .name = "test.dead-letters",
+    .size = sizeof(echo_t),
+    .receive_local = client_dl_receive,
+};
+
+/*
+ * A reply made after the CLIENT's connection closed goes to dead letters
+ * with AX_ECLOSED, for the ref it was sent to, and nothing connects to the
+ * address the CLIENT announced, though something listens there: a CLIENT
+ * is never connected to. The ref's path is the one the client sent.
+ */
+Test(wire_live, client_reply_after_close)
+{
+    server_t s;
+    wire_conn_t c;
+    ax_encode_buffer_t *eb = encoder();
+    ax_net_stats_t st;
+    ax_addr_t me;
+    ax_path_t kept_path;
+    ax_ref_t keeper, dl, kept;
+    ax_msg_t *m = NULL;
+    char me_text[64], me_path[96], keeper_path[96], server_text[64];
+    struct pollfd pfd;
+    int lfd;
+    hello_t h;
+    bytes_t f;
+
+    server_start(&s, "127.0.0.1:0", 16u << 20, 500);
+    cr_assert_eq(ax_spawn(s.sys, &keeper_vtable, NULL, &keeper), AX_OK);
+    cr_assert_eq(ax_register(s.sys, keeper, "keeper"), AX_OK);
+    cr_assert_eq(ax_spawn(s.sys, &client_dl_vtable, NULL, &dl), AX_OK);
+    ax_set_dead_letter_actor(s.sys, dl);
+    /* We listen where we say we are: a connection there would show. */
+    lfd = listener_open("127.0.0.1", &me);
+    ax_addr_format(&me, me_text, sizeof me_text);
+    snprintf(me_path, sizeof me_path, "tcp://%s#7", me_text);
+    ax_addr_format(&s.addr, server_text, sizeof server_text);
+    snprintf(keeper_path, sizeof keeper_path, "tcp://%s/keeper", server_text);
+
+    c = conn_open(&s.addr);
+    h = client_hello(&s, me_text, 41);
+    initiate(&c, &s, &h, NULL, NULL);
+    f = data_frame(eb, keeper_path, me_path, 5, NULL);
+    conn_send(&c, &f);
+    for (;;) {
+        f = expect_frame(&c, "the keeper's answer");
+        if (frame_type(&f) == AX__FRAME_DATA)
+            break;
+    }
+    cr_assert_eq(atomic_load(&keeper_has), 1);
+    pthread_mutex_lock(&keeper_lock);
+    kept = keeper_ref;
+    pthread_mutex_unlock(&keeper_lock);
+    cr_assert_eq(ax_ref_path(kept, &kept_path), AX_OK);
+    cr_assert(ax_addr_eq(&kept_path.addr, &me), "the ref's path holds the announced address");
+
+    /* The answer acknowledged (an unacknowledged one would be a dead
+     * letter of its own), then gone without a Bye. */
+    f = ack_frame(1);
+    conn_send(&c, &f);
+    WAIT_STATS(&s, st, st.acked == 1);
+    conn_close(&c);
+    WAIT_STATS(&s, st, st.connections == 0);
+    cr_assert_eq(atomic_load(&client_dl_count), 0);
+    cr_assert_eq(ax_u64_msg_new(2, &m), AX_OK);
+    cr_assert_eq(ax_tell(kept, &m, AX_REF_NULL), AX_OK);
+    cr_assert(axt_wait_at_least(&client_dl_count, 1, NET_WAIT_S), "the late reply was not dead-lettered");
+    cr_assert_eq(atomic_load(&client_dl_closed), 1, "dead-lettered with AX_ECLOSED");
+    pthread_mutex_lock(&client_dl_lock);
+    cr_assert(ax_ref_eq(client_dl_recipient, kept), "the dead letter names the ref it was sent to");
+    pthread_mutex_unlock(&client_dl_lock);
+    WAIT_STATS(&s, st, st.dead_lettered == 1);
+    pfd = (struct pollfd){lfd, POLLIN, 0};
+    cr_assert_eq(poll(&pfd, 1, 300), 0, "the server connected to the address a CLIENT announced");
+    cr_assert_eq(st.connections, 0);
+    close(lfd);
+    ax_set_dead_letter_actor(s.sys, AX_REF_NULL);
+    ax_encode_buffer_destroy(&eb);
+    server_stop(&s);
+}
+
+/* Section 7.1: only an initiator is a CLIENT. The server, connecting to us
+ * to deliver a reply, closes on our Hello with CLIENT, counts it
+ * malformed, and delivers on its next attempt. */
+Test(wire_live, acceptor_hello_with_client_closes)
+{
+    sim_t x;
+    ax_net_stats_t st;
+    hello_t h;
+    bytes_t f;
+
+    sim_setup(&x, "127.0.0.1", "127.0.0.2", NULL);
+    h = sim_hello(&x, 0xc2, 0);
+    h.session = x.c2_hello.session;
+    h.flags = AX__HELLO_CLIENT;
+    f = hello_frame(&h);
+    conn_send(&x.c2, &f);
+    expect_closed(&x.c2, "an acceptor's Hello with CLIENT");
+    WAIT_STATS(&x.s, st, st.malformed == 1);
+    conn_close(&x.c2);
+    sim_accept(&x, "the server's Hello on its second attempt");
+    accept_handshake(&x.c2, &x.c2_frame, sim_hello(&x, 0xc2, 0), x.s.cookie);
+    f = expect_frame(&x.c2, "the echo reply on the server's connection");
+    check_reply(&f, &x.s, x.me_path, 42);
+    sim_teardown(&x);
 }
 
 /* ---- section 7: authentication ------------------------------------------------------ */

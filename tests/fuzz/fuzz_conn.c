@@ -11,10 +11,15 @@
  * action's own bytes:
  *   0 open          connect the slot (closing what it had)
  *   1 raw N bytes   one length byte, then that many bytes, sent as they are
- *   2 hello A I     a valid version-2 Hello announcing 127.0.0.1:(40000+A),
- *                   incarnation I (one byte each): replacements, duplicates
+ *   2 hello A I     a valid version-2 Hello announcing 127.0.0.1:(40000+A%8),
+ *                   incarnation I (one byte each): replacements, duplicates;
+ *                   with A&8 it has the CLIENT flag (docs/wire.md section 6,
+ *                   "Clients"), and the slot's Data frames then carry the
+ *                   sender tcp://0.0.0.0:0#7, which the sink answers: replies
+ *                   over CLIENT connections, and to ones that have closed
  *   3 close         close the slot
- *   4 data          a Data frame for "sink" (after a Hello it is delivered)
+ *   4 data          a Data frame for "sink" (after a Hello it is delivered;
+ *                   without a sender, unless the slot's Hello was CLIENT)
  *   5 stall         let the server run for a millisecond
  *   6 huge          a header announcing a 16 MiB Data frame
  *   7 half-close    shutdown(SHUT_WR)
@@ -26,6 +31,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,10 +56,16 @@ typedef struct sink_actor {
     ax_actor_t actor;
 } sink_actor_t;
 
+/* Answers a message that has a sender (only CLIENT slots send one); the
+ * NetMessage itself is released by the runtime when the handler returns. */
 static ax_status_t sink_net(ax_actor_t *self, ax_net_msg_t **nm)
 {
-    (void)self;
-    (void)nm; /* released by the runtime when the handler returns */
+    ax_ref_t from;
+    ax_msg_t *reply = NULL;
+
+    if (ax_net_msg_sender(self, *nm, &from) == AX_OK && ax_u64_msg_new(42, &reply) == AX_OK &&
+        ax_tell(from, &reply, ax_self(self)) != AX_OK)
+        ax_msg_release(&reply);
     return AX_OK;
 }
 
@@ -157,7 +169,7 @@ static void send_hello(int fd, uint8_t a, uint8_t inc)
     pack_addr(&pk, (uint16_t)(40000 + (a & 7)));
     msgpack_pack_uint64(&pk, 1000u + inc);
     msgpack_pack_uint64(&pk, 1u + (uint64_t)fd);
-    msgpack_pack_uint8(&pk, 0);
+    msgpack_pack_uint8(&pk, (a & 8) ? 2 : 0); /* CLIENT */
     msgpack_pack_uint32(&pk, 4096);
     msgpack_pack_bin(&pk, 32);
     msgpack_pack_bin_body(&pk, "fuzz-nonce-fuzz-nonce-fuzz-nonce", 32);
@@ -166,8 +178,10 @@ static void send_hello(int fd, uint8_t a, uint8_t inc)
     msgpack_sbuffer_destroy(&sb);
 }
 
-static void send_data(int fd)
+static void send_data(int fd, bool client)
 {
+    static const unsigned char any[4] = {0, 0, 0, 0};
+
     msgpack_sbuffer sb;
     msgpack_packer pk;
 
@@ -181,7 +195,16 @@ static void send_data(int fd)
     msgpack_pack_uint16(&pk, srv_port);
     msgpack_pack_str(&pk, 4);
     msgpack_pack_str_body(&pk, "sink", 4);
-    msgpack_pack_nil(&pk);
+    if (client) {
+        msgpack_pack_array(&pk, 4);
+        msgpack_pack_uint8(&pk, 0);
+        msgpack_pack_bin(&pk, 4);
+        msgpack_pack_bin_body(&pk, any, 4);
+        msgpack_pack_uint8(&pk, 0);
+        msgpack_pack_uint8(&pk, 7);
+    } else {
+        msgpack_pack_nil(&pk);
+    }
     msgpack_pack_uint8(&pk, 3);
     msgpack_pack_uint64(&pk, 41);
     frame(fd, 2, &sb);
@@ -207,6 +230,7 @@ static void settle(void)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int fds[SLOTS];
+    bool client[SLOTS] = {false};
     size_t i = 0;
 
     if (srv == NULL)
@@ -234,6 +258,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         case 2:
             if (i + 2 <= size) {
+                client[s] = (data[i] & 8) != 0;
                 send_hello(fds[s], data[i], data[i + 1]);
                 i += 2;
             }
@@ -244,7 +269,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fds[s] = -1;
             break;
         case 4:
-            send_data(fds[s]);
+            send_data(fds[s], client[s]);
             break;
         case 5:
             pause_ms(1);

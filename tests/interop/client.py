@@ -5,7 +5,7 @@ It proves that the protocol can be spoken with a socket, a msgpack library
 and HMAC-SHA-256: it uses only the standard library (hmac, hashlib) and
 Debian's python3-msgpack.
 
-    client.py PATH/TO/echo_server [--auth | --cookie-file PATH] [--two-clients]
+    client.py PATH/TO/echo_server [--client-only] [--auth | --cookie-file PATH] [--two-clients]
 
 It starts the echo server on a free port, connects, shakes hands, sends
 messages to the actor named "echo" and checks the replies (u64 41 comes
@@ -21,9 +21,18 @@ stops the server with SIGTERM and checks the counters the server prints.
   --auth              the same with a fresh random secret in a temporary
                       file, and a second connection with a wrong secret
                       must be refused.
-  --two-clients       two clients at once that announce the same address:
-                      the second is refused (section 11) while the first
-                      keeps working; with distinct addresses both work.
+  --client-only       say "I do not listen" with the CLIENT flag of the Hello
+                      (section 6, "Clients"), announce 0.0.0.0 port 0 and send
+                      from tcp://0.0.0.0:0#7: the replies come back on our
+                      connection whatever other clients announce. This is
+                      the recommended way for a client that does not listen.
+                      Without it we announce 127.0.0.1:1 and are known by it.
+  --two-clients       first, two CLIENT clients at once, in two threads, that
+                      announce the same address and use the same sender path:
+                      both are served, and each gets exactly its own replies.
+                      Then two clients without CLIENT that announce the same
+                      address: the second is refused (section 11) while the
+                      first keeps working; with distinct addresses both work.
 
 Exit status: 0 on success, 1 on failure (with the reason on stderr), 77 when
 msgpack is not installed (CTest reports the test as skipped).
@@ -39,6 +48,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 try:
@@ -54,6 +64,7 @@ HELLO, DATA, STATUS, BYE, HEARTBEAT, ACK, AUTH = 1, 2, 3, 4, 5, 6, 7
 TYPE_NAMES = {HELLO: "Hello", DATA: "Data", STATUS: "Status", BYE: "Bye", HEARTBEAT: "Heartbeat", ACK: "Ack",
               AUTH: "Auth"}
 HELLO_AUTH = 0x1  # Hello flag bit 0 (section 7.1)
+HELLO_CLIENT = 0x2  # Hello flag bit 1: we do not listen (section 6, "Clients")
 PROOF_LABEL = b"axon-auth-2"
 ROLE_INITIATOR, ROLE_ACCEPTOR = b"\x01", b"\x02"
 
@@ -73,6 +84,10 @@ MY_MAX_FRAME = 1 << 20  # the largest frame we accept, announced in our Hello
 # connection we opened, because we announced it (section 6, "Replies").
 # Every client connected at the same time needs its own (section 2).
 MY_HOST, MY_PORT, MY_ID = "127.0.0.1", 1, 7
+# With --client-only (the CLIENT flag, section 6, "Clients"), the address
+# identifies nothing: the server knows us by our connection. We announce
+# 0.0.0.0 port 0, as the spec recommends, and any number of us may connect.
+CLIENT_HOST, CLIENT_PORT = "0.0.0.0", 0
 
 
 class Failure(Exception):
@@ -130,12 +145,14 @@ def proof(secret, role, hello_i_body, hello_a_body):
 
 
 class Connection:
-    def __init__(self, port, me_port=MY_PORT):
+    def __init__(self, port, me_port=MY_PORT, client_only=False):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=STEP_TIMEOUT)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.port = port
-        self.me = path(MY_HOST, me_port, MY_ID)  # our sender path
-        self.me_port = me_port
+        self.client_only = client_only
+        self.me_host = CLIENT_HOST if client_only else MY_HOST
+        self.me_port = CLIENT_PORT if client_only else me_port
+        self.me = path(self.me_host, self.me_port, MY_ID)  # our sender path
         self.buf = bytearray()
         self.data_received = 0  # Data frames received: what our Acks say
         self.last_ack = 0  # the server's latest Ack count
@@ -246,8 +263,8 @@ def send_hello(conn, secret):
     """Our Hello (section 7.1); its body, as sent, for the proofs."""
     incarnation = int.from_bytes(os.urandom(8), "big") | 1  # never 0
     session = int.from_bytes(os.urandom(8), "big") | 1  # never 0
-    flags = HELLO_AUTH if secret is not None else 0
-    body = pack(["axon", VERSION, [0, ip_bytes(MY_HOST), conn.me_port], incarnation, session, flags,
+    flags = (HELLO_AUTH if secret is not None else 0) | (HELLO_CLIENT if conn.client_only else 0)
+    body = pack(["axon", VERSION, [0, ip_bytes(conn.me_host), conn.me_port], incarnation, session, flags,
                  MY_MAX_FRAME, os.urandom(32), 0])
     conn.send(frame(HELLO, body))
     return body, session, flags
@@ -264,7 +281,9 @@ def handshake(conn, secret=None):
     check(address == [0, ip_bytes("127.0.0.1"), conn.port], "the server announced %r" % (address,))
     check(their_session == session, "the server answered with another session")
     check(isinstance(incarnation, int) and incarnation != 0, "incarnation %r" % (incarnation,))
-    check(their_flags == flags, "the server's AUTH flag is %r, ours %r (section 7.4)" % (their_flags, flags))
+    # An acceptor never sets CLIENT; its AUTH flag must equal ours (section 7.4).
+    check(their_flags == flags & HELLO_AUTH, "the server's flags are %r, ours %r (sections 7.1, 7.4)"
+          % (their_flags, flags))
     check(isinstance(max_frame, int) and max_frame >= 64, "max_frame %r" % (max_frame,))
     check(isinstance(nonce, bytes) and len(nonce) == 32, "the nonce is not a bin of 32 bytes")
     check(path_ids == 0, "Axon offers no path ids, got %r" % (path_ids,))
@@ -277,8 +296,9 @@ def handshake(conn, secret=None):
               hmac.compare_digest(theirs, proof(secret, ROLE_ACCEPTOR, hello_i, hello_a)),
               "the server's proof is wrong")
     conn.open = True
-    print("handshake done: session %#x%s, the server accepts frames up to %d bytes"
-          % (session, ", secret proven both ways" if secret is not None else "", max_frame))
+    print("handshake done: session %#x%s%s, the server accepts frames up to %d bytes"
+          % (session, ", secret proven both ways" if secret is not None else "",
+             ", as a CLIENT" if conn.client_only else "", max_frame))
 
 
 def round_trip(conn, serialiser, value, expected):
@@ -348,8 +368,8 @@ def idle(conn, seconds):
     print("idle %.1f s: sent %d Heartbeats, received %d" % (seconds, sent, seen))
 
 
-def session(port, secret):
-    conn = Connection(port)
+def session(port, secret, client_only):
+    conn = Connection(port, client_only=client_only)
     handshake(conn, secret)
     round_trip(conn, SER_U64, 41, 42)
     round_trip(conn, SER_STRING, "h\u00e9llo, w\u00f6rld", "h\u00e9llo, w\u00f6rld")
@@ -367,6 +387,51 @@ def wrong_secret(port, secret):
     conn.send(frame(AUTH, pack(proof(secret + b"!", ROLE_INITIATOR, hello_i, hello_a))))
     conn.expect_closed("a proof with the wrong secret")
     print("wrong secret: refused without a reply")
+
+
+def pipelined(conn, first, count):
+    """`count` u64s first, first+1, ... to echo without waiting, then their
+    replies: each must be ours, value + 1, in the order we sent them."""
+    for i in range(count):
+        conn.send(frame(DATA, pack([path("127.0.0.1", conn.port, "echo"), conn.me, SER_U64]) + pack(first + i)))
+    for i in range(count):
+        _, status, body = conn.next_frame(DATA)
+        check(status == 0, "a Data frame with status %d" % status)
+        (dst, _, sid), payload = unpack_all(body, 2)
+        check(dst == conn.me and sid == SER_U64, "a reply to %r, serialiser %r" % (dst, sid))
+        check(payload == first + i + 1, "expected %d back, got %r: another client's reply?"
+              % (first + i + 1, payload))
+    conn.ack()
+
+
+def two_client_only(port):
+    """Section 6, "Clients": two CLIENTs at once, one announced address, one
+    sender path. Each runs in its own thread; both are connected before
+    either sends, and each gets exactly its own replies."""
+    rounds, batch = 5, 20
+    conns = [Connection(port, client_only=True) for _ in range(2)]
+    for conn in conns:
+        handshake(conn)
+    ready = threading.Barrier(2, timeout=STEP_TIMEOUT)
+    errors = []
+
+    def run(k, conn):
+        try:
+            ready.wait()
+            for r in range(rounds):
+                pipelined(conn, (k + 1) * 100000 + r * batch, batch)
+            say_bye(conn)
+        except (Failure, OSError, threading.BrokenBarrierError) as e:
+            errors.append("CLIENT %d: %s" % (k, e))
+
+    threads = [threading.Thread(target=run, args=(k, c)) for k, c in enumerate(conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(STEP_TIMEOUT * 2)
+        check(not t.is_alive(), "a CLIENT thread hangs")
+    check(not errors, "; ".join(errors))
+    print("two CLIENTs announcing 0.0.0.0:0 at once: each got its own %d replies" % (rounds * batch))
 
 
 def two_clients(port):
@@ -390,13 +455,14 @@ def two_clients(port):
 def main():
     args = sys.argv[1:]
     if not args or args[0].startswith("-"):
-        print("usage: client.py PATH/TO/echo_server [--auth | --cookie-file PATH] [--two-clients]",
+        print("usage: client.py PATH/TO/echo_server [--client-only] [--auth | --cookie-file PATH] [--two-clients]",
               file=sys.stderr)
         return 2
     binary, options = args[0], args[1:]
     cookie_file = os.environ.get("AXON_COOKIE_FILE") or None
     auth = "--auth" in options
     two = "--two-clients" in options
+    client_only = "--client-only" in options
     if "--cookie-file" in options:
         i = options.index("--cookie-file")
         if i + 1 >= len(options):
@@ -418,9 +484,10 @@ def main():
         secret = read_secret(cookie_file) if cookie_file is not None else None
         proc, port = start_server(binary, cookie_file)
         if two:
+            two_client_only(port)
             two_clients(port)
         else:
-            session(port, secret)
+            session(port, secret, client_only)
             if secret is not None:
                 wrong_secret(port, secret)
         stats = stop_server(proc)

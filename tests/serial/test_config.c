@@ -78,6 +78,7 @@ static void assert_full_config(const ax_config_t *cfg)
     cr_assert_eq(cfg->buffer_config.max_chunk_count, 4);
     cr_assert_eq(cfg->buffer_config.encode_buf_min_free_space, 20);
     cr_assert_str_eq(cfg->network.listen, "127.0.0.1:0");
+    cr_assert(!cfg->network.client_only, "a system listens unless told otherwise");
     cr_assert_eq(cfg->network.buffer_config.chunk_size, 1024 * 1024);
     cr_assert_eq(cfg->network.buffer_config.initial_chunk_count, 1);
     cr_assert_eq(cfg->network.buffer_config.max_chunk_count, 8);
@@ -390,6 +391,8 @@ static const bad_case_t bad_cases[] = {
      "axon.network.cookie", 2, "both set"},
     {"axon = { network = {\n  allow_unauthenticated = 1;\n}; };\n", "axon.network.allow_unauthenticated",
      2, "expected true or false"},
+    {"axon = { network = {\n\n\n  client_only = \"yes\";\n}; };\n", "axon.network.client_only", 4,
+     "expected true or false"},
     {"axon = { network = {\n  heartbeat_interval_ms = 0;\n}; };\n", "axon.network.heartbeat_interval_ms",
      2, ">= 1"},
     {"axon = { network = {\n  heartbeat_timeout_ms = \"5s\";\n}; };\n",
