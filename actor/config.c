@@ -7,6 +7,9 @@
 #include "common/error.h"
 
 #define MAX_THREADS 1024
+/* Spinning longer than this is no longer a short wait before sleeping: a
+ * busy core for a scheduler time slice (bench numbers: dispatch/NOTES.md). */
+#define MAX_SPIN_US 10000
 
 void ax_config_init(ax_config_t *cfg)
 {
@@ -31,6 +34,8 @@ void ax_config_init(ax_config_t *cfg)
     cfg->network.max_pending_handshakes = 256;
     cfg->metrics.listen[0] = '\0';
     cfg->metrics.top_n = 50;
+    cfg->spin_us = AX__SPIN_US_DEFAULT;
+    cfg->network.spin_us = AX__NET_SPIN_US_DEFAULT;
 }
 
 /* Offsets in ax_config_t of the members a rule is about (config_check.h). */
@@ -60,6 +65,14 @@ ax_status_t ax__config_check(const ax_config_t *cfg, ax__blame_t *blame)
     if (cfg->throughput < 1)
         return ax__blame(blame, C(throughput), NONE,
                          ax__error(AX_EINVAL, "config: throughput must be at least 1"));
+    if (cfg->spin_us > MAX_SPIN_US)
+        return ax__blame(blame, C(spin_us), NONE,
+                         ax__error(AX_EINVAL, "config: spin_us (%u) must be at most %d", cfg->spin_us,
+                                   MAX_SPIN_US));
+    if (cfg->network.spin_us > MAX_SPIN_US)
+        return ax__blame(blame, N(spin_us), NONE,
+                         ax__error(AX_EINVAL, "config: network.spin_us (%u) must be at most %d",
+                                   (unsigned)cfg->network.spin_us, MAX_SPIN_US));
     if (cfg->timer_tick_us < 1)
         return ax__blame(blame, C(timer_tick_us), NONE,
                          ax__error(AX_EINVAL, "config: timer_tick_us must be at least 1"));

@@ -10,6 +10,11 @@
 #include "axon/config.h"
 #include "buffers/config_check.h"
 
+/* Default spins, in microseconds (why these: dispatch/NOTES.md, "Where
+ * one round trip's time goes"). */
+#define AX__SPIN_US_DEFAULT 20u
+#define AX__NET_SPIN_US_DEFAULT 0u
+
 ax_status_t ax__config_check(const ax_config_t *cfg, ax__blame_t *blame);
 
 #endif

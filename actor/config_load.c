@@ -100,6 +100,7 @@ static const field_t network_fields[] = {
     {"handshake_timeout_ms", FIELD_COUNT, NET(handshake_timeout_ms), 1, NULL, NULL},
     {"max_connections", FIELD_COUNT, NET(max_connections), 1, NULL, NULL},
     {"max_pending_handshakes", FIELD_COUNT, NET(max_pending_handshakes), 1, NULL, NULL},
+    {"spin_us", FIELD_COUNT, NET(spin_us), 0, NULL, NULL},
 };
 static const group_schema_t network_schema = SCHEMA(network_fields);
 
@@ -115,6 +116,7 @@ static const field_t axon_fields[] = {
     {"threads", FIELD_COUNT, TOP(threads), 0, NULL, NULL},
     {"throughput", FIELD_COUNT, TOP(throughput), 1, NULL, NULL},
     {"timer_tick_us", FIELD_COUNT, TOP(timer_tick_us), 1, NULL, NULL},
+    {"spin_us", FIELD_COUNT, TOP(spin_us), 0, NULL, NULL},
     {"buffer_config", FIELD_GROUP, TOP(buffer_config), 0, NULL, &buffer_schema},
     {"network", FIELD_GROUP, TOP(network), 0, NULL, &network_schema},
     {"metrics", FIELD_GROUP, TOP(metrics), 0, NULL, &metrics_schema},

@@ -7,10 +7,11 @@
 
 #include "actor/actor_run.h"
 #include "actor/system.h"
+#include "common/clock.h"
 #include "common/error.h"
 #include "serial/msgmem.h"
 
-#define SPIN_ROUNDS 200          /* find-work attempts before parking */
+#define SPIN_CLOCK_EVERY 16      /* find-work attempts between clock reads */
 #define RUN_NEXT_STREAK_MAX 32   /* then the ring gets a turn */
 #define INJECT_EVERY 61          /* check the inject queue first this often */
 
@@ -260,34 +261,60 @@ static ax__cell_t *find_work(ax__worker_t *w)
 }
 
 /*
- * Look for work a while before parking, as one of at most max_spinning
- * workers: with many workers on few cores, every extra spinner takes a
- * core from a worker (or a spawning thread) that has work, and every wake
- * of a parked worker costs its waker a futex call. Counted in nspinning
- * throughout (also when over the limit, until it parks), so wakers skip
- * the wake; park's last look covers what they published meanwhile. A
- * spinner that finds work while more is visible wakes a replacement, so a
- * burst still spreads over the workers.
+ * Look for work for up to spin_us (config `spin_us`) before parking, as
+ * one of at most max_spinning workers: with many workers on few cores,
+ * every extra spinner takes a core from a worker (or a spawning thread)
+ * that has work, and every wake of a parked worker costs its waker a futex
+ * call. Counted in nspinning throughout (also when over the limit, until
+ * it parks), so wakers skip the wake: a message the network thread hands
+ * over while we spin costs it no futex call and us no context switch
+ * (dispatch/NOTES.md measures what that saves and what the spin costs).
+ * park's last look covers what they published meanwhile. A spinner that
+ * finds work while more is visible wakes a replacement, so a burst still
+ * spreads over the workers. With spin_us 0, or right after this worker
+ * handed a frame to the network (ax__sched_expect_remote), it parks at
+ * once.
  */
 static ax__cell_t *spin_for_work(ax__worker_t *w)
 {
     ax_system_t *sys = w->sys;
+    uint64_t spin_ns = (uint64_t)sys->cfg.spin_us * 1000u, start;
     ax__cell_t *c = NULL;
 
+    if (spin_ns == 0 || w->no_spin) {
+        w->no_spin = false;
+        return NULL;
+    }
     /* Full barrier: pairs with the waker's fence before it reads
      * nspinning; one of the two sees the other's write. */
     if (ck_pr_faa_32(&sys->nspinning, 1) < sys->max_spinning) {
-        for (unsigned i = 0; c == NULL && i < SPIN_ROUNDS; i++) {
-            if (should_exit(sys))
-                break;
+        start = ax__now_ns();
+        for (unsigned i = 1; c == NULL && !should_exit(sys); i++) {
             ck_pr_stall();
             c = find_work(w);
+            if (i % SPIN_CLOCK_EVERY == 0 && ax__now_ns() - start >= spin_ns)
+                break;
         }
     }
     ck_pr_dec_32(&sys->nspinning); /* full barrier, as above */
     if (c != NULL && work_visible(sys))
         wake_one(sys);
     return c;
+}
+
+/*
+ * What follows a send to the network is a network round trip away (tens of
+ * microseconds), longer than a spin: spinning then only takes the core that
+ * the network threads of both ends need to carry the round trip (measured:
+ * dispatch/NOTES.md, "Where one round trip's time goes"). Only this worker
+ * reads or writes the flag.
+ */
+void ax__sched_expect_remote(ax_system_t *sys)
+{
+    ax__worker_t *w = ax__current_worker(sys);
+
+    if (w != NULL)
+        w->no_spin = true;
 }
 
 static void *worker_main(void *arg)

@@ -37,6 +37,7 @@ typedef struct ax__worker_s {
     unsigned tick;
     uint64_t rng;
     sem_t sem;
+    bool no_spin;        /* park without spinning next time (sched.c) */
     struct ax__worker_s *park_next;
     /* Counters written by this worker only and read by ax_system_stats:
      * single-writer, so a plain increment published with ck_pr_store. */
@@ -54,6 +55,10 @@ ax__worker_t *ax__current_worker(const ax_system_t *sys);
 /* Make a cell runnable. The caller owns its schedule (a push that found
  * the mailbox idle, a successful try_wake, or a first claim). */
 void ax__schedule(ax__cell_t *c);
+
+/* The calling worker (if it is one of sys's) has handed a frame to the
+ * network: its next wait for work parks without spinning (sched.c). */
+void ax__sched_expect_remote(ax_system_t *sys);
 
 ax_status_t ax__sched_start(ax_system_t *sys);
 void ax__sched_join(ax_system_t *sys);

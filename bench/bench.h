@@ -90,6 +90,9 @@ static inline ax_system_t *bench_system(unsigned threads)
 
     ax_config_init(&cfg);
     cfg.threads = threads;
+    /* A variant to compare, such as "axon = { spin_us = 0; };". */
+    if (getenv("AXON_BENCH_CONFIG") != NULL)
+        BENCH_CHECK(ax_config_load_string(&cfg, getenv("AXON_BENCH_CONFIG")));
     BENCH_CHECK(ax_system_create(&cfg, &sys));
     return sys;
 }

@@ -23,7 +23,10 @@
  *               serialises); eager: ax_tell_serialised. The server's
  *               ponger decodes the u64 and answers value + 1 the same way.
  *               Bare: 8 bytes each way over blocking TCP_NODELAY sockets.
- *               Median and mean RTT in microseconds.
+ *               Median and mean RTT in microseconds; cpu_us_per_rtt is
+ *               the CPU (user + system) of both processes per round trip,
+ *               warm-up included (getrusage for this one, /proc/PID/stat
+ *               for the server).
  *   throughput  messages of 64 B, 1 KiB and 64 KiB from the client to the
  *               server's sink, at most WINDOW unacknowledged; the sink
  *               acks the first message and every ACK_EVERY-th (and the
@@ -48,7 +51,7 @@
  * bare pair's median of the same run and the targets of issue 10.
  * One JSON object per line.
  *
- * Usage: bench_net_procs [scale [case [kind]]]   scale 0.1 runs a tenth of
+ * Usage: [AXON_BENCH_CONFIG=text] bench_net_procs [scale [case [kind]]]   scale 0.1 runs a tenth of
  *        every count; case is one of pingpong, 64, 1024, 65536; kind
  *        (pingpong only: bare, lazy or eager) runs only that kind, for
  *        profiling (the ratios are then meaningless).
@@ -63,6 +66,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -257,6 +261,10 @@ static ax_system_t *make_system(void)
     ax_config_init(&cfg);
     cfg.threads = 1;
     snprintf(cfg.network.listen, sizeof cfg.network.listen, "127.0.0.1:0");
+    /* Variants for bench/net_rtt_profile.sh (both processes inherit it),
+     * such as "axon = { spin_us = 0; network = { spin_us = 0; }; };". */
+    if (getenv("AXON_BENCH_CONFIG") != NULL)
+        BENCH_CHECK(ax_config_load_string(&cfg, getenv("AXON_BENCH_CONFIG")));
     BENCH_CHECK(ax_system_create(&cfg, &sys));
     BENCH_CHECK(ax_net_start(sys));
     return sys;
@@ -399,6 +407,45 @@ typedef struct server {
     int to;   /* its stdin: closing it ends the server */
     uint16_t port;
 } server_t;
+
+/* CPU seconds (user + system) of this process, from getrusage, and of a
+ * server child, from /proc/PID/stat (clock ticks): for cpu_us_per_rtt. */
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        die_errno("getrusage");
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static double child_cpu_s(pid_t pid)
+{
+    char path[64], buf[1024], *p;
+    unsigned long long ut = 0, st = 0;
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        die_errno(path);
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* Fields 14 and 15 (utime, stime) follow the command name's ')'. */
+    p = strrchr(buf, ')');
+    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        bench_die("cannot read /proc/PID/stat", AX_EIO);
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Both processes of a pair: this one and the server. */
+static double pair_cpu_s(pid_t server)
+{
+    return self_cpu_s() + child_cpu_s(server);
+}
 
 static server_t start_server(const char *role)
 {
@@ -795,12 +842,12 @@ static bool pp_want(const char *kind)
     return pp_only == NULL || strcmp(pp_only, kind) == 0;
 }
 
-static void run_pingpong(uint16_t bare_port)
+static void run_pingpong(const server_t *bare, const server_t *axon)
 {
     size_t warmup = bench_scaled(500), rounds = bench_scaled(10000);
     double *rtt = malloc(rounds * sizeof(*rtt));
     double bare_med[TRIALS], bare_mean[TRIALS], med[2][TRIALS], avg[2][TRIALS];
-    double bm, ba;
+    double bm, ba, cpu[3] = {0, 0, 0}, c0, trips = (double)TRIALS * (double)(warmup + rounds);
 
     if (rtt == NULL)
         bench_die("malloc", AX_ENOMEM);
@@ -810,14 +857,18 @@ static void run_pingpong(uint16_t bare_port)
     memset(avg, 0, sizeof avg);
     for (int t = 0; t < TRIALS; t++) {
         if (pp_want("bare")) {
-            bare_pingpong(bare_port, warmup, rounds, rtt);
+            c0 = pair_cpu_s(bare->pid);
+            bare_pingpong(bare->port, warmup, rounds, rtt);
+            cpu[2] += pair_cpu_s(bare->pid) - c0;
             bare_mean[t] = mean(rtt, rounds);
             bare_med[t] = bench_median(rtt, rounds);
         }
         for (int e = 0; e < 2; e++) {
             if (!pp_want(e ? "eager" : "lazy"))
                 continue;
+            c0 = pair_cpu_s(axon->pid);
             axon_pingpong(e == 1, warmup, rounds, rtt);
+            cpu[e] += pair_cpu_s(axon->pid) - c0;
             avg[e][t] = mean(rtt, rounds);
             med[e][t] = bench_median(rtt, rounds);
         }
@@ -826,8 +877,8 @@ static void run_pingpong(uint16_t bare_port)
     ba = bench_median(bare_mean, TRIALS);
     if (pp_want("bare")) {
         printf("{\"bench\":\"net_procs\",\"case\":\"pingpong_bare_tcp\",\"payload_bytes\":8,"
-               "\"round_trips\":%zu,\"median_rtt_us\":%.2f,\"mean_rtt_us\":%.2f,",
-               rounds, bm * 1e6, ba * 1e6);
+               "\"round_trips\":%zu,\"median_rtt_us\":%.2f,\"mean_rtt_us\":%.2f,\"cpu_us_per_rtt\":%.1f,",
+               rounds, bm * 1e6, ba * 1e6, cpu[2] / trips * 1e6);
         print_config();
         printf("}\n");
     }
@@ -840,9 +891,11 @@ static void run_pingpong(uint16_t bare_port)
         printf("{\"bench\":\"net_procs\",\"case\":\"pingpong\",\"mode\":\"%s\",\"payload_bytes\":8,"
                "\"round_trips\":%zu,\"median_rtt_us\":%.2f,\"mean_rtt_us\":%.2f,"
                "\"bare_median_rtt_us\":%.2f,\"bare_mean_rtt_us\":%.2f,\"ratio_median\":%.3f,"
-               "\"ratio_mean\":%.3f,\"target_ratio\":%.1f,\"target_met\":%s,",
+               "\"ratio_mean\":%.3f,\"target_ratio\":%.1f,\"target_met\":%s,\"cpu_us_per_rtt\":%.1f,"
+               "\"bare_cpu_us_per_rtt\":%.1f,",
                e ? "eager" : "lazy", rounds, m * 1e6, a * 1e6, bm * 1e6, ba * 1e6, m / bm, a / ba,
-               RTT_TARGET, m / bm <= RTT_TARGET ? "true" : "false");
+               RTT_TARGET, m / bm <= RTT_TARGET ? "true" : "false", cpu[e] / trips * 1e6,
+               cpu[2] / trips * 1e6);
         print_config();
         printf("}\n");
     }
@@ -921,7 +974,7 @@ int main(int argc, char **argv)
     client_sys = make_system();
 
     if (only == NULL || strcmp(only, "pingpong") == 0)
-        run_pingpong(bare.port);
+        run_pingpong(&bare, &axon);
     fflush(stdout);
     if (only == NULL || strcmp(only, "64") == 0)
         run_throughput(bare.port, 64, bench_scaled(300000), payload);

@@ -3,7 +3,13 @@
 # processes (bench_net_procs' pingpong: 8-byte u64 out and back, one in
 # flight), for the bare TCP pair and for Axon lazy and eager.
 #
-#   bench/net_rtt_profile.sh [BUILD_DIR] [SCALE]
+#   [AXON_BENCH_CONFIG=text] bench/net_rtt_profile.sh [BUILD_DIR] [SCALE] [KINDS]
+#
+# KINDS: which of "bare lazy eager" to profile (all three by default; the
+# perf record pass runs only when lazy is among them). AXON_BENCH_CONFIG
+# (libconfig text, loaded by both processes over the bench's config)
+# profiles a variant, such as spinning turned off:
+#   AXON_BENCH_CONFIG='axon = { spin_us = 0; network = { spin_us = 0; }; };'
 #
 # For each kind it runs `bench_net_procs SCALE pingpong KIND` (both
 # processes, client and server) three ways and divides by the number of
@@ -24,6 +30,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD=${1:-$ROOT/build}
 SCALE=${2:-0.2}
+KINDS=${3:-bare lazy eager}
 BIN="$BUILD/bench/bench_net_procs"
 OUT=$(mktemp -d /tmp/net_rtt_profile.XXXXXX)
 trap 'rm -rf "$OUT"' EXIT
@@ -38,7 +45,7 @@ trips=$(awk -v s="$SCALE" 'function sc(n) { n = int(n * s); return n > 0 ? n : 1
                            BEGIN { print 5 * (sc(500) + sc(10000)) }')
 echo "net_rtt_profile: scale $SCALE, $trips round trips per kind (both processes counted)"
 
-for kind in bare lazy eager; do
+for kind in $KINDS; do
   echo
   echo "== $kind"
   "$BIN" "$SCALE" pingpong "$kind" | sed -n 's/.*"median_rtt_us":\([0-9.]*\).*/   median RTT (unprofiled run): \1 us/p'
@@ -63,6 +70,7 @@ for kind in bare lazy eager; do
     END { printf "     %-16s %6.2f\n", "(all)", total / n }' "$OUT/strace.$kind"
 done
 
+[[ " $KINDS " == *" lazy "* && -z "${NO_PERF_RECORD:-}" ]] || exit 0
 echo
 echo "== lazy: hottest symbols (perf record -g, cpu-clock, both processes)"
 if perf record -q -g -o "$OUT/perf.data" "$BIN" "$SCALE" pingpong lazy > /dev/null 2>&1; then

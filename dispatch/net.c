@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdalign.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -450,9 +451,12 @@ ax_status_t ax_net_start(ax_system_t *sys)
         return ax__error(AX_EINVAL, "net_start: NULL system");
     if (ax__system_net(sys) != NULL)
         return ax__error(AX_ESTATE, "net_start: the network of this system is started already");
-    net = calloc(1, sizeof(*net));
+    /* Aligned: the sleeping flag has a cache line of its own. */
+    _Static_assert(sizeof(ax__net_t) % alignof(ax__net_t) == 0, "whole lines");
+    net = aligned_alloc(alignof(ax__net_t), sizeof(*net));
     if (net == NULL)
         return ax__error(AX_ENOMEM, "net_start: out of memory");
+    memset(net, 0, sizeof(*net));
     st = net_build(sys, net);
     if (st == AX_OK)
         st = ax_spawn(sys, &dispatcher_vtable, net, &net->dispatcher);

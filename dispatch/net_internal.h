@@ -25,6 +25,7 @@
 #define AXON_DISPATCH_NET_INTERNAL_H
 
 #include <pthread.h>
+#include <stdalign.h>
 #include <sys/socket.h>
 #include <stdbool.h>
 
@@ -224,6 +225,11 @@ struct ax__net_s {
      * want of memory; asks the dispatcher could not track. */
     uint64_t events_lost, asks_untracked;
     uint64_t lazy_queued;    /* atomic: lazy sends in the dispatcher's mailbox */
+
+    /* 1 while the network thread is (about to be) asleep in epoll_wait:
+     * only then does a push to an idle inbox write the eventfd
+     * (netthread.c, net_sleep). Every sender reads it: its own line. */
+    alignas(64) uint32_t sleeping;
 };
 
 /* Release every NetMessage in f, silently (a connection or peer is being

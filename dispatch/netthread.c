@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "common/fault.h"
+#include "actor/sched.h"
 #include "dispatch/net_internal.h"
 #include "serial/msgmem.h"
 #include "serial/mpcheck.h"
@@ -23,6 +24,11 @@
 #define RESUME_DELAY_NS (1000u * 1000u) /* retry paused reads after 1 ms */
 
 #define ACCEPT_RETRY_NS (10u * 1000u * 1000u) /* out of descriptors: retry in 10 ms */
+
+/* Spinning for replies (net_spin): clock reads every so many looks at the
+ * inbox, and a look at the sockets every NET_SPIN_POLL_NS. */
+#define NET_SPIN_CLOCK_EVERY 16u
+#define NET_SPIN_POLL_NS (10u * 1000u)
 
 /* Timer contexts that are not peers. */
 static char resume_marker, deadline_marker, tick_marker, accept_marker;
@@ -1115,7 +1121,16 @@ void ax__net_submit(ax__net_t *net, ax_net_msg_t **nm)
 
     *nm = NULL;
     m->wire = AX__WIRE_DATA;
-    if (ax__mpsc_push(&net->inbox, &m->hdr.link))
+    ax__sched_expect_remote(net->sys);
+    if (!ax__mpsc_push(&net->inbox, &m->hdr.link))
+        return; /* the inbox was busy: whoever made it so owes the wake */
+    /* Full fence (store-load): our push is visible before we read
+     * sleeping; pairs with the exchange in net_sleep (Dekker). Either we
+     * see sleeping == 1 and write the eventfd, or the network thread,
+     * about to sleep, sees our push and does not sleep. Only on the push
+     * that found the inbox idle, so once per burst. */
+    ck_pr_fence_memory();
+    if (ck_pr_load_32(&net->sleeping))
         ax__poller_wake(net->poller);
 }
 
@@ -1300,17 +1315,84 @@ static void on_fd(ax__net_t *net, const ax__poll_event_t *ev)
         on_readable(c);
 }
 
+/* Nothing pushed since drain_inbox marked the inbox idle. */
+static bool inbox_idle(ax__net_t *net)
+{
+    /* Only this thread tags the head, so a tagged head is no stale read;
+     * an untagged one is a push to take on the next drain. */
+    return ck_pr_load_ptr(&net->inbox.head) == ax__mpsc_tagged(&net->inbox.stub);
+}
+
+/*
+ * Wait in epoll for events, unless the inbox has work. The eventfd is
+ * written only for a sleeping thread (ax__net_submit), so before it
+ * sleeps the thread says so and then looks at the inbox once more.
+ */
+static void net_sleep(ax__net_t *net, ax__poll_event_t *ev, size_t *n)
+{
+    *n = 0;
+    /* An exchange, a full barrier: sleeping = 1 is visible before we read
+     * the inbox's head (store-load); pairs with the fence in
+     * ax__net_submit. */
+    ck_pr_fas_32(&net->sleeping, 1);
+    if (inbox_idle(net))
+        ax__poller_wait(net->poller, -1, ev, EVENTS_MAX, n);
+    /* Awake: later pushes skip the eventfd. A sender that still reads 1
+     * only writes one eventfd too many; no order needed. */
+    ck_pr_store_32(&net->sleeping, 0);
+}
+
+/*
+ * After a turn that handed Data frames to actors: watch the inbox for
+ * their replies for up to network.spin_us, without a system call, and
+ * look at the sockets every NET_SPIN_POLL_NS (epoll_wait with timeout 0)
+ * so that a reply does not hide other connections' input for long. true
+ * when there is work: inbox frames or *n events. The caller holds back
+ * the turn's Acks until then, so an Ack leaves with the reply, in one
+ * sendmsg, rather than in a write of its own.
+ */
+static bool net_spin(ax__net_t *net, ax__poll_event_t *ev, size_t *n)
+{
+    uint64_t spin_ns = (uint64_t)net->cfg.spin_us * 1000u;
+    uint64_t start = ax__now_ns(), polled = start;
+
+    *n = 0;
+    for (unsigned i = 1;; i++) {
+        if (!inbox_idle(net))
+            return true;
+        if (i % NET_SPIN_CLOCK_EVERY == 0) {
+            uint64_t t = ax__now_ns();
+
+            if (t - start >= spin_ns)
+                return false;
+            if (t - polled >= NET_SPIN_POLL_NS) {
+                ax__poller_wait(net->poller, 0, ev, EVENTS_MAX, n);
+                if (*n > 0)
+                    return true;
+                polled = t;
+            }
+        }
+        ck_pr_stall();
+    }
+}
+
 void *ax__net_main(void *arg)
 {
     ax__net_t *net = arg;
     ax__poll_event_t ev[EVENTS_MAX];
-    bool stopping = false, deadline = false;
+    bool stopping = false, deadline = false, held = false;
 
     arm_tick(net);
     for (;;) {
         size_t n = 0;
+        uint64_t received;
 
-        ax__poller_wait(net->poller, -1, ev, EVENTS_MAX, &n);
+        if (!held || !net_spin(net, ev, &n)) {
+            if (held)
+                flush_all(net); /* no reply came: the Acks go alone */
+            net_sleep(net, ev, &n);
+        }
+        received = net->c.frames_received; /* this thread is its writer */
         for (size_t i = 0; i < n; i++) {
             if (ev[i].kind == AX__EV_FD)
                 on_fd(net, &ev[i]);
@@ -1318,7 +1400,13 @@ void *ax__net_main(void *arg)
                 on_timer(net, ev[i].ctx, &deadline);
         }
         drain_inbox(net);
-        flush_all(net);
+        /* Frames went to actors: hold this turn's writes (their Acks)
+         * back while we spin for the replies, so that both leave in one
+         * sendmsg. Never two turns running: a steady inflow still gets
+         * its writes out every other turn. */
+        held = !held && net->cfg.spin_us > 0 && !stopping && net->c.frames_received != received;
+        if (!held)
+            flush_all(net);
         publish_stats(net);
         if (!stopping && ck_pr_load_32(&net->stopping)) {
             stopping = true;

@@ -59,6 +59,11 @@ typedef struct ax_net_config_s {
     uint32_t max_pending_handshakes; /* accepted connections still in their
                                         handshake; at the cap the oldest is
                                         closed (256) */
+    uint32_t spin_us;               /* after handing received messages to
+                                       actors, the network thread watches for
+                                       their replies this long before it
+                                       sleeps in epoll; 0: never (0: it pays
+                                       only with cores to spare) */
 } ax_net_config_t;
 
 typedef struct ax_metrics_config_s {
@@ -73,6 +78,10 @@ struct ax_config_s {
     size_t timer_tick_us;             /* timing wheel resolution (1000) */
     ax_net_config_t network;
     ax_metrics_config_t metrics;      /* axon/metrics.h */
+    unsigned spin_us;                 /* an idle worker looks for work this
+                                         long before it parks (not after it
+                                         sent to the network); 0: parks at
+                                         once (20) */
 };
 
 /* The defaults. */

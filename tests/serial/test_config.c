@@ -133,7 +133,29 @@ Test(config_load, defaults_match_the_documented_values)
     cr_assert_eq(cfg.network.backoff_initial_ms, 50);
     cr_assert_eq(cfg.network.backoff_max_ms, 2000);
     cr_assert_eq(cfg.network.flush_timeout_ms, 2000);
+    cr_assert_eq(cfg.spin_us, 20);
+    cr_assert_eq(cfg.network.spin_us, 0);
     cr_assert_eq(ax_config_validate(&cfg), AX_OK);
+}
+
+/* Spinning can be turned off, and set up to its bound, from text. */
+Test(config_load, spin_keys_turn_spinning_off_and_on)
+{
+    ax_config_t cfg;
+
+    ax_config_init(&cfg);
+    cr_assert_eq(ax_config_load_string(&cfg, "axon = { spin_us = 0; network = { spin_us = 0; }; };"), AX_OK,
+                 "%s", ax_error_detail());
+    cr_assert_eq(cfg.spin_us, 0);
+    cr_assert_eq(cfg.network.spin_us, 0);
+    cr_assert_eq(ax_config_load_string(&cfg, "axon = { spin_us = 10000; network = { spin_us = 10000; }; };"),
+                 AX_OK, "%s", ax_error_detail());
+    cr_assert_eq(cfg.spin_us, 10000);
+    cr_assert_eq(cfg.network.spin_us, 10000);
+    /* The validator names the member set in code too. */
+    cfg.network.spin_us = 10001;
+    cr_assert_eq(ax_config_validate(&cfg), AX_EINVAL);
+    cr_assert(strstr(ax_error_detail(), "network.spin_us") != NULL, "%s", ax_error_detail());
 }
 
 Test(config_load, full_string_sets_every_field)
