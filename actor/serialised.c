@@ -446,6 +446,127 @@ static void route_remember(const ax_lease_t *frame, ax__route_cache_t *rc, ax_re
     rc->ref = dst;
 }
 
+/* Whether a cached ref still names a live actor that takes messages, as
+ * a sender reads it (ax_tell). */
+static bool ref_live(ax_ref_t r)
+{
+    const ax__cell_t *c = r.target;
+    uint64_t w;
+
+    if (c == NULL || !ax__ref_is(r, AX__REF_LOCAL))
+        return false;
+    w = ck_pr_load_64(&c->word);
+    return (w >> AX__W_ID_SHIFT) == r.id && (w & AX__W_SEALED) == 0;
+}
+
+/* The local actor a receiver path's wire bytes name (any address: the
+ * frame came to this system). */
+static ax_status_t resolve(ax_system_t *sys, const unsigned char *bytes, size_t len, ax_ref_t *dst)
+{
+    ax_path_t path;
+    ax_status_t st = ax__path_read(bytes, len, &path);
+
+    if (st != AX_OK)
+        return ax__error(AX_EPROTO, "envelope: the receiver: %s", ax_error_detail());
+    ax_system_address(sys, &path.addr);
+    return ax_ref_from_path(sys, &path, dst);
+}
+
+/*
+ * The receiver of an envelope read with ids on: an id's entry remembers
+ * the actor it resolved to, checked as any ref is (an actor that ended
+ * has another id in its cell word, or is sealed), so a stream to one
+ * actor looks nothing up; a full path goes through the connection's
+ * one-path memory as before.
+ */
+static ax_status_t route_view(ax_system_t *sys, const ax__env_view_t *v, ax__route_cache_t *cache,
+                              ax_ref_t *dst)
+{
+    const ax__env_path_t *p = &v->p[0];
+    ax_status_t st;
+
+    if (p->ent != NULL) {
+        if (ref_live(p->ent->ref)) {
+            *dst = p->ent->ref;
+            return AX_OK;
+        }
+        st = resolve(sys, p->bytes, p->len, dst);
+        if (st == AX_OK && ax__ref_is(*dst, AX__REF_LOCAL))
+            p->ent->ref = *dst;
+        return st;
+    }
+    if (cache->path.len == p->len && memcmp(cache->path.bytes, p->bytes, p->len) == 0 && ref_live(cache->ref)) {
+        *dst = cache->ref;
+        return AX_OK;
+    }
+    st = resolve(sys, p->bytes, p->len, dst);
+    cache->path.len = 0;
+    if (st == AX_OK && ax__ref_is(*dst, AX__REF_LOCAL) && p->len <= sizeof cache->path.bytes) {
+        memcpy(cache->path.bytes, p->bytes, p->len);
+        cache->path.len = (uint16_t)p->len;
+        cache->ref = *dst;
+    }
+    return st;
+}
+
+/* ax__deliver_frame on a connection where the peer may use path ids. */
+static ax_status_t deliver_view(ax_system_t *sys, ax_lease_t *frame, uint64_t session,
+                                ax__route_cache_t *cache)
+{
+    unsigned char copy[AX__ENVELOPE_MAX], full[AX__ENVELOPE_MAX];
+    const unsigned char *body = ax_lease_data(frame);
+    size_t avail = ax_lease_len(frame) - AX__FRAME_HEADER_SIZE, n;
+    ax__env_view_t v;
+    ax_net_msg_t *nm;
+    ax_ref_t dst;
+    ax_msg_t *m;
+    ax_status_t st;
+
+    if (ax_lease_len(frame) <= AX__FRAME_HEADER_SIZE)
+        return ax__error(AX_EPROTO, "envelope: a Data frame with no body");
+    if (body != NULL) {
+        body += AX__FRAME_HEADER_SIZE;
+    } else {
+        /* A chained frame: the envelope is short, copy its start. */
+        if (avail > sizeof copy)
+            avail = sizeof copy;
+        ax_lease_copy_out(frame, AX__FRAME_HEADER_SIZE, copy, avail);
+        body = copy;
+    }
+    if (cache->ids == NULL && (cache->ids = ax__pathtab_new(cache->ids_n, false)) == NULL) {
+        cache->ids_lost = true;
+        return ax__error(AX_ENOMEM, "net: no memory for a path-id table");
+    }
+    st = ax__env_view_read(body, avail, cache->ids, true, &v);
+    if (st == AX_ENOMEM)
+        cache->ids_lost = true;
+    if (st == AX_OK)
+        st = route_view(sys, &v, cache, &dst);
+    if (st == AX_OK)
+        st = ax__net_msg_new(sys->netmsg_pool, frame, (uint32_t)(AX__FRAME_HEADER_SIZE + v.len), v.serialiser_id,
+                             session, &nm);
+    if (st != AX_OK)
+        return st; /* *frame stays with the caller, to echo back */
+    if (ax__env_view_has_ids(&v)) {
+        /* The paths in full beside the frame: the handler decodes them
+         * later, on its own thread, without this connection's table. */
+        n = ax__env_view_full(&v, full);
+        st = ax__net_msg_set_alt(nm, AX__NM_ALT_RX, full, n);
+        if (st != AX_OK) {
+            ax_lease_move(frame, &nm->frame);
+            m = &nm->hdr;
+            ax_msg_release(&m);
+            return st;
+        }
+    }
+    m = &nm->hdr;
+    st = ax_tell(dst, &m, AX_REF_NULL);
+    if (st == AX_EFULL)
+        ax_lease_move(frame, &nm->frame);
+    ax_msg_release(&m);
+    return st;
+}
+
 ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t session,
                               ax__route_cache_t *cache)
 {
@@ -455,6 +576,8 @@ ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t sess
     ax_msg_t *m;
     ax_status_t st = AX_OK;
 
+    if (cache != NULL && cache->ids_n > 0)
+        return deliver_view(sys, frame, session, cache);
     if (cache == NULL || !route_cached(frame, cache, &dst, &env.payload_off, &env.serialiser_id)) {
         st = ax__envelope_read(frame, AX__FRAME_HEADER_SIZE, &env);
         if (st == AX_OK) {

@@ -55,6 +55,12 @@ typedef struct ax_net_config_s {
     uint32_t max_pending_handshakes; /* accepted connections still in their
                                         handshake; at the cap the oldest is
                                         closed (256) */
+
+    /* Smaller envelopes (docs/wire.md section 6.1): how many path ids
+     * this system offers each peer, per connection, and uses towards a
+     * peer that offers some; 0 turns them off both ways (1024, at most
+     * 65536). */
+    uint32_t path_ids;
 } ax_net_config_t;
 
 typedef struct ax_metrics_config_s {
