@@ -257,6 +257,10 @@ static ax_system_t *make_system(void)
     ax_config_init(&cfg);
     cfg.threads = 1;
     snprintf(cfg.network.listen, sizeof cfg.network.listen, "127.0.0.1:0");
+    /* AXON_BENCH_PATH_IDS=0 measures envelopes without path ids (both
+     * processes inherit it); unset, the default offer. */
+    if (getenv("AXON_BENCH_PATH_IDS") != NULL)
+        cfg.network.path_ids = (uint32_t)strtoul(getenv("AXON_BENCH_PATH_IDS"), NULL, 10);
     BENCH_CHECK(ax_system_create(&cfg, &sys));
     BENCH_CHECK(ax_net_start(sys));
     return sys;
