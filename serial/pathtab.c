@@ -156,7 +156,8 @@ ax_status_t ax__pathtab_compact(ax__pathtab_t *t, const ax_lease_t *frame, uint3
     end = f + payload_off;
     /* Axon's own encoding: [path, path or nil, id] with fixarray headers. */
     if (env[0] != 0x93 || env[1] != 0x94 ||
-        ax__msgpack_span(env + 1, (size_t)(end - env - 1), 1, &dst_len) != AX_OK)
+        ax__msgpack_span(env + 1, (size_t)(end - env - 1), 1, &dst_len) != AX_OK ||
+        1 + dst_len >= (size_t)(end - env))
         return AX_ENOTFOUND;
     if (env[1 + dst_len] == 0xc0)
         src_len = 1;
