@@ -62,26 +62,42 @@ static ax__pathent_t *ent_new(const unsigned char *bytes, size_t len)
 
 /* ---- sending ------------------------------------------------------------- */
 
+/* Eight bytes at a time, multiply and fold: paths are 12 to 290 bytes. */
 static uint32_t hash_bytes(const unsigned char *p, size_t len)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
+    uint64_t h = 0x9e3779b97f4a7c15u ^ len, w;
+    size_t i = 0;
 
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ p[i]) * 16777619u;
-    return h;
+    for (; i + 8 <= len; i += 8) {
+        memcpy(&w, p + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdu;
+        h ^= h >> 32;
+    }
+    w = 0;
+    memcpy(&w, p + i, len - i);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53u;
+    return (uint32_t)(h ^ h >> 29);
 }
 
 /* The id of a path's bytes in t: bound already (*def false), bound now
  * (*def true), or -1 when t is full (or out of memory: sent in full). */
-static int64_t id_of(ax__pathtab_t *t, const unsigned char *bytes, size_t len, bool *def)
+static int64_t id_of(ax__pathtab_t *t, const unsigned char *bytes, size_t len, int slot, bool *def)
 {
-    uint32_t i = hash_bytes(bytes, len) & t->mask;
+    uint32_t i, m = t->memo[slot];
     ax__pathent_t *e;
+
+    /* A stream repeats its paths: try the id this slot had last time. */
+    if (m != 0 && (e = t->ent[m - 1])->len == len && memcmp(e->bytes, bytes, len) == 0) {
+        *def = false;
+        return m - 1;
+    }
+    i = hash_bytes(bytes, len) & t->mask;
 
     for (; t->index[i] != 0; i = (i + 1) & t->mask) {
         e = t->ent[t->index[i] - 1];
         if (e->len == len && memcmp(e->bytes, bytes, len) == 0) {
             *def = false;
+            t->memo[slot] = t->index[i];
             return t->index[i] - 1;
         }
     }
@@ -92,8 +108,40 @@ static int64_t id_of(ax__pathtab_t *t, const unsigned char *bytes, size_t len, b
         return -1;
     t->ent[t->used] = e;
     t->index[i] = ++t->used;
+    t->memo[slot] = t->used;
     *def = true;
     return t->used - 1;
+}
+
+/* The extent of a path as Axon's encoder writes it (section 5.2, shortest
+ * forms: 94, a fixint flags, bin 8 ip, a uint port, a uint id or a str
+ * name), without a general msgpack walk; 0 when p[0, left) is not one. */
+static size_t uint_len(unsigned char b)
+{
+    return b < 0x80 ? 1 : b == 0xcc ? 2 : b == 0xcd ? 3 : b == 0xce ? 5 : b == 0xcf ? 9 : 0;
+}
+
+static size_t path_extent(const unsigned char *p, size_t left)
+{
+    size_t n, k;
+
+    if (left < 4 || p[0] != 0x94 || p[1] > 0x3f || p[2] != 0xc4)
+        return 0;
+    n = 4 + (size_t)p[3]; /* after the ip */
+    if (n >= left || (k = uint_len(p[n])) == 0)
+        return 0;
+    n += k; /* after the port */
+    if (n >= left)
+        return 0;
+    if ((p[n] & 0xe0) == 0xa0)
+        k = 1 + (size_t)(p[n] & 0x1f);
+    else if (p[n] == 0xd9 && n + 1 < left)
+        k = 2 + (size_t)p[n + 1];
+    else
+        k = uint_len(p[n]);
+    if (k == 0 || n + k > left)
+        return 0;
+    return n + k;
 }
 
 static size_t put_id(unsigned char *out, uint32_t id)
@@ -115,10 +163,11 @@ static size_t put_id(unsigned char *out, uint32_t id)
 
 /* One path of an envelope Axon encoded, as an id, a definition, or in
  * full; returns the bytes written. */
-static size_t put_path(ax__pathtab_t *t, const unsigned char *p, size_t len, unsigned char *out, bool *gain)
+static size_t put_path(ax__pathtab_t *t, const unsigned char *p, size_t len, int slot, unsigned char *out,
+                       bool *gain)
 {
     bool def = false;
-    int64_t id = id_of(t, p, len, &def);
+    int64_t id = id_of(t, p, len, slot, &def);
     size_t n = 0;
 
     if (id < 0) {
@@ -154,25 +203,23 @@ ax_status_t ax__pathtab_compact(ax__pathtab_t *t, const ax_lease_t *frame, uint3
     }
     env = f + AX__FRAME_HEADER_SIZE;
     end = f + payload_off;
-    /* Axon's own encoding: [path, path or nil, id] with fixarray headers. */
-    if (env[0] != 0x93 || env[1] != 0x94 ||
-        ax__msgpack_span(env + 1, (size_t)(end - env - 1), 1, &dst_len) != AX_OK ||
+    /* Axon's own encoding: [path, path or nil, id]. */
+    if (env[0] != 0x93 || (dst_len = path_extent(env + 1, (size_t)(end - env - 1))) == 0 ||
         1 + dst_len >= (size_t)(end - env))
         return AX_ENOTFOUND;
     if (env[1 + dst_len] == 0xc0)
         src_len = 1;
-    else if (env[1 + dst_len] != 0x94 ||
-             ax__msgpack_span(env + 1 + dst_len, (size_t)(end - env - 1 - dst_len), 1, &src_len) != AX_OK)
+    else if ((src_len = path_extent(env + 1 + dst_len, (size_t)(end - env - 1 - dst_len))) == 0)
         return AX_ENOTFOUND;
     if (1 + dst_len + src_len >= (size_t)(end - env))
         return AX_ENOTFOUND;
     n = AX__FRAME_HEADER_SIZE;
     out[n++] = 0x93;
-    n += put_path(t, env + 1, dst_len, out + n, &gain);
+    n += put_path(t, env + 1, dst_len, 0, out + n, &gain);
     if (src_len == 1) {
         out[n++] = 0xc0;
     } else {
-        n += put_path(t, env + 1 + dst_len, src_len, out + n, &gain);
+        n += put_path(t, env + 1 + dst_len, src_len, 1, out + n, &gain);
     }
     if (!gain)
         return AX_ENOTFOUND;

@@ -44,6 +44,8 @@ typedef struct ax__pathtab_s {
     ax__pathent_t **ent; /* n slots, NULL while unbound */
     uint32_t *index;     /* sending side: open addressing, id + 1 (0 empty) */
     uint32_t mask;       /* index slots - 1 */
+    uint32_t memo[2];    /* sending: the receiver's and the sender's last
+                            id + 1 (0: none), tried before the index */
 } ax__pathtab_t;
 
 /* A table for n ids (capped at AX__PATH_IDS_MAX), for sending (with an
