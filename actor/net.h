@@ -107,6 +107,7 @@ ax__remote_t *ax__remote_of(ax_ref_t ref);
 typedef struct ax__route_cache_s {
     ax__packed_path_t path;
     ax_ref_t ref;
+    uint64_t epoch;      /* the registry's names epoch before ref was looked up */
     /* Path ids (docs/wire.md section 6.1): the table of the ids the peer
      * binds, when this side offered some (NULL: ids are malformed), and
      * whether a binding failed for want of memory (the connection must

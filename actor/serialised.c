@@ -392,7 +392,7 @@ ax_status_t ax__tell_remote(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from)
  * again: skip the sender path (bounds-checked) and read the serialiser
  * id. The sender path is decoded, fully checked, only if a handler asks.
  */
-static bool route_cached(const ax_lease_t *frame, const ax__route_cache_t *rc, ax_ref_t *dst,
+static bool route_cached(const ax_lease_t *frame, const ax__route_cache_t *rc, uint64_t epoch, ax_ref_t *dst,
                          uint32_t *payload_off, uint64_t *serialiser_id)
 {
     const unsigned char *body = ax_lease_data(frame);
@@ -410,6 +410,9 @@ static bool route_cached(const ax_lease_t *frame, const ax__route_cache_t *rc, a
         return false;
     w = ck_pr_load_64(&c->word); /* as a sender reads it (ax_tell) */
     if ((w >> AX__W_ID_SHIFT) != rc->ref.id || (w & AX__W_SEALED) != 0)
+        return false;
+    /* A name may have moved to another actor that lives too. */
+    if (rc->epoch != epoch)
         return false;
     off = 1 + rc->path.len;
     if (ax__msgpack_span(body + off, len - off, 1, &span) != AX_OK)
@@ -429,7 +432,7 @@ static bool route_cached(const ax_lease_t *frame, const ax__route_cache_t *rc, a
 
 /* Remember the receiver path bytes of a frame that just resolved to a
  * local actor. */
-static void route_remember(const ax_lease_t *frame, ax__route_cache_t *rc, ax_ref_t dst)
+static void route_remember(const ax_lease_t *frame, ax__route_cache_t *rc, ax_ref_t dst, uint64_t epoch)
 {
     const unsigned char *body = ax_lease_data(frame);
     size_t span;
@@ -444,6 +447,7 @@ static void route_remember(const ax_lease_t *frame, ax__route_cache_t *rc, ax_re
     memcpy(rc->path.bytes, body + 1, span);
     rc->path.len = (uint16_t)span;
     rc->ref = dst;
+    rc->epoch = epoch;
 }
 
 /* Whether a cached ref still names a live actor that takes messages, as
@@ -473,29 +477,40 @@ static ax_status_t resolve(ax_system_t *sys, const unsigned char *bytes, size_t 
 }
 
 /*
- * The receiver of an envelope read with ids on: an id's entry remembers
- * the actor it resolved to, checked as any ref is (an actor that ended
- * has another id in its cell word, or is sealed), so a stream to one
- * actor looks nothing up; a full path goes through the connection's
- * one-path memory as before.
+ * The receiver of an envelope read with ids on. An id remembers the actor
+ * it resolved to, checked as any ref is (an actor that ended has another
+ * id in its cell word, or is sealed), and for a name against the
+ * registry's epoch (a name can move to another actor while the first
+ * lives: ax_unregister, ax_register). So streams to many actors look
+ * nothing up. A full path goes through the connection's one-path memory,
+ * as without ids.
  */
 static ax_status_t route_view(ax_system_t *sys, const ax__env_view_t *v, ax__route_cache_t *cache,
                               ax_ref_t *dst)
 {
     const ax__env_path_t *p = &v->p[0];
+    uint64_t epoch = ax__registry_epoch(&sys->registry);
+    ax__pathent_t *e = p->ent;
+    bool named;
     ax_status_t st;
 
-    if (p->ent != NULL) {
-        if (ref_live(p->ent->ref)) {
-            *dst = p->ent->ref;
+    if (e != NULL) {
+        /* Entries hold canonical bytes: 94, then the flags (kind in bits
+         * 0-1); a unique id cannot move, a name can. */
+        named = (e->bytes[1] & 3u) != 0;
+        if (ref_live(e->ref) && (!named || e->stamp == epoch)) {
+            *dst = e->ref;
             return AX_OK;
         }
         st = resolve(sys, p->bytes, p->len, dst);
-        if (st == AX_OK && ax__ref_is(*dst, AX__REF_LOCAL))
-            p->ent->ref = *dst;
+        if (st == AX_OK && ax__ref_is(*dst, AX__REF_LOCAL)) {
+            e->ref = *dst;
+            e->stamp = epoch;
+        }
         return st;
     }
-    if (cache->path.len == p->len && memcmp(cache->path.bytes, p->bytes, p->len) == 0 && ref_live(cache->ref)) {
+    if (cache->path.len == p->len && memcmp(cache->path.bytes, p->bytes, p->len) == 0 && ref_live(cache->ref) &&
+        cache->epoch == epoch) {
         *dst = cache->ref;
         return AX_OK;
     }
@@ -505,6 +520,7 @@ static ax_status_t route_view(ax_system_t *sys, const ax__env_view_t *v, ax__rou
         memcpy(cache->path.bytes, p->bytes, p->len);
         cache->path.len = (uint16_t)p->len;
         cache->ref = *dst;
+        cache->epoch = epoch;
     }
     return st;
 }
@@ -575,10 +591,12 @@ ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t sess
     ax_ref_t dst;
     ax_msg_t *m;
     ax_status_t st = AX_OK;
+    uint64_t epoch;
 
     if (cache != NULL && cache->ids_n > 0)
         return deliver_view(sys, frame, session, cache);
-    if (cache == NULL || !route_cached(frame, cache, &dst, &env.payload_off, &env.serialiser_id)) {
+    epoch = ax__registry_epoch(&sys->registry);
+    if (cache == NULL || !route_cached(frame, cache, epoch, &dst, &env.payload_off, &env.serialiser_id)) {
         st = ax__envelope_read(frame, AX__FRAME_HEADER_SIZE, &env);
         if (st == AX_OK) {
             /* The receiver is ours whatever address the peer used for us. */
@@ -586,7 +604,7 @@ ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t sess
             st = ax_ref_from_path(sys, &env.dst, &dst);
         }
         if (st == AX_OK && cache != NULL)
-            route_remember(frame, cache, dst);
+            route_remember(frame, cache, dst, epoch);
     }
     if (st == AX_OK)
         st = ax__net_msg_new(sys->netmsg_pool, frame, env.payload_off, env.serialiser_id, session, &nm);

@@ -55,6 +55,7 @@ static ax__pathent_t *ent_new(const unsigned char *bytes, size_t len)
     if (e == NULL)
         return NULL;
     e->ref = AX_REF_NULL;
+    e->stamp = 0;
     e->len = (uint16_t)len;
     memcpy(e->bytes, bytes, len);
     return e;

@@ -31,9 +31,11 @@
 #define AX__PATH_IDS_MAX 65536u
 
 /* One bound path: its canonical wire bytes, and on the receiving side the
- * local actor it last resolved to (a hint: checked as any ref is). */
+ * local actor it last resolved to (a hint: checked as any ref is, and for
+ * a name against the registry's epoch in stamp). */
 typedef struct ax__pathent_s {
     ax_ref_t ref;
+    uint64_t stamp; /* the receiver's: when ref was looked up (its own clock) */
     uint16_t len;
     unsigned char bytes[];
 } ax__pathent_t;

@@ -2626,3 +2626,85 @@ Test(wire_live, path_ids_from_axon)
     conn_close(&c);
     server_stop(&s);
 }
+
+/* A Data frame from V_CLIENT with u64 41 whose receiver is the unique path
+ * of `to` on the server: defined as id 0 (def) or referenced. */
+static bytes_t data_to_unique(const server_t *s, ax_ref_t to, bool def)
+{
+    unsigned char tail[] = {0x94, 0x00, 0xc4, 0x04, 0x7f, 0x00, 0x00, 0x01, 0xcd, 0x23, 0x29, 0x07, 0x03, 0x29};
+    ax_path_t p;
+    ax__packed_path_t pp;
+    bytes_t f = {.n = 8};
+
+    cr_assert_eq(ax_ref_path(to, &p), AX_OK);
+    p.addr = s->addr;
+    cr_assert_eq(ax__path_packed(&p, &pp), AX_OK);
+    f.b[f.n++] = 0x93;
+    if (def) {
+        f.b[f.n++] = 0x92;
+        f.b[f.n++] = 0x00;
+        memcpy(f.b + f.n, pp.bytes, pp.len);
+        f.n += pp.len;
+    } else {
+        f.b[f.n++] = 0x00;
+    }
+    memcpy(f.b + f.n, tail, sizeof tail);
+    f.n += sizeof tail;
+    header(f.b, AX__FRAME_DATA, AX_OK, f.n - 8);
+    return f;
+}
+
+/* The actor an id resolved to is remembered only while the ref checks
+ * out: a reference to a unique path whose actor ended is returned as
+ * AX_ENOTFOUND; a name that moved to another actor is followed. */
+Test(wire_live, path_ids_follow_the_actors)
+{
+    server_t s;
+    wire_conn_t c;
+    ax_ref_t first, second, r;
+    ax_net_stats_t st;
+    ax_path_t p;
+    bytes_t f;
+
+    server_start(&s, "127.0.0.1:0", 16u << 20, 500);
+    c = conn_open(&s.addr);
+    send_vector(&c, "hello");
+    (void)expect_frame(&c, "the server's Hello");
+    c.open = true;
+
+    /* By name: echo answers, then the name moves to another echo. */
+    send_vector(&c, "data_u64_def");
+    expect_reply_and_ack(&c, &s, V_CLIENT, 42, 1);
+    first = s.echo;
+    cr_assert_eq(ax_unregister(s.sys, "echo"), AX_OK);
+    cr_assert_eq(ax_spawn(s.sys, &echo_vtable, NULL, &second), AX_OK);
+    cr_assert_eq(ax_register(s.sys, second, "echo"), AX_OK);
+    s.echo = second; /* check_reply: the reply's sender is the new one */
+    send_vector(&c, "data_u64_ref");
+    expect_reply_and_ack(&c, &s, V_CLIENT, 42, 2);
+    conn_close(&c);
+    WAIT_STATS(&s, st, st.connections == 0);
+
+    /* By unique id: the first echo answers while it lives; once it has
+     * ended, the same id is an unknown recipient. */
+    c = conn_open(&s.addr);
+    send_vector(&c, "hello");
+    (void)expect_frame(&c, "the server's Hello");
+    c.open = true;
+    s.echo = first;
+    f = data_to_unique(&s, first, true);
+    conn_send(&c, &f);
+    expect_reply_and_ack(&c, &s, V_CLIENT, 42, 1);
+    cr_assert_eq(ax_ref_path(first, &p), AX_OK);
+    cr_assert_eq(ax_stop(first), AX_OK);
+    for (double end = axt_now() + NET_WAIT_S; ax_ref_from_path(s.sys, &p, &r) == AX_OK && axt_now() < end;)
+        axt_sleep_us(1000);
+    cr_assert_eq(ax_ref_from_path(s.sys, &p, &r), AX_ENOTFOUND, "the first echo has ended");
+    f = data_to_unique(&s, first, false);
+    conn_send(&c, &f);
+    f = expect_frame(&c, "a Status for the ended actor");
+    cr_assert_eq(frame_type(&f), AX__FRAME_STATUS);
+    cr_assert_eq(f.b[6], ax_status_to_byte(AX_ENOTFOUND));
+    conn_close(&c);
+    server_stop(&s);
+}
