@@ -32,6 +32,7 @@ void ax_config_init(ax_config_t *cfg)
     cfg->network.handshake_timeout_ms = 5000;
     cfg->network.max_connections = 1024;
     cfg->network.max_pending_handshakes = 256;
+    cfg->network.path_ids = 1024;
     cfg->metrics.listen[0] = '\0';
     cfg->metrics.top_n = 50;
     cfg->spin_us = AX__SPIN_US_DEFAULT;
@@ -121,6 +122,10 @@ ax_status_t ax__config_check(const ax_config_t *cfg, ax__blame_t *blame)
     if (cfg->network.max_pending_handshakes < 1)
         return ax__blame(blame, N(max_pending_handshakes), NONE,
                          ax__error(AX_EINVAL, "config: network.max_pending_handshakes must be at least 1"));
+    if (cfg->network.path_ids > 65536)
+        return ax__blame(blame, N(path_ids), NONE,
+                         ax__error(AX_EINVAL, "config: network.path_ids (%u) must be at most 65536",
+                                   cfg->network.path_ids));
     if (memchr(cfg->metrics.listen, '\0', sizeof cfg->metrics.listen) == NULL)
         return ax__blame(blame, C(metrics.listen), NONE,
                          ax__error(AX_EINVAL, "config: metrics.listen is not terminated"));

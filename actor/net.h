@@ -8,6 +8,7 @@
 
 #include "actor/cell.h"
 #include "axon/actor.h"
+#include "serial/pathtab.h"
 
 /* The target of a remote ref: interned once per system and path, freed
  * with the system, so a remote ref is as cheap to copy as a local one. */
@@ -116,6 +117,14 @@ ax__remote_t *ax__remote_of(ax_ref_t ref);
 typedef struct ax__route_cache_s {
     ax__packed_path_t path;
     ax_ref_t ref;
+    uint64_t epoch;      /* the registry's names epoch before ref was looked up */
+    /* Path ids (docs/wire.md section 6.1): the table of the ids the peer
+     * binds, when this side offered some (NULL: ids are malformed), and
+     * whether a binding failed for want of memory (the connection must
+     * end: the peer's later references could not be read). */
+    uint32_t ids_n;      /* ids this side offered (0: none) */
+    ax__pathtab_t *ids;  /* created at the first Data frame */
+    bool ids_lost;
 } ax__route_cache_t;
 
 /* Deliver a received Data frame to the local actor its envelope names,

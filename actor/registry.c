@@ -59,6 +59,10 @@ static void drop_entry(ax__registry_t *r, struct name_entry *ne)
     ck_ht_entry_key_set_direct(&e, (uintptr_t)ne->ref.id);
     ck_ht_remove_spmc(&r->by_id, h, &e);
     free(ne);
+    /* Release: the removal is visible to whoever sees the new epoch. The
+     * lock serialises writers. */
+    ck_pr_fence_release();
+    ck_pr_store_64(&r->names_epoch, ck_pr_load_64(&r->names_epoch) + 1);
 }
 
 static ax_status_t check_name(const char *name, size_t *len)

@@ -23,7 +23,21 @@ typedef struct ax__registry_s {
     ck_ht_t names;
     ck_ht_t by_id;
     ck_ht_t cells;
+    /* Atomic: bumped each time a name is dropped (unregistered, or its
+     * actor ended), so that a network connection's memory of which actor
+     * a name meant can tell it may have moved (actor/serialised.c). */
+    uint64_t names_epoch;
 } ax__registry_t;
+
+/* The names epoch, before a name is looked up for a cache. */
+static inline uint64_t ax__registry_epoch(ax__registry_t *r)
+{
+    /* Acquire: a lookup after this load sees every drop before it. */
+    uint64_t e = ck_pr_load_64(&r->names_epoch);
+
+    ck_pr_fence_acquire();
+    return e;
+}
 
 ax_status_t ax__registry_init(ax__registry_t *r);
 void ax__registry_destroy(ax__registry_t *r);

@@ -392,7 +392,7 @@ ax_status_t ax__tell_remote(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from)
  * again: skip the sender path (bounds-checked) and read the serialiser
  * id. The sender path is decoded, fully checked, only if a handler asks.
  */
-static bool route_cached(const ax_lease_t *frame, const ax__route_cache_t *rc, ax_ref_t *dst,
+static bool route_cached(const ax_lease_t *frame, const ax__route_cache_t *rc, uint64_t epoch, ax_ref_t *dst,
                          uint32_t *payload_off, uint64_t *serialiser_id)
 {
     const unsigned char *body = ax_lease_data(frame);
@@ -410,6 +410,9 @@ static bool route_cached(const ax_lease_t *frame, const ax__route_cache_t *rc, a
         return false;
     w = ck_pr_load_64(&c->word); /* as a sender reads it (ax_tell) */
     if ((w >> AX__W_ID_SHIFT) != rc->ref.id || (w & AX__W_SEALED) != 0)
+        return false;
+    /* A name may have moved to another actor that lives too. */
+    if (rc->epoch != epoch)
         return false;
     off = 1 + rc->path.len;
     if (ax__msgpack_span(body + off, len - off, 1, &span) != AX_OK)
@@ -429,7 +432,7 @@ static bool route_cached(const ax_lease_t *frame, const ax__route_cache_t *rc, a
 
 /* Remember the receiver path bytes of a frame that just resolved to a
  * local actor. */
-static void route_remember(const ax_lease_t *frame, ax__route_cache_t *rc, ax_ref_t dst)
+static void route_remember(const ax_lease_t *frame, ax__route_cache_t *rc, ax_ref_t dst, uint64_t epoch)
 {
     const unsigned char *body = ax_lease_data(frame);
     size_t span;
@@ -444,6 +447,140 @@ static void route_remember(const ax_lease_t *frame, ax__route_cache_t *rc, ax_re
     memcpy(rc->path.bytes, body + 1, span);
     rc->path.len = (uint16_t)span;
     rc->ref = dst;
+    rc->epoch = epoch;
+}
+
+/* Whether a cached ref still names a live actor that takes messages, as
+ * a sender reads it (ax_tell). */
+static bool ref_live(ax_ref_t r)
+{
+    const ax__cell_t *c = r.target;
+    uint64_t w;
+
+    if (c == NULL || !ax__ref_is(r, AX__REF_LOCAL))
+        return false;
+    w = ck_pr_load_64(&c->word);
+    return (w >> AX__W_ID_SHIFT) == r.id && (w & AX__W_SEALED) == 0;
+}
+
+/* The local actor a receiver path's wire bytes name (any address: the
+ * frame came to this system). */
+static ax_status_t resolve(ax_system_t *sys, const unsigned char *bytes, size_t len, ax_ref_t *dst)
+{
+    ax_path_t path;
+    ax_status_t st = ax__path_read(bytes, len, &path);
+
+    if (st != AX_OK)
+        return ax__error(AX_EPROTO, "envelope: the receiver: %s", ax_error_detail());
+    ax_system_address(sys, &path.addr);
+    return ax_ref_from_path(sys, &path, dst);
+}
+
+/*
+ * The receiver of an envelope read with ids on. An id remembers the actor
+ * it resolved to, checked as any ref is (an actor that ended has another
+ * id in its cell word, or is sealed), and for a name against the
+ * registry's epoch (a name can move to another actor while the first
+ * lives: ax_unregister, ax_register). So streams to many actors look
+ * nothing up. A full path goes through the connection's one-path memory,
+ * as without ids.
+ */
+static ax_status_t route_view(ax_system_t *sys, const ax__env_view_t *v, ax__route_cache_t *cache,
+                              ax_ref_t *dst)
+{
+    const ax__env_path_t *p = &v->p[0];
+    uint64_t epoch = ax__registry_epoch(&sys->registry);
+    ax__pathent_t *e = p->ent;
+    bool named;
+    ax_status_t st;
+
+    if (e != NULL) {
+        /* Entries hold canonical bytes: 94, then the flags (kind in bits
+         * 0-1); a unique id cannot move, a name can. */
+        named = (e->bytes[1] & 3u) != 0;
+        if (ref_live(e->ref) && (!named || e->stamp == epoch)) {
+            *dst = e->ref;
+            return AX_OK;
+        }
+        st = resolve(sys, p->bytes, p->len, dst);
+        if (st == AX_OK && ax__ref_is(*dst, AX__REF_LOCAL)) {
+            e->ref = *dst;
+            e->stamp = epoch;
+        }
+        return st;
+    }
+    if (cache->path.len == p->len && memcmp(cache->path.bytes, p->bytes, p->len) == 0 && ref_live(cache->ref) &&
+        cache->epoch == epoch) {
+        *dst = cache->ref;
+        return AX_OK;
+    }
+    st = resolve(sys, p->bytes, p->len, dst);
+    cache->path.len = 0;
+    if (st == AX_OK && ax__ref_is(*dst, AX__REF_LOCAL) && p->len <= sizeof cache->path.bytes) {
+        memcpy(cache->path.bytes, p->bytes, p->len);
+        cache->path.len = (uint16_t)p->len;
+        cache->ref = *dst;
+        cache->epoch = epoch;
+    }
+    return st;
+}
+
+/* ax__deliver_frame on a connection where the peer may use path ids. */
+static ax_status_t deliver_view(ax_system_t *sys, ax_lease_t *frame, uint64_t session,
+                                ax__route_cache_t *cache)
+{
+    unsigned char copy[AX__ENVELOPE_MAX], full[AX__ENVELOPE_MAX];
+    const unsigned char *body = ax_lease_data(frame);
+    size_t avail = ax_lease_len(frame) - AX__FRAME_HEADER_SIZE, n;
+    ax__env_view_t v;
+    ax_net_msg_t *nm;
+    ax_ref_t dst;
+    ax_msg_t *m;
+    ax_status_t st;
+
+    if (ax_lease_len(frame) <= AX__FRAME_HEADER_SIZE)
+        return ax__error(AX_EPROTO, "envelope: a Data frame with no body");
+    if (body != NULL) {
+        body += AX__FRAME_HEADER_SIZE;
+    } else {
+        /* A chained frame: the envelope is short, copy its start. */
+        if (avail > sizeof copy)
+            avail = sizeof copy;
+        ax_lease_copy_out(frame, AX__FRAME_HEADER_SIZE, copy, avail);
+        body = copy;
+    }
+    if (cache->ids == NULL && (cache->ids = ax__pathtab_new(cache->ids_n, false)) == NULL) {
+        cache->ids_lost = true;
+        return ax__error(AX_ENOMEM, "net: no memory for a path-id table");
+    }
+    st = ax__env_view_read(body, avail, cache->ids, true, &v);
+    if (st == AX_ENOMEM)
+        cache->ids_lost = true;
+    if (st == AX_OK)
+        st = route_view(sys, &v, cache, &dst);
+    if (st == AX_OK)
+        st = ax__net_msg_new(sys->netmsg_pool, frame, (uint32_t)(AX__FRAME_HEADER_SIZE + v.len), v.serialiser_id,
+                             session, &nm);
+    if (st != AX_OK)
+        return st; /* *frame stays with the caller, to echo back */
+    if (ax__env_view_has_ids(&v)) {
+        /* The paths in full beside the frame: the handler decodes them
+         * later, on its own thread, without this connection's table. */
+        n = ax__env_view_full(&v, full);
+        st = ax__net_msg_set_alt(nm, AX__NM_ALT_RX, full, n);
+        if (st != AX_OK) {
+            ax_lease_move(frame, &nm->frame);
+            m = &nm->hdr;
+            ax_msg_release(&m);
+            return st;
+        }
+    }
+    m = &nm->hdr;
+    st = ax_tell(dst, &m, AX_REF_NULL);
+    if (st == AX_EFULL)
+        ax_lease_move(frame, &nm->frame);
+    ax_msg_release(&m);
+    return st;
 }
 
 ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t session, uint64_t via,
@@ -454,8 +591,12 @@ ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t sess
     ax_ref_t dst;
     ax_msg_t *m;
     ax_status_t st = AX_OK;
+    uint64_t epoch;
 
-    if (cache == NULL || !route_cached(frame, cache, &dst, &env.payload_off, &env.serialiser_id)) {
+    if (cache != NULL && cache->ids_n > 0)
+        return deliver_view(sys, frame, session, cache);
+    epoch = ax__registry_epoch(&sys->registry);
+    if (cache == NULL || !route_cached(frame, cache, epoch, &dst, &env.payload_off, &env.serialiser_id)) {
         st = ax__envelope_read(frame, AX__FRAME_HEADER_SIZE, &env);
         if (st == AX_OK) {
             /* The receiver is ours whatever address the peer used for us. */
@@ -463,7 +604,7 @@ ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t sess
             st = ax_ref_from_path(sys, &env.dst, &dst);
         }
         if (st == AX_OK && cache != NULL)
-            route_remember(frame, cache, dst);
+            route_remember(frame, cache, dst, epoch);
     }
     if (st == AX_OK)
         st = ax__net_msg_new(sys->netmsg_pool, frame, env.payload_off, env.serialiser_id, session, &nm);

@@ -265,6 +265,10 @@ static ax_system_t *make_system(void)
      * such as "axon = { spin_us = 0; network = { spin_us = 0; }; };". */
     if (getenv("AXON_BENCH_CONFIG") != NULL)
         BENCH_CHECK(ax_config_load_string(&cfg, getenv("AXON_BENCH_CONFIG")));
+    /* AXON_BENCH_PATH_IDS=0 measures envelopes without path ids (both
+     * processes inherit it); unset, the default offer. */
+    if (getenv("AXON_BENCH_PATH_IDS") != NULL)
+        cfg.network.path_ids = (uint32_t)strtoul(getenv("AXON_BENCH_PATH_IDS"), NULL, 10);
     BENCH_CHECK(ax_system_create(&cfg, &sys));
     BENCH_CHECK(ax_net_start(sys));
     return sys;

@@ -58,8 +58,8 @@ static size_t pack_hello(ax__conn_t *c, unsigned char *out, size_t cap)
                                      (net->cfg.client_only ? AX__HELLO_CLIENT : 0)) ||
         msgpack_pack_uint64(&pk, net->fmt.max_frame_size) || msgpack_pack_bin(&pk, AX__NONCE_SIZE) ||
         msgpack_pack_bin_body(&pk, c->hs->nonce, AX__NONCE_SIZE) ||
-        /* Path ids: this version of Axon offers none (section 6.1). */
-        msgpack_pack_uint8(&pk, 0))
+        /* Path ids we accept (section 6.1); 0 when off. */
+        msgpack_pack_uint32(&pk, net->cfg.path_ids))
         return 0;
     return fb.len;
 }
@@ -148,7 +148,7 @@ void ax__hs_send_hello(ax__conn_t *c)
 
 typedef struct hello {
     ax_addr_t addr;
-    uint64_t incarnation, session, flags, max_frame;
+    uint64_t incarnation, session, flags, max_frame, path_ids;
 } hello_t;
 
 static bool is_uint(const msgpack_object *o)
@@ -198,6 +198,7 @@ static ax_status_t parse_hello(const msgpack_object *o, hello_t *h)
     h->session = f[4].via.u64;
     h->flags = f[5].via.u64;
     h->max_frame = f[6].via.u64;
+    h->path_ids = f[8].via.u64;
     return AX_OK;
 }
 
@@ -351,6 +352,7 @@ static bool on_hs_frame(ax__conn_t *c, const ax__frame_header_t *fh, const unsig
         hs->addr = h.addr;
         hs->incarnation = h.incarnation;
         c->peer_max_frame = h.max_frame;
+        c->peer_path_ids = h.path_ids;
         if (!auth_agrees(c, h.flags)) {
             auth_failed(c, net->secret.len > 0 ? "the peer has no secret" : "the peer requires a secret we do not have");
             return false;

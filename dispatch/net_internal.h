@@ -38,6 +38,7 @@
 #include "serial/frame.h"
 #include "serial/mpsc.h"
 #include "serial/netmsg.h"
+#include "serial/pathtab.h"
 
 #define AX__PROTO_MAGIC "axon"
 #define AX__PROTO_VERSION 2u
@@ -140,6 +141,9 @@ struct ax__conn_s {
     uint64_t session;
     uint64_t peer_incarnation;
     uint64_t peer_max_frame; /* the largest frame the peer accepts (Hello) */
+    uint64_t peer_path_ids; /* the path ids the peer offered (Hello) */
+    ax__pathtab_t *tx_ids;  /* the ids we bound towards the peer, or NULL */
+    bool tx_ids_lost;       /* a definition could not be kept: end c */
     ax__handshake_t *hs;    /* while a stranger; NULL once open */
     uint64_t last_rx_ns, last_tx_ns; /* for heartbeats and silence */
     ax_decode_buffer_t *rx; /* created when the connection opens */

@@ -374,6 +374,11 @@ static void conn_close(ax__conn_t *c)
     free(c->unacked);
     c->unacked = NULL;
     c->ua_count = 0;
+    /* Path ids live as long as their connection (docs/wire.md 6.1). */
+    ax__pathtab_free(c->tx_ids);
+    c->tx_ids = NULL;
+    ax__pathtab_free(c->route.ids);
+    c->route.ids = NULL;
     c->state = AX__CONN_DEAD;
     net->nconns--;
     ax__counter_add(&net->c.connections, (uint64_t)-1);
@@ -456,6 +461,28 @@ void ax__conn_malformed(ax__conn_t *c, ax_status_t why)
     ax__conn_end(c, AX_NET_LOST, why);
 }
 
+/*
+ * Give nm a head with path ids for c (docs/wire.md section 6.1), written
+ * in place of its frame's header and envelope; the frame keeps its full
+ * paths for any later connection. A head too long for nm's inline room
+ * (a definition of long paths) takes an allocation; when that fails the
+ * ids it bound cannot be defined, so c must end before it writes
+ * anything more (flush_now), and its frames go to a new connection and
+ * table.
+ */
+static void compact(ax__conn_t *c, ax_net_msg_t *nm)
+{
+    unsigned char head[AX__COMPACT_HEAD_MAX];
+    size_t len;
+
+    if (ax__pathtab_compact(c->tx_ids, &nm->frame, nm->payload_off, head, &len) != AX_OK)
+        return; /* nothing to gain: the frame goes as it is */
+    if (ax__net_msg_set_alt(nm, AX__NM_ALT_TX, head, len) != AX_OK) {
+        c->tx_ids_lost = true;
+        mark_dirty(c);
+    }
+}
+
 /* Queue a Data frame on an open connection, unless it is above what the
  * peer said it accepts: then it goes to dead letters (AX_ETOOBIG) here,
  * once, and the connection stays up. */
@@ -467,6 +494,9 @@ static void conn_enqueue_data(ax__conn_t *c, ax_net_msg_t *nm)
                                          ax_lease_len(&nm->frame), (unsigned long long)c->peer_max_frame));
         return;
     }
+    ax__net_msg_clear_alt(nm); /* a head for an earlier connection's table */
+    if (c->tx_ids != NULL)
+        compact(c, nm);
     fifo_push(&c->wq, nm);
     mark_dirty(c);
 }
@@ -486,6 +516,14 @@ void ax__conn_open(ax__conn_t *c, ax__peer_t *p)
     if (p->ever_open)
         ax__counter_add(&net->c.reconnects, 1);
     p->ever_open = true;
+    /* A fresh table each way for every connection (docs/wire.md 6.1):
+     * theirs when the first Data frame comes, ours now if they offered
+     * ids. Without memory for ours, paths go in full. */
+    c->route.ids_n = net->cfg.path_ids;
+    if (net->cfg.path_ids > 0 && c->peer_path_ids > 0)
+        c->tx_ids = ax__pathtab_new(c->peer_path_ids > AX__PATH_IDS_MAX ? AX__PATH_IDS_MAX
+                                                                         : (uint32_t)c->peer_path_ids,
+                                    true);
     while ((nm = fifo_pop(&p->pending)) != NULL)
         conn_enqueue_data(c, nm);
     mark_dirty(c);
@@ -676,6 +714,35 @@ static void on_ack(ax__conn_t *c, uint64_t upto)
     }
 }
 
+/*
+ * The envelope of a Data frame body a Status frame returned. It is the
+ * frame as we wrote it, so its ids are the ones we bound on c; with ids,
+ * *full_len receives the envelope with its paths in full.
+ */
+static ax_status_t returned_envelope(ax__conn_t *c, const ax_lease_t *flat, size_t env_off, ax__envelope_t *env,
+                                     unsigned char full[AX__ENVELOPE_MAX], size_t *full_len)
+{
+    const unsigned char *body = (const unsigned char *)ax_lease_data(flat) + env_off;
+    ax__env_view_t v;
+    ax_status_t st;
+
+    if (c->tx_ids == NULL)
+        return ax__envelope_read(flat, env_off, env);
+    st = ax__env_view_read(body, ax_lease_len(flat) - env_off, c->tx_ids, false, &v);
+    if (st == AX_OK)
+        st = ax__path_read(v.p[0].bytes, v.p[0].len, &env->dst);
+    env->has_src = st == AX_OK && v.p[1].bytes != NULL;
+    if (env->has_src)
+        st = ax__path_read(v.p[1].bytes, v.p[1].len, &env->src);
+    if (st != AX_OK)
+        return st;
+    env->serialiser_id = v.serialiser_id;
+    env->payload_off = (uint32_t)(env_off + v.len);
+    if (ax__env_view_has_ids(&v))
+        *full_len = ax__env_view_full(&v, full);
+    return AX_OK;
+}
+
 /* A Data frame we sent came back undeliverable: dead-letter it here. */
 static void on_status(ax__conn_t *c, ax_lease_t *flat, const msgpack_object *o, ax_status_t why)
 {
@@ -702,11 +769,19 @@ static void on_status(ax__conn_t *c, ax_lease_t *flat, const msgpack_object *o, 
         size_t env_off = (size_t)((const unsigned char *)f[1].via.bin.ptr -
                                   (const unsigned char *)ax_lease_data(flat));
 
-        if (ax__envelope_read(flat, env_off, &env) == AX_OK &&
+        unsigned char full[AX__ENVELOPE_MAX];
+        size_t full_len = 0;
+
+        if (returned_envelope(c, flat, env_off, &env, full, &full_len) == AX_OK &&
             ax_ref_from_path(net->sys, &env.dst, &to) == AX_OK &&
             ax__net_msg_new(ax__system_netmsg_pool(net->sys), flat, env.payload_off, env.serialiser_id,
                             c->session, &nm) == AX_OK) {
             nm->env_off = (uint32_t)env_off;
+            /* Its paths in full for whoever reads the dead letter (the ids
+             * in it are this connection's). Without memory they stay
+             * unreadable, and the message is dead-lettered even so. */
+            if (full_len > 0)
+                ax__net_msg_set_alt(nm, AX__NM_ALT_RX, full, full_len);
             m = &nm->hdr;
             m->sender = u != NULL ? u->from : AX_REF_NULL;
             ax_dead_letter(net->sys, &m, why, to);
@@ -786,6 +861,12 @@ static bool on_frame(ax__conn_t *c, ax_lease_t *frame)
         ax_lease_release(frame); /* empty when delivered */
         if (st == AX_EPROTO) {
             ax__conn_malformed(c, st);
+            return false;
+        }
+        if (c->route.ids_lost) {
+            /* A path id could not be bound: later references to it could
+             * not be read, so the connection cannot go on. */
+            ax__conn_end(c, AX_NET_LOST, AX_ENOMEM);
             return false;
         }
         return true;
@@ -947,8 +1028,8 @@ static bool written(ax__conn_t *c, ax_net_msg_t *nm)
 {
     ax_msg_t *m = &nm->hdr;
 
-    ax__counter_add(&c->net->c.bytes_sent, ax_lease_len(&nm->frame));
-    c->m.tx_bytes += ax_lease_len(&nm->frame); /* metrics: per connection */
+    ax__counter_add(&c->net->c.bytes_sent, ax__net_msg_wire_len(nm));
+    c->m.tx_bytes += ax__net_msg_wire_len(nm); /* metrics: per connection */
     if (nm->wire == AX__WIRE_DATA) {
         c->tx_frames++;
         ax__counter_add(&c->net->c.frames_sent, 1);
@@ -979,6 +1060,35 @@ static bool closing_step(ax__conn_t *c)
     return true;
 }
 
+/* Drop the first skip bytes of iov[0, got); the slices left. */
+static size_t iov_skip(struct iovec *iov, size_t got, size_t skip)
+{
+    while (skip > 0 && got > 0) {
+        if (skip >= iov[0].iov_len) {
+            skip -= iov[0].iov_len;
+            memmove(iov, iov + 1, (got - 1) * sizeof(*iov));
+            got--;
+        } else {
+            iov[0].iov_base = (char *)iov[0].iov_base + skip;
+            iov[0].iov_len -= skip;
+            skip = 0;
+        }
+    }
+    return got;
+}
+
+/* The slices nm puts on the wire, from its first byte: its path-id head
+ * and the payload, or its whole frame. */
+static size_t nm_iovec(const ax_net_msg_t *nm, struct iovec *iov, size_t max)
+{
+    if (nm->alt_kind != AX__NM_ALT_TX)
+        return ax_lease_iovec(&nm->frame, 0, iov, max);
+    if (max < 2)
+        return 0;
+    iov[0] = (struct iovec){(void *)ax__net_msg_alt(nm), nm->alt_len};
+    return 1 + iov_skip(iov + 1, ax_lease_iovec(&nm->frame, 0, iov + 1, max - 1), nm->payload_off);
+}
+
 /* Write as much of the queue as the socket takes; false when c closed. */
 static bool flush_now(ax__conn_t *c)
 {
@@ -988,13 +1098,17 @@ static bool flush_now(ax__conn_t *c)
         return false;
     if (c->state == AX__CONN_TCP)
         return true;
+    if (c->tx_ids_lost) {
+        ax__conn_end(c, AX_NET_LOST, ax__error(AX_ENOMEM, "net: no memory for a path-id definition"));
+        return false;
+    }
     while (c->wq.head != NULL) {
         size_t k = 0, skip = c->wq_off;
         ssize_t n;
 
         for (ax_msg_link_t *l = c->wq.head; l != NULL && k < IOV_BATCH; l = l->next) {
             ax_net_msg_t *nm = (ax_net_msg_t *)l;
-            size_t got = ax_lease_iovec(&nm->frame, 0, iov + k, IOV_BATCH - k);
+            size_t got = nm_iovec(nm, iov + k, IOV_BATCH - k);
 
             /* Skip what a partial write already sent of the first frame. */
             while (skip > 0 && got > 0) {
@@ -1028,7 +1142,7 @@ static bool flush_now(ax__conn_t *c)
          * unfinished one stopped. */
         while (n > 0 && c->wq.head != NULL) {
             ax_net_msg_t *nm = (ax_net_msg_t *)c->wq.head;
-            size_t left = ax_lease_len(&nm->frame) - c->wq_off;
+            size_t left = ax__net_msg_wire_len(nm) - c->wq_off;
 
             if ((size_t)n < left) {
                 c->wq_off += (size_t)n;

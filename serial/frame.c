@@ -176,16 +176,10 @@ msgpack_zone *ax__thread_zone(void)
 ax_status_t ax__envelope_read(const ax_lease_t *frame, size_t env_off, ax__envelope_t *env)
 {
     unsigned char copy[AX__ENVELOPE_MAX];
-    size_t frame_len = ax_lease_len(frame), avail, off = 0;
+    size_t frame_len = ax_lease_len(frame), avail;
     const unsigned char *body;
-    msgpack_zone *zone = ax__thread_zone();
-    msgpack_object obj;
-    msgpack_object *f;
     ax_status_t st;
-    int rc;
 
-    if (zone == NULL)
-        return ax__error(AX_ENOMEM, "envelope: out of memory");
     if (frame_len <= env_off)
         return ax__error(AX_EPROTO, "envelope: frame of %zu bytes has no body", frame_len);
     avail = frame_len - env_off;
@@ -198,6 +192,25 @@ ax_status_t ax__envelope_read(const ax_lease_t *frame, size_t env_off, ax__envel
         ax_lease_copy_out(frame, env_off, copy, avail);
         body = copy;
     }
+    st = ax__envelope_parse(body, avail, env);
+    if (st == AX_OK)
+        env->payload_off = (uint32_t)(env_off + env->payload_off);
+    return st;
+}
+
+ax_status_t ax__envelope_parse(const unsigned char *body, size_t avail, ax__envelope_t *env)
+{
+    size_t off = 0;
+    msgpack_zone *zone = ax__thread_zone();
+    msgpack_object obj;
+    msgpack_object *f;
+    ax_status_t st;
+    int rc;
+
+    if (zone == NULL)
+        return ax__error(AX_ENOMEM, "envelope: out of memory");
+    if (avail == 0)
+        return ax__error(AX_EPROTO, "envelope: empty");
     /* Bytes from a peer: bound every container before msgpack-c reserves
      * memory for it. */
     st = ax__msgpack_check(body, avail, 1);
@@ -221,7 +234,7 @@ ax_status_t ax__envelope_read(const ax_lease_t *frame, size_t env_off, ax__envel
             st = ax__error(AX_EPROTO, "envelope: the serialiser id is not an unsigned integer");
         if (st == AX_OK) {
             env->serialiser_id = f[2].via.u64;
-            env->payload_off = (uint32_t)(env_off + off);
+            env->payload_off = (uint32_t)off;
         }
     }
     msgpack_zone_clear(zone);

@@ -88,6 +88,10 @@ typedef struct ax__envelope_s {
  * gone afterwards. */
 ax_status_t ax__envelope_read(const ax_lease_t *frame, size_t env_off, ax__envelope_t *env);
 
+/* The same over body[0, avail), every path in full; env->payload_off is
+ * relative to body. */
+ax_status_t ax__envelope_parse(const unsigned char *body, size_t avail, ax__envelope_t *env);
+
 /* A msgpack zone for the calling thread, to be cleared after each use;
  * NULL when out of memory. */
 msgpack_zone *ax__thread_zone(void);

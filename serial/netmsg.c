@@ -2,6 +2,7 @@
  * lazily on the receiver's thread. */
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/error.h"
 #include "serial/frame.h"
@@ -11,6 +12,33 @@
 static void net_msg_reset(ax_msg_t *msg)
 {
     ax_lease_release(&((ax_net_msg_t *)msg)->frame);
+    ax__net_msg_clear_alt((ax_net_msg_t *)msg);
+}
+
+void ax__net_msg_clear_alt(ax_net_msg_t *nm)
+{
+    free(nm->alt_heap);
+    nm->alt_heap = NULL;
+    nm->alt_kind = AX__NM_ALT_NONE;
+    nm->alt_len = 0;
+}
+
+ax_status_t ax__net_msg_set_alt(ax_net_msg_t *nm, uint8_t kind, const unsigned char *bytes, size_t len)
+{
+    ax__net_msg_clear_alt(nm);
+    if (len > UINT16_MAX)
+        return ax__error(AX_EINVAL, "net message: an envelope of %zu bytes", len);
+    if (len > sizeof nm->alt_inline) {
+        nm->alt_heap = malloc(len);
+        if (nm->alt_heap == NULL)
+            return ax__error(AX_ENOMEM, "net message: no memory for an envelope");
+        memcpy(nm->alt_heap, bytes, len);
+    } else {
+        memcpy(nm->alt_inline, bytes, len);
+    }
+    nm->alt_kind = kind;
+    nm->alt_len = (uint16_t)len;
+    return AX_OK;
 }
 
 const ax_msg_type_t ax_net_msg_type = {
@@ -35,6 +63,9 @@ ax_status_t ax__net_msg_new(ax_msg_pool_t *pool, ax_lease_t *frame, uint32_t pay
     nm->payload_off = payload_off;
     nm->route = NULL;
     nm->wire = 0;
+    nm->alt_kind = AX__NM_ALT_NONE;
+    nm->alt_len = 0;
+    nm->alt_heap = NULL;
     nm->serialiser_id = serialiser_id;
     nm->session = session;
     nm->via = 0;
@@ -54,6 +85,8 @@ uint64_t ax_net_msg_session(const ax_net_msg_t *nm)
 
 static ax_status_t paths(const ax_net_msg_t *nm, ax__envelope_t *env)
 {
+    if (nm->alt_kind == AX__NM_ALT_RX)
+        return ax__envelope_parse(ax__net_msg_alt(nm), nm->alt_len, env);
     return ax__envelope_read(&nm->frame, nm->env_off, env);
 }
 

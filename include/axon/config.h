@@ -64,6 +64,12 @@ typedef struct ax_net_config_s {
                                        their replies this long before it
                                        sleeps in epoll; 0: never (0: it pays
                                        only with cores to spare) */
+
+    /* Smaller envelopes (docs/wire.md section 6.1): how many path ids
+     * this system offers each peer, per connection, and uses towards a
+     * peer that offers some; 0 turns them off both ways (1024, at most
+     * 65536). */
+    uint32_t path_ids;
 } ax_net_config_t;
 
 typedef struct ax_metrics_config_s {

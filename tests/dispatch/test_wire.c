@@ -39,6 +39,7 @@
 #include "axon/axon.h"
 #include "dispatch/net_internal.h"
 #include "serial/frame.h"
+#include "serial/pathtab.h"
 #include "tests/actor/helpers.h"
 
 #ifndef AXON_WIRE_MD
@@ -96,6 +97,16 @@ static const vector_t vectors[] = {
     {"data_to_nobody", "00 00 00 21 02 00 00 00 93"
                        "94 01 c4 04 7f 00 00 01 cd 23 28 a6 6e 6f 62 6f 64 79"
                        "94 00 c4 04 7f 00 00 01 cd 23 29 07 03 29"},
+    {"hello_ids", "00 00 00 4f 01 00 00 00"
+                  "99 a4 61 78 6f 6e 02 93 00 c4 04 7f 00 00 01 cd 23 29"
+                  "cf 01 23 45 67 89 ab cd ef cf 11 22 33 44 55 66 77 88"
+                  "00 ce 01 00 00 00"
+                  "c4 20 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f"
+                  "10 11 12 13 14 15 16 17 18 19 1a 1b 1c 1d 1e 1f cd 04 00"},
+    {"data_u64_def", "00 00 00 23 02 00 00 00 93"
+                     "92 00 94 01 c4 04 7f 00 00 01 cd 23 28 a4 65 63 68 6f"
+                     "92 01 94 00 c4 04 7f 00 00 01 cd 23 29 07 03 29"},
+    {"data_u64_ref", "00 00 00 05 02 00 00 00 93 00 01 03 29"},
     {"status_notfound", "00 00 00 25 03 00 07 00 92 03 c4 21 93"
                         "94 01 c4 04 7f 00 00 01 cd 23 28 a6 6e 6f 62 6f 64 79"
                         "94 00 c4 04 7f 00 00 01 cd 23 29 07 03 29"},
@@ -1063,6 +1074,7 @@ typedef struct server_opts_s {
     uint64_t heartbeat_timeout_ms;  /* 0: the default */
     size_t chunk_size;            /* 0: the default receive pool */
     size_t max_chunk_count;
+    bool no_path_ids;             /* network.path_ids = 0 */
 } server_opts_t;
 
 static void server_start_opts(server_t *s, const server_opts_t *o)
@@ -1085,6 +1097,8 @@ static void server_start_opts(server_t *s, const server_opts_t *o)
         cfg.network.heartbeat_interval_ms = o->heartbeat_interval_ms;
     if (o->heartbeat_timeout_ms > 0)
         cfg.network.heartbeat_timeout_ms = o->heartbeat_timeout_ms;
+    if (o->no_path_ids)
+        cfg.network.path_ids = 0;
     if (o->chunk_size > 0) {
         cfg.network.buffer_config.chunk_size = o->chunk_size;
         cfg.network.buffer_config.max_chunk_count = o->max_chunk_count;
@@ -1340,8 +1354,8 @@ static hello_t hello_parse(const bytes_t *f)
     cr_assert(e[7].type == MSGPACK_OBJECT_BIN && e[7].via.bin.size == NONCE_SIZE, "a nonce of 32 bytes");
     memcpy(r.nonce, e[7].via.bin.ptr, NONCE_SIZE);
     r.nonce_len = NONCE_SIZE;
-    cr_assert(e[8].type == MSGPACK_OBJECT_POSITIVE_INTEGER && e[8].via.u64 == 0,
-              "Axon offers no path ids (section 7)");
+    cr_assert(e[8].type == MSGPACK_OBJECT_POSITIVE_INTEGER, "path ids: a uint (section 7)");
+    r.path_ids = e[8].via.u64;
     msgpack_zone_free(zone);
     return r;
 }
@@ -1520,6 +1534,7 @@ Test(wire_live, session_of_the_doc)
     cr_assert(ax_addr_eq(&h.addr, &s.addr));
     cr_assert_eq(h.flags, 0);
     cr_assert_eq(h.max_frame, V_MAX_FRAME);
+    cr_assert_eq(h.path_ids, 1024, "Axon offers network.path_ids, 1024 by default (section 6.1)");
     c.open = true;
 
     /* 2. The u64 to echo: 42 comes back on this connection, to our path. */
@@ -2658,4 +2673,359 @@ Test(wire_live, graceful_close_after_bye_exchange)
     server_stop(&s);
     cr_assert_lt(waited, 60.0, "the server closed %.2f s after the Bye exchange: it waited for "
                  "flush_timeout_ms (120 s)", waited);
+}
+
+/* ---- path ids (section 6.1) ------------------------------------------------------ */
+
+/* The vector `name` as a lease, as the network thread holds a frame. */
+static ax_lease_t vector_lease(ax_encode_buffer_t *eb, const char *name)
+{
+    bytes_t v = vec(name);
+    ax_lease_t l;
+
+    cr_assert_eq(ax_encode_begin(eb, v.n), AX_OK);
+    cr_assert_eq(ax_encode_write(eb, v.b, v.n), AX_OK);
+    cr_assert_eq(ax_encode_end(eb, &l), AX_OK);
+    return l;
+}
+
+/* What the sender writes for frame: its compact head and its payload. */
+static bytes_t compacted(ax__pathtab_t *t, const ax_lease_t *frame, uint32_t payload_off)
+{
+    unsigned char head[AX__COMPACT_HEAD_MAX];
+    size_t len = 0, flen = ax_lease_len(frame);
+    bytes_t out;
+
+    cr_assert_eq(ax__pathtab_compact(t, frame, payload_off, head, &len), AX_OK);
+    memcpy(out.b, head, len);
+    out.n = len + ax_lease_copy_out(frame, payload_off, out.b + len, flen - payload_off);
+    return out;
+}
+
+/* The envelope of vector `name` read with table t (binding). */
+static ax_status_t view_of(const char *name, ax__pathtab_t *t, ax__env_view_t *v)
+{
+    bytes_t f = vec(name);
+    static bytes_t keep; /* the view points into it */
+
+    keep = f;
+    return ax__env_view_read(keep.b + 8, keep.n - 8, t, true, v);
+}
+
+Test(wire_codec, path_id_vectors)
+{
+    ax_encode_buffer_t *eb = encoder();
+    ax_lease_t full = vector_lease(eb, "data_u64");
+    bytes_t want_env = vec("data_u64"), got, want;
+    ax__pathtab_t *tx = ax__pathtab_new(1024, true), *rx = ax__pathtab_new(1024, false), *small;
+    unsigned char env[AX__ENVELOPE_MAX];
+    ax__env_view_t v;
+
+    /* The sender: a definition for each path the first time, then ids. */
+    got = compacted(tx, &full, 38);
+    want = vec("data_u64_def");
+    expect_bytes("data_u64_def", got.b, got.n, &want);
+    got = compacted(tx, &full, 38);
+    want = vec("data_u64_ref");
+    expect_bytes("data_u64_ref", got.b, got.n, &want);
+    cr_assert_eq(tx->used, 2);
+
+    /* The receiver: both read back as data_u64's envelope, paths in full. */
+    cr_assert_eq(view_of("data_u64_def", rx, &v), AX_OK, "%s", ax_error_detail());
+    cr_assert_eq(v.p[0].form, AX__PATH_DEF);
+    cr_assert_eq(v.p[1].form, AX__PATH_DEF);
+    cr_assert_eq(v.serialiser_id, AX_SER_U64);
+    cr_assert_eq(v.len, 35 - 1, "the payload follows the envelope");
+    cr_assert_eq(ax__env_view_full(&v, env), 38u - 8);
+    cr_assert_eq(memcmp(env, want_env.b + 8, 38 - 8), 0, "the definitions stand for data_u64's paths");
+    cr_assert_eq(view_of("data_u64_ref", rx, &v), AX_OK, "%s", ax_error_detail());
+    cr_assert_eq(v.p[0].form, AX__PATH_REF);
+    cr_assert_eq(v.p[1].form, AX__PATH_REF);
+    cr_assert_eq(ax__env_view_full(&v, env), 38u - 8);
+    cr_assert_eq(memcmp(env, want_env.b + 8, 38 - 8), 0, "the references stand for the same paths");
+
+    /* Malformed: a second definition of a bound id, a reference on a
+     * fresh table, any id without a table, an id at or above n. */
+    cr_assert_eq(view_of("data_u64_def", rx, &v), AX_EPROTO);
+    ax__pathtab_free(rx);
+    rx = ax__pathtab_new(1024, false);
+    cr_assert_eq(view_of("data_u64_ref", rx, &v), AX_EPROTO, "a reference before its definition");
+    cr_assert_eq(view_of("data_u64_ref", NULL, &v), AX_EPROTO);
+    cr_assert_eq(view_of("data_u64_def", NULL, &v), AX_EPROTO);
+    small = ax__pathtab_new(1, false);
+    cr_assert_eq(view_of("data_u64_def", small, &v), AX_EPROTO, "id 1 of an offer of 1");
+    cr_assert(strstr(ax_error_detail(), "at or above") != NULL, "%s", ax_error_detail());
+    ax__pathtab_free(small);
+
+    /* A full table: the first path keeps id 0, the next goes in full. */
+    small = ax__pathtab_new(1, true);
+    got = compacted(small, &full, 38);
+    cr_assert_eq(got.b[8], 0x93);
+    cr_assert_eq(got.b[9], 0x92, "the receiver is defined");
+    cr_assert_eq(got.b[10], 0x00);
+    cr_assert_eq(memcmp(got.b + 11, want_env.b + 9, 16), 0);
+    cr_assert_eq(got.b[27], 0x94, "the sender goes in full");
+    got = compacted(small, &full, 38);
+    cr_assert_eq(got.b[9], 0x00, "then the receiver is id 0");
+    cr_assert_eq(got.b[10], 0x94, "and the sender still in full");
+    ax__pathtab_free(small);
+
+    ax__pathtab_free(rx);
+    ax__pathtab_free(tx);
+    ax_lease_release(&full);
+    ax_encode_buffer_destroy(&eb);
+}
+
+/* Reconnect from the same address once the server has seen the old
+ * connection go. */
+static void reconnect(wire_conn_t *c, server_t *s)
+{
+    ax_net_stats_t st;
+
+    conn_close(c);
+    WAIT_STATS(s, st, st.connections == 0);
+    *c = conn_open(&s->addr);
+}
+
+/* A peer may send ids to Axon, which offers them; a new connection starts
+ * a fresh table, where a reference before its definition closes it. */
+Test(wire_live, path_ids_to_axon)
+{
+    server_t s;
+    wire_conn_t c;
+    ax_net_stats_t st;
+
+    server_start(&s, "127.0.0.1:0", 16u << 20, 500);
+    c = conn_open(&s.addr);
+    send_vector(&c, "hello");
+    (void)expect_frame(&c, "the server's Hello");
+    c.open = true;
+    send_vector(&c, "data_u64_def");
+    expect_reply_and_ack(&c, &s, V_CLIENT, 42, 1);
+    send_vector(&c, "data_u64_ref");
+    expect_reply_and_ack(&c, &s, V_CLIENT, 42, 2);
+
+    /* A new connection: id 0 and 1 mean nothing yet. */
+    reconnect(&c, &s);
+    send_vector(&c, "hello");
+    (void)expect_frame(&c, "the server's Hello");
+    send_vector(&c, "data_u64_ref");
+    expect_closed(&c, "a reference before its definition");
+    WAIT_STATS(&s, st, st.malformed == 1);
+
+    /* And defined again, the ids work on the next one. */
+    reconnect(&c, &s);
+    send_vector(&c, "hello");
+    (void)expect_frame(&c, "the server's Hello");
+    send_vector(&c, "data_u64_def");
+    expect_reply_and_ack(&c, &s, V_CLIENT, 42, 1);
+    send_vector(&c, "data_u64_ref");
+    expect_reply_and_ack(&c, &s, V_CLIENT, 42, 2);
+    conn_close(&c);
+    cr_assert(axt_wait_at_least(&echo_seen, 4, NET_WAIT_S));
+    WAIT_STATS(&s, st, st.connections == 0);
+    cr_assert_eq(st.malformed, 1);
+    server_stop(&s);
+}
+
+/* With network.path_ids = 0 Axon offers none, and both forms are malformed. */
+Test(wire_live, path_ids_off)
+{
+    server_t s;
+    wire_conn_t c;
+    ax_net_stats_t st;
+    hello_t h;
+    bytes_t f;
+
+    server_start_opts(&s, &(server_opts_t){.listen = "127.0.0.1:0", .max_frame = 16u << 20, .flush_ms = 500,
+                                          .no_path_ids = true});
+    c = conn_open(&s.addr);
+    send_vector(&c, "hello_ids");
+    f = expect_frame(&c, "the server's Hello");
+    h = hello_parse(&f);
+    cr_assert_eq(h.path_ids, 0);
+    c.open = true;
+    /* We offered ids, but it uses none: the reply comes with full paths. */
+    send_vector(&c, "data_u64");
+    expect_reply_and_ack(&c, &s, V_CLIENT, 42, 1);
+    send_vector(&c, "data_u64_def");
+    expect_closed(&c, "a definition towards a system that offered no ids");
+    conn_close(&c);
+    WAIT_STATS(&s, st, st.malformed == 1 && st.connections == 0);
+    server_stop(&s);
+}
+
+/* The reply's envelope read with our table: it goes to V_CLIENT from the
+ * echo actor; forms[i] is how each path came. */
+static void check_reply_ids(const bytes_t *f, const server_t *s, ax__pathtab_t *rx, const uint8_t forms[2],
+                            uint64_t value)
+{
+    ax__env_view_t v;
+    ax_path_t dst, src, want = path(V_CLIENT);
+    msgpack_zone *zone = msgpack_zone_new(256);
+    msgpack_object o;
+
+    cr_assert_eq(frame_type(f), AX__FRAME_DATA);
+    cr_assert_eq(ax__env_view_read(f->b + 8, f->n - 8, rx, true, &v), AX_OK, "%s", ax_error_detail());
+    cr_assert_eq(v.p[0].form, forms[0], "receiver form %u, want %u", v.p[0].form, forms[0]);
+    cr_assert_eq(v.p[1].form, forms[1], "sender form %u, want %u", v.p[1].form, forms[1]);
+    cr_assert_eq(ax__path_read(v.p[0].bytes, v.p[0].len, &dst), AX_OK);
+    cr_assert_eq(ax__path_read(v.p[1].bytes, v.p[1].len, &src), AX_OK);
+    cr_assert_eq(ax_path_cmp(&dst, &want), 0);
+    cr_assert_eq(src.kind, AX_PATH_UNIQUE);
+    cr_assert_eq(src.id, ax_ref_id(s->echo));
+    o = unpack_one(f->b + 8 + v.len, f->n - 8 - v.len, zone);
+    cr_assert_eq(o.via.u64, value);
+    msgpack_zone_free(zone);
+}
+
+/* Read the reply and the Ack `acks`, in either order; the reply's bytes. */
+static bytes_t reply_and_ack(wire_conn_t *c, uint64_t acks)
+{
+    bytes_t reply = {.n = 0};
+    bool acked = false;
+
+    while (reply.n == 0 || !acked) {
+        bytes_t f = expect_frame(c, "an echo reply and an Ack");
+
+        if (frame_type(&f) == AX__FRAME_DATA)
+            reply = f;
+        else
+            acked = ack_count(&f) == acks;
+    }
+    return reply;
+}
+
+/* Towards a peer that offers ids Axon defines each path once, then sends
+ * its id; on a new connection it defines them again. With an offer of 1
+ * only the first path gets an id. */
+Test(wire_live, path_ids_from_axon)
+{
+    static const uint8_t defs[2] = {AX__PATH_DEF, AX__PATH_DEF}, refs[2] = {AX__PATH_REF, AX__PATH_REF},
+                         one_def[2] = {AX__PATH_DEF, AX__PATH_FULL}, one_ref[2] = {AX__PATH_REF, AX__PATH_FULL};
+    server_t s;
+    wire_conn_t c;
+    ax__pathtab_t *rx;
+    hello_t mine = hello_of("127.0.0.1:9001", V_INCARNATION, V_SESSION, 0);
+    bytes_t f;
+
+    server_start(&s, "127.0.0.1:0", 16u << 20, 500);
+    for (int round = 0; round < 2; round++) {
+        c = conn_open(&s.addr);
+        send_vector(&c, "hello_ids");
+        (void)expect_frame(&c, "the server's Hello");
+        c.open = true;
+        rx = ax__pathtab_new(1024, false);
+        send_vector(&c, "data_u64");
+        f = reply_and_ack(&c, 1);
+        check_reply_ids(&f, &s, rx, defs, 42);
+        send_vector(&c, "data_u64");
+        f = reply_and_ack(&c, 2);
+        check_reply_ids(&f, &s, rx, refs, 42);
+        cr_assert_eq(f.n, 13u, "a reply of references is 13 bytes: header, 93 00 01 03 2a");
+        cr_assert_eq(memcmp(f.b + 8, "\x93\x00\x01\x03\x2a", 5), 0);
+        ax__pathtab_free(rx);
+        /* The next round is a new connection: a fresh table each side. */
+        reconnect(&c, &s);
+        conn_close(&c);
+    }
+
+    mine.path_ids = 1;
+    c = conn_open(&s.addr);
+    f = hello_frame(&mine);
+    conn_send(&c, &f);
+    (void)expect_frame(&c, "the server's Hello");
+    c.open = true;
+    rx = ax__pathtab_new(1, false);
+    send_vector(&c, "data_u64");
+    f = reply_and_ack(&c, 1);
+    check_reply_ids(&f, &s, rx, one_def, 42);
+    send_vector(&c, "data_u64");
+    f = reply_and_ack(&c, 2);
+    check_reply_ids(&f, &s, rx, one_ref, 42);
+    ax__pathtab_free(rx);
+    conn_close(&c);
+    server_stop(&s);
+}
+
+/* A Data frame from V_CLIENT with u64 41 whose receiver is the unique path
+ * of `to` on the server: defined as id 0 (def) or referenced. */
+static bytes_t data_to_unique(const server_t *s, ax_ref_t to, bool def)
+{
+    unsigned char tail[] = {0x94, 0x00, 0xc4, 0x04, 0x7f, 0x00, 0x00, 0x01, 0xcd, 0x23, 0x29, 0x07, 0x03, 0x29};
+    ax_path_t p;
+    ax__packed_path_t pp;
+    bytes_t f = {.n = 8};
+
+    cr_assert_eq(ax_ref_path(to, &p), AX_OK);
+    p.addr = s->addr;
+    cr_assert_eq(ax__path_packed(&p, &pp), AX_OK);
+    f.b[f.n++] = 0x93;
+    if (def) {
+        f.b[f.n++] = 0x92;
+        f.b[f.n++] = 0x00;
+        memcpy(f.b + f.n, pp.bytes, pp.len);
+        f.n += pp.len;
+    } else {
+        f.b[f.n++] = 0x00;
+    }
+    memcpy(f.b + f.n, tail, sizeof tail);
+    f.n += sizeof tail;
+    header(f.b, AX__FRAME_DATA, AX_OK, f.n - 8);
+    return f;
+}
+
+/* The actor an id resolved to is remembered only while the ref checks
+ * out: a reference to a unique path whose actor ended is returned as
+ * AX_ENOTFOUND; a name that moved to another actor is followed. */
+Test(wire_live, path_ids_follow_the_actors)
+{
+    server_t s;
+    wire_conn_t c;
+    ax_ref_t first, second, r;
+    ax_net_stats_t st;
+    ax_path_t p;
+    bytes_t f;
+
+    server_start(&s, "127.0.0.1:0", 16u << 20, 500);
+    c = conn_open(&s.addr);
+    send_vector(&c, "hello");
+    (void)expect_frame(&c, "the server's Hello");
+    c.open = true;
+
+    /* By name: echo answers, then the name moves to another echo. */
+    send_vector(&c, "data_u64_def");
+    expect_reply_and_ack(&c, &s, V_CLIENT, 42, 1);
+    first = s.echo;
+    cr_assert_eq(ax_unregister(s.sys, "echo"), AX_OK);
+    cr_assert_eq(ax_spawn(s.sys, &echo_vtable, NULL, &second), AX_OK);
+    cr_assert_eq(ax_register(s.sys, second, "echo"), AX_OK);
+    s.echo = second; /* check_reply: the reply's sender is the new one */
+    send_vector(&c, "data_u64_ref");
+    expect_reply_and_ack(&c, &s, V_CLIENT, 42, 2);
+    conn_close(&c);
+    WAIT_STATS(&s, st, st.connections == 0);
+
+    /* By unique id: the first echo answers while it lives; once it has
+     * ended, the same id is an unknown recipient. */
+    c = conn_open(&s.addr);
+    send_vector(&c, "hello");
+    (void)expect_frame(&c, "the server's Hello");
+    c.open = true;
+    s.echo = first;
+    f = data_to_unique(&s, first, true);
+    conn_send(&c, &f);
+    expect_reply_and_ack(&c, &s, V_CLIENT, 42, 1);
+    cr_assert_eq(ax_ref_path(first, &p), AX_OK);
+    cr_assert_eq(ax_stop(first), AX_OK);
+    for (double end = axt_now() + NET_WAIT_S; ax_ref_from_path(s.sys, &p, &r) == AX_OK && axt_now() < end;)
+        axt_sleep_us(1000);
+    cr_assert_eq(ax_ref_from_path(s.sys, &p, &r), AX_ENOTFOUND, "the first echo has ended");
+    f = data_to_unique(&s, first, false);
+    conn_send(&c, &f);
+    f = expect_frame(&c, "a Status for the ended actor");
+    cr_assert_eq(frame_type(&f), AX__FRAME_STATUS);
+    cr_assert_eq(f.b[6], ax_status_to_byte(AX_ENOTFOUND));
+    conn_close(&c);
+    server_stop(&s);
 }

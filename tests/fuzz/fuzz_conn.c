@@ -18,8 +18,13 @@
  *                   sender tcp://0.0.0.0:0#7, which the sink answers: replies
  *                   over CLIENT connections, and to ones that have closed
  *   3 close         close the slot
- *   4 data          a Data frame for "sink" (after a Hello it is delivered;
- *                   without a sender, unless the slot's Hello was CLIENT)
+ *   4 data K        a Data frame for "sink" (after a Hello it is delivered;
+ *                   without a sender, unless the slot's Hello was CLIENT);
+ *                   the byte K picks how its receiver path is written
+ *                   (docs/wire.md section 6.1; the server offers 4 ids):
+ *                   K & 3 = 0 in full, 1 a definition of id K >> 2,
+ *                   2 a reference to id K >> 2 (bound or not), 3 a
+ *                   definition of id 4 + (K >> 2), at or above the offer
  *   5 stall         let the server run for a millisecond
  *   6 huge          a header announcing a 16 MiB Data frame
  *   7 half-close    shutdown(SHUT_WR)
@@ -98,6 +103,7 @@ static void setup(void)
     cfg.network.heartbeat_interval_ms = 10;
     cfg.network.heartbeat_timeout_ms = 60;
     cfg.network.max_retries = 0;
+    cfg.network.path_ids = 4;
     if (ax_system_create(&cfg, &srv) != AX_OK)
         die("system_create");
     if (ax_spawn(srv, &sink_vtable, NULL, &ref) != AX_OK || ax_register(srv, ref, "sink") != AX_OK)
@@ -178,7 +184,7 @@ static void send_hello(int fd, uint8_t a, uint8_t inc)
     msgpack_sbuffer_destroy(&sb);
 }
 
-static void send_data(int fd, bool client)
+static void send_data(int fd, bool client, uint8_t k)
 {
     static const unsigned char any[4] = {0, 0, 0, 0};
 
@@ -188,13 +194,21 @@ static void send_data(int fd, bool client)
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_array(&pk, 3);
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_uint8(&pk, 1);
-    msgpack_pack_bin(&pk, 4);
-    msgpack_pack_bin_body(&pk, "\x7f\0\0\x01", 4);
-    msgpack_pack_uint16(&pk, srv_port);
-    msgpack_pack_str(&pk, 4);
-    msgpack_pack_str_body(&pk, "sink", 4);
+    if ((k & 3) == 2) {
+        msgpack_pack_uint8(&pk, (uint8_t)(k >> 2)); /* a reference */
+    } else {
+        if ((k & 3) != 0) { /* a definition [id, path] */
+            msgpack_pack_array(&pk, 2);
+            msgpack_pack_uint16(&pk, (uint16_t)(((k & 3) == 3 ? 4 : 0) + (k >> 2)));
+        }
+        msgpack_pack_array(&pk, 4);
+        msgpack_pack_uint8(&pk, 1);
+        msgpack_pack_bin(&pk, 4);
+        msgpack_pack_bin_body(&pk, "\x7f\0\0\x01", 4);
+        msgpack_pack_uint16(&pk, srv_port);
+        msgpack_pack_str(&pk, 4);
+        msgpack_pack_str_body(&pk, "sink", 4);
+    }
     if (client) {
         msgpack_pack_array(&pk, 4);
         msgpack_pack_uint8(&pk, 0);
@@ -269,7 +283,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fds[s] = -1;
             break;
         case 4:
-            send_data(fds[s], client[s]);
+            send_data(fds[s], client[s], i < size ? data[i++] : 0);
             break;
         case 5:
             pause_ms(1);

@@ -14,11 +14,23 @@
  *                envelope at offset 8, as the network thread sees it
  *             3  flat, after bits 2-4 + 1 bytes of junk (another offset)
  *
+ *   bits 5-7  the path-id offer for the second pass (1, 2, 3, 4, 8, 16,
+ *             128 or 1024 ids)
+ *
+ * A second pass reads the same bytes as a stream of envelopes on one
+ * connection that offered path ids (docs/wire.md section 6.1), each
+ * followed by one payload byte: definitions bind, references resolve,
+ * ids at or above the offer and references before their definition fail.
+ *
  * Checks, each an abort() so that libFuzzer keeps the input:
  *   - an accepted envelope re-encodes (ax_path_pack) into bytes that
  *     decode to the same envelope, and re-encoding that gives the same
  *     bytes again;
  *   - a chained lease decodes as its flattened copy does;
+ *   - with path ids: every id stays below the offer, an accepted
+ *     envelope's paths in full parse as an envelope with the same paths,
+ *     and Axon's own rewrite of it (ax__pathtab_compact, a definition
+ *     then a reference) reads back as the same envelope on a fresh table;
  *   - whatever ax__msgpack_check accepts, msgpack_unpack parses without
  *     a huge allocation (libFuzzer's -rss_limit_mb and malloc limit,
  *     2048 MB by default, turn one into a crash) and without running out
@@ -31,6 +43,7 @@
 #include "axon/buffers.h"
 #include "serial/frame.h"
 #include "serial/mpcheck.h"
+#include "serial/pathtab.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -203,11 +216,92 @@ static void fuzz_check(const uint8_t *bytes, size_t n)
     msgpack_zone_free(zone);
 }
 
+/* The envelope `full` as a sender rewrites it with tx, read back with the
+ * receiver's table rx, must be the same envelope. */
+static void check_compact(const unsigned char *full, size_t len, ax__pathtab_t *tx, ax__pathtab_t *rx)
+{
+    unsigned char frame[AX__FRAME_HEADER_SIZE + AX__ENVELOPE_MAX + 1], head[AX__COMPACT_HEAD_MAX];
+    unsigned char again[AX__ENVELOPE_MAX];
+    ax_encode_buffer_t *eb = NULL;
+    ax_lease_t lease = AX_LEASE_EMPTY;
+    ax__env_view_t v;
+    ax__envelope_t a, b;
+    size_t hlen = 0;
+
+    ax__frame_header_write(frame, &(ax__frame_header_t){(uint32_t)(len + 1), 2, 0, 0});
+    memcpy(frame + AX__FRAME_HEADER_SIZE, full, len);
+    frame[AX__FRAME_HEADER_SIZE + len] = 0x2a; /* the payload */
+    check(encoded_lease(NULL, 0, frame, AX__FRAME_HEADER_SIZE + len + 1, 4096, &eb, &lease) == AX_OK);
+    if (ax__pathtab_compact(tx, &lease, (uint32_t)(AX__FRAME_HEADER_SIZE + len), head, &hlen) == AX_OK) {
+        check(hlen <= sizeof head && hlen > AX__FRAME_HEADER_SIZE);
+        check(ax__env_view_read(head + AX__FRAME_HEADER_SIZE, hlen - AX__FRAME_HEADER_SIZE, rx, true, &v) ==
+              AX_OK);
+        check(v.len == hlen - AX__FRAME_HEADER_SIZE);
+        /* The same envelope, though not always the same bytes: a
+         * definition holds its path in canonical form. */
+        check(ax__envelope_parse(full, len, &a) == AX_OK);
+        check(ax__envelope_parse(again, ax__env_view_full(&v, again), &b) == AX_OK);
+        check(same_envelope(&a, &b));
+    }
+    ax_lease_release(&lease);
+    ax_encode_buffer_destroy(&eb);
+}
+
+static void fuzz_ids(uint8_t mode, const uint8_t *bytes, size_t n)
+{
+    static const uint32_t offers[8] = {1, 2, 3, 4, 8, 16, 128, 1024};
+    uint32_t offer = offers[mode >> 5];
+    ax__pathtab_t *t = ax__pathtab_new(offer, false);
+    ax__pathtab_t *tx = ax__pathtab_new(offer, true), *rx = ax__pathtab_new(offer, false);
+    unsigned char full[AX__ENVELOPE_MAX];
+    size_t off = 0;
+
+    check(t != NULL && tx != NULL && rx != NULL);
+    while (off < n) {
+        ax__env_view_t v;
+        ax__envelope_t env;
+        ax_path_t p;
+        size_t len;
+
+        if (ax__env_view_read(bytes + off, n - off, t, true, &v) != AX_OK) {
+            check(ax_error_detail()[0] != '\0');
+            break;
+        }
+        check(v.len > 0 && v.len <= n - off);
+        for (int i = 0; i < 2; i++) {
+            if (v.p[i].form == AX__PATH_DEF || v.p[i].form == AX__PATH_REF) {
+                /* Bound, below the offer, and a checked path. */
+                uint32_t id = 0;
+
+                while (id < t->n && t->ent[id] != v.p[i].ent)
+                    id++;
+                check(v.p[i].ent != NULL && id < t->n && t->n == offer);
+                check(ax__path_read(v.p[i].bytes, v.p[i].len, &p) == AX_OK);
+            }
+        }
+        len = ax__env_view_full(&v, full);
+        check(len <= sizeof full);
+        if (ax__envelope_parse(full, len, &env) == AX_OK) {
+            check(env.payload_off == len);
+            check_compact(full, len, tx, rx);
+            check_compact(full, len, tx, rx);
+        } else {
+            /* Only a full path the view did not check can be bad. */
+            check(v.p[0].form == AX__PATH_FULL || v.p[1].form == AX__PATH_FULL);
+        }
+        off += v.len + 1; /* one payload byte */
+    }
+    ax__pathtab_free(t);
+    ax__pathtab_free(tx);
+    ax__pathtab_free(rx);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
     fuzz_envelope(data[0], data + 1, size - 1);
+    fuzz_ids(data[0], data + 1, size - 1);
     fuzz_check(data + 1, size - 1);
     return 0;
 }

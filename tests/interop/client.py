@@ -286,7 +286,10 @@ def handshake(conn, secret=None):
           % (their_flags, flags))
     check(isinstance(max_frame, int) and max_frame >= 64, "max_frame %r" % (max_frame,))
     check(isinstance(nonce, bytes) and len(nonce) == 32, "the nonce is not a bin of 32 bytes")
-    check(path_ids == 0, "Axon offers no path ids, got %r" % (path_ids,))
+    # Section 6.1: Axon offers path ids (1024 by default). This client may
+    # ignore the offer: full paths are always valid, and since our own Hello
+    # offers 0, Axon sends us full paths too.
+    check(isinstance(path_ids, int) and path_ids >= 0, "path_ids %r is not a uint" % (path_ids,))
     conn.peer_max_frame = max_frame
     if secret is not None:
         conn.send(frame(AUTH, pack(proof(secret, ROLE_INITIATOR, hello_i, hello_a))))

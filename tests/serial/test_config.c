@@ -64,6 +64,7 @@ static ax_config_t sentinel_config(void)
     cfg.network.backoff_initial_ms = 7;
     cfg.network.backoff_max_ms = 70;
     cfg.network.flush_timeout_ms = 700;
+    cfg.network.path_ids = 17;
     cr_assert_eq(ax_config_validate(&cfg), AX_OK, "%s", ax_error_detail());
     return cfg;
 }
@@ -135,6 +136,7 @@ Test(config_load, defaults_match_the_documented_values)
     cr_assert_eq(cfg.network.flush_timeout_ms, 2000);
     cr_assert_eq(cfg.spin_us, 20);
     cr_assert_eq(cfg.network.spin_us, 0);
+    cr_assert_eq(cfg.network.path_ids, 1024);
     cr_assert_eq(ax_config_validate(&cfg), AX_OK);
 }
 
@@ -406,6 +408,11 @@ static const bad_case_t bad_cases[] = {
      2, "does not fit"},
     {"axon = { network = {\n  max_pending_handshakes = 0;\n}; };\n",
      "axon.network.max_pending_handshakes", 2, ">= 1"},
+    /* path ids (docs/wire.md section 6.1) */
+    {"axon = { network = {\n  path_ids = 65537;\n}; };\n", "axon.network.path_ids", 2, "at most 65536"},
+    {"axon = { network = {\n\n  path_ids = -1;\n}; };\n", "axon.network.path_ids", 3, "-1"},
+    {"axon = { network = {\n  path_ids = \"many\";\n}; };\n", "axon.network.path_ids", 2,
+     "expected an integer"},
 };
 
 Test(config_load, bad_configs_are_rejected_with_file_line_and_key)
