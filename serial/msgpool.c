@@ -362,10 +362,18 @@ size_t ax_msg_pool_trim(ax_msg_pool_t *pool, size_t keep)
 
 size_t ax_msg_pool_count(ax_msg_pool_t *pool)
 {
-    /* Counts written under their locks: an estimate is what we promise. */
-    size_t n = ck_pr_load_64((uint64_t *)&pool->gcount);
+    size_t n;
 
-    for (unsigned i = 0; i < pool->nstripes; i++)
-        n += ck_pr_load_64((uint64_t *)&pool->stripes[i].count);
+    /* Each count under its own lock (they are written under it with plain
+     * stores): exact per list, an estimate for the whole while other
+     * threads put and get. */
+    ck_spinlock_lock(&pool->glock);
+    n = pool->gcount;
+    ck_spinlock_unlock(&pool->glock);
+    for (unsigned i = 0; i < pool->nstripes; i++) {
+        ck_spinlock_lock(&pool->stripes[i].lock);
+        n += pool->stripes[i].count;
+        ck_spinlock_unlock(&pool->stripes[i].lock);
+    }
     return n;
 }
