@@ -7,6 +7,7 @@
 #include "common/error.h"
 
 #define MAX_THREADS 1024
+#define MAX_REMOTE_REFS (1u << 24)
 
 void ax_config_init(ax_config_t *cfg)
 {
@@ -29,6 +30,7 @@ void ax_config_init(ax_config_t *cfg)
     cfg->network.handshake_timeout_ms = 5000;
     cfg->network.max_connections = 1024;
     cfg->network.max_pending_handshakes = 256;
+    cfg->network.max_remote_refs = 65536;
     cfg->metrics.listen[0] = '\0';
     cfg->metrics.top_n = 50;
 }
@@ -108,6 +110,10 @@ ax_status_t ax__config_check(const ax_config_t *cfg, ax__blame_t *blame)
     if (cfg->network.max_pending_handshakes < 1)
         return ax__blame(blame, N(max_pending_handshakes), NONE,
                          ax__error(AX_EINVAL, "config: network.max_pending_handshakes must be at least 1"));
+    if (cfg->network.max_remote_refs < 1 || cfg->network.max_remote_refs > MAX_REMOTE_REFS)
+        return ax__blame(blame, N(max_remote_refs), NONE,
+                         ax__error(AX_EINVAL, "config: network.max_remote_refs (%u) must be from 1 to %u",
+                                   cfg->network.max_remote_refs, MAX_REMOTE_REFS));
     if (memchr(cfg->metrics.listen, '\0', sizeof cfg->metrics.listen) == NULL)
         return ax__blame(blame, C(metrics.listen), NONE,
                          ax__error(AX_EINVAL, "config: metrics.listen is not terminated"));

@@ -99,6 +99,7 @@ static const field_t network_fields[] = {
     {"handshake_timeout_ms", FIELD_COUNT, NET(handshake_timeout_ms), 1, NULL, NULL},
     {"max_connections", FIELD_COUNT, NET(max_connections), 1, NULL, NULL},
     {"max_pending_handshakes", FIELD_COUNT, NET(max_pending_handshakes), 1, NULL, NULL},
+    {"max_remote_refs", FIELD_COUNT, NET(max_remote_refs), 1, NULL, NULL},
 };
 static const group_schema_t network_schema = SCHEMA(network_fields);
 

@@ -104,26 +104,19 @@ static const ax_addr_t *addr_now(ax_system_t *sys)
     return ck_pr_load_ptr(&sys->addr);
 }
 
-/* The receiver's packed path: a remote ref carries it; a local one is
- * packed once and kept until self sends elsewhere. */
+/* The receiver's packed path: a remote ref's is copied from its entry
+ * (AX_ENOTFOUND when the ref expired); a local one is packed once and
+ * kept until self sends elsewhere. */
 static ax_status_t packed_dst(ax__cell_t *c, ax_ref_t dst, ax__packed_path_t *tmp,
                               const ax__packed_path_t **out)
 {
-    ax__remote_t *remote = ax__remote_of(dst);
     ax__cell_ext_t *ext = c->ext;
     ax_path_t p;
     ax_status_t st;
 
-    if (remote != NULL && !remote->reply_slot) {
-        *out = &remote->packed;
-        return AX_OK;
-    }
-    if (remote != NULL) {
-        /* Its generation is in the ref. */
-        ax_ref_path(dst, &p);
-        st = ax__path_packed(&p, tmp);
+    if (ax__ref_is(dst, AX__REF_REMOTE)) {
         *out = tmp;
-        return st;
+        return ax__remote_packed(dst, tmp);
     }
     if (ax__ref_is(dst, AX__REF_REPLY)) {
         /* A local ask answered eagerly: the slot takes the NetMessage. */
@@ -187,12 +180,12 @@ static ax_status_t packed_src(ax__cell_t *c, ax_ref_t from, ax__packed_path_t *t
  */
 static ax_status_t route_net_msg(ax_system_t *sys, ax_ref_t dst, ax_net_msg_t **nm, ax_ref_t from)
 {
-    ax__remote_t *remote = ax__remote_of(dst);
+    ax__remote_t *remote;
     ax_msg_t *m = &(*nm)->hdr;
     ax_status_t st;
 
     *nm = NULL;
-    if (remote != NULL) {
+    if (ax__ref_is(dst, AX__REF_REMOTE)) {
         /* Acquire: the ops and their context were published together. */
         const ax__net_ops_t *ops = ck_pr_load_ptr(&sys->net_ops);
 
@@ -200,6 +193,12 @@ static ax_status_t route_net_msg(ax_system_t *sys, ax_ref_t dst, ax_net_msg_t **
         if (ops == NULL) {
             ax_msg_release(&m);
             return ax__error(AX_ENOTFOUND, "tell_serialised: the system has no network");
+        }
+        /* The frame holds a pin on its destination until it is gone. */
+        st = ax__remote_pin(dst, &remote);
+        if (st != AX_OK) {
+            ax_msg_release(&m);
+            return st;
         }
         ops->send_frame(sys->net_ctx, remote, (ax_net_msg_t **)&m, from);
         return AX_OK;
@@ -370,6 +369,7 @@ ax_status_t ax__tell_remote(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from)
 {
     ax__remote_t *remote = ax__remote_of(dst);
     const ax__net_ops_t *ops;
+    ax_status_t st;
 
     if (ax__ref_is(dst, AX__REF_REPLY))
         return ax__ask_reply(dst, msg, from);
@@ -382,7 +382,14 @@ ax_status_t ax__tell_remote(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from)
     ck_pr_fence_acquire();
     if (ops == NULL)
         return ax__error(AX_ENOTFOUND, "tell: the system has no network for a remote ref");
-    return ops->send_lazy(remote->sys->net_ctx, dst, msg, from);
+    /* The lazy send holds a pin on its destination until it is gone. */
+    st = ax__remote_pin(dst, &remote);
+    if (st != AX_OK)
+        return st;
+    st = ops->send_lazy(remote->sys->net_ctx, dst, msg, from);
+    if (st != AX_OK)
+        ax__remote_unpin(remote);
+    return st;
 }
 
 /*

@@ -10,7 +10,13 @@
 
 static void net_msg_reset(ax_msg_t *msg)
 {
-    ax_lease_release(&((ax_net_msg_t *)msg)->frame);
+    ax_net_msg_t *nm = (ax_net_msg_t *)msg;
+
+    ax_lease_release(&nm->frame);
+    if (nm->route_release != NULL)
+        nm->route_release(nm->route);
+    nm->route = NULL;
+    nm->route_release = NULL;
 }
 
 const ax_msg_type_t ax_net_msg_type = {
@@ -34,6 +40,7 @@ ax_status_t ax__net_msg_new(ax_msg_pool_t *pool, ax_lease_t *frame, uint32_t pay
     nm->env_off = AX__FRAME_HEADER_SIZE;
     nm->payload_off = payload_off;
     nm->route = NULL;
+    nm->route_release = NULL;
     nm->wire = 0;
     nm->serialiser_id = serialiser_id;
     nm->session = session;

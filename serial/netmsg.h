@@ -12,6 +12,8 @@ struct ax_net_msg_s {
     uint64_t serialiser_id;
     uint64_t session;
     void *route;           /* dispatch/: the ax__remote_t it is going to */
+    void (*route_release)(void *route); /* called on route when the message
+                                           is reset (a pin it holds), or NULL */
     uint32_t wire;         /* dispatch/: what the frame is on a send queue */
 };
 

@@ -173,6 +173,13 @@ typedef struct ax_system_stats_s {
                               escalation), ask results to an asking actor, dead
                               letters that reached the counter but not the
                               dead-letter actor */
+    /* Remote entries (the targets of remote refs): how many paths are
+     * kept, their memory (slots, path bytes, index; slots, like cells, are
+     * not returned) and how many were evicted for newer paths, at most
+     * network.max_remote_refs at once (see ax_ref_from_path). */
+    uint64_t remote_refs;
+    uint64_t remote_bytes;
+    uint64_t remote_evicted;
 } ax_system_stats_t;
 
 /* Create a system and start its workers. cfg may be NULL for the defaults
