@@ -64,6 +64,7 @@ static ax_config_t sentinel_config(void)
     cfg.network.backoff_initial_ms = 7;
     cfg.network.backoff_max_ms = 70;
     cfg.network.flush_timeout_ms = 700;
+    cfg.network.max_remote_refs = 4321;
     cr_assert_eq(ax_config_validate(&cfg), AX_OK, "%s", ax_error_detail());
     return cfg;
 }
@@ -381,6 +382,12 @@ static const bad_case_t bad_cases[] = {
      2, "does not fit"},
     {"axon = { network = {\n  max_pending_handshakes = 0;\n}; };\n",
      "axon.network.max_pending_handshakes", 2, ">= 1"},
+    /* remote refs (issue 14) */
+    {"axon = { network = {\n\n  max_remote_refs = 0;\n}; };\n", "axon.network.max_remote_refs", 3, ">= 1"},
+    {"axon = { network = {\n  max_remote_refs = 16777217;\n}; };\n", "axon.network.max_remote_refs", 2,
+     "16777216"},
+    {"axon = { network = {\n  max_remote_refs = \"many\";\n}; };\n", "axon.network.max_remote_refs", 2,
+     "expected an integer"},
 };
 
 Test(config_load, bad_configs_are_rejected_with_file_line_and_key)
