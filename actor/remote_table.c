@@ -184,6 +184,39 @@ ax_status_t ax__remote_path(ax_ref_t ref, ax_path_t *out)
 
 /* ---- the table -------------------------------------------------------------- */
 
+/*
+ * ck_ht leaves a tombstone for each removal, and lookups of a missing key
+ * (every new path) probe past them: under steady eviction the probes grow
+ * until the table is all tombstones. Once there have been as many
+ * removals as live entries, the index is built afresh from the slots
+ * (amortised: one more insert per eviction). Without memory for the new
+ * index, the old one stays, correct if slower.
+ */
+static void reindex(ax__remote_table_t *t)
+{
+    ck_ht_t fresh;
+
+    if (!ck_ht_init(&fresh, CK_HT_MODE_BYTESTRING, NULL, &ax__ht_allocator, 2u * t->live + 16u, SEED))
+        return;
+    for (uint32_t i = 0; i < t->nslots; i++) {
+        ax__remote_t *r = slot_at(t, i);
+        ck_ht_entry_t e;
+        ck_ht_hash_t h;
+
+        if (r->key == NULL)
+            continue;
+        ck_ht_hash(&h, &fresh, r->key->bytes, r->key->len);
+        ck_ht_entry_set(&e, h, r->key->bytes, r->key->len, r);
+        if (!ck_ht_put_spmc(&fresh, h, &e)) {
+            ck_ht_destroy(&fresh);
+            return;
+        }
+    }
+    ck_ht_destroy(&t->index);
+    t->index = fresh; /* a ck_ht_t holds no pointer to itself */
+    t->removed = 0;
+}
+
 /* Take r out of the index and free its key. */
 static void drop_key(ax__remote_table_t *t, ax__remote_t *r)
 {
@@ -193,6 +226,7 @@ static void drop_key(ax__remote_table_t *t, ax__remote_t *r)
     ck_ht_hash(&h, &t->index, r->key->bytes, r->key->len);
     ck_ht_entry_key_set(&e, r->key->bytes, r->key->len);
     ck_ht_remove_spmc(&t->index, h, &e);
+    t->removed++;
     t->key_bytes -= sizeof(*r->key) + r->key->len;
     t->live--;
     free(r->key);
@@ -246,6 +280,8 @@ static ax__remote_t *evict(ax__remote_table_t *t)
             continue;
         drop_key(t, r);
         t->evicted++;
+        if (t->removed > t->live)
+            reindex(t);
         return r;
     }
     return NULL;

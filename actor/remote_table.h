@@ -20,6 +20,7 @@ typedef struct ax__remote_table_s {
     uint32_t nslots;        /* slots made so far (<= cap) */
     uint32_t live;          /* slots holding a path */
     uint32_t hand;          /* the clock's next slot */
+    uint32_t removed;       /* removals from index since it was built */
     uint64_t key_bytes;     /* bytes of the live paths' keys */
     uint64_t evicted;       /* entries given to another path */
 } ax__remote_table_t;
