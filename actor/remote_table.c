@@ -263,6 +263,7 @@ static ax__remote_t *evict(ax__remote_table_t *t)
 {
     for (uint64_t n = 0; n < 2u * (uint64_t)t->nslots + 1u; n++) {
         ax__remote_t *r = slot_at(t, t->hand);
+        /* Any order: a stale value only makes the CAS below fail. */
         uint64_t w = ck_pr_load_64(&r->word);
 
         t->hand = (t->hand + 1) % t->nslots;
@@ -270,6 +271,8 @@ static ax__remote_t *evict(ax__remote_table_t *t)
             return r; /* free: its generation moved on when it was freed */
         if ((w & PINS_MASK) != 0)
             continue;
+        /* The flag is a hint (relaxed both ways): a use that races with
+         * the clearing is at worst one turn late to count. */
         if (ck_pr_load_32(&r->used)) {
             ck_pr_store_32(&r->used, 0); /* a second chance */
             continue;
@@ -336,7 +339,7 @@ static ax_status_t insert(ax__remote_table_t *t, const ax_path_t *path, bool rep
     r->addr = path->addr;
     r->reply_slot = reply_slot;
     r->peer = NULL;
-    ck_pr_store_32(&r->used, 0); /* new: first out, unless used before the hand comes */
+    ck_pr_store_32(&r->used, 0); /* new: first out unless used first (a hint, any order) */
     t->key_bytes += sizeof(*key) + key->len;
     t->live++;
     *out = r;
@@ -367,7 +370,7 @@ ax_status_t ax__remote_intern(ax_system_t *sys, const ax_path_t *in, ax_ref_t *o
     ck_ht_entry_key_set(&e, packed.bytes, packed.len);
     if (ck_ht_get_spmc(&t->index, h, &e)) {
         r = ck_ht_entry_value(&e);
-        ck_pr_store_32(&r->used, 1); /* asked for again: in use */
+        ck_pr_store_32(&r->used, 1); /* asked for again: in use (a hint, any order) */
     } else {
         st = insert(t, path, path != in, &packed, h, &r);
     }
