@@ -44,8 +44,7 @@ typedef struct ax__remote_s {
  * (its entry was evicted for another path); AX_EINVAL for other refs. */
 ax_status_t ax__remote_pin(ax_ref_t ref, ax__remote_t **out);
 
-/* One more pin on an entry the caller has pinned; and the release of one. */
-void ax__remote_repin(ax__remote_t *r);
+/* Release a pin. */
 void ax__remote_unpin(ax__remote_t *r);
 
 /* A current ref to pinned entry r (reply_gen: a reply slot's generation). */

@@ -114,11 +114,6 @@ ax_status_t ax__remote_pin(ax_ref_t ref, ax__remote_t **out)
     return AX_OK;
 }
 
-void ax__remote_repin(ax__remote_t *r)
-{
-    ck_pr_inc_64(&r->word); /* we hold a pin: the generation cannot move */
-}
-
 void ax__remote_unpin(ax__remote_t *r)
 {
     /* Release (the RMW is a full barrier): our reads of the entry come
