@@ -10,6 +10,7 @@
 /* Spinning longer than this is no longer a short wait before sleeping: a
  * busy core for a scheduler time slice (bench numbers: dispatch/NOTES.md). */
 #define MAX_SPIN_US 10000
+#define MAX_REMOTE_REFS (1u << 24)
 
 void ax_config_init(ax_config_t *cfg)
 {
@@ -33,6 +34,7 @@ void ax_config_init(ax_config_t *cfg)
     cfg->network.max_connections = 1024;
     cfg->network.max_pending_handshakes = 256;
     cfg->network.path_ids = 1024;
+    cfg->network.max_remote_refs = 65536;
     cfg->metrics.listen[0] = '\0';
     cfg->metrics.top_n = 50;
     cfg->spin_us = AX__SPIN_US_DEFAULT;
@@ -126,6 +128,10 @@ ax_status_t ax__config_check(const ax_config_t *cfg, ax__blame_t *blame)
         return ax__blame(blame, N(path_ids), NONE,
                          ax__error(AX_EINVAL, "config: network.path_ids (%u) must be at most 65536",
                                    cfg->network.path_ids));
+    if (cfg->network.max_remote_refs < 1 || cfg->network.max_remote_refs > MAX_REMOTE_REFS)
+        return ax__blame(blame, N(max_remote_refs), NONE,
+                         ax__error(AX_EINVAL, "config: network.max_remote_refs (%u) must be from 1 to %u",
+                                   cfg->network.max_remote_refs, MAX_REMOTE_REFS));
     if (memchr(cfg->metrics.listen, '\0', sizeof cfg->metrics.listen) == NULL)
         return ax__blame(blame, C(metrics.listen), NONE,
                          ax__error(AX_EINVAL, "config: metrics.listen is not terminated"));

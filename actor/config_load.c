@@ -102,6 +102,7 @@ static const field_t network_fields[] = {
     {"max_pending_handshakes", FIELD_COUNT, NET(max_pending_handshakes), 1, NULL, NULL},
     {"spin_us", FIELD_COUNT, NET(spin_us), 0, NULL, NULL},
     {"path_ids", FIELD_COUNT, NET(path_ids), 0, NULL, NULL},
+    {"max_remote_refs", FIELD_COUNT, NET(max_remote_refs), 1, NULL, NULL},
 };
 static const group_schema_t network_schema = SCHEMA(network_fields);
 

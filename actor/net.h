@@ -10,29 +10,61 @@
 #include "axon/actor.h"
 #include "serial/pathtab.h"
 
-/* The target of a remote ref: interned once per system and path, freed
- * with the system, so a remote ref is as cheap to copy as a local one. */
+/*
+ * The target of a remote ref: one entry per path, in a table of at most
+ * network.max_remote_refs slots (actor/remote_table.c). A slot's memory
+ * lives as long as the system, so a stale ref always lands on a slot;
+ * the slot is recycled for another path when the table is full (clock
+ * eviction), and its generation tells a stale ref from a current one.
+ *
+ * `word` holds the generation (high 32 bits, 30 of them used) and the
+ * pins (low 32): a reader pins the entry (ax__remote_pin) before it reads
+ * any field but `sys`, and an entry is evicted only by a CAS that finds no
+ * pin, so nothing it reads can change or be freed under it. Messages in
+ * flight hold a pin each (a lazy send, a NetMessage's route).
+ */
 typedef struct ax__remote_s {
-    ax_path_t path;
-    ax__packed_path_t packed; /* path in its wire encoding, for envelopes */
-    ax_system_t *sys;
+    uint64_t word;              /* atomic: generation << 32 | pins */
+    uint32_t used;              /* atomic: set by each use; the clock clears it */
     /* A reply slot of another system (docs/wire.md 5.3): one entry per
      * slot index, its path with generation 0; the generation travels in
      * each ref's id (low 32 bits), so that asks answered one after the
      * other do not each leave an entry behind. */
     bool reply_slot;
+    ax_addr_t addr;             /* the path's system */
+    ax_system_t *sys;           /* constant for the slot's life */
     /* Not 0: a sender path that came over a CLIENT connection (docs/wire.md
      * section 6, "Clients"), with the acceptor's id of that connection.
-     * Frames to it go back over that connection, never by address. */
+     * Frames to it go back over that connection, never by address; the
+     * id is part of the entry's key, so two CLIENTs never share one. */
     uint64_t via;
     void *peer; /* the network's per-peer state, set by the network thread */
+    struct ax__remote_key_s *key; /* the path's wire bytes; NULL when free */
 } ax__remote_t;
+
+/* The generation bits of a remote ref's id (bits 32 to 61). */
+#define AX__REMOTE_GEN_MASK ((UINT32_C(1) << 30) - 1)
+
+/* Pin the entry of remote ref `ref`, to read it or to hand it to a
+ * message in flight. AX_ENOTFOUND, with a detail, when the ref expired
+ * (its entry was evicted for another path); AX_EINVAL for other refs. */
+ax_status_t ax__remote_pin(ax_ref_t ref, ax__remote_t **out);
+
+/* Release a pin. */
+void ax__remote_unpin(ax__remote_t *r);
+
+/* A current ref to pinned entry r (reply_gen: a reply slot's generation). */
+ax_ref_t ax__remote_ref(const ax__remote_t *r, uint32_t reply_gen);
+
+/* The wire bytes of a remote ref's path (its reply generation included),
+ * copied under a pin. AX_ENOTFOUND when the ref expired. */
+ax_status_t ax__remote_packed(ax_ref_t ref, ax__packed_path_t *out);
 
 /* A lazy send on its way to the dispatcher (dispatch/net.c). Dead letters
  * unwrap it: the user's own message reaches them, never this envelope. */
 typedef struct ax__lazy_send_s {
     ax_msg_t hdr;
-    ax__remote_t *dst;
+    ax__remote_t *dst; /* pinned while the envelope holds it */
     uint64_t dst_id; /* the remote ref's id (a reply slot's generation) */
     ax_msg_t *msg;
 } ax__lazy_send_t;
@@ -41,10 +73,11 @@ extern const ax_msg_type_t ax__lazy_send_type;
 
 typedef struct ax__net_ops_s {
     /* An encoded Data frame for dst, as a NetMessage, sent by `from`.
-     * Takes *nm always; one that cannot be sent goes to dead letters. It
+     * Takes *nm and the caller's pin on dst always; one that cannot be sent goes to dead letters. It
      * travels behind the lazy sends made before it (FIFO per pair). */
     void (*send_frame)(void *ctx, ax__remote_t *dst, ax_net_msg_t **nm, ax_ref_t from);
-    /* A message to serialise lazily for dst. AX_OK takes *msg. */
+    /* A message to serialise lazily for dst, whose entry the caller has
+     * pinned. AX_OK takes *msg and that pin. */
     ax_status_t (*send_lazy)(void *ctx, ax_ref_t dst, ax_msg_t **msg, ax_ref_t from);
     /* After the workers have exited: flush, say Bye, stop the thread. */
     void (*stop)(void *ctx);
@@ -80,8 +113,17 @@ ax_status_t ax__tell_serialised_from(ax_actor_t *self, ax_ref_t dst, ax_ref_t fr
 /* Set the port of the system's address once the listener is bound. */
 void ax__system_set_port(ax_system_t *sys, uint16_t port);
 
-/* The remote target for path (created on first use). */
-ax_status_t ax__remote_intern(ax_system_t *sys, const ax_path_t *path, ax__remote_t **out);
+/* A ref to the remote entry for path (created on first use, evicting the
+ * least recently used entry when the table is full). AX_ENOBUFS when every
+ * entry is pinned by messages in flight. */
+ax_status_t ax__remote_intern(ax_system_t *sys, const ax_path_t *path, ax_ref_t *out);
+
+/* The same for a sender path that came over CLIENT connection `via` (not
+ * 0): an entry of its own, bound to that connection. */
+ax_status_t ax__remote_intern_via(ax_system_t *sys, const ax_path_t *path, uint64_t via, ax_ref_t *out);
+
+/* The path of a remote ref, read under a pin. AX_ENOTFOUND when expired. */
+ax_status_t ax__remote_path(ax_ref_t ref, ax_path_t *out);
 
 /* The ref a NetMessage's sender path names for the actors of sys: for one
  * that came over a CLIENT connection (nm->via), a remote ref bound to that
@@ -109,7 +151,8 @@ void ax__ask_undelivered(ax_ref_t reply_to, ax_status_t why);
 /* ax_tell for a ref that is not a local actor. */
 ax_status_t ax__tell_remote(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from);
 
-/* The remote target of a ref, or NULL for other refs. */
+/* The remote entry of a ref, or NULL for other refs. Not checked: read
+ * only its `sys` (constant) without pinning it. */
 ax__remote_t *ax__remote_of(ax_ref_t ref);
 
 /* A connection's memory of where its last Data frame went: the receiver

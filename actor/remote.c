@@ -13,7 +13,12 @@
  * dead-lettered, or is still owned here). */
 static void lazy_send_reset(ax_msg_t *m)
 {
-    ax_msg_release(&((ax__lazy_send_t *)m)->msg);
+    ax__lazy_send_t *ls = (ax__lazy_send_t *)m;
+
+    ax_msg_release(&ls->msg);
+    if (ls->dst != NULL)
+        ax__remote_unpin(ls->dst);
+    ls->dst = NULL;
 }
 
 static void lazy_send_release(ax_msg_t *m)
@@ -27,18 +32,6 @@ const ax_msg_type_t ax__lazy_send_type = {
     .size = sizeof(ax__lazy_send_t),
     .release = lazy_send_release,
     .reset = lazy_send_reset,
-};
-
-/* Room behind the path's text for a CLIENT connection's id (a space and
- * 16 hex digits), which keeps its refs apart from every other. No path's
- * text holds a space (names are 0x21 to 0x7e), so no path, however named,
- * can take the key of a CLIENT's ref and with it that client's replies. */
-#define VIA_KEY_MAX 18
-
-struct remote_entry {
-    ax__remote_t remote;
-    uint16_t key_len;
-    char key[AX_PATH_STR_MAX + VIA_KEY_MAX];
 };
 
 void ax_system_address(ax_system_t *sys, ax_addr_t *out)
@@ -141,94 +134,14 @@ ax__remote_t *ax__remote_of(ax_ref_t ref)
     return ref.target;
 }
 
-/* A reply slot's path: one entry for all its generations. */
-static bool is_reply_slot(const ax_path_t *path)
-{
-    return path->kind == AX_PATH_UNIQUE && (path->id & AX__ASK_ID_BIT);
-}
-
-static ax_status_t intern(ax_system_t *sys, const ax_path_t *in, uint64_t via, ax__remote_t **out)
-{
-    struct remote_entry *re;
-    char key[AX_PATH_STR_MAX + VIA_KEY_MAX];
-    ax_path_t slot_path;
-    const ax_path_t *path = in;
-    size_t len;
-    ck_ht_entry_t e;
-    ck_ht_hash_t h;
-    ax_status_t st = AX_OK;
-
-    if (is_reply_slot(in)) {
-        slot_path = *in;
-        slot_path.id &= ~(uint64_t)UINT32_MAX;
-        path = &slot_path;
-    }
-    len = ax_path_format(path, key, AX_PATH_STR_MAX);
-    if (via != 0)
-        len += (size_t)snprintf(key + len, sizeof key - len, " %016llx", (unsigned long long)via);
-
-    pthread_mutex_lock(&sys->remote_lock);
-    ck_ht_hash(&h, &sys->remotes, key, (uint16_t)len);
-    ck_ht_entry_key_set(&e, key, (uint16_t)len);
-    if (ck_ht_get_spmc(&sys->remotes, h, &e)) {
-        *out = &((struct remote_entry *)ck_ht_entry_value(&e))->remote;
-    } else if ((re = calloc(1, sizeof(*re))) == NULL) {
-        st = ax__error(AX_ENOMEM, "remote ref: out of memory");
-    } else if ((st = ax__path_packed(path, &re->remote.packed)) != AX_OK) {
-        free(re);
-    } else {
-        re->remote.path = *path;
-        re->remote.sys = sys;
-        re->remote.reply_slot = path != in;
-        re->remote.via = via;
-        re->key_len = (uint16_t)len;
-        memcpy(re->key, key, len + 1);
-        ck_ht_entry_set(&e, h, re->key, re->key_len, re);
-        if (!ck_ht_put_spmc(&sys->remotes, h, &e)) {
-            free(re);
-            st = ax__error(AX_ENOMEM, "remote ref: out of memory");
-        } else {
-            *out = &re->remote;
-        }
-    }
-    pthread_mutex_unlock(&sys->remote_lock);
-    return st;
-}
-
-ax_status_t ax__remote_intern(ax_system_t *sys, const ax_path_t *path, ax__remote_t **out)
-{
-    return intern(sys, path, 0, out);
-}
-
-static ax_ref_t remote_ref(const ax__remote_t *r, const ax_path_t *path)
-{
-    return (ax_ref_t){(void *)r, AX__REF_REMOTE | (r->reply_slot ? (uint32_t)path->id : 0)};
-}
-
 ax_status_t ax__net_msg_sender_ref(ax_system_t *sys, const ax_net_msg_t *nm, const ax_path_t *src,
                                    ax_ref_t *out)
 {
-    ax__remote_t *r;
-    ax_status_t st;
-
     if (nm->via == 0)
         return ax_ref_from_path(sys, src, out);
     /* A CLIENT's path names an actor behind that connection, whatever its
      * address says: never one of ours, never another system's. */
-    st = intern(sys, src, nm->via, &r);
-    if (st == AX_OK)
-        *out = remote_ref(r, src);
-    return st;
-}
-
-void ax__remotes_destroy(ax_system_t *sys)
-{
-    ck_ht_iterator_t it = CK_HT_ITERATOR_INITIALIZER;
-    ck_ht_entry_t *e;
-
-    while (ck_ht_next(&sys->remotes, &it, &e))
-        free(ck_ht_entry_value(e));
-    ck_ht_destroy(&sys->remotes);
+    return ax__remote_intern_via(sys, src, nm->via, out);
 }
 
 static ax_status_t local_ref(ax_system_t *sys, const ax_path_t *path, ax_ref_t *out)
@@ -251,33 +164,22 @@ static ax_status_t local_ref(ax_system_t *sys, const ax_path_t *path, ax_ref_t *
 
 ax_status_t ax_ref_from_path(ax_system_t *sys, const ax_path_t *path, ax_ref_t *out)
 {
-    ax__remote_t *r;
     ax_addr_t self;
-    ax_status_t st;
 
     if (sys == NULL || path == NULL || out == NULL)
         return ax__error(AX_EINVAL, "ref_from_path: NULL argument");
     ax_system_address(sys, &self);
     if (ax_addr_eq(&self, &path->addr))
         return local_ref(sys, path, out);
-    st = ax__remote_intern(sys, path, &r);
-    if (st == AX_OK)
-        *out = remote_ref(r, path);
-    return st;
+    return ax__remote_intern(sys, path, out);
 }
 
 ax_status_t ax_ref_path(ax_ref_t ref, ax_path_t *out)
 {
-    ax__remote_t *r = ax__remote_of(ref);
-
     if (out == NULL)
         return ax__error(AX_EINVAL, "ref_path: NULL out");
-    if (r != NULL) {
-        *out = r->path;
-        if (r->reply_slot)
-            out->id |= (uint32_t)ref.id; /* its generation */
-        return AX_OK;
-    }
+    if (ax__ref_is(ref, AX__REF_REMOTE))
+        return ax__remote_path(ref, out);
     if (ax__ref_is(ref, AX__REF_REPLY)) {
         ax__ask_path(ref, out);
         return AX_OK;

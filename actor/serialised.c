@@ -104,26 +104,19 @@ static const ax_addr_t *addr_now(ax_system_t *sys)
     return ck_pr_load_ptr(&sys->addr);
 }
 
-/* The receiver's packed path: a remote ref carries it; a local one is
- * packed once and kept until self sends elsewhere. */
+/* The receiver's packed path: a remote ref's is copied from its entry
+ * (AX_ENOTFOUND when the ref expired); a local one is packed once and
+ * kept until self sends elsewhere. */
 static ax_status_t packed_dst(ax__cell_t *c, ax_ref_t dst, ax__packed_path_t *tmp,
                               const ax__packed_path_t **out)
 {
-    ax__remote_t *remote = ax__remote_of(dst);
     ax__cell_ext_t *ext = c->ext;
     ax_path_t p;
     ax_status_t st;
 
-    if (remote != NULL && !remote->reply_slot) {
-        *out = &remote->packed;
-        return AX_OK;
-    }
-    if (remote != NULL) {
-        /* Its generation is in the ref. */
-        ax_ref_path(dst, &p);
-        st = ax__path_packed(&p, tmp);
+    if (ax__ref_is(dst, AX__REF_REMOTE)) {
         *out = tmp;
-        return st;
+        return ax__remote_packed(dst, tmp);
     }
     if (ax__ref_is(dst, AX__REF_REPLY)) {
         /* A local ask answered eagerly: the slot takes the NetMessage. */
@@ -187,12 +180,12 @@ static ax_status_t packed_src(ax__cell_t *c, ax_ref_t from, ax__packed_path_t *t
  */
 static ax_status_t route_net_msg(ax_system_t *sys, ax_ref_t dst, ax_net_msg_t **nm, ax_ref_t from)
 {
-    ax__remote_t *remote = ax__remote_of(dst);
+    ax__remote_t *remote;
     ax_msg_t *m = &(*nm)->hdr;
     ax_status_t st;
 
     *nm = NULL;
-    if (remote != NULL) {
+    if (ax__ref_is(dst, AX__REF_REMOTE)) {
         /* Acquire: the ops and their context were published together. */
         const ax__net_ops_t *ops = ck_pr_load_ptr(&sys->net_ops);
 
@@ -200,6 +193,12 @@ static ax_status_t route_net_msg(ax_system_t *sys, ax_ref_t dst, ax_net_msg_t **
         if (ops == NULL) {
             ax_msg_release(&m);
             return ax__error(AX_ENOTFOUND, "tell_serialised: the system has no network");
+        }
+        /* The frame holds a pin on its destination until it is gone. */
+        st = ax__remote_pin(dst, &remote);
+        if (st != AX_OK) {
+            ax_msg_release(&m);
+            return st;
         }
         ops->send_frame(sys->net_ctx, remote, (ax_net_msg_t **)&m, from);
         return AX_OK;
@@ -370,6 +369,7 @@ ax_status_t ax__tell_remote(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from)
 {
     ax__remote_t *remote = ax__remote_of(dst);
     const ax__net_ops_t *ops;
+    ax_status_t st;
 
     if (ax__ref_is(dst, AX__REF_REPLY))
         return ax__ask_reply(dst, msg, from);
@@ -382,7 +382,14 @@ ax_status_t ax__tell_remote(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from)
     ck_pr_fence_acquire();
     if (ops == NULL)
         return ax__error(AX_ENOTFOUND, "tell: the system has no network for a remote ref");
-    return ops->send_lazy(remote->sys->net_ctx, dst, msg, from);
+    /* The lazy send holds a pin on its destination until it is gone. */
+    st = ax__remote_pin(dst, &remote);
+    if (st != AX_OK)
+        return st;
+    st = ops->send_lazy(remote->sys->net_ctx, dst, msg, from);
+    if (st != AX_OK)
+        ax__remote_unpin(remote);
+    return st;
 }
 
 /*
@@ -526,7 +533,7 @@ static ax_status_t route_view(ax_system_t *sys, const ax__env_view_t *v, ax__rou
 }
 
 /* ax__deliver_frame on a connection where the peer may use path ids. */
-static ax_status_t deliver_view(ax_system_t *sys, ax_lease_t *frame, uint64_t session,
+static ax_status_t deliver_view(ax_system_t *sys, ax_lease_t *frame, uint64_t session, uint64_t via,
                                 ax__route_cache_t *cache)
 {
     unsigned char copy[AX__ENVELOPE_MAX], full[AX__ENVELOPE_MAX];
@@ -575,6 +582,7 @@ static ax_status_t deliver_view(ax_system_t *sys, ax_lease_t *frame, uint64_t se
             return st;
         }
     }
+    nm->via = via;
     m = &nm->hdr;
     st = ax_tell(dst, &m, AX_REF_NULL);
     if (st == AX_EFULL)
@@ -594,7 +602,7 @@ ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t sess
     uint64_t epoch;
 
     if (cache != NULL && cache->ids_n > 0)
-        return deliver_view(sys, frame, session, cache);
+        return deliver_view(sys, frame, session, via, cache);
     epoch = ax__registry_epoch(&sys->registry);
     if (cache == NULL || !route_cached(frame, cache, epoch, &dst, &env.payload_off, &env.serialiser_id)) {
         st = ax__envelope_read(frame, AX__FRAME_HEADER_SIZE, &env);

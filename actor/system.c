@@ -33,9 +33,9 @@ static ax_status_t init_parts(ax_system_t *sys)
     if (st != AX_OK)
         return st;
     sys->parts = 3;
-    if (!ck_ht_init(&sys->remotes, CK_HT_MODE_BYTESTRING, NULL, &ax__ht_allocator, 16,
-                    0x3c6ef372fe94f82bull))
-        return ax__error(AX_ENOMEM, "system: out of memory");
+    st = ax__remote_table_init(&sys->remotes, sys, sys->cfg.network.max_remote_refs);
+    if (st != AX_OK)
+        return st;
     sys->parts = 4;
     st = ax_msg_pool_create(&ax_net_msg_type, &netmsg_pool, &sys->netmsg_pool);
     if (st != AX_OK)
@@ -62,7 +62,7 @@ static void free_parts(ax_system_t *sys)
     if (sys->parts >= 5)
         ax_msg_pool_destroy(&sys->netmsg_pool);
     if (sys->parts >= 4)
-        ax__remotes_destroy(sys);
+        ax__remote_table_destroy(&sys->remotes);
     if (sys->parts >= 3)
         ax__ser_registry_destroy(&sys->serialisers);
     if (sys->parts >= 2)
@@ -198,6 +198,9 @@ void ax_system_stats(ax_system_t *sys, ax_system_stats_t *out)
     out->cell_bytes = ax__slab_bytes(&sys->slabs);
     out->timer_bytes = ax__timers_bytes(sys->timers);
     out->ask_bytes = ax__asks_bytes(&sys->asks);
+    pthread_mutex_lock(&sys->remote_lock);
+    ax__remote_table_stats(&sys->remotes, &out->remote_refs, &out->remote_bytes, &out->remote_evicted);
+    pthread_mutex_unlock(&sys->remote_lock);
 }
 
 unsigned ax_system_workers(const ax_system_t *sys)

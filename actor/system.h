@@ -10,6 +10,7 @@
 #include "actor/net.h"
 #include "actor/metrics.h"
 #include "actor/registry.h"
+#include "actor/remote_table.h"
 #include "actor/sched.h"
 #include "actor/slab.h"
 #include "axon/config.h"
@@ -50,7 +51,7 @@ struct ax_system_s {
     ax_addr_t *addr;            /* atomic: addr_initial, then addr_bound */
     ax_addr_t addr_initial, addr_bound;
     pthread_mutex_t remote_lock;
-    ck_ht_t remotes;            /* canonical path text -> ax__remote_t */
+    ax__remote_table_t remotes; /* remote entries, under remote_lock */
     const ax__net_ops_t *net_ops; /* atomic; NULL without a network */
     void *net_ctx;
 
@@ -69,7 +70,5 @@ struct ax_system_s {
     ax__metrics_sys_t metrics;
     uint64_t lost_notices;     /* atomic: see ax_system_stats_t */
 };
-
-void ax__remotes_destroy(ax_system_t *sys);
 
 #endif

@@ -43,6 +43,17 @@ uint64_t ax__random64(void)
 
 /* ---- the dispatcher actor --------------------------------------------- */
 
+static void route_unpin(void *route)
+{
+    ax__remote_unpin(route);
+}
+
+void ax__net_msg_route(ax_net_msg_t *nm, ax__remote_t *dst)
+{
+    nm->route = dst;
+    nm->route_release = route_unpin;
+}
+
 /* An ask whose request went to a peer: failed when the connection to
  * that peer ends before the reply comes. */
 typedef struct asked {
@@ -88,7 +99,7 @@ static void asked_add(dispatcher_t *d, const ax__remote_t *dst, ax_ref_t from)
         ck_pr_inc_64(&d->net->asks_untracked); /* a counter: any order */
         return;
     }
-    d->asked[d->nasked++] = (asked_t){dst->path.addr, from};
+    d->asked[d->nasked++] = (asked_t){dst->addr, from}; /* dst is pinned */
 }
 
 /* The connection to peer ended (or it could not be reached): the asks
@@ -220,7 +231,9 @@ static ax_status_t dispatcher_receive(ax_actor_t *self, ax_msg_t **msg)
     st = ax__encode_net_msg(self, to, ls->hdr.sender, ls->msg->type, ls->msg, &nm);
     if (st == AX_OK) {
         asked_add(d, ls->dst, ls->hdr.sender);
-        nm->route = ls->dst;
+        /* The envelope's pin on dst goes to the frame. */
+        ax__net_msg_route(nm, ls->dst);
+        ls->dst = NULL;
         ax__net_submit(d->net, &nm);
     } else {
         ck_pr_inc_64(&d->net->c.dead_lettered); /* also written by the network thread */
@@ -258,7 +271,7 @@ static void net_send_frame(void *ctx, ax__remote_t *dst, ax_net_msg_t **nm, ax_r
     ax_msg_t *m = &(*nm)->hdr;
 
     *nm = NULL;
-    ((ax_net_msg_t *)m)->route = dst;
+    ax__net_msg_route((ax_net_msg_t *)m, dst);
     if (ax_tell(net->dispatcher, &m, from) != AX_OK)
         ax_msg_release(&m);
 }

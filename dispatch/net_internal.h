@@ -109,7 +109,7 @@ typedef struct ax__nm_fifo_s {
 } ax__nm_fifo_t;
 
 typedef struct ax__unacked_s {
-    ax__remote_t *dst;
+    ax_ref_t dst;   /* a ref, not a pin: it only names the recipient */
     ax_ref_t from;  /* the sender: an ask's reply ref fails with its frame */
     uint64_t serialiser_id;
     bool returned; /* a Status frame sent it back already */
@@ -298,6 +298,10 @@ void ax__clients_free(ax__net_t *net);
  * deadlines, heartbeats, silence), and the period between passes. */
 void ax__net_tick(ax__net_t *net, uint64_t now_ns);
 uint64_t ax__net_tick_period_ns(const ax_net_config_t *cfg);
+
+/* Set nm's route to dst, handing it the caller's pin on dst (released
+ * with nm). */
+void ax__net_msg_route(ax_net_msg_t *nm, ax__remote_t *dst);
 
 /* Hand a frame (nm->route set, nm->wire = DATA) to the network thread.
  * Takes *nm. Any thread. */

@@ -86,9 +86,10 @@ static void fifo_prepend(ax__nm_fifo_t *dst, ax__nm_fifo_t *src)
     *src = (ax__nm_fifo_t){0};
 }
 
+/* A ref to a frame's destination, which the frame pins. */
 static ax_ref_t remote_ref(ax__remote_t *r)
 {
-    return (ax_ref_t){r, AX__REF_REMOTE};
+    return ax__remote_ref(r, 0);
 }
 
 static void count_dead(ax__net_t *net)
@@ -136,7 +137,7 @@ static void dead_unacked(ax__net_t *net, ax__conn_t *c, ax_status_t why)
                 ((ax_net_undelivered_t *)m)->serialiser_id = u->serialiser_id;
                 ((ax_net_undelivered_t *)m)->session = c->session;
                 m->sender = u->from;
-                ax_dead_letter(net->sys, &m, why, remote_ref(u->dst));
+                ax_dead_letter(net->sys, &m, why, u->dst);
             } else if (ax__ref_is(u->from, AX__REF_REPLY)) {
                 ax__ask_undelivered(u->from, why);
             }
@@ -750,7 +751,7 @@ static void on_status(ax__conn_t *c, ax_lease_t *flat, const msgpack_object *o, 
     const msgpack_object *f = o->via.array.ptr;
     uint64_t seq = f[0].via.u64, first = c->tx_frames - c->ua_count + 1;
     ax__unacked_t *u = NULL;
-    ax__remote_t *dst = NULL;
+    ax_ref_t dst = AX_REF_NULL;
     ax__envelope_t env;
     ax_net_msg_t *nm;
     ax_msg_t *m;
@@ -793,7 +794,7 @@ static void on_status(ax__conn_t *c, ax_lease_t *flat, const msgpack_object *o, 
         ((ax_net_undelivered_t *)m)->serialiser_id = u != NULL ? u->serialiser_id : 0;
         ((ax_net_undelivered_t *)m)->session = c->session;
         m->sender = u != NULL ? u->from : AX_REF_NULL;
-        ax_dead_letter(net->sys, &m, why, dst != NULL ? remote_ref(dst) : AX_REF_NULL);
+        ax_dead_letter(net->sys, &m, why, dst);
     } else if (u != NULL && ax__ref_is(u->from, AX__REF_REPLY)) {
         ax__ask_undelivered(u->from, why);
     }
@@ -1014,7 +1015,7 @@ static bool unacked_push(ax__conn_t *c, ax_net_msg_t *nm)
     if (c->ua_count == c->ua_cap && !unacked_resize(c, c->ua_cap ? c->ua_cap * 2 : 64))
         return false;
     c->unacked[(c->ua_head + c->ua_count++) % c->ua_cap] =
-        (ax__unacked_t){nm->route, nm->hdr.sender, nm->serialiser_id, false};
+        (ax__unacked_t){remote_ref(nm->route), nm->hdr.sender, nm->serialiser_id, false};
     return true;
 }
 
@@ -1193,7 +1194,7 @@ static void route(ax__net_t *net, ax_net_msg_t *nm)
         return;
     }
     if (p == NULL) {
-        p = ax__peer_get(net, &r->path.addr);
+        p = ax__peer_get(net, &r->addr); /* r is pinned by nm */
         if (p == NULL) {
             dead_frame(net, nm, AX_ENOMEM);
             return;

@@ -11,8 +11,14 @@
 
 static void net_msg_reset(ax_msg_t *msg)
 {
-    ax_lease_release(&((ax_net_msg_t *)msg)->frame);
-    ax__net_msg_clear_alt((ax_net_msg_t *)msg);
+    ax_net_msg_t *nm = (ax_net_msg_t *)msg;
+
+    ax_lease_release(&nm->frame);
+    ax__net_msg_clear_alt(nm);
+    if (nm->route_release != NULL)
+        nm->route_release(nm->route);
+    nm->route = NULL;
+    nm->route_release = NULL;
 }
 
 void ax__net_msg_clear_alt(ax_net_msg_t *nm)
@@ -62,6 +68,7 @@ ax_status_t ax__net_msg_new(ax_msg_pool_t *pool, ax_lease_t *frame, uint32_t pay
     nm->env_off = AX__FRAME_HEADER_SIZE;
     nm->payload_off = payload_off;
     nm->route = NULL;
+    nm->route_release = NULL;
     nm->wire = 0;
     nm->alt_kind = AX__NM_ALT_NONE;
     nm->alt_len = 0;

@@ -20,6 +20,8 @@ struct ax_net_msg_s {
      * back; 0 when it came from a system reached by its address. */
     uint64_t via;
     void *route;           /* dispatch/: the ax__remote_t it is going to */
+    void (*route_release)(void *route); /* called on route when the message
+                                           is reset (a pin it holds), or NULL */
     uint32_t wire;         /* dispatch/: what the frame is on a send queue */
     /* Path ids (docs/wire.md section 6.1, serial/pathtab.h). TX: alt is
      * the header and envelope to write in place of frame[0, payload_off)

@@ -173,6 +173,13 @@ typedef struct ax_system_stats_s {
                               escalation), ask results to an asking actor, dead
                               letters that reached the counter but not the
                               dead-letter actor */
+    /* Remote entries (the targets of remote refs): how many paths are
+     * kept, their memory (slots, path bytes, index; slots, like cells, are
+     * not returned) and how many were evicted for newer paths, at most
+     * network.max_remote_refs at once (see ax_ref_from_path). */
+    uint64_t remote_refs;
+    uint64_t remote_bytes;
+    uint64_t remote_evicted;
 } ax_system_stats_t;
 
 /* Create a system and start its workers. cfg may be NULL for the defaults
@@ -261,7 +268,7 @@ AX_API uint64_t ax_ref_id(ax_ref_t ref);
  * AX_ECLOSED (also after a shutdown). Any other status: nothing was sent
  * and the caller still owns *msg: AX_EINVAL (NULL msg, null ref, a type
  * without a serialiser for a remote ref), AX_ENOTFOUND (a remote ref in a
- * system without a network), AX_EFULL (dst's bounded mailbox is full: try
+ * system without a network, or one that expired: see ax_ref_from_path), AX_EFULL (dst's bounded mailbox is full: try
  * again later, from a timer or a self-message, never in a loop in a
  * handler). A remote actor's full mailbox sends the message to dead
  * letters with AX_EFULL, on this side.
@@ -552,7 +559,7 @@ AX_API ax_status_t ax_actor_trim_buffers(ax_actor_t *self, size_t most, size_t *
  * its Hello) goes to dead letters with AX_ETOOBIG instead, once; the
  * connection stays up. AX_EINVAL for a type
  * without a serialiser. AX_ENOTFOUND for a remote dst when the system has
- * no network. A dst that has ended gets it as a dead letter (AX_OK).
+ * no network, or that expired (see ax_ref_from_path). A dst that has ended gets it as a dead letter (AX_OK).
  * Call from self's handlers.
  */
 AX_API ax_status_t ax_tell_serialised(ax_actor_t *self, ax_ref_t dst, const ax_msg_type_t *type,
@@ -590,15 +597,42 @@ AX_API void ax_system_address(ax_system_t *sys, ax_addr_t *out);
  * A ref for a path. A path with the system's own address resolves to the
  * local actor (which still receives by pointer): AX_ENOTFOUND when no live
  * actor has that id or name. Any other address gives a remote ref.
+ *
+ * Remote refs and memory. A system keeps one entry per remote path (about
+ * 130 bytes), at most network.max_remote_refs of them (65536), so that
+ * peers sending from ever new sender paths cannot grow its memory. When
+ * the table is full, a new path takes the entry of one not used for a
+ * while (a clock with a second chance: every send through a ref, and
+ * every ax_ref_from_path or ax_net_msg_sender of its path, marks it used),
+ * and refs to the path it held expire. What a user who stores a remote
+ * ref (a sender's, say) can rely on:
+ *  - A ref that is used, or whose path is asked for again, at least once
+ *    while max_remote_refs other new paths arrive, never expires.
+ *  - Messages on their way (queued for the dispatcher or for a connecting
+ *    peer, being written) hold their entry: they are delivered, or dead-
+ *    lettered with the ref they were sent to, whatever else arrives. If
+ *    every entry is held that way, a new path gets AX_ENOBUFS.
+ *  - An expired ref never reaches another path and never touches freed
+ *    memory: ax_tell, ax_tell_serialised, ax_ask and ax_ref_path return
+ *    AX_ENOTFOUND with a detail saying it expired, and the caller keeps
+ *    its message. Get a new ref with ax_ref_from_path (keep the path, not
+ *    only the ref, if a ref may sit unused for long). ax_ref_eq tells the
+ *    new ref from the expired one.
+ *  - Refs are not pinned by being stored: a ref is 16 bytes anyone may copy,
+ *    so nothing could ever release it.
+ * ax_system_stats reports the entries, their bytes and the evictions.
  */
 AX_API ax_status_t ax_ref_from_path(ax_system_t *sys, const ax_path_t *path, ax_ref_t *out);
 
 /* The unique path of a local actor, of an ask's reply slot, or the path
- * of a remote ref. AX_EINVAL for other refs. */
+ * of a remote ref. AX_EINVAL for other refs; AX_ENOTFOUND for a remote ref
+ * that expired (see ax_ref_from_path). */
 AX_API ax_status_t ax_ref_path(ax_ref_t ref, ax_path_t *out);
 
 /* A ref to a NetMessage's sender, to reply to: local or remote.
- * AX_ENOTFOUND when it was sent from outside any actor. */
+ * AX_ENOTFOUND when it was sent from outside any actor. A remote sender's
+ * ref is an ordinary remote ref: stored and left unused, it can expire
+ * (see ax_ref_from_path); ax_net_msg_sender_path gives the path to keep. */
 AX_API ax_status_t ax_net_msg_sender(ax_actor_t *self, const ax_net_msg_t *nm, ax_ref_t *out);
 
 /* ------------------------------------------------------------------ */

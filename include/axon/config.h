@@ -70,6 +70,11 @@ typedef struct ax_net_config_s {
      * peer that offers some; 0 turns them off both ways (1024, at most
      * 65536). */
     uint32_t path_ids;
+    uint32_t max_remote_refs;       /* remote paths kept for remote refs (the
+                                       senders of what peers send, paths given
+                                       to ax_ref_from_path); beyond it the least
+                                       recently used entry is evicted and its
+                                       refs expire (65536; 1 to 16777216) */
 } ax_net_config_t;
 
 typedef struct ax_metrics_config_s {

@@ -29,7 +29,10 @@ extern "C" {
  * reply slot. A ref is a 16-byte value: copy it, store it, compare it with
  * ax_ref_eq(). It stays safe to send to after its actor has stopped: the
  * message then goes to dead letters. A ref is valid for the lifetime of the
- * system that made it. The fields are not part of the API.
+ * system that made it, except that a remote ref can expire when
+ * network.max_remote_refs newer remote paths push its path out of the
+ * system's table: it then returns AX_ENOTFOUND wherever it is used (see
+ * ax_ref_from_path). The fields are not part of the API.
  */
 typedef struct ax_ref_s {
     void *target;

@@ -65,6 +65,7 @@ static ax_config_t sentinel_config(void)
     cfg.network.backoff_max_ms = 70;
     cfg.network.flush_timeout_ms = 700;
     cfg.network.path_ids = 17;
+    cfg.network.max_remote_refs = 4321;
     cr_assert_eq(ax_config_validate(&cfg), AX_OK, "%s", ax_error_detail());
     return cfg;
 }
@@ -412,6 +413,12 @@ static const bad_case_t bad_cases[] = {
     {"axon = { network = {\n  path_ids = 65537;\n}; };\n", "axon.network.path_ids", 2, "at most 65536"},
     {"axon = { network = {\n\n  path_ids = -1;\n}; };\n", "axon.network.path_ids", 3, "-1"},
     {"axon = { network = {\n  path_ids = \"many\";\n}; };\n", "axon.network.path_ids", 2,
+     "expected an integer"},
+    /* remote refs (issue 14) */
+    {"axon = { network = {\n\n  max_remote_refs = 0;\n}; };\n", "axon.network.max_remote_refs", 3, ">= 1"},
+    {"axon = { network = {\n  max_remote_refs = 16777217;\n}; };\n", "axon.network.max_remote_refs", 2,
+     "16777216"},
+    {"axon = { network = {\n  max_remote_refs = \"many\";\n}; };\n", "axon.network.max_remote_refs", 2,
      "expected an integer"},
 };
 
