@@ -352,7 +352,7 @@ static unsigned run_budget(const ax__cell_t *c)
 bool ax__cell_run(ax__worker_t *w, ax__cell_t *c)
 {
     unsigned budget = run_budget(c);
-    unsigned sends0 = ax__tls_sends, handled = 0, sent;
+    unsigned sends0 = ax__tls_sends, handled = 0, sent, shift;
     uint64_t id = ax__cell_id(c);
     ax__lanes_t *lz;
 
@@ -392,15 +392,15 @@ bool ax__cell_run(ax__worker_t *w, ax__cell_t *c)
     lz = ax__lanes(c);
     if ((ck_pr_load_32(&c->lflags) & AX__L_STOPPING) || (lz != NULL && lz->queued > 0))
         return true;
+    /* Reset before try_idle: once idle, another worker may run c. */
+    shift = c->run_shift;
+    c->run_shift = 0;
     if (!ax__mbox_try_idle(c)) {
         sent = ax__tls_sends - sends0;
-        if (sent > handled)
-            c->run_shift = 0;
-        else if (c->run_shift < RUN_SHIFT_MAX)
-            c->run_shift++;
+        if (sent <= handled)
+            c->run_shift = shift < RUN_SHIFT_MAX ? shift + 1 : RUN_SHIFT_MAX;
         return true;
     }
-    c->run_shift = 0;
     /* Idle now, and possibly already scheduled by a sender elsewhere:
      * only a successful wake makes c ours again. */
     return (ck_pr_load_64(&c->word) & AX__W_REQUESTS) && ax__mbox_try_wake(c);
