@@ -143,6 +143,7 @@ static ax_status_t create(ax_system_t *sys, const ax_actor_vtable_t *vt, void *a
         c->sys = sys;
     ck_pr_store_ptr(&c->vt, vt); /* metrics readers load it (metrics.c) */
     c->ext = NULL;
+    c->run_shift = 0;
     ax__metrics_cell_reset(c);
     ck_pr_store_32(&c->lflags, 0); /* published with the id, below */
     if ((lanes = ax__lanes(c)) != NULL)
@@ -313,6 +314,7 @@ static ax_status_t push_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t *msg, ax_ref
         }
         msg->to |= AX__TO_COUNTED;
     }
+    ax__tls_sends++;
     if (ax__mbox_push(c, &msg->link))
         ax__schedule(c);
     return AX_OK;

@@ -10,6 +10,11 @@
  * for a restart. */
 bool ax__cell_run(ax__worker_t *w, ax__cell_t *c);
 
+/* Local pushes made by this thread (any thread; only workers read it):
+ * the run loop charges an actor's sends to its run's budget (run.c).
+ * Initial-exec: one fs-relative add per send, no __tls_get_addr. */
+extern _Thread_local unsigned ax__tls_sends __attribute__((tls_model("initial-exec")));
+
 /* The actor whose handler runs on this thread now, or NULL. */
 ax__cell_t *ax__current_cell(void);
 

@@ -110,6 +110,10 @@ typedef struct ax__cell_s {
     /* Metrics (actor/metrics.h): written only by the worker running the
      * actor, read by metrics readers with atomic loads (stale is fine). */
     uint32_t m_epoch;           /* the sample epoch last taken */
+    /* The run budget is throughput << run_shift: it grows while runs end
+     * with mail left, and resets when the actor goes idle (run.c). Only
+     * the running worker touches it; it fills what was padding. */
+    uint32_t run_shift;
     uint64_t m_handled;         /* messages handed to a handler */
     uint64_t m_time_ns;         /* handler time, in metrics-clock ticks */
     uint64_t m_time_max_ns;     /* the longest handler, same clock */

@@ -19,6 +19,7 @@
 #define LANE_MOVE_MAX 4096  /* mailbox messages sorted into lanes per look */
 
 static _Thread_local ax__cell_t *tls_current;
+_Thread_local unsigned ax__tls_sends __attribute__((tls_model("initial-exec")));
 
 ax__cell_t *ax__current_cell(void)
 {
@@ -326,9 +327,32 @@ static ax_status_t deliver(ax__worker_t *w, ax__cell_t *c, ax_msg_t *msg)
     return ax__take_failure(c, st);
 }
 
+/*
+ * The budget of a run, in messages taken plus messages sent. Charging the
+ * sends ends a flooding sender's run after its slice (and its self-message
+ * then yields the worker, as its author meant), instead of after
+ * `throughput` slices. An actor whose runs end with mail left while it
+ * receives at least as much as it sends (the receiver of a flood from many
+ * senders, or a relay) gets twice the budget next time, up to
+ * RUN_SHIFT_MAX doublings; going idle resets it. With a fixed budget such
+ * a receiver takes `throughput` messages per turn while each of its
+ * senders, in its own turn, sends a whole slice: the mailbox grows without
+ * end and every message is cold by the time it is taken.
+ */
+#define RUN_SHIFT_MAX 8
+#define RUN_BUDGET_MAX (1u << 20)
+
+static unsigned run_budget(const ax__cell_t *c)
+{
+    unsigned base = c->sys->cfg.throughput;
+
+    return base > (RUN_BUDGET_MAX >> c->run_shift) ? RUN_BUDGET_MAX : base << c->run_shift;
+}
+
 bool ax__cell_run(ax__worker_t *w, ax__cell_t *c)
 {
-    unsigned budget = c->sys->cfg.throughput;
+    unsigned budget = run_budget(c);
+    unsigned sends0 = ax__tls_sends, handled = 0, sent, shift;
     uint64_t id = ax__cell_id(c);
     ax__lanes_t *lz;
 
@@ -357,7 +381,8 @@ bool ax__cell_run(ax__worker_t *w, ax__cell_t *c)
             return false;
         }
         st = deliver(w, c, msg);
-        n++;
+        handled++;
+        n = handled + (ax__tls_sends - sends0);
         if (st != AX_OK)
             return ax__fail_now(w, c, st);
     }
@@ -367,8 +392,15 @@ bool ax__cell_run(ax__worker_t *w, ax__cell_t *c)
     lz = ax__lanes(c);
     if ((ck_pr_load_32(&c->lflags) & AX__L_STOPPING) || (lz != NULL && lz->queued > 0))
         return true;
-    if (!ax__mbox_try_idle(c))
+    /* Reset before try_idle: once idle, another worker may run c. */
+    shift = c->run_shift;
+    c->run_shift = 0;
+    if (!ax__mbox_try_idle(c)) {
+        sent = ax__tls_sends - sends0;
+        if (sent <= handled)
+            c->run_shift = shift < RUN_SHIFT_MAX ? shift + 1 : RUN_SHIFT_MAX;
         return true;
+    }
     /* Idle now, and possibly already scheduled by a sender elsewhere:
      * only a successful wake makes c ours again. */
     return (ck_pr_load_64(&c->word) & AX__W_REQUESTS) && ax__mbox_try_wake(c);

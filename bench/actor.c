@@ -198,6 +198,10 @@ static void run_baselines(void)
 
 /* The peak RSS of the last case's trials (the largest), in KiB. */
 static long last_peak_kb = -1;
+/* CPU time (user + system, all threads) per unit and voluntary context
+ * switches per 1000 units, medians over the last case's trials: on a
+ * shared machine wall time measures the load, CPU time much less so. */
+static double last_cpu_ns = -1, last_vcsw_k = -1;
 
 /* One result line. rate is per second of `unit`; msgs_per_unit says how
  * many actor messages one unit is (2 for a round trip). */
@@ -209,9 +213,10 @@ static void report(const char *name, const char *unit, double rate, double targe
     printf("{\"bench\":\"actor\",\"case\":\"%s\",\"workers\":%d,\"unit\":\"%s\","
            "\"per_s\":%.0f,\"target_per_s\":%.0f,\"meets_target\":%s,\"ns_per_msg\":%.2f,"
            "\"baseline\":\"%s\",\"baseline_ns_per_msg\":%.2f,\"ratio_vs_mpsc\":%.2f,"
-           "\"peak_rss_kb\":%ld%s}\n",
+           "\"peak_rss_kb\":%ld,\"cpu_ns_per_msg\":%.2f,\"vcsw_per_kmsg\":%.3f%s}\n",
            name, workers, unit, rate, target, rate >= target ? "true" : "false", ns_per_msg,
-           baseline, base_ns, ns_per_msg / base_ns, last_peak_kb, extra != NULL ? extra : "");
+           baseline, base_ns, ns_per_msg / base_ns, last_peak_kb, last_cpu_ns / msgs_per_unit,
+           last_vcsw_k / msgs_per_unit, extra != NULL ? extra : "");
 }
 
 typedef struct token {
@@ -1008,12 +1013,13 @@ static bool selected(const char *name)
 
 /* Run fn(n, param) in a fork of this process, so that each trial's peak
  * RSS (ru_maxrss) is its own: the rate comes back through a pipe. */
-static double trial_in_child(case_fn fn, size_t n, unsigned param, long *peak_kb)
+static double trial_in_child(case_fn fn, size_t n, unsigned param, long *peak_kb,
+                             double *cpu_ns, double *vcsw_k)
 {
     struct {
-        double rate;
+        double rate, cpu_ns, vcsw_k;
         long peak_kb, aux;
-    } r = {-1, -1, 0};
+    } r = {-1, -1, -1, -1, 0};
     int fd[2], status;
     pid_t pid;
 
@@ -1023,9 +1029,19 @@ static double trial_in_child(case_fn fn, size_t n, unsigned param, long *peak_kb
     if (pid == 0) {
         struct rusage ru;
 
+        struct rusage ru0;
+        double units = (double)n; /* every case does about n units */
+
         close(fd[0]);
+        getrusage(RUSAGE_SELF, &ru0);
         r.rate = fn(n, param);
         getrusage(RUSAGE_SELF, &ru);
+        r.cpu_ns = ((double)(ru.ru_utime.tv_sec - ru0.ru_utime.tv_sec) +
+                    (double)(ru.ru_stime.tv_sec - ru0.ru_stime.tv_sec)) * 1e9 +
+                   ((double)(ru.ru_utime.tv_usec - ru0.ru_utime.tv_usec) +
+                    (double)(ru.ru_stime.tv_usec - ru0.ru_stime.tv_usec)) * 1e3;
+        r.cpu_ns /= units;
+        r.vcsw_k = (double)(ru.ru_nvcsw - ru0.ru_nvcsw) * 1000 / units;
         r.peak_kb = ru.ru_maxrss;
         r.aux = trial_aux;
         if (write(fd[1], &r, sizeof r) != (ssize_t)sizeof r)
@@ -1043,21 +1059,26 @@ static double trial_in_child(case_fn fn, size_t n, unsigned param, long *peak_kb
     }
     if (r.peak_kb > *peak_kb)
         *peak_kb = r.peak_kb;
+    *cpu_ns = r.cpu_ns;
+    *vcsw_k = r.vcsw_k;
     if (r.aux > last_aux)
         last_aux = r.aux;
     return r.rate;
 }
 
 /* The median rate of TRIALS trials; last_peak_kb gets their largest peak,
- * last_aux their largest trial_aux. */
+ * last_aux their largest trial_aux, last_cpu_ns and last_vcsw_k their
+ * medians. */
 static double measure(case_fn fn, size_t n, unsigned param)
 {
-    double v[TRIALS];
+    double v[TRIALS], cpu[TRIALS], vcsw[TRIALS];
 
     last_peak_kb = -1;
     last_aux = 0;
     for (int i = 0; i < TRIALS; i++)
-        v[i] = trial_in_child(fn, n, param, &last_peak_kb);
+        v[i] = trial_in_child(fn, n, param, &last_peak_kb, &cpu[i], &vcsw[i]);
+    last_cpu_ns = bench_median(cpu, TRIALS);
+    last_vcsw_k = bench_median(vcsw, TRIALS);
     return bench_median(v, TRIALS);
 }
 

@@ -84,7 +84,9 @@ typedef struct ax_metrics_config_s {
 
 struct ax_config_s {
     unsigned threads;                 /* worker threads (0: online CPUs) */
-    unsigned throughput;              /* messages per actor per run (50) */
+    unsigned throughput;              /* an actor's run budget (50): messages taken plus
+                                         messages sent; doubles (up to 256x) while a
+                                         receiving actor's runs end with mail left */
     ax_buffer_config_t buffer_config; /* actors' tell_serialised pools */
     size_t timer_tick_us;             /* timing wheel resolution (1000) */
     ax_net_config_t network;
