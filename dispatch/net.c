@@ -117,9 +117,18 @@ static void asked_fail(dispatcher_t *d, const ax_addr_t *peer, ax_status_t why)
     d->nasked = kept;
 }
 
+static void net_free(ax__net_t *net);
+
 static void dispatcher_destroy(ax_actor_t *self)
 {
-    free(((dispatcher_t *)self)->asked);
+    dispatcher_t *d = (dispatcher_t *)self;
+
+    free(d->asked);
+    /* A network that failed to start is ours to free: we may have been
+     * running our on_start on it when ax_net_start gave up. The flag was
+     * set before the kill that ended us (the kill orders it). */
+    if (ck_pr_load_32(&d->net->orphaned))
+        net_free(d->net);
 }
 
 /* What the network thread tells the dispatcher about a peer. */
@@ -489,9 +498,14 @@ ax_status_t ax_net_start(ax_system_t *sys)
         st = ax__system_set_net(sys, &net_ops, net);
     if (st != AX_OK) {
         net_stop(net);
-        if (!ax_ref_is_null(net->dispatcher))
+        if (ax_ref_is_null(net->dispatcher)) {
+            net_free(net);
+        } else {
+            /* The dispatcher may be in its on_start now: it frees net as
+             * it ends (dispatcher_destroy). */
+            ck_pr_store_32(&net->orphaned, 1);
             ax_kill(net->dispatcher);
-        net_free(net);
+        }
         return st;
     }
     /* Paths handed out from now on carry the bound port. */

@@ -183,6 +183,8 @@ struct ax__net_s {
     uint64_t incarnation;    /* random, for this run of the system */
     pthread_t thread;
     bool thread_started;
+    uint32_t orphaned;       /* atomic: ax_net_start failed after spawning
+                                the dispatcher, which frees net as it ends */
     ax__poller_t *poller;
     int listen_fd;
     uint64_t listen_reg;

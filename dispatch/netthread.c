@@ -375,6 +375,8 @@ static void conn_close(ax__conn_t *c)
     free(c->unacked);
     c->unacked = NULL;
     c->ua_count = 0;
+    c->ua_cap = 0;
+    c->ua_head = 0;
     /* Path ids live as long as their connection (docs/wire.md 6.1). */
     ax__pathtab_free(c->tx_ids);
     c->tx_ids = NULL;
@@ -1344,7 +1346,8 @@ static void trim_pools(ax__net_t *net, uint64_t now)
         /* A backlog grew the ring of unacked records; once acks drained
          * it to an eighth, it goes back to a quarter (never below 64). A
          * failed malloc keeps the bigger ring. */
-        if (c->ua_cap > 64 && c->ua_count <= c->ua_cap / 8 &&
+        if (c->state != AX__CONN_DEAD && c->unacked != NULL && c->ua_cap > 64 &&
+            c->ua_count <= c->ua_cap / 8 &&
             unacked_resize(c, c->ua_cap / 4 < 64 ? 64 : c->ua_cap / 4))
             n++;
     }
