@@ -414,7 +414,11 @@ ax_status_t ax__env_view_read(const unsigned char *body, size_t avail, ax__patht
     v->sid = body + off;
     v->sid_len = k;
     v->len = off + k;
-    if (ax__env_view_has_ids(v) && 1 + v->p[0].len + (v->p[1].bytes ? v->p[1].len : 1) + k > AX__ENVELOPE_MAX)
+    /* Also without ids: a full path is not checked here, and what
+     * ax__env_view_full writes must fit its buffer whatever the view holds
+     * (no valid envelope comes near the bound: two paths of at most
+     * AX__PACKED_PATH_MAX bytes and a serialiser id). */
+    if (1 + v->p[0].len + (v->p[1].bytes ? v->p[1].len : 1) + k > AX__ENVELOPE_MAX)
         return ax__error(AX_EPROTO, "envelope: above %u bytes with its paths in full", AX__ENVELOPE_MAX);
     return AX_OK;
 }
