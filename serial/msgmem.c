@@ -127,9 +127,10 @@ void ax__msgmem_free(void *p, size_t size)
     (void)size;
     if (p == NULL)
         return;
-    /* p came from ax__msgmem_alloc, so the once has run on some thread and
-     * published the pointers (pthread_once synchronises). */
-    pthread_once(&mi_once, mi_load);
+    /* No pthread_once here: p came from ax__msgmem_alloc, which ran the
+     * once before it returned, and p reached this thread by a hand-off
+     * after that, so the pointers it wrote are visible (happens-before is
+     * transitive). */
     if (mi_free_fn == NULL) {
         free(p);
         return;
