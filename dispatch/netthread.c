@@ -1112,6 +1112,7 @@ static bool flush_now(ax__conn_t *c)
         for (ax_msg_link_t *l = c->wq.head; l != NULL && k < IOV_BATCH; l = l->next) {
             ax_net_msg_t *nm = (ax_net_msg_t *)l;
             size_t got = nm_iovec(nm, iov + k, IOV_BATCH - k);
+            size_t want = ax__net_msg_wire_len(nm) - skip, have = 0;
 
             /* Skip what a partial write already sent of the first frame. */
             while (skip > 0 && got > 0) {
@@ -1125,7 +1126,14 @@ static bool flush_now(ax__conn_t *c)
                     skip = 0;
                 }
             }
+            for (size_t i = 0; i < got; i++)
+                have += iov[k + i].iov_len;
             k += got;
+            /* A frame whose slices did not all fit ends the batch: the
+             * next frame's bytes may only follow its last byte (the
+             * release below counts whole frames in queue order). */
+            if (have < want)
+                break;
         }
         /* sendmsg rather than writev, for MSG_NOSIGNAL: a peer that has
          * gone must give EPIPE here, not a SIGPIPE that ends the process. */
