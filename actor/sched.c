@@ -1,4 +1,5 @@
 /* Workers: run next slot, local rings, the inject queue, stealing, parking. */
+#include <sched.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,7 +68,18 @@ static void wake_one(ax_system_t *sys)
      * worker that is looking for work will find it, or see it when it
      * parks (park looks again after its full barrier): waking another
      * would only add a futex call here and a spinner on a busy core. */
-    if (ck_pr_load_32(&sys->nspinning) != 0 || ck_pr_load_32(&sys->nparked) == 0)
+    uint32_t parked = ck_pr_load_32(&sys->nparked);
+
+    if (ck_pr_load_32(&sys->nspinning) != 0 || parked == 0)
+        return;
+    /* As many workers as the process has CPUs are awake already: each of
+     * them looks for work before it parks (and park looks again after its
+     * barrier), so one of them takes this. A worker woken beyond that only
+     * takes a CPU from one that has work: with 16 workers on 2 CPUs, every
+     * wake was a futex call, a context switch and a spinner, and spawning
+     * ran at a fifth of its 2-worker rate (actor/NOTES.md). Handlers do
+     * not block (actor.h), so an awake worker always comes back to look. */
+    if (sys->nworkers - parked >= sys->max_awake)
         return;
     ck_spinlock_lock(&sys->park_lock);
     w = sys->parked;
@@ -344,10 +356,18 @@ static void *worker_main(void *arg)
 ax_status_t ax__sched_start(ax_system_t *sys)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t set;
 
+    /* The CPUs this process may run on (taskset, a container's cpuset). */
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        cpus = CPU_COUNT(&set);
+    if (cpus < 1)
+        cpus = 1;
     /* Half the cores look for work at most (as Go's scheduler does), and
      * at least one. */
     sys->max_spinning = cpus >= 4 ? (uint32_t)(cpus / 2) : 1;
+    /* Wakes stop once this many workers are awake (wake_one). */
+    sys->max_awake = (uint32_t)cpus;
     sys->workers = aligned_alloc(64, sizeof(ax__worker_t) * sys->nworkers);
     if (sys->workers == NULL)
         return ax__error(AX_ENOMEM, "system: out of memory for %u workers", sys->nworkers);

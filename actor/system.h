@@ -31,6 +31,7 @@ struct ax_system_s {
     uint32_t nparked;         /* atomic: how many are in that stack */
     uint32_t nspinning;       /* atomic: workers looking for work before parking */
     uint32_t max_spinning;    /* at most this many look at once (sched.c) */
+    uint32_t max_awake;       /* wakes stop at this many awake: the CPUs (sched.c) */
 
     /* Lifecycle. */
     uint64_t next_id;         /* atomic: the last id given out */

@@ -53,8 +53,8 @@
  *
  * Usage: [AXON_BENCH_CONFIG=text] bench_net_procs [scale [case [kind]]]   scale 0.1 runs a tenth of
  *        every count; case is one of pingpong, 64, 1024, 65536; kind
- *        (pingpong only: bare, lazy or eager) runs only that kind, for
- *        profiling (the ratios are then meaningless).
+ *        (bare, lazy, eager, or for throughput lazy_pool) runs only that
+ *        kind, for profiling (the ratios are then meaningless).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -914,10 +914,11 @@ static void run_throughput(uint16_t bare_port, size_t size, size_t total, uint8_
     double bare_s, bare_mbs, batched_s, n = (double)(total - 1);
 
     for (int t = 0; t < TRIALS; t++) {
-        bare[t] = bare_stream(bare_port, size, total - 1, payload, false);
-        batched[t] = bare_stream(bare_port, size, total - 1, payload, true);
+        bare[t] = pp_want("bare") ? bare_stream(bare_port, size, total - 1, payload, false) : 1;
+        batched[t] = pp_want("bare") ? bare_stream(bare_port, size, total - 1, payload, true) : 1;
         for (int e = 0; e < MODES; e++) {
-            tp_result_t r = axon_throughput(e, size, total, payload, ++run);
+            tp_result_t r = pp_want(mode_name[e]) ? axon_throughput(e, size, total, payload, ++run)
+                                                  : (tp_result_t){1, 0};
 
             secs[e][t] = r.seconds;
             enobufs[e] += r.enobufs;

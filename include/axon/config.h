@@ -83,7 +83,8 @@ typedef struct ax_metrics_config_s {
 } ax_metrics_config_t;
 
 struct ax_config_s {
-    unsigned threads;                 /* worker threads (0: online CPUs) */
+    unsigned threads;                 /* worker threads (0: online CPUs); at most
+                                         * one per CPU is awake at a time */
     unsigned throughput;              /* an actor's run budget (50): messages taken plus
                                          messages sent; doubles (up to 256x) while a
                                          receiving actor's runs end with mail left */
