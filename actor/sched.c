@@ -8,6 +8,7 @@
 
 #include "actor/actor_run.h"
 #include "actor/system.h"
+#include "buffers/chunk.h"
 #include "common/clock.h"
 #include "common/error.h"
 #include "serial/msgmem.h"
@@ -150,6 +151,7 @@ static void park_wait(ax__worker_t *w)
                 break; /* not expected; the plain wait below still works */
         }
         ax__msgmem_collect();
+        ax__chunk_cache_trim(); /* chunk memory of pools that ended */
     }
     while (sem_wait(&w->sem) != 0 && errno == EINTR)
         ;

@@ -4,6 +4,93 @@
 
 #include "buffers/chunk.h"
 #include "common/error.h"
+#include <ck_spinlock.h>
+
+/*
+ * Chunk memory outlives its pool in a bounded process-wide cache. A pool
+ * dies with its actor, and a chunk (128 KiB by default) is above glibc's
+ * mmap threshold: each new actor's pool mapped and faulted in its chunks
+ * afresh and each end unmapped them again. An actor spawned per transfer
+ * of 64 KiB messages then ran at 0.4x of a bare socket, and at 1.0x with
+ * the chunks kept (dispatch/NOTES.md, "Throughput"). The cache holds at
+ * most CACHE_BYTES_MAX, room for a window of 1000 such messages (about
+ * 66 MB; 64 MiB of room gave 0.5x); it is emptied when the process goes
+ * idle (the network thread's malloc_trim, a worker's idle collect) and at
+ * exit.
+ * Under ASan it is off, so that a stale lease's access stays a
+ * use-after-free that ASan reports.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define CACHE_BYTES_MAX ((size_t)0)
+#else
+#define CACHE_BYTES_MAX ((size_t)128 << 20)
+#endif
+#define CACHE_SCAN 8 /* entries looked at for a chunk of the wanted size */
+
+static ck_spinlock_t cache_lock = CK_SPINLOCK_INITIALIZER;
+static ax_chunk_t *cache_head; /* under cache_lock (stores atomic: peeks) */
+static size_t cache_bytes;     /* under cache_lock */
+
+static void cache_put(ax_chunk_t *c)
+{
+    ck_spinlock_lock(&cache_lock);
+    if (cache_bytes + c->size <= CACHE_BYTES_MAX) {
+        c->next = cache_head;
+        ck_pr_store_ptr(&cache_head, c); /* read unlocked by the peeks */
+        cache_bytes += c->size;
+        ck_spinlock_unlock(&cache_lock);
+        return;
+    }
+    ck_spinlock_unlock(&cache_lock);
+    free(c);
+}
+
+static ax_chunk_t *cache_take(uint32_t size)
+{
+    ax_chunk_t **pp, *c = NULL;
+    unsigned n = 0;
+
+    /* An unlocked peek: a stale answer costs an allocation or a lock. */
+    if (ck_pr_load_ptr(&cache_head) == NULL)
+        return NULL;
+    ck_spinlock_lock(&cache_lock);
+    for (pp = &cache_head; *pp != NULL && n < CACHE_SCAN; pp = &(*pp)->next, n++) {
+        if ((*pp)->size == size) {
+            c = *pp;
+            ck_pr_store_ptr(pp, c->next); /* pp may be &cache_head: see cache_put */
+            cache_bytes -= c->size;
+            break;
+        }
+    }
+    ck_spinlock_unlock(&cache_lock);
+    return c;
+}
+
+size_t ax__chunk_cache_trim(void)
+{
+    ax_chunk_t *c, *next;
+    size_t bytes;
+
+    if (ck_pr_load_ptr(&cache_head) == NULL)
+        return 0;
+    ck_spinlock_lock(&cache_lock);
+    c = cache_head;
+    bytes = cache_bytes;
+    ck_pr_store_ptr(&cache_head, NULL); /* see cache_put */
+    cache_bytes = 0;
+    ck_spinlock_unlock(&cache_lock);
+    for (; c != NULL; c = next) {
+        next = c->next;
+        free(c);
+    }
+    return bytes;
+}
+
+/* At exit: what the cache holds is nobody's leak. */
+__attribute__((destructor)) static void cache_drain(void)
+{
+    ax__chunk_cache_trim();
+}
 
 void ax__chunk_unref(ax_chunk_t *c)
 {
@@ -14,7 +101,7 @@ void ax__chunk_unref(ax_chunk_t *c)
      * the thread that drops the count to 0 sees every earlier write. */
     ck_pr_dec_32_zero(&c->refs, &zero);
     if (zero)
-        free(c);
+        cache_put(c);
 }
 
 static ax_status_t chunk_alloc(ax_buffer_pool_t *pool, ax_chunk_t **out)
@@ -24,7 +111,9 @@ static ax_status_t chunk_alloc(ax_buffer_pool_t *pool, ax_chunk_t **out)
 
     /* Round up so aligned_alloc's size is a multiple of the alignment. */
     bytes = (bytes + 63) & ~(size_t)63;
-    c = aligned_alloc(64, bytes);
+    c = cache_take((uint32_t)pool->cfg.chunk_size);
+    if (c == NULL)
+        c = aligned_alloc(64, bytes);
     if (c == NULL)
         return ax__error(AX_ENOMEM, "buffer pool: cannot allocate a chunk of %zu bytes",
                          pool->cfg.chunk_size);

@@ -64,8 +64,13 @@ static inline void ax__chunk_ref(ax_chunk_t *c)
     ck_pr_inc_32(&c->refs);
 }
 
-/* Drop a reference; free the chunk when it was the last one. */
+/* Drop a reference; free the chunk when it was the last one (into the
+ * process-wide cache of chunk memory, chunk.c, while it has room). */
 void ax__chunk_unref(ax_chunk_t *c);
+
+/* Free every chunk the cache holds; the bytes freed. Called when the
+ * process goes idle. */
+size_t ax__chunk_cache_trim(void);
 
 /* True when only the pool's hold remains (owner only). */
 static inline bool ax__chunk_reusable(const ax_chunk_t *c)

@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "common/fault.h"
 #include "actor/sched.h"
+#include "buffers/chunk.h"
 #include "dispatch/net_internal.h"
 #include "serial/msgmem.h"
 #include "serial/mpcheck.h"
@@ -1368,6 +1369,7 @@ static void trim_pools(ax__net_t *net, uint64_t now)
         net->trim_pending = true;
     if (net->trim_pending && now - net->last_moved_ns >= 500000000u &&
         now - net->last_malloc_trim_ns >= 1000000000u) {
+        ax__chunk_cache_trim(); /* first: malloc_trim can then return it */
         malloc_trim(0);
         ax__msgmem_collect(); /* messages this thread allocated */
         net->trim_pending = false;

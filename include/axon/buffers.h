@@ -187,7 +187,11 @@ AX_API ax_status_t ax_buffer_pool_create(const ax_buffer_config_t *cfg, ax_buffe
 
 /* Destroy the pool and set *pool to NULL. Chunks without leases are freed
  * now; a chunk with leases is freed by its last release. Chunks still
- * handed out (get without put) are retired by this call. Owner only. */
+ * handed out (get without put) are retired by this call. Owner only.
+ * "Freed" chunk memory goes first to a process-wide cache (at most
+ * 128 MiB) from which the next pool's chunks of the same size come, so
+ * that a pool made per actor does not map and fault in fresh memory each
+ * time; the cache empties when the process goes idle and at exit. */
 AX_API void ax_buffer_pool_destroy(ax_buffer_pool_t **pool);
 
 /*
@@ -211,9 +215,10 @@ AX_API void ax_buffer_pool_stats(const ax_buffer_pool_t *pool, ax_buffer_pool_st
  * lease) while the pool holds more than `keep` chunks. Returns how many
  * were freed. A pool otherwise keeps every chunk it ever allocated (its
  * high-water mark); calling this now and then, a chunk at a time, lets it
- * shrink after a burst without churning during one. The memory goes back
- * to the C allocator, which may keep it (glibc's malloc_trim returns it to
- * the system). Owner only.
+ * shrink after a burst without churning during one. The memory goes to
+ * the chunk cache (see ax_buffer_pool_destroy), then back to the C
+ * allocator, which may keep it (glibc's malloc_trim returns it to the
+ * system). Owner only.
  */
 AX_API size_t ax_buffer_pool_trim(ax_buffer_pool_t *pool, size_t keep, size_t most);
 
