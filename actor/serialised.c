@@ -224,6 +224,26 @@ static ax_status_t check_type(const ax_msg_type_t *type, const ax_msg_t *msg)
     return AX_OK;
 }
 
+/*
+ * NetMessages made on receipt come from message memory (ax_msg_alloc:
+ * mimalloc), not from the system's NetMessage pool: the network thread
+ * makes them and a worker releases them. The pool then refilled the
+ * network thread's stripe by walking a list of messages last written on
+ * the other core, one cache miss after another under the pool's lock: 44%
+ * of the receiving network thread's samples in bench_net_procs' 64 B case
+ * (dispatch/NOTES.md, "Throughput"). The network thread gives the pages
+ * back when it trims. Frames made on a worker (ax_tell_serialised, the
+ * dispatcher's lazy frames) keep the pool: the network thread releases
+ * them, and a worker, woken every 100 ms by the dispatcher's tick, never
+ * sleeps the second after which it would give mimalloc's pages back (the
+ * cluster test's dropped system then kept 3 MB, +60% RSS).
+ */
+static ax_status_t received_net_msg_new(ax_lease_t *frame, uint32_t payload_off, uint64_t serialiser_id,
+                                        uint64_t session, ax_net_msg_t **out)
+{
+    return ax__net_msg_new(NULL, frame, payload_off, serialiser_id, session, out);
+}
+
 ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, ax_ref_t from,
                               const ax_msg_type_t *type, const ax_msg_t *msg, ax_net_msg_t **out)
 {
@@ -566,8 +586,8 @@ static ax_status_t deliver_view(ax_system_t *sys, ax_lease_t *frame, uint64_t se
     if (st == AX_OK)
         st = route_view(sys, &v, cache, &dst);
     if (st == AX_OK)
-        st = ax__net_msg_new(sys->netmsg_pool, frame, (uint32_t)(AX__FRAME_HEADER_SIZE + v.len), v.serialiser_id,
-                             session, &nm);
+        st = received_net_msg_new(frame, (uint32_t)(AX__FRAME_HEADER_SIZE + v.len), v.serialiser_id,
+                                 session, &nm);
     if (st != AX_OK)
         return st; /* *frame stays with the caller, to echo back */
     if (ax__env_view_has_ids(&v)) {
@@ -615,7 +635,7 @@ ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t sess
             route_remember(frame, cache, dst, epoch);
     }
     if (st == AX_OK)
-        st = ax__net_msg_new(sys->netmsg_pool, frame, env.payload_off, env.serialiser_id, session, &nm);
+        st = received_net_msg_new(frame, env.payload_off, env.serialiser_id, session, &nm);
     if (st != AX_OK)
         return st; /* *frame stays with the caller, to echo back */
     nm->via = via;

@@ -8,6 +8,7 @@
 #include "serial/netmsg.h"
 #include "actor/system.h"
 #include "common/error.h"
+#include "serial/msgmem.h"
 
 /* Every part of a system but its workers; on failure nothing is left. */
 static ax_status_t init_parts(ax_system_t *sys)
@@ -95,6 +96,13 @@ ax_status_t ax_system_create(const ax_config_t *cfg, ax_system_t **out)
         free(sys);
         return st;
     }
+    /* Load the message allocator (a dlopen, serial/msgmem.c) before this
+     * system starts any thread: mimalloc's thread-local heap pointer is
+     * initial-exec TLS, and glibc can leave it zero in a thread created
+     * while another thread runs the dlopen (glibc bug 19329). A network
+     * thread started that way crashed in its first mi_malloc (test_net,
+     * ASan, once). */
+    (void)ax__msgmem_name();
     sys->nworkers = sys->cfg.threads;
     if (sys->nworkers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
