@@ -157,6 +157,33 @@ static void park_wait(ax__worker_t *w)
         ;
 }
 
+/*
+ * A worker that allocated message memory and has allocated none since for
+ * QUIET_NS, over parks, gives its emptied pages back as it parks again:
+ * a worker of a system with a network is woken every 100 ms (the
+ * dispatcher's tick) and never sleeps the whole second park_wait waits
+ * for. A steady flow allocates between parks and never pays for it.
+ */
+#define QUIET_NS 500000000u
+
+static void collect_if_quiet(ax__worker_t *w)
+{
+    unsigned long n;
+    uint64_t now;
+
+    if (!ax__msgmem_collect_due())
+        return;
+    n = ax__msgmem_allocs();
+    now = ax__now_ns();
+    if (n != w->allocs_seen) {
+        w->allocs_seen = n;
+        w->allocs_quiet_ns = now;
+    } else if (now - w->allocs_quiet_ns >= QUIET_NS) {
+        ax__msgmem_collect();
+        ax__chunk_cache_trim();
+    }
+}
+
 static void park(ax__worker_t *w)
 {
     ax_system_t *sys = w->sys;
@@ -187,6 +214,7 @@ static void park(ax__worker_t *w)
     } else {
         ax__stat_inc(&w->parks);
     }
+    collect_if_quiet(w);
     park_wait(w);
 }
 

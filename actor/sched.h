@@ -38,6 +38,8 @@ typedef struct ax__worker_s {
     uint64_t rng;
     sem_t sem;
     bool no_spin;        /* park without spinning next time (sched.c) */
+    unsigned long allocs_seen; /* message allocations at the last park (sched.c) */
+    uint64_t allocs_quiet_ns;  /* since when that count has not moved */
     struct ax__worker_s *park_next;
     /* Counters written by this worker only and read by ax_system_stats:
      * single-writer, so a plain increment published with ck_pr_store. */

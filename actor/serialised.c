@@ -225,21 +225,18 @@ static ax_status_t check_type(const ax_msg_type_t *type, const ax_msg_t *msg)
 }
 
 /*
- * NetMessages made on receipt come from message memory (ax_msg_alloc:
- * mimalloc), not from the system's NetMessage pool: the network thread
- * makes them and a worker releases them. The pool then refilled the
- * network thread's stripe by walking a list of messages last written on
- * the other core, one cache miss after another under the pool's lock: 44%
- * of the receiving network thread's samples in bench_net_procs' 64 B case
- * (dispatch/NOTES.md, "Throughput"). The network thread gives the pages
- * back when it trims. Frames made on a worker (ax_tell_serialised, the
- * dispatcher's lazy frames) keep the pool: the network thread releases
- * them, and a worker, woken every 100 ms by the dispatcher's tick, never
- * sleeps the second after which it would give mimalloc's pages back (the
- * cluster test's dropped system then kept 3 MB, +60% RSS).
+ * NetMessages on the data path come from message memory (ax_msg_alloc:
+ * mimalloc), not from the system's NetMessage pool: one thread makes them
+ * (the network thread on receipt, a worker on send) and another releases
+ * them. The pool then refilled its taker's stripe by walking a list of
+ * messages last written on the other core, one cache miss after another
+ * under the pool's lock: 44% of the receiving network thread's samples in
+ * bench_net_procs' 64 B case (dispatch/NOTES.md, "Throughput"). The
+ * network thread gives its pages back when it trims, a worker once it has
+ * allocated none for half a second (sched.c, collect_if_quiet).
  */
-static ax_status_t received_net_msg_new(ax_lease_t *frame, uint32_t payload_off, uint64_t serialiser_id,
-                                        uint64_t session, ax_net_msg_t **out)
+static ax_status_t data_net_msg_new(ax_lease_t *frame, uint32_t payload_off, uint64_t serialiser_id,
+                                    uint64_t session, ax_net_msg_t **out)
 {
     return ax__net_msg_new(NULL, frame, payload_off, serialiser_id, session, out);
 }
@@ -268,7 +265,7 @@ ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, ax_ref_t from,
         st = ax__frame_encode_data_packed(eb, to, src, type, msg, &frame, &poff);
     if (st != AX_OK)
         return st;
-    st = ax__net_msg_new(c->sys->netmsg_pool, &frame, poff, type->serialiser_id, 0, out);
+    st = data_net_msg_new(&frame, poff, type->serialiser_id, 0, out);
     if (st != AX_OK) {
         ax_lease_release(&frame);
         return st;
@@ -366,7 +363,7 @@ ax_status_t ax_tell_preserialised(ax_actor_t *self, ax_ref_t dst, const ax_prese
     if (st == AX_OK)
         st = ax_lease_concat(&frame, &payload);
     if (st == AX_OK)
-        st = ax__net_msg_new(c->sys->netmsg_pool, &frame, (uint32_t)head_len, shared->serialiser_id, 0, &nm);
+        st = data_net_msg_new(&frame, (uint32_t)head_len, shared->serialiser_id, 0, &nm);
     if (st != AX_OK) {
         ax_lease_release(&payload);
         ax_lease_release(&frame);
@@ -586,8 +583,8 @@ static ax_status_t deliver_view(ax_system_t *sys, ax_lease_t *frame, uint64_t se
     if (st == AX_OK)
         st = route_view(sys, &v, cache, &dst);
     if (st == AX_OK)
-        st = received_net_msg_new(frame, (uint32_t)(AX__FRAME_HEADER_SIZE + v.len), v.serialiser_id,
-                                 session, &nm);
+        st = data_net_msg_new(frame, (uint32_t)(AX__FRAME_HEADER_SIZE + v.len), v.serialiser_id,
+                             session, &nm);
     if (st != AX_OK)
         return st; /* *frame stays with the caller, to echo back */
     if (ax__env_view_has_ids(&v)) {
@@ -635,7 +632,7 @@ ax_status_t ax__deliver_frame(ax_system_t *sys, ax_lease_t *frame, uint64_t sess
             route_remember(frame, cache, dst, epoch);
     }
     if (st == AX_OK)
-        st = received_net_msg_new(frame, env.payload_off, env.serialiser_id, session, &nm);
+        st = data_net_msg_new(frame, env.payload_off, env.serialiser_id, session, &nm);
     if (st != AX_OK)
         return st; /* *frame stays with the caller, to echo back */
     nm->via = via;

@@ -906,10 +906,10 @@ static void run_pingpong(const server_t *bare, const server_t *axon)
     free(rtt);
 }
 
-static void run_throughput(uint16_t bare_port, size_t size, size_t total, uint8_t *payload)
+static void run_throughput(const server_t *axon, uint16_t bare_port, size_t size, size_t total, uint8_t *payload)
 {
     static uint64_t run;
-    double bare[TRIALS], batched[TRIALS], secs[MODES][TRIALS];
+    double bare[TRIALS], batched[TRIALS], secs[MODES][TRIALS], cpu[MODES] = {0}, c0;
     uint64_t enobufs[MODES] = {0};
     double bare_s, bare_mbs, batched_s, n = (double)(total - 1);
 
@@ -917,8 +917,11 @@ static void run_throughput(uint16_t bare_port, size_t size, size_t total, uint8_
         bare[t] = pp_want("bare") ? bare_stream(bare_port, size, total - 1, payload, false) : 1;
         batched[t] = pp_want("bare") ? bare_stream(bare_port, size, total - 1, payload, true) : 1;
         for (int e = 0; e < MODES; e++) {
-            tp_result_t r = pp_want(mode_name[e]) ? axon_throughput(e, size, total, payload, ++run)
-                                                  : (tp_result_t){1, 0};
+            tp_result_t r;
+
+            c0 = pair_cpu_s(axon->pid);
+            r = pp_want(mode_name[e]) ? axon_throughput(e, size, total, payload, ++run) : (tp_result_t){1, 0};
+            cpu[e] += pair_cpu_s(axon->pid) - c0;
 
             secs[e][t] = r.seconds;
             enobufs[e] += r.enobufs;
@@ -951,7 +954,9 @@ static void run_throughput(uint16_t bare_port, size_t size, size_t total, uint8_
         if (size == 65536)
             printf("\"target_ratio_vs_bare_bw\":%.2f,\"target_met\":%s,", BW_TARGET_64K,
                    mbs / bare_mbs >= BW_TARGET_64K ? "true" : "false");
-        printf("\"enobufs_retries\":%llu,", (unsigned long long)enobufs[e]);
+        /* Both processes' CPU (user + system) per message, all trials. */
+        printf("\"enobufs_retries\":%llu,\"cpu_ns_per_msg\":%.0f,", (unsigned long long)enobufs[e],
+               cpu[e] / ((double)TRIALS * (double)total) * 1e9);
         print_config();
         printf("}\n");
     }
@@ -982,13 +987,13 @@ int main(int argc, char **argv)
         run_pingpong(&bare, &axon);
     fflush(stdout);
     if (only == NULL || strcmp(only, "64") == 0)
-        run_throughput(bare.port, 64, bench_scaled(300000), payload);
+        run_throughput(&axon, bare.port, 64, bench_scaled(300000), payload);
     fflush(stdout);
     if (only == NULL || strcmp(only, "1024") == 0)
-        run_throughput(bare.port, 1024, bench_scaled(200000), payload);
+        run_throughput(&axon, bare.port, 1024, bench_scaled(200000), payload);
     fflush(stdout);
     if (only == NULL || strcmp(only, "65536") == 0)
-        run_throughput(bare.port, 65536, bench_scaled(10000), payload);
+        run_throughput(&axon, bare.port, 65536, bench_scaled(10000), payload);
     fflush(stdout);
 
     bench_system_end(&client_sys);

@@ -39,6 +39,11 @@ void ax__msgmem_free(void *p, size_t size);
  * called ax__msgmem_collect (always false where collecting does nothing). */
 bool ax__msgmem_collect_due(void);
 
+/* How many times the calling thread has allocated message memory (0
+ * where collecting does nothing): a thread that sees it unchanged for a
+ * while has stopped allocating. */
+unsigned long ax__msgmem_allocs(void);
+
 /* Give the free message memory of the calling thread's heap back to the
  * system (mimalloc keeps emptied pages for reuse until its owner thread
  * collects). For a thread about to sleep: it costs a walk of the heap. */
