@@ -514,6 +514,20 @@ static inline ax_config_t nt_config(void)
     return cfg;
 }
 
+#ifdef cr_assert /* Criterion tests only (net_peer.c is a plain program) */
+/* Spawn a node actor for n in sys, registered as name unless it is NULL;
+ * asserts that both succeed. */
+static inline ax_ref_t nt_spawn_node(ax_system_t *sys, nt_node_t *n, const char *name)
+{
+    ax_ref_t ref;
+
+    cr_assert_eq(ax_spawn(sys, &nt_node_vtable, n, &ref), AX_OK, "spawn: %s", ax_error_detail());
+    if (name != NULL)
+        cr_assert_eq(ax_register(sys, ref, name), AX_OK, "register: %s", ax_error_detail());
+    return ref;
+}
+#endif
+
 /* A system with its network started; NULL (with a detail) on failure. */
 static inline ax_system_t *nt_start(const ax_config_t *cfg)
 {

@@ -36,14 +36,6 @@ static ax_system_t *start(bool client_only, bool secret)
     return sys;
 }
 
-static ax_ref_t spawn_node(ax_system_t *sys, nt_node_t *n)
-{
-    ax_ref_t ref;
-
-    cr_assert_eq(ax_spawn(sys, &nt_node_vtable, n, &ref), AX_OK, "spawn: %s", ax_error_detail());
-    return ref;
-}
-
 Test(client_only, two_systems_one_address)
 {
     for (int secret = 0; secret <= 1; secret++) {
@@ -56,7 +48,7 @@ Test(client_only, two_systems_one_address)
         ax_net_stats_t st;
 
         nt_node_setup(&echo, NT_ECHO);
-        echo_ref = spawn_node(srv, &echo);
+        echo_ref = nt_spawn_node(srv, &echo, NULL);
         cr_assert_eq(ax_register(srv, echo_ref, "echo"), AX_OK);
         nt_events_setup(&log);
         cr_assert_eq(ax_spawn(srv, &nt_events_vtable, &log, &log_ref), AX_OK);
@@ -70,7 +62,7 @@ Test(client_only, two_systems_one_address)
             ping[k].rounds = ROUNDS;
             ping[k].peer = nt_ref_to(cl[k], nt_port(srv), "echo");
             cr_assert(!ax_ref_is_null(ping[k].peer));
-            ping_ref[k] = spawn_node(cl[k], &ping[k]);
+            ping_ref[k] = nt_spawn_node(cl[k], &ping[k], NULL);
             cr_assert_eq(ax_ref_path(ping_ref[k], &path[k]), AX_OK);
         }
         cr_assert(ax_addr_eq(&addr[0], &addr[1]), "both announce 0.0.0.0:0");

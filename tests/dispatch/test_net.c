@@ -72,16 +72,6 @@ static ax_net_stats_t nstats(ax_system_t *sys)
     return s;
 }
 
-static ax_ref_t spawn_node(ax_system_t *sys, nt_node_t *n, const char *name)
-{
-    ax_ref_t ref;
-
-    cr_assert_eq(ax_spawn(sys, &nt_node_vtable, n, &ref), AX_OK, "spawn: %s", ax_error_detail());
-    if (name != NULL)
-        cr_assert_eq(ax_register(sys, ref, name), AX_OK, "register: %s", ax_error_detail());
-    return ref;
-}
-
 /* A dead-letter counter installed as sys's dead-letter actor. */
 static void spawn_dl(ax_system_t *sys, nt_dl_t *dl)
 {
@@ -278,9 +268,9 @@ static ax_ref_t connected_pair(ax_system_t *from, ax_system_t *to, nt_node_t *se
     ax_ref_t sender_ref;
 
     nt_node_setup(sink, NT_SINK);
-    spawn_node(to, sink, "sink");
+    nt_spawn_node(to, sink, "sink");
     nt_node_setup(sender, NT_SINK);
-    sender_ref = spawn_node(from, sender, NULL);
+    sender_ref = nt_spawn_node(from, sender, NULL);
     first = (send_job_t){.dst = remote_named(from, to, "sink"), .count = 1, .pattern = SEND_LAZY};
     flood(sender_ref, &first);
     WAIT_UNTIL(atomic_load(&sink->received) == 1, "the first message did not arrive");
@@ -390,12 +380,12 @@ static void pingpong(bool eager, bool named)
 
     nt_node_setup(&echo, NT_ECHO);
     echo.eager = eager;
-    echo_ref = spawn_node(b, &echo, named ? "pong" : NULL);
+    echo_ref = nt_spawn_node(b, &echo, named ? "pong" : NULL);
     nt_node_setup(&ping, NT_PING);
     ping.eager = eager;
     ping.rounds = ROUNDS;
     ping.peer = named ? remote_named(a, b, "pong") : remote_unique(a, echo_ref);
-    ping_ref = spawn_node(a, &ping, NULL);
+    ping_ref = nt_spawn_node(a, &ping, NULL);
 
     RUN_ON(ping_ref, nt_ping_start, NULL);
     cr_assert(axt_sem_wait(&ping.done, WAIT_S), "ping-pong stalled after %llu replies",
@@ -575,9 +565,9 @@ static void big_message(bool eager)
     nt_node_setup(&sink, NT_SINK);
     sink.on_net = blob_on_net;
     sink.ctx = &check;
-    spawn_node(b, &sink, "sink");
+    nt_spawn_node(b, &sink, "sink");
     nt_node_setup(&sender, NT_SINK);
-    sender_ref = spawn_node(a, &sender, NULL);
+    sender_ref = nt_spawn_node(a, &sender, NULL);
     send.dst = remote_named(a, b, "sink");
 
     m = blob_new();
@@ -707,9 +697,9 @@ Test(net, receive_pool_exhaustion)
     nt_node_setup(&sink, NT_SINK);
     sink.on_net = pad_on_net;
     sink.kept_type = &pad_type;
-    sink_ref = spawn_node(b, &sink, "sink");
+    sink_ref = nt_spawn_node(b, &sink, "sink");
     nt_node_setup(&sender, NT_SINK);
-    sender_ref = spawn_node(a, &sender, NULL);
+    sender_ref = nt_spawn_node(a, &sender, NULL);
 
     warm = (send_job_t){.dst = remote_named(a, b, "sink"), .count = 1, .pattern = SEND_LAZY, .type = &pad_type};
     flood(sender_ref, &warm);
@@ -942,9 +932,9 @@ static void raw_fixture_setup(raw_fixture_t *f)
     f->b = net_system();
     spawn_events(f->b, &f->bev);
     nt_node_setup(&f->sink, NT_SINK);
-    spawn_node(f->b, &f->sink, "sink");
+    nt_spawn_node(f->b, &f->sink, "sink");
     nt_node_setup(&f->sender, NT_SINK);
-    f->sender_ref = spawn_node(f->a, &f->sender, NULL);
+    f->sender_ref = nt_spawn_node(f->a, &f->sender, NULL);
     f->job = (send_job_t){.dst = remote_named(f->a, f->b, "sink"), .pattern = SEND_MIXED};
     raw_fixture_exchange(f);
     f->session = atomic_load(&f->sink.session);
@@ -979,7 +969,7 @@ static void raw_fixture_check(raw_fixture_t *f, bool malformed)
     assert_node_clean(&f->sink, "sink");
 
     nt_node_setup(&csender, NT_SINK);
-    cref = spawn_node(c, &csender, NULL);
+    cref = nt_spawn_node(c, &csender, NULL);
     cjob = (send_job_t){.dst = remote_named(c, f->b, "sink"), .first = f->sent, .count = 1, .pattern = SEND_EAGER};
     flood(cref, &cjob);
     f->sent++;
@@ -1273,7 +1263,7 @@ Test(net, closed_port_dead_letters)
     spawn_dl(a, &dl);
     spawn_events(a, &ev);
     nt_node_setup(&sender, NT_SINK);
-    sender_ref = spawn_node(a, &sender, NULL);
+    sender_ref = nt_spawn_node(a, &sender, NULL);
     cr_assert_eq(nt_port_path(port, "nobody", &p), AX_OK);
     job = (send_job_t){.count = k, .pattern = SEND_MIXED};
     cr_assert_eq(ax_ref_from_path(a, &p, &job.dst), AX_OK);
@@ -1342,7 +1332,7 @@ Test(net, peer_queue_overflow)
     a = net_system_with(&cfg);
     spawn_dl(a, &dl);
     nt_node_setup(&sender, NT_SINK);
-    sender_ref = spawn_node(a, &sender, NULL);
+    sender_ref = nt_spawn_node(a, &sender, NULL);
     cr_assert_eq(nt_port_path(port, "nobody", &p), AX_OK);
     job = (send_job_t){.count = k, .pattern = SEND_MIXED};
     cr_assert_eq(ax_ref_from_path(a, &p, &job.dst), AX_OK);
@@ -1394,9 +1384,9 @@ Test(net, unknown_recipient_returns)
     dl.seen_cap = sizeof seen;
     spawn_dl(a, &dl);
     nt_node_setup(&sink, NT_SINK);
-    sink_ref = spawn_node(b, &sink, "sink");
+    sink_ref = nt_spawn_node(b, &sink, "sink");
     nt_node_setup(&sender, NT_SINK);
-    sender_ref = spawn_node(a, &sender, NULL);
+    sender_ref = nt_spawn_node(a, &sender, NULL);
 
     uj.named = remote_named(a, b, "nobody/here");
     /* An id that b never gave out (ids are not reused, and b has few). */
@@ -1449,7 +1439,7 @@ Test(net, unknown_recipient_names_the_ref)
 
     spawn_dl(a, &dl);
     nt_node_setup(&sender, NT_SINK);
-    sender_ref = spawn_node(a, &sender, NULL);
+    sender_ref = nt_spawn_node(a, &sender, NULL);
     job = (send_job_t){.dst = remote_named(a, b, "missing"), .count = 10, .pattern = SEND_MIXED};
     dl.watch = job.dst;
     flood(sender_ref, &job);
@@ -1527,7 +1517,7 @@ Test(net, events_and_sessions)
      * new session. */
     b = net_system_on(baddr.port);
     nt_node_setup(&sink2, NT_SINK);
-    spawn_node(b, &sink2, "sink");
+    nt_spawn_node(b, &sink2, "sink");
     job = (send_job_t){.dst = job.dst, .first = 1, .count = 1, .pattern = SEND_LAZY};
     flood(sender_ref, &job);
     WAIT_UNTIL(atomic_load(&sink2.received) == 1, "the message after the restart did not arrive");
@@ -1855,10 +1845,10 @@ Test(net, acks_while_paused)
     nt_node_setup(&sink, NT_SINK);
     sink.on_net = pad_on_net;
     sink.kept_type = &pad_type;
-    sink_ref = spawn_node(b, &sink, "sink");
+    sink_ref = nt_spawn_node(b, &sink, "sink");
     atomic_store(&sink.hold, true);
     nt_node_setup(&sender, NT_SINK);
-    sender_ref = spawn_node(a, &sender, NULL);
+    sender_ref = nt_spawn_node(a, &sender, NULL);
 
     job = (send_job_t){.dst = remote_named(a, b, "sink"), .count = 200, .pattern = SEND_MIXED, .type = &pad_type};
     flood(sender_ref, &job);

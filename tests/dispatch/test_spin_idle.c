@@ -75,16 +75,6 @@ static void sleep_s(double s)
         ;
 }
 
-static ax_ref_t spawn_node(ax_system_t *sys, nt_node_t *n, const char *name)
-{
-    ax_ref_t ref;
-
-    cr_assert_eq(ax_spawn(sys, &nt_node_vtable, n, &ref), AX_OK, "spawn: %s", ax_error_detail());
-    if (name != NULL)
-        cr_assert_eq(ax_register(sys, ref, name), AX_OK, "register: %s", ax_error_detail());
-    return ref;
-}
-
 /* ROUNDS round trips from a to b's echo, then the rest: true when done. */
 static bool ping_rounds(nt_node_t *ping, ax_ref_t ping_ref, uint64_t rounds)
 {
@@ -110,12 +100,12 @@ static double idle_cpu(const ax_config_t *cfg, bool eager)
     cr_assert_not_null(b, "%s", ax_error_detail());
     nt_node_setup(&echo, NT_ECHO);
     echo.eager = eager;
-    spawn_node(b, &echo, "echo");
+    nt_spawn_node(b, &echo, "echo");
     nt_node_setup(&ping, NT_PING);
     ping.eager = eager;
     ping.peer = nt_ref_to(a, nt_port(b), "echo");
     cr_assert(!ax_ref_is_null(ping.peer));
-    ping_ref = spawn_node(a, &ping, NULL);
+    ping_ref = nt_spawn_node(a, &ping, NULL);
     cr_assert_eq(ax_spawn(a, &ticker_vtable, &ticks, &t), AX_OK);
     cr_assert_eq(ax_spawn(b, &ticker_vtable, &ticks, &t), AX_OK);
 

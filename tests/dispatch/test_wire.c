@@ -2776,6 +2776,14 @@ Test(wire_codec, path_id_vectors)
     ax_encode_buffer_destroy(&eb);
 }
 
+/* Send a Hello vector, take the server's Hello: a session is open. */
+static void open_session(wire_conn_t *c, const char *hello_vector)
+{
+    send_vector(c, hello_vector);
+    (void)expect_frame(c, "the server's Hello");
+    c->open = true;
+}
+
 /* Reconnect from the same address once the server has seen the old
  * connection go. */
 static void reconnect(wire_conn_t *c, server_t *s)
@@ -2797,9 +2805,7 @@ Test(wire_live, path_ids_to_axon)
 
     server_start(&s, "127.0.0.1:0", 16u << 20, 500);
     c = conn_open(&s.addr);
-    send_vector(&c, "hello");
-    (void)expect_frame(&c, "the server's Hello");
-    c.open = true;
+    open_session(&c, "hello");
     send_vector(&c, "data_u64_def");
     expect_reply_and_ack(&c, &s, V_CLIENT, 42, 1);
     send_vector(&c, "data_u64_ref");
@@ -2912,9 +2918,7 @@ Test(wire_live, path_ids_from_axon)
     server_start(&s, "127.0.0.1:0", 16u << 20, 500);
     for (int round = 0; round < 2; round++) {
         c = conn_open(&s.addr);
-        send_vector(&c, "hello_ids");
-        (void)expect_frame(&c, "the server's Hello");
-        c.open = true;
+        open_session(&c, "hello_ids");
         rx = ax__pathtab_new(1024, false);
         send_vector(&c, "data_u64");
         f = reply_and_ack(&c, 1);
@@ -2989,9 +2993,7 @@ Test(wire_live, path_ids_follow_the_actors)
 
     server_start(&s, "127.0.0.1:0", 16u << 20, 500);
     c = conn_open(&s.addr);
-    send_vector(&c, "hello");
-    (void)expect_frame(&c, "the server's Hello");
-    c.open = true;
+    open_session(&c, "hello");
 
     /* By name: echo answers, then the name moves to another echo. */
     send_vector(&c, "data_u64_def");
@@ -3009,9 +3011,7 @@ Test(wire_live, path_ids_follow_the_actors)
     /* By unique id: the first echo answers while it lives; once it has
      * ended, the same id is an unknown recipient. */
     c = conn_open(&s.addr);
-    send_vector(&c, "hello");
-    (void)expect_frame(&c, "the server's Hello");
-    c.open = true;
+    open_session(&c, "hello");
     s.echo = first;
     f = data_to_unique(&s, first, true);
     conn_send(&c, &f);
