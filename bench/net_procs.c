@@ -837,13 +837,14 @@ static void print_config(void)
            sysconf(_SC_NPROCESSORS_ONLN), TRIALS);
 }
 
-/* Which pingpong kinds to run: NULL for all, else "bare", "lazy" or
- * "eager" (bench/net_rtt_profile.sh profiles one kind at a time). */
-static const char *pp_only;
+/* Which kind to run: NULL for all, else "bare", "lazy", "eager" or (for
+ * throughput) "lazy_pool" (bench/net_rtt_profile.sh profiles one kind at
+ * a time). */
+static const char *kind_only;
 
-static bool pp_want(const char *kind)
+static bool kind_wanted(const char *kind)
 {
-    return pp_only == NULL || strcmp(pp_only, kind) == 0;
+    return kind_only == NULL || strcmp(kind_only, kind) == 0;
 }
 
 static void run_pingpong(const server_t *bare, const server_t *axon)
@@ -860,7 +861,7 @@ static void run_pingpong(const server_t *bare, const server_t *axon)
     memset(med, 0, sizeof med);
     memset(avg, 0, sizeof avg);
     for (int t = 0; t < TRIALS; t++) {
-        if (pp_want("bare")) {
+        if (kind_wanted("bare")) {
             c0 = pair_cpu_s(bare->pid);
             bare_pingpong(bare->port, warmup, rounds, rtt);
             cpu[2] += pair_cpu_s(bare->pid) - c0;
@@ -868,7 +869,7 @@ static void run_pingpong(const server_t *bare, const server_t *axon)
             bare_med[t] = bench_median(rtt, rounds);
         }
         for (int e = 0; e < 2; e++) {
-            if (!pp_want(e ? "eager" : "lazy"))
+            if (!kind_wanted(e ? "eager" : "lazy"))
                 continue;
             c0 = pair_cpu_s(axon->pid);
             axon_pingpong(e == 1, warmup, rounds, rtt);
@@ -879,7 +880,7 @@ static void run_pingpong(const server_t *bare, const server_t *axon)
     }
     bm = bench_median(bare_med, TRIALS);
     ba = bench_median(bare_mean, TRIALS);
-    if (pp_want("bare")) {
+    if (kind_wanted("bare")) {
         printf("{\"bench\":\"net_procs\",\"case\":\"pingpong_bare_tcp\",\"payload_bytes\":8,"
                "\"round_trips\":%zu,\"median_rtt_us\":%.2f,\"mean_rtt_us\":%.2f,\"cpu_us_per_rtt\":%.1f,",
                rounds, bm * 1e6, ba * 1e6, cpu[2] / trips * 1e6);
@@ -889,7 +890,7 @@ static void run_pingpong(const server_t *bare, const server_t *axon)
     for (int e = 0; e < 2; e++) {
         double m = bench_median(med[e], TRIALS), a = bench_median(avg[e], TRIALS);
 
-        if (!pp_want(e ? "eager" : "lazy"))
+        if (!kind_wanted(e ? "eager" : "lazy"))
             continue;
 
         printf("{\"bench\":\"net_procs\",\"case\":\"pingpong\",\"mode\":\"%s\",\"payload_bytes\":8,"
@@ -914,13 +915,13 @@ static void run_throughput(const server_t *axon, uint16_t bare_port, size_t size
     double bare_s, bare_mbs, batched_s, n = (double)(total - 1);
 
     for (int t = 0; t < TRIALS; t++) {
-        bare[t] = pp_want("bare") ? bare_stream(bare_port, size, total - 1, payload, false) : 1;
-        batched[t] = pp_want("bare") ? bare_stream(bare_port, size, total - 1, payload, true) : 1;
+        bare[t] = kind_wanted("bare") ? bare_stream(bare_port, size, total - 1, payload, false) : 1;
+        batched[t] = kind_wanted("bare") ? bare_stream(bare_port, size, total - 1, payload, true) : 1;
         for (int e = 0; e < MODES; e++) {
             tp_result_t r;
 
             c0 = pair_cpu_s(axon->pid);
-            r = pp_want(mode_name[e]) ? axon_throughput(e, size, total, payload, ++run) : (tp_result_t){1, 0};
+            r = kind_wanted(mode_name[e]) ? axon_throughput(e, size, total, payload, ++run) : (tp_result_t){1, 0};
             cpu[e] += pair_cpu_s(axon->pid) - c0;
 
             secs[e][t] = r.seconds;
@@ -973,7 +974,7 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "--bare-server") == 0)
         return run_bare_server();
     only = argc > 2 ? argv[2] : NULL;
-    pp_only = argc > 3 ? argv[3] : NULL;
+    kind_only = argc > 3 ? argv[3] : NULL;
     bench_set_scale(argc > 1 ? argv[1] : NULL);
     signal(SIGPIPE, SIG_IGN);
     memset(payload, 0x5a, sizeof payload);
