@@ -894,13 +894,14 @@ static void run_pingpong(const server_t *bare, const server_t *axon)
             continue;
 
         printf("{\"bench\":\"net_procs\",\"case\":\"pingpong\",\"mode\":\"%s\",\"payload_bytes\":8,"
-               "\"round_trips\":%zu,\"median_rtt_us\":%.2f,\"mean_rtt_us\":%.2f,"
-               "\"bare_median_rtt_us\":%.2f,\"bare_mean_rtt_us\":%.2f,\"ratio_median\":%.3f,"
-               "\"ratio_mean\":%.3f,\"target_ratio\":%.1f,\"target_met\":%s,\"cpu_us_per_rtt\":%.1f,"
-               "\"bare_cpu_us_per_rtt\":%.1f,",
-               e ? "eager" : "lazy", rounds, m * 1e6, a * 1e6, bm * 1e6, ba * 1e6, m / bm, a / ba,
-               RTT_TARGET, m / bm <= RTT_TARGET ? "true" : "false", cpu[e] / trips * 1e6,
-               cpu[2] / trips * 1e6);
+               "\"round_trips\":%zu,\"median_rtt_us\":%.2f,\"mean_rtt_us\":%.2f,\"cpu_us_per_rtt\":%.1f,",
+               e ? "eager" : "lazy", rounds, m * 1e6, a * 1e6, cpu[e] / trips * 1e6);
+        if (kind_wanted("bare"))
+            printf("\"bare_median_rtt_us\":%.2f,\"bare_mean_rtt_us\":%.2f,\"ratio_median\":%.3f,"
+                   "\"ratio_mean\":%.3f,\"target_ratio\":%.1f,\"target_met\":%s,"
+                   "\"bare_cpu_us_per_rtt\":%.1f,",
+                   bm * 1e6, ba * 1e6, m / bm, a / ba, RTT_TARGET, m / bm <= RTT_TARGET ? "true" : "false",
+                   cpu[2] / trips * 1e6);
         print_config();
         printf("}\n");
     }
@@ -931,28 +932,34 @@ static void run_throughput(const server_t *axon, uint16_t bare_port, size_t size
     bare_s = bench_median(bare, TRIALS);
     bare_mbs = (double)size * n / bare_s / 1e6;
     batched_s = bench_median(batched, TRIALS);
-    printf("{\"bench\":\"net_procs\",\"case\":\"throughput_bare_tcp\",\"payload_bytes\":%zu,"
-           "\"messages\":%zu,\"msgs_per_s\":%.0f,\"mb_per_s\":%.1f,"
-           "\"batched_msgs_per_s\":%.0f,\"batched_mb_per_s\":%.1f,",
-           size, total - 1, n / bare_s, bare_mbs, n / batched_s, (double)size * n / batched_s / 1e6);
-    print_config();
-    printf("}\n");
+    /* With a kind filter, only what was measured is printed. */
+    if (kind_wanted("bare")) {
+        printf("{\"bench\":\"net_procs\",\"case\":\"throughput_bare_tcp\",\"payload_bytes\":%zu,"
+               "\"messages\":%zu,\"msgs_per_s\":%.0f,\"mb_per_s\":%.1f,"
+               "\"batched_msgs_per_s\":%.0f,\"batched_mb_per_s\":%.1f,",
+               size, total - 1, n / bare_s, bare_mbs, n / batched_s, (double)size * n / batched_s / 1e6);
+        print_config();
+        printf("}\n");
+    }
     for (int e = 0; e < MODES; e++) {
         double s = bench_median(secs[e], TRIALS), msgs = n / s, mbs = (double)size * n / s / 1e6;
 
+        if (!kind_wanted(mode_name[e]))
+            continue;
         printf("{\"bench\":\"net_procs\",\"case\":\"throughput\",\"mode\":\"%s\",\"payload_bytes\":%zu,"
-               "\"messages\":%zu,\"window\":%d,\"ack_every\":%d,\"msgs_per_s\":%.0f,\"mb_per_s\":%.1f,"
-               "\"bare_msgs_per_s\":%.0f,\"bare_mb_per_s\":%.1f,\"ratio_vs_bare_bw\":%.3f,"
-               "\"ratio_vs_bare_batched_bw\":%.3f,",
-               mode_name[e], size, total - 1, WINDOW, ACK_EVERY, msgs, mbs, n / bare_s, bare_mbs,
-               mbs / bare_mbs, batched_s / s);
+               "\"messages\":%zu,\"window\":%d,\"ack_every\":%d,\"msgs_per_s\":%.0f,\"mb_per_s\":%.1f,",
+               mode_name[e], size, total - 1, WINDOW, ACK_EVERY, msgs, mbs);
+        if (kind_wanted("bare"))
+            printf("\"bare_msgs_per_s\":%.0f,\"bare_mb_per_s\":%.1f,\"ratio_vs_bare_bw\":%.3f,"
+                   "\"ratio_vs_bare_batched_bw\":%.3f,",
+                   n / bare_s, bare_mbs, mbs / bare_mbs, batched_s / s);
         if (size == 64)
             printf("\"target_msgs_per_s\":%.0f,\"target_met\":%s,", MSGS_TARGET_64B,
                    msgs >= MSGS_TARGET_64B ? "true" : "false");
         if (size == 1024)
             printf("\"target_mb_per_s\":%.0f,\"target_met\":%s,", MBS_TARGET_1K,
                    mbs >= MBS_TARGET_1K ? "true" : "false");
-        if (size == 65536)
+        if (size == 65536 && kind_wanted("bare"))
             printf("\"target_ratio_vs_bare_bw\":%.2f,\"target_met\":%s,", BW_TARGET_64K,
                    mbs / bare_mbs >= BW_TARGET_64K ? "true" : "false");
         /* Both processes' CPU (user + system) per message, all trials. */
