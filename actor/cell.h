@@ -67,6 +67,9 @@ static inline bool ax__ref_is(ax_ref_t ref, uint64_t kind)
 #define AX__L_SUSPENDED 0x20u /* failed; a restart is pending */
 #define AX__L_LATE1     0x40u /* stopped after the user's actors (late.c) */
 #define AX__L_LATE2     0x80u /* stopped after those of LATE1 */
+#define AX__L_SLOW      0x100u /* two runs running on the network thread took
+                                  over 1 ms: workers only from then on (sched.c) */
+#define AX__L_SLOW_ONCE 0x200u /* the last run there took over 1 ms */
 
 /* The optional parts of an actor, allocated on first need and touched
  * only by the actor's own thread (and its creator before it starts). */

@@ -39,6 +39,7 @@ void ax_config_init(ax_config_t *cfg)
     cfg->metrics.top_n = 50;
     cfg->spin_us = AX__SPIN_US_DEFAULT;
     cfg->network.spin_us = AX__NET_SPIN_US_DEFAULT;
+    cfg->network.run_actors_us = AX__NET_RUN_ACTORS_US_DEFAULT;
 }
 
 /* Offsets in ax_config_t of the members a rule is about (config_check.h). */
@@ -76,6 +77,10 @@ ax_status_t ax__config_check(const ax_config_t *cfg, ax__blame_t *blame)
         return ax__blame(blame, N(spin_us), NONE,
                          ax__error(AX_EINVAL, "config: network.spin_us (%u) must be at most %d",
                                    (unsigned)cfg->network.spin_us, MAX_SPIN_US));
+    if (cfg->network.run_actors_us > MAX_SPIN_US)
+        return ax__blame(blame, N(run_actors_us), NONE,
+                         ax__error(AX_EINVAL, "config: network.run_actors_us (%u) must be at most %d",
+                                   (unsigned)cfg->network.run_actors_us, MAX_SPIN_US));
     if (cfg->timer_tick_us < 1)
         return ax__blame(blame, C(timer_tick_us), NONE,
                          ax__error(AX_EINVAL, "config: timer_tick_us must be at least 1"));

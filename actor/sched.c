@@ -1,6 +1,8 @@
 /* Workers: run next slot, local rings, the inject queue, stealing, parking. */
+#include <pthread.h>
 #include <sched.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -234,15 +236,129 @@ static void ring_push(ax__worker_t *w, ax__cell_t *c)
     wake_one(w->sys);
 }
 
+/* ---- the network thread as a guest worker ----------------------------
+ *
+ * A message the network thread hands to an actor whose worker is parked
+ * costs a futex wake here and a context switch there, on each side of a
+ * round trip; the reply then goes back to the network thread the same
+ * way (dispatch/NOTES.md, "Where one round trip's time goes"). While every
+ * worker is parked, the network thread keeps the actors it wakes and runs
+ * them itself after its turn, within network.run_actors_us; once a worker
+ * is awake it takes them as before, so a busy system keeps its network
+ * thread for the network. Only the network thread reads or writes the
+ * guest's list. */
+
+/* Two runs in a row on the network thread longer than this mark their
+ * actor slow (AX__L_SLOW): workers only from then on. Not the turn's
+ * budget (50 us by default): an actor's first run (its first remote ref,
+ * cold caches) and runs under the sanitizers often take longer than that,
+ * and would mark every actor; a millisecond is what such a run may cost
+ * the network. Two, because the time is wall-clock time (a CPU clock read
+ * is a system call, 1.3 us here): a thread preempted in the middle of a
+ * short run on a loaded machine is seldom preempted in the next one too. */
+#define GUEST_SLOW_NS 1000000u
+
+/* After a run on the network thread that took ns: the slow marks. */
+static void guest_timed(ax__cell_t *c, uint64_t ns)
+{
+    uint32_t f = ck_pr_load_32(&c->lflags);
+
+    /* Atomic: once the run is over c may be running on a worker, or
+     * have ended and been reused (cells live in slabs until the system
+     * goes, so the memory is there); a reused cell that gets a mark runs
+     * on workers only, which costs it a wake, nothing else. */
+    if (ns > GUEST_SLOW_NS)
+        ck_pr_or_32(&c->lflags, (f & AX__L_SLOW_ONCE) ? AX__L_SLOW : AX__L_SLOW_ONCE);
+    else if (f & AX__L_SLOW_ONCE)
+        ck_pr_and_32(&c->lflags, ~AX__L_SLOW_ONCE);
+}
+
+static void guest_push(ax__worker_t *g, ax__cell_t *c)
+{
+    c->sched_next = NULL;
+    if (g->guest_tail != NULL)
+        g->guest_tail->sched_next = c;
+    else
+        g->guest_head = c;
+    g->guest_tail = c;
+}
+
+static ax__cell_t *guest_pop(ax__worker_t *g)
+{
+    ax__cell_t *c = g->guest_head;
+
+    if (c != NULL) {
+        g->guest_head = c->sched_next;
+        if (g->guest_head == NULL)
+            g->guest_tail = NULL;
+    }
+    return c;
+}
+
+static void inject_and_wake(ax_system_t *sys, ax__cell_t *c)
+{
+    inject_push(sys, c);
+    ck_pr_fence_memory(); /* as in ring_push */
+    wake_one(sys);
+}
+
+static void guest_schedule(ax__worker_t *g, ax__cell_t *c)
+{
+    ax_system_t *sys = g->sys;
+
+    /* A plain load: a worker that woke since only finds this cell gone
+     * to us, and one that parked since is woken by inject_and_wake as
+     * from any other thread. An actor whose runs here were slow
+     * (guest_timed) always goes to the workers: its next long run would
+     * hold up every connection. */
+    if (ck_pr_load_32(&sys->nparked) < sys->nworkers || (ck_pr_load_32(&c->lflags) & AX__L_SLOW))
+        inject_and_wake(sys, c);
+    else
+        guest_push(g, c);
+}
+
+void ax__sched_guest_enter(ax_system_t *sys)
+{
+    tls_worker = sys->guest;
+}
+
+void ax__sched_guest_leave(ax_system_t *sys, uint64_t budget_ns)
+{
+    ax__worker_t *g = sys->guest;
+    uint64_t start = 0, t = 0, t0;
+    ax__cell_t *c;
+    bool again;
+
+    while (g->guest_head != NULL) {
+        if (start == 0)
+            start = t = ax__now_ns();
+        else if (t - start >= budget_ns)
+            break;
+        c = guest_pop(g);
+        t0 = t;
+        again = ax__cell_run(g, c);
+        t = ax__now_ns();
+        guest_timed(c, t - t0);
+        if (again)
+            guest_schedule(g, c);
+    }
+    tls_worker = NULL;
+    /* Out of time: the rest goes to the workers. */
+    while ((c = guest_pop(g)) != NULL)
+        inject_and_wake(sys, c);
+}
+
 void ax__schedule(ax__cell_t *c)
 {
     ax_system_t *sys = c->sys;
     ax__worker_t *w = ax__current_worker(sys);
 
     if (w == NULL) {
-        inject_push(sys, c);
-        ck_pr_fence_memory(); /* as in ring_push */
-        wake_one(sys);
+        inject_and_wake(sys, c);
+        return;
+    }
+    if (w->guest) {
+        guest_schedule(w, c);
         return;
     }
     /* The newly woken actor runs next on this core; the one it displaces
@@ -364,6 +480,11 @@ static void *worker_main(void *arg)
     ax__worker_t *w = arg;
     ax_system_t *sys = w->sys;
 
+    char name[16];
+
+    /* Seen in top -H, gdb and /proc: the handlers that ran here. */
+    snprintf(name, sizeof name, "ax-worker-%u", w->index % 10000u);
+    pthread_setname_np(pthread_self(), name);
     tls_worker = w;
     for (;;) {
         ax__cell_t *c = find_work(w);
@@ -402,6 +523,13 @@ ax_status_t ax__sched_start(ax_system_t *sys)
     if (sys->workers == NULL)
         return ax__error(AX_ENOMEM, "system: out of memory for %u workers", sys->nworkers);
     memset(sys->workers, 0, sizeof(ax__worker_t) * sys->nworkers);
+    sys->guest = aligned_alloc(64, sizeof(ax__worker_t));
+    if (sys->guest == NULL)
+        return ax__error(AX_ENOMEM, "system: out of memory for the network thread's guest worker");
+    memset(sys->guest, 0, sizeof(ax__worker_t));
+    sys->guest->sys = sys;
+    sys->guest->guest = true;
+    sys->guest->index = UINT32_MAX;
     for (unsigned i = 0; i < sys->nworkers; i++) {
         ax__worker_t *w = &sys->workers[i];
 
@@ -447,4 +575,6 @@ void ax__sched_destroy(ax_system_t *sys)
     }
     free(sys->workers);
     sys->workers = NULL;
+    free(sys->guest);
+    sys->guest = NULL;
 }

@@ -41,6 +41,11 @@ typedef struct ax__worker_s {
     unsigned long allocs_seen; /* message allocations at the last park (sched.c) */
     uint64_t allocs_quiet_ns;  /* since when that count has not moved */
     struct ax__worker_s *park_next;
+    /* The network thread's guest worker only (sched.c, "guest"): the
+     * cells it keeps to run itself, FIFO through sched_next, and when
+     * its turn of running them ends. */
+    bool guest;
+    struct ax__cell_s *guest_head, *guest_tail;
     /* Counters written by this worker only and read by ax_system_stats:
      * single-writer, so a plain increment published with ck_pr_store. */
     alignas(64) uint64_t delivered;
@@ -61,6 +66,18 @@ void ax__schedule(ax__cell_t *c);
 /* The calling worker (if it is one of sys's) has handed a frame to the
  * network: its next wait for work parks without spinning (sched.c). */
 void ax__sched_expect_remote(ax_system_t *sys);
+
+/*
+ * The network thread as a guest worker. Between enter and leave, an actor
+ * that the calling thread makes runnable while every worker is parked is
+ * kept for the caller instead of costing a futex wake and a context
+ * switch; leave runs the kept actors (and what they make runnable, on the
+ * same terms) for up to budget_ns, then hands what is left to the workers.
+ * One thread per system (its network thread); sys->guest must exist
+ * (ax__sched_start makes it).
+ */
+void ax__sched_guest_enter(ax_system_t *sys);
+void ax__sched_guest_leave(ax_system_t *sys, uint64_t budget_ns);
 
 ax_status_t ax__sched_start(ax_system_t *sys);
 void ax__sched_join(ax_system_t *sys);

@@ -190,9 +190,12 @@ void ax_system_stats(ax_system_t *sys, ax_system_stats_t *out)
     memset(out, 0, sizeof(*out));
     /* Single-writer counters: atomic loads give each a recent value; the
      * sum is not a snapshot across workers, and need not be. */
-    for (unsigned i = 0; i < sys->nworkers; i++) {
-        ax__worker_t *w = &sys->workers[i];
+    for (unsigned i = 0; i <= sys->nworkers; i++) {
+        /* The workers, then the network thread's guest worker (sched.c). */
+        ax__worker_t *w = i < sys->nworkers ? &sys->workers[i] : sys->guest;
 
+        if (w == NULL)
+            break;
         out->delivered += ck_pr_load_64(&w->delivered);
         out->dead_letters += ck_pr_load_64(&w->dead_letters);
         out->steals += ck_pr_load_64(&w->steals);

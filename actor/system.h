@@ -23,6 +23,7 @@ struct ax_system_s {
     /* Scheduler. */
     unsigned nworkers;
     ax__worker_t *workers;
+    ax__worker_t *guest;      /* the network thread's, while it runs actors (sched.c) */
     bool workers_started;
     ck_spinlock_t inject_lock;
     ax__cell_t *inject_head, *inject_tail;

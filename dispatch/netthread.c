@@ -5,6 +5,7 @@
 #include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -1509,6 +1510,10 @@ void *ax__net_main(void *arg)
     ax__net_t *net = arg;
     ax__poll_event_t ev[EVENTS_MAX];
     bool stopping = false, deadline = false, held = false;
+    uint64_t run_ns = (uint64_t)net->cfg.run_actors_us * 1000u;
+
+    /* Seen in top -H, gdb and /proc; handlers it runs see it too. */
+    pthread_setname_np(pthread_self(), "ax-net");
 
     arm_tick(net);
     for (;;) {
@@ -1521,12 +1526,19 @@ void *ax__net_main(void *arg)
             net_sleep(net, ev, &n);
         }
         received = net->c.frames_received; /* this thread is its writer */
+        /* Actors this turn wakes while every worker is parked are run here,
+         * after the turn (network.run_actors_us; actor/sched.c, "guest");
+         * their replies are in the inbox for the drain below. */
+        if (run_ns > 0)
+            ax__sched_guest_enter(net->sys);
         for (size_t i = 0; i < n; i++) {
             if (ev[i].kind == AX__EV_FD)
                 on_fd(net, &ev[i]);
             else if (ev[i].kind == AX__EV_TIMER)
                 on_timer(net, ev[i].ctx, &deadline);
         }
+        if (run_ns > 0)
+            ax__sched_guest_leave(net->sys, run_ns);
         drain_inbox(net);
         /* Frames went to actors: hold this turn's writes (their Acks)
          * back while we spin for the replies, so that both leave in one

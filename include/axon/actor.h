@@ -21,7 +21,11 @@
  * Handlers must not block or wait in a loop (for a reply, a lock held
  * elsewhere, a full pool): the actor a handler wakes runs next on the same
  * worker, after the handler returns. To try again later, send yourself a
- * message or set a timer.
+ * message or set a timer. While every worker is parked, the network thread
+ * may run the handlers of actors it delivers to (config.h,
+ * network.run_actors_us): a handler that blocks there holds every
+ * connection of the system. Calls marked "not on a worker thread" treat
+ * the network thread as a worker while it runs a handler.
  *
  *     typedef struct counter { ax_actor_t actor; uint64_t total; } counter_t;
  *

@@ -64,6 +64,16 @@ typedef struct ax_net_config_s {
                                        their replies this long before it
                                        sleeps in epoll; 0: never (0: it pays
                                        only with cores to spare) */
+    uint32_t run_actors_us;         /* while every worker is parked, the
+                                       network thread runs the actors it
+                                       hands messages to itself, for up to
+                                       this long per turn, instead of waking
+                                       a worker for them: a round trip then
+                                       crosses one thread per side, not two.
+                                       Handlers then also run on the
+                                       network thread, so a slow one delays
+                                       the network by its length; 0: always
+                                       wake a worker (50) */
 
     /* Smaller envelopes (docs/wire.md section 6.1): how many path ids
      * this system offers each peer, per connection, and uses towards a

@@ -137,6 +137,7 @@ Test(config_load, defaults_match_the_documented_values)
     cr_assert_eq(cfg.network.flush_timeout_ms, 2000);
     cr_assert_eq(cfg.spin_us, 20);
     cr_assert_eq(cfg.network.spin_us, 0);
+    cr_assert_eq(cfg.network.run_actors_us, 50);
     cr_assert_eq(cfg.network.path_ids, 1024);
     cr_assert_eq(ax_config_validate(&cfg), AX_OK);
 }
@@ -159,6 +160,27 @@ Test(config_load, spin_keys_turn_spinning_off_and_on)
     cfg.network.spin_us = 10001;
     cr_assert_eq(ax_config_validate(&cfg), AX_EINVAL);
     cr_assert(strstr(ax_error_detail(), "network.spin_us") != NULL, "%s", ax_error_detail());
+}
+
+/* The network thread's turn of running actors: off, up to its bound, and
+ * past it refused with the key named, from text and from code. */
+Test(config_load, run_actors_us_is_bounded)
+{
+    ax_config_t cfg;
+
+    ax_config_init(&cfg);
+    cr_assert_eq(ax_config_load_string(&cfg, "axon = { network = { run_actors_us = 0; }; };"), AX_OK, "%s",
+                 ax_error_detail());
+    cr_assert_eq(cfg.network.run_actors_us, 0);
+    cr_assert_eq(ax_config_load_string(&cfg, "axon = { network = { run_actors_us = 10000; }; };"), AX_OK, "%s",
+                 ax_error_detail());
+    cr_assert_eq(cfg.network.run_actors_us, 10000);
+    cr_assert_eq(ax_config_load_string(&cfg, "axon = { network = { run_actors_us = 10001; }; };"), AX_EINVAL);
+    cr_assert(strstr(ax_error_detail(), "run_actors_us") != NULL, "%s", ax_error_detail());
+    cr_assert_eq(cfg.network.run_actors_us, 10000, "a refused load changed the config");
+    cfg.network.run_actors_us = 10001;
+    cr_assert_eq(ax_config_validate(&cfg), AX_EINVAL);
+    cr_assert(strstr(ax_error_detail(), "network.run_actors_us") != NULL, "%s", ax_error_detail());
 }
 
 Test(config_load, full_string_sets_every_field)
