@@ -96,7 +96,13 @@ ax_status_t ax_metrics_connections(ax_system_t *sys, ax_conn_metrics_t *out, siz
     /* Under the lock, so requests are numbered in order; the network
      * thread loads it without the lock. */
     ck_pr_store_64(&s->wanted, want);
-    if (!ck_pr_load_32(&net->stopping)) {
+    if (ax__on_net_thread(net)) {
+        /* A handler the network thread runs (network.run_actors_us):
+         * waiting for it would wait for ourselves. Answer here. */
+        pthread_mutex_unlock(&s->lock);
+        ax__conn_snap_publish(net);
+        pthread_mutex_lock(&s->lock);
+    } else if (!ck_pr_load_32(&net->stopping)) {
         ax__poller_wake(net->poller);
         while (s->done < want &&
                pthread_cond_timedwait(&s->cond, &s->lock, &until) != ETIMEDOUT)

@@ -251,6 +251,10 @@ uint64_t ax__random64(void);
 /* The network thread's main loop (netthread.c). */
 void *ax__net_main(void *arg);
 
+/* True on net's network thread (which also runs handlers: sched.c,
+ * "guest"), for calls that would otherwise wait for it. */
+bool ax__on_net_thread(const ax__net_t *net);
+
 /* ---- shared by netthread.c, handshake.c and heartbeat.c (network thread) ---- */
 
 /* End c for good (accounting as in docs/wire.md section 8); it becomes

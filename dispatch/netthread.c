@@ -1505,6 +1505,14 @@ static bool net_spin(ax__net_t *net, ax__poll_event_t *ev, size_t *n)
     }
 }
 
+/* The system whose network thread this is; NULL on any other thread. */
+static _Thread_local const ax__net_t *tls_net;
+
+bool ax__on_net_thread(const ax__net_t *net)
+{
+    return tls_net == net;
+}
+
 void *ax__net_main(void *arg)
 {
     ax__net_t *net = arg;
@@ -1514,6 +1522,7 @@ void *ax__net_main(void *arg)
 
     /* Seen in top -H, gdb and /proc; handlers it runs see it too. */
     pthread_setname_np(pthread_self(), "ax-net");
+    tls_net = net;
 
     arm_tick(net);
     for (;;) {

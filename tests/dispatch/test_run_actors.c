@@ -13,6 +13,7 @@
 
 #include "axon/actor.h"
 #include "axon/config.h"
+#include "axon/metrics.h"
 #include "axon/net.h"
 #include "tests/actor/helpers.h"
 #include "tests/dispatch/net_helpers.h"
@@ -28,6 +29,10 @@ typedef struct where {
     _Atomic bool slow_done;     /* the slow runs happened */
     int slow_runs;              /* busy for SLOW_MS in this many network-thread runs */
     int slow_seen;
+    ax_system_t *metrics_of;    /* ask for its connection metrics in each run */
+    _Atomic uint64_t metrics_ok;  /* answers that counted the one connection */
+    _Atomic uint64_t metrics_net; /* of them, on the network thread */
+    _Atomic uint64_t metrics_max_ns;
 } where_t;
 
 #define SLOW_MS 5
@@ -71,6 +76,25 @@ static void echo_where(nt_node_t *n, ax_actor_t *self, ax_net_msg_t **nm)
         atomic_fetch_add(&where.on_worker, 1);
     } else {
         atomic_fetch_add(&where.elsewhere, 1);
+    }
+    if (where.metrics_of != NULL) {
+        /* Served by the network thread: on it, the call must not wait for
+         * itself. */
+        ax_conn_metrics_t m[4];
+        size_t count = 0;
+        struct timespec t0, t1;
+        uint64_t ns;
+
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        if (ax_metrics_connections(where.metrics_of, m, 4, &count) == AX_OK && count == 1) {
+            atomic_fetch_add(&where.metrics_ok, 1);
+            if (thread_is("ax-net"))
+                atomic_fetch_add(&where.metrics_net, 1);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        ns = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec));
+        if (ns > atomic_load(&where.metrics_max_ns))
+            atomic_store(&where.metrics_max_ns, ns);
     }
     if (!seq_of(*nm, &seq)) {
         atomic_fetch_add(&n->bad, 1);
@@ -185,5 +209,23 @@ Test(run_actors, an_actor_slower_than_the_budget_goes_to_the_workers)
     pair_rounds(&p, ROUNDS);
     cr_assert_eq(atomic_load(&where.net_after_slow), 0, "%llu runs on the network thread after the slow one",
                  (unsigned long long)atomic_load(&where.net_after_slow));
+    pair_end(&p);
+}
+
+/* A handler on the network thread that asks for the connection metrics
+ * (which the network thread serves) gets them at once, not after the
+ * 200 ms that a reader waits for a network thread that does not answer. */
+Test(run_actors, connection_metrics_from_a_handler_on_the_network_thread)
+{
+    pair_t p;
+
+    pair_start(&p, 50, false);
+    where.metrics_of = p.b;
+    pair_rounds(&p, 200);
+    cr_assert_eq(atomic_load(&where.metrics_ok), 200, "%llu of 200 answers counted the connection",
+                 (unsigned long long)atomic_load(&where.metrics_ok));
+    cr_assert_gt(atomic_load(&where.metrics_net), 0, "no run on the network thread");
+    cr_assert_lt(atomic_load(&where.metrics_max_ns), 100000000ull, "a call took %llu ns",
+                 (unsigned long long)atomic_load(&where.metrics_max_ns));
     pair_end(&p);
 }
