@@ -14,7 +14,7 @@
  * one round trip's time goes"). */
 #define AX__SPIN_US_DEFAULT 20u
 #define AX__NET_SPIN_US_DEFAULT 0u
-#define AX__NET_RUN_ACTORS_US_DEFAULT 50u
+#define AX__NET_RUN_ACTORS_US_DEFAULT 200u
 
 ax_status_t ax__config_check(const ax_config_t *cfg, ax__blame_t *blame);
 

@@ -250,7 +250,7 @@ static void ring_push(ax__worker_t *w, ax__cell_t *c)
 
 /* Two runs in a row on the network thread longer than this mark their
  * actor slow (AX__L_SLOW): workers only from then on. Not the turn's
- * budget (50 us by default): an actor's first run (its first remote ref,
+ * budget (200 us by default): an actor's first run (its first remote ref,
  * cold caches) and runs under the sanitizers often take longer than that,
  * and would mark every actor; a millisecond is what such a run may cost
  * the network. Two, because the time is wall-clock time (a CPU clock read

@@ -73,7 +73,7 @@ typedef struct ax_net_config_s {
                                        Handlers then also run on the
                                        network thread, so a slow one delays
                                        the network by its length; 0: always
-                                       wake a worker (50) */
+                                       wake a worker (200) */
 
     /* Smaller envelopes (docs/wire.md section 6.1): how many path ids
      * this system offers each peer, per connection, and uses towards a

@@ -113,12 +113,16 @@ typedef struct pair {
     ax_ref_t ping_ref;
 } pair_t;
 
+#define DEFAULT_RUN UINT32_MAX /* pair_start: leave the default */
+
 static void pair_start(pair_t *p, uint32_t run_actors_us, bool eager)
 {
     ax_config_t cfg = nt_config();
 
     memset(&where, 0, sizeof where);
-    cfg.network.run_actors_us = run_actors_us;
+    cr_assert_gt(cfg.network.run_actors_us, 0, "on by default");
+    if (run_actors_us != DEFAULT_RUN)
+        cfg.network.run_actors_us = run_actors_us;
     p->a = nt_start(&cfg);
     p->b = nt_start(&cfg);
     cr_assert_not_null(p->a, "%s", ax_error_detail());
@@ -163,7 +167,7 @@ static void runs_on_the_network_thread(bool eager)
 {
     pair_t p;
 
-    pair_start(&p, 50, eager);
+    pair_start(&p, DEFAULT_RUN, eager);
     pair_rounds(&p, ROUNDS);
     /* One message in flight: between two of them every worker of b
      * parks, so the network thread takes most; a worker still takes
@@ -200,7 +204,7 @@ Test(run_actors, an_actor_slower_than_the_budget_goes_to_the_workers)
 {
     pair_t p;
 
-    pair_start(&p, 50, false);
+    pair_start(&p, DEFAULT_RUN, false);
     where.slow_runs = 2;
     /* Until two runs in a row land on the network thread and are slow
      * there (the echo runs again only after the reply came back). */
@@ -221,7 +225,7 @@ Test(run_actors, connection_metrics_from_a_handler_on_the_network_thread)
 {
     pair_t p;
 
-    pair_start(&p, 50, false);
+    pair_start(&p, DEFAULT_RUN, false);
     where.metrics_of = p.b;
     pair_rounds(&p, 200);
     cr_assert_eq(atomic_load(&where.metrics_ok), 200, "%llu of 200 answers counted the connection",

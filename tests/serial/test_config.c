@@ -137,7 +137,7 @@ Test(config_load, defaults_match_the_documented_values)
     cr_assert_eq(cfg.network.flush_timeout_ms, 2000);
     cr_assert_eq(cfg.spin_us, 20);
     cr_assert_eq(cfg.network.spin_us, 0);
-    cr_assert_eq(cfg.network.run_actors_us, 50);
+    cr_assert_eq(cfg.network.run_actors_us, 200);
     cr_assert_eq(cfg.network.path_ids, 1024);
     cr_assert_eq(ax_config_validate(&cfg), AX_OK);
 }
