@@ -13,6 +13,7 @@
 
 #include "axon/actor.h"
 #include "axon/config.h"
+#include "axon/coro.h"
 #include "axon/metrics.h"
 #include "axon/net.h"
 #include "tests/actor/helpers.h"
@@ -234,4 +235,74 @@ Test(run_actors, connection_metrics_from_a_handler_on_the_network_thread)
     cr_assert_lt(atomic_load(&where.metrics_max_ns), 100000000ull, "a call took %llu ns",
                  (unsigned long long)atomic_load(&where.metrics_max_ns));
     pair_end(&p);
+}
+
+/* ---- a coroutine actor: its function resumes on the network thread too ---- */
+
+#define CORO_ROUNDS 500
+
+typedef struct coro_echo {
+    _Atomic uint64_t answered, on_net, out_of_order, bad;
+    _Atomic bool returned;
+} coro_echo_t;
+
+static ax_status_t coro_echo_fn(ax_coro_t *self, void *arg)
+{
+    coro_echo_t *e = arg;
+    uint64_t next = 0;
+
+    while (atomic_load(&e->answered) < CORO_ROUNDS) {
+        ax_msg_t *m = NULL;
+        uint64_t seq = 0;
+        ax_ref_t back;
+
+        if (ax_coro_receive(self, AX_MS(30000), &m) != AX_OK)
+            break;
+        if (thread_is("ax-net"))
+            atomic_fetch_add(&e->on_net, 1);
+        if (m->type != &ax_net_msg_type || !seq_of((ax_net_msg_t *)m, &seq) ||
+            ax_net_msg_sender(ax_coro_actor(self), (ax_net_msg_t *)m, &back) != AX_OK ||
+            seq_send(ax_coro_actor(self), back, seq, false) != AX_OK)
+            atomic_fetch_add(&e->bad, 1);
+        if (seq != next)
+            atomic_fetch_add(&e->out_of_order, 1);
+        next = seq + 1;
+        ax_msg_release(&m);
+        atomic_fetch_add(&e->answered, 1);
+    }
+    atomic_store(&e->returned, true);
+    return AX_OK;
+}
+
+/* The function suspends in ax_coro_receive and is resumed by whichever
+ * thread runs the actor: on an idle system, mostly the network thread. */
+Test(run_actors, a_coroutine_actor_resumes_on_the_network_thread)
+{
+    ax_config_t cfg = nt_config();
+    ax_system_t *a = nt_start(&cfg), *b = nt_start(&cfg);
+    coro_echo_t e = {0};
+    nt_node_t ping;
+    ax_ref_t echo, ping_ref;
+
+    cr_assert_not_null(a, "%s", ax_error_detail());
+    cr_assert_not_null(b, "%s", ax_error_detail());
+    cr_assert_eq(ax_spawn_coro(b, NULL, coro_echo_fn, &e, &echo), AX_OK, "%s", ax_error_detail());
+    cr_assert_eq(ax_register(b, echo, "echo"), AX_OK);
+    nt_node_setup(&ping, NT_PING);
+    ping.rounds = CORO_ROUNDS;
+    ping.peer = nt_ref_to(a, nt_port(b), "echo");
+    cr_assert(!ax_ref_is_null(ping.peer));
+    ping_ref = nt_spawn_node(a, &ping, NULL);
+    cr_assert(axt_job_send(ping_ref, nt_ping_start, NULL, NULL), "%s", ax_error_detail());
+    cr_assert(axt_sem_wait(&ping.done, WAIT_S), "ping-pong stalled after %llu replies",
+              (unsigned long long)atomic_load(&ping.received));
+    cr_assert_eq(atomic_load(&e.answered), CORO_ROUNDS);
+    cr_assert_eq(atomic_load(&e.bad) + atomic_load(&e.out_of_order), 0);
+    cr_assert_eq(atomic_load(&ping.out_of_order) + atomic_load(&ping.gaps) + atomic_load(&ping.bad), 0);
+    cr_assert_gt(atomic_load(&e.on_net), 0, "the function never resumed on the network thread");
+    WAIT_UNTIL(atomic_load(&e.returned), "the coroutine did not return");
+    cr_log_info("coroutine: %llu of %d resumes on the network thread", (unsigned long long)atomic_load(&e.on_net),
+                CORO_ROUNDS);
+    axt_destroy(&a);
+    axt_destroy(&b);
 }
