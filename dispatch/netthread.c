@@ -22,7 +22,11 @@
 #include "serial/mpcheck.h"
 
 #define EVENTS_MAX 64
-#define IOV_BATCH 256
+/* Slices per sendmsg: Linux's UIO_MAXIOV, the most one call takes. At 256,
+ * 64 B frames (a path-id head and a payload slice each) left in writes of
+ * 128 frames, about 10 KB; 1024 cut the CPU per message by 5-10%
+ * (dispatch/NOTES.md, "Throughput"). */
+#define IOV_BATCH 1024
 #define RESUME_DELAY_NS (1000u * 1000u) /* retry paused reads after 1 ms */
 
 #define ACCEPT_RETRY_NS (10u * 1000u * 1000u) /* out of descriptors: retry in 10 ms */
