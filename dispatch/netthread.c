@@ -325,7 +325,9 @@ static ax__conn_t *conn_new(ax__net_t *net, int fd, bool outgoing, ax__peer_t *p
     c->outgoing = outgoing;
     c->peer = peer;
     c->state = outgoing ? AX__CONN_TCP : AX__CONN_HELLO;
-    c->interest = outgoing ? (AX__POLL_IN | AX__POLL_OUT) : AX__POLL_IN;
+    /* RDHUP: a peer's shutdown shows in the event, so that on_readable
+     * may stop at a short read (see there). */
+    c->interest = AX__POLL_IN | AX__POLL_RDHUP | (outgoing ? AX__POLL_OUT : 0);
     if (!ax__hs_begin(c)) {
         free(c);
         return NULL;
@@ -603,7 +605,7 @@ static void connect_done(ax__conn_t *c)
         return;
     }
     c->state = AX__CONN_HELLO;
-    set_interest(c, AX__POLL_IN);
+    set_interest(c, AX__POLL_IN | AX__POLL_RDHUP);
     ax__hs_send_hello(c);
 }
 
@@ -933,7 +935,16 @@ static bool take_frames(ax__conn_t *c)
     return true;
 }
 
-static void on_readable(ax__conn_t *c)
+/*
+ * Read what the socket holds and hand the frames on. short_ok: the event
+ * that brought us here said nothing of a hangup (RDHUP, HUP, ERR), so a
+ * read shorter than the room it was given has emptied the socket, and the
+ * read that would only say EAGAIN is skipped (one system call on each
+ * side of a round trip). Bytes or a FIN that come after that read raise a
+ * new edge: an edge-triggered epoll wakes for every arrival. A FIN that
+ * came before it is in the event (RDHUP), and then we read to the end.
+ */
+static void on_readable(ax__conn_t *c, bool short_ok)
 {
     if (c->state == AX__CONN_HELLO) {
         /* A stranger reads into its own small buffer, never the pool. */
@@ -981,6 +992,8 @@ static void on_readable(ax__conn_t *c)
             ax_decode_buffer_commit(c->rx, (size_t)n);
             if (!take_frames(c))
                 return;
+            if (short_ok && (size_t)n < room)
+                break; /* emptied: see above */
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -1399,7 +1412,7 @@ static void on_timer(ax__net_t *net, void *ctx, bool *deadline)
             if (c->state != AX__CONN_DEAD && c->paused) {
                 c->paused = false;
                 set_interest(c, c->interest | AX__POLL_IN);
-                on_readable(c); /* edge-triggered: read what waited */
+                on_readable(c, false); /* edge-triggered: read what waited */
             }
         }
     } else if (ctx == &deadline_marker) {
@@ -1444,8 +1457,8 @@ static void on_fd(ax__net_t *net, const ax__poll_event_t *ev)
     if (ev->events & AX__POLL_OUT) {
         mark_dirty(c);
     }
-    if ((ev->events & (AX__POLL_IN | AX__POLL_ERR | AX__POLL_HUP)) && !c->paused)
-        on_readable(c);
+    if ((ev->events & (AX__POLL_IN | AX__POLL_ERR | AX__POLL_HUP | AX__POLL_RDHUP)) && !c->paused)
+        on_readable(c, !(ev->events & (AX__POLL_ERR | AX__POLL_HUP | AX__POLL_RDHUP)));
 }
 
 /* Nothing pushed since drain_inbox marked the inbox idle. */

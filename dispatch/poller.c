@@ -49,10 +49,11 @@ _Static_assert(AX__POLL_IN == EPOLLIN, "AX__POLL_IN must equal EPOLLIN");
 _Static_assert(AX__POLL_OUT == EPOLLOUT, "AX__POLL_OUT must equal EPOLLOUT");
 _Static_assert(AX__POLL_ERR == EPOLLERR, "AX__POLL_ERR must equal EPOLLERR");
 _Static_assert(AX__POLL_HUP == EPOLLHUP, "AX__POLL_HUP must equal EPOLLHUP");
+_Static_assert(AX__POLL_RDHUP == EPOLLRDHUP, "AX__POLL_RDHUP must equal EPOLLRDHUP");
 /* ck_ht DIRECT keys are uintptr_t; a 64-bit id must fit unchanged. */
 _Static_assert(sizeof(uintptr_t) >= sizeof(uint64_t), "ids are ck_ht keys");
 
-#define POLL_BITS (AX__POLL_IN | AX__POLL_OUT | AX__POLL_ERR | AX__POLL_HUP)
+#define POLL_BITS (AX__POLL_IN | AX__POLL_OUT | AX__POLL_ERR | AX__POLL_HUP | AX__POLL_RDHUP)
 
 /* Reserved epoll ids for the internal descriptors. The counter starts at
  * 1 and cannot reach UINT64_MAX, and ck_ht never sees either key (0 and

@@ -33,6 +33,7 @@ typedef struct ax__poller_s ax__poller_t;
 #define AX__POLL_OUT 0x004u
 #define AX__POLL_ERR 0x008u
 #define AX__POLL_HUP 0x010u
+#define AX__POLL_RDHUP 0x2000u /* the peer shut its writing side down */
 
 typedef enum ax__poll_kind_e {
     AX__EV_FD,    /* readiness of a registered descriptor */
