@@ -273,8 +273,11 @@ Test(remote_refs, messages_in_flight_keep_their_entry)
     ax_set_dead_letter_actor(a, dlr);
     dead = nt_ref_to(a, port, "nobody");
     dl.watch = dead;
-    for (uint64_t i = 0; i < 3; i++)
-        cr_assert_eq(nt_send_seq(dead, i), AX_OK);
+    for (uint64_t i = 0; i < 3; i++) {
+        ax_status_t st = nt_send_seq(dead, i);
+
+        cr_assert_eq(st, AX_OK, "send %llu: %s: %s", U(i), ax_status_str(st), ax_error_detail());
+    }
     for (unsigned i = 0; i < 100; i++)
         filler_ref(a, port, i);
     WAIT_UNTIL(atomic_load(&dl.count) == 3, "%llu dead letters of 3", U(atomic_load(&dl.count)));
