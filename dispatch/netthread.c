@@ -24,8 +24,8 @@
 #define EVENTS_MAX 64
 /* Slices per sendmsg: Linux's UIO_MAXIOV, the most one call takes. At 256,
  * 64 B frames (a path-id head and a payload slice each) left in writes of
- * 128 frames, about 10 KB; 1024 cut the CPU per message by 5-10%
- * (dispatch/NOTES.md, "Throughput"). */
+ * 128 frames, about 10 KB; 1024 cut the CPU per message by up to 5%
+ * (dispatch/NOTES.md, "Larger writes"). */
 #define IOV_BATCH 1024
 #define RESUME_DELAY_NS (1000u * 1000u) /* retry paused reads after 1 ms */
 
