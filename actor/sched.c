@@ -135,6 +135,14 @@ static bool should_exit(ax_system_t *sys)
  * idle system does not keep what a burst needed, and a busy one, which
  * never sleeps a whole second, never pays for it.
  */
+/* This thread's emptied message pages, and the chunk memory of pools that
+ * ended (buffers/chunk.c's cache), back to the system. */
+static void give_back_memory(void)
+{
+    ax__msgmem_collect();
+    ax__chunk_cache_trim();
+}
+
 static void park_wait(ax__worker_t *w)
 {
     if (ax__msgmem_collect_due()) {
@@ -152,8 +160,7 @@ static void park_wait(ax__worker_t *w)
             if (errno != EINTR)
                 break; /* not expected; the plain wait below still works */
         }
-        ax__msgmem_collect();
-        ax__chunk_cache_trim(); /* chunk memory of pools that ended */
+        give_back_memory();
     }
     while (sem_wait(&w->sem) != 0 && errno == EINTR)
         ;
@@ -181,8 +188,7 @@ static void collect_if_quiet(ax__worker_t *w)
         w->allocs_seen = n;
         w->allocs_quiet_ns = now;
     } else if (now - w->allocs_quiet_ns >= QUIET_NS) {
-        ax__msgmem_collect();
-        ax__chunk_cache_trim();
+        give_back_memory();
     }
 }
 
@@ -479,7 +485,6 @@ static void *worker_main(void *arg)
 {
     ax__worker_t *w = arg;
     ax_system_t *sys = w->sys;
-
     char name[16];
 
     /* Seen in top -H, gdb and /proc: the handlers that ran here. */

@@ -185,24 +185,25 @@ ax_status_t ax_system_destroy(ax_system_t **sysp)
     return AX_OK;
 }
 
+static void add_worker_stats(const ax__worker_t *w, ax_system_stats_t *out)
+{
+    out->delivered += ck_pr_load_64(&w->delivered);
+    out->dead_letters += ck_pr_load_64(&w->dead_letters);
+    out->steals += ck_pr_load_64(&w->steals);
+    out->parks += ck_pr_load_64(&w->parks);
+    out->failures += ck_pr_load_64(&w->failures);
+    out->restarts += ck_pr_load_64(&w->restarts);
+}
+
 void ax_system_stats(ax_system_t *sys, ax_system_stats_t *out)
 {
     memset(out, 0, sizeof(*out));
     /* Single-writer counters: atomic loads give each a recent value; the
      * sum is not a snapshot across workers, and need not be. */
-    for (unsigned i = 0; i <= sys->nworkers; i++) {
-        /* The workers, then the network thread's guest worker (sched.c). */
-        ax__worker_t *w = i < sys->nworkers ? &sys->workers[i] : sys->guest;
-
-        if (w == NULL)
-            break;
-        out->delivered += ck_pr_load_64(&w->delivered);
-        out->dead_letters += ck_pr_load_64(&w->dead_letters);
-        out->steals += ck_pr_load_64(&w->steals);
-        out->parks += ck_pr_load_64(&w->parks);
-        out->failures += ck_pr_load_64(&w->failures);
-        out->restarts += ck_pr_load_64(&w->restarts);
-    }
+    for (unsigned i = 0; i < sys->nworkers; i++)
+        add_worker_stats(&sys->workers[i], out);
+    if (sys->guest != NULL)
+        add_worker_stats(sys->guest, out); /* the network thread's (sched.c) */
     out->dead_letters += ck_pr_load_64(&sys->dead_letters_ext);
     out->lost_notices = ck_pr_load_64(&sys->lost_notices);
     out->actors_alive = ck_pr_load_64(&sys->alive);
