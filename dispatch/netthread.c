@@ -1133,18 +1133,10 @@ static bool flush_now(ax__conn_t *c)
             size_t got = nm_iovec(nm, iov + k, IOV_BATCH - k);
             size_t want = ax__net_msg_wire_len(nm) - skip, have = 0;
 
-            /* Skip what a partial write already sent of the first frame. */
-            while (skip > 0 && got > 0) {
-                if (skip >= iov[k].iov_len) {
-                    skip -= iov[k].iov_len;
-                    memmove(iov + k, iov + k + 1, (got - 1) * sizeof(*iov));
-                    got--;
-                } else {
-                    iov[k].iov_base = (char *)iov[k].iov_base + skip;
-                    iov[k].iov_len -= skip;
-                    skip = 0;
-                }
-            }
+            /* Skip what a partial write already sent of the first frame
+             * (less than the frame: its slices cover it). */
+            got = iov_skip(iov + k, got, skip);
+            skip = 0;
             for (size_t i = 0; i < got; i++)
                 have += iov[k + i].iov_len;
             k += got;
