@@ -54,7 +54,7 @@
  * Usage: [AXON_BENCH_CONFIG=text] bench_net_procs [scale [case [kind]]]   scale 0.1 runs a tenth of
  *        every count; case is one of pingpong, 64, 1024, 65536; kind
  *        (bare, lazy, eager, or for throughput lazy_pool) runs only that
- *        kind, for profiling (the ratios are then meaningless).
+ *        kind, for profiling (without bare, no ratio to it is printed).
  */
 #include <errno.h>
 #include <fcntl.h>
