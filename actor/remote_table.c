@@ -151,7 +151,7 @@ static void patch_reply_gen(ax__packed_path_t *p, uint32_t gen)
 
 ax_status_t ax__remote_packed(ax_ref_t ref, ax__packed_path_t *out)
 {
-    ax__remote_t *r;
+    ax__remote_t *r = NULL; /* set when the pin succeeds; NULL quiets -O2 -Wmaybe-uninitialized */
     ax_status_t st = ax__remote_pin(ref, &r);
 
     if (st != AX_OK)
@@ -166,7 +166,7 @@ ax_status_t ax__remote_packed(ax_ref_t ref, ax__packed_path_t *out)
 
 ax_status_t ax__remote_path(ax_ref_t ref, ax_path_t *out)
 {
-    ax__remote_t *r;
+    ax__remote_t *r = NULL; /* as above */
     msgpack_object o;
     size_t off = 0;
     ax_status_t st = ax__remote_pin(ref, &r);
