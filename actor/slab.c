@@ -28,9 +28,10 @@ static size_t round_class(size_t size)
 
 static ax__slab_class_t *class_new(size_t cell_size)
 {
-    ax__slab_class_t *k = calloc(1, sizeof(*k));
+    ax__slab_class_t *k = aligned_alloc(_Alignof(ax__slab_class_t), sizeof(*k));
 
     if (k != NULL) {
+        memset(k, 0, sizeof(*k));
         ck_spinlock_init(&k->lock);
         k->cell_size = cell_size;
     }
@@ -119,6 +120,10 @@ ax_status_t ax__slab_alloc(ax__slabs_t *s, size_t size, ax__cell_t **out)
     if (k == NULL)
         return ax__error(AX_ENOMEM, "actor: out of memory for a cell of %zu bytes", cell_size);
     ck_spinlock_lock(&k->lock);
+    /* An exchange, a full barrier: pairs with the CAS in ax__slab_free, so
+     * the cells come with everything their last owner wrote. */
+    if (k->free == NULL)
+        k->free = ck_pr_fas_ptr(&k->freed, NULL);
     if (k->free == NULL && !grow(k, &added)) {
         ck_spinlock_unlock(&k->lock);
         return ax__error(AX_ENOMEM, "actor: out of memory for a cell of %zu bytes", cell_size);
@@ -139,11 +144,15 @@ ax_status_t ax__slab_alloc(ax__slabs_t *s, size_t size, ax__cell_t **out)
 void ax__slab_free(ax__slabs_t *s, ax__cell_t *c)
 {
     ax__slab_class_t *k = class_for(s, round_class(ax__cell_size(c->vt)), false);
+    ax__cell_t *top;
 
-    ck_spinlock_lock(&k->lock);
-    c->sched_next = k->free;
-    k->free = c;
-    ck_spinlock_unlock(&k->lock);
+    /* A push without the lock; only ax__slab_alloc takes, and it takes the
+     * whole stack at once, so no pop can see a cell leave and come back
+     * (no ABA). The CAS is a full barrier: c's last writes go before it. */
+    do {
+        top = ck_pr_load_ptr(&k->freed);
+        c->sched_next = top;
+    } while (!ck_pr_cas_ptr(&k->freed, top, c));
 }
 
 static void each_in_class(ax__slab_class_t *k, void (*fn)(ax__cell_t *, void *), void *arg)

@@ -24,9 +24,15 @@ typedef struct ax__slab_block_s ax__slab_block_t;
 typedef struct ax__slab_class_s {
     ck_spinlock_t lock;
     size_t cell_size;
-    ax__cell_t *free;          /* via sched_next */
+    ax__cell_t *free;          /* via sched_next, under lock */
     ax__slab_block_t *blocks;  /* every block, newest first */
     struct ax__slab_class_s *next_big;
+    /* Cells given back, via sched_next: a stack that ax__slab_free pushes
+     * onto without the lock, and that an allocation under the lock takes
+     * whole when `free` runs dry. On a line of its own: the workers that
+     * end actors write it, the thread that spawns them only reads it once
+     * per batch (actor/NOTES.md, "Cell memory"). */
+    _Alignas(64) ax__cell_t *freed;
 } ax__slab_class_t;
 
 typedef struct ax__slabs_s {

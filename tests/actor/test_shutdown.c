@@ -329,12 +329,17 @@ Test(children, killing_the_parent_kills_every_descendant)
  * not touch an unrelated actor that now lives in the child's old cell. */
 Test(children, stopping_a_parent_spares_the_actor_reusing_a_dead_childs_cell)
 {
+    /* Enough for a slab block's fresh cells to run out: freed cells are
+     * taken once they have (actor/slab.c). */
+    enum { MAX_LEAVES = 4096 };
     ax_system_t *sys = axt_system(2);
     tree_shared_t s, other;
     ax_ref_t root = grow_tree(sys, &s);
-    ax_ref_t leaves[32];
-    int reused = 0;
+    ax_ref_t *leaves = calloc(MAX_LEAVES, sizeof(*leaves));
+    int n = 0;
+    bool reused = false;
 
+    cr_assert_not_null(leaves);
     memset(&other, 0, sizeof(other));
     sem_init(&other.started, 0, 0);
     sem_init(&other.ended, 0, 0);
@@ -346,25 +351,27 @@ Test(children, stopping_a_parent_spares_the_actor_reusing_a_dead_childs_cell)
     /* destroy runs before the cell goes back to its slab; the alive count
      * drops after: wait for it, so the freed cells are there to take. */
     cr_assert(axt_wait_alive(sys, TREE_SIZE - 3, WAIT_S));
-    /* Unrelated leaves of the same size take the freed cells. */
-    for (int i = 0; i < 32; i++) {
+    /* Unrelated leaves of the same size, until one takes the dead child's
+     * cell. */
+    while (!reused && n < MAX_LEAVES) {
         tree_args_t a = {&other, 2};
 
-        cr_assert_eq(ax_spawn(sys, &tree_vtable, &a, &leaves[i]), AX_OK);
-        reused += leaves[i].target == s.kids[0].target;
+        cr_assert_eq(ax_spawn(sys, &tree_vtable, &a, &leaves[n]), AX_OK);
+        reused = leaves[n++].target == s.kids[0].target;
     }
-    for (int i = 0; i < 32; i++)
+    for (int i = 0; i < n; i++)
         AXT_WAIT_SEM(&other.started);
-    cr_assert_eq(reused, 1, "the test needs the dead child's cell reused");
+    cr_assert(reused, "the test needs the dead child's cell reused (%d leaves spawned)", n);
     cr_assert_eq(ax_stop(root), AX_OK);
     for (int i = 3; i < TREE_SIZE; i++)
         AXT_WAIT_SEM(&s.ended);
     cr_assert_eq(atomic_load(&s.stops), TREE_SIZE, "each of the tree stopped once");
-    cr_assert(axt_wait_alive(sys, 32, WAIT_S), "only the leaves are alive");
+    cr_assert(axt_wait_alive(sys, (uint64_t)n, WAIT_S), "only the leaves are alive");
     cr_assert_eq(atomic_load(&other.stops), 0, "no unrelated actor was stopped");
     axt_shutdown(&sys);
-    cr_assert_eq(atomic_load(&other.stops), 32);
+    cr_assert_eq(atomic_load(&other.stops), n);
     AXT_ASSERT_NO_BAD();
+    free(leaves);
 }
 
 /* ---- creating actors while the system shuts down ------------------------ */
