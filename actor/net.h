@@ -60,6 +60,10 @@ ax_ref_t ax__remote_ref(const ax__remote_t *r, uint32_t reply_gen);
  * copied under a pin. AX_ENOTFOUND when the ref expired. */
 ax_status_t ax__remote_packed(ax_ref_t ref, ax__packed_path_t *out);
 
+/* The same, for a caller that holds a pin on r, the entry ref names (a
+ * lazy send's envelope does): no pin of its own, and it cannot fail. */
+void ax__remote_packed_held(const ax__remote_t *r, ax_ref_t ref, ax__packed_path_t *out);
+
 /* A lazy send on its way to the dispatcher (dispatch/net.c). Dead letters
  * unwrap it: the user's own message reaches them, never this envelope. */
 typedef struct ax__lazy_send_s {
@@ -102,8 +106,10 @@ ax_msg_pool_t *ax__system_netmsg_pool(ax_system_t *sys);
 
 /* Serialise msg into self's pool as a Data frame from `from` (a local
  * actor, or AX_REF_NULL) to dst, as a NetMessage (hdr.sender = from) the
- * caller then owns. Statuses as for ax_tell_serialised. */
-ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, ax_ref_t from,
+ * caller then owns. dst_held: dst is a remote ref whose entry the caller
+ * holds a pin on (ax__remote_pin), so its path is read without another.
+ * Statuses as for ax_tell_serialised. */
+ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, bool dst_held, ax_ref_t from,
                               const ax_msg_type_t *type, const ax_msg_t *msg, ax_net_msg_t **out);
 
 /* ax__encode_net_msg, then route it like ax_tell_serialised. */

@@ -149,6 +149,14 @@ static void patch_reply_gen(ax__packed_path_t *p, uint32_t gen)
     b[3] = (unsigned char)gen;
 }
 
+void ax__remote_packed_held(const ax__remote_t *r, ax_ref_t ref, ax__packed_path_t *out)
+{
+    out->len = r->key->path_len;
+    memcpy(out->bytes, r->key->bytes, r->key->path_len);
+    if (r->reply_slot)
+        patch_reply_gen(out, (uint32_t)ref.id);
+}
+
 ax_status_t ax__remote_packed(ax_ref_t ref, ax__packed_path_t *out)
 {
     ax__remote_t *r = NULL; /* set when the pin succeeds; NULL quiets -O2 -Wmaybe-uninitialized */
@@ -156,10 +164,7 @@ ax_status_t ax__remote_packed(ax_ref_t ref, ax__packed_path_t *out)
 
     if (st != AX_OK)
         return st;
-    out->len = r->key->path_len;
-    memcpy(out->bytes, r->key->bytes, r->key->path_len);
-    if (r->reply_slot)
-        patch_reply_gen(out, (uint32_t)ref.id);
+    ax__remote_packed_held(r, ref, out);
     ax__remote_unpin(r);
     return AX_OK;
 }

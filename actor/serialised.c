@@ -107,7 +107,7 @@ static const ax_addr_t *addr_now(ax_system_t *sys)
 /* The receiver's packed path: a remote ref's is copied from its entry
  * (AX_ENOTFOUND when the ref expired); a local one is packed once and
  * kept until self sends elsewhere. */
-static ax_status_t packed_dst(ax__cell_t *c, ax_ref_t dst, ax__packed_path_t *tmp,
+static ax_status_t packed_dst(ax__cell_t *c, ax_ref_t dst, bool held, ax__packed_path_t *tmp,
                               const ax__packed_path_t **out)
 {
     ax__cell_ext_t *ext = c->ext;
@@ -116,7 +116,10 @@ static ax_status_t packed_dst(ax__cell_t *c, ax_ref_t dst, ax__packed_path_t *tm
 
     if (ax__ref_is(dst, AX__REF_REMOTE)) {
         *out = tmp;
-        return ax__remote_packed(dst, tmp);
+        if (!held)
+            return ax__remote_packed(dst, tmp);
+        ax__remote_packed_held(dst.target, dst, tmp);
+        return AX_OK;
     }
     if (ax__ref_is(dst, AX__REF_REPLY)) {
         /* A local ask answered eagerly: the slot takes the NetMessage. */
@@ -241,7 +244,7 @@ static ax_status_t data_net_msg_new(ax_lease_t *frame, uint32_t payload_off, uin
     return ax__net_msg_new(NULL, frame, payload_off, serialiser_id, session, out);
 }
 
-ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, ax_ref_t from,
+ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, bool dst_held, ax_ref_t from,
                               const ax_msg_type_t *type, const ax_msg_t *msg, ax_net_msg_t **out)
 {
     ax__cell_t *c = ax__cell(self);
@@ -258,7 +261,7 @@ ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, ax_ref_t from,
     if (st == AX_OK)
         st = encode_buffer(c, &eb);
     if (st == AX_OK)
-        st = packed_dst(c, dst, &tmp_dst, &to);
+        st = packed_dst(c, dst, dst_held, &tmp_dst, &to);
     if (st == AX_OK)
         st = packed_src(c, from, &tmp, &src);
     if (st == AX_OK)
@@ -278,7 +281,7 @@ ax_status_t ax__tell_serialised_from(ax_actor_t *self, ax_ref_t dst, ax_ref_t fr
                                      const ax_msg_type_t *type, const ax_msg_t *msg)
 {
     ax_net_msg_t *nm;
-    ax_status_t st = ax__encode_net_msg(self, dst, from, type, msg, &nm);
+    ax_status_t st = ax__encode_net_msg(self, dst, false, from, type, msg, &nm);
 
     return st == AX_OK ? route_net_msg(ax__cell(self)->sys, dst, &nm, from) : st;
 }
@@ -350,7 +353,7 @@ ax_status_t ax_tell_preserialised(ax_actor_t *self, ax_ref_t dst, const ax_prese
         return st;
     st = encode_buffer(c, &eb);
     if (st == AX_OK)
-        st = packed_dst(c, dst, &tmp_dst, &to);
+        st = packed_dst(c, dst, false, &tmp_dst, &to);
     if (st == AX_OK)
         st = packed_src(c, ax_self(self), &tmp, &src);
     if (st == AX_OK)

@@ -237,7 +237,8 @@ static ax_status_t dispatcher_receive(ax_actor_t *self, ax_msg_t **msg)
         return AX_OK; /* nothing else is sent to the dispatcher */
     ck_pr_dec_64(&d->net->lazy_queued); /* a bound, not a hand-off: any order */
     to = (ax_ref_t){ls->dst, ls->dst_id};
-    st = ax__encode_net_msg(self, to, ls->hdr.sender, ls->msg->type, ls->msg, &nm);
+    /* The envelope holds a pin on dst (net_send_lazy's caller). */
+    st = ax__encode_net_msg(self, to, true, ls->hdr.sender, ls->msg->type, ls->msg, &nm);
     if (st == AX_OK) {
         asked_add(d, ls->dst, ls->hdr.sender);
         /* The envelope's pin on dst goes to the frame. */
