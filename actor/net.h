@@ -60,9 +60,10 @@ ax_ref_t ax__remote_ref(const ax__remote_t *r, uint32_t reply_gen);
  * copied under a pin. AX_ENOTFOUND when the ref expired. */
 ax_status_t ax__remote_packed(ax_ref_t ref, ax__packed_path_t *out);
 
-/* The same, for a caller that holds a pin on r, the entry ref names (a
- * lazy send's envelope does): no pin of its own, and it cannot fail. */
-void ax__remote_packed_held(const ax__remote_t *r, ax_ref_t ref, ax__packed_path_t *out);
+/* The same, for a caller that holds a pin on the entry the remote ref
+ * names (a lazy send's envelope does): no pin of its own, and it cannot
+ * fail. */
+void ax__remote_packed_held(ax_ref_t ref, ax__packed_path_t *out);
 
 /* A lazy send on its way to the dispatcher (dispatch/net.c). Dead letters
  * unwrap it: the user's own message reaches them, never this envelope. */

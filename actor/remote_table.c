@@ -149,8 +149,10 @@ static void patch_reply_gen(ax__packed_path_t *p, uint32_t gen)
     b[3] = (unsigned char)gen;
 }
 
-void ax__remote_packed_held(const ax__remote_t *r, ax_ref_t ref, ax__packed_path_t *out)
+void ax__remote_packed_held(ax_ref_t ref, ax__packed_path_t *out)
 {
+    const ax__remote_t *r = ref.target; /* a remote ref: its entry */
+
     out->len = r->key->path_len;
     memcpy(out->bytes, r->key->bytes, r->key->path_len);
     if (r->reply_slot)
@@ -164,7 +166,7 @@ ax_status_t ax__remote_packed(ax_ref_t ref, ax__packed_path_t *out)
 
     if (st != AX_OK)
         return st;
-    ax__remote_packed_held(r, ref, out);
+    ax__remote_packed_held(ref, out);
     ax__remote_unpin(r);
     return AX_OK;
 }

@@ -118,7 +118,7 @@ static ax_status_t packed_dst(ax__cell_t *c, ax_ref_t dst, bool held, ax__packed
         *out = tmp;
         if (!held)
             return ax__remote_packed(dst, tmp);
-        ax__remote_packed_held(dst.target, dst, tmp);
+        ax__remote_packed_held(dst, tmp);
         return AX_OK;
     }
     if (ax__ref_is(dst, AX__REF_REPLY)) {
