@@ -10,6 +10,7 @@
 /* Spinning longer than this is no longer a short wait before sleeping: a
  * busy core for a scheduler time slice (bench numbers: dispatch/NOTES.md). */
 #define MAX_SPIN_US 10000
+#define MAX_SLOW_RUN_US 1000000 /* a second: beyond it the mark would never come */
 #define MAX_REMOTE_REFS (1u << 24)
 
 void ax_config_init(ax_config_t *cfg)
@@ -40,6 +41,7 @@ void ax_config_init(ax_config_t *cfg)
     cfg->spin_us = AX__SPIN_US_DEFAULT;
     cfg->network.spin_us = AX__NET_SPIN_US_DEFAULT;
     cfg->network.run_actors_us = AX__NET_RUN_ACTORS_US_DEFAULT;
+    cfg->network.slow_run_us = AX__NET_SLOW_RUN_US_DEFAULT;
 }
 
 /* Offsets in ax_config_t of the members a rule is about (config_check.h). */
@@ -81,6 +83,10 @@ ax_status_t ax__config_check(const ax_config_t *cfg, ax__blame_t *blame)
         return ax__blame(blame, N(run_actors_us), NONE,
                          ax__error(AX_EINVAL, "config: network.run_actors_us (%u) must be at most %d",
                                    (unsigned)cfg->network.run_actors_us, MAX_SPIN_US));
+    if (cfg->network.slow_run_us > MAX_SLOW_RUN_US)
+        return ax__blame(blame, N(slow_run_us), NONE,
+                         ax__error(AX_EINVAL, "config: network.slow_run_us (%u) must be at most %d",
+                                   (unsigned)cfg->network.slow_run_us, MAX_SLOW_RUN_US));
     if (cfg->timer_tick_us < 1)
         return ax__blame(blame, C(timer_tick_us), NONE,
                          ax__error(AX_EINVAL, "config: timer_tick_us must be at least 1"));

@@ -15,6 +15,7 @@
 #define AX__SPIN_US_DEFAULT 20u
 #define AX__NET_SPIN_US_DEFAULT 0u
 #define AX__NET_RUN_ACTORS_US_DEFAULT 200u
+#define AX__NET_SLOW_RUN_US_DEFAULT 1000u
 
 ax_status_t ax__config_check(const ax_config_t *cfg, ax__blame_t *blame);
 

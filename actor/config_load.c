@@ -102,6 +102,7 @@ static const field_t network_fields[] = {
     {"max_pending_handshakes", FIELD_COUNT, NET(max_pending_handshakes), 1, NULL, NULL},
     {"spin_us", FIELD_COUNT, NET(spin_us), 0, NULL, NULL},
     {"run_actors_us", FIELD_COUNT, NET(run_actors_us), 0, NULL, NULL},
+    {"slow_run_us", FIELD_COUNT, NET(slow_run_us), 0, NULL, NULL},
     {"path_ids", FIELD_COUNT, NET(path_ids), 0, NULL, NULL},
     {"max_remote_refs", FIELD_COUNT, NET(max_remote_refs), 1, NULL, NULL},
 };

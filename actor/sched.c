@@ -254,18 +254,21 @@ static void ring_push(ax__worker_t *w, ax__cell_t *c)
  * thread for the network. Only the network thread reads or writes the
  * guest's list. */
 
-/* Two runs in a row on the network thread longer than this mark their
- * actor slow (AX__L_SLOW): workers only from then on. Not the turn's
- * budget (200 us by default): an actor's first run (its first remote ref,
- * cold caches) and runs under the sanitizers often take longer than that,
- * and would mark every actor; a millisecond is what such a run may cost
- * the network. Two, because the time is wall-clock time (a CPU clock read
- * is a system call, 1.3 us here): a thread preempted in the middle of a
- * short run on a loaded machine is seldom preempted in the next one too. */
-#define GUEST_SLOW_NS 1000000u
+/* Two runs in a row on the network thread longer than network.slow_run_us
+ * (1 ms by default) mark their actor slow (AX__L_SLOW): workers only from
+ * then on. Not the turn's budget (200 us by default): an actor's first run
+ * (its first remote ref, cold caches) and runs under the sanitizers often
+ * take longer than that, and would mark every actor; a millisecond is what
+ * such a run may cost the network. Two, because the time is wall-clock
+ * time (a CPU clock read is a system call, 1.3 us here): a thread
+ * preempted in the middle of a short run is seldom preempted in the next
+ * one too. On a machine loaded enough for that to happen (tests under
+ * TSan beside others on 2 cores: an actor marked after its first 2 runs),
+ * the key can be raised, or 0 turns the marks off. */
 
-/* After a run on the network thread that took ns: the slow marks. */
-static void guest_timed(ax__cell_t *c, uint64_t ns)
+/* After a run on the network thread that took ns (slow_ns: the key, in
+ * ns; 0: no marks): the slow marks. */
+static void guest_timed(ax__cell_t *c, uint64_t ns, uint64_t slow_ns)
 {
     uint32_t f = ck_pr_load_32(&c->lflags);
 
@@ -273,7 +276,9 @@ static void guest_timed(ax__cell_t *c, uint64_t ns)
      * have ended and been reused (cells live in slabs until the system
      * goes, so the memory is there); a reused cell that gets a mark runs
      * on workers only, which costs it a wake, nothing else. */
-    if (ns > GUEST_SLOW_NS)
+    if (slow_ns == 0)
+        return;
+    if (ns > slow_ns)
         ck_pr_or_32(&c->lflags, (f & AX__L_SLOW_ONCE) ? AX__L_SLOW : AX__L_SLOW_ONCE);
     else if (f & AX__L_SLOW_ONCE)
         ck_pr_and_32(&c->lflags, ~AX__L_SLOW_ONCE);
@@ -331,6 +336,7 @@ void ax__sched_guest_enter(ax_system_t *sys)
 void ax__sched_guest_leave(ax_system_t *sys, uint64_t budget_ns)
 {
     ax__worker_t *g = sys->guest;
+    uint64_t slow_ns = (uint64_t)sys->cfg.network.slow_run_us * 1000u;
     uint64_t start = 0, t = 0, t0;
     ax__cell_t *c;
     bool again;
@@ -344,7 +350,7 @@ void ax__sched_guest_leave(ax_system_t *sys, uint64_t budget_ns)
         t0 = t;
         again = ax__cell_run(g, c);
         t = ax__now_ns();
-        guest_timed(c, t - t0);
+        guest_timed(c, t - t0, slow_ns);
         if (again)
             guest_schedule(g, c);
     }

@@ -74,6 +74,12 @@ typedef struct ax_net_config_s {
                                        network thread, so a slow one delays
                                        the network by its length; 0: always
                                        wake a worker (200) */
+    uint32_t slow_run_us;           /* an actor whose runs on the network
+                                       thread take longer than this twice
+                                       in a row (wall-clock time, so
+                                       preemption counts) runs on workers
+                                       only from then on; 0: never moved
+                                       (1000, at most 1000000) */
 
     /* Smaller envelopes (docs/wire.md section 6.1): how many path ids
      * this system offers each peer, per connection, and uses towards a

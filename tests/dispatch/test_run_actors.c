@@ -2,8 +2,8 @@
  * network.run_actors_us: while every worker is parked, the network thread
  * runs the actors it hands messages to itself (the handler sees the
  * thread named "ax-net"); an actor whose runs there took over a
- * millisecond twice in a row goes to the workers from then on; with 0 every handler runs on a
- * worker. Whatever thread runs them, every message arrives once, in
+ * millisecond (network.slow_run_us) twice in a row goes to the workers
+ * from then on; with 0 every handler runs on a worker. Whatever thread runs them, every message arrives once, in
  * order, and every reply comes back.
  */
 #include <criterion/criterion.h>
@@ -36,7 +36,11 @@ typedef struct where {
     _Atomic uint64_t metrics_max_ns;
 } where_t;
 
-#define SLOW_MS 5
+/* A slow run: well past the mark's threshold in the test that wants marks
+ * (SLOW_MARK_US), which is itself far above what preemption on a loaded
+ * machine adds to a run (10-13 ms seen under TSan beside other tests). */
+#define SLOW_MS 120
+#define SLOW_MARK_US 60000
 
 static where_t where;
 
@@ -69,7 +73,7 @@ static void echo_where(nt_node_t *n, ax_actor_t *self, ax_net_msg_t **nm)
         if (atomic_load(&where.slow_done))
             atomic_fetch_add(&where.net_after_slow, 1);
         if (where.slow_seen < where.slow_runs) {
-            busy_ms(SLOW_MS); /* beyond the 1 ms that marks a run slow */
+            busy_ms(SLOW_MS); /* beyond SLOW_MARK_US, which marks a run slow */
             if (++where.slow_seen == where.slow_runs)
                 atomic_store(&where.slow_done, true);
         }
@@ -116,7 +120,12 @@ typedef struct pair {
 
 #define DEFAULT_RUN UINT32_MAX /* pair_start: leave the default */
 
-static void pair_start(pair_t *p, uint32_t run_actors_us, bool eager)
+/* slow_run_us: network.slow_run_us. The tests that count runs on the
+ * network thread turn the marks off (0): on a loaded machine two
+ * preempted runs in a row would mark the echo slow and send it to the
+ * workers, which is the marks doing their job, not the network thread
+ * failing to run it. */
+static void pair_start(pair_t *p, uint32_t run_actors_us, uint32_t slow_run_us, bool eager)
 {
     ax_config_t cfg = nt_config();
 
@@ -124,6 +133,7 @@ static void pair_start(pair_t *p, uint32_t run_actors_us, bool eager)
     cr_assert_gt(cfg.network.run_actors_us, 0, "on by default");
     if (run_actors_us != DEFAULT_RUN)
         cfg.network.run_actors_us = run_actors_us;
+    cfg.network.slow_run_us = slow_run_us;
     p->a = nt_start(&cfg);
     p->b = nt_start(&cfg);
     cr_assert_not_null(p->a, "%s", ax_error_detail());
@@ -168,7 +178,7 @@ static void runs_on_the_network_thread(bool eager)
 {
     pair_t p;
 
-    pair_start(&p, DEFAULT_RUN, eager);
+    pair_start(&p, DEFAULT_RUN, 0, eager);
     pair_rounds(&p, ROUNDS);
     /* One message in flight: between two of them every worker of b
      * parks, so the network thread takes most; a worker still takes
@@ -194,7 +204,7 @@ Test(run_actors, zero_keeps_every_handler_on_the_workers)
 {
     pair_t p;
 
-    pair_start(&p, 0, false);
+    pair_start(&p, 0, 0, false);
     pair_rounds(&p, ROUNDS);
     cr_assert_eq(atomic_load(&where.on_net), 0);
     cr_assert_eq(atomic_load(&where.on_worker), ROUNDS);
@@ -205,7 +215,7 @@ Test(run_actors, an_actor_slower_than_the_budget_goes_to_the_workers)
 {
     pair_t p;
 
-    pair_start(&p, DEFAULT_RUN, false);
+    pair_start(&p, DEFAULT_RUN, SLOW_MARK_US, false);
     where.slow_runs = 2;
     /* Until two runs in a row land on the network thread and are slow
      * there (the echo runs again only after the reply came back). */
@@ -226,7 +236,7 @@ Test(run_actors, connection_metrics_from_a_handler_on_the_network_thread)
 {
     pair_t p;
 
-    pair_start(&p, DEFAULT_RUN, false);
+    pair_start(&p, DEFAULT_RUN, 0, false);
     where.metrics_of = p.b;
     pair_rounds(&p, 200);
     cr_assert_eq(atomic_load(&where.metrics_ok), 200, "%llu of 200 answers counted the connection",
@@ -279,11 +289,14 @@ static ax_status_t coro_echo_fn(ax_coro_t *self, void *arg)
 Test(run_actors, a_coroutine_actor_resumes_on_the_network_thread)
 {
     ax_config_t cfg = nt_config();
-    ax_system_t *a = nt_start(&cfg), *b = nt_start(&cfg);
+    ax_system_t *a, *b;
     coro_echo_t e = {0};
     nt_node_t ping;
     ax_ref_t echo, ping_ref;
 
+    cfg.network.slow_run_us = 0; /* as in pair_start */
+    a = nt_start(&cfg);
+    b = nt_start(&cfg);
     cr_assert_not_null(a, "%s", ax_error_detail());
     cr_assert_not_null(b, "%s", ax_error_detail());
     cr_assert_eq(ax_spawn_coro(b, NULL, coro_echo_fn, &e, &echo), AX_OK, "%s", ax_error_detail());

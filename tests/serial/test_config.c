@@ -138,6 +138,7 @@ Test(config_load, defaults_match_the_documented_values)
     cr_assert_eq(cfg.spin_us, 20);
     cr_assert_eq(cfg.network.spin_us, 0);
     cr_assert_eq(cfg.network.run_actors_us, 200);
+    cr_assert_eq(cfg.network.slow_run_us, 1000);
     cr_assert_eq(cfg.network.path_ids, 1024);
     cr_assert_eq(ax_config_validate(&cfg), AX_OK);
 }
@@ -181,6 +182,27 @@ Test(config_load, run_actors_us_is_bounded)
     cfg.network.run_actors_us = 10001;
     cr_assert_eq(ax_config_validate(&cfg), AX_EINVAL);
     cr_assert(strstr(ax_error_detail(), "network.run_actors_us") != NULL, "%s", ax_error_detail());
+}
+
+/* The slow mark's threshold: off, up to its bound, and past it refused
+ * with the key named, from text and from code. */
+Test(config_load, slow_run_us_is_bounded)
+{
+    ax_config_t cfg;
+
+    ax_config_init(&cfg);
+    cr_assert_eq(ax_config_load_string(&cfg, "axon = { network = { slow_run_us = 0; }; };"), AX_OK, "%s",
+                 ax_error_detail());
+    cr_assert_eq(cfg.network.slow_run_us, 0);
+    cr_assert_eq(ax_config_load_string(&cfg, "axon = { network = { slow_run_us = 1000000; }; };"), AX_OK, "%s",
+                 ax_error_detail());
+    cr_assert_eq(cfg.network.slow_run_us, 1000000);
+    cr_assert_eq(ax_config_load_string(&cfg, "axon = { network = { slow_run_us = 1000001; }; };"), AX_EINVAL);
+    cr_assert(strstr(ax_error_detail(), "slow_run_us") != NULL, "%s", ax_error_detail());
+    cr_assert_eq(cfg.network.slow_run_us, 1000000, "a refused load changed the config");
+    cfg.network.slow_run_us = 1000001;
+    cr_assert_eq(ax_config_validate(&cfg), AX_EINVAL);
+    cr_assert(strstr(ax_error_detail(), "network.slow_run_us") != NULL, "%s", ax_error_detail());
 }
 
 Test(config_load, full_string_sets_every_field)
