@@ -4,6 +4,7 @@
  * for bad input (each naming file:line and the key, with nothing applied).
  */
 #include <criterion/criterion.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,46 +164,42 @@ Test(config_load, spin_keys_turn_spinning_off_and_on)
     cr_assert(strstr(ax_error_detail(), "network.spin_us") != NULL, "%s", ax_error_detail());
 }
 
-/* The network thread's turn of running actors: off, up to its bound, and
- * past it refused with the key named, from text and from code. */
-Test(config_load, run_actors_us_is_bounded)
+/* A microsecond key of axon.network (a uint32_t at offset off in
+ * ax_net_config_t): 0 and max load, max + 1 is refused with the key named
+ * and nothing changed, from text and from code. */
+static void assert_net_key_bounded(const char *key, size_t off, uint32_t max)
 {
     ax_config_t cfg;
+    char text[128], full[64];
+    uint32_t *field = (uint32_t *)(void *)((unsigned char *)&cfg.network + off);
 
     ax_config_init(&cfg);
-    cr_assert_eq(ax_config_load_string(&cfg, "axon = { network = { run_actors_us = 0; }; };"), AX_OK, "%s",
-                 ax_error_detail());
-    cr_assert_eq(cfg.network.run_actors_us, 0);
-    cr_assert_eq(ax_config_load_string(&cfg, "axon = { network = { run_actors_us = 10000; }; };"), AX_OK, "%s",
-                 ax_error_detail());
-    cr_assert_eq(cfg.network.run_actors_us, 10000);
-    cr_assert_eq(ax_config_load_string(&cfg, "axon = { network = { run_actors_us = 10001; }; };"), AX_EINVAL);
-    cr_assert(strstr(ax_error_detail(), "run_actors_us") != NULL, "%s", ax_error_detail());
-    cr_assert_eq(cfg.network.run_actors_us, 10000, "a refused load changed the config");
-    cfg.network.run_actors_us = 10001;
+    snprintf(full, sizeof full, "network.%s", key);
+    snprintf(text, sizeof text, "axon = { network = { %s = 0; }; };", key);
+    cr_assert_eq(ax_config_load_string(&cfg, text), AX_OK, "%s", ax_error_detail());
+    cr_assert_eq(*field, 0);
+    snprintf(text, sizeof text, "axon = { network = { %s = %u; }; };", key, (unsigned)max);
+    cr_assert_eq(ax_config_load_string(&cfg, text), AX_OK, "%s", ax_error_detail());
+    cr_assert_eq(*field, max);
+    snprintf(text, sizeof text, "axon = { network = { %s = %u; }; };", key, (unsigned)max + 1);
+    cr_assert_eq(ax_config_load_string(&cfg, text), AX_EINVAL);
+    cr_assert(strstr(ax_error_detail(), key) != NULL, "%s", ax_error_detail());
+    cr_assert_eq(*field, max, "a refused load changed the config");
+    *field = max + 1;
     cr_assert_eq(ax_config_validate(&cfg), AX_EINVAL);
-    cr_assert(strstr(ax_error_detail(), "network.run_actors_us") != NULL, "%s", ax_error_detail());
+    cr_assert(strstr(ax_error_detail(), full) != NULL, "%s", ax_error_detail());
 }
 
-/* The slow mark's threshold: off, up to its bound, and past it refused
- * with the key named, from text and from code. */
+/* The network thread's turn of running actors. */
+Test(config_load, run_actors_us_is_bounded)
+{
+    assert_net_key_bounded("run_actors_us", offsetof(ax_net_config_t, run_actors_us), 10000);
+}
+
+/* The slow mark's threshold. */
 Test(config_load, slow_run_us_is_bounded)
 {
-    ax_config_t cfg;
-
-    ax_config_init(&cfg);
-    cr_assert_eq(ax_config_load_string(&cfg, "axon = { network = { slow_run_us = 0; }; };"), AX_OK, "%s",
-                 ax_error_detail());
-    cr_assert_eq(cfg.network.slow_run_us, 0);
-    cr_assert_eq(ax_config_load_string(&cfg, "axon = { network = { slow_run_us = 1000000; }; };"), AX_OK, "%s",
-                 ax_error_detail());
-    cr_assert_eq(cfg.network.slow_run_us, 1000000);
-    cr_assert_eq(ax_config_load_string(&cfg, "axon = { network = { slow_run_us = 1000001; }; };"), AX_EINVAL);
-    cr_assert(strstr(ax_error_detail(), "slow_run_us") != NULL, "%s", ax_error_detail());
-    cr_assert_eq(cfg.network.slow_run_us, 1000000, "a refused load changed the config");
-    cfg.network.slow_run_us = 1000001;
-    cr_assert_eq(ax_config_validate(&cfg), AX_EINVAL);
-    cr_assert(strstr(ax_error_detail(), "network.slow_run_us") != NULL, "%s", ax_error_detail());
+    assert_net_key_bounded("slow_run_us", offsetof(ax_net_config_t, slow_run_us), 1000000);
 }
 
 Test(config_load, full_string_sets_every_field)
