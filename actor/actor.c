@@ -287,9 +287,14 @@ static bool accepts(ax__cell_t *c, ax_ref_t dst)
 /* Push onto a local actor's mailbox, or, when it has ended or is sealed,
  * hand to dead letters (or drop a quiet notice). to carries the id and
  * the lane. bounded: a full bounded mailbox refuses the message with
- * AX_EFULL, and the caller keeps it; any other outcome takes it. */
-static ax_status_t push_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t *msg, ax_ref_t from,
-                              unsigned lane, bool quiet, bool bounded)
+ * AX_EFULL, and the caller keeps it; any other outcome takes it.
+ * Inlined into each caller, whose constant lane, quiet and bounded drop
+ * the branches it does not take: as a call with seven arguments (three on
+ * the stack) it was a third of ax_tell's instructions in a local ping-pong
+ * (actor/NOTES.md, "Instructions per message"). */
+static inline __attribute__((always_inline)) ax_status_t
+push_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t *msg, ax_ref_t from, unsigned lane, bool quiet,
+           bool bounded)
 {
     const ax_actor_vtable_t *vt;
 
@@ -326,8 +331,8 @@ closed:
     return AX_OK;
 }
 
-static ax_status_t tell_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from,
-                              unsigned lane, bool bounded)
+static inline __attribute__((always_inline)) ax_status_t
+tell_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from, unsigned lane, bool bounded)
 {
     ax_status_t st = push_local(c, dst, *msgp, from, lane, false, bounded);
 
@@ -337,7 +342,8 @@ static ax_status_t tell_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t **msgp, ax_r
 }
 
 /* ax_tell, counting against a bounded mailbox's capacity or not. */
-static ax_status_t tell(ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from, bool bounded)
+static inline __attribute__((always_inline)) ax_status_t
+tell(ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from, bool bounded)
 {
     ax__cell_t *c;
 

@@ -94,17 +94,13 @@ static ax_msg_t *lane_next(ax__lanes_t *lz)
     return NULL;
 }
 
-static ax_msg_t *next_message(ax__cell_t *c, uint64_t id)
+/* Out of line: inlined, the lanes' loop took registers that the run
+ * loop of every actor without lanes then kept on the stack. */
+static __attribute__((noinline)) ax_msg_t *next_in_lanes(ax__cell_t *c, ax__lanes_t *lz,
+                                                         uint64_t id)
 {
-    ax__lanes_t *lz = ax__lanes(c);
     ax_msg_t *m;
 
-    if (lz == NULL) {
-        while ((m = mbox_take(c)) != NULL)
-            if (!stale(c, m, id))
-                return m;
-        return NULL;
-    }
     for (unsigned i = 0; i < LANE_MOVE_MAX && (m = mbox_take(c)) != NULL; i++) {
         unsigned lane = ax__to_lane(m->to);
 
@@ -114,11 +110,22 @@ static ax_msg_t *next_message(ax__cell_t *c, uint64_t id)
     return lane_next(lz);
 }
 
-/* Empty for good: no message, no push in flight, nothing in the lanes. */
-static bool drained(ax__cell_t *c)
+/* lz: the actor's lanes (ax__lanes), or NULL; the run reads it once. */
+static ax_msg_t *next_message(ax__cell_t *c, ax__lanes_t *lz, uint64_t id)
 {
-    ax__lanes_t *lz = ax__lanes(c);
+    ax_msg_t *m;
 
+    if (lz != NULL)
+        return next_in_lanes(c, lz, id);
+    while ((m = mbox_take(c)) != NULL)
+        if (!stale(c, m, id))
+            return m;
+    return NULL;
+}
+
+/* Empty for good: no message, no push in flight, nothing in the lanes. */
+static bool drained(ax__cell_t *c, const ax__lanes_t *lz)
+{
     return ax__mpsc_drained(&c->mbox) && (lz == NULL || lz->queued == 0);
 }
 
@@ -243,8 +250,9 @@ static void finish_stop(ax__cell_t *c)
     ax__end_actor(c);
 }
 
-/* Take and act on the pending requests. false when the actor ended. */
-static bool control(ax__cell_t *c)
+/* Take and act on the pending requests. false when the actor ended.
+ * Cold and out of line, as next_in_lanes is. */
+static __attribute__((noinline, cold)) bool control(ax__cell_t *c)
 {
     uint64_t w;
 
@@ -344,9 +352,11 @@ static ax_status_t deliver(ax__worker_t *w, ax__cell_t *c, ax_msg_t *msg)
 
 static unsigned run_budget(const ax__cell_t *c)
 {
-    unsigned base = c->sys->cfg.throughput;
+    unsigned base = c->sys->cfg.throughput, shift = c->run_shift;
 
-    return base > (RUN_BUDGET_MAX >> c->run_shift) ? RUN_BUDGET_MAX : base << c->run_shift;
+    if (shift == 0) /* most runs: no shifts and compares */
+        return base;
+    return base > (RUN_BUDGET_MAX >> shift) ? RUN_BUDGET_MAX : base << shift;
 }
 
 bool ax__cell_run(ax__worker_t *w, ax__cell_t *c)
@@ -358,6 +368,7 @@ bool ax__cell_run(ax__worker_t *w, ax__cell_t *c)
 
     if ((ck_pr_load_32(&c->lflags) & AX__L_SUSPENDED) && !ax__restart_now(w, c))
         return false;
+    lz = ax__lanes(c); /* the vtable's, fixed for the actor's life */
     ax__metrics_run(&c->sys->metrics, c);
     for (unsigned n = 0; n < budget;) {
         ax_msg_t *msg;
@@ -371,11 +382,11 @@ bool ax__cell_run(ax__worker_t *w, ax__cell_t *c)
             if (st != AX_OK)
                 return ax__fail_now(w, c, st);
         }
-        msg = next_message(c, id);
+        msg = next_message(c, lz, id);
         if (msg == NULL) {
             if (!(ck_pr_load_32(&c->lflags) & AX__L_STOPPING))
                 break;
-            if (!drained(c))
+            if (!drained(c, lz))
                 return true; /* a push is in flight: come back for it */
             finish_stop(c);
             return false;
@@ -389,7 +400,6 @@ bool ax__cell_run(ax__worker_t *w, ax__cell_t *c)
     /* A stopping actor is sealed: no push would wake it again to finish
      * the stop, so it stays scheduled until a run ends it. Likewise an
      * actor with messages sorted into its lanes. */
-    lz = ax__lanes(c);
     if ((ck_pr_load_32(&c->lflags) & AX__L_STOPPING) || (lz != NULL && lz->queued > 0))
         return true;
     /* Reset before try_idle: once idle, another worker may run c. */

@@ -86,11 +86,6 @@ static ax_ref_t timer_ref(timer_rec_t *r)
     return (ax_ref_t){r, AX__REF_TIMER | r->gen};
 }
 
-bool ax__is_timer_msg(const ax_msg_t *msg)
-{
-    return ax__ref_is(msg->sender, AX__REF_TIMER);
-}
-
 static timer_rec_t *rec_of_msg(const ax_msg_t *msg)
 {
     return msg->sender.target;

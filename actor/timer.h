@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "axon/actor.h"
+#include "actor/cell.h"
 #include "common/clock.h"
 
 typedef struct ax__timers_s ax__timers_t;
@@ -64,8 +65,12 @@ ax_status_t ax__timer_cancel(ax__timers_t *t, uint64_t id);
  * ax__timer_done after the handler with what is left of the message (NULL
  * if the handler kept it): a one-shot message is released, a periodic one
  * goes back to its timer. ax__timer_discard: release a timer's message and
- * end the timer (its actor ended, or the message could not be sent). */
-bool ax__is_timer_msg(const ax_msg_t *msg);
+ * end the timer (its actor ended, or the message could not be sent).
+ * The first is inline: the worker asks it of every message it delivers. */
+static inline bool ax__is_timer_msg(const ax_msg_t *msg)
+{
+    return ax__ref_is(msg->sender, AX__REF_TIMER);
+}
 bool ax__timer_claim(ax_msg_t **msg);
 /* timer is the claimed message's sender (read before the handler ran, as
  * the handler may have freed the message). true when the timer ended. */
