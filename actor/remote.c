@@ -9,8 +9,9 @@
 #include "serial/frame.h"
 #include "serial/netmsg.h"
 
-/* Back to its pool: the message it carried goes (it was serialised, or
- * dead-lettered, or is still owned here). */
+/* The envelope of a lazy send (from ax_msg_alloc) ends: the message it
+ * carried goes (it was serialised, or dead-lettered, or is still owned
+ * here), and so does its pin on the destination. */
 static void lazy_send_reset(ax_msg_t *m)
 {
     ax__lazy_send_t *ls = (ax__lazy_send_t *)m;
@@ -21,16 +22,9 @@ static void lazy_send_reset(ax_msg_t *m)
     ls->dst = NULL;
 }
 
-static void lazy_send_release(ax_msg_t *m)
-{
-    lazy_send_reset(m);
-    free(m);
-}
-
 const ax_msg_type_t ax__lazy_send_type = {
     .name = "axon.lazy-send",
     .size = sizeof(ax__lazy_send_t),
-    .release = lazy_send_release,
     .reset = lazy_send_reset,
 };
 

@@ -183,8 +183,8 @@ static void dispatcher_start(ax_actor_t *self)
         ax_msg_release(&tick);
 }
 
-/* What the message pools of the network keep after a burst: enough for
- * a steady flow's frames in flight between two ticks. */
+/* What the system's NetMessage pool (control frames, returned messages)
+ * keeps after a burst: enough for the frames in flight between two ticks. */
 #define TRIM_MSG_KEEP 64
 
 static void trim_msg_pool(dispatcher_t *d, ax_msg_pool_t *pool)
@@ -202,7 +202,6 @@ static void dispatcher_trim(dispatcher_t *d)
 {
     size_t freed = 0;
 
-    trim_msg_pool(d, d->net->lazy_pool);
     trim_msg_pool(d, ax__system_netmsg_pool(d->net->sys));
     if (ax_actor_trim_buffers(&d->actor, 1, &freed) == AX_OK && freed > 0) {
         /* Tell the network thread, which calls malloc_trim: a counter, any order. */
@@ -300,7 +299,10 @@ static ax_status_t net_send_lazy(void *ctx, ax_ref_t to, ax_msg_t **msg, ax_ref_
         return ax__error(AX_ENOBUFS, "tell: %zu lazy sends wait for the network dispatcher already "
                          "(network.dispatch_queue)", net->cfg.dispatch_queue);
     }
-    st = ax_msg_get(net->lazy_pool, AX_ALWAYS, &m);
+    /* Message memory, not a pool: made here, on the sender's thread, and
+     * freed on the dispatcher's, one push onto the block's page (a pool
+     * took a lock on each side; dispatch/NOTES.md, "The lazy envelope"). */
+    st = ax_msg_alloc(&lazy_send_type, &m);
     if (st != AX_OK) {
         ck_pr_dec_64(&net->lazy_queued);
         return st;
@@ -352,7 +354,6 @@ static void net_free(ax__net_t *net)
     ax__secret_wipe(&net->secret);
     ax_encode_buffer_destroy(&net->ctl);
     ax_buffer_pool_destroy(&net->rx_pool);
-    ax_msg_pool_destroy(&net->lazy_pool);
     ax__poller_destroy(&net->poller);
     pthread_mutex_destroy(&net->stats_lock);
     ax__conn_snap_destroy(&net->snap);
@@ -460,8 +461,6 @@ static ax_status_t net_build(ax_system_t *sys, ax__net_t *net)
         st = ax_buffer_pool_create(&net->cfg.buffer_config, &net->rx_pool);
     if (st == AX_OK)
         st = ax_encode_buffer_create(&ctl_cfg, &net->ctl);
-    if (st == AX_OK)
-        st = ax_msg_pool_create(&lazy_send_type, &(ax_msg_pool_options_t){.max = 1024}, &net->lazy_pool);
     return st;
 }
 

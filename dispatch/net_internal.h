@@ -193,7 +193,6 @@ struct ax__net_s {
                                 net_stop, then the poller is woken */
     ax_buffer_pool_t *rx_pool;
     ax_encode_buffer_t *ctl; /* control frames, network thread only */
-    ax_msg_pool_t *lazy_pool; /* the dispatcher's envelopes of lazy sends */
     ax__peer_t *peers;
     ax__conn_t *conns;       /* DEAD ones stay listed until the turn ends */
     ax__conn_t *flush_list;
