@@ -78,11 +78,12 @@ typedef struct ax__cell_ext_s {
     ax_ref_t *children;         /* live children, as far as this actor knows */
     size_t nchildren, cap;
     ax_encode_buffer_t *eb;     /* tell_serialised's pool, once created */
-    /* Envelope caches for tell_serialised: this actor's own packed path,
-     * and the last local destination's, each with the system address
-     * (its pointer) it was packed for. */
+    /* Envelope caches for tell_serialised: the last local sender's packed
+     * path (this actor's own, or, for the dispatcher, the actor it encodes
+     * for) and the last local destination's, each with its ref and the
+     * system address (its pointer) it was packed for. */
     const ax_addr_t *src_addr, *dst_addr;
-    ax_ref_t dst_ref;
+    ax_ref_t src_ref, dst_ref;
     ax__packed_path_t src_packed, dst_packed;
     /* Supervision. */
     ax_restart_policy_t policy;

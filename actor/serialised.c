@@ -143,9 +143,12 @@ static ax_status_t packed_dst(ax__cell_t *c, ax_ref_t dst, bool held, ax__packed
     return AX_OK;
 }
 
-/* The sender's packed path: self's is cached; another local actor's (the
- * dispatcher sends for others) is packed into tmp; none for a message
- * from outside any actor. */
+/* The sender's packed path, none for a message from outside any actor. A
+ * local sender's is packed once and kept until another sends (self's own,
+ * or, for the dispatcher, the actor whose lazy sends it encodes: a flow
+ * from one actor packs it once, not per frame; dispatch/NOTES.md). A
+ * local path is the address and the id, so the ref and the address are
+ * the whole key. Any other sender's is packed into tmp. */
 static ax_status_t packed_src(ax__cell_t *c, ax_ref_t from, ax__packed_path_t *tmp,
                               const ax__packed_path_t **out)
 {
@@ -156,13 +159,16 @@ static ax_status_t packed_src(ax__cell_t *c, ax_ref_t from, ax__packed_path_t *t
     *out = NULL;
     if (ax_ref_is_null(from))
         return AX_OK;
-    if (ax_ref_eq(from, ax_self((ax_actor_t *)c))) {
-        if (ext->src_addr != addr_now(c->sys)) {
-            st = ax__local_path(c, from.id, &p);
+    if (ax__ref_is(from, AX__REF_LOCAL)) {
+        if (!ax_ref_eq(ext->src_ref, from) || ext->src_addr != addr_now(c->sys)) {
+            st = ax__local_path(from.target, from.id, &p);
             if (st == AX_OK)
                 st = ax__path_packed(&p, &ext->src_packed);
-            if (st != AX_OK)
+            if (st != AX_OK) {
+                ext->src_ref = AX_REF_NULL;
                 return st;
+            }
+            ext->src_ref = from;
             ext->src_addr = addr_now(c->sys);
         }
         *out = &ext->src_packed;
