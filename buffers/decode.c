@@ -30,8 +30,15 @@ struct ax_decode_buffer_s {
 
     /* Complete frames cut at a swap, not yet handed out (FIFO). */
     ax_lease_t *ready;
-    size_t ready_head, ready_count, ready_cap;
+    size_t ready_head, ready_count, ready_cap; /* ready_cap: 0 or a power of two */
 };
+
+/* The ready ring's slot i places after its head: a mask, not a modulo
+ * (ready_cap starts at 8 and doubles). */
+static size_t ready_slot(const ax_decode_buffer_t *db, size_t i)
+{
+    return (db->ready_head + i) & (db->ready_cap - 1);
+}
 
 static ax_status_t check_format(size_t chunk_size, const ax_frame_format_t *fmt)
 {
@@ -108,7 +115,7 @@ void ax_decode_buffer_destroy(ax_decode_buffer_t **dbp)
     db = *dbp;
     while (db->ready_count > 0) {
         ax_lease_release(&db->ready[db->ready_head]);
-        db->ready_head = (db->ready_head + 1) % db->ready_cap;
+        db->ready_head = ready_slot(db, 1);
         db->ready_count--;
     }
     drop_chain(db);
@@ -170,7 +177,7 @@ static ax_status_t ready_reserve(ax_decode_buffer_t *db)
     if (ready == NULL)
         return ax__error(AX_ENOMEM, "decode buffer: out of memory");
     for (size_t i = 0; i < db->ready_count; i++)
-        ready[i] = db->ready[(db->ready_head + i) % db->ready_cap];
+        ready[i] = db->ready[ready_slot(db, i)];
     free(db->ready);
     db->ready = ready;
     db->ready_head = 0;
@@ -242,7 +249,7 @@ static ax_status_t swap(ax_decode_buffer_t *db)
         st = cut_frame(db, &frame);
         if (st != AX_OK)
             break;
-        db->ready[(db->ready_head + db->ready_count++) % db->ready_cap] = frame;
+        db->ready[ready_slot(db, db->ready_count++)] = frame;
     }
     if (st != AX_EAGAIN)
         return st;
@@ -312,7 +319,7 @@ ax_status_t ax_decode_buffer_next(ax_decode_buffer_t *db, ax_lease_t *frame)
 {
     if (db->ready_count > 0) {
         *frame = db->ready[db->ready_head];
-        db->ready_head = (db->ready_head + 1) % db->ready_cap;
+        db->ready_head = ready_slot(db, 1);
         db->ready_count--;
         return AX_OK;
     }

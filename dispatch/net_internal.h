@@ -160,7 +160,7 @@ struct ax__conn_s {
     uint64_t rx_acked;      /* the count in our last Ack */
     uint64_t tx_frames;     /* Data frames written */
     ax__unacked_t *unacked; /* ring of written, unacked frames */
-    size_t ua_head, ua_count, ua_cap;
+    size_t ua_head, ua_count, ua_cap; /* ua_cap: 0 or a power of two (ua_slot) */
     ax__conn_counts_t m;    /* metrics (metrics_conn.h) */
     struct ax__conn_s *next, *flush_next;
 };
