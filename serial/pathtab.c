@@ -186,6 +186,27 @@ static size_t put_path(ax__pathtab_t *t, const unsigned char *p, size_t len, int
     return n;
 }
 
+/* A stream repeats its envelope: are the two paths at p (left bytes
+ * before the serialiser id) the entries the memo names? Each entry's bytes
+ * were one whole path when it was bound (path_extent), and path_extent
+ * reads nothing past a path's end, so equal bytes have the same extents. */
+static bool same_as_last(const ax__pathtab_t *t, const unsigned char *p, size_t left, size_t *dst_len,
+                         size_t *src_len)
+{
+    const ax__pathent_t *d, *s;
+
+    if (t->memo[0] == 0 || t->memo[1] == 0)
+        return false;
+    d = t->ent[t->memo[0] - 1];
+    s = t->ent[t->memo[1] - 1];
+    if ((size_t)d->len + s->len >= left || memcmp(p, d->bytes, d->len) != 0 ||
+        memcmp(p + d->len, s->bytes, s->len) != 0)
+        return false;
+    *dst_len = d->len;
+    *src_len = s->len;
+    return true;
+}
+
 ax_status_t ax__pathtab_compact(ax__pathtab_t *t, const ax_lease_t *frame, uint32_t payload_off,
                                 unsigned char *out, size_t *out_len)
 {
@@ -204,26 +225,34 @@ ax_status_t ax__pathtab_compact(ax__pathtab_t *t, const ax_lease_t *frame, uint3
     }
     env = f + AX__FRAME_HEADER_SIZE;
     end = f + payload_off;
-    /* Axon's own encoding: [path, path or nil, id]. */
-    if (env[0] != 0x93 || (dst_len = path_extent(env + 1, (size_t)(end - env - 1))) == 0 ||
-        1 + dst_len >= (size_t)(end - env))
-        return AX_ENOTFOUND;
-    if (env[1 + dst_len] == 0xc0)
-        src_len = 1;
-    else if ((src_len = path_extent(env + 1 + dst_len, (size_t)(end - env - 1 - dst_len))) == 0)
-        return AX_ENOTFOUND;
-    if (1 + dst_len + src_len >= (size_t)(end - env))
-        return AX_ENOTFOUND;
     n = AX__FRAME_HEADER_SIZE;
-    out[n++] = 0x93;
-    n += put_path(t, env + 1, dst_len, 0, out + n, &gain);
-    if (src_len == 1) {
-        out[n++] = 0xc0;
-    } else {
-        n += put_path(t, env + 1 + dst_len, src_len, 1, out + n, &gain);
-    }
-    if (!gain)
+    /* Axon's own encoding: [path, path or nil, id]. */
+    if (env[0] != 0x93)
         return AX_ENOTFOUND;
+    out[n++] = 0x93;
+    if (same_as_last(t, env + 1, (size_t)(end - env - 1), &dst_len, &src_len)) {
+        /* Both paths are the memo's: their references, nothing to parse. */
+        n += put_id(out + n, t->memo[0] - 1);
+        n += put_id(out + n, t->memo[1] - 1);
+    } else {
+        if ((dst_len = path_extent(env + 1, (size_t)(end - env - 1))) == 0 ||
+            1 + dst_len >= (size_t)(end - env))
+            return AX_ENOTFOUND;
+        if (env[1 + dst_len] == 0xc0)
+            src_len = 1;
+        else if ((src_len = path_extent(env + 1 + dst_len, (size_t)(end - env - 1 - dst_len))) == 0)
+            return AX_ENOTFOUND;
+        if (1 + dst_len + src_len >= (size_t)(end - env))
+            return AX_ENOTFOUND;
+        n += put_path(t, env + 1, dst_len, 0, out + n, &gain);
+        if (src_len == 1) {
+            out[n++] = 0xc0;
+        } else {
+            n += put_path(t, env + 1 + dst_len, src_len, 1, out + n, &gain);
+        }
+        if (!gain)
+            return AX_ENOTFOUND;
+    }
     memcpy(out + n, env + 1 + dst_len + src_len, (size_t)(end - (env + 1 + dst_len + src_len)));
     n += (size_t)(end - (env + 1 + dst_len + src_len));
     body = n - AX__FRAME_HEADER_SIZE + (frame_len - payload_off);
