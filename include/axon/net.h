@@ -167,7 +167,8 @@ typedef struct ax_net_stats_s {
                                    refused for want of proof */
     uint64_t heartbeat_timeouts; /* connections lost to silence */
     ax_buffer_pool_stats_t receive_pool;  /* the network thread's receive pool */
-    ax_buffer_pool_stats_t dispatch_pool; /* the dispatcher's lazy pool */
+    ax_buffer_pool_stats_t dispatch_pool; /* the dispatcher's buffer pool, which lazy
+                                             sends are serialised into */
     uint64_t events_lost;       /* events (to subscribers, or to the dispatcher)
                                    not sent for want of memory */
     uint64_t asks_untracked;    /* remote asks whose connection loss could not be
