@@ -301,7 +301,8 @@ static ax_status_t net_send_lazy(void *ctx, ax_ref_t to, ax_msg_t **msg, ax_ref_
     }
     /* Message memory, not a pool: made here, on the sender's thread, and
      * freed on the dispatcher's, one push onto the block's page (a pool
-     * took a lock on each side; dispatch/NOTES.md, "The lazy envelope"). */
+     * took a lock on each side; dispatch/NOTES.md, "The lazy envelope from
+     * message memory"). */
     st = ax_msg_alloc(&lazy_send_type, &m);
     if (st != AX_OK) {
         ck_pr_dec_64(&net->lazy_queued);

@@ -46,8 +46,8 @@ static bool closing_step(ax__conn_t *c);
 
 /* The ring slot i places after the unacked ring's head. ua_cap is 0 or a
  * power of two (64, doubled, quartered to no less than 64: unacked_push,
- * the tick's shrink), so a mask does what a modulo did: two 64-bit
- * divisions per frame, tens of cycles each, on the network thread. */
+ * the tick's shrink), so a mask does what a modulo did with two 64-bit
+ * divisions per frame on the network thread. */
 static size_t ua_slot(const ax__conn_t *c, size_t i)
 {
     return (c->ua_head + i) & (c->ua_cap - 1);
