@@ -3,8 +3,9 @@
  * runs the actors it hands messages to itself (the handler sees the
  * thread named "ax-net"); an actor whose runs there took over a
  * millisecond (network.slow_run_us) twice in a row goes to the workers
- * from then on; with 0 every handler runs on a worker. Whatever thread runs them, every message arrives once, in
- * order, and every reply comes back.
+ * from then on; with 0 every handler runs on a worker. Whatever thread
+ * runs them, every message arrives once, in order, and every reply comes
+ * back.
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
