@@ -231,6 +231,12 @@ struct ax__net_s {
     uint64_t events_lost, asks_untracked;
     uint64_t lazy_queued;    /* atomic: lazy sends in the dispatcher's mailbox */
 
+    /* Small frames copied together for one sendmsg (flush_now); network
+     * thread only, scratch for one call. 32 KiB: 16 KiB wrote more often,
+     * 64 KiB held back too much of a window of 1000 64 B messages for one
+     * write (dispatch/NOTES.md, "Coalesced small frames"). */
+    uint8_t tx_stage[32 * 1024];
+
     /* 1 while the network thread is (about to be) asleep in epoll_wait:
      * only then does a push to an idle inbox write the eventfd
      * (netthread.c, net_sleep). Every sender reads it: its own line. */

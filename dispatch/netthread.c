@@ -27,6 +27,11 @@
  * 128 frames, about 10 KB; 1024 cut the CPU per message by up to 5%
  * (dispatch/NOTES.md, "Larger writes"). */
 #define IOV_BATCH 1024
+/* Frames of at most STAGE_FRAME_MAX bytes are copied into the network
+ * thread's stage (ax__net_t.tx_stage), so that a run of them is one slice
+ * of sendmsg instead of two per frame: the kernel's copy pays per slice
+ * (dispatch/NOTES.md, "Coalesced small frames"). */
+#define STAGE_FRAME_MAX 256
 #define RESUME_DELAY_NS (1000u * 1000u) /* retry paused reads after 1 ms */
 
 #define ACCEPT_RETRY_NS (10u * 1000u * 1000u) /* out of descriptors: retry in 10 ms */
@@ -1120,6 +1125,30 @@ static size_t nm_iovec(const ax_net_msg_t *nm, struct iovec *iov, size_t max)
     return 1 + iov_skip(iov + 1, ax_lease_iovec(&nm->frame, 0, iov + 1, max - 1), nm->payload_off);
 }
 
+/*
+ * Copy a small frame's got slices (iov[k..]) to stage + *staged, and slice
+ * it there: the frame joins the slice before it when that one ends where
+ * the frame's copy starts. Returns the new slice count. The stage is
+ * scratch for one sendmsg: what a partial write leaves is copied again
+ * from its frames, which keep their bytes until they are written.
+ */
+static size_t stage_frame(uint8_t *stage, size_t *staged, struct iovec *iov, size_t k, size_t got)
+{
+    uint8_t *at = stage + *staged, *end = at;
+
+    for (size_t i = 0; i < got; i++) {
+        memcpy(end, iov[k + i].iov_base, iov[k + i].iov_len);
+        end += iov[k + i].iov_len;
+    }
+    *staged += (size_t)(end - at);
+    if (k > 0 && (uint8_t *)iov[k - 1].iov_base + iov[k - 1].iov_len == at) {
+        iov[k - 1].iov_len += (size_t)(end - at);
+        return k;
+    }
+    iov[k] = (struct iovec){at, (size_t)(end - at)};
+    return k + 1;
+}
+
 /* Write as much of the queue as the socket takes; false when c closed. */
 static bool flush_now(ax__conn_t *c)
 {
@@ -1134,7 +1163,7 @@ static bool flush_now(ax__conn_t *c)
         return false;
     }
     while (c->wq.head != NULL) {
-        size_t k = 0, skip = c->wq_off;
+        size_t k = 0, skip = c->wq_off, staged = 0;
         ssize_t n;
 
         for (ax_msg_link_t *l = c->wq.head; l != NULL && k < IOV_BATCH; l = l->next) {
@@ -1148,12 +1177,20 @@ static bool flush_now(ax__conn_t *c)
             skip = 0;
             for (size_t i = 0; i < got; i++)
                 have += iov[k + i].iov_len;
-            k += got;
             /* A frame whose slices did not all fit ends the batch: the
              * next frame's bytes may only follow its last byte (the
              * release below counts whole frames in queue order). */
-            if (have < want)
+            if (have < want) {
+                k += got;
                 break;
+            }
+            if (want > STAGE_FRAME_MAX) {
+                k += got;
+            } else if (sizeof c->net->tx_stage - staged >= want) {
+                k = stage_frame(c->net->tx_stage, &staged, iov, k, got);
+            } else {
+                break; /* the stage is full: this frame starts the next write */
+            }
         }
         /* sendmsg rather than writev, for MSG_NOSIGNAL: a peer that has
          * gone must give EPIPE here, not a SIGPIPE that ends the process. */
