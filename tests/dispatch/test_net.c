@@ -695,6 +695,55 @@ Test(net, fifo_mixed_lazy_eager)
     assert_seqs_released();
 }
 
+/* ---- a sink that holds what it receives ------------------------------------------ */
+
+/* After a flood of total seqs (the warm-up's seq 0 included) whose job has
+ * ended: none failed, the sink got each once and in order, and a saw
+ * every one acknowledged and none dead-lettered. */
+static void assert_all_delivered(ax_system_t *a, nt_node_t *sink, const send_job_t *job, uint64_t total)
+{
+    cr_assert_eq(job->failed, 0, "%llu sends failed, first with %s", U(job->failed),
+                 ax_status_name(job->first_failure));
+    WAIT_UNTIL(atomic_load(&sink->received) == total, "received %llu of %llu",
+               U(atomic_load(&sink->received)), U(total));
+    assert_node_clean(sink, "sink");
+    cr_assert_eq(sink->next, total, "the last seq was not the last one sent");
+    WAIT_UNTIL(nstats(a).acked == total, "delivered %llu of %llu", U(nstats(a).acked), U(total));
+    cr_assert_eq(nstats(a).dead_lettered, 0);
+}
+
+/* A pool of four 4 KiB chunks: a receiver with it stops reading once a
+ * holding sink keeps a few dozen frames. */
+static const ax_buffer_config_t tiny_pool = {
+    .chunk_size = 4096, .initial_chunk_count = 1, .max_chunk_count = 4, .encode_buf_min_free_space = 64};
+
+/*
+ * A sink named "sink" on b that decodes padded seqs of `type` and, once
+ * the first one (seq 0, from an unnamed sender on a) has arrived, keeps
+ * every NetMessage until nt_node_release_all: each pins its receive
+ * chunk, so a small receive pool soon stops the reading. Returns the
+ * sender's ref; *sink_ref is the sink's, *dst the sink as a addresses it.
+ */
+static ax_ref_t holding_pair(ax_system_t *a, ax_system_t *b, nt_node_t *sender, nt_node_t *sink,
+                             const ax_msg_type_t *type, ax_ref_t *sink_ref, ax_ref_t *dst)
+{
+    send_job_t warm;
+    ax_ref_t sender_ref;
+
+    nt_node_setup(sink, NT_SINK);
+    sink->on_net = pad_on_net;
+    sink->kept_type = type;
+    *sink_ref = nt_spawn_node(b, sink, "sink");
+    nt_node_setup(sender, NT_SINK);
+    sender_ref = nt_spawn_node(a, sender, NULL);
+    warm = (send_job_t){.dst = remote_named(a, b, "sink"), .count = 1, .pattern = SEND_LAZY, .type = type};
+    flood(sender_ref, &warm);
+    WAIT_UNTIL(atomic_load(&sink->received) == 1, "the first message did not arrive");
+    atomic_store(&sink->hold, true);
+    *dst = warm.dst;
+    return sender_ref;
+}
+
 /* ---- small frames through a full socket ----------------------------------------- */
 
 /*
@@ -710,33 +759,22 @@ Test(net, fifo_mixed_lazy_eager)
 Test(net, small_frames_through_full_socket)
 {
     const uint64_t n = 100000; /* about 20 MB: more than loopback's buffers take */
-    const ax_buffer_config_t tiny = {
-        .chunk_size = 4096, .initial_chunk_count = 1, .max_chunk_count = 4, .encode_buf_min_free_space = 64};
     ax_config_t ca = net_config(), cb = net_config();
     ax_system_t *a, *b;
     nt_node_t sink, sender;
-    send_job_t warm, job;
-    ax_ref_t sender_ref, sink_ref;
+    send_job_t job;
+    ax_ref_t sender_ref, sink_ref, dst;
     uint64_t sent = 0, seen = UINT64_MAX;
     double end, still_since = 0;
 
-    cb.network.buffer_config = tiny;
+    cb.network.buffer_config = tiny_pool;
     a = net_system_with(&ca);
     b = net_system_with(&cb);
-    nt_node_setup(&sink, NT_SINK);
-    sink.on_net = pad_on_net;
-    sink.kept_type = &pad_small_type;
-    sink_ref = nt_spawn_node(b, &sink, "sink");
-    nt_node_setup(&sender, NT_SINK);
-    sender_ref = nt_spawn_node(a, &sender, NULL);
-    warm = (send_job_t){.dst = remote_named(a, b, "sink"), .count = 1, .pattern = SEND_LAZY, .type = &pad_small_type};
-    flood(sender_ref, &warm);
-    WAIT_UNTIL(atomic_load(&sink.received) == 1, "the first message did not arrive");
-    atomic_store(&sink.hold, true);
+    sender_ref = holding_pair(a, b, &sender, &sink, &pad_small_type, &sink_ref, &dst);
 
     /* Lazy sends only (each frame about 190 bytes); a send the
      * dispatcher's queue refuses is retried. */
-    job = (send_job_t){.dst = warm.dst, .first = 1, .count = n, .pattern = SEND_LAZY, .type = &pad_small_type,
+    job = (send_job_t){.dst = dst, .first = 1, .count = n, .pattern = SEND_LAZY, .type = &pad_small_type,
                        .retry_lazy = true};
     flood_start(sender_ref, &job);
     /* The receiver stops reading once the sink holds its pool; the sender
@@ -760,14 +798,7 @@ Test(net, small_frames_through_full_socket)
 
     RUN_ON(sink_ref, nt_node_release_all, NULL);
     flood_wait(&job);
-    cr_assert_eq(job.failed, 0, "%llu sends failed, first with %s", U(job.failed),
-                 ax_status_name(job.first_failure));
-    WAIT_UNTIL(atomic_load(&sink.received) == n + 1, "received %llu of %llu",
-               U(atomic_load(&sink.received)), U(n + 1));
-    assert_node_clean(&sink, "sink");
-    cr_assert_eq(sink.next, n + 1, "the last seq was not the last one sent");
-    WAIT_UNTIL(nstats(a).acked == n + 1, "delivered %llu of %llu", U(nstats(a).acked), U(n + 1));
-    cr_assert_eq(nstats(a).dead_lettered, 0);
+    assert_all_delivered(a, &sink, &job, n + 1);
     cr_assert_eq(nstats(b).malformed, 0);
     cr_assert_eq(nstats(b).frames_received, n + 1);
     cr_assert_eq(atomic_load(&sink.session_changes), 0, "the connection was replaced");
@@ -795,40 +826,28 @@ Test(net, small_frames_through_full_socket)
 Test(net, receive_pool_exhaustion)
 {
     const uint64_t n = 20000;
-    const ax_buffer_config_t tiny = {
-        .chunk_size = 4096, .initial_chunk_count = 1, .max_chunk_count = 4, .encode_buf_min_free_space = 64};
     ax_config_t ca = net_config(), cb = net_config();
     ax_system_t *a, *b;
     nt_node_t sink, sender;
-    send_job_t warm, job;
-    ax_ref_t sender_ref, sink_ref;
+    send_job_t job;
+    ax_ref_t sender_ref, sink_ref, dst;
     ax_net_stats_t sa, sb;
     ax_buffer_pool_stats_t ps;
     bool finished = false;
     double end;
     uint64_t held;
 
-    cb.network.buffer_config = tiny;
+    cb.network.buffer_config = tiny_pool;
     /* The sender's own pool (tell_serialised) is small as well: 16 x 4 KiB. */
-    ca.buffer_config = tiny;
+    ca.buffer_config = tiny_pool;
     ca.buffer_config.max_chunk_count = 16;
     a = net_system_with(&ca);
     b = net_system_with(&cb);
 
-    nt_node_setup(&sink, NT_SINK);
-    sink.on_net = pad_on_net;
-    sink.kept_type = &pad_type;
-    sink_ref = nt_spawn_node(b, &sink, "sink");
-    nt_node_setup(&sender, NT_SINK);
-    sender_ref = nt_spawn_node(a, &sender, NULL);
-
-    warm = (send_job_t){.dst = remote_named(a, b, "sink"), .count = 1, .pattern = SEND_LAZY, .type = &pad_type};
-    flood(sender_ref, &warm);
-    WAIT_UNTIL(atomic_load(&sink.received) == 1, "the first message did not arrive");
-    atomic_store(&sink.hold, true);
+    sender_ref = holding_pair(a, b, &sender, &sink, &pad_type, &sink_ref, &dst);
 
     /* The flood runs as a job on the sender while this thread watches. */
-    job = (send_job_t){.dst = warm.dst, .first = 1, .count = n, .pattern = SEND_MIXED, .type = &pad_type};
+    job = (send_job_t){.dst = dst, .first = 1, .count = n, .pattern = SEND_MIXED, .type = &pad_type};
     flood_start(sender_ref, &job);
 
     /* The receiver runs out of buffers and stops reading; the sender's
@@ -859,17 +878,9 @@ Test(net, receive_pool_exhaustion)
     RUN_ON(sink_ref, nt_node_release_all, NULL);
     if (!finished)
         flood_wait(&job);
-    cr_assert_eq(job.failed, 0, "%llu sends failed, first with %s", U(job.failed),
-                 ax_status_name(job.first_failure));
-
-    WAIT_UNTIL(atomic_load(&sink.received) == n + 1, "received %llu of %llu",
-               U(atomic_load(&sink.received)), U(n + 1));
-    assert_node_clean(&sink, "sink");
-    cr_assert_eq(sink.next, n + 1);
-    WAIT_UNTIL(nstats(a).acked == n + 1, "delivered %llu of %llu", U(nstats(a).acked), U(n + 1));
+    assert_all_delivered(a, &sink, &job, n + 1);
     sa = nstats(a);
     sb = nstats(b);
-    cr_assert_eq(sa.dead_lettered, 0);
     cr_assert_eq(sb.frames_received, n + 1);
     cr_assert_leq(sb.receive_pool.chunks_allocated, 4, "the receive pool outgrew its configuration");
     cr_assert_eq(axt_buffer_stats(sender_ref, &ps), AX_OK);
@@ -1950,8 +1961,6 @@ Test(net, no_sigpipe_after_bye)
  */
 Test(net, acks_while_paused)
 {
-    const ax_buffer_config_t tiny = {
-        .chunk_size = 4096, .initial_chunk_count = 1, .max_chunk_count = 4, .encode_buf_min_free_space = 64};
     ax_config_t cb = net_config();
     ax_system_t *a, *b;
     nt_node_t sink, sender;
@@ -1960,7 +1969,7 @@ Test(net, acks_while_paused)
     uint64_t taken, acked;
     double end;
 
-    cb.network.buffer_config = tiny;
+    cb.network.buffer_config = tiny_pool;
     a = net_system();
     b = net_system_with(&cb);
     nt_node_setup(&sink, NT_SINK);
