@@ -879,7 +879,6 @@ Test(net, receive_pool_exhaustion)
     if (!finished)
         flood_wait(&job);
     assert_all_delivered(a, &sink, &job, n + 1);
-    sa = nstats(a);
     sb = nstats(b);
     cr_assert_eq(sb.frames_received, n + 1);
     cr_assert_leq(sb.receive_pool.chunks_allocated, 4, "the receive pool outgrew its configuration");
