@@ -53,6 +53,9 @@ ax_status_t ax__remote_pin(ax_ref_t ref, ax__remote_t **out);
 /* Release a pin. */
 void ax__remote_unpin(ax__remote_t *r);
 
+/* Drop n pins at once (the network thread, for the frames of one write). */
+void ax__remote_unpin_n(ax__remote_t *r, uint64_t n);
+
 /* A current ref to pinned entry r (reply_gen: a reply slot's generation). */
 ax_ref_t ax__remote_ref(const ax__remote_t *r, uint32_t reply_gen);
 

@@ -129,6 +129,13 @@ void ax__remote_unpin(ax__remote_t *r)
     ck_pr_dec_64(&r->word);
 }
 
+void ax__remote_unpin_n(ax__remote_t *r, uint64_t n)
+{
+    /* As ax__remote_unpin: the RMW is a full barrier. Pins are the low
+     * bits of the word, so n of them come off in one subtraction. */
+    ck_pr_sub_64(&r->word, n);
+}
+
 ax_ref_t ax__remote_ref(const ax__remote_t *r, uint32_t reply_gen)
 {
     /* Pinned: the generation is stable; any load order will do. */

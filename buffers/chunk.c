@@ -104,6 +104,14 @@ void ax__chunk_unref(ax_chunk_t *c)
         cache_put(c);
 }
 
+void ax__chunk_unref_n(ax_chunk_t *c, uint32_t n)
+{
+    /* The same full barrier as ax__chunk_unref's; the old count was n
+     * when these were the last references. */
+    if (ck_pr_faa_32(&c->refs, (uint32_t)0 - n) == n)
+        cache_put(c);
+}
+
 static ax_status_t chunk_alloc(ax_buffer_pool_t *pool, ax_chunk_t **out)
 {
     ax_chunk_t *c;

@@ -68,6 +68,11 @@ static inline void ax__chunk_ref(ax_chunk_t *c)
  * process-wide cache of chunk memory, chunk.c, while it has room). */
 void ax__chunk_unref(ax_chunk_t *c);
 
+/* Drop n references at once, for a holder of n leases on c that releases
+ * them together; frees the chunk as ax__chunk_unref does when they were
+ * the last. */
+void ax__chunk_unref_n(ax_chunk_t *c, uint32_t n);
+
 /* Free every chunk the cache holds; the bytes freed. Called when the
  * process goes idle. */
 size_t ax__chunk_cache_trim(void);

@@ -43,7 +43,7 @@ uint64_t ax__random64(void)
 
 /* ---- the dispatcher actor --------------------------------------------- */
 
-static void route_unpin(void *route)
+void ax__net_route_unpin(void *route)
 {
     ax__remote_unpin(route);
 }
@@ -51,7 +51,7 @@ static void route_unpin(void *route)
 void ax__net_msg_route(ax_net_msg_t *nm, ax__remote_t *dst)
 {
     nm->route = dst;
-    nm->route_release = route_unpin;
+    nm->route_release = ax__net_route_unpin;
 }
 
 /* An ask whose request went to a peer: failed when the connection to

@@ -311,8 +311,9 @@ void ax__net_tick(ax__net_t *net, uint64_t now_ns);
 uint64_t ax__net_tick_period_ns(const ax_net_config_t *cfg);
 
 /* Set nm's route to dst, handing it the caller's pin on dst (released
- * with nm). */
+ * with nm, by ax__net_route_unpin). */
 void ax__net_msg_route(ax_net_msg_t *nm, ax__remote_t *dst);
+void ax__net_route_unpin(void *route);
 
 /* Hand a frame (nm->route set, nm->wire = DATA) to the network thread.
  * Takes *nm. Any thread. */

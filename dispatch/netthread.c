@@ -1055,12 +1055,59 @@ static bool unacked_push(ax__conn_t *c, ax_net_msg_t *nm)
 }
 
 /*
- * A frame has been written in full. false when its record could not be
- * kept: the frame itself then goes to dead letters (AX_ENOMEM: it may
- * arrive even so), and the caller ends the connection, whose acks could
- * no longer be matched to records.
+ * The references that the frames of one write hold on their chunk and on
+ * their destination's remote entry, dropped together: one atomic
+ * operation for each run of frames on the same chunk and the same entry
+ * (nearly the whole write, for a stream), instead of two per frame
+ * (dispatch/NOTES.md, "Releases by the write").
  */
-static bool written(ax__conn_t *c, ax_net_msg_t *nm)
+typedef struct release_batch {
+    ax_chunk_t *chunk;
+    uint32_t chunk_refs;
+    ax__remote_t *route;
+    uint64_t route_pins;
+} release_batch_t;
+
+static void batch_drop(release_batch_t *b)
+{
+    if (b->chunk_refs > 0)
+        ax__chunk_unref_n(b->chunk, b->chunk_refs);
+    if (b->route_pins > 0)
+        ax__remote_unpin_n(b->route, b->route_pins);
+    *b = (release_batch_t){0};
+}
+
+/* Move nm's reference on its chunk (a one-slice frame) and its pin on its
+ * route into b; nm's release then skips them. */
+static void batch_take(release_batch_t *b, ax_net_msg_t *nm)
+{
+    if (nm->frame.chunk != NULL && nm->frame.ext == NULL) {
+        if (nm->frame.chunk != b->chunk && b->chunk_refs > 0) {
+            ax__chunk_unref_n(b->chunk, b->chunk_refs);
+            b->chunk_refs = 0;
+        }
+        b->chunk = nm->frame.chunk;
+        b->chunk_refs++;
+        nm->frame = AX_LEASE_EMPTY;
+    }
+    if (nm->route_release == ax__net_route_unpin) {
+        if (nm->route != b->route && b->route_pins > 0) {
+            ax__remote_unpin_n(b->route, b->route_pins);
+            b->route_pins = 0;
+        }
+        b->route = nm->route;
+        b->route_pins++;
+        nm->route_release = NULL;
+    }
+}
+
+/*
+ * A frame has been written in full; its references go to b. false when
+ * its record could not be kept: the frame itself then goes to dead
+ * letters (AX_ENOMEM: it may arrive even so), and the caller ends the
+ * connection, whose acks could no longer be matched to records.
+ */
+static bool written(ax__conn_t *c, ax_net_msg_t *nm, release_batch_t *b)
 {
     ax_msg_t *m = &nm->hdr;
 
@@ -1074,6 +1121,7 @@ static bool written(ax__conn_t *c, ax_net_msg_t *nm)
             return false;
         }
     }
+    batch_take(b, nm);
     ax_msg_release(&m); /* the lease goes with it: released as soon as written */
     return true;
 }
@@ -1153,6 +1201,7 @@ static size_t stage_frame(uint8_t *stage, size_t *staged, struct iovec *iov, siz
 static bool flush_now(ax__conn_t *c)
 {
     struct iovec iov[IOV_BATCH];
+    release_batch_t rb = {0};
 
     if (c->state == AX__CONN_DEAD)
         return false;
@@ -1219,11 +1268,13 @@ static bool flush_now(ax__conn_t *c)
             }
             n -= (ssize_t)left;
             c->wq_off = 0;
-            if (!written(c, fifo_pop(&c->wq))) {
+            if (!written(c, fifo_pop(&c->wq), &rb)) {
+                batch_drop(&rb);
                 ax__conn_end(c, AX_NET_LOST, AX_ENOMEM);
                 return false;
             }
         }
+        batch_drop(&rb);
     }
     if (c->interest & AX__POLL_OUT)
         set_interest(c, c->interest & ~AX__POLL_OUT);
