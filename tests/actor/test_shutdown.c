@@ -369,7 +369,7 @@ Test(children, stopping_a_parent_spares_the_actor_reusing_a_dead_childs_cell)
     cr_assert(axt_wait_alive(sys, (uint64_t)n, WAIT_S), "only the leaves are alive");
     cr_assert_eq(atomic_load(&other.stops), 0, "no unrelated actor was stopped");
     axt_shutdown(&sys);
-    cr_assert_eq(atomic_load(&other.stops), n);
+    cr_assert_eq(atomic_load(&other.stops), (uint64_t)n);
     AXT_ASSERT_NO_BAD();
     free(leaves);
 }
