@@ -25,7 +25,8 @@
 /* Slices per sendmsg: Linux's UIO_MAXIOV, the most one call takes. At 256,
  * 64 B frames (a path-id head and a payload slice each) left in writes of
  * 128 frames, about 10 KB; 1024 cut the CPU per message by up to 5%
- * (dispatch/NOTES.md, "Larger writes"). */
+ * (dispatch/NOTES.md, "Larger writes"). Such frames are staged now (below),
+ * so the limit matters for larger ones. */
 #define IOV_BATCH 1024
 /* Frames of at most STAGE_FRAME_MAX bytes are copied into the network
  * thread's stage (ax__net_t.tx_stage), so that a run of them is one slice
