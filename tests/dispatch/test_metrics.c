@@ -127,41 +127,154 @@ static bool handled_is(ax_system_t *sys, uint64_t id, uint64_t n)
 
 /* ---- counters and rankings -------------------------------------------------- */
 
+/*
+ * Handler time is sampled against the timer thread's 1 ms clock. On a
+ * loaded machine that thread can be held off the CPU for a while, and a
+ * handler that ends then reads a clock that is behind. So the slow actor
+ * below spins 10 ms, then waits until the timer thread is known to have
+ * ticked after the spin: the ticker actor has had two timers of its own
+ * fire one after the other (the second is armed after the first fired,
+ * so the timer thread had finished the pass that fired the first, and
+ * with it any clock tick due by then). Only then does the handler return.
+ */
+typedef struct slow_s {
+    ax_actor_t actor;
+    _Atomic uint64_t *count;
+    sem_t *spun, *fresh;
+} slow_t;
+
+typedef struct slow_args_s {
+    _Atomic uint64_t *count;
+    sem_t *spun, *fresh;
+} slow_args_t;
+
+static ax_status_t slow_init(ax_actor_t *self, void *arg)
+{
+    slow_t *a = (slow_t *)self;
+    const slow_args_t *args = arg;
+
+    a->count = args->count;
+    a->spun = args->spun;
+    a->fresh = args->fresh;
+    return AX_OK;
+}
+
+static ax_status_t slow_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    slow_t *a = (slow_t *)self;
+
+    (void)msg;
+    axt_spin_us(10000);
+    sem_post(a->spun);
+    AXT_CHECK(axt_sem_wait(a->fresh, WAIT_S));
+    atomic_fetch_add(a->count, 1);
+    return AX_OK;
+}
+
+static const ax_actor_vtable_t slow_vtable = {
+    .name = "test.slow",
+    .size = sizeof(slow_t),
+    .init = slow_init,
+    .receive_local = slow_receive,
+};
+
+typedef struct ticker_s {
+    ax_actor_t actor;
+    sem_t *done;
+} ticker_t;
+
+static ax_status_t ticker_init(ax_actor_t *self, void *arg)
+{
+    ((ticker_t *)self)->done = arg;
+    return AX_OK;
+}
+
+/* 0 (from the test) and 1 arm the next timer, 2 is the second firing. */
+static ax_status_t ticker_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    ax_u64_msg_t *m = (ax_u64_msg_t *)*msg;
+    ax_timer_t id;
+
+    if (m->value == 2) {
+        sem_post(((ticker_t *)self)->done);
+        return AX_OK;
+    }
+    m->value++;
+    AXT_CHECK(ax_schedule_once(self, 2000000u, msg, &id) == AX_OK);
+    return AX_OK;
+}
+
+static const ax_actor_vtable_t ticker_vtable = {
+    .name = "test.ticker",
+    .size = sizeof(ticker_t),
+    .init = ticker_init,
+    .receive_local = ticker_receive,
+};
+
 Test(metrics, handled_time_and_type_per_actor)
 {
+    enum { SLOW_N = 10 };
     ax_system_t *sys = axt_system(2);
     _Atomic uint64_t fast_n = 0, slow_n = 0;
-    counting_args_t fast = {&fast_n, 0, NULL}, slow = {&slow_n, 10000, NULL};
-    ax_ref_t f, s;
+    counting_args_t fast = {&fast_n, 0, NULL};
+    sem_t spun, fresh, ticked;
+    slow_args_t slow = {&slow_n, &spun, &fresh};
+    ax_ref_t f, s, t;
     ax_actor_metrics_t m;
     size_t count = 0, total = 0;
+    double t0, wall_ns;
 
-    /* The first read starts the metrics clock. */
-    cr_assert_eq(ax_metrics_actors(sys, AX_METRICS_BY_TIME, NULL, 0, &count, &total), AX_OK);
+    sem_init(&spun, 0, 0);
+    sem_init(&fresh, 0, 0);
+    sem_init(&ticked, 0, 0);
     cr_assert_eq(ax_spawn(sys, &counting_vtable, &fast, &f), AX_OK);
-    cr_assert_eq(ax_spawn(sys, &counting_vtable, &slow, &s), AX_OK);
+    cr_assert_eq(ax_spawn(sys, &slow_vtable, &slow, &s), AX_OK);
+    cr_assert_eq(ax_spawn(sys, &ticker_vtable, &ticked, &t), AX_OK);
+    /* The first read starts the metrics clock. */
+    t0 = axt_now();
+    cr_assert_eq(ax_metrics_actors(sys, AX_METRICS_BY_TIME, NULL, 0, &count, &total), AX_OK);
     for (int i = 0; i < 1000; i++)
         tell_u64(f, (uint64_t)i);
-    for (int i = 0; i < 20; i++)
-        tell_u64(s, (uint64_t)i);
     AXT_WAIT_COUNT(fast_n, 1000);
-    AXT_WAIT_COUNT(slow_n, 20);
-    WAIT_UNTIL(handled_is(sys, f.id, 1000) && handled_is(sys, s.id, 20), "handled counts");
-    /* 20 handlers of 10 ms: about 200 ms, sampled against a 1 ms clock. */
-    cr_assert(find_actor(sys, AX_METRICS_BY_TIME, s.id, &m));
-    cr_assert_str_eq(m.type, "test.counting");
-    cr_assert_eq(m.name[0], '\0');
-    cr_assert(m.handler_ns >= 100000000u, "slow actor's handler time %llu ns", U(m.handler_ns));
-    cr_assert(m.handler_max_ns >= 5000000u, "slow actor's longest handler %llu ns", U(m.handler_max_ns));
-    {
-        ax_actor_metrics_t top[2];
-
-        cr_assert_eq(ax_metrics_actors(sys, AX_METRICS_BY_TIME, top, 2, &count, &total), AX_OK);
-        cr_assert_eq(count, 2);
-        cr_assert_eq(total, 2);
-        cr_assert_eq(top[0].id, s.id, "the slow actor ranks first by time");
+    for (int i = 0; i < SLOW_N; i++) {
+        tell_u64(s, (uint64_t)i);
+        AXT_WAIT_SEM(&spun);
+        tell_u64(t, 0);
+        AXT_WAIT_SEM(&ticked);
+        sem_post(&fresh);
     }
+    AXT_WAIT_COUNT(slow_n, SLOW_N);
+    WAIT_UNTIL(handled_is(sys, f.id, 1000) && handled_is(sys, s.id, SLOW_N), "handled counts");
+    wall_ns = (axt_now() - t0) * 1e9;
+    AXT_ASSERT_NO_BAD();
+
+    cr_assert(find_actor(sys, AX_METRICS_BY_TIME, s.id, &m));
+    cr_assert_str_eq(m.type, "test.slow");
+    cr_assert_eq(m.name[0], '\0');
+    /* Each handler spun 10 ms before a tick it then read. */
+    cr_assert(m.handler_ns >= SLOW_N * 10000000u, "slow actor's handler time %llu ns", U(m.handler_ns));
+    cr_assert(m.handler_max_ns >= 10000000u, "slow actor's longest handler %llu ns", U(m.handler_max_ns));
+    /* A sampled clock never runs ahead of the real one: one actor's
+     * handlers, run one after another, took at most the time since the
+     * clock started. */
+    cr_assert(m.handler_ns <= (uint64_t)wall_ns, "handler time %llu ns in %.0f ns of wall clock",
+              U(m.handler_ns), wall_ns);
+    {
+        ax_actor_metrics_t top[3];
+
+        cr_assert_eq(ax_metrics_actors(sys, AX_METRICS_BY_TIME, top, 3, &count, &total), AX_OK);
+        cr_assert_eq(count, 3);
+        cr_assert_eq(total, 3);
+        cr_assert_eq(top[0].id, s.id, "the slow actor ranks first by time");
+        cr_assert_eq(top[0].handled, SLOW_N);
+    }
+    find_actor(sys, AX_METRICS_BY_TIME, f.id, &m);
+    cr_assert_str_eq(m.type, "test.counting");
+    cr_assert_eq(m.handled, 1000);
     axt_destroy(&sys);
+    sem_destroy(&spun);
+    sem_destroy(&fresh);
+    sem_destroy(&ticked);
 }
 
 Test(metrics, failures_and_restarts_per_actor)
