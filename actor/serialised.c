@@ -364,10 +364,10 @@ ax_status_t ax_tell_preserialised(ax_actor_t *self, ax_ref_t dst, const ax_prese
         st = packed_src(c, ax_self(self), &tmp, &src);
     if (st == AX_OK)
         st = ax__frame_encode_head_packed(eb, to, src, shared->serialiser_id,
-                                          ax_lease_len(&shared->payload), &frame);
+                                          ax__lease_len(&shared->payload), &frame);
     if (st != AX_OK)
         return st;
-    head_len = ax_lease_len(&frame);
+    head_len = ax__lease_len(&frame);
     st = ax_lease_clone(&shared->payload, &payload);
     if (st == AX_OK)
         st = ax_lease_concat(&frame, &payload);
@@ -438,7 +438,7 @@ static bool route_cached(const ax_lease_t *frame, const ax__route_cache_t *rc, u
     if (body == NULL || rc->path.len == 0)
         return false;
     body += AX__FRAME_HEADER_SIZE;
-    len = ax_lease_len(frame) - AX__FRAME_HEADER_SIZE;
+    len = ax__lease_len(frame) - AX__FRAME_HEADER_SIZE;
     if (len <= 1u + rc->path.len || body[0] != 0x93 || memcmp(body + 1, rc->path.bytes, rc->path.len) != 0)
         return false;
     w = ck_pr_load_64(&c->word); /* as a sender reads it (ax_tell) */
@@ -474,7 +474,7 @@ static void route_remember(const ax_lease_t *frame, ax__route_cache_t *rc, ax_re
     if (body == NULL || !ax__ref_is(dst, AX__REF_LOCAL))
         return;
     body += AX__FRAME_HEADER_SIZE;
-    if (ax__msgpack_span(body + 1, ax_lease_len(frame) - AX__FRAME_HEADER_SIZE - 1, 1, &span) != AX_OK ||
+    if (ax__msgpack_span(body + 1, ax__lease_len(frame) - AX__FRAME_HEADER_SIZE - 1, 1, &span) != AX_OK ||
         span > sizeof rc->path.bytes)
         return;
     memcpy(rc->path.bytes, body + 1, span);
@@ -564,14 +564,14 @@ static ax_status_t deliver_view(ax_system_t *sys, ax_lease_t *frame, uint64_t se
 {
     unsigned char copy[AX__ENVELOPE_MAX], full[AX__ENVELOPE_MAX];
     const unsigned char *body = ax_lease_data(frame);
-    size_t avail = ax_lease_len(frame) - AX__FRAME_HEADER_SIZE, n;
+    size_t avail = ax__lease_len(frame) - AX__FRAME_HEADER_SIZE, n;
     ax__env_view_t v;
     ax_net_msg_t *nm;
     ax_ref_t dst;
     ax_msg_t *m;
     ax_status_t st;
 
-    if (ax_lease_len(frame) <= AX__FRAME_HEADER_SIZE)
+    if (ax__lease_len(frame) <= AX__FRAME_HEADER_SIZE)
         return ax__error(AX_EPROTO, "envelope: a Data frame with no body");
     if (body != NULL) {
         body += AX__FRAME_HEADER_SIZE;

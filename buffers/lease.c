@@ -22,9 +22,7 @@ size_t ax_lease_slice_count(const ax_lease_t *l)
 
 size_t ax_lease_len(const ax_lease_t *l)
 {
-    if (l == NULL || l->chunk == NULL)
-        return 0;
-    return l->len + (l->ext != NULL ? l->ext->total : 0);
+    return ax__lease_len(l);
 }
 
 const void *ax_lease_data(const ax_lease_t *l)

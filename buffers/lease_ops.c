@@ -38,7 +38,7 @@ ax_status_t ax_lease_concat(ax_lease_t *a, ax_lease_t *b)
 
 ax_status_t ax_lease_flatten(const ax_lease_t *src, ax_lease_t *dst)
 {
-    size_t len = ax_lease_len(src), bytes;
+    size_t len = ax__lease_len(src), bytes;
     ax_chunk_t *c;
 
     if (ax_lease_slice_count(src) <= 1)

@@ -238,7 +238,7 @@ static int pack_status(msgpack_packer *pk, const void *arg)
 
     if (s->frame == NULL)
         return msgpack_pack_array(pk, 1) || msgpack_pack_uint64(pk, s->seq);
-    len = ax_lease_len(s->frame) - AX__FRAME_HEADER_SIZE;
+    len = ax__lease_len(s->frame) - AX__FRAME_HEADER_SIZE;
     rc = msgpack_pack_array(pk, 2) || msgpack_pack_uint64(pk, s->seq) || msgpack_pack_bin(pk, len);
     /* The returned body: every slice of the frame after its header. */
     while (rc == 0 && (n = ax_lease_iovec(s->frame, first, iov, 64)) > 0) {
@@ -514,10 +514,10 @@ static void compact(ax__conn_t *c, ax_net_msg_t *nm)
  * once, and the connection stays up. */
 static void conn_enqueue_data(ax__conn_t *c, ax_net_msg_t *nm)
 {
-    if (ax_lease_len(&nm->frame) > c->peer_max_frame) {
+    if (ax__lease_len(&nm->frame) > c->peer_max_frame) {
         ax__counter_add(&c->net->c.too_big, 1);
         dead_frame(c->net, nm, ax__error(AX_ETOOBIG, "net: a %zu-byte frame is above the peer's limit of %llu bytes",
-                                         ax_lease_len(&nm->frame), (unsigned long long)c->peer_max_frame));
+                                         ax__lease_len(&nm->frame), (unsigned long long)c->peer_max_frame));
         return;
     }
     ax__net_msg_clear_alt(nm); /* a head for an earlier connection's table */
@@ -718,7 +718,7 @@ static ax_status_t control_body(const ax_lease_t *frame, ax_lease_t *flat, msgpa
 
     if (st != AX_OK)
         return st;
-    len = ax_lease_len(flat) - AX__FRAME_HEADER_SIZE;
+    len = ax__lease_len(flat) - AX__FRAME_HEADER_SIZE;
     st = ax__msgpack_check((const char *)ax_lease_data(flat) + AX__FRAME_HEADER_SIZE, len, 1);
     if (st == AX_OK &&
         msgpack_unpack((const char *)ax_lease_data(flat) + AX__FRAME_HEADER_SIZE, len, &off,
@@ -754,7 +754,7 @@ static ax_status_t returned_envelope(ax__conn_t *c, const ax_lease_t *flat, size
 
     if (c->tx_ids == NULL)
         return ax__envelope_read(flat, env_off, env);
-    st = ax__env_view_read(body, ax_lease_len(flat) - env_off, c->tx_ids, false, &v);
+    st = ax__env_view_read(body, ax__lease_len(flat) - env_off, c->tx_ids, false, &v);
     if (st == AX_OK)
         st = ax__path_read(v.p[0].bytes, v.p[0].len, &env->dst);
     env->has_src = st == AX_OK && v.p[1].bytes != NULL;
@@ -868,8 +868,8 @@ static bool on_frame(ax__conn_t *c, ax_lease_t *frame)
     ax__frame_header_t h;
     ax_status_t st;
 
-    ax__counter_add(&net->c.bytes_received, ax_lease_len(frame));
-    c->m.rx_bytes += ax_lease_len(frame); /* metrics: per connection */
+    ax__counter_add(&net->c.bytes_received, ax__lease_len(frame));
+    c->m.rx_bytes += ax__lease_len(frame); /* metrics: per connection */
     ax_lease_copy_out(frame, 0, raw, sizeof raw);
     if (ax__frame_header_read(raw, &h) != AX_OK) {
         ax_lease_release(frame);
@@ -1166,12 +1166,23 @@ static size_t iov_skip(struct iovec *iov, size_t got, size_t skip)
  * and the payload, or its whole frame. */
 static size_t nm_iovec(const ax_net_msg_t *nm, struct iovec *iov, size_t max)
 {
-    if (nm->alt_kind != AX__NM_ALT_TX)
-        return ax_lease_iovec(&nm->frame, 0, iov, max);
+    const ax_lease_t *f = &nm->frame;
+
+    if (nm->alt_kind != AX__NM_ALT_TX) {
+        if (f->ext != NULL || f->chunk == NULL || max < 1)
+            return ax_lease_iovec(f, 0, iov, max);
+        iov[0] = (struct iovec){f->chunk->data + f->off, f->len};
+        return 1;
+    }
     if (max < 2)
         return 0;
     iov[0] = (struct iovec){(void *)ax__net_msg_alt(nm), nm->alt_len};
-    return 1 + iov_skip(iov + 1, ax_lease_iovec(&nm->frame, 0, iov + 1, max - 1), nm->payload_off);
+    if (f->ext == NULL && f->chunk != NULL && f->len > nm->payload_off) {
+        /* One slice, the common case: the payload is its tail. */
+        iov[1] = (struct iovec){f->chunk->data + f->off + nm->payload_off, f->len - nm->payload_off};
+        return 2;
+    }
+    return 1 + iov_skip(iov + 1, ax_lease_iovec(f, 0, iov + 1, max - 1), nm->payload_off);
 }
 
 /*

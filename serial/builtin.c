@@ -291,7 +291,7 @@ static ax_status_t object_view_deserialise(const msgpack_object *obj, const ax_p
     const ax_lease_t *l = &payload->lease;
 
     (void)obj;
-    return object_make(&ax_object_view_type, payload, ax_lease_data(l), ax_lease_len(l), NULL, out);
+    return object_make(&ax_object_view_type, payload, ax_lease_data(l), ax__lease_len(l), NULL, out);
 }
 
 const ax_msg_type_t ax_object_type = {

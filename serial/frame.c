@@ -2,6 +2,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "buffers/chunk.h"
 #include "common/error.h"
 #include "serial/frame.h"
 #include "serial/mpcheck.h"
@@ -176,7 +177,7 @@ msgpack_zone *ax__thread_zone(void)
 ax_status_t ax__envelope_read(const ax_lease_t *frame, size_t env_off, ax__envelope_t *env)
 {
     unsigned char copy[AX__ENVELOPE_MAX];
-    size_t frame_len = ax_lease_len(frame), avail;
+    size_t frame_len = ax__lease_len(frame), avail;
     const unsigned char *body;
     ax_status_t st;
 

@@ -13,8 +13,12 @@ static void net_msg_reset(ax_msg_t *msg)
 {
     ax_net_msg_t *nm = (ax_net_msg_t *)msg;
 
-    ax_lease_release(&nm->frame);
-    ax__net_msg_clear_alt(nm);
+    /* A written frame's lease and pin went with its write (the network
+     * thread's release batch): skip the calls for what is already empty. */
+    if (nm->frame.chunk != NULL)
+        ax_lease_release(&nm->frame);
+    if (nm->alt_kind != AX__NM_ALT_NONE)
+        ax__net_msg_clear_alt(nm);
     if (nm->route_release != NULL)
         nm->route_release(nm->route);
     nm->route = NULL;
@@ -23,8 +27,10 @@ static void net_msg_reset(ax_msg_t *msg)
 
 void ax__net_msg_clear_alt(ax_net_msg_t *nm)
 {
-    free(nm->alt_heap);
-    nm->alt_heap = NULL;
+    if (nm->alt_heap != NULL) {
+        free(nm->alt_heap);
+        nm->alt_heap = NULL;
+    }
     nm->alt_kind = AX__NM_ALT_NONE;
     nm->alt_len = 0;
 }
@@ -122,7 +128,7 @@ ax_status_t ax_net_msg_receiver_path(const ax_net_msg_t *nm, ax_path_t *out)
 
 ax_status_t ax_net_msg_payload(const ax_net_msg_t *nm, ax_lease_t *out)
 {
-    size_t len = ax_lease_len(&nm->frame);
+    size_t len = ax__lease_len(&nm->frame);
 
     return ax_lease_slice(&nm->frame, nm->payload_off, len - nm->payload_off, out);
 }
@@ -143,7 +149,7 @@ ax_status_t ax_payload_hold(const ax_payload_t *payload, ax_lease_t *out)
 static ax_status_t payload_of(const ax_net_msg_t *nm, ax_payload_t *payload, bool *owned)
 {
     const ax_lease_t *f = &nm->frame;
-    size_t len = ax_lease_len(f) - nm->payload_off;
+    size_t len = ax__lease_len(f) - nm->payload_off;
     ax_lease_t slice;
     ax_status_t st;
 
@@ -188,7 +194,7 @@ ax_status_t ax_net_msg_deserialise(const ax_net_msg_t *nm, const ax_msg_type_t *
     if (st != AX_OK)
         return st;
     bytes = ax_lease_data(&payload.lease);
-    len = ax_lease_len(&payload.lease);
+    len = ax__lease_len(&payload.lease);
     /* Bytes from a peer (session != 0) are bounded before msgpack-c
      * allocates for them; this system's own serialisers produced the
      * rest. */

@@ -3,6 +3,7 @@
 #define AXON_SERIAL_NETMSG_H
 
 #include "axon/serial.h"
+#include "buffers/chunk.h"
 
 /* Room for a path-id head or a full envelope without an allocation: two
  * IPv4 paths with short names. */
@@ -50,7 +51,7 @@ static inline const unsigned char *ax__net_msg_alt(const ax_net_msg_t *nm)
  * frame. */
 static inline size_t ax__net_msg_wire_len(const ax_net_msg_t *nm)
 {
-    size_t len = ax_lease_len(&nm->frame);
+    size_t len = ax__lease_len(&nm->frame);
 
     return nm->alt_kind == AX__NM_ALT_TX ? nm->alt_len + len - nm->payload_off : len;
 }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buffers/chunk.h"
 #include "common/error.h"
 #include "common/fault.h"
 #include "serial/mpcheck.h"
@@ -212,7 +213,7 @@ ax_status_t ax__pathtab_compact(ax__pathtab_t *t, const ax_lease_t *frame, uint3
 {
     unsigned char copy[AX__FRAME_HEADER_SIZE + AX__ENVELOPE_MAX];
     const unsigned char *f = ax_lease_data(frame), *env, *end;
-    size_t frame_len = ax_lease_len(frame), dst_len, src_len, n;
+    size_t frame_len = ax__lease_len(frame), dst_len, src_len, n;
     uint64_t body;
     bool gain = false;
 
