@@ -500,8 +500,16 @@ static void compact(ax__conn_t *c, ax_net_msg_t *nm)
 {
     unsigned char head[AX__COMPACT_HEAD_MAX];
     size_t len;
+    ax_status_t st;
 
-    if (ax__pathtab_compact(c->tx_ids, &nm->frame, nm->payload_off, head, &len) != AX_OK)
+    /* A stream's head (two ids) is written straight into nm's room. */
+    st = ax__pathtab_compact(c->tx_ids, &nm->frame, nm->payload_off, nm->alt_inline, sizeof nm->alt_inline, &len);
+    if (st == AX_OK) {
+        ax__net_msg_keep_inline_alt(nm, AX__NM_ALT_TX, len);
+        return;
+    }
+    if (st != AX_ENOBUFS ||
+        ax__pathtab_compact(c->tx_ids, &nm->frame, nm->payload_off, head, sizeof head, &len) != AX_OK)
         return; /* nothing to gain: the frame goes as it is */
     if (ax__net_msg_set_alt(nm, AX__NM_ALT_TX, head, len) != AX_OK) {
         c->tx_ids_lost = true;

@@ -42,6 +42,14 @@ enum ax__nm_alt { AX__NM_ALT_NONE, AX__NM_ALT_TX, AX__NM_ALT_RX };
 ax_status_t ax__net_msg_set_alt(ax_net_msg_t *nm, uint8_t kind, const unsigned char *bytes, size_t len);
 void ax__net_msg_clear_alt(ax_net_msg_t *nm);
 
+/* Keep alt_inline[0, len), written there by the caller, as nm's alt of
+ * this kind; nm has no alt (ax__net_msg_clear_alt). */
+static inline void ax__net_msg_keep_inline_alt(ax_net_msg_t *nm, uint8_t kind, size_t len)
+{
+    nm->alt_kind = kind;
+    nm->alt_len = (uint16_t)len;
+}
+
 static inline const unsigned char *ax__net_msg_alt(const ax_net_msg_t *nm)
 {
     return nm->alt_heap != NULL ? nm->alt_heap : nm->alt_inline;

@@ -208,8 +208,13 @@ static bool same_as_last(const ax__pathtab_t *t, const unsigned char *p, size_t 
     return true;
 }
 
+static size_t id_len(uint32_t id)
+{
+    return id < 128 ? 1 : id < 256 ? 2 : 3;
+}
+
 ax_status_t ax__pathtab_compact(ax__pathtab_t *t, const ax_lease_t *frame, uint32_t payload_off,
-                                unsigned char *out, size_t *out_len)
+                                unsigned char *out, size_t cap, size_t *out_len)
 {
     unsigned char copy[AX__FRAME_HEADER_SIZE + AX__ENVELOPE_MAX];
     const unsigned char *f = ax_lease_data(frame), *env, *end;
@@ -233,9 +238,14 @@ ax_status_t ax__pathtab_compact(ax__pathtab_t *t, const ax_lease_t *frame, uint3
     out[n++] = 0x93;
     if (same_as_last(t, env + 1, (size_t)(end - env - 1), &dst_len, &src_len)) {
         /* Both paths are the memo's: their references, nothing to parse. */
+        if (n + id_len(t->memo[0] - 1) + id_len(t->memo[1] - 1) + (size_t)(end - env - 1) - dst_len - src_len >
+            cap)
+            return AX_ENOBUFS;
         n += put_id(out + n, t->memo[0] - 1);
         n += put_id(out + n, t->memo[1] - 1);
     } else {
+        if (cap < AX__COMPACT_HEAD_MAX)
+            return AX_ENOBUFS;
         if ((dst_len = path_extent(env + 1, (size_t)(end - env - 1))) == 0 ||
             1 + dst_len >= (size_t)(end - env))
             return AX_ENOTFOUND;

@@ -64,12 +64,15 @@ void ax__pathtab_free(ax__pathtab_t *t);
  * The head to write in place of frame[0, payload_off) of a Data frame
  * that Axon encoded (full paths): the header with the new body length and
  * the envelope with a reference for each path of t, a definition for each
- * path bound now, and the path in full when t is full. out holds
- * AX__COMPACT_HEAD_MAX bytes. AX_OK with *out_len; anything else leaves t
- * as it was, and the frame is sent as it is.
+ * path bound now, and the path in full when t is full. out holds cap
+ * bytes: AX__COMPACT_HEAD_MAX always suffices, and a smaller room is
+ * enough for a frame whose two paths are the ones the table's memo names
+ * (a stream's frames). AX_OK with *out_len; AX_ENOBUFS when the head may
+ * not fit in cap (try again with AX__COMPACT_HEAD_MAX); anything else:
+ * the frame is sent as it is. Only AX_OK changes t.
  */
 ax_status_t ax__pathtab_compact(ax__pathtab_t *t, const ax_lease_t *frame, uint32_t payload_off,
-                                unsigned char *out, size_t *out_len);
+                                unsigned char *out, size_t cap, size_t *out_len);
 
 /* How one path of an envelope came. */
 enum ax__path_form { AX__PATH_FULL, AX__PATH_DEF, AX__PATH_REF, AX__PATH_NIL };

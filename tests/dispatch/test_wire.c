@@ -2696,7 +2696,7 @@ static bytes_t compacted(ax__pathtab_t *t, const ax_lease_t *frame, uint32_t pay
     size_t len = 0, flen = ax_lease_len(frame);
     bytes_t out;
 
-    cr_assert_eq(ax__pathtab_compact(t, frame, payload_off, head, &len), AX_OK);
+    cr_assert_eq(ax__pathtab_compact(t, frame, payload_off, head, sizeof head, &len), AX_OK);
     memcpy(out.b, head, len);
     out.n = len + ax_lease_copy_out(frame, payload_off, out.b + len, flen - payload_off);
     return out;
