@@ -778,15 +778,17 @@ Test(net, small_frames_through_full_socket)
                        .retry_lazy = true};
     flood_start(sender_ref, &job);
     /* The receiver stops reading once the sink holds its pool; the sender
-     * then writes until the socket is full. Wait for its written frames
-     * to stand still for half a second short of the flood. */
+     * then writes until the socket is full. Wait for the receiver to have
+     * paused and for the written frames to stand still for half a second
+     * short of the flood (a stall of the sender alone, on a loaded
+     * machine, is not the end). */
     end = axt_now() + WAIT_S;
     while (axt_now() < end) {
         sent = nstats(a).frames_sent;
         if (sent != seen) {
             seen = sent;
             still_since = axt_now();
-        } else if (axt_now() - still_since > 0.5) {
+        } else if (axt_now() - still_since > 0.5 && nstats(b).read_pauses > 0) {
             break;
         }
         axt_sleep_us(1000);
