@@ -65,9 +65,29 @@ typedef struct dispatcher {
     ax_actor_t actor;
     ax__net_t *net;
     uint64_t sent;
+    /* Lazy sends handled since lazy_queued was last lowered, and how many
+     * are given back at once (give_back). */
+    uint64_t taken, take_batch;
     asked_t *asked;
     size_t nasked, asked_cap;
 } dispatcher_t;
+
+/*
+ * Lower lazy_queued by the lazy sends handled since the last time: one
+ * atomic subtraction per take_batch of them, not one each (the count is
+ * a bound, not a hand-off: any order). Until then the bound counts them as
+ * still waiting, so a send may be refused up to take_batch - 1 early,
+ * never late; the housekeeping tick gives back what is left, so that
+ * lasts at most a tick. take_batch is 1/16 of network.dispatch_queue, from
+ * 1 (exact, for a bound below 32) to 64.
+ */
+static void give_back(dispatcher_t *d)
+{
+    if (d->taken > 0) {
+        ck_pr_sub_64(&d->net->lazy_queued, d->taken);
+        d->taken = 0;
+    }
+}
 
 /* Keep only the asks that still wait; true when any was dropped. */
 static bool asked_prune(dispatcher_t *d)
@@ -142,7 +162,14 @@ static void dispatcher_event(dispatcher_t *d, const ax_net_event_t *e)
 
 static ax_status_t dispatcher_init(ax_actor_t *self, void *arg)
 {
-    ((dispatcher_t *)self)->net = arg;
+    dispatcher_t *d = (dispatcher_t *)self;
+
+    d->net = arg;
+    d->take_batch = d->net->cfg.dispatch_queue / 16;
+    if (d->take_batch < 1)
+        d->take_batch = 1;
+    if (d->take_batch > 64)
+        d->take_batch = 64;
     return AX_OK;
 }
 
@@ -202,6 +229,7 @@ static void dispatcher_trim(dispatcher_t *d)
 {
     size_t freed = 0;
 
+    give_back(d);
     trim_msg_pool(d, ax__system_netmsg_pool(d->net->sys));
     if (ax_actor_trim_buffers(&d->actor, 1, &freed) == AX_OK && freed > 0) {
         /* Tell the network thread, which calls malloc_trim: a counter, any order. */
@@ -234,7 +262,8 @@ static ax_status_t dispatcher_receive(ax_actor_t *self, ax_msg_t **msg)
     }
     if ((*msg)->type != &lazy_send_type)
         return AX_OK; /* nothing else is sent to the dispatcher */
-    ck_pr_dec_64(&d->net->lazy_queued); /* a bound, not a hand-off: any order */
+    if (++d->taken >= d->take_batch)
+        give_back(d);
     to = (ax_ref_t){ls->dst, ls->dst_id};
     /* The envelope holds a pin on dst (net_send_lazy's caller). */
     st = ax__encode_net_msg(self, to, true, ls->hdr.sender, ls->msg->type, ls->msg, &nm);

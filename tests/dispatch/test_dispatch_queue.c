@@ -95,6 +95,95 @@ Test(dispatch_queue, a_fast_producer_learns_enobufs)
     cr_assert_eq(atomic_load(&seq_allocs), atomic_load(&seq_releases), "every seq was released");
 }
 
+/* With a's only worker held, lazy sends to dst until one is refused; how
+ * many were taken. The refused one stays with the caller. */
+static uint64_t fill_until_refused(ax_ref_t holder_ref, hold_t *h, ax_ref_t dst, uint64_t *seq, uint64_t most)
+{
+    uint64_t taken = 0;
+    ax_status_t st;
+
+    cr_assert(axt_job_send(holder_ref, hold_worker, h, NULL));
+    AXT_WAIT_SEM(&h->running);
+    while ((st = seq_send(NULL, dst, *seq, false)) == AX_OK) {
+        ++*seq;
+        cr_assert(++taken <= most, "more than the bound of %llu taken", (unsigned long long)most);
+    }
+    cr_assert_eq(st, AX_ENOBUFS, "%s", ax_error_detail());
+    return taken;
+}
+
+/*
+ * A bound of 1024 gives back handled sends in batches of 64: after 1000
+ * (40 not yet given back) the next fill takes between 1024 - 40 and
+ * 1024, never more than the bound; once a housekeeping tick has passed,
+ * a fill takes the whole bound again. Every send taken arrives, in order.
+ */
+Test(dispatch_queue, handled_sends_are_given_back_in_batches)
+{
+    enum { BIG = 1024 };
+    ax_system_t *a = queue_system(1, BIG), *b = queue_system(2, 65536);
+    nt_node_t sink, holder;
+    ax_ref_t sink_ref, holder_ref, dst;
+    ax_path_t p;
+    hold_t h;
+    uint64_t seq = 0, taken;
+    double end;
+
+    nt_node_setup(&sink, NT_SINK);
+    cr_assert_eq(ax_spawn(b, &nt_node_vtable, &sink, &sink_ref), AX_OK);
+    cr_assert_eq(ax_register(b, sink_ref, "sink"), AX_OK);
+    cr_assert_eq(nt_named_path(b, "sink", &p), AX_OK);
+    cr_assert_eq(ax_ref_from_path(a, &p, &dst), AX_OK);
+    nt_node_setup(&holder, NT_SINK);
+    cr_assert_eq(ax_spawn(a, &nt_node_vtable, &holder, &holder_ref), AX_OK);
+    sem_init(&h.running, 0, 0);
+    sem_init(&h.release, 0, 0);
+
+    /* Nothing handled yet: exactly the bound. */
+    cr_assert_eq(fill_until_refused(holder_ref, &h, dst, &seq, BIG), BIG);
+    sem_post(&h.release);
+    WAIT_UNTIL(atomic_load(&sink.received) == seq, "the first fill arrives");
+
+    /* 1024 handled, 16 whole batches: the whole bound again. Then 1000
+     * more, 40 of them left over. */
+    cr_assert(axt_job_send(holder_ref, hold_worker, &h, NULL));
+    AXT_WAIT_SEM(&h.running);
+    for (int i = 0; i < 1000; i++, seq++)
+        cr_assert_eq(seq_send(NULL, dst, seq, false), AX_OK, "send %llu: %s", (unsigned long long)seq,
+                     ax_error_detail());
+    sem_post(&h.release);
+    WAIT_UNTIL(atomic_load(&sink.received) == seq, "the 1000 arrive");
+
+    taken = fill_until_refused(holder_ref, &h, dst, &seq, BIG);
+    cr_assert(taken >= BIG - 63, "refused %llu sends early", (unsigned long long)(BIG - taken));
+    sem_post(&h.release);
+    WAIT_UNTIL(atomic_load(&sink.received) == seq, "the third fill arrives");
+
+    /* A tick gives back what is left over. A fill ends on a whole batch
+     * (it stops at the bound), so each round first leaves 10 over, then
+     * waits more than a tick: the fill after it takes the whole bound
+     * once a tick has run in that wait (a loaded machine may delay one). */
+    end = axt_now() + WAIT_S;
+    do {
+        for (int i = 0; i < 10; i++, seq++)
+            cr_assert_eq(seq_send(NULL, dst, seq, false), AX_OK, "%s", ax_error_detail());
+        WAIT_UNTIL(atomic_load(&sink.received) == seq, "the 10 arrive");
+        axt_sleep_us(150000); /* more than the 100 ms tick */
+        taken = fill_until_refused(holder_ref, &h, dst, &seq, BIG);
+        sem_post(&h.release);
+        WAIT_UNTIL(atomic_load(&sink.received) == seq, "a fill arrives");
+        cr_assert(taken >= BIG - 10, "refused %llu sends early", (unsigned long long)(BIG - taken));
+    } while (taken != BIG && axt_now() < end);
+    cr_assert_eq(taken, BIG, "after a tick, the whole bound");
+
+    cr_assert_eq(atomic_load(&sink.out_of_order), 0);
+    cr_assert_eq(atomic_load(&sink.gaps), 0);
+    cr_assert_eq(atomic_load(&sink.bad), 0);
+    ax_system_destroy(&a);
+    ax_system_destroy(&b);
+    cr_assert_eq(atomic_load(&seq_allocs), atomic_load(&seq_releases), "every seq was released");
+}
+
 Test(dispatch_queue, zero_is_refused_by_the_loader)
 {
     ax_config_t cfg;
