@@ -68,6 +68,12 @@ ax_status_t ax__remote_packed(ax_ref_t ref, ax__packed_path_t *out);
  * fail. */
 void ax__remote_packed_held(ax_ref_t ref, ax__packed_path_t *out);
 
+/* For one of self's handlers, on its thread: true when self's mailbox
+ * holds nothing more right now (no message, no push in flight, nothing in
+ * its lanes), so that its run ends after this handler unless a message
+ * comes meanwhile. The dispatcher hands its frames over then. */
+bool ax__mailbox_drained(ax_actor_t *self);
+
 /* A lazy send on its way to the dispatcher (dispatch/net.c). Dead letters
  * unwrap it: the user's own message reaches them, never this envelope. */
 typedef struct ax__lazy_send_s {

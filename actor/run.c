@@ -9,6 +9,7 @@
 
 #include "actor/actor_run.h"
 #include "actor/metrics.h"
+#include "actor/net.h"
 #include "actor/bounded.h"
 #include "actor/system.h"
 #include "actor/timer.h"
@@ -127,6 +128,13 @@ static ax_msg_t *next_message(ax__cell_t *c, ax__lanes_t *lz, uint64_t id)
 static bool drained(ax__cell_t *c, const ax__lanes_t *lz)
 {
     return ax__mpsc_drained(&c->mbox) && (lz == NULL || lz->queued == 0);
+}
+
+bool ax__mailbox_drained(ax_actor_t *self)
+{
+    ax__cell_t *c = ax__cell(self);
+
+    return drained(c, ax__lanes(c));
 }
 
 void ax__dead_letter_rest(ax__cell_t *c, ax_status_t why)

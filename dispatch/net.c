@@ -68,9 +68,53 @@ typedef struct dispatcher {
     /* Lazy sends handled since lazy_queued was last lowered, and how many
      * are given back at once (give_back). */
     uint64_t taken, take_batch;
+    /* The outgoing chain: frames made since the last hand-over, oldest
+     * first (out_flush). */
+    ax_msg_link_t *out_first, *out_last;
+    uint32_t out_n;
     asked_t *asked;
     size_t nasked, asked_cap;
 } dispatcher_t;
+
+/*
+ * Frames go to the network thread's inbox in chains, one exchange for
+ * each, not one per frame: a frame joins the outgoing chain, and the chain
+ * is handed over when the dispatcher's mailbox holds nothing more (its run
+ * is ending), or at OUT_MAX frames. A ping-pong's frame thus goes at once,
+ * and a stream's in runs. The dispatcher is the inbox's only producer,
+ * and its frames keep their order.
+ */
+#define OUT_MAX 32
+
+static void out_flush(dispatcher_t *d)
+{
+    if (d->out_n == 0)
+        return;
+    ax__net_submit(d->net, d->out_first, d->out_last);
+    d->out_first = d->out_last = NULL;
+    d->out_n = 0;
+}
+
+static void out_add(dispatcher_t *d, ax_net_msg_t **nm)
+{
+    ax_msg_link_t *l = &(*nm)->hdr.link;
+
+    (*nm)->wire = AX__WIRE_DATA;
+    *nm = NULL;
+    l->next = NULL;
+    if (d->out_n++ == 0)
+        d->out_first = l;
+    else
+        d->out_last->next = l;
+    d->out_last = l;
+}
+
+/* After each message the dispatcher handles. */
+static void out_maybe_flush(dispatcher_t *d)
+{
+    if (d->out_n >= OUT_MAX || (d->out_n > 0 && ax__mailbox_drained(&d->actor)))
+        out_flush(d);
+}
 
 /*
  * Lower lazy_queued by the lazy sends handled since the last time: one
@@ -143,6 +187,7 @@ static void dispatcher_destroy(ax_actor_t *self)
 {
     dispatcher_t *d = (dispatcher_t *)self;
 
+    out_flush(d); /* what the last run made, as a submit then would have */
     free(d->asked);
     /* A network that failed to start is ours to free: we may have been
      * running our on_start on it when ax_net_start gave up. The flag was
@@ -244,7 +289,7 @@ static void dispatcher_trim(dispatcher_t *d)
  * network thread, so it keeps its place among the eager frames that pass
  * through this mailbox (FIFO per sender and receiver).
  */
-static ax_status_t dispatcher_receive(ax_actor_t *self, ax_msg_t **msg)
+static ax_status_t dispatcher_handle(ax_actor_t *self, ax_msg_t **msg)
 {
     dispatcher_t *d = (dispatcher_t *)self;
     lazy_send_t *ls = (lazy_send_t *)*msg;
@@ -272,7 +317,7 @@ static ax_status_t dispatcher_receive(ax_actor_t *self, ax_msg_t **msg)
         /* The envelope's pin on dst goes to the frame. */
         ax__net_msg_route(nm, ls->dst);
         ls->dst = NULL;
-        ax__net_submit(d->net, &nm);
+        out_add(d, &nm);
     } else {
         ck_pr_inc_64(&d->net->c.dead_lettered); /* also written by the network thread */
         ax_dead_letter(ax_actor_system(self), &ls->msg, st, to);
@@ -282,11 +327,22 @@ static ax_status_t dispatcher_receive(ax_actor_t *self, ax_msg_t **msg)
     return AX_OK; /* the runtime releases the wrapper and what it still holds */
 }
 
+static ax_status_t dispatcher_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    ax_status_t st = dispatcher_handle(self, msg);
+
+    out_maybe_flush((dispatcher_t *)self);
+    return st;
+}
+
 /* An eager frame: already encoded in its sender's pool, on its way. */
 static ax_status_t dispatcher_forward(ax_actor_t *self, ax_net_msg_t **nm)
 {
-    asked_add((dispatcher_t *)self, (*nm)->route, (*nm)->hdr.sender);
-    ax__net_submit(((dispatcher_t *)self)->net, nm);
+    dispatcher_t *d = (dispatcher_t *)self;
+
+    asked_add(d, (*nm)->route, (*nm)->hdr.sender);
+    out_add(d, nm);
+    out_maybe_flush(d);
     return AX_OK;
 }
 

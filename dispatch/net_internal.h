@@ -315,9 +315,11 @@ uint64_t ax__net_tick_period_ns(const ax_net_config_t *cfg);
 void ax__net_msg_route(ax_net_msg_t *nm, ax__remote_t *dst);
 void ax__net_route_unpin(void *route);
 
-/* Hand a frame (nm->route set, nm->wire = DATA) to the network thread.
- * Takes *nm. Any thread. */
-void ax__net_submit(ax__net_t *net, ax_net_msg_t **nm);
+/* Hand frames to the network thread: NetMessages with route set and
+ * wire = DATA, linked first to last through hdr.link, with one exchange
+ * on its inbox. Takes them. The dispatcher is the inbox's only producer
+ * (dispatch/net.c, "outgoing chain"). */
+void ax__net_submit(ax__net_t *net, ax_msg_link_t *first, ax_msg_link_t *last);
 
 /* Publish an event to the subscribers (any thread). */
 void ax__net_event(ax__net_t *net, ax_net_event_kind_t kind, const ax_addr_t *peer, uint64_t session,

@@ -1368,14 +1368,10 @@ static void drain_inbox(ax__net_t *net)
     }
 }
 
-void ax__net_submit(ax__net_t *net, ax_net_msg_t **nm)
+void ax__net_submit(ax__net_t *net, ax_msg_link_t *first, ax_msg_link_t *last)
 {
-    ax_net_msg_t *m = *nm;
-
-    *nm = NULL;
-    m->wire = AX__WIRE_DATA;
     ax__sched_expect_remote(net->sys);
-    if (!ax__mpsc_push(&net->inbox, &m->hdr.link))
+    if (!ax__mpsc_push_chain(&net->inbox, first, last))
         return; /* the inbox was busy: whoever made it so owes the wake */
     /* Full fence (store-load): our push is visible before we read
      * sleeping; pairs with the exchange in net_sleep (Dekker). Either we

@@ -40,20 +40,27 @@ static inline void ax__mpsc_init(ax__mpsc_t *q, bool idle)
     ck_pr_store_ptr(&q->head, idle ? ax__mpsc_tagged(&q->stub) : &q->stub);
 }
 
-/* Push; true when the queue was idle and the caller must wake the
+/* Push the messages first to last, already linked through next, with one
+ * exchange; true when the queue was idle and the caller must wake the
  * consumer. */
-static inline bool ax__mpsc_push(ax__mpsc_t *q, ax_msg_link_t *n)
+static inline bool ax__mpsc_push_chain(ax__mpsc_t *q, ax_msg_link_t *first, ax_msg_link_t *last)
 {
     ax_msg_link_t *prev;
 
-    n->next = NULL;
-    /* Full barrier: the message's contents are published before it can be
-     * reached from the queue. */
-    prev = ck_pr_fas_ptr(&q->head, n);
+    last->next = NULL;
+    /* Full barrier: the messages' contents and their links to each other
+     * are published before the chain can be reached from the queue. */
+    prev = ck_pr_fas_ptr(&q->head, last);
     /* Release (after the fas above on every ck target): the consumer that
-     * loads prev->next sees the whole message. */
-    ck_pr_store_ptr(&((ax_msg_link_t *)((uintptr_t)prev & ~AX__MPSC_TAG))->next, n);
+     * loads prev->next sees the whole chain. */
+    ck_pr_store_ptr(&((ax_msg_link_t *)((uintptr_t)prev & ~AX__MPSC_TAG))->next, first);
     return ((uintptr_t)prev & AX__MPSC_TAG) != 0;
+}
+
+/* Push one message; as push_chain. */
+static inline bool ax__mpsc_push(ax__mpsc_t *q, ax_msg_link_t *n)
+{
+    return ax__mpsc_push_chain(q, n, n);
 }
 
 /* Pop, by the consumer. NULL when empty, or when a producer is between its
