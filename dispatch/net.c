@@ -72,6 +72,7 @@ typedef struct dispatcher {
      * first (out_flush). */
     ax_msg_link_t *out_first, *out_last;
     uint32_t out_n;
+    size_t out_bytes;
     asked_t *asked;
     size_t nasked, asked_cap;
 } dispatcher_t;
@@ -80,11 +81,14 @@ typedef struct dispatcher {
  * Frames go to the network thread's inbox in chains, one exchange for
  * each, not one per frame: a frame joins the outgoing chain, and the chain
  * is handed over when the dispatcher's mailbox holds nothing more (its run
- * is ending), or at OUT_MAX frames. A ping-pong's frame thus goes at once,
- * and a stream's in runs. The dispatcher is the inbox's only producer,
- * and its frames keep their order.
+ * is ending), or at OUT_MAX frames or OUT_BYTES bytes, so that the network
+ * thread can write large frames while the next ones are encoded. A
+ * ping-pong's frame thus goes at once, and a stream's in runs. The
+ * dispatcher is the inbox's only producer, and its frames keep their
+ * order.
  */
 #define OUT_MAX 32
+#define OUT_BYTES 65536
 
 static void out_flush(dispatcher_t *d)
 {
@@ -93,6 +97,7 @@ static void out_flush(dispatcher_t *d)
     ax__net_submit(d->net, d->out_first, d->out_last);
     d->out_first = d->out_last = NULL;
     d->out_n = 0;
+    d->out_bytes = 0;
 }
 
 static void out_add(dispatcher_t *d, ax_net_msg_t **nm)
@@ -100,6 +105,7 @@ static void out_add(dispatcher_t *d, ax_net_msg_t **nm)
     ax_msg_link_t *l = &(*nm)->hdr.link;
 
     (*nm)->wire = AX__WIRE_DATA;
+    d->out_bytes += ax__lease_len(&(*nm)->frame);
     *nm = NULL;
     l->next = NULL;
     if (d->out_n++ == 0)
@@ -112,7 +118,7 @@ static void out_add(dispatcher_t *d, ax_net_msg_t **nm)
 /* After each message the dispatcher handles. */
 static void out_maybe_flush(dispatcher_t *d)
 {
-    if (d->out_n >= OUT_MAX || (d->out_n > 0 && ax__mailbox_drained(&d->actor)))
+    if (d->out_n >= OUT_MAX || d->out_bytes >= OUT_BYTES || (d->out_n > 0 && ax__mailbox_drained(&d->actor)))
         out_flush(d);
 }
 
