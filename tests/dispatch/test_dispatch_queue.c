@@ -51,26 +51,35 @@ static void hold_worker(ax_actor_t *self, void *arg)
     sem_wait(&h->release);
 }
 
+/* A sink named "sink" on b, and *dst: it as a addresses it; a holder
+ * actor on a (*holder_ref), whose worker h holds when a job is sent. */
+static void queue_pair(ax_system_t *a, ax_system_t *b, nt_node_t *sink, nt_node_t *holder, hold_t *h,
+                       ax_ref_t *holder_ref, ax_ref_t *dst)
+{
+    ax_ref_t sink_ref;
+    ax_path_t p;
+
+    nt_node_setup(sink, NT_SINK);
+    cr_assert_eq(ax_spawn(b, &nt_node_vtable, sink, &sink_ref), AX_OK);
+    cr_assert_eq(ax_register(b, sink_ref, "sink"), AX_OK);
+    cr_assert_eq(nt_named_path(b, "sink", &p), AX_OK);
+    cr_assert_eq(ax_ref_from_path(a, &p, dst), AX_OK);
+    nt_node_setup(holder, NT_SINK);
+    cr_assert_eq(ax_spawn(a, &nt_node_vtable, holder, holder_ref), AX_OK);
+    sem_init(&h->running, 0, 0);
+    sem_init(&h->release, 0, 0);
+}
+
 Test(dispatch_queue, a_fast_producer_learns_enobufs)
 {
     ax_system_t *a = queue_system(1, BOUND), *b = queue_system(2, 65536);
     nt_node_t sink, holder;
-    ax_ref_t sink_ref, holder_ref, dst;
-    ax_path_t p;
+    ax_ref_t holder_ref, dst;
     hold_t h;
     ax_msg_t *m;
 
-    nt_node_setup(&sink, NT_SINK);
-    cr_assert_eq(ax_spawn(b, &nt_node_vtable, &sink, &sink_ref), AX_OK);
-    cr_assert_eq(ax_register(b, sink_ref, "sink"), AX_OK);
-    cr_assert_eq(nt_named_path(b, "sink", &p), AX_OK);
-    cr_assert_eq(ax_ref_from_path(a, &p, &dst), AX_OK);
-
+    queue_pair(a, b, &sink, &holder, &h, &holder_ref, &dst);
     /* a's only worker is held: its dispatcher cannot run. */
-    nt_node_setup(&holder, NT_SINK);
-    cr_assert_eq(ax_spawn(a, &nt_node_vtable, &holder, &holder_ref), AX_OK);
-    sem_init(&h.running, 0, 0);
-    sem_init(&h.release, 0, 0);
     cr_assert(axt_job_send(holder_ref, hold_worker, &h, NULL));
     AXT_WAIT_SEM(&h.running);
 
@@ -123,21 +132,12 @@ Test(dispatch_queue, handled_sends_are_given_back_in_batches)
     enum { BIG = 1024 };
     ax_system_t *a = queue_system(1, BIG), *b = queue_system(2, 65536);
     nt_node_t sink, holder;
-    ax_ref_t sink_ref, holder_ref, dst;
-    ax_path_t p;
+    ax_ref_t holder_ref, dst;
     hold_t h;
     uint64_t seq = 0, taken;
     double end;
 
-    nt_node_setup(&sink, NT_SINK);
-    cr_assert_eq(ax_spawn(b, &nt_node_vtable, &sink, &sink_ref), AX_OK);
-    cr_assert_eq(ax_register(b, sink_ref, "sink"), AX_OK);
-    cr_assert_eq(nt_named_path(b, "sink", &p), AX_OK);
-    cr_assert_eq(ax_ref_from_path(a, &p, &dst), AX_OK);
-    nt_node_setup(&holder, NT_SINK);
-    cr_assert_eq(ax_spawn(a, &nt_node_vtable, &holder, &holder_ref), AX_OK);
-    sem_init(&h.running, 0, 0);
-    sem_init(&h.release, 0, 0);
+    queue_pair(a, b, &sink, &holder, &h, &holder_ref, &dst);
 
     /* Nothing handled yet: exactly the bound. */
     cr_assert_eq(fill_until_refused(holder_ref, &h, dst, &seq, BIG), BIG);
