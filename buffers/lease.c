@@ -34,7 +34,17 @@ const void *ax_lease_data(const ax_lease_t *l)
 
 size_t ax_lease_iovec(const ax_lease_t *l, size_t first, struct iovec *iov, size_t max)
 {
-    size_t n = ax_lease_slice_count(l), k = 0;
+    size_t n, k = 0;
+
+    /* One slice, the common case (the network thread asks for every
+     * frame it writes): no count and no loop. */
+    if (l != NULL && l->chunk != NULL && l->ext == NULL) {
+        if (first > 0 || max == 0)
+            return 0;
+        iov[0] = (struct iovec){l->chunk->data + l->off, l->len};
+        return 1;
+    }
+    n = ax_lease_slice_count(l);
 
     for (size_t i = first; i < n && k < max; i++, k++) {
         struct ax_lease_slice_s s = slice_at(l, i);

@@ -1176,17 +1176,14 @@ static size_t nm_iovec(const ax_net_msg_t *nm, struct iovec *iov, size_t max)
 {
     const ax_lease_t *f = &nm->frame;
 
-    if (nm->alt_kind != AX__NM_ALT_TX) {
-        if (f->ext != NULL || f->chunk == NULL || max < 1)
-            return ax_lease_iovec(f, 0, iov, max);
-        iov[0] = (struct iovec){f->chunk->data + f->off, f->len};
-        return 1;
-    }
+    if (nm->alt_kind != AX__NM_ALT_TX)
+        return ax_lease_iovec(f, 0, iov, max);
     if (max < 2)
         return 0;
     iov[0] = (struct iovec){(void *)ax__net_msg_alt(nm), nm->alt_len};
     if (f->ext == NULL && f->chunk != NULL && f->len > nm->payload_off) {
-        /* One slice, the common case: the payload is its tail. */
+        /* One slice, a stream's case: the payload is its tail, with no
+         * call and no skip. */
         iov[1] = (struct iovec){f->chunk->data + f->off + nm->payload_off, f->len - nm->payload_off};
         return 2;
     }
