@@ -122,18 +122,17 @@ ax_status_t ax__remote_pin(ax_ref_t ref, ax__remote_t **out)
     return AX_OK;
 }
 
-void ax__remote_unpin(ax__remote_t *r)
-{
-    /* Release (the RMW is a full barrier): our reads of the entry come
-     * before an evictor's CAS that finds no pin. */
-    ck_pr_dec_64(&r->word);
-}
-
 void ax__remote_unpin_n(ax__remote_t *r, uint64_t n)
 {
-    /* As ax__remote_unpin: the RMW is a full barrier. Pins are the low
-     * bits of the word, so n of them come off in one subtraction. */
+    /* Release (the RMW is a full barrier): our reads of the entry come
+     * before an evictor's CAS that finds no pin. Pins are the low bits of
+     * the word, so n of them come off in one subtraction. */
     ck_pr_sub_64(&r->word, n);
+}
+
+void ax__remote_unpin(ax__remote_t *r)
+{
+    ax__remote_unpin_n(r, 1);
 }
 
 ax_ref_t ax__remote_ref(const ax__remote_t *r, uint32_t reply_gen)

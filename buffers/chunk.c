@@ -92,24 +92,19 @@ __attribute__((destructor)) static void cache_drain(void)
     ax__chunk_cache_trim();
 }
 
-void ax__chunk_unref(ax_chunk_t *c)
+void ax__chunk_unref_n(ax_chunk_t *c, uint32_t n)
 {
-    bool zero;
-
-    /* A full barrier on every ck target: the bytes this holder read are
+    /* A full barrier on every ck target: the bytes these holders read are
      * ordered before the owner can observe refs == 1 and reuse them, and
-     * the thread that drops the count to 0 sees every earlier write. */
-    ck_pr_dec_32_zero(&c->refs, &zero);
-    if (zero)
+     * the thread that drops the count to 0 sees every earlier write. The
+     * old count was n when these were the last references. */
+    if (ck_pr_faa_32(&c->refs, (uint32_t)0 - n) == n)
         cache_put(c);
 }
 
-void ax__chunk_unref_n(ax_chunk_t *c, uint32_t n)
+void ax__chunk_unref(ax_chunk_t *c)
 {
-    /* The same full barrier as ax__chunk_unref's; the old count was n
-     * when these were the last references. */
-    if (ck_pr_faa_32(&c->refs, (uint32_t)0 - n) == n)
-        cache_put(c);
+    ax__chunk_unref_n(c, 1);
 }
 
 static ax_status_t chunk_alloc(ax_buffer_pool_t *pool, ax_chunk_t **out)
