@@ -526,6 +526,20 @@ static inline ax_ref_t nt_spawn_node(ax_system_t *sys, nt_node_t *n, const char 
         cr_assert_eq(ax_register(sys, ref, name), AX_OK, "register: %s", ax_error_detail());
     return ref;
 }
+
+/* A sink node for n in `to`, registered as "sink"; returns a ref to it in
+ * `from` (by its named path). */
+static inline ax_ref_t nt_sink_on(ax_system_t *to, ax_system_t *from, nt_node_t *n)
+{
+    ax_ref_t ref;
+    ax_path_t p;
+
+    nt_node_setup(n, NT_SINK);
+    nt_spawn_node(to, n, "sink");
+    cr_assert_eq(nt_named_path(to, "sink", &p), AX_OK, "path: %s", ax_error_detail());
+    cr_assert_eq(ax_ref_from_path(from, &p, &ref), AX_OK, "ref_from_path: %s", ax_error_detail());
+    return ref;
+}
 #endif
 
 /* A system with its network started; NULL (with a detail) on failure. */

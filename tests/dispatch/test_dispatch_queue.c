@@ -56,16 +56,9 @@ static void hold_worker(ax_actor_t *self, void *arg)
 static void queue_pair(ax_system_t *a, ax_system_t *b, nt_node_t *sink, nt_node_t *holder, hold_t *h,
                        ax_ref_t *holder_ref, ax_ref_t *dst)
 {
-    ax_ref_t sink_ref;
-    ax_path_t p;
-
-    nt_node_setup(sink, NT_SINK);
-    cr_assert_eq(ax_spawn(b, &nt_node_vtable, sink, &sink_ref), AX_OK);
-    cr_assert_eq(ax_register(b, sink_ref, "sink"), AX_OK);
-    cr_assert_eq(nt_named_path(b, "sink", &p), AX_OK);
-    cr_assert_eq(ax_ref_from_path(a, &p, dst), AX_OK);
+    *dst = nt_sink_on(b, a, sink);
     nt_node_setup(holder, NT_SINK);
-    cr_assert_eq(ax_spawn(a, &nt_node_vtable, holder, holder_ref), AX_OK);
+    *holder_ref = nt_spawn_node(a, holder, NULL);
     sem_init(&h->running, 0, 0);
     sem_init(&h->release, 0, 0);
 }

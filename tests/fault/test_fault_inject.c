@@ -215,26 +215,13 @@ static void spawn_events(ax_system_t *sys, nt_events_t *log)
     cr_assert_eq(ax_net_subscribe(sys, ref), AX_OK);
 }
 
-static ax_ref_t sink_on(ax_system_t *to, ax_system_t *from, nt_node_t *sink)
-{
-    ax_ref_t ref;
-    ax_path_t p;
-
-    nt_node_setup(sink, NT_SINK);
-    cr_assert_eq(ax_spawn(to, &nt_node_vtable, sink, &ref), AX_OK);
-    cr_assert_eq(ax_register(to, ref, "sink"), AX_OK);
-    cr_assert_eq(nt_named_path(to, "sink", &p), AX_OK);
-    cr_assert_eq(ax_ref_from_path(from, &p, &ref), AX_OK);
-    return ref;
-}
-
 Test(fault_inject, network_event_lost_is_counted)
 {
     ax_system_t *a = fault_system(true), *b = fault_system(true);
     nt_events_t log;
     nt_node_t sink;
     ax_net_stats_t ns;
-    ax_ref_t dst = sink_on(b, a, &sink);
+    ax_ref_t dst = nt_sink_on(b, a, &sink);
 
     spawn_events(a, &log);
     ax__fault_arm("axon.net-event", 1, 1);
@@ -254,7 +241,7 @@ Test(fault_inject, unacked_record_lost_dead_letters_the_frame)
     ax_system_t *a = fault_system(true), *b = fault_system(true);
     nt_node_t sink;
     nt_dl_t dl = {0};
-    ax_ref_t dl_ref, dst = sink_on(b, a, &sink);
+    ax_ref_t dl_ref, dst = nt_sink_on(b, a, &sink);
     ax_net_stats_t ns;
 
     cr_assert_eq(ax_spawn(a, &nt_dl_vtable, &dl, &dl_ref), AX_OK);
