@@ -14,6 +14,7 @@
 #include <msgpack.h>
 
 #include "buffers/chunk.h"
+#include "common/copy.h"
 #include "common/error.h"
 #include "common/grow.h"
 
@@ -211,10 +212,14 @@ static bool should_relocate(const ax_encode_buffer_t *eb, size_t n)
     return eb->nsegs == 0 && eb->start > 0 && ax_encode_len(eb) + n <= eb->cur->size;
 }
 
-static ax_status_t write_slow(ax_encode_buffer_t *eb, const unsigned char *src, size_t n)
+/* Out of line: inlined, it made the fast path save six registers. */
+static __attribute__((noinline)) ax_status_t write_slow(ax_encode_buffer_t *eb, const unsigned char *src,
+                                                        size_t n)
 {
     if (!eb->open)
         return ax__error(AX_ESTATE, "encode buffer: write without begin");
+    if (n == 0)
+        return eb->err;
     while (eb->err == AX_OK) {
         size_t space = space_left(eb);
 
@@ -245,10 +250,10 @@ static ax_status_t write_slow(ax_encode_buffer_t *eb, const unsigned char *src, 
 
 ax_status_t ax_encode_write(ax_encode_buffer_t *eb, const void *src, size_t n)
 {
-    if (n == 0)
-        return eb->open ? eb->err : ax__error(AX_ESTATE, "encode buffer: write without begin");
-    if (eb->open && eb->err == AX_OK && n <= space_left(eb)) {
-        memcpy(eb->cur->data + eb->pos, src, n);
+    /* n - 1: an empty write takes the slow path, which answers it. cur
+     * is set while a message is open. */
+    if (eb->open && n - 1 < space_left(eb) && eb->err == AX_OK) {
+        ax__copy_small(eb->cur->data + eb->pos, src, n);
         eb->pos += n;
         return AX_OK;
     }

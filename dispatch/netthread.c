@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/copy.h"
 #include "common/error.h"
 #include "common/fault.h"
 #include "actor/sched.h"
@@ -1202,7 +1203,7 @@ static size_t stage_frame(uint8_t *stage, size_t *staged, struct iovec *iov, siz
     uint8_t *at = stage + *staged, *end = at;
 
     for (size_t i = 0; i < got; i++) {
-        memcpy(end, iov[k + i].iov_base, iov[k + i].iov_len);
+        ax__copy_small(end, iov[k + i].iov_base, iov[k + i].iov_len);
         end += iov[k + i].iov_len;
     }
     *staged += (size_t)(end - at);

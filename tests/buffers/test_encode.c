@@ -143,6 +143,26 @@ Test(encode, round_trip_sizes_from_a_fresh_chunk)
     }
 }
 
+/* Small writes are copied inline by size class (1-3, 4-7, 8-15, 16-31,
+ * 32-128 bytes, then memcpy): every size, at every alignment the previous
+ * pieces leave, lands byte for byte, and messages follow each other intact. */
+Test(encode, writes_of_every_small_size_land_byte_for_byte)
+{
+    ax_encode_buffer_t *eb = make_encoder();
+    unsigned char src[3 * 200 + 5];
+
+    for (size_t piece = 1; piece <= 200; piece++) {
+        size_t n = 3 * piece + piece % 5;
+        ax_lease_t l;
+
+        fill(src, n, (unsigned)piece);
+        l = encode(eb, src, n, piece);
+        expect_bytes(&l, n, (unsigned)piece);
+        ax_lease_release(&l);
+    }
+    ax_encode_buffer_destroy(&eb);
+}
+
 Test(encode, large_message_chains_over_whole_chunks)
 {
     ax_encode_buffer_t *eb = make_encoder();
