@@ -14,7 +14,7 @@
 #include <msgpack.h>
 
 #include "buffers/chunk.h"
-#include "common/copy.h"
+#include "common/bytes.h"
 #include "common/error.h"
 #include "common/grow.h"
 

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
-#include "common/copy.h"
+#include "common/bytes.h"
 #include "common/error.h"
 #include "common/fault.h"
 #include "actor/sched.h"

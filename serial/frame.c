@@ -7,18 +7,6 @@
 #include "serial/frame.h"
 #include "serial/mpcheck.h"
 
-void ax__frame_header_write(unsigned char out[AX__FRAME_HEADER_SIZE], const ax__frame_header_t *h)
-{
-    out[0] = (unsigned char)(h->body_len >> 24);
-    out[1] = (unsigned char)(h->body_len >> 16);
-    out[2] = (unsigned char)(h->body_len >> 8);
-    out[3] = (unsigned char)h->body_len;
-    out[4] = h->type;
-    out[5] = h->flags;
-    out[6] = h->status;
-    out[7] = 0;
-}
-
 ax_status_t ax__frame_header_read(const unsigned char in[AX__FRAME_HEADER_SIZE], ax__frame_header_t *h)
 {
     h->body_len = (uint32_t)in[0] << 24 | (uint32_t)in[1] << 16 | (uint32_t)in[2] << 8 | in[3];

@@ -39,7 +39,18 @@ typedef struct ax__frame_header_s {
     uint8_t status;
 } ax__frame_header_t;
 
-void ax__frame_header_write(unsigned char out[AX__FRAME_HEADER_SIZE], const ax__frame_header_t *h);
+/* Inline: every Data frame's head is written here, on the sending thread. */
+static inline void ax__frame_header_write(unsigned char out[AX__FRAME_HEADER_SIZE], const ax__frame_header_t *h)
+{
+    out[0] = (unsigned char)(h->body_len >> 24);
+    out[1] = (unsigned char)(h->body_len >> 16);
+    out[2] = (unsigned char)(h->body_len >> 8);
+    out[3] = (unsigned char)h->body_len;
+    out[4] = h->type;
+    out[5] = h->flags;
+    out[6] = h->status;
+    out[7] = 0;
+}
 
 /* AX_EPROTO for a reserved byte that is not zero or an unknown type. */
 ax_status_t ax__frame_header_read(const unsigned char in[AX__FRAME_HEADER_SIZE], ax__frame_header_t *h);

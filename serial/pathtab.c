@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "buffers/chunk.h"
+#include "common/bytes.h"
 #include "common/error.h"
 #include "common/fault.h"
 #include "serial/mpcheck.h"
@@ -200,8 +201,8 @@ static bool same_as_last(const ax__pathtab_t *t, const unsigned char *p, size_t 
         return false;
     d = t->ent[t->memo[0] - 1];
     s = t->ent[t->memo[1] - 1];
-    if ((size_t)d->len + s->len >= left || memcmp(p, d->bytes, d->len) != 0 ||
-        memcmp(p + d->len, s->bytes, s->len) != 0)
+    if ((size_t)d->len + s->len >= left || !ax__same_small(p, d->bytes, d->len) ||
+        !ax__same_small(p + d->len, s->bytes, s->len))
         return false;
     *dst_len = d->len;
     *src_len = s->len;
@@ -264,7 +265,7 @@ ax_status_t ax__pathtab_compact(ax__pathtab_t *t, const ax_lease_t *frame, uint3
         if (!gain)
             return AX_ENOTFOUND;
     }
-    memcpy(out + n, env + 1 + dst_len + src_len, (size_t)(end - (env + 1 + dst_len + src_len)));
+    ax__copy_small(out + n, env + 1 + dst_len + src_len, (size_t)(end - (env + 1 + dst_len + src_len)));
     n += (size_t)(end - (env + 1 + dst_len + src_len));
     body = n - AX__FRAME_HEADER_SIZE + (frame_len - payload_off);
     ax__frame_header_write(out, &(ax__frame_header_t){(uint32_t)body, AX__FRAME_DATA, 0, 0});

@@ -1,7 +1,9 @@
-/* Internal: copying the few bytes of a msgpack token or a small frame. */
-#ifndef AXON_COMMON_COPY_H
-#define AXON_COMMON_COPY_H
+/* Internal: copying and comparing the few bytes of a msgpack token, a path
+ * or a small frame. */
+#ifndef AXON_COMMON_BYTES_H
+#define AXON_COMMON_BYTES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -38,6 +40,33 @@ static inline void ax__copy_small(void *dst, const void *src, size_t n)
         d[n / 2] = s[n / 2];
         d[n - 1] = s[n - 1];
     }
+}
+
+/*
+ * memcmp(a, b, n) == 0 for the wire's paths, which are a few dozen bytes:
+ * up to 64 bytes, words of 8 (the last may overlap the one before) and
+ * no call; longer ones call memcmp.
+ */
+static inline bool ax__same_small(const void *a, const void *b, size_t n)
+{
+    const unsigned char *x = a, *y = b;
+    uint64_t u, v, diff = 0;
+
+    if (n > 64)
+        return memcmp(x, y, n) == 0;
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            memcpy(&u, x + i, 8);
+            memcpy(&v, y + i, 8);
+            diff |= u ^ v;
+        }
+        memcpy(&u, x + n - 8, 8);
+        memcpy(&v, y + n - 8, 8);
+        return (diff | (u ^ v)) == 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        diff |= (uint64_t)(x[i] ^ y[i]);
+    return diff == 0;
 }
 
 #endif
