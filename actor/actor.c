@@ -5,6 +5,7 @@
 #include "actor/actor_run.h"
 #include "actor/metrics.h"
 #include "actor/bounded.h"
+#include "actor/net.h"
 #include "actor/system.h"
 #include "common/error.h"
 #include "common/grow.h"
@@ -388,6 +389,65 @@ ax_status_t ax_tell_lane(ax_ref_t dst, unsigned lane, ax_msg_t **msgp, ax_ref_t 
                              vt->name ? vt->name : "?", vt->lanes > 1 ? vt->lanes : 1u);
     }
     return tell_local(c, dst, msgp, from, lane, true);
+}
+
+/* ---- tells deferred to the end of the handler ---------------------- */
+
+/* At most this many messages wait in a thread's deferred chain: a handler
+ * that sends a long burst hands it over in runs of this size. */
+#define DEFER_MAX 32
+
+_Thread_local ax__deferred_t ax__tls_deferred __attribute__((tls_model("initial-exec")));
+
+ax_status_t ax__tell_deferred(ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from)
+{
+    ax__deferred_t *d = &ax__tls_deferred;
+    ax_msg_t *m = *msgp;
+
+    /* Outside an actor's code nothing would hand the chain over. */
+    if (local_cell(dst) == NULL || ax__current_cell() == NULL)
+        return ax__tell_unbounded(dst, msgp, from);
+    if (d->n != 0 && (d->dst.target != dst.target || d->dst.id != dst.id))
+        ax__deferred_flush();
+    m->sender = from;
+    m->to = dst.id;
+    m->link.next = NULL;
+    if (d->n++ == 0) {
+        d->dst = dst;
+        d->first = &m->link;
+    } else {
+        d->last->next = &m->link;
+    }
+    d->last = &m->link;
+    ax__tls_sends++; /* a send, for the run's budget, as in push_local */
+    *msgp = NULL;
+    if (d->n >= DEFER_MAX)
+        ax__deferred_flush();
+    return AX_OK;
+}
+
+void ax__deferred_flush(void)
+{
+    ax__deferred_t *d = &ax__tls_deferred;
+    ax_ref_t dst = d->dst;
+    ax__cell_t *c = dst.target;
+    ax_msg_link_t *l = d->first, *last = d->last;
+
+    /* Emptied first: a dead letter below may send again. */
+    *d = (ax__deferred_t){0};
+    if (accepts(c, dst)) {
+        if (ax__mbox_push_chain(c, l, last))
+            ax__schedule(c);
+        return;
+    }
+    /* Ended or sealed meanwhile: each message to dead letters, as
+     * push_local does with one. */
+    while (l != NULL) {
+        ax_msg_t *m = (ax_msg_t *)l;
+
+        l = l->next;
+        ax_dead_letter(c->sys, &m, AX_ECLOSED, dst);
+    }
 }
 
 /* Internal notices (child events): like ax_tell, but when the receiver has

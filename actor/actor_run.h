@@ -15,6 +15,30 @@ bool ax__cell_run(ax__worker_t *w, ax__cell_t *c);
  * Initial-exec: one fs-relative add per send, no __tls_get_addr. */
 extern _Thread_local unsigned ax__tls_sends __attribute__((tls_model("initial-exec")));
 
+/*
+ * Messages that this thread's running actor code sent to one local actor
+ * with ax__tell_deferred (actor/net.h), linked in order and not yet pushed.
+ * ax__deferred_end hands them over in one exchange before the thread's
+ * current actor changes: when a handler returns (deliver), and in
+ * ax__swap_current (hooks, init). n is 0 when there are none.
+ */
+typedef struct ax__deferred_s {
+    ax_ref_t dst;
+    ax_msg_link_t *first, *last;
+    unsigned n;
+} ax__deferred_t;
+
+extern _Thread_local ax__deferred_t ax__tls_deferred __attribute__((tls_model("initial-exec")));
+
+/* Push the deferred chain now (n > 0): to dead letters if dst has ended. */
+void ax__deferred_flush(void);
+
+static inline void ax__deferred_end(void)
+{
+    if (ax__tls_deferred.n != 0)
+        ax__deferred_flush();
+}
+
 /* The actor whose handler runs on this thread now, or NULL. */
 ax__cell_t *ax__current_cell(void);
 

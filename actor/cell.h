@@ -152,6 +152,12 @@ static inline bool ax__mbox_push(ax__cell_t *c, ax_msg_link_t *n)
     return ax__mpsc_push(&c->mbox, n);
 }
 
+/* first..last, linked in order, in one exchange; as ax__mbox_push. */
+static inline bool ax__mbox_push_chain(ax__cell_t *c, ax_msg_link_t *first, ax_msg_link_t *last)
+{
+    return ax__mpsc_push_chain(&c->mbox, first, last);
+}
+
 static inline ax_msg_link_t *ax__mbox_pop(ax__cell_t *c)
 {
     return ax__mpsc_pop(&c->mbox);

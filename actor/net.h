@@ -74,6 +74,18 @@ void ax__remote_packed_held(ax_ref_t ref, ax__packed_path_t *out);
  * comes meanwhile. The dispatcher hands its frames over then. */
 bool ax__mailbox_drained(ax_actor_t *self);
 
+/*
+ * ax_tell for the dispatcher's mailbox (unbounded), deferred: called from an
+ * actor's code (a handler, a hook, init), the message joins a chain that is
+ * pushed in one exchange when that code returns, or at 32 messages, or
+ * when the same thread sends this way to another actor first. Messages
+ * keep their order, and a send from a handler still leaves before the
+ * handler's actor can run again, on this thread or another. From any other
+ * thread it is ax_tell. Always AX_OK for a live or ended local dst (an ended
+ * one gets dead letters, as with ax_tell); takes *msg.
+ */
+ax_status_t ax__tell_deferred(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from);
+
 /* A lazy send on its way to the dispatcher (dispatch/net.c). Dead letters
  * unwrap it: the user's own message reaches them, never this envelope. */
 typedef struct ax__lazy_send_s {

@@ -216,6 +216,7 @@ ax__cell_t *ax__swap_current(ax__cell_t *c)
 {
     ax__cell_t *prev = tls_current;
 
+    ax__deferred_end(); /* sent by the code of the actor that was current */
     tls_current = c;
     return prev;
 }
@@ -331,6 +332,7 @@ static ax_status_t deliver(ax__worker_t *w, ax__cell_t *c, ax_msg_t *msg)
         ax_dead_letter(c->sys, &msg, AX_ETYPE, (ax_ref_t){c, ax__to_id(msg->to)});
         return AX_OK;
     }
+    ax__deferred_end(); /* what the handler sent for the dispatcher */
     tls_current = NULL;
     if (!ax_ref_is_null(timer))
         ax__timer_done(timer, &msg);

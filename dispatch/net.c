@@ -372,7 +372,7 @@ static void net_send_frame(void *ctx, ax__remote_t *dst, ax_net_msg_t **nm, ax_r
 
     *nm = NULL;
     ax__net_msg_route((ax_net_msg_t *)m, dst);
-    if (ax_tell(net->dispatcher, &m, from) != AX_OK)
+    if (ax__tell_deferred(net->dispatcher, &m, from) != AX_OK)
         ax_msg_release(&m);
 }
 
@@ -406,7 +406,7 @@ static ax_status_t net_send_lazy(void *ctx, ax_ref_t to, ax_msg_t **msg, ax_ref_
     /* The message's own sender too: a dead letter of it (an ask's
      * request) must say who sent it. */
     ls->msg->sender = from;
-    st = ax_tell(net->dispatcher, &m, from);
+    st = ax__tell_deferred(net->dispatcher, &m, from);
     if (st != AX_OK) {
         ck_pr_dec_64(&net->lazy_queued);
         ls->msg = NULL; /* the caller keeps its message */

@@ -695,6 +695,103 @@ Test(net, fifo_mixed_lazy_eager)
     assert_seqs_released();
 }
 
+/* ---- remote sends from init, hooks and handlers ---------------------------------- */
+
+/*
+ * An actor's remote sends wait in a chain on their thread and leave in one
+ * push when the code that made them returns (ax__tell_deferred,
+ * actor/net.h). Sends from init, which runs on the spawning thread (the
+ * test's own, which runs no handler afterwards), from on_start (more than
+ * a chain holds, lazy and eager mixed), from a handler and from on_stop
+ * all arrive, each once and in order.
+ */
+#define HOOK_INIT_SENDS 3
+#define HOOK_START_SENDS 40
+#define HOOK_HANDLER_SENDS 20
+#define HOOK_TOTAL (HOOK_INIT_SENDS + HOOK_START_SENDS + HOOK_HANDLER_SENDS + 1)
+
+typedef struct hook_sender {
+    ax_actor_t actor;
+    ax_ref_t dst;
+    uint64_t next;
+} hook_sender_t;
+
+static _Atomic uint64_t hook_failures;
+
+/* count seqs from h->next on; every third eager unless lazy_only. */
+static void hook_send(hook_sender_t *h, uint64_t count, bool lazy_only)
+{
+    for (uint64_t i = 0; i < count; i++, h->next++)
+        if (seq_send(&h->actor, h->dst, h->next, !lazy_only && h->next % 3 == 0) != AX_OK)
+            atomic_fetch_add(&hook_failures, 1);
+}
+
+static ax_status_t hook_init(ax_actor_t *self, void *arg)
+{
+    hook_sender_t *h = (hook_sender_t *)self;
+
+    h->dst = *(const ax_ref_t *)arg;
+    h->next = 0; /* the sink expects 0 first */
+    hook_send(h, HOOK_INIT_SENDS, true);
+    return AX_OK;
+}
+
+static void hook_start(ax_actor_t *self)
+{
+    hook_send((hook_sender_t *)self, HOOK_START_SENDS, false);
+}
+
+static ax_status_t hook_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    (void)msg; /* a poke; the runtime releases it */
+    hook_send((hook_sender_t *)self, HOOK_HANDLER_SENDS, false);
+    return AX_OK;
+}
+
+static void hook_stop(ax_actor_t *self)
+{
+    hook_send((hook_sender_t *)self, 1, false);
+}
+
+static const ax_actor_vtable_t hook_sender_vtable = {
+    .name = "test.hook-sender",
+    .size = sizeof(hook_sender_t),
+    .init = hook_init,
+    .on_start = hook_start,
+    .receive_local = hook_receive,
+    .on_stop = hook_stop,
+};
+
+Test(net, remote_sends_from_init_hooks_and_handlers_arrive_in_order)
+{
+    ax_system_t *a = net_system(), *b = net_system();
+    nt_node_t sink;
+    ax_ref_t dst = nt_sink_on(b, a, &sink), h;
+    ax_msg_t *poke;
+
+    atomic_store(&hook_failures, 0);
+    cr_assert_eq(ax_spawn(a, &hook_sender_vtable, &dst, &h), AX_OK, "spawn: %s", ax_error_detail());
+    WAIT_UNTIL(atomic_load(&sink.received) == HOOK_INIT_SENDS + HOOK_START_SENDS,
+               "received %llu of init's and on_start's %d", U(atomic_load(&sink.received)),
+               HOOK_INIT_SENDS + HOOK_START_SENDS);
+    poke = seq_new(0);
+    cr_assert_eq(ax_tell(h, &poke, AX_REF_NULL), AX_OK);
+    WAIT_UNTIL(atomic_load(&sink.received) == HOOK_TOTAL - 1, "received %llu of %d before the stop",
+               U(atomic_load(&sink.received)), HOOK_TOTAL - 1);
+    cr_assert_eq(ax_stop(h), AX_OK);
+    WAIT_UNTIL(atomic_load(&sink.received) == HOOK_TOTAL, "received %llu of %d",
+               U(atomic_load(&sink.received)), HOOK_TOTAL);
+    assert_node_clean(&sink, "sink");
+    cr_assert_eq(sink.next, HOOK_TOTAL, "the last seq was not on_stop's");
+    cr_assert_eq(atomic_load(&hook_failures), 0);
+    WAIT_UNTIL(nstats(a).acked == HOOK_TOTAL, "delivered %llu of %d", U(nstats(a).acked), HOOK_TOTAL);
+    cr_assert_eq(nstats(a).dead_lettered, 0);
+
+    axt_destroy(&a);
+    axt_destroy(&b);
+    assert_seqs_released();
+}
+
 /* ---- a sink that holds what it receives ------------------------------------------ */
 
 /* After a flood of total seqs (the warm-up's seq 0 included) whose job has
