@@ -426,6 +426,17 @@ ax_status_t ax__tell_deferred(ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from)
     return AX_OK;
 }
 
+ax_msg_t *ax__deferred_tail(uint64_t *gen)
+{
+    *gen = ax__tls_deferred.gen;
+    return ax__tls_deferred.n != 0 ? (ax_msg_t *)ax__tls_deferred.last : NULL;
+}
+
+void ax__deferred_hand_over(void)
+{
+    ax__deferred_end();
+}
+
 void ax__deferred_flush(void)
 {
     ax__deferred_t *d = &ax__tls_deferred;
@@ -434,7 +445,7 @@ void ax__deferred_flush(void)
     ax_msg_link_t *l = d->first, *last = d->last;
 
     /* Emptied first: a dead letter below may send again. */
-    *d = (ax__deferred_t){0};
+    *d = (ax__deferred_t){.gen = d->gen + 1};
     if (accepts(c, dst)) {
         if (ax__mbox_push_chain(c, l, last))
             ax__schedule(c);

@@ -26,6 +26,7 @@ typedef struct ax__deferred_s {
     ax_ref_t dst;
     ax_msg_link_t *first, *last;
     unsigned n;
+    uint64_t gen; /* chains handed over so far on this thread */
 } ax__deferred_t;
 
 extern _Thread_local ax__deferred_t ax__tls_deferred __attribute__((tls_model("initial-exec")));

@@ -42,17 +42,37 @@ static ax_msg_t *unwrap_lazy(ax_msg_t *msg, ax_ref_t *recipient)
     return inner;
 }
 
+static void dead_letter_one(ax_system_t *sys, ax_msg_t *msg, ax_status_t why, ax_ref_t recipient);
+
 void ax_dead_letter(ax_system_t *sys, ax_msg_t **msgp, ax_status_t why, ax_ref_t recipient)
 {
     ax_msg_t *msg;
+    ax__lazy_send_t *more = NULL;
+
+    if (msgp == NULL || (msg = *msgp) == NULL)
+        return;
+    *msgp = NULL;
+    if (msg->type == &ax__lazy_send_type) {
+        /* A batch of lazy sends: each message in it, in order. */
+        more = ((ax__lazy_send_t *)msg)->more;
+        ((ax__lazy_send_t *)msg)->more = NULL;
+    }
+    dead_letter_one(sys, msg, why, recipient);
+    while (more != NULL) {
+        msg = &more->hdr;
+        more = more->more;
+        ((ax__lazy_send_t *)msg)->more = NULL;
+        dead_letter_one(sys, msg, why, recipient);
+    }
+}
+
+static void dead_letter_one(ax_system_t *sys, ax_msg_t *msg, ax_status_t why, ax_ref_t recipient)
+{
     ax__worker_t *w;
     ax_dead_letter_t *dl;
     ax_msg_t *m;
     ax_ref_t target;
 
-    if (msgp == NULL || (msg = *msgp) == NULL)
-        return;
-    *msgp = NULL;
     if (msg->type == &ax__lazy_send_type && (msg = unwrap_lazy(msg, &recipient)) == NULL)
         return;
     /* The runtime's notice to a parent that has ended: nobody's message. */

@@ -86,6 +86,21 @@ bool ax__mailbox_drained(ax_actor_t *self);
  */
 ax_status_t ax__tell_deferred(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from);
 
+/*
+ * The last message of this thread's deferred chain (NULL when there is
+ * none) and, in *gen, the number of chains this thread has handed over.
+ * While both are what they were right after ax__tell_deferred took m, m
+ * is still in the chain, last, and not yet in dst's mailbox: the caller
+ * may still change it (the dispatcher's lazy sends add to it, below).
+ */
+ax_msg_t *ax__deferred_tail(uint64_t *gen);
+
+/* Hand this thread's deferred chain over now, if there is one. */
+void ax__deferred_hand_over(void);
+
+/* Local pushes made by this thread, for the run's budget (actor_run.h). */
+extern _Thread_local unsigned ax__tls_sends __attribute__((tls_model("initial-exec")));
+
 /* A lazy send on its way to the dispatcher (dispatch/net.c). Dead letters
  * unwrap it: the user's own message reaches them, never this envelope. */
 typedef struct ax__lazy_send_s {
@@ -93,6 +108,11 @@ typedef struct ax__lazy_send_s {
     ax__remote_t *dst; /* pinned while the envelope holds it */
     uint64_t dst_id; /* the remote ref's id (a reply slot's generation) */
     ax_msg_t *msg;
+    /* The lazy sends made right after this one by the same code, in order,
+     * which travel with it (a batch: only its first envelope goes through
+     * the dispatcher's mailbox). Releasing or dead-lettering the first
+     * does the same to each of them. */
+    struct ax__lazy_send_s *more;
 } ax__lazy_send_t;
 
 extern const ax_msg_type_t ax__lazy_send_type;

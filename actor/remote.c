@@ -14,12 +14,21 @@
  * here), and so does its pin on the destination. */
 static void lazy_send_reset(ax_msg_t *m)
 {
-    ax__lazy_send_t *ls = (ax__lazy_send_t *)m;
+    ax__lazy_send_t *ls = (ax__lazy_send_t *)m, *more = ls->more;
 
     ax_msg_release(&ls->msg);
     if (ls->dst != NULL)
         ax__remote_unpin(ls->dst);
     ls->dst = NULL;
+    /* The rest of its batch, one by one (no recursion). */
+    ls->more = NULL;
+    while (more != NULL) {
+        ax_msg_t *next = &more->hdr;
+
+        more = more->more;
+        ((ax__lazy_send_t *)next)->more = NULL;
+        ax_msg_release(&next);
+    }
 }
 
 const ax_msg_type_t ax__lazy_send_type = {

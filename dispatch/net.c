@@ -290,18 +290,40 @@ static void dispatcher_trim(dispatcher_t *d)
 }
 
 /*
- * Serialise a lazy send now, into the dispatcher's pool, and release the
- * message: from here only its bytes travel. The frame goes straight to the
- * network thread, so it keeps its place among the eager frames that pass
- * through this mailbox (FIFO per sender and receiver).
+ * Serialise a lazy send now, into the dispatcher's pool: from here only its
+ * bytes travel (the caller releases the envelope, and the message with
+ * it). The frame goes straight to the network thread, so it keeps its
+ * place among the eager frames that pass through this mailbox (FIFO per
+ * sender and receiver).
  */
+static void dispatcher_lazy(dispatcher_t *d, lazy_send_t *ls)
+{
+    ax_ref_t to = {ls->dst, ls->dst_id};
+    ax_net_msg_t *nm;
+    ax_status_t st;
+
+    if (++d->taken >= d->take_batch)
+        give_back(d);
+    /* The envelope holds a pin on dst (net_send_lazy's caller). */
+    st = ax__encode_net_msg(&d->actor, to, true, ls->hdr.sender, ls->msg->type, ls->msg, &nm);
+    if (st == AX_OK) {
+        asked_add(d, ls->dst, ls->hdr.sender);
+        /* The envelope's pin on dst goes to the frame. */
+        ax__net_msg_route(nm, ls->dst);
+        ls->dst = NULL;
+        out_add(d, &nm);
+    } else {
+        ck_pr_inc_64(&d->net->c.dead_lettered); /* also written by the network thread */
+        ax_dead_letter(ax_actor_system(&d->actor), &ls->msg, st, to);
+    }
+    if (++d->sent % 256 == 0 || st == AX_ENOBUFS)
+        dispatcher_publish(d);
+}
+
 static ax_status_t dispatcher_handle(ax_actor_t *self, ax_msg_t **msg)
 {
     dispatcher_t *d = (dispatcher_t *)self;
-    lazy_send_t *ls = (lazy_send_t *)*msg;
-    ax_net_msg_t *nm;
-    ax_ref_t to;
-    ax_status_t st;
+    lazy_send_t *ls = (lazy_send_t *)*msg, *more;
 
     if ((*msg)->type == &ax_net_event_type) {
         dispatcher_event(d, (const ax_net_event_t *)*msg);
@@ -313,24 +335,20 @@ static ax_status_t dispatcher_handle(ax_actor_t *self, ax_msg_t **msg)
     }
     if ((*msg)->type != &lazy_send_type)
         return AX_OK; /* nothing else is sent to the dispatcher */
-    if (++d->taken >= d->take_batch)
-        give_back(d);
-    to = (ax_ref_t){ls->dst, ls->dst_id};
-    /* The envelope holds a pin on dst (net_send_lazy's caller). */
-    st = ax__encode_net_msg(self, to, true, ls->hdr.sender, ls->msg->type, ls->msg, &nm);
-    if (st == AX_OK) {
-        asked_add(d, ls->dst, ls->hdr.sender);
-        /* The envelope's pin on dst goes to the frame. */
-        ax__net_msg_route(nm, ls->dst);
-        ls->dst = NULL;
-        out_add(d, &nm);
-    } else {
-        ck_pr_inc_64(&d->net->c.dead_lettered); /* also written by the network thread */
-        ax_dead_letter(ax_actor_system(self), &ls->msg, st, to);
+    more = ls->more;
+    ls->more = NULL;
+    dispatcher_lazy(d, ls); /* the runtime releases this envelope */
+    /* The rest of its batch, in order, each released here. */
+    while (more != NULL) {
+        ax_msg_t *m = &more->hdr;
+
+        dispatcher_lazy(d, more);
+        more = more->more;
+        ((lazy_send_t *)m)->more = NULL;
+        ax_msg_release(&m);
+        out_maybe_flush(d);
     }
-    if (++d->sent % 256 == 0 || st == AX_ENOBUFS)
-        dispatcher_publish(d);
-    return AX_OK; /* the runtime releases the wrapper and what it still holds */
+    return AX_OK;
 }
 
 static ax_status_t dispatcher_receive(ax_actor_t *self, ax_msg_t **msg)
@@ -376,6 +394,59 @@ static void net_send_frame(void *ctx, ax__remote_t *dst, ax_net_msg_t **nm, ax_r
         ax_msg_release(&m);
 }
 
+/*
+ * Lazy sends that an actor's code makes one after another travel to the
+ * dispatcher together: the first envelope goes into the thread's deferred
+ * chain (ax__tell_deferred), and the next ones hang from it (`more`) while
+ * it is still the chain's last message, up to BATCH_MAX. The dispatcher then
+ * takes one message from its mailbox and serialises the whole batch in
+ * order. An eager frame, a send to another system, or the chain's hand-over
+ * ends a batch; a full one is handed over at once.
+ */
+#define BATCH_MAX 32
+
+typedef struct batch {
+    ax__net_t *net;
+    lazy_send_t *first, *last;
+    unsigned n;
+    uint64_t gen; /* ax__deferred_tail's, when first went into the chain */
+} batch_t;
+
+static _Thread_local batch_t tls_batch __attribute__((tls_model("initial-exec")));
+
+/* Right after ax__tell_deferred took ls: start a batch with it, if it
+ * waits in the chain (it does unless the chain was just handed over, or
+ * this thread is not running an actor's code). */
+static void batch_open(ax__net_t *net, lazy_send_t *ls)
+{
+    batch_t *b = &tls_batch;
+    uint64_t gen;
+
+    if (ax__deferred_tail(&gen) == &ls->hdr)
+        *b = (batch_t){net, ls, ls, 1, gen};
+    else
+        b->first = NULL;
+}
+
+/* Add ls to the open batch: true when it did (ls is on its way then). */
+static bool batch_add(ax__net_t *net, lazy_send_t *ls, ax_ref_t from)
+{
+    batch_t *b = &tls_batch;
+    uint64_t gen;
+
+    if (b->first == NULL || b->net != net || ax__deferred_tail(&gen) != &b->first->hdr || gen != b->gen)
+        return false;
+    ls->hdr.sender = from;
+    b->last->more = ls;
+    b->last = ls;
+    ax__tls_sends++; /* a send, for the run's budget */
+    if (++b->n == BATCH_MAX) {
+        b->first = NULL;
+        ax__deferred_hand_over();
+    }
+    return true;
+}
+
 static ax_status_t net_send_lazy(void *ctx, ax_ref_t to, ax_msg_t **msg, ax_ref_t from)
 {
     ax__remote_t *dst = to.target;
@@ -406,14 +477,18 @@ static ax_status_t net_send_lazy(void *ctx, ax_ref_t to, ax_msg_t **msg, ax_ref_
     /* The message's own sender too: a dead letter of it (an ask's
      * request) must say who sent it. */
     ls->msg->sender = from;
+    *msg = NULL;
+    if (batch_add(net, ls, from))
+        return AX_OK;
     st = ax__tell_deferred(net->dispatcher, &m, from);
     if (st != AX_OK) {
         ck_pr_dec_64(&net->lazy_queued);
+        *msg = ls->msg;
         ls->msg = NULL; /* the caller keeps its message */
         ax_msg_release(&m);
         return st;
     }
-    *msg = NULL;
+    batch_open(net, ls);
     return AX_OK;
 }
 

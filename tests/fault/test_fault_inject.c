@@ -266,3 +266,70 @@ Test(fault_inject, unacked_record_lost_dead_letters_the_frame)
     ax_system_destroy(&a);
     ax_system_destroy(&b);
 }
+
+/* ---- a lazy send in a batch that cannot be serialised ----------------------- */
+
+typedef struct batch_job {
+    ax_ref_t dst;
+    uint64_t first, count;
+    _Atomic uint64_t failed;
+} batch_job_t;
+
+/* Lazy sends, one after another in one handler: one batch. */
+static void send_batch(ax_actor_t *self, void *arg)
+{
+    batch_job_t *j = arg;
+
+    for (uint64_t i = j->first; i < j->first + j->count; i++)
+        if (seq_send(self, j->dst, i, false) != AX_OK)
+            atomic_fetch_add(&j->failed, 1);
+}
+
+/*
+ * Lazy sends that a handler makes one after another reach the dispatcher
+ * as one batch (dispatch/net.c). When two in the middle cannot be
+ * serialised (no memory for their NetMessages), those two go to dead
+ * letters, as the user's messages, with AX_ENOMEM; the batch's others
+ * arrive, in order, and every send is accounted for.
+ */
+Test(fault_inject, a_batch_member_without_memory_is_a_dead_letter)
+{
+    ax_system_t *a = fault_system(true), *b = fault_system(true);
+    nt_node_t sink, sender;
+    nt_dl_t dl = {0};
+    ax_ref_t dl_ref, sender_ref, dst = nt_sink_on(b, a, &sink);
+    batch_job_t job = {.dst = dst, .first = 0, .count = 1};
+    ax_net_stats_t ns;
+
+    dl.watch = dst;
+    cr_assert_eq(ax_spawn(a, &nt_dl_vtable, &dl, &dl_ref), AX_OK);
+    ax_set_dead_letter_actor(a, dl_ref);
+    nt_node_setup(&sender, NT_SINK);
+    sender_ref = nt_spawn_node(a, &sender, NULL);
+    /* seq 0 first: the connection is up and the paths are known. */
+    cr_assert(axt_run_on(sender_ref, send_batch, &job, WAIT_S));
+    WAIT_UNTIL(atomic_load(&sink.received) == 1, "the first seq arrives");
+
+    /* Seqs 1 to 10 in one handler; the third and fourth NetMessages made
+     * after this (seqs 3 and 4) cannot be had. */
+    job = (batch_job_t){.dst = dst, .first = 1, .count = 10};
+    ax__fault_arm("axon.net-message", 3, 2);
+    cr_assert(axt_run_on(sender_ref, send_batch, &job, WAIT_S));
+    WAIT_UNTIL(nt_dl_status(&dl, AX_ENOMEM) == 2, "two dead letters with AX_ENOMEM (%llu)",
+               (unsigned long long)nt_dl_status(&dl, AX_ENOMEM));
+    disarm();
+    cr_assert_eq(atomic_load(&job.failed), 0, "every send was taken");
+    cr_assert_eq(atomic_load(&dl.seqs), 2, "the user's messages, not their envelopes");
+    cr_assert_eq(atomic_load(&dl.wrong_recipient), 0, "each names the remote ref it was sent to");
+    WAIT_UNTIL(atomic_load(&sink.received) == 9, "the other eight arrive (%llu)",
+               (unsigned long long)atomic_load(&sink.received) - 1);
+    cr_assert_eq(atomic_load(&sink.out_of_order), 0);
+    cr_assert_eq(atomic_load(&sink.gaps), 1, "one gap: seqs 3 and 4");
+    cr_assert_eq(sink.next, 11);
+    WAIT_UNTIL(ax_net_stats(a, &ns) == AX_OK && ns.acked == 9, "9 delivered (%llu)",
+               (unsigned long long)ns.acked);
+    cr_assert_eq(ns.dead_lettered, 2);
+    ax_system_destroy(&a);
+    ax_system_destroy(&b);
+    cr_assert_eq(atomic_load(&seq_allocs), atomic_load(&seq_releases), "every seq was released");
+}
