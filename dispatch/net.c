@@ -115,6 +115,13 @@ static void out_add(dispatcher_t *d, ax_net_msg_t **nm)
     d->out_last = l;
 }
 
+/* After each lazy send of a batch: only a full chain goes now. */
+static void out_flush_if_full(dispatcher_t *d)
+{
+    if (d->out_n >= OUT_MAX || d->out_bytes >= OUT_BYTES)
+        out_flush(d);
+}
+
 /* After each message the dispatcher handles. */
 static void out_maybe_flush(dispatcher_t *d)
 {
@@ -338,6 +345,8 @@ static ax_status_t dispatcher_handle(ax_actor_t *self, ax_msg_t **msg)
     more = ls->more;
     ls->more = NULL;
     dispatcher_lazy(d, ls); /* the runtime releases this envelope */
+    if (more != NULL)
+        out_flush_if_full(d);
     /* The rest of its batch, in order, each released here. */
     while (more != NULL) {
         ax_msg_t *m = &more->hdr;
@@ -346,7 +355,7 @@ static ax_status_t dispatcher_handle(ax_actor_t *self, ax_msg_t **msg)
         more = more->more;
         ((lazy_send_t *)m)->more = NULL;
         ax_msg_release(&m);
-        out_maybe_flush(d);
+        out_flush_if_full(d);
     }
     return AX_OK;
 }
