@@ -402,10 +402,11 @@ _Thread_local ax__deferred_t ax__tls_deferred __attribute__((tls_model("initial-
 ax_status_t ax__tell_deferred(ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from)
 {
     ax__deferred_t *d = &ax__tls_deferred;
-    ax_msg_t *m = *msgp;
+    ax_msg_t *m = msgp != NULL ? *msgp : NULL;
 
-    /* Outside an actor's code nothing would hand the chain over. */
-    if (local_cell(dst) == NULL || ax__current_cell() == NULL)
+    /* Outside an actor's code nothing would hand the chain over; and
+     * ax_tell answers a NULL message. */
+    if (m == NULL || local_cell(dst) == NULL || ax__current_cell() == NULL)
         return ax__tell_unbounded(dst, msgp, from);
     if (d->n != 0 && (d->dst.target != dst.target || d->dst.id != dst.id))
         ax__deferred_flush();
