@@ -52,17 +52,15 @@ void ax_dead_letter(ax_system_t *sys, ax_msg_t **msgp, ax_status_t why, ax_ref_t
     if (msgp == NULL || (msg = *msgp) == NULL)
         return;
     *msgp = NULL;
-    if (msg->type == &ax__lazy_send_type) {
-        /* A batch of lazy sends: each message in it, in order. */
-        more = ((ax__lazy_send_t *)msg)->more;
-        ((ax__lazy_send_t *)msg)->more = NULL;
-    }
+    /* A batch of lazy sends: each message in it, in order. */
+    if (msg->type == &ax__lazy_send_type)
+        more = ax__lazy_send_detach((ax__lazy_send_t *)msg);
     dead_letter_one(sys, msg, why, recipient);
     while (more != NULL) {
-        msg = &more->hdr;
-        more = more->more;
-        ((ax__lazy_send_t *)msg)->more = NULL;
-        dead_letter_one(sys, msg, why, recipient);
+        ax__lazy_send_t *next = ax__lazy_send_detach(more);
+
+        dead_letter_one(sys, &more->hdr, why, recipient);
+        more = next;
     }
 }
 

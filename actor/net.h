@@ -117,6 +117,16 @@ typedef struct ax__lazy_send_s {
 
 extern const ax_msg_type_t ax__lazy_send_type;
 
+/* The rest of ls's batch, detached from it (NULL when ls travels alone):
+ * each holder of a batch walks it this way. */
+static inline ax__lazy_send_t *ax__lazy_send_detach(ax__lazy_send_t *ls)
+{
+    ax__lazy_send_t *more = ls->more;
+
+    ls->more = NULL;
+    return more;
+}
+
 typedef struct ax__net_ops_s {
     /* An encoded Data frame for dst, as a NetMessage, sent by `from`.
      * Takes *nm and the caller's pin on dst always; one that cannot be sent goes to dead letters. It

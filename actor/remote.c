@@ -14,20 +14,19 @@
  * here), and so does its pin on the destination. */
 static void lazy_send_reset(ax_msg_t *m)
 {
-    ax__lazy_send_t *ls = (ax__lazy_send_t *)m, *more = ls->more;
+    ax__lazy_send_t *ls = (ax__lazy_send_t *)m, *more = ax__lazy_send_detach(ls);
 
     ax_msg_release(&ls->msg);
     if (ls->dst != NULL)
         ax__remote_unpin(ls->dst);
     ls->dst = NULL;
     /* The rest of its batch, one by one (no recursion). */
-    ls->more = NULL;
     while (more != NULL) {
-        ax_msg_t *next = &more->hdr;
+        ax__lazy_send_t *next = ax__lazy_send_detach(more);
+        ax_msg_t *rest = &more->hdr;
 
-        more = more->more;
-        ((ax__lazy_send_t *)next)->more = NULL;
-        ax_msg_release(&next);
+        ax_msg_release(&rest);
+        more = next;
     }
 }
 

@@ -115,17 +115,17 @@ static void out_add(dispatcher_t *d, ax_net_msg_t **nm)
     d->out_last = l;
 }
 
-/* After each lazy send of a batch: only a full chain goes now. */
-static void out_flush_if_full(dispatcher_t *d)
+static bool out_full(const dispatcher_t *d)
 {
-    if (d->out_n >= OUT_MAX || d->out_bytes >= OUT_BYTES)
-        out_flush(d);
+    return d->out_n >= OUT_MAX || d->out_bytes >= OUT_BYTES;
 }
 
-/* After each message the dispatcher handles. */
+/* After each message the dispatcher handles. Within a batch only a full
+ * chain goes (the batch is the mailbox's last message, so the mailbox
+ * reads as drained until it is done). */
 static void out_maybe_flush(dispatcher_t *d)
 {
-    if (d->out_n >= OUT_MAX || d->out_bytes >= OUT_BYTES || (d->out_n > 0 && ax__mailbox_drained(&d->actor)))
+    if (out_full(d) || (d->out_n > 0 && ax__mailbox_drained(&d->actor)))
         out_flush(d);
 }
 
@@ -342,20 +342,18 @@ static ax_status_t dispatcher_handle(ax_actor_t *self, ax_msg_t **msg)
     }
     if ((*msg)->type != &lazy_send_type)
         return AX_OK; /* nothing else is sent to the dispatcher */
-    more = ls->more;
-    ls->more = NULL;
+    more = ax__lazy_send_detach(ls);
     dispatcher_lazy(d, ls); /* the runtime releases this envelope */
-    if (more != NULL)
-        out_flush_if_full(d);
     /* The rest of its batch, in order, each released here. */
     while (more != NULL) {
+        lazy_send_t *next = ax__lazy_send_detach(more);
         ax_msg_t *m = &more->hdr;
 
+        if (out_full(d))
+            out_flush(d);
         dispatcher_lazy(d, more);
-        more = more->more;
-        ((lazy_send_t *)m)->more = NULL;
         ax_msg_release(&m);
-        out_flush_if_full(d);
+        more = next;
     }
     return AX_OK;
 }
