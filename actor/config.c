@@ -3,10 +3,12 @@
 #include <string.h>
 
 #include "actor/config_check.h"
+#include "actor/sched.h"
 #include "axon/config.h"
 #include "common/error.h"
 
 #define MAX_THREADS 1024
+_Static_assert(MAX_THREADS <= AX__AWAKE_WORDS * 64, "the awake bitmap (sched.h) has a bit per worker");
 /* Spinning longer than this is no longer a short wait before sleeping: a
  * busy core for a scheduler time slice (bench numbers: dispatch/NOTES.md). */
 #define MAX_SPIN_US 10000

@@ -110,12 +110,53 @@ void ax__sched_wake_all(ax_system_t *sys)
     }
 }
 
+/* ---- who is awake -------------------------------------------------------
+ *
+ * Only a worker pushes onto its own ring, and it parks only when it has
+ * found that ring empty; so a parked worker's ring stays empty until the
+ * worker is back, and whoever looks for work (steal, work_visible) skips
+ * it. With 16 workers on 2 CPUs, 14 of them parked, the spinner's every
+ * look went over 16 rings, and took the CPU that the spawning thread or
+ * the working worker needed (actor/NOTES.md, "Spawn under many workers").
+ * A worker sets its bit before it can push anything, with a full barrier,
+ * so a looker that could see a push sees the bit; a stale bit only makes
+ * it look at an empty ring, or miss a steal from a worker that runs its
+ * own ring anyway. */
+
+static void awake_set(ax__worker_t *w, bool awake)
+{
+    uint64_t bit = UINT64_C(1) << (w->index % 64);
+
+    /* Full barrier (lock-prefixed on x86), see above. */
+    if (awake)
+        ck_pr_or_64(&w->sys->awake[w->index / 64], bit);
+    else
+        ck_pr_and_64(&w->sys->awake[w->index / 64], ~bit);
+}
+
+/* The first awake worker at or after i and before end, or end. */
+static unsigned awake_next(ax_system_t *sys, unsigned i, unsigned end)
+{
+    while (i < end) {
+        uint64_t bits = ck_pr_load_64(&sys->awake[i / 64]) >> (i % 64);
+
+        if (bits != 0) {
+            i += (unsigned)__builtin_ctzll(bits);
+            return i < end ? i : end;
+        }
+        i = (i | 63u) + 1;
+    }
+    return end;
+}
+
 /* After the parker's full barrier (see park): plain atomic loads. */
 static bool work_visible(ax_system_t *sys)
 {
+    unsigned n = sys->nworkers;
+
     if (ck_pr_load_ptr(&sys->inject_head) != NULL)
         return true;
-    for (unsigned i = 0; i < sys->nworkers; i++)
+    for (unsigned i = awake_next(sys, 0, n); i < n; i = awake_next(sys, i + 1, n))
         if (ck_ring_size(&sys->workers[i].ring) > 0)
             return true;
     return false;
@@ -197,6 +238,7 @@ static void park(ax__worker_t *w)
     ax_system_t *sys = w->sys;
     bool listed;
 
+    awake_set(w, false); /* its ring is empty: find_work found nothing */
     ck_spinlock_lock(&sys->park_lock);
     w->park_next = sys->parked;
     sys->parked = w;
@@ -216,14 +258,17 @@ static void park(ax__worker_t *w)
             }
         }
         ck_spinlock_unlock(&sys->park_lock);
-        if (listed)
+        if (listed) {
+            awake_set(w, true);
             return;
+        }
         /* A waker took us off the list and posts: consume that post. */
     } else {
         ax__stat_inc(&w->parks);
     }
     collect_if_quiet(w);
     park_wait(w);
+    awake_set(w, true);
 }
 
 /* ---- scheduling ------------------------------------------------------- */
@@ -380,30 +425,38 @@ void ax__schedule(ax__cell_t *c)
     w->run_next = c;
 }
 
-static ax__cell_t *steal(ax__worker_t *w)
+/* From the rings of awake workers in [i, end), other than w's. */
+static ax__cell_t *steal_between(ax__worker_t *w, unsigned i, unsigned end)
 {
     ax_system_t *sys = w->sys;
-    unsigned n = sys->nworkers;
-    unsigned start;
+    void *c;
 
-    if (n < 2)
-        return NULL;
-    w->rng ^= w->rng << 13;
-    w->rng ^= w->rng >> 7;
-    w->rng ^= w->rng << 17;
-    start = (unsigned)(w->rng % n);
-    for (unsigned i = 0; i < n; i++) {
-        ax__worker_t *v = &sys->workers[(start + i) % n];
-        void *c;
+    for (i = awake_next(sys, i, end); i < end; i = awake_next(sys, i + 1, end)) {
+        ax__worker_t *v = &sys->workers[i];
 
-        if (v == w)
-            continue;
-        if (ck_ring_dequeue_spmc(&v->ring, v->ring_buf, &c)) {
+        if (v != w && ck_ring_dequeue_spmc(&v->ring, v->ring_buf, &c)) {
             ax__stat_inc(&w->steals);
             return c;
         }
     }
     return NULL;
+}
+
+static ax__cell_t *steal(ax__worker_t *w)
+{
+    unsigned n = w->sys->nworkers;
+    unsigned start;
+    ax__cell_t *c;
+
+    if (n < 2)
+        return NULL;
+    /* From a random worker on, so that thieves spread over the victims. */
+    w->rng ^= w->rng << 13;
+    w->rng ^= w->rng >> 7;
+    w->rng ^= w->rng << 17;
+    start = (unsigned)(w->rng % n);
+    c = steal_between(w, start, n);
+    return c != NULL ? c : steal_between(w, 0, start);
 }
 
 static ax__cell_t *find_work(ax__worker_t *w)
@@ -552,6 +605,8 @@ ax_status_t ax__sched_start(ax_system_t *sys)
             return ax__error(AX_ENOMEM, "system: out of memory");
         ck_ring_init(&w->ring, AX__RING_SIZE);
         sem_init(&w->sem, 0, 0);
+        /* Before the threads start: a plain store would do. */
+        ck_pr_or_64(&sys->awake[i / 64], UINT64_C(1) << (i % 64));
     }
     for (unsigned i = 0; i < sys->nworkers; i++) {
         if (pthread_create(&sys->workers[i].thread, NULL, worker_main, &sys->workers[i]) != 0) {

@@ -6,7 +6,8 @@
  * actor woken by the actor running on a worker goes to that worker's run
  * next slot, so a ping-pong stays on one core and touches no queue. An
  * actor woken from outside the workers goes to the system's inject queue.
- * Idle workers steal from the others' rings, spin briefly, then park.
+ * Idle workers steal from the rings of the others that are awake (a
+ * parked worker's ring is empty), spin briefly, then park.
  *
  * No lost wakeups: whoever makes work visible in a ring or the inject
  * queue then issues a full fence and reads nparked; a parking worker
@@ -25,6 +26,9 @@
 #include "actor/cell.h"
 
 #define AX__RING_SIZE 1024u
+/* Words of the system's awake bitmap: one bit per worker, up to the
+ * `threads` bound (actor/config.c). */
+#define AX__AWAKE_WORDS 16u
 
 typedef struct ax__worker_s {
     alignas(64) ck_ring_t ring;

@@ -33,6 +33,10 @@ struct ax_system_s {
     uint32_t nspinning;       /* atomic: workers looking for work before parking */
     uint32_t max_spinning;    /* at most this many look at once (sched.c) */
     uint32_t max_awake;       /* wakes stop at this many awake: the CPUs (sched.c) */
+    /* Bit i: worker i is not parked. Atomic; set and cleared by worker i
+     * only, read by workers looking for work to steal (sched.c). A parked
+     * worker's ring is empty, so lookers skip it. */
+    alignas(64) uint64_t awake[AX__AWAKE_WORDS];
 
     /* Lifecycle. */
     uint64_t next_id;         /* atomic: the last id given out */
