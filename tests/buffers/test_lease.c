@@ -394,6 +394,50 @@ Test(lease, copy_out_never_writes_past_what_it_returns)
     ax_encode_buffer_destroy(&eb);
 }
 
+/* The same for a lease of one slice, which has a path of its own: frame
+ * headers are read this way. */
+Test(lease, copy_out_of_one_slice_never_writes_past_what_it_returns)
+{
+    ax_encode_buffer_t *eb = make_encoder();
+    ax_lease_t l = plain_lease(eb, 200);
+    static const size_t offs[] = {0, 1, 100, 199, 200, 201};
+    unsigned char buf[256 + 16];
+
+    for (size_t o = 0; o < sizeof offs / sizeof offs[0]; o++) {
+        for (size_t n = 0; n <= 256; n++) {
+            size_t want = offs[o] >= 200 ? 0 : n < 200 - offs[o] ? n : 200 - offs[o], got;
+
+            memset(buf, 0xEE, sizeof buf);
+            got = ax_lease_copy_out(&l, offs[o], buf, n);
+            cr_assert_eq(got, want, "off %zu n %zu", offs[o], n);
+            for (size_t i = 0; i < got; i++)
+                cr_assert_eq(buf[i], pattern(offs[o] + i));
+            for (size_t i = got; i < got + 16; i++)
+                cr_assert_eq(buf[i], 0xEE, "off %zu n %zu: wrote byte %zu", offs[o], n, i);
+        }
+    }
+    ax_lease_release(&l);
+    ax_encode_buffer_destroy(&eb);
+}
+
+/* A slice of one slice holds its own reference: the chunk stays leased
+ * until the last of the two is released. */
+Test(lease, slice_of_one_slice_keeps_the_chunk)
+{
+    ax_encode_buffer_t *eb = make_encoder();
+    ax_lease_t l = plain_lease(eb, 200), s = AX_LEASE_EMPTY;
+
+    cr_assert_eq(ax_lease_slice(&l, 10, 20, &s), AX_OK);
+    cr_assert_eq(ax_lease_slice_count(&s), 1);
+    cr_assert_eq(ax_lease_len(&s), 20);
+    ax_lease_release(&l);
+    cr_assert_eq(stats_of(eb).chunks_leased, 1);
+    expect_pattern(&s, 10, 20);
+    ax_lease_release(&s);
+    cr_assert_eq(stats_of(eb).chunks_leased, 0);
+    ax_encode_buffer_destroy(&eb);
+}
+
 Test(lease, move_transfers_the_reference)
 {
     ax_encode_buffer_t *eb = make_encoder();
