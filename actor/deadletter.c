@@ -26,40 +26,43 @@ void ax_set_dead_letter_actor(ax_system_t *sys, ax_ref_t ref)
     pthread_mutex_unlock(&sys->dl_lock);
 }
 
-/* A lazy send's envelope: the message inside, with its sender and remote
- * recipient, or NULL when it held none. Releases the envelope. */
-static ax_msg_t *unwrap_lazy(ax_msg_t *msg, ax_ref_t *recipient)
-{
-    ax__lazy_send_t *ls = (ax__lazy_send_t *)msg;
-    ax_msg_t *inner = ls->msg;
-
-    ls->msg = NULL;
-    if (inner != NULL) {
-        inner->sender = ls->hdr.sender;
-        *recipient = (ax_ref_t){ls->dst, ls->dst_id};
-    }
-    ax_msg_release(&msg);
-    return inner;
-}
-
 static void dead_letter_one(ax_system_t *sys, ax_msg_t *msg, ax_status_t why, ax_ref_t recipient);
+
+/* The user's messages a lazy send's envelope holds, each with its own
+ * sender (in its header) and the envelope's remote recipient, in order;
+ * then the envelope. */
+static void dead_letter_lazy(ax_system_t *sys, ax__lazy_send_t *ls, ax_status_t why)
+{
+    ax_ref_t to = {ls->dst, ls->dst_id};
+    ax_msg_t *m;
+
+    while ((m = ax__lazy_send_take(ls)) != NULL) {
+        dead_letter_one(sys, m, why, to);
+        ax__remote_unpin(ls->dst); /* its pin; the ref above is only an id */
+    }
+    m = &ls->hdr;
+    ax_msg_release(&m);
+}
 
 void ax_dead_letter(ax_system_t *sys, ax_msg_t **msgp, ax_status_t why, ax_ref_t recipient)
 {
     ax_msg_t *msg;
-    ax__lazy_send_t *more = NULL;
+    ax__lazy_send_t *more;
 
     if (msgp == NULL || (msg = *msgp) == NULL)
         return;
     *msgp = NULL;
+    if (msg->type != &ax__lazy_send_type) {
+        dead_letter_one(sys, msg, why, recipient);
+        return;
+    }
     /* A batch of lazy sends: each message in it, in order. */
-    if (msg->type == &ax__lazy_send_type)
-        more = ax__lazy_send_detach((ax__lazy_send_t *)msg);
-    dead_letter_one(sys, msg, why, recipient);
+    more = ax__lazy_send_detach((ax__lazy_send_t *)msg);
+    dead_letter_lazy(sys, (ax__lazy_send_t *)msg, why);
     while (more != NULL) {
         ax__lazy_send_t *next = ax__lazy_send_detach(more);
 
-        dead_letter_one(sys, &more->hdr, why, recipient);
+        dead_letter_lazy(sys, more, why);
         more = next;
     }
 }
@@ -71,8 +74,6 @@ static void dead_letter_one(ax_system_t *sys, ax_msg_t *msg, ax_status_t why, ax
     ax_msg_t *m;
     ax_ref_t target;
 
-    if (msg->type == &ax__lazy_send_type && (msg = unwrap_lazy(msg, &recipient)) == NULL)
-        return;
     /* The runtime's notice to a parent that has ended: nobody's message. */
     if (msg->type == &ax_child_event_type) {
         ax_msg_release(&msg);

@@ -101,17 +101,22 @@ void ax__deferred_hand_over(void);
 /* Local pushes made by this thread, for the run's budget (actor_run.h). */
 extern _Thread_local unsigned ax__tls_sends __attribute__((tls_model("initial-exec")));
 
-/* A lazy send on its way to the dispatcher (dispatch/net.c). Dead letters
- * unwrap it: the user's own message reaches them, never this envelope. */
+/*
+ * Lazy sends on their way to the dispatcher (dispatch/net.c), to one
+ * destination: the user's messages, in the order they were sent, linked
+ * through their own mailbox links (they are in no mailbox meanwhile), each
+ * with its sender in its header and a pin on dst. Dead letters unwrap it:
+ * the user's own messages reach them, never this envelope.
+ */
 typedef struct ax__lazy_send_s {
     ax_msg_t hdr;
-    ax__remote_t *dst; /* pinned while the envelope holds it */
+    ax__remote_t *dst; /* pinned once for each message still held */
     uint64_t dst_id; /* the remote ref's id (a reply slot's generation) */
-    ax_msg_t *msg;
-    /* The lazy sends made right after this one by the same code, in order,
-     * which travel with it (a batch: only its first envelope goes through
-     * the dispatcher's mailbox). Releasing or dead-lettering the first
-     * does the same to each of them. */
+    ax_msg_t *msg, *last; /* the first and last message held */
+    /* The lazy sends to other destinations made right after these by the
+     * same code, in order, which travel with them (a batch: only its first
+     * envelope goes through the dispatcher's mailbox). Releasing or
+     * dead-lettering the first does the same to each of them. */
     struct ax__lazy_send_s *more;
 } ax__lazy_send_t;
 
@@ -125,6 +130,19 @@ static inline ax__lazy_send_t *ax__lazy_send_detach(ax__lazy_send_t *ls)
 
     ls->more = NULL;
     return more;
+}
+
+/* The first message ls still holds, taken out of it with its pin on
+ * ls->dst (the caller's to pass on or drop); NULL when none is left. */
+static inline ax_msg_t *ax__lazy_send_take(ax__lazy_send_t *ls)
+{
+    ax_msg_t *m = ls->msg;
+
+    if (m != NULL) {
+        ls->msg = (ax_msg_t *)(void *)m->link.next;
+        m->link.next = NULL;
+    }
+    return m;
 }
 
 typedef struct ax__net_ops_s {

@@ -9,16 +9,18 @@
 #include "serial/frame.h"
 #include "serial/netmsg.h"
 
-/* The envelope of a lazy send (from ax_msg_alloc) ends: the message it
- * carried goes (it was serialised, or dead-lettered, or is still owned
- * here), and so does its pin on the destination. */
+/* The envelope of lazy sends (from ax_msg_alloc) ends: the messages it
+ * still holds go (the others were serialised or dead-lettered), and so do
+ * their pins on the destination. */
 static void lazy_send_reset(ax_msg_t *m)
 {
     ax__lazy_send_t *ls = (ax__lazy_send_t *)m, *more = ax__lazy_send_detach(ls);
+    ax_msg_t *held;
 
-    ax_msg_release(&ls->msg);
-    if (ls->dst != NULL)
+    while ((held = ax__lazy_send_take(ls)) != NULL) {
+        ax_msg_release(&held);
         ax__remote_unpin(ls->dst);
+    }
     ls->dst = NULL;
     /* The rest of its batch, one by one (no recursion). */
     while (more != NULL) {

@@ -303,28 +303,42 @@ static void dispatcher_trim(dispatcher_t *d)
  * place among the eager frames that pass through this mailbox (FIFO per
  * sender and receiver).
  */
-static void dispatcher_lazy(dispatcher_t *d, lazy_send_t *ls)
+static void dispatcher_lazy_one(dispatcher_t *d, ax_ref_t to, ax_msg_t *msg)
 {
-    ax_ref_t to = {ls->dst, ls->dst_id};
+    ax__remote_t *dst = to.target;
     ax_net_msg_t *nm;
     ax_status_t st;
 
     if (++d->taken >= d->take_batch)
         give_back(d);
-    /* The envelope holds a pin on dst (net_send_lazy's caller). */
-    st = ax__encode_net_msg(&d->actor, to, true, ls->hdr.sender, ls->msg->type, ls->msg, &nm);
+    /* The message came with a pin on dst (net_send_lazy's caller). */
+    st = ax__encode_net_msg(&d->actor, to, true, msg->sender, msg->type, msg, &nm);
     if (st == AX_OK) {
-        asked_add(d, ls->dst, ls->hdr.sender);
-        /* The envelope's pin on dst goes to the frame. */
-        ax__net_msg_route(nm, ls->dst);
-        ls->dst = NULL;
+        asked_add(d, dst, msg->sender);
+        ax_msg_release(&msg);
+        /* The pin on dst goes to the frame. */
+        ax__net_msg_route(nm, dst);
         out_add(d, &nm);
     } else {
         ck_pr_inc_64(&d->net->c.dead_lettered); /* also written by the network thread */
-        ax_dead_letter(ax_actor_system(&d->actor), &ls->msg, st, to);
+        ax_dead_letter(ax_actor_system(&d->actor), &msg, st, to);
+        ax__remote_unpin(dst); /* the dead letter's ref is only an id */
     }
     if (++d->sent % 256 == 0 || st == AX_ENOBUFS)
         dispatcher_publish(d);
+}
+
+/* Each message of an envelope in turn; the caller releases the envelope. */
+static void dispatcher_lazy(dispatcher_t *d, lazy_send_t *ls)
+{
+    ax_ref_t to = {ls->dst, ls->dst_id};
+    ax_msg_t *msg = ax__lazy_send_take(ls);
+
+    while (msg != NULL) {
+        dispatcher_lazy_one(d, to, msg);
+        if ((msg = ax__lazy_send_take(ls)) != NULL && out_full(d))
+            out_flush(d);
+    }
 }
 
 static ax_status_t dispatcher_handle(ax_actor_t *self, ax_msg_t **msg)
@@ -435,22 +449,54 @@ static void batch_open(ax__net_t *net, lazy_send_t *ls)
         b->first = NULL;
 }
 
-/* Add ls to the open batch: true when it did (ls is on its way then). */
-static bool batch_add(ax__net_t *net, lazy_send_t *ls, ax_ref_t from)
+/* Whether this thread has a batch open for net that can still grow. */
+static bool batch_live(const batch_t *b, const ax__net_t *net)
 {
-    batch_t *b = &tls_batch;
     uint64_t gen;
 
-    if (b->first == NULL || b->net != net || ax__deferred_tail(&gen) != &b->first->hdr || gen != b->gen)
-        return false;
-    ls->hdr.sender = from;
-    b->last->more = ls;
-    b->last = ls;
+    return b->first != NULL && b->net == net && ax__deferred_tail(&gen) == &b->first->hdr &&
+           gen == b->gen;
+}
+
+/* One more message in the open batch b. */
+static void batch_grew(batch_t *b)
+{
     ax__tls_sends++; /* a send, for the run's budget */
     if (++b->n == BATCH_MAX) {
         b->first = NULL;
         ax__deferred_hand_over();
     }
+}
+
+/* Add msg to the open batch, in its last envelope, when that one goes to
+ * the same destination (a stream to one actor needs one envelope per
+ * batch, not one per message): true when it did (msg is on its way then,
+ * with its pin on to). */
+static bool batch_join(ax__net_t *net, ax_ref_t to, ax_msg_t *msg)
+{
+    batch_t *b = &tls_batch;
+    lazy_send_t *last = b->last;
+
+    if (!batch_live(b, net) || last->dst != to.target || last->dst_id != to.id || last->msg == NULL)
+        return false;
+    msg->link.next = NULL;
+    last->last->link.next = &msg->link;
+    last->last = msg;
+    batch_grew(b);
+    return true;
+}
+
+/* Add ls to the open batch: true when it did (ls is on its way then). */
+static bool batch_add(ax__net_t *net, lazy_send_t *ls, ax_ref_t from)
+{
+    batch_t *b = &tls_batch;
+
+    if (!batch_live(b, net))
+        return false;
+    ls->hdr.sender = from;
+    b->last->more = ls;
+    b->last = ls;
+    batch_grew(b);
     return true;
 }
 
@@ -468,6 +514,13 @@ static ax_status_t net_send_lazy(void *ctx, ax_ref_t to, ax_msg_t **msg, ax_ref_
         return ax__error(AX_ENOBUFS, "tell: %zu lazy sends wait for the network dispatcher already "
                          "(network.dispatch_queue)", net->cfg.dispatch_queue);
     }
+    /* The message's own sender: the dispatcher encodes it, and a dead
+     * letter of it (an ask's request) must say who sent it. */
+    (*msg)->sender = from;
+    if (batch_join(net, to, *msg)) {
+        *msg = NULL;
+        return AX_OK;
+    }
     /* Message memory, not a pool: made here, on the sender's thread, and
      * freed on the dispatcher's, one push onto the block's page (a pool
      * took a lock on each side; dispatch/NOTES.md, "The lazy envelope from
@@ -480,10 +533,8 @@ static ax_status_t net_send_lazy(void *ctx, ax_ref_t to, ax_msg_t **msg, ax_ref_
     ls = (lazy_send_t *)m;
     ls->dst = dst;
     ls->dst_id = to.id;
-    ls->msg = *msg;
-    /* The message's own sender too: a dead letter of it (an ask's
-     * request) must say who sent it. */
-    ls->msg->sender = from;
+    ls->msg = ls->last = *msg;
+    ls->msg->link.next = NULL;
     *msg = NULL;
     if (batch_add(net, ls, from))
         return AX_OK;

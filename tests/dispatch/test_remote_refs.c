@@ -238,6 +238,63 @@ Test(remote_refs, a_ref_in_use_survives_evictions)
     axt_destroy(&b);
 }
 
+/* A stream: lazy sends one after another in one handler. */
+typedef struct stream_job {
+    ax_ref_t dst;
+    uint64_t first, count;
+    _Atomic uint64_t failed;
+} stream_job_t;
+
+static void send_stream(ax_actor_t *self, void *arg)
+{
+    stream_job_t *j = arg;
+
+    for (uint64_t i = j->first; i < j->first + j->count; i++)
+        if (seq_send(self, j->dst, i, false) != AX_OK)
+            atomic_fetch_add(&j->failed, 1);
+}
+
+/*
+ * A handler's lazy sends to one ref travel to the dispatcher in shared
+ * envelopes (dispatch/net.c, batch_join), each message with its own pin
+ * on the ref's entry. Three handlers of 100 sends each all arrive, in
+ * order; once they are acknowledged no pin is left, so churning the
+ * table evicts the entry (a pin too many would keep it, one too few
+ * would have let it go while frames were in flight).
+ */
+Test(remote_refs, a_streams_pins_are_all_given_back)
+{
+    ax_system_t *a = start_with_cap(CAP), *b = start_with_cap(CAP);
+    nt_node_t x, sender;
+    ax_ref_t xref, sref, busy;
+    ax_path_t p;
+    stream_job_t job = {0};
+
+    nt_node_setup(&x, NT_SINK);
+    cr_assert_eq(ax_spawn(b, &nt_node_vtable, &x, &xref), AX_OK);
+    cr_assert_eq(ax_register(b, xref, "x"), AX_OK);
+    nt_node_setup(&sender, NT_SINK);
+    cr_assert_eq(ax_spawn(a, &nt_node_vtable, &sender, &sref), AX_OK);
+    busy = nt_ref_to(a, nt_port(b), "x");
+    for (uint64_t r = 0; r < 3; r++) {
+        job.dst = busy;
+        job.first = r * 100;
+        job.count = 100;
+        RUN_ON(sref, send_stream, &job);
+    }
+    cr_assert_eq(atomic_load(&job.failed), 0, "every send was taken");
+    WAIT_UNTIL(atomic_load(&x.received) == 300, "%llu of 300 arrived", U(atomic_load(&x.received)));
+    cr_assert_eq(atomic_load(&x.gaps) + atomic_load(&x.out_of_order), 0);
+    cr_assert_eq(x.next, 300);
+    WAIT_UNTIL(net_acked(a) == 300, "%llu of 300 acknowledged", U(net_acked(a)));
+    cr_assert_eq(ax_ref_path(busy, &p), AX_OK, "the entry is still there before the churn");
+    for (unsigned i = 0; i < 4 * CAP; i++)
+        filler_ref(a, nt_port(b), i);
+    cr_assert_eq(ax_ref_path(busy, &p), AX_ENOTFOUND, "a pin was left on the stream's entry");
+    axt_destroy(&a);
+    axt_destroy(&b);
+}
+
 /*
  * Messages in flight pin their entry. Three messages wait for a peer that
  * never answers (nothing listens on its port) while 100 new paths churn a
