@@ -37,7 +37,9 @@ ax_status_t ax_msg_alloc(const ax_msg_type_t *type, ax_msg_t **out)
           : type->release != NULL ? calloc(1, type->size) : ax__msgmem_alloc(type->size);
     if (msg == NULL)
         return ax__error(AX_ENOMEM, "msg_alloc \"%s\": out of memory", type->name);
-    ax_msg_init(msg, type);
+    /* Both allocators zero the memory: of ax_msg_init's fields only these
+     * two are not zero. */
+    msg->type = type;
     if (type->release == NULL)
         msg->pool = MSG_HEAP;
     *out = msg;
@@ -69,7 +71,12 @@ void ax_msg_release(ax_msg_t **msgp)
     if (msgp == NULL || (msg = *msgp) == NULL)
         return;
     *msgp = NULL;
-    if (msg->pool != NULL && msg->pool != MSG_HEAP) {
+    if (msg->pool == MSG_HEAP) {
+        /* From ax_msg_alloc, whose types have no release: most messages. */
+        if (msg->type->reset != NULL)
+            msg->type->reset(msg);
+        ax__msgmem_free(msg, msg->type->size);
+    } else if (msg->pool != NULL) {
         ax_msg_put(msg->pool, &msg);
     } else if (msg->type != NULL && msg->type->release != NULL) {
         msg->type->release(msg);

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "serial/msgmem.h"
+#include "common/ax_atomic.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
@@ -47,6 +48,9 @@ static void (*mi_collect_fn)(bool);
 static _Thread_local unsigned long allocs;       /* by this thread */
 static _Thread_local unsigned long allocs_collected; /* allocs at its last collect */
 static pthread_once_t mi_once = PTHREAD_ONCE_INIT;
+/* Atomic: 1 once mi_load has run and its pointers are stored (mi_loaded):
+ * an allocation reads it instead of calling pthread_once. */
+static uint32_t mi_ready;
 static const char *mi_name = "libc (mimalloc not found)";
 
 static void mi_load(void)
@@ -85,9 +89,19 @@ static void mi_load(void)
      * freed by any thread until exit. */
 }
 
+/* mi_load, then the flag that lets allocations skip pthread_once. */
+static void mi_loaded(void)
+{
+    mi_load();
+    /* Store fence (a release in the TSan build): the pointers before the
+     * flag, for ax__msgmem_alloc's load of it. */
+    ck_pr_fence_store();
+    ck_pr_store_32(&mi_ready, 1);
+}
+
 const char *ax__msgmem_name(void)
 {
-    pthread_once(&mi_once, mi_load);
+    pthread_once(&mi_once, mi_loaded);
     return mi_name;
 }
 
@@ -104,7 +118,7 @@ unsigned long ax__msgmem_allocs(void)
 void ax__msgmem_collect(void)
 {
     allocs_collected = allocs;
-    pthread_once(&mi_once, mi_load);
+    pthread_once(&mi_once, mi_loaded);
     /* force: also decommit the emptied pages (RSS goes down), not only
      * keep them for this thread's next allocations. */
     if (mi_collect_fn != NULL)
@@ -115,9 +129,13 @@ void *ax__msgmem_alloc(size_t size)
 {
     void *p;
 
-    /* pthread_once: after the first call, one load and a branch. It also
-     * orders the pointers' stores before every later read of them. */
-    pthread_once(&mi_once, mi_load);
+    /* The flag, then the pointers: a load fence pairs with mi_loaded's
+     * store fence (the flag's load is an acquire in the TSan build). The
+     * first allocations take pthread_once, which orders them itself. */
+    if (ck_pr_load_32(&mi_ready) != 0)
+        ck_pr_fence_load();
+    else
+        pthread_once(&mi_once, mi_loaded);
     if (mi_malloc_fn == NULL)
         return calloc(1, size);
     /* mi_malloc, then our own memset: under TSan the hand-over must come
