@@ -85,6 +85,14 @@ static void wake_one(ax_system_t *sys)
     if (sys->nworkers - parked >= sys->max_awake)
         return;
     ck_spinlock_lock(&sys->park_lock);
+    /* Again under the lock, which every waker's decrement holds: two
+     * wakers that both read one awake worker above would otherwise both
+     * wake one, and with 16 workers on 2 CPUs such races kept 3 to 5
+     * workers taking turns at parking (actor/NOTES.md). */
+    if (sys->nworkers - ck_pr_load_32(&sys->nparked) >= sys->max_awake) {
+        ck_spinlock_unlock(&sys->park_lock);
+        return;
+    }
     w = sys->parked;
     if (w != NULL) {
         sys->parked = w->park_next;
