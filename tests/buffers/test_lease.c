@@ -368,21 +368,22 @@ Test(lease, copy_out_across_slices_and_past_the_end)
     ax_encode_buffer_destroy(&eb);
 }
 
-Test(lease, copy_out_never_writes_past_what_it_returns)
+/* Every length up to max_n at each offset in offs: ax_lease_copy_out of
+ * the total bytes of l returns what is there, copies exactly that, and
+ * writes nothing past it. */
+static void check_copy_out(const ax_lease_t *l, size_t total, const size_t *offs, size_t noffs,
+                           size_t max_n)
 {
-    ax_encode_buffer_t *eb = make_encoder();
-    ax_lease_t l = encode_pattern(eb, CHAIN_LEN);
-    static const size_t offs[] = {0, 1, 255, 256, 257, 511, 700, 999};
     unsigned char buf[CHAIN_LEN + 16];
 
-    /* Every length at every interesting offset: slice ends fall at each
-     * possible distance from the end of the copy. */
-    for (size_t o = 0; o < sizeof offs / sizeof offs[0]; o++) {
-        for (size_t n = 0; n <= 600; n++) {
-            size_t want = n < CHAIN_LEN - offs[o] ? n : CHAIN_LEN - offs[o], got;
+    cr_assert_leq(max_n, CHAIN_LEN);
+    for (size_t o = 0; o < noffs; o++) {
+        for (size_t n = 0; n <= max_n; n++) {
+            size_t left = offs[o] >= total ? 0 : total - offs[o];
+            size_t want = n < left ? n : left, got;
 
             memset(buf, 0xEE, sizeof buf);
-            got = ax_lease_copy_out(&l, offs[o], buf, n);
+            got = ax_lease_copy_out(l, offs[o], buf, n);
             cr_assert_eq(got, want, "off %zu n %zu", offs[o], n);
             for (size_t i = 0; i < got; i++)
                 cr_assert_eq(buf[i], pattern(offs[o] + i));
@@ -390,6 +391,17 @@ Test(lease, copy_out_never_writes_past_what_it_returns)
                 cr_assert_eq(buf[i], 0xEE, "off %zu n %zu: wrote byte %zu", offs[o], n, i);
         }
     }
+}
+
+Test(lease, copy_out_never_writes_past_what_it_returns)
+{
+    ax_encode_buffer_t *eb = make_encoder();
+    ax_lease_t l = encode_pattern(eb, CHAIN_LEN);
+    static const size_t offs[] = {0, 1, 255, 256, 257, 511, 700, 999};
+
+    /* Every length at every interesting offset: slice ends fall at each
+     * possible distance from the end of the copy. */
+    check_copy_out(&l, CHAIN_LEN, offs, sizeof offs / sizeof offs[0], 600);
     ax_lease_release(&l);
     ax_encode_buffer_destroy(&eb);
 }
@@ -401,21 +413,8 @@ Test(lease, copy_out_of_one_slice_never_writes_past_what_it_returns)
     ax_encode_buffer_t *eb = make_encoder();
     ax_lease_t l = plain_lease(eb, 200);
     static const size_t offs[] = {0, 1, 100, 199, 200, 201};
-    unsigned char buf[256 + 16];
 
-    for (size_t o = 0; o < sizeof offs / sizeof offs[0]; o++) {
-        for (size_t n = 0; n <= 256; n++) {
-            size_t want = offs[o] >= 200 ? 0 : n < 200 - offs[o] ? n : 200 - offs[o], got;
-
-            memset(buf, 0xEE, sizeof buf);
-            got = ax_lease_copy_out(&l, offs[o], buf, n);
-            cr_assert_eq(got, want, "off %zu n %zu", offs[o], n);
-            for (size_t i = 0; i < got; i++)
-                cr_assert_eq(buf[i], pattern(offs[o] + i));
-            for (size_t i = got; i < got + 16; i++)
-                cr_assert_eq(buf[i], 0xEE, "off %zu n %zu: wrote byte %zu", offs[o], n, i);
-        }
-    }
+    check_copy_out(&l, 200, offs, sizeof offs / sizeof offs[0], 256);
     ax_lease_release(&l);
     ax_encode_buffer_destroy(&eb);
 }

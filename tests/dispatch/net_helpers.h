@@ -130,6 +130,24 @@ static inline ax_status_t seq_send(ax_actor_t *self, ax_ref_t dst, uint64_t seq,
     return st;
 }
 
+/* Lazy sends of seqs first .. first + count - 1 to dst, one after another
+ * in one handler (a job for axt_run_on): they reach the dispatcher as one
+ * batch, sharing envelopes (dispatch/net.c). */
+typedef struct seq_stream {
+    ax_ref_t dst;
+    uint64_t first, count;
+    _Atomic uint64_t failed; /* sends that returned an error */
+} seq_stream_t;
+
+static inline void seq_stream_send(ax_actor_t *self, void *arg)
+{
+    seq_stream_t *j = arg;
+
+    for (uint64_t i = j->first; i < j->first + j->count; i++)
+        if (seq_send(self, j->dst, i, false) != AX_OK)
+            atomic_fetch_add(&j->failed, 1);
+}
+
 /* ---- paths ---------------------------------------------------------------- */
 
 /* "tcp://<sys's address>/<name>", parsed. */

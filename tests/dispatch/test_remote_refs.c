@@ -238,22 +238,6 @@ Test(remote_refs, a_ref_in_use_survives_evictions)
     axt_destroy(&b);
 }
 
-/* A stream: lazy sends one after another in one handler. */
-typedef struct stream_job {
-    ax_ref_t dst;
-    uint64_t first, count;
-    _Atomic uint64_t failed;
-} stream_job_t;
-
-static void send_stream(ax_actor_t *self, void *arg)
-{
-    stream_job_t *j = arg;
-
-    for (uint64_t i = j->first; i < j->first + j->count; i++)
-        if (seq_send(self, j->dst, i, false) != AX_OK)
-            atomic_fetch_add(&j->failed, 1);
-}
-
 /*
  * A handler's lazy sends to one ref travel to the dispatcher in shared
  * envelopes (dispatch/net.c, batch_join), each message with its own pin
@@ -268,7 +252,7 @@ Test(remote_refs, a_streams_pins_are_all_given_back)
     nt_node_t x, sender;
     ax_ref_t xref, sref, busy;
     ax_path_t p;
-    stream_job_t job = {0};
+    seq_stream_t job = {0};
 
     nt_node_setup(&x, NT_SINK);
     cr_assert_eq(ax_spawn(b, &nt_node_vtable, &x, &xref), AX_OK);
@@ -280,7 +264,7 @@ Test(remote_refs, a_streams_pins_are_all_given_back)
         job.dst = busy;
         job.first = r * 100;
         job.count = 100;
-        RUN_ON(sref, send_stream, &job);
+        RUN_ON(sref, seq_stream_send, &job);
     }
     cr_assert_eq(atomic_load(&job.failed), 0, "every send was taken");
     WAIT_UNTIL(atomic_load(&x.received) == 300, "%llu of 300 arrived", U(atomic_load(&x.received)));

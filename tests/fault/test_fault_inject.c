@@ -269,22 +269,6 @@ Test(fault_inject, unacked_record_lost_dead_letters_the_frame)
 
 /* ---- a lazy send in a batch that cannot be serialised ----------------------- */
 
-typedef struct batch_job {
-    ax_ref_t dst;
-    uint64_t first, count;
-    _Atomic uint64_t failed;
-} batch_job_t;
-
-/* Lazy sends, one after another in one handler: one batch. */
-static void send_batch(ax_actor_t *self, void *arg)
-{
-    batch_job_t *j = arg;
-
-    for (uint64_t i = j->first; i < j->first + j->count; i++)
-        if (seq_send(self, j->dst, i, false) != AX_OK)
-            atomic_fetch_add(&j->failed, 1);
-}
-
 /*
  * Lazy sends that a handler makes one after another reach the dispatcher
  * as one batch (dispatch/net.c). When two in the middle cannot be
@@ -298,7 +282,7 @@ Test(fault_inject, a_batch_member_without_memory_is_a_dead_letter)
     nt_node_t sink, sender;
     nt_dl_t dl = {0};
     ax_ref_t dl_ref, sender_ref, dst = nt_sink_on(b, a, &sink);
-    batch_job_t job = {.dst = dst, .first = 0, .count = 1};
+    seq_stream_t job = {.dst = dst, .first = 0, .count = 1};
     ax_net_stats_t ns;
 
     dl.watch = dst;
@@ -307,7 +291,7 @@ Test(fault_inject, a_batch_member_without_memory_is_a_dead_letter)
     nt_node_setup(&sender, NT_SINK);
     sender_ref = nt_spawn_node(a, &sender, NULL);
     /* seq 0 first: the connection is up and the paths are known. */
-    cr_assert(axt_run_on(sender_ref, send_batch, &job, WAIT_S));
+    cr_assert(axt_run_on(sender_ref, seq_stream_send, &job, WAIT_S));
     WAIT_UNTIL(atomic_load(&sink.received) == 1, "the first seq arrives");
 
     /* Seqs 1 to 10 in one handler; the third and fourth NetMessages made
@@ -315,9 +299,9 @@ Test(fault_inject, a_batch_member_without_memory_is_a_dead_letter)
      * the network thread together when the dispatcher has made them all,
      * so b's receiving side, which makes NetMessages too, makes none in
      * between. */
-    job = (batch_job_t){.dst = dst, .first = 1, .count = 10};
+    job = (seq_stream_t){.dst = dst, .first = 1, .count = 10};
     ax__fault_arm("axon.net-message", 3, 2);
-    cr_assert(axt_run_on(sender_ref, send_batch, &job, WAIT_S));
+    cr_assert(axt_run_on(sender_ref, seq_stream_send, &job, WAIT_S));
     WAIT_UNTIL(nt_dl_status(&dl, AX_ENOMEM) == 2, "two dead letters with AX_ENOMEM (%llu of %llu)",
                (unsigned long long)nt_dl_status(&dl, AX_ENOMEM), (unsigned long long)atomic_load(&dl.count));
     disarm();
