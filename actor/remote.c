@@ -21,7 +21,6 @@ static void lazy_send_reset(ax_msg_t *m)
         ax_msg_release(&held);
         ax__remote_unpin(ls->dst);
     }
-    ls->dst = NULL;
     /* The rest of its batch, one by one (no recursion). */
     while (more != NULL) {
         ax__lazy_send_t *next = ax__lazy_send_detach(more);

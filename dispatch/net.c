@@ -328,16 +328,18 @@ static void dispatcher_lazy_one(dispatcher_t *d, ax_ref_t to, ax_msg_t *msg)
         dispatcher_publish(d);
 }
 
-/* Each message of an envelope in turn; the caller releases the envelope. */
+/* Each message of an envelope in turn; the caller releases the envelope.
+ * Within a batch only a full outgoing chain goes early (out_maybe_flush
+ * runs after the whole batch). */
 static void dispatcher_lazy(dispatcher_t *d, lazy_send_t *ls)
 {
     ax_ref_t to = {ls->dst, ls->dst_id};
-    ax_msg_t *msg = ax__lazy_send_take(ls);
+    ax_msg_t *msg;
 
-    while (msg != NULL) {
-        dispatcher_lazy_one(d, to, msg);
-        if ((msg = ax__lazy_send_take(ls)) != NULL && out_full(d))
+    while ((msg = ax__lazy_send_take(ls)) != NULL) {
+        if (out_full(d))
             out_flush(d);
+        dispatcher_lazy_one(d, to, msg);
     }
 }
 
@@ -363,8 +365,6 @@ static ax_status_t dispatcher_handle(ax_actor_t *self, ax_msg_t **msg)
         lazy_send_t *next = ax__lazy_send_detach(more);
         ax_msg_t *m = &more->hdr;
 
-        if (out_full(d))
-            out_flush(d);
         dispatcher_lazy(d, more);
         ax_msg_release(&m);
         more = next;
@@ -487,13 +487,12 @@ static bool batch_join(ax__net_t *net, ax_ref_t to, ax_msg_t *msg)
 }
 
 /* Add ls to the open batch: true when it did (ls is on its way then). */
-static bool batch_add(ax__net_t *net, lazy_send_t *ls, ax_ref_t from)
+static bool batch_add(ax__net_t *net, lazy_send_t *ls)
 {
     batch_t *b = &tls_batch;
 
     if (!batch_live(b, net))
         return false;
-    ls->hdr.sender = from;
     b->last->more = ls;
     b->last = ls;
     batch_grew(b);
@@ -536,7 +535,7 @@ static ax_status_t net_send_lazy(void *ctx, ax_ref_t to, ax_msg_t **msg, ax_ref_
     ls->msg = ls->last = *msg;
     ls->msg->link.next = NULL;
     *msg = NULL;
-    if (batch_add(net, ls, from))
+    if (batch_add(net, ls))
         return AX_OK;
     st = ax__tell_deferred(net->dispatcher, &m, from);
     if (st != AX_OK) {
