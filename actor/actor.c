@@ -7,6 +7,7 @@
 #include "actor/bounded.h"
 #include "actor/net.h"
 #include "actor/system.h"
+#include "common/barrier.h"
 #include "common/error.h"
 #include "common/grow.h"
 
@@ -172,9 +173,12 @@ static ax_status_t create(ax_system_t *sys, const ax_actor_vtable_t *vt, void *a
             return st;
         }
     }
-    /* Pairs with the fence in ax_system_shutdown: it either sees this
-     * actor when it stops every live one, or we see its flag here. */
-    ck_pr_fence_memory();
+    /* Pairs with the heavy barrier in ax_system_shutdown: it either sees
+     * this actor when it stops every live one, or we see its flag here.
+     * The light side is a compiler barrier where the kernel has
+     * membarrier (common/barrier.h): a fence here cost every spawn the
+     * wait for the new cell's stores (actor/NOTES.md). */
+    ax__barrier_light();
     if (ck_pr_load_32(&sys->shutdown))
         ax_stop(*ref);
     return AX_OK;

@@ -7,6 +7,7 @@
 #include "actor/timer.h"
 #include "serial/netmsg.h"
 #include "actor/system.h"
+#include "common/barrier.h"
 #include "common/error.h"
 #include "serial/msgmem.h"
 
@@ -103,6 +104,9 @@ ax_status_t ax_system_create(const ax_config_t *cfg, ax_system_t **out)
      * thread started that way crashed in its first mi_malloc (test_net,
      * ASan, once). */
     (void)ax__msgmem_name();
+    /* Before any system's first create: the two sides of create's
+     * barrier must agree on what it is (common/barrier.h). */
+    ax__barrier_init();
     sys->nworkers = sys->cfg.threads;
     if (sys->nworkers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -125,9 +129,9 @@ void ax_system_shutdown(ax_system_t *sys)
     /* Once: the exchange makes a second shutdown a no-op. */
     if (sys == NULL || ck_pr_fas_32(&sys->shutdown, 1) != 0)
         return;
-    /* Pairs with the fence in create: a concurrent ax_create either is
-     * visited here or sees the flag and stops its actor itself. */
-    ck_pr_fence_memory();
+    /* Pairs with the light barrier in create: a concurrent ax_create
+     * either is visited here or sees the flag and stops its actor itself. */
+    ax__barrier_heavy();
     ax__stop_all(sys);
     ax__late_check(sys); /* only late actors may be left already */
     if (ck_pr_load_64(&sys->alive) == 0)
