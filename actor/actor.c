@@ -208,6 +208,9 @@ static ax_status_t request(ax_ref_t ref, uint64_t bits, bool claim_only)
         /* Full barrier: pairs with the one in ax__mbox_try_idle, so that an
          * actor going idle sees these bits or we see it idle below. */
     } while (!ck_pr_cas_64(&c->word, w, w | bits | AX__W_CLAIMED));
+    /* After the CAS: a runner that sees this clears it and then reads the
+     * word, which holds our bits by then (run.c). */
+    ck_pr_store_16(&c->reqs, 1);
     if ((w & AX__W_CLAIMED) == 0)
         ax__schedule(c); /* a created actor: its first schedule is ours */
     else if (ax__mbox_try_wake(c))

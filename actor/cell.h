@@ -20,6 +20,7 @@
 #define AXON_ACTOR_CELL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "axon/actor.h"
@@ -96,35 +97,56 @@ typedef struct ax__cell_ext_s {
     size_t ntimers, timers_cap;
 } ax__cell_ext_t;
 
+/*
+ * Two cache lines, split by who writes them for every message. Senders
+ * read the first line's word, sys and vt and exchange the mailbox's head,
+ * its last field; the worker running the actor writes the second line
+ * (the mailbox's tail and stub, its flags, its metrics) and, for each
+ * message, reads only that line: the word only when `reqs` says a request
+ * may be there, and vt and sys once per run (run.c). With both sides on
+ * one line, it crossed the cores twice for every message of a flood
+ * (actor/NOTES.md, "Two lines: senders' and the runner's"). Cells are
+ * 64-byte aligned (slab.c), so the offsets below are the lines.
+ */
 typedef struct ax__cell_s {
-    ax__mpsc_t mbox;            /* senders push; the running worker pops */
+    /* ---- line 0: what senders touch, and what seldom changes ---- */
     uint64_t word;              /* senders read, controllers CAS */
     ax_system_t *sys;           /* constant for the cell's life */
     const ax_actor_vtable_t *vt;
     struct ax__cell_s *sched_next; /* inject queue or free-list link */
     ax__cell_ext_t *ext;        /* optional parts, allocated on demand */
-    /* AX__L_*. Atomic ops because NAMED and PUBLISHED are set by other
-     * threads (ax_register, ax_ref_path); the other flags are the owning
-     * worker's, whose own reads need no ordering. */
-    uint32_t lflags;
+    struct ax__actor_msx_s *m_side; /* cold metrics, on the first sample */
     /* Bounded mailboxes: messages counted in and not yet taken (see
      * actor/bounded.c). At a fixed place for every cell, so a sender that
      * raced with the cell's reuse undoes its count where it made it. */
     uint32_t mcount;
     /* Metrics (actor/metrics.h): written only by the worker running the
      * actor, read by metrics readers with atomic loads (stale is fine). */
-    uint32_t m_epoch;           /* the sample epoch last taken */
+    uint32_t m_epoch;           /* the sample epoch last taken; once a run */
+    /* Senders push; the running worker pops. Its head ends line 0, its
+     * tail and stub begin line 1. */
+    ax__mpsc_t mbox;
+    /* ---- line 1: the running worker's ---- */
+    /* AX__L_*. Atomic ops because NAMED and PUBLISHED are set by other
+     * threads (ax_register, ax_ref_path); the other flags are the owning
+     * worker's, whose own reads need no ordering. */
+    uint32_t lflags;
     /* The run budget is throughput << run_shift: it grows while runs end
      * with mail left, and resets when the actor goes idle (run.c). Only
-     * the running worker touches it; it fills what was padding. */
-    uint32_t run_shift;
+     * the running worker touches it. */
+    uint16_t run_shift;
+    /* 1 once a controller has put a request in word (ax_start, ax_stop,
+     * ax_kill: actor.c's request); the runner clears it before it reads
+     * the word. A stale 1 only costs a read of the word. */
+    uint16_t reqs;
     uint64_t m_handled;         /* messages handed to a handler */
     uint64_t m_time_ns;         /* handler time, in metrics-clock ticks */
     uint64_t m_time_max_ns;     /* the longest handler, same clock */
-    struct ax__actor_msx_s *m_side; /* cold metrics, on the first sample */
 } ax__cell_t;
 
 _Static_assert(sizeof(ax__cell_t) == sizeof(ax_actor_t), "ax_actor_t must match the cell");
+_Static_assert(offsetof(ax__cell_t, mbox.head) < 64 && offsetof(ax__cell_t, mbox.tail) == 64,
+               "the mailbox's head ends line 0 and its tail begins line 1");
 
 static inline ax__cell_t *ax__cell(const ax_actor_t *a)
 {

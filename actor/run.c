@@ -300,7 +300,10 @@ ax_status_t ax__take_failure(ax__cell_t *c, ax_status_t st)
 }
 
 /* Hand msg to the actor's handler; the status marks a failure. */
-static ax_status_t deliver(ax__worker_t *w, ax__cell_t *c, ax_msg_t *msg)
+/* vt and sys are c's, read once per run by the caller: the line they are
+ * on is the one senders write for every message (cell.h). */
+static ax_status_t deliver(ax__worker_t *w, ax__cell_t *c, const ax_actor_vtable_t *vt, ax_system_t *sys,
+                           ax_msg_t *msg)
 {
     ax_ref_t timer = AX_REF_NULL;
     bool escalate = false;
@@ -309,7 +312,7 @@ static ax_status_t deliver(ax__worker_t *w, ax__cell_t *c, ax_msg_t *msg)
 
     if (msg->type == &ax_child_event_type) {
         escalate = ax__child_event(c, msg);
-        if (c->vt->receive_local == NULL) {
+        if (vt->receive_local == NULL) {
             ax_msg_release(&msg);
             return escalate ? AX_EFAILED : AX_OK;
         }
@@ -318,18 +321,18 @@ static ax_status_t deliver(ax__worker_t *w, ax__cell_t *c, ax_msg_t *msg)
         if (!ax__timer_claim(&msg))
             return AX_OK; /* cancelled after it was queued */
     }
-    t0 = ax__metrics_now(&c->sys->metrics);
+    t0 = ax__metrics_now(&sys->metrics);
     tls_current = c;
-    if (msg->type == &ax_net_msg_type && c->vt->receive_network != NULL) {
+    if (msg->type == &ax_net_msg_type && vt->receive_network != NULL) {
         ax_net_msg_t *nm = (ax_net_msg_t *)msg;
 
-        st = c->vt->receive_network((ax_actor_t *)c, &nm);
+        st = vt->receive_network((ax_actor_t *)c, &nm);
         msg = (ax_msg_t *)nm;
-    } else if (msg->type != &ax_net_msg_type && c->vt->receive_local != NULL) {
-        st = c->vt->receive_local((ax_actor_t *)c, &msg);
+    } else if (msg->type != &ax_net_msg_type && vt->receive_local != NULL) {
+        st = vt->receive_local((ax_actor_t *)c, &msg);
     } else {
         tls_current = NULL;
-        ax_dead_letter(c->sys, &msg, AX_ETYPE, (ax_ref_t){c, ax__to_id(msg->to)});
+        ax_dead_letter(sys, &msg, AX_ETYPE, (ax_ref_t){c, ax__to_id(msg->to)});
         return AX_OK;
     }
     ax__deferred_end(); /* what the handler sent for the dispatcher */
@@ -339,7 +342,7 @@ static ax_status_t deliver(ax__worker_t *w, ax__cell_t *c, ax_msg_t *msg)
     if (msg != NULL)
         ax_msg_release(&msg);
     ax__stat_inc(&w->delivered);
-    ax__metrics_handled(&c->sys->metrics, c, t0);
+    ax__metrics_handled(&sys->metrics, c, t0);
     if (escalate && st == AX_OK)
         st = AX_EFAILED;
     return ax__take_failure(c, st);
@@ -369,23 +372,44 @@ static unsigned run_budget(const ax__cell_t *c)
     return base > (RUN_BUDGET_MAX >> shift) ? RUN_BUDGET_MAX : base << shift;
 }
 
+/*
+ * Whether a controller has put a request in c's word. The word is on the
+ * line senders write for every message (cell.h); `reqs`, on the runner's
+ * line, says when it is worth reading. Cleared first, then a full fence,
+ * then the word: a controller sets reqs after its CAS, so a request whose
+ * reqs we cleared is in the word we read, and one that comes later sets
+ * reqs again for the next look. A request the runner misses by a hair
+ * goes before the message after, as it did when the runner missed the
+ * word's CAS by as much.
+ */
+static inline bool requested(ax__cell_t *c)
+{
+    if (ck_pr_load_16(&c->reqs) == 0)
+        return false;
+    ck_pr_store_16(&c->reqs, 0);
+    ck_pr_fence_memory(); /* the clear before the word's load */
+    return (ck_pr_load_64(&c->word) & AX__W_REQUESTS) != 0;
+}
+
 bool ax__cell_run(ax__worker_t *w, ax__cell_t *c)
 {
     unsigned budget = run_budget(c);
     unsigned sends0 = ax__tls_sends, handled = 0, sent, shift;
     uint64_t id = ax__cell_id(c);
+    const ax_actor_vtable_t *vt = c->vt; /* once a run: see deliver */
+    ax_system_t *sys = c->sys;
     ax__lanes_t *lz;
 
     if ((ck_pr_load_32(&c->lflags) & AX__L_SUSPENDED) && !ax__restart_now(w, c))
         return false;
     lz = ax__lanes(c); /* the vtable's, fixed for the actor's life */
-    ax__metrics_run(&c->sys->metrics, c);
+    ax__metrics_run(&sys->metrics, c);
     for (unsigned n = 0; n < budget;) {
         ax_msg_t *msg;
         ax_status_t st;
 
         /* Control goes before the next user message. */
-        if (ck_pr_load_64(&c->word) & AX__W_REQUESTS) {
+        if (requested(c)) {
             if (!control(c))
                 return false;
             st = ax__take_failure(c, AX_OK); /* ax_fail in on_start */
@@ -401,7 +425,7 @@ bool ax__cell_run(ax__worker_t *w, ax__cell_t *c)
             finish_stop(c);
             return false;
         }
-        st = deliver(w, c, msg);
+        st = deliver(w, c, vt, sys, msg);
         handled++;
         n = handled + (ax__tls_sends - sends0);
         if (st != AX_OK)
@@ -418,7 +442,7 @@ bool ax__cell_run(ax__worker_t *w, ax__cell_t *c)
     if (!ax__mbox_try_idle(c)) {
         sent = ax__tls_sends - sends0;
         if (sent <= handled)
-            c->run_shift = shift < RUN_SHIFT_MAX ? shift + 1 : RUN_SHIFT_MAX;
+            c->run_shift = (uint16_t)(shift < RUN_SHIFT_MAX ? shift + 1 : RUN_SHIFT_MAX);
         return true;
     }
     /* Idle now, and possibly already scheduled by a sender elsewhere:

@@ -33,6 +33,10 @@
 #define ck_pr_load_8(p) AX__TSAN_LD(const uint8_t, p)
 #undef ck_pr_store_8
 #define ck_pr_store_8(p, v) AX__TSAN_ST(uint8_t, p, v)
+#undef ck_pr_load_16
+#define ck_pr_load_16(p) AX__TSAN_LD(const uint16_t, p)
+#undef ck_pr_store_16
+#define ck_pr_store_16(p, v) AX__TSAN_ST(uint16_t, p, v)
 #undef ck_pr_load_32
 #define ck_pr_load_32(p) AX__TSAN_LD(const uint32_t, p)
 #undef ck_pr_store_32
