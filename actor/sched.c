@@ -480,8 +480,8 @@ static void steal_backlog(ax__worker_t *w, ax__worker_t *v)
  * outside the workers that spawns or tells actors puts one cell on the
  * queue per actor; taken one per lock hold, each take moved the lock's
  * line and the queue's head between the cores, and spawning from a
- * thread ran 0.73-0.86 M actors/s in a slow phase against 0.90-1.10 taken
- * whole (actor/NOTES.md, "The inject queue is taken whole"). What the
+ * thread ran 1.02 M actors/s in a slow phase against 1.39 taken whole
+ * (medians; actor/NOTES.md, "The inject queue is taken whole"). What the
  * ring cannot hold goes back to the queue's front, in order, in one
  * splice: pushing it back one at a time made the next take walk it again.
  * Each cell's link is read before the cell is on the ring: from then on a
