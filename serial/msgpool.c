@@ -8,6 +8,19 @@
  * the global list's add up to max, and for a small max the stripes hold
  * nothing, so the bound is also exact for a single thread.
  *
+ * The global list is a stack of chains, so that a batch moves between it
+ * and a stripe in one step under its lock. A chain is messages linked by
+ * link.next and ended by NULL; while it sits in the pool, its first
+ * message keeps the chain's length in `to`, and the next chain and its
+ * own last message in `sender` (get rewrites a pooled message's whole
+ * header, so these fields are free). A stripe that fills gives half of
+ * itself as one chain; a stripe that runs dry takes one chain whole.
+ * Taking a batch by walking it under the lock read one message line per
+ * message, each last written on another core, while every thread that
+ * put a message spun on that lock: in bench_actor's spawn from a thread
+ * the walk was two thirds of ax_msg_get and the spin 86% of ax_msg_put
+ * (actor/NOTES.md, "The pool's batches move whole").
+ *
  * `live` counts the messages of the pool that exist (held or out). It
  * changes only when a message is allocated or discarded, never on get or
  * put, so it costs nothing in the steady state; it lets the pool's memory
@@ -39,7 +52,7 @@ struct ax_msg_pool_s {
     uint64_t live;     /* atomic */
     uint32_t destroyed; /* set under every lock, read under one */
     alignas(64) ck_spinlock_t glock;
-    ax_msg_link_t *ghead;
+    ax_msg_t *ghead;   /* the top chain; see above */
     size_t gcount, gcap;
     struct stripe stripes[];
 };
@@ -63,6 +76,10 @@ static void free_pool(ax_msg_pool_t *pool)
 /* A message leaves the pool for good. */
 static void discard(ax_msg_pool_t *pool, ax_msg_t *msg)
 {
+    /* A chain's marks (below) are not a sender: the type's release sees
+     * an empty one. */
+    msg->sender = AX_REF_NULL;
+    msg->to = 0;
     msg->pool = NULL;
     ax__msg_discard(msg);
     /* The last message of a destroyed pool frees it; the full barrier of
@@ -85,6 +102,90 @@ static void reset_header(ax_msg_pool_t *pool, ax_msg_t *msg)
 {
     ax_msg_init(msg, pool->type);
     msg->pool = pool;
+}
+
+/* ---- the global stack of chains (under glock) ------------------------- */
+
+static size_t chain_len(const ax_msg_t *h)
+{
+    return (size_t)h->to;
+}
+
+static ax_msg_t *chain_next(const ax_msg_t *h)
+{
+    return h->sender.target;
+}
+
+static ax_msg_t *chain_last(const ax_msg_t *h)
+{
+    return (ax_msg_t *)(uintptr_t)h->sender.id;
+}
+
+static void chain_mark(ax_msg_t *h, size_t len, ax_msg_t *last, ax_msg_t *next)
+{
+    h->to = len;
+    h->sender = (ax_ref_t){next, (uint64_t)(uintptr_t)last};
+}
+
+/* The largest chain a stripe gives or takes; 1 when stripes hold nothing. */
+static size_t chain_max(const ax_msg_pool_t *pool)
+{
+    return pool->stripe_cap > 1 ? pool->stripe_cap / 2 : 1;
+}
+
+/* ghead is read without the lock by get's peek: every write of it after
+ * creation is an atomic store. */
+static void gpush_chain(ax_msg_pool_t *pool, ax_msg_t *h, size_t len, ax_msg_t *last)
+{
+    last->link.next = NULL;
+    chain_mark(h, len, last, pool->ghead);
+    ck_pr_store_ptr(&pool->ghead, h);
+    pool->gcount += len;
+}
+
+/* One message onto the top chain, or a new chain when that one is full. */
+static void gpush_one(ax_msg_pool_t *pool, ax_msg_t *m)
+{
+    ax_msg_t *h = pool->ghead;
+
+    if (h != NULL && chain_len(h) < chain_max(pool)) {
+        m->link.next = &h->link;
+        chain_mark(m, chain_len(h) + 1, chain_last(h), chain_next(h));
+        ck_pr_store_ptr(&pool->ghead, m);
+        pool->gcount++;
+    } else {
+        gpush_chain(pool, m, 1, m);
+    }
+}
+
+/* The top chain, whole; NULL when the list is empty. */
+static ax_msg_t *gpop_chain(ax_msg_pool_t *pool)
+{
+    ax_msg_t *h = pool->ghead;
+
+    if (h != NULL) {
+        ck_pr_store_ptr(&pool->ghead, chain_next(h));
+        pool->gcount -= chain_len(h);
+    }
+    return h;
+}
+
+/* One message, off the top chain. */
+static ax_msg_t *gpop_one(ax_msg_pool_t *pool)
+{
+    ax_msg_t *h = pool->ghead, *rest;
+
+    if (h == NULL)
+        return NULL;
+    if (chain_len(h) == 1) {
+        ck_pr_store_ptr(&pool->ghead, chain_next(h));
+    } else {
+        rest = (ax_msg_t *)h->link.next;
+        chain_mark(rest, chain_len(h) - 1, chain_last(h), chain_next(h));
+        ck_pr_store_ptr(&pool->ghead, rest);
+    }
+    pool->gcount--;
+    return h;
 }
 
 ax_status_t ax_msg_pool_create(const ax_msg_type_t *type, const ax_msg_pool_options_t *opts,
@@ -132,9 +233,7 @@ ax_status_t ax_msg_pool_create(const ax_msg_type_t *type, const ax_msg_pool_opti
         }
         reset_header(pool, msg);
         if (pool->gcount < pool->gcap) {
-            msg->link.next = pool->ghead;
-            pool->ghead = &msg->link;
-            pool->gcount++;
+            gpush_one(pool, msg);
         } else {
             struct stripe *s = &pool->stripes[i % nstripes];
 
@@ -161,7 +260,8 @@ static void discard_list(ax_msg_pool_t *pool, ax_msg_link_t *l)
 void ax_msg_pool_destroy(ax_msg_pool_t **poolp)
 {
     ax_msg_pool_t *pool;
-    ax_msg_link_t *lists[65];
+    ax_msg_link_t *lists[64];
+    ax_msg_t *chains;
     unsigned n = 0;
 
     if (poolp == NULL || *poolp == NULL)
@@ -174,8 +274,8 @@ void ax_msg_pool_destroy(ax_msg_pool_t **poolp)
     for (unsigned i = 0; i < pool->nstripes; i++)
         ck_spinlock_lock(&pool->stripes[i].lock);
     ck_pr_store_32(&pool->destroyed, 1); /* under every lock, read under one */
-    lists[n++] = pool->ghead;
-    ck_pr_store_ptr(&pool->ghead, NULL); /* see ghead_pop */
+    chains = pool->ghead;
+    ck_pr_store_ptr(&pool->ghead, NULL); /* see gpush_chain */
     pool->gcount = 0;
     for (unsigned i = 0; i < pool->nstripes; i++) {
         lists[n++] = pool->stripes[i].head;
@@ -190,6 +290,12 @@ void ax_msg_pool_destroy(ax_msg_pool_t **poolp)
     ck_spinlock_unlock(&pool->glock);
     for (unsigned i = 0; i < n; i++)
         discard_list(pool, lists[i]);
+    while (chains != NULL) {
+        ax_msg_t *next = chain_next(chains); /* before the chain is freed */
+
+        discard_list(pool, &chains->link);
+        chains = next;
+    }
     if (ck_pr_faa_64(&pool->live, (uint64_t)-1) == 1) /* as in discard */
         free_pool(pool);
 }
@@ -203,23 +309,39 @@ static ax_msg_link_t *pop(ax_msg_link_t **head)
     return l;
 }
 
-/* Pop from the global list, with glock held. ax_msg_get peeks at ghead
- * without the lock, so every write of ghead after creation is an atomic
- * store (a plain one would be a data race with that peek). */
-static ax_msg_link_t *ghead_pop(ax_msg_pool_t *pool)
+/* The chain h came off the global list; all of it but h goes to stripe s,
+ * as far as s has room (another thread may share s and have filled it
+ * since), and back to the global list otherwise, where it came from. */
+static void refill(ax_msg_pool_t *pool, struct stripe *s, ax_msg_t *h)
 {
-    ax_msg_link_t *l = pool->ghead;
+    ax_msg_t *rest = (ax_msg_t *)h->link.next, *last = chain_last(h);
+    size_t n = chain_len(h) - 1;
+    bool fits;
 
-    if (l != NULL)
-        ck_pr_store_ptr(&pool->ghead, l->next);
-    return l;
+    ck_spinlock_lock(&s->lock);
+    fits = s->count + n <= pool->stripe_cap;
+    if (fits) {
+        last->link.next = s->head;
+        s->head = &rest->link;
+        s->count += n;
+    }
+    ck_spinlock_unlock(&s->lock);
+    if (fits)
+        return;
+    ck_spinlock_lock(&pool->glock);
+    fits = pool->gcount + n <= pool->gcap; /* others may have put since */
+    if (fits)
+        gpush_chain(pool, rest, n, last);
+    ck_spinlock_unlock(&pool->glock);
+    if (!fits)
+        discard_list(pool, &rest->link); /* the pool is full */
 }
 
 ax_status_t ax_msg_get(ax_msg_pool_t *pool, ax_alloc_strategy_t strategy, ax_msg_t **out)
 {
     struct stripe *s;
     ax_msg_link_t *l;
-    ax_msg_t *msg;
+    ax_msg_t *msg = NULL;
 
     if (pool == NULL || out == NULL)
         return ax__error(AX_EINVAL, "msg_get: NULL argument");
@@ -229,40 +351,25 @@ ax_status_t ax_msg_get(ax_msg_pool_t *pool, ax_alloc_strategy_t strategy, ax_msg
     if (l != NULL)
         s->count--;
     ck_spinlock_unlock(&s->lock);
-    /* An unlocked peek: a stale answer only costs a lock or an alloc. */
-    if (l == NULL && ck_pr_load_ptr(&pool->ghead) != NULL) {
-        /* Refill: take one, and a batch for this stripe. */
-        ax_msg_link_t *batch = NULL, *b;
-        size_t nb = 0;
-
-        ck_spinlock_lock(&pool->glock);
-        l = ghead_pop(pool);
-        if (l != NULL)
-            pool->gcount--;
-        while (nb < pool->stripe_cap / 2 && (b = ghead_pop(pool)) != NULL) {
-            b->next = batch;
-            batch = b;
-            pool->gcount--;
-            nb++;
-        }
-        ck_spinlock_unlock(&pool->glock);
-        if (batch != NULL) {
-            ck_spinlock_lock(&s->lock);
-            while ((b = pop(&batch)) != NULL) {
-                b->next = s->head;
-                s->head = b;
-                s->count++;
-            }
-            ck_spinlock_unlock(&s->lock);
-        }
-    }
     if (l != NULL) {
         msg = (ax_msg_t *)l;
-    } else if (strategy == AX_POOL_ONLY) {
-        *out = NULL;
-        return AX_OK;
-    } else if ((msg = new_message(pool)) == NULL) {
-        return ax__error(AX_ENOMEM, "msg_get \"%s\": out of memory", pool->type->name);
+    } else if (ck_pr_load_ptr(&pool->ghead) != NULL) {
+        /* An unlocked peek: a stale answer only costs a lock or an alloc.
+         * Refill: one chain, the first message for us and the rest for
+         * this stripe, or one message when stripes hold nothing. */
+        ck_spinlock_lock(&pool->glock);
+        msg = pool->stripe_cap == 0 ? gpop_one(pool) : gpop_chain(pool);
+        ck_spinlock_unlock(&pool->glock);
+        if (msg != NULL && pool->stripe_cap != 0 && chain_len(msg) > 1)
+            refill(pool, s, msg);
+    }
+    if (msg == NULL) {
+        if (strategy == AX_POOL_ONLY) {
+            *out = NULL;
+            return AX_OK;
+        }
+        if ((msg = new_message(pool)) == NULL)
+            return ax__error(AX_ENOMEM, "msg_get \"%s\": out of memory", pool->type->name);
     }
     reset_header(pool, msg);
     *out = msg;
@@ -300,26 +407,44 @@ void ax_msg_put(ax_msg_pool_t *pool, ax_msg_t **msgp)
         ck_spinlock_unlock(&s->lock);
         return;
     }
-    /* Stripe full (or stripes unused): the message goes to the global
-     * list with half of the stripe, as far as the list has room. The
-     * stripe lock is held, so destroy cannot run in between. */
-    ck_spinlock_lock(&pool->glock);
-    while (s->count > pool->stripe_cap / 2 && pool->gcount < pool->gcap) {
-        ax_msg_link_t *l = pop(&s->head);
+    if (pool->stripe_cap == 0) {
+        /* Stripes unused: the message goes to the global list, if it has
+         * room. */
+        ck_spinlock_lock(&pool->glock);
+        if (pool->gcount < pool->gcap) {
+            gpush_one(pool, msg);
+            msg = NULL;
+        }
+        ck_spinlock_unlock(&pool->glock);
+        ck_spinlock_unlock(&s->lock);
+    } else {
+        /* Stripe full: half of it goes to the global list as one chain,
+         * walked here on this stripe's own messages, and the message
+         * takes its place. When the global list has no room for the
+         * chain, the stripe keeps it and the message is discarded. The
+         * stripe lock is held, so destroy cannot run in between. */
+        size_t k = chain_max(pool);
+        ax_msg_t *h = (ax_msg_t *)s->head, *last = h;
+        bool moved;
 
-        s->count--;
-        l->next = pool->ghead;
-        ck_pr_store_ptr(&pool->ghead, l); /* see ghead_pop */
-        pool->gcount++;
+        for (size_t i = 1; i < k; i++)
+            last = (ax_msg_t *)last->link.next;
+        ck_spinlock_lock(&pool->glock);
+        moved = pool->gcount + k <= pool->gcap;
+        if (moved) {
+            s->head = last->link.next;
+            s->count -= k;
+            gpush_chain(pool, h, k, last);
+        }
+        ck_spinlock_unlock(&pool->glock);
+        if (moved) {
+            msg->link.next = s->head;
+            s->head = &msg->link;
+            s->count++;
+            msg = NULL;
+        }
+        ck_spinlock_unlock(&s->lock);
     }
-    if (pool->gcount < pool->gcap) {
-        msg->link.next = pool->ghead;
-        ck_pr_store_ptr(&pool->ghead, &msg->link); /* see ghead_pop */
-        pool->gcount++;
-        msg = NULL;
-    }
-    ck_spinlock_unlock(&pool->glock);
-    ck_spinlock_unlock(&s->lock);
     if (msg != NULL)
         discard(pool, msg); /* the pool is full */
 }
@@ -335,8 +460,7 @@ size_t ax_msg_pool_trim(ax_msg_pool_t *pool, size_t keep)
      * (never two at once: puts take a stripe's, then the global one). */
     total = ax_msg_pool_count(pool);
     ck_spinlock_lock(&pool->glock);
-    while (total > keep && (l = ghead_pop(pool)) != NULL) {
-        pool->gcount--;
+    while (total > keep && (l = (ax_msg_link_t *)gpop_one(pool)) != NULL) {
         total--;
         l->next = freed;
         freed = l;
