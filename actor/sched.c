@@ -116,6 +116,16 @@ static void wake_one(ax_system_t *sys)
         sem_post(&w->sem);
 }
 
+/* After making work visible (a ring push, the inject queue): a full fence,
+ * so that the work is visible to thieves before we read nparked (a parker
+ * looks again after its own full barrier: one of us sees the other), then
+ * wake_one. */
+static void wake_after_publish(ax_system_t *sys)
+{
+    ck_pr_fence_memory();
+    wake_one(sys);
+}
+
 void ax__sched_wake_all(ax_system_t *sys)
 {
     ax__worker_t *w, *next;
@@ -303,9 +313,7 @@ static void ring_push(ax__worker_t *w, ax__cell_t *c)
         inject_push(w->sys, c);
     if (ck_ring_size(&w->ring) + (w->run_next != NULL) < 2)
         return;
-    /* Full fence: the cell is visible to thieves before we read nparked. */
-    ck_pr_fence_memory();
-    wake_one(w->sys);
+    wake_after_publish(w->sys);
 }
 
 /* ---- the network thread as a guest worker ----------------------------
@@ -375,8 +383,7 @@ static ax__cell_t *guest_pop(ax__worker_t *g)
 static void inject_and_wake(ax_system_t *sys, ax__cell_t *c)
 {
     inject_push(sys, c);
-    ck_pr_fence_memory(); /* as in ring_push */
-    wake_one(sys);
+    wake_after_publish(sys);
 }
 
 static void guest_schedule(ax__worker_t *g, ax__cell_t *c)
@@ -470,8 +477,7 @@ static void steal_backlog(ax__worker_t *w, ax__worker_t *v)
     while (n-- > 0 && ck_ring_dequeue_spmc(&v->ring, v->ring_buf, &c))
         if (!ck_ring_enqueue_spmc(&w->ring, w->ring_buf, c))
             inject_push(w->sys, c);
-    ck_pr_fence_memory(); /* as in ring_push: visible before nparked is read */
-    wake_one(w->sys);
+    wake_after_publish(w->sys);
 }
 
 /*
@@ -494,18 +500,18 @@ static ax__cell_t *inject_take(ax__worker_t *w)
 
     if (first == NULL || first == tail)
         return first;
+    /* The queue's last cell links to NULL: inject_push and the splice
+     * leave it so, and no push can reach it once the queue is empty. */
     for (c = first->sched_next; c != NULL; c = next) {
-        next = c == tail ? NULL : c->sched_next;
+        next = c->sched_next;
         if (!ck_ring_enqueue_spmc(&w->ring, w->ring_buf, c)) {
             inject_push_front(w->sys, c, tail);
             break;
         }
         pushed = true;
     }
-    if (pushed) {
-        ck_pr_fence_memory(); /* as in ring_push: visible before nparked is read */
-        wake_one(w->sys);
-    }
+    if (pushed)
+        wake_after_publish(w->sys);
     return first;
 }
 

@@ -9,8 +9,9 @@
  * ax__barrier_heavy() makes every running thread of the process execute a
  * full barrier (membarrier(2), MEMBARRIER_CMD_PRIVATE_EXPEDITED) before it
  * returns, which orders the frequent side's store and load wherever they
- * were. Where the kernel does not offer that command (before Linux 4.14,
- * a seccomp filter, valgrind), both sides are a full fence.
+ * were. Where the kernel does not offer that command or refuses the
+ * registration (before Linux 4.14, a seccomp filter), both sides are a
+ * full fence. Valgrind passes the command through.
  *
  * Used by ax_create against ax_system_shutdown (actor/actor.c): a fence on
  * every create was a third of a spawn's CPU time on the spawning thread

@@ -104,6 +104,14 @@ static void reset_header(ax_msg_pool_t *pool, ax_msg_t *msg)
     msg->pool = pool;
 }
 
+/* Under s's lock (or before the pool is shared). */
+static void stripe_push(struct stripe *s, ax_msg_t *msg)
+{
+    msg->link.next = s->head;
+    s->head = &msg->link;
+    s->count++;
+}
+
 /* ---- the global stack of chains (under glock) ------------------------- */
 
 static size_t chain_len(const ax_msg_t *h)
@@ -235,11 +243,7 @@ ax_status_t ax_msg_pool_create(const ax_msg_type_t *type, const ax_msg_pool_opti
         if (pool->gcount < pool->gcap) {
             gpush_one(pool, msg);
         } else {
-            struct stripe *s = &pool->stripes[i % nstripes];
-
-            msg->link.next = s->head;
-            s->head = &msg->link;
-            s->count++;
+            stripe_push(&pool->stripes[i % nstripes], msg);
         }
     }
     *out = pool;
@@ -401,9 +405,7 @@ void ax_msg_put(ax_msg_pool_t *pool, ax_msg_t **msgp)
         return;
     }
     if (s->count < pool->stripe_cap) {
-        msg->link.next = s->head;
-        s->head = &msg->link;
-        s->count++;
+        stripe_push(s, msg);
         ck_spinlock_unlock(&s->lock);
         return;
     }
@@ -438,9 +440,7 @@ void ax_msg_put(ax_msg_pool_t *pool, ax_msg_t **msgp)
         }
         ck_spinlock_unlock(&pool->glock);
         if (moved) {
-            msg->link.next = s->head;
-            s->head = &msg->link;
-            s->count++;
+            stripe_push(s, msg);
             msg = NULL;
         }
         ck_spinlock_unlock(&s->lock);
