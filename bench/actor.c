@@ -27,7 +27,9 @@
  *               credits, no pools (what a new user writes)
  *   flood_bounded_8  flood_fanin_8 into a mailbox bounded at 100,000:
  *               senders keep a refused message and yield; RSS growth
- *   spawn_from_{thread,actor}_W  the spawn cases at W = 2, 4, 8, 16 workers
+ *   spawn_from_{thread,actor}_W  the spawn cases at W = 2, 4, 8, 16 workers,
+ *               their trials interleaved round by round; ratio_vs_W2 is
+ *               the median of each round's rate over its rate at W = 2
  *   idle_rss    1,000,000 idle actors alive: resident bytes per actor
  *               (RSS delta / count), the user state's size, and the
  *               runtime's overhead = per-actor RSS - user state
@@ -1082,6 +1084,71 @@ static double measure(case_fn fn, size_t n, unsigned param)
     return bench_median(v, TRIALS);
 }
 
+/*
+ * The spawn_W cases. Their trials interleave, round by round: each round
+ * runs every W from a thread and then from an actor, so that the machine's
+ * drift between its fast and slow phases (minutes long, see bench/report)
+ * hits every W alike. Each line gives the medians of its trials, and for
+ * W > 2 ratio_vs_W2: the median over rounds of the round's rate over the
+ * same round's rate at W = 2 (issue 9: no lower at 16 workers than at 2).
+ */
+#define SPAWN_W_MAX 4
+
+static void spawn_w_cases(const unsigned *ws, size_t nw, size_t n, double base_ns, const char *extra)
+{
+    static const case_fn fns[2] = {run_spawn, run_spawn_inside};
+    static const char *const from[2] = {"thread", "actor"};
+    double v[2][SPAWN_W_MAX][TRIALS], cpu[2][SPAWN_W_MAX][TRIALS], vcsw[2][SPAWN_W_MAX][TRIALS];
+    double ratio[2][SPAWN_W_MAX] = {{0}}, r[TRIALS];
+    long peak[2][SPAWN_W_MAX];
+    bool on[SPAWN_W_MAX];
+    char name[64], more[384];
+    size_t w2 = nw;
+
+    if (nw > SPAWN_W_MAX)
+        nw = SPAWN_W_MAX;
+    for (size_t i = 0; i < nw; i++) {
+        snprintf(name, sizeof name, "spawn_W%u", ws[i]);
+        on[i] = selected(name);
+        peak[0][i] = peak[1][i] = -1;
+        if (ws[i] == 2)
+            w2 = i;
+    }
+    for (int t = 0; t < TRIALS; t++)
+        for (size_t i = 0; i < nw; i++)
+            for (int f = 0; on[i] && f < 2; f++) {
+                last_aux = 0;
+                v[f][i][t] = trial_in_child(fns[f], n, ws[i], &peak[f][i], &cpu[f][i][t], &vcsw[f][i][t]);
+            }
+    /* Before any median: bench_median sorts its array, and a round's
+     * trials pair by index. */
+    for (size_t i = 0; w2 < nw && on[w2] && i < nw; i++)
+        for (int f = 0; on[i] && i != w2 && f < 2; f++) {
+            for (int t = 0; t < TRIALS; t++)
+                r[t] = v[f][i][t] / v[f][w2][t];
+            ratio[f][i] = bench_median(r, TRIALS);
+        }
+    for (size_t i = 0; i < nw; i++) {
+        unsigned saved = workers;
+
+        if (!on[i])
+            continue;
+        workers = ws[i];
+        for (int f = 0; f < 2; f++) {
+            snprintf(more, sizeof more, "%s", extra);
+            if (ratio[f][i] > 0)
+                snprintf(more + strlen(more), sizeof more - strlen(more), ",\"ratio_vs_W2\":%.3f",
+                         ratio[f][i]);
+            last_peak_kb = peak[f][i];
+            last_cpu_ns = bench_median(cpu[f][i], TRIALS);
+            last_vcsw_k = bench_median(vcsw[f][i], TRIALS);
+            snprintf(name, sizeof name, "spawn_from_%s_W%u", from[f], ws[i]);
+            report(name, "actor", bench_median(v[f][i], TRIALS), 2e6, 1, "mpsc_same_thread", base_ns, more);
+        }
+        workers = saved;
+    }
+}
+
 int main(int argc, char **argv)
 {
     static const unsigned fan_k[] = {1, 8, 16}, pair_p[] = {1, 4, 16}, spawn_w[] = {2, 4, 8, 16};
@@ -1213,22 +1280,7 @@ int main(int argc, char **argv)
         rate = measure(run_spawn_inside, n, workers);
         report("spawn_from_actor", "actor", rate, 3e6, 1, "mpsc_same_thread", base.same, extra);
     }
-    for (size_t i = 0; i < sizeof spawn_w / sizeof spawn_w[0]; i++) {
-        unsigned saved = workers;
-
-        snprintf(name, sizeof name, "spawn_W%u", spawn_w[i]);
-        if (!selected(name))
-            continue;
-        /* From a thread, then from an actor, with W workers. */
-        workers = spawn_w[i];
-        rate = measure(run_spawn, n, spawn_w[i]);
-        snprintf(name, sizeof name, "spawn_from_thread_W%u", spawn_w[i]);
-        report(name, "actor", rate, 2e6, 1, "mpsc_same_thread", base.same, extra);
-        rate = measure(run_spawn_inside, n, spawn_w[i]);
-        snprintf(name, sizeof name, "spawn_from_actor_W%u", spawn_w[i]);
-        report(name, "actor", rate, 2e6, 1, "mpsc_same_thread", base.same, extra);
-        workers = saved;
-    }
+    spawn_w_cases(spawn_w, sizeof spawn_w / sizeof spawn_w[0], n, base.same, extra);
 
     n = bench_scaled(1000000);
     if (selected("idle_rss")) {
