@@ -5,6 +5,7 @@
 
 #include "actor/slab.h"
 #include "common/error.h"
+#include "common/prefetch.h"
 
 #define BLOCK_BYTES ((size_t)64 * 1024)
 
@@ -115,7 +116,7 @@ ax_status_t ax__slab_alloc(ax__slabs_t *s, size_t size, ax__cell_t **out)
     size_t cell_size = round_class(size);
     ax__slab_class_t *k = class_for(s, cell_size, true);
     uint64_t added = 0;
-    ax__cell_t *c;
+    ax__cell_t *c, *next;
 
     if (k == NULL)
         return ax__error(AX_ENOMEM, "actor: out of memory for a cell of %zu bytes", cell_size);
@@ -129,9 +130,15 @@ ax_status_t ax__slab_alloc(ax__slabs_t *s, size_t size, ax__cell_t **out)
         return ax__error(AX_ENOMEM, "actor: out of memory for a cell of %zu bytes", cell_size);
     }
     c = k->free;
-    k->free = c->sched_next;
+    next = k->free = c->sched_next;
     ck_spinlock_unlock(&k->lock);
     c->sched_next = NULL;
+    /* The next spawn's cell, both of its header's lines (see prefetch.h):
+     * create writes them all. */
+    if (next != NULL) {
+        ax__prefetch_write(next);
+        ax__prefetch_write((const unsigned char *)next + 64);
+    }
     if (added != 0)
         ck_pr_add_64(&s->bytes, added); /* a statistic: atomic, no ordering */
     /* The mailbox and word survive recycling (a stale sender may still

@@ -35,6 +35,7 @@
 #include "serial/message_internal.h"
 #include "common/ax_atomic.h"
 #include "common/error.h"
+#include "common/prefetch.h"
 
 #define STRIPE_CAP_MAX 64
 
@@ -344,7 +345,7 @@ static void refill(ax_msg_pool_t *pool, struct stripe *s, ax_msg_t *h)
 ax_status_t ax_msg_get(ax_msg_pool_t *pool, ax_alloc_strategy_t strategy, ax_msg_t **out)
 {
     struct stripe *s;
-    ax_msg_link_t *l;
+    ax_msg_link_t *l, *next;
     ax_msg_t *msg = NULL;
 
     if (pool == NULL || out == NULL)
@@ -354,8 +355,12 @@ ax_status_t ax_msg_get(ax_msg_pool_t *pool, ax_alloc_strategy_t strategy, ax_msg
     l = pop(&s->head);
     if (l != NULL)
         s->count--;
+    next = s->head;
     ck_spinlock_unlock(&s->lock);
     if (l != NULL) {
+        /* The next get's message, most likely put back on another core
+         * (see prefetch.h). */
+        ax__prefetch_write(next);
         msg = (ax_msg_t *)l;
     } else if (ck_pr_load_ptr(&pool->ghead) != NULL) {
         /* An unlocked peek: a stale answer only costs a lock or an alloc.
