@@ -80,10 +80,11 @@ static void wake_one(ax_system_t *sys)
 {
     ax__worker_t *w;
 
-    /* The caller made work visible and then fenced (see sched.h). A
-     * worker that is looking for work will find it, or see it when it
-     * parks (park looks again after its full barrier): waking another
-     * would only add a futex call here and a spinner on a busy core. */
+    /* The caller made work visible and then fenced, or pushed it under
+     * the inject lock (see sched.h). A worker that is looking for work
+     * will find it, or see it when it parks (park looks again after its
+     * full barrier): waking another would only add a futex call here and
+     * a spinner on a busy core. */
     uint32_t parked = ck_pr_load_32(&sys->nparked);
 
     if (ck_pr_load_32(&sys->nspinning) != 0 || parked == 0)
@@ -180,12 +181,26 @@ static unsigned awake_next(ax_system_t *sys, unsigned i, unsigned end)
     return end;
 }
 
-/* After the parker's full barrier (see park): plain atomic loads. */
-static bool work_visible(ax_system_t *sys)
+/* The inject queue holds a cell, read under its lock: for park's last
+ * look, which inject_and_wake relies on. */
+static bool inject_nonempty(ax_system_t *sys)
+{
+    bool some;
+
+    ck_spinlock_lock(&sys->inject_lock);
+    some = sys->inject_head != NULL;
+    ck_spinlock_unlock(&sys->inject_lock);
+    return some;
+}
+
+/* Plain atomic loads of the rings. For park's last look (parking: after
+ * its full barrier) the inject queue is read under its lock, which
+ * inject_and_wake relies on; otherwise an unlocked peek. */
+static bool work_visible(ax_system_t *sys, bool parking)
 {
     unsigned n = sys->nworkers;
 
-    if (ck_pr_load_ptr(&sys->inject_head) != NULL)
+    if (parking ? inject_nonempty(sys) : ck_pr_load_ptr(&sys->inject_head) != NULL)
         return true;
     for (unsigned i = awake_next(sys, 0, n); i < n; i = awake_next(sys, i + 1, n))
         if (ck_ring_size(&sys->workers[i].ring) > 0)
@@ -277,7 +292,7 @@ static void park(ax__worker_t *w)
     /* Full barrier before looking again: pairs with the fence a waker
      * issues between making work visible and reading nparked. */
     ck_pr_inc_32(&sys->nparked);
-    if (work_visible(sys) || should_exit(sys)) {
+    if (work_visible(sys, true) || should_exit(sys)) {
         ck_spinlock_lock(&sys->park_lock);
         listed = false;
         for (ax__worker_t **pp = &sys->parked; *pp != NULL; pp = &(*pp)->park_next) {
@@ -380,10 +395,24 @@ static ax__cell_t *guest_pop(ax__worker_t *g)
     return c;
 }
 
+/*
+ * A push onto the inject queue, then a wake, without the full fence that
+ * a ring push needs before reading nparked (wake_after_publish). park
+ * increments nparked and then looks at the queue under its lock; the push
+ * holds the same lock. If the parker holds it first, the push's lock
+ * acquires everything the parker did before its release, the increment
+ * too, so our read of nparked below counts it; if the push holds it
+ * first, the parker's look finds the cell. nspinning is read the same
+ * way: a spinner that gave up has parked, or is in park's last look.
+ * A thread outside the workers that spawns paid for the fence on every
+ * actor: after the stores into a recycled cell, the fence waited for them
+ * all, two thirds of ax__schedule's samples (actor/NOTES.md, "The inject
+ * queue needs no fence").
+ */
 static void inject_and_wake(ax_system_t *sys, ax__cell_t *c)
 {
     inject_push(sys, c);
-    wake_after_publish(sys);
+    wake_one(sys);
 }
 
 static void guest_schedule(ax__worker_t *g, ax__cell_t *c)
@@ -611,7 +640,7 @@ static ax__cell_t *spin_for_work(ax__worker_t *w)
         }
     }
     ck_pr_dec_32(&sys->nspinning); /* full barrier, as above */
-    if (c != NULL && work_visible(sys))
+    if (c != NULL && work_visible(sys, false))
         wake_one(sys);
     return c;
 }

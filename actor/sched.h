@@ -9,10 +9,12 @@
  * Idle workers steal from the rings of the others that are awake (a
  * parked worker's ring is empty), spin briefly, then park.
  *
- * No lost wakeups: whoever makes work visible in a ring or the inject
- * queue then issues a full fence and reads nparked; a parking worker
- * increments nparked (a full barrier) and then looks for work once more.
- * One of the two always sees the other.
+ * No lost wakeups: whoever makes work visible in a ring then issues a full
+ * fence and reads nparked; a parking worker increments nparked (a full
+ * barrier) and then looks for work once more. One of the two always sees
+ * the other. The inject queue needs no fence: its pushers and the parker's
+ * last look both hold the queue's lock, and whichever holds it second
+ * sees what the first did (sched.c, inject_and_wake).
  */
 #ifndef AXON_ACTOR_SCHED_H
 #define AXON_ACTOR_SCHED_H
