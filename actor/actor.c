@@ -70,20 +70,6 @@ static ax_status_t check_policy(const ax_restart_policy_t *p)
     return AX_OK;
 }
 
-/* Undo the count create took for an actor that never came to exist. As
- * at the end of an actor, the last one out after shutdown lets the
- * workers exit. */
-static void create_abandon(ax_system_t *sys)
-{
-    /* A full barrier, like the increment in create. */
-    if (ck_pr_faa_64(&sys->alive, (uint64_t)-1) == 1) {
-        if (ck_pr_load_32(&sys->shutdown))
-            ax__sched_wake_all(sys);
-    } else {
-        ax__late_check(sys); /* others are alive: sys cannot be gone */
-    }
-}
-
 /* The parts a parent or a restart policy need, set before the actor
  * exists for anyone else. */
 static ax_status_t init_ext(ax__cell_t *c, ax__cell_t *parent, const ax_spawn_opts_t *opts, void *arg)
@@ -121,21 +107,22 @@ static ax_status_t create(ax_system_t *sys, const ax_actor_vtable_t *vt, void *a
     if (st != AX_OK)
         return st;
     /* Counted alive before the shutdown check, each a full barrier: the
-     * workers exit only once shutdown is set and alive is 0, so either we
-     * see the flag here or they wait for this actor to end. */
-    ck_pr_inc_64(&sys->alive);
+     * workers exit only once shutdown is set and ax__alive is 0, so either
+     * we see the flag here or they wait for this actor to end. Every
+     * failure below undoes the count with ax__count_ended. */
+    ck_pr_inc_64(&sys->created);
     if (ck_pr_load_32(&sys->shutdown)) {
-        create_abandon(sys);
+        ax__count_ended(sys);
         return ax__error(AX_ESHUTDOWN, "create \"%s\": the system is shutting down", vt->name);
     }
     id = ck_pr_faa_64(&sys->next_id, 1) + 1; /* only uniqueness matters */
     if (id >= AX__ASK_ID_BIT) {
-        create_abandon(sys);
+        ax__count_ended(sys);
         return ax__error(AX_ESTATE, "create: the system has used every actor id");
     }
     st = ax__slab_alloc(&sys->slabs, ax__cell_size(vt), &c);
     if (st != AX_OK) {
-        create_abandon(sys);
+        ax__count_ended(sys);
         return st;
     }
     /* A recycled cell already names this system (slabs are per system),
@@ -154,7 +141,7 @@ static ax_status_t create(ax_system_t *sys, const ax_actor_vtable_t *vt, void *a
     if (st != AX_OK) {
         free(c->ext);
         ax__slab_free(&sys->slabs, c);
-        create_abandon(sys);
+        ax__count_ended(sys);
         return st;
     }
     /* Publishes the new owner of the cell: from here senders with this id

@@ -103,10 +103,16 @@ bool ax__child_event(ax__cell_t *c, const ax_msg_t *msg);
 /* Late actors (late.c): the dispatcher (tier 0) and the dead-letter
  * actor (tier 1) are stopped after every other actor, in that order. */
 #define AX__LATE_TIERS 2
-/* In ax__end_actor, before alive is decremented. */
+/* In ax__end_actor, before the actor is counted as ended. */
 void ax__late_ended(ax__cell_t *c);
-/* After shutdown, whenever alive went down: stop the next tier if due. */
+/* After shutdown, whenever an actor was counted as ended: stop the next
+ * tier if due. */
 void ax__late_check(ax_system_t *sys);
+/* One actor fewer alive (an end, or a create abandoned). After shutdown
+ * the last one out wakes the workers so that they can exit, and the late
+ * tiers stop when due. Last in an ending: sys may go once the workers
+ * have exited. */
+void ax__count_ended(ax_system_t *sys);
 /* Whether the shutdown's first pass leaves c alone. */
 bool ax__late_skip(const ax__cell_t *c);
 

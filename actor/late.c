@@ -7,10 +7,11 @@
  * only tier 2 is left, tier 2.
  *
  * Counting. late[t] counts the live actors of tier t. A late actor's
- * count goes down before `alive` does (ax__late_ended, then the decrement
- * in ax__end_actor), and `alive` never goes up after shutdown, so a
- * reader that loads alive and then the late counts sees alive == late
- * only when no user actor is left.
+ * count goes down before it is counted as ended (ax__late_ended, then
+ * ax__count_ended in ax__end_actor), so the late counts never exceed the
+ * late actors alive. A reader that loads ax__alive, at least the count
+ * alive when it read `created`, and then the late counts sees them equal
+ * only when no user actor was left at that read.
  */
 #include "actor/actor_run.h"
 #include "actor/system.h"
@@ -56,7 +57,7 @@ void ax__late_ended(ax__cell_t *c)
 {
     for (unsigned t = 0; t < AX__LATE_TIERS; t++)
         if (take_flag(c, t))
-            ck_pr_dec_64(&c->sys->late[t]); /* before alive's decrement: see above */
+            ck_pr_dec_64(&c->sys->late[t]); /* before it counts as ended: see above */
 }
 
 bool ax__late_skip(const ax__cell_t *c)
@@ -83,7 +84,7 @@ void ax__late_check(ax_system_t *sys)
     if (!ck_pr_load_32(&sys->shutdown))
         return;
     /* alive first, then the late counts: see the note at the top. */
-    alive = ck_pr_load_64(&sys->alive);
+    alive = ax__alive(sys);
     for (unsigned t = AX__LATE_TIERS; t-- > 0;) {
         rest += ck_pr_load_64(&sys->late[t]);
         /* Tier t goes once every actor but the tiers from t up ended. */

@@ -203,13 +203,23 @@ void ax__end_actor(ax__cell_t *c)
     }
     ax__late_ended(c);
     ax__slab_free(&sys->slabs, c);
-    /* Last: once alive reaches 0 after shutdown the workers may exit. */
-    if (ck_pr_faa_64(&sys->alive, (uint64_t)-1) == 1) {
-        if (ck_pr_load_32(&sys->shutdown))
-            ax__sched_wake_all(sys);
-    } else {
+    ax__count_ended(sys); /* last: see there */
+}
+
+void ax__count_ended(ax_system_t *sys)
+{
+    /* A full barrier, paired with shutdown's: if the flag is not seen
+     * here, ax_system_shutdown counts this end when it reads ax__alive.
+     * Before shutdown nothing reads created here, so the spawning
+     * thread's line stays with it. */
+    ck_pr_inc_64(&sys->ended);
+    if (!ck_pr_load_32(&sys->shutdown))
+        return;
+    /* Two that end at once may both see 0 and both wake: harmless. */
+    if (ax__alive(sys) == 0)
+        ax__sched_wake_all(sys);
+    else
         ax__late_check(sys); /* others are alive: sys cannot be gone */
-    }
 }
 
 ax__cell_t *ax__swap_current(ax__cell_t *c)

@@ -208,11 +208,12 @@ static bool work_visible(ax_system_t *sys, bool parking)
     return false;
 }
 
-/* shutdown is set before the last decrement of alive can see it: both
- * full barriers; a worker that reads both as done may leave. */
+/* The flag and the counts each go up with a full barrier
+ * (ax_system_shutdown, create, ax__count_ended); a worker that reads the
+ * flag set and nothing alive may leave. */
 static bool should_exit(ax_system_t *sys)
 {
-    return ck_pr_load_32(&sys->shutdown) != 0 && ck_pr_load_64(&sys->alive) == 0;
+    return ck_pr_load_32(&sys->shutdown) != 0 && ax__alive(sys) == 0;
 }
 
 /*

@@ -85,9 +85,11 @@ ax_status_t ax_system_create(const ax_config_t *cfg, ax_system_t **out)
 
     if (out == NULL)
         return ax__error(AX_EINVAL, "system: NULL out");
-    sys = calloc(1, sizeof(*sys));
+    /* Aligned as its lines are (system.h: the awake bits, the counters). */
+    sys = aligned_alloc(64, (sizeof(*sys) + 63) & ~(size_t)63);
     if (sys == NULL)
         return ax__error(AX_ENOMEM, "system: out of memory");
+    memset(sys, 0, sizeof(*sys));
     if (cfg != NULL)
         sys->cfg = *cfg;
     else
@@ -134,7 +136,7 @@ void ax_system_shutdown(ax_system_t *sys)
     ax__barrier_heavy();
     ax__stop_all(sys);
     ax__late_check(sys); /* only late actors may be left already */
-    if (ck_pr_load_64(&sys->alive) == 0)
+    if (ax__alive(sys) == 0)
         ax__sched_wake_all(sys);
 }
 
@@ -210,7 +212,7 @@ void ax_system_stats(ax_system_t *sys, ax_system_stats_t *out)
         add_worker_stats(sys->guest, out); /* the network thread's (sched.c) */
     out->dead_letters += ck_pr_load_64(&sys->dead_letters_ext);
     out->lost_notices = ck_pr_load_64(&sys->lost_notices);
-    out->actors_alive = ck_pr_load_64(&sys->alive);
+    out->actors_alive = ax__alive(sys);
     out->cell_bytes = ax__slab_bytes(&sys->slabs);
     out->timer_bytes = ax__timers_bytes(sys->timers);
     out->ask_bytes = ax__asks_bytes(&sys->asks);

@@ -20,12 +20,16 @@
 struct ax_system_s {
     ax_config_t cfg;
 
-    /* Scheduler. */
+    /* Scheduler. Set at start and read on every steal and wake: */
     unsigned nworkers;
     ax__worker_t *workers;
     ax__worker_t *guest;      /* the network thread's, while it runs actors (sched.c) */
     bool workers_started;
-    ck_spinlock_t inject_lock;
+    /* One line for the inject queue and the parking state: a push and its
+     * wake (inject_and_wake) touch them in turn, and so do park and its
+     * last look. On two lines, spawning from a thread ran 8% slower
+     * (actor/NOTES.md, "Alive as two counters"). */
+    alignas(64) ck_spinlock_t inject_lock;
     ax__cell_t *inject_head, *inject_tail;
     ck_spinlock_t park_lock;
     ax__worker_t *parked;     /* stack of parked workers, under park_lock */
@@ -38,10 +42,16 @@ struct ax_system_s {
      * worker's ring is empty, so lookers skip it. */
     alignas(64) uint64_t awake[AX__AWAKE_WORDS];
 
-    /* Lifecycle. */
-    uint64_t next_id;         /* atomic: the last id given out */
-    uint64_t alive;           /* atomic: actors created and not ended */
-    uint32_t shutdown;        /* atomic: 1 once ax_system_shutdown ran */
+    /* Lifecycle. Actors alive = created - ended (ax__alive), two counters
+     * on lines of their own: a thread that spawns writes only the first,
+     * the workers that end actors only the second, and neither reads the
+     * other's before shutdown. One counter moved its line between the
+     * spawning thread and the workers twice per actor (actor/NOTES.md,
+     * "Alive as two counters"). */
+    alignas(64) uint64_t created; /* atomic: actors counted in by create */
+    uint64_t next_id;         /* atomic: the last id given out (by create too) */
+    alignas(64) uint64_t ended; /* atomic: actors ended, or creates abandoned */
+    alignas(64) uint32_t shutdown; /* atomic: 1 once ax_system_shutdown ran; read-mostly */
     uint64_t late[2];         /* atomic: live late actors per tier (late.c) */
     uint32_t late_stopped[2]; /* atomic: 1 once that tier was told to stop */
     bool awaited;
@@ -76,5 +86,19 @@ struct ax_system_s {
     ax__metrics_sys_t metrics;
     uint64_t lost_notices;     /* atomic: see ax_system_stats_t */
 };
+
+/*
+ * Actors created and not ended. ended is read first: both counters only
+ * grow, so created - ended is then at least the count at either read,
+ * and 0 only when it was 0 at the second read. The full barriers that
+ * pair with the shutdown flag are the increments themselves (create,
+ * ax__count_ended).
+ */
+static inline uint64_t ax__alive(ax_system_t *sys)
+{
+    uint64_t ended = ck_pr_load_64(&sys->ended);
+
+    return ck_pr_load_64(&sys->created) - ended;
+}
 
 #endif

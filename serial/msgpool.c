@@ -216,9 +216,11 @@ ax_status_t ax_msg_pool_create(const ax_msg_type_t *type, const ax_msg_pool_opti
         return ax__error(AX_EINVAL, "msg_pool: initial (%zu) is above max (%zu)", o.initial, o.max);
     while (nstripes < 2 * (unsigned)(cpus > 0 ? cpus : 1) && nstripes < 64)
         nstripes *= 2;
-    pool = calloc(1, sizeof(*pool) + nstripes * sizeof(struct stripe));
+    /* Aligned as its lines are (the global lock, each stripe). */
+    pool = aligned_alloc(64, sizeof(*pool) + nstripes * sizeof(struct stripe));
     if (pool == NULL)
         return ax__error(AX_ENOMEM, "msg_pool: out of memory");
+    memset(pool, 0, sizeof(*pool) + nstripes * sizeof(struct stripe));
     pool->type = type;
     pool->max = o.max;
     pool->nstripes = nstripes;
