@@ -27,8 +27,8 @@ struct ax_system_s {
     bool workers_started;
     /* One line for the inject queue and the parking state: a push and its
      * wake (inject_and_wake) touch them in turn, and so do park and its
-     * last look. On two lines, spawning from a thread ran 8% slower
-     * (actor/NOTES.md, "Alive as two counters"). */
+     * last look. Apart, they measured no better (actor/NOTES.md, "Alive
+     * as two counters"). */
     alignas(64) ck_spinlock_t inject_lock;
     ax__cell_t *inject_head, *inject_tail;
     ck_spinlock_t park_lock;
