@@ -309,9 +309,9 @@ ax_status_t ax__take_failure(ax__cell_t *c, ax_status_t st)
     return st;
 }
 
-/* Hand msg to the actor's handler; the status marks a failure. */
-/* vt and sys are c's, read once per run by the caller: the line they are
- * on is the one senders write for every message (cell.h). */
+/* Hand msg to the actor's handler; the status marks a failure. vt and sys
+ * are c's, read once per run by the caller: the line they are on is the
+ * one senders write for every message (cell.h). */
 static ax_status_t deliver(ax__worker_t *w, ax__cell_t *c, const ax_actor_vtable_t *vt, ax_system_t *sys,
                            ax_msg_t *msg)
 {

@@ -117,10 +117,11 @@ static void wake_one(ax_system_t *sys)
         sem_post(&w->sem);
 }
 
-/* After making work visible (a ring push, the inject queue): a full fence,
- * so that the work is visible to thieves before we read nparked (a parker
- * looks again after its own full barrier: one of us sees the other), then
- * wake_one. */
+/* After a push onto a ring (and any overflow onto the inject queue): a
+ * full fence, so that the work is visible to thieves before we read
+ * nparked (a parker looks again after its own full barrier: one of us
+ * sees the other), then wake_one. A push onto the inject queue alone
+ * needs no fence (inject_and_wake). */
 static void wake_after_publish(ax_system_t *sys)
 {
     ck_pr_fence_memory();

@@ -1,4 +1,5 @@
 /* Systems: create, shut down, await, destroy, stats. */
+#include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -86,7 +87,7 @@ ax_status_t ax_system_create(const ax_config_t *cfg, ax_system_t **out)
     if (out == NULL)
         return ax__error(AX_EINVAL, "system: NULL out");
     /* Aligned as its lines are (system.h: the awake bits, the counters). */
-    sys = aligned_alloc(64, (sizeof(*sys) + 63) & ~(size_t)63);
+    sys = aligned_alloc(alignof(ax_system_t), sizeof(*sys));
     if (sys == NULL)
         return ax__error(AX_ENOMEM, "system: out of memory");
     memset(sys, 0, sizeof(*sys));

@@ -217,7 +217,7 @@ ax_status_t ax_msg_pool_create(const ax_msg_type_t *type, const ax_msg_pool_opti
     while (nstripes < 2 * (unsigned)(cpus > 0 ? cpus : 1) && nstripes < 64)
         nstripes *= 2;
     /* Aligned as its lines are (the global lock, each stripe). */
-    pool = aligned_alloc(64, sizeof(*pool) + nstripes * sizeof(struct stripe));
+    pool = aligned_alloc(alignof(ax_msg_pool_t), sizeof(*pool) + nstripes * sizeof(struct stripe));
     if (pool == NULL)
         return ax__error(AX_ENOMEM, "msg_pool: out of memory");
     memset(pool, 0, sizeof(*pool) + nstripes * sizeof(struct stripe));
