@@ -185,6 +185,10 @@ static ax_status_t request(ax_ref_t ref, uint64_t bits, bool claim_only)
 
     if (c == NULL)
         return ax__error(AX_EINVAL, "actor: not a local actor ref");
+    /* The tells this thread's actor made before reach their mailboxes
+     * first: a stop comes after them, as it would have without the
+     * deferral. */
+    ax__deferred_end();
     do {
         w = ck_pr_load_64(&c->word); /* checked again by the CAS */
         if ((w >> AX__W_ID_SHIFT) != ref.id || (w & AX__W_ENDED) != 0)
@@ -279,17 +283,29 @@ static bool accepts(ax__cell_t *c, ax_ref_t dst)
     return (w >> AX__W_ID_SHIFT) == dst.id && (w & AX__W_SEALED) == 0;
 }
 
+/* A push found dst's mailbox busy: from an actor's code, note dst, unless
+ * its mailbox has a capacity (tell, below). vt was read while dst was
+ * live; the cell itself may be another actor's by now. Out of line: the
+ * push that finds the mailbox idle saves no register for it. */
+static __attribute__((noinline)) void note_busy(const ax_actor_vtable_t *vt, ax_ref_t dst)
+{
+    if (vt->mailbox_capacity == 0 && ax__tls_current != NULL)
+        ax__tls_deferred.dst = dst;
+}
+
 /* Push onto a local actor's mailbox, or, when it has ended or is sealed,
  * hand to dead letters (or drop a quiet notice). to carries the id and
  * the lane. bounded: a full bounded mailbox refuses the message with
- * AX_EFULL, and the caller keeps it; any other outcome takes it.
+ * AX_EFULL, and the caller keeps it; any other outcome takes it. note: a
+ * push from an actor's code that finds a mailbox without capacity busy
+ * notes its target (tell, below).
  * Inlined into each caller, whose constant lane, quiet and bounded drop
  * the branches it does not take: as a call with seven arguments (three on
  * the stack) it was a third of ax_tell's instructions in a local ping-pong
  * (actor/NOTES.md, "Instructions per message"). */
 static inline __attribute__((always_inline)) ax_status_t
 push_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t *msg, ax_ref_t from, unsigned lane, bool quiet,
-           bool bounded)
+           bool bounded, bool note)
 {
     const ax_actor_vtable_t *vt;
 
@@ -317,6 +333,8 @@ push_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t *msg, ax_ref_t from, unsigned l
     ax__tls_sends++;
     if (ax__mbox_push(c, &msg->link))
         ax__schedule(c);
+    else if (note)
+        note_busy(vt, dst);
     return AX_OK;
 closed:
     if (quiet)
@@ -327,16 +345,55 @@ closed:
 }
 
 static inline __attribute__((always_inline)) ax_status_t
-tell_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from, unsigned lane, bool bounded)
+tell_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from, unsigned lane, bool bounded,
+           bool note)
 {
-    ax_status_t st = push_local(c, dst, *msgp, from, lane, false, bounded);
+    ax_status_t st = push_local(c, dst, *msgp, from, lane, false, bounded, note);
 
     if (st == AX_OK)
         *msgp = NULL;
     return st;
 }
 
-/* ax_tell, counting against a bounded mailbox's capacity or not. */
+static void defer_link(ax__deferred_t *d, ax_msg_t *m, ax_ref_t from);
+
+/* A tell while this thread's actor code has a target noted (below): it
+ * joins the chain for that target, or the chain goes first and the tell is
+ * pushed. Out of line, so that the common push saves no registers. */
+static __attribute__((noinline)) ax_status_t tell_noted(ax__cell_t *c, ax_ref_t dst,
+                                                      ax_msg_t **msgp, ax_ref_t from, bool bounded)
+{
+    ax__deferred_t *d = &ax__tls_deferred;
+
+    if (d->dst.target == c && d->dst.id == dst.id) {
+        defer_link(d, *msgp, from);
+        *msgp = NULL;
+        return AX_OK;
+    }
+    ax__deferred_close();
+    return tell_local(c, dst, msgp, from, 0, bounded, true);
+}
+
+static __attribute__((noinline)) ax_status_t tell_remote(ax_ref_t dst, ax_msg_t **msgp,
+                                                       ax_ref_t from)
+{
+    ax__deferred_end();
+    return ax__tell_remote(dst, msgp, from);
+}
+
+/*
+ * ax_tell, counting against a bounded mailbox's capacity or not.
+ *
+ * From an actor's code (a handler, a hook, its init), a push that finds
+ * the target's mailbox already holding messages notes the target: the
+ * target is behind, and pushing one message at a time only moves the
+ * mailbox's line between the cores. The next tells to it join a chain,
+ * pushed in one exchange when the code returns, when it holds DEFER_MAX
+ * messages, or before any other send, stop, start or shutdown. So sends
+ * take effect in the order they were made, some of them later
+ * (actor/NOTES.md, "Tells to a busy mailbox, deferred"). A bounded mailbox
+ * is never noted: it answers AX_EFULL at the tell.
+ */
 static inline __attribute__((always_inline)) ax_status_t
 tell(ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from, bool bounded)
 {
@@ -346,8 +403,10 @@ tell(ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from, bool bounded)
         return ax__error(AX_EINVAL, "tell: NULL message");
     c = local_cell(dst);
     if (c == NULL)
-        return ax__tell_remote(dst, msgp, from);
-    return tell_local(c, dst, msgp, from, 0, bounded);
+        return tell_remote(dst, msgp, from);
+    if (ax__tls_deferred.dst.target != NULL)
+        return tell_noted(c, dst, msgp, from, bounded);
+    return tell_local(c, dst, msgp, from, 0, bounded, true);
 }
 
 ax_status_t ax_tell(ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from)
@@ -371,6 +430,7 @@ ax_status_t ax_tell_lane(ax_ref_t dst, unsigned lane, ax_msg_t **msgp, ax_ref_t 
         return ax_tell(dst, msgp, from);
     if (c == NULL)
         return ax__error(AX_EINVAL, "tell_lane: lanes are for local actors");
+    ax__deferred_end(); /* sends take effect in the order they were made */
     /* A message for an actor that has ended goes to dead letters whatever
      * its lane; only a live actor's lane count is checked. (One that ends
      * right after is caught on arrival: the runtime checks the id.) */
@@ -382,7 +442,7 @@ ax_status_t ax_tell_lane(ax_ref_t dst, unsigned lane, ax_msg_t **msgp, ax_ref_t 
             return ax__error(AX_EINVAL, "tell_lane: lane %u, \"%s\" has %u", lane,
                              vt->name ? vt->name : "?", vt->lanes > 1 ? vt->lanes : 1u);
     }
-    return tell_local(c, dst, msgp, from, lane, true);
+    return tell_local(c, dst, msgp, from, lane, true, false);
 }
 
 /* ---- tells deferred to the end of the handler ---------------------- */
@@ -393,6 +453,22 @@ ax_status_t ax_tell_lane(ax_ref_t dst, unsigned lane, ax_msg_t **msgp, ax_ref_t 
 
 _Thread_local ax__deferred_t ax__tls_deferred __attribute__((tls_model("initial-exec")));
 
+/* Link m at the end of the chain, which is for d->dst. */
+static void defer_link(ax__deferred_t *d, ax_msg_t *m, ax_ref_t from)
+{
+    m->sender = from;
+    m->to = d->dst.id;
+    m->link.next = NULL;
+    if (d->n == 0)
+        d->first = &m->link;
+    else
+        d->last->next = &m->link;
+    d->last = &m->link;
+    ax__tls_sends++; /* a send, for the run's budget, as in push_local */
+    if (++d->n >= DEFER_MAX)
+        ax__deferred_flush();
+}
+
 ax_status_t ax__tell_deferred(ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from)
 {
     ax__deferred_t *d = &ax__tls_deferred;
@@ -400,24 +476,14 @@ ax_status_t ax__tell_deferred(ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from)
 
     /* Outside an actor's code nothing would hand the chain over; and
      * ax_tell answers a NULL message. */
-    if (m == NULL || local_cell(dst) == NULL || ax__current_cell() == NULL)
+    if (m == NULL || local_cell(dst) == NULL || ax__tls_current == NULL)
         return ax__tell_unbounded(dst, msgp, from);
-    if (d->n != 0 && (d->dst.target != dst.target || d->dst.id != dst.id))
-        ax__deferred_flush();
-    m->sender = from;
-    m->to = dst.id;
-    m->link.next = NULL;
-    if (d->n++ == 0) {
+    if (d->dst.target != dst.target || d->dst.id != dst.id) {
+        ax__deferred_end();
         d->dst = dst;
-        d->first = &m->link;
-    } else {
-        d->last->next = &m->link;
     }
-    d->last = &m->link;
-    ax__tls_sends++; /* a send, for the run's budget, as in push_local */
+    defer_link(d, m, from);
     *msgp = NULL;
-    if (d->n >= DEFER_MAX)
-        ax__deferred_flush();
     return AX_OK;
 }
 
@@ -432,6 +498,15 @@ void ax__deferred_hand_over(void)
     ax__deferred_end();
 }
 
+void ax__deferred_close(void)
+{
+    /* A loop: dead letters for a chain whose target ended are tells too,
+     * and may start a chain of their own. */
+    while (ax__tls_deferred.n != 0)
+        ax__deferred_flush();
+    ax__tls_deferred.dst.target = NULL;
+}
+
 void ax__deferred_flush(void)
 {
     ax__deferred_t *d = &ax__tls_deferred;
@@ -439,8 +514,11 @@ void ax__deferred_flush(void)
     ax__cell_t *c = dst.target;
     ax_msg_link_t *l = d->first, *last = d->last;
 
-    /* Emptied first: a dead letter below may send again. */
-    *d = (ax__deferred_t){.gen = d->gen + 1};
+    /* Emptied first: a dead letter below may send again. dst stays:
+     * later tells to it join a new chain. */
+    d->first = d->last = NULL;
+    d->n = 0;
+    d->gen++;
     if (accepts(c, dst)) {
         if (ax__mbox_push_chain(c, l, last))
             ax__schedule(c);
@@ -466,6 +544,7 @@ void ax__tell_notice(ax_ref_t dst, ax_msg_t **msgp)
         ax_msg_release(msgp);
         return;
     }
-    push_local(c, dst, *msgp, AX_REF_NULL, 0, true, false);
+    ax__deferred_end(); /* after what the current actor sent before */
+    push_local(c, dst, *msgp, AX_REF_NULL, 0, true, false, false);
     *msgp = NULL;
 }

@@ -16,11 +16,16 @@ bool ax__cell_run(ax__worker_t *w, ax__cell_t *c);
 extern _Thread_local unsigned ax__tls_sends __attribute__((tls_model("initial-exec")));
 
 /*
- * Messages that this thread's running actor code sent to one local actor
- * with ax__tell_deferred (actor/net.h), linked in order and not yet pushed.
- * ax__deferred_end hands them over in one exchange before the thread's
- * current actor changes: when a handler returns (deliver), and in
- * ax__swap_current (hooks, init). n is 0 when there are none.
+ * Tells that this thread's running actor code made to one local actor and
+ * holds, linked in order and not yet pushed (actor.c, "tell"): dst is
+ * that actor. ax_tell starts such a chain once a push from actor code
+ * found dst's mailbox busy (dst is then noted, with n 0);
+ * ax__tell_deferred (actor/net.h) starts one for the dispatcher.
+ * ax__deferred_end pushes the chain in one exchange and forgets dst before
+ * anything else this code does could overtake it: another send, a stop or
+ * start, a shutdown, and a change of the thread's current actor (deliver,
+ * ax__swap_current). dst.target is NULL when nothing is noted; then n is
+ * 0 too. Only actor code notes: outside it dst.target is NULL.
  */
 typedef struct ax__deferred_s {
     ax_ref_t dst;
@@ -31,17 +36,30 @@ typedef struct ax__deferred_s {
 
 extern _Thread_local ax__deferred_t ax__tls_deferred __attribute__((tls_model("initial-exec")));
 
-/* Push the deferred chain now (n > 0): to dead letters if dst has ended. */
+/* Push the deferred chain now (n > 0): to dead letters if dst has ended.
+ * dst stays noted. */
 void ax__deferred_flush(void);
 
+/* Push the chain if there is one (and any that its dead letters start),
+ * and forget dst. */
+void ax__deferred_close(void);
+
+/* ax__deferred_close when something is noted: one load otherwise, on
+ * every handler's return. */
 static inline void ax__deferred_end(void)
 {
-    if (ax__tls_deferred.n != 0)
-        ax__deferred_flush();
+    if (ax__tls_deferred.dst.target != NULL)
+        ax__deferred_close();
 }
 
-/* The actor whose handler runs on this thread now, or NULL. */
-ax__cell_t *ax__current_cell(void);
+/* The actor whose code runs on this thread now (a handler, a hook, its
+ * init), or NULL. Initial-exec: every tell reads it. */
+extern _Thread_local ax__cell_t *ax__tls_current __attribute__((tls_model("initial-exec")));
+
+static inline ax__cell_t *ax__current_cell(void)
+{
+    return ax__tls_current;
+}
 
 /* Make c the actor whose code runs on this thread (NULL: none); returns
  * the one before, to put back. */

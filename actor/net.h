@@ -78,7 +78,8 @@ bool ax__mailbox_drained(ax_actor_t *self);
  * ax_tell for the dispatcher's mailbox (unbounded), deferred: called from an
  * actor's code (a handler, a hook, init), the message joins a chain that is
  * pushed in one exchange when that code returns, or at 32 messages, or
- * when the same thread sends this way to another actor first. Messages
+ * when the same thread sends, stops or starts anything else first (the
+ * chain ax_tell uses for a busy mailbox, actor/actor_run.h). Messages
  * keep their order, and a send from a handler still leaves before the
  * handler's actor can run again, on this thread or another. From any other
  * thread it is ax_tell. Always AX_OK for a live or ended local dst (an ended

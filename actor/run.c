@@ -19,13 +19,8 @@
 #define LANE_FAIR_EVERY 8   /* every 8th message goes to a lower lane's turn */
 #define LANE_MOVE_MAX 4096  /* mailbox messages sorted into lanes per look */
 
-static _Thread_local ax__cell_t *tls_current;
+_Thread_local ax__cell_t *ax__tls_current __attribute__((tls_model("initial-exec")));
 _Thread_local unsigned ax__tls_sends __attribute__((tls_model("initial-exec")));
-
-ax__cell_t *ax__current_cell(void)
-{
-    return tls_current;
-}
 
 /* ---- taking messages ----------------------------------------------------- */
 
@@ -224,10 +219,10 @@ void ax__count_ended(ax_system_t *sys)
 
 ax__cell_t *ax__swap_current(ax__cell_t *c)
 {
-    ax__cell_t *prev = tls_current;
+    ax__cell_t *prev = ax__tls_current;
 
     ax__deferred_end(); /* sent by the code of the actor that was current */
-    tls_current = c;
+    ax__tls_current = c;
     return prev;
 }
 
@@ -235,7 +230,7 @@ ax_status_t ax__check_self(const ax_actor_t *self, const char *call)
 {
     if (self == NULL)
         return ax__error(AX_EINVAL, "%s: NULL actor", call);
-    if (tls_current != ax__cell(self))
+    if (ax__tls_current != ax__cell(self))
         return ax__error(AX_ESTATE, "%s: call it from the actor's own handlers; this thread is "
                          "not running actor %llu", call, (unsigned long long)ax__cell_id(ax__cell(self)));
     return AX_OK;
@@ -332,7 +327,7 @@ static ax_status_t deliver(ax__worker_t *w, ax__cell_t *c, const ax_actor_vtable
             return AX_OK; /* cancelled after it was queued */
     }
     t0 = ax__metrics_now(&sys->metrics);
-    tls_current = c;
+    ax__tls_current = c;
     if (msg->type == &ax_net_msg_type && vt->receive_network != NULL) {
         ax_net_msg_t *nm = (ax_net_msg_t *)msg;
 
@@ -341,12 +336,12 @@ static ax_status_t deliver(ax__worker_t *w, ax__cell_t *c, const ax_actor_vtable
     } else if (msg->type != &ax_net_msg_type && vt->receive_local != NULL) {
         st = vt->receive_local((ax_actor_t *)c, &msg);
     } else {
-        tls_current = NULL;
+        ax__tls_current = NULL;
         ax_dead_letter(sys, &msg, AX_ETYPE, (ax_ref_t){c, ax__to_id(msg->to)});
         return AX_OK;
     }
-    ax__deferred_end(); /* what the handler sent for the dispatcher */
-    tls_current = NULL;
+    ax__deferred_end(); /* the tells the handler still holds */
+    ax__tls_current = NULL;
     if (!ax_ref_is_null(timer))
         ax__timer_done(timer, &msg);
     if (msg != NULL)

@@ -130,7 +130,12 @@ ax_status_t ax_system_create(const ax_config_t *cfg, ax_system_t **out)
 void ax_system_shutdown(ax_system_t *sys)
 {
     /* Once: the exchange makes a second shutdown a no-op. */
-    if (sys == NULL || ck_pr_fas_32(&sys->shutdown, 1) != 0)
+    if (sys == NULL)
+        return;
+    /* From a handler: what it sent before reaches the mailboxes before
+     * the stops, as a tell before ax_stop does. */
+    ax__deferred_end();
+    if (ck_pr_fas_32(&sys->shutdown, 1) != 0)
         return;
     /* Pairs with the light barrier in create: a concurrent ax_create
      * either is visited here or sees the flag and stops its actor itself. */
