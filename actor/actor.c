@@ -374,10 +374,16 @@ static __attribute__((noinline)) ax_status_t tell_noted(ax__cell_t *c, ax_ref_t 
     return tell_local(c, dst, msgp, from, 0, bounded, true);
 }
 
+/* Not a local actor. An ask's reply ref completes a future that a thread
+ * may be waiting on: what the handler told before goes first. A remote
+ * actor's message goes to the dispatcher through the same chain
+ * (ax__tell_deferred), which hands over one for another actor first; so
+ * consecutive remote sends still travel together. */
 static __attribute__((noinline)) ax_status_t tell_remote(ax_ref_t dst, ax_msg_t **msgp,
                                                        ax_ref_t from)
 {
-    ax__deferred_end();
+    if (ax__ref_is(dst, AX__REF_REPLY))
+        ax__deferred_end();
     return ax__tell_remote(dst, msgp, from);
 }
 
