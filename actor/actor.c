@@ -283,13 +283,13 @@ static bool accepts(ax__cell_t *c, ax_ref_t dst)
     return (w >> AX__W_ID_SHIFT) == dst.id && (w & AX__W_SEALED) == 0;
 }
 
-/* A push found dst's mailbox busy: from an actor's code, note dst, unless
+/* A push from an actor's code found dst's mailbox busy: note dst, unless
  * its mailbox has a capacity (tell, below). vt was read while dst was
  * live; the cell itself may be another actor's by now. Out of line: the
  * push that finds the mailbox idle saves no register for it. */
 static __attribute__((noinline)) void note_busy(const ax_actor_vtable_t *vt, ax_ref_t dst)
 {
-    if (vt->mailbox_capacity == 0 && ax__tls_current != NULL)
+    if (vt->mailbox_capacity == 0)
         ax__tls_deferred.dst = dst;
 }
 
@@ -333,7 +333,7 @@ push_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t *msg, ax_ref_t from, unsigned l
     ax__tls_sends++;
     if (ax__mbox_push(c, &msg->link))
         ax__schedule(c);
-    else if (note)
+    else if (note && ax__tls_current != NULL)
         note_busy(vt, dst);
     return AX_OK;
 closed:
