@@ -364,6 +364,20 @@ static const ax_actor_vtable_t probe_vtable AXT_UNUSED = {
     .destroy = probe_a_destroy,
 };
 
+/* Spawn a probe (vt: probe_vtable, or a variant of it) and park it in the
+ * handler of its message seq 0, a NUM_BLOCK one: its mailbox holds
+ * whatever is sent to it until its gate opens. */
+static inline ax_ref_t probe_spawn_parked(ax_system_t *sys, const ax_actor_vtable_t *vt, probe_t *p)
+{
+    ax_ref_t r;
+
+    probe_init(p);
+    cr_assert_eq(ax_spawn(sys, vt, p, &r), AX_OK);
+    num_tell(r, 0, 0, NUM_BLOCK);
+    AXT_WAIT_SEM(&p->in_handler);
+    return r;
+}
+
 /* ---- a dead-letter collector ------------------------------------------ */
 
 typedef struct dl_log dl_log_t;

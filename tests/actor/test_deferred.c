@@ -40,30 +40,28 @@ static ax_ref_t spawn_jobs(ax_system_t *sys)
     return r;
 }
 
-/* A probe parked in the handler of its message seq 0, so that its mailbox
- * holds whatever is sent to it until its gate opens. */
-static ax_ref_t spawn_parked_probe(ax_system_t *sys, probe_t *p)
+/* num_new for a handler, which must not assert: NULL when out of memory
+ * (counted as a failure). */
+static ax_msg_t *num_new_in_handler(uint64_t seq)
 {
-    ax_ref_t r;
+    ax_msg_t *m = NULL;
 
-    probe_init(p);
-    cr_assert_eq(ax_spawn(sys, &probe_vtable, p, &r), AX_OK);
-    num_tell(r, 0, 0, NUM_BLOCK);
-    AXT_WAIT_SEM(&p->in_handler);
-    return r;
+    AXT_CHECK(ax_msg_alloc(&num_type, &m) == AX_OK);
+    if (m != NULL) {
+        atomic_fetch_add(&num_allocs, 1);
+        ((num_msg_t *)m)->seq = seq;
+    }
+    return m;
 }
 
 /* Tell dst the numbered messages first..last (from 0), from a handler. */
 static void tell_run(ax_ref_t dst, uint64_t first, uint64_t last, ax_ref_t from)
 {
     for (uint64_t seq = first; seq <= last; seq++) {
-        ax_msg_t *m = NULL;
+        ax_msg_t *m = num_new_in_handler(seq);
 
-        AXT_CHECK(ax_msg_alloc(&num_type, &m) == AX_OK);
         if (m == NULL)
             return;
-        atomic_fetch_add(&num_allocs, 1);
-        ((num_msg_t *)m)->seq = seq;
         AXT_CHECK(ax_tell(dst, &m, from) == AX_OK);
         AXT_CHECK(m == NULL);
     }
@@ -91,7 +89,7 @@ Test(deferred, a_burst_to_a_busy_actor_arrives_whole_and_in_order)
     probe_t p;
     ax_ref_t s;
 
-    j.dst = spawn_parked_probe(sys, &p);
+    j.dst = probe_spawn_parked(sys, &probe_vtable, &p);
     s = spawn_jobs(sys);
     RUN_ON(s, burst, &j);
     /* The job returned, so what it sent is in the mailbox, nothing yet
@@ -195,7 +193,7 @@ Test(deferred, a_stop_after_a_burst_comes_after_the_burst)
     ax_ref_t s;
 
     axt_collect_dead_letters(sys, &log);
-    j.dst = spawn_parked_probe(sys, &p);
+    j.dst = probe_spawn_parked(sys, &probe_vtable, &p);
     j.p = &p;
     s = spawn_jobs(sys);
     RUN_ON(s, burst_then_stop, &j);
@@ -230,7 +228,7 @@ Test(deferred, tells_held_for_an_actor_that_ends_go_to_dead_letters_as_closed)
     ax_ref_t s;
 
     axt_collect_dead_letters(sys, &log);
-    j.dst = spawn_parked_probe(sys, &p);
+    j.dst = probe_spawn_parked(sys, &probe_vtable, &p);
     p.stop_self_at = 1; /* stops in the handler of the burst's first */
     j.p = &p;
     log.watch = j.dst;
@@ -254,18 +252,6 @@ Test(deferred, tells_held_for_an_actor_that_ends_go_to_dead_letters_as_closed)
 
 #define CAP 16u
 
-static const ax_actor_vtable_t bounded_probe_vtable = {
-    .name = "test.bounded-probe",
-    .size = sizeof(probe_actor_t),
-    .init = probe_a_init,
-    .on_start = probe_a_start,
-    .on_stop = probe_a_stop,
-    .on_kill = probe_a_kill,
-    .receive_local = probe_a_receive,
-    .destroy = probe_a_destroy,
-    .mailbox_capacity = CAP,
-};
-
 typedef struct fill_job {
     ax_ref_t dst;
     uint64_t accepted;
@@ -280,14 +266,11 @@ static void fill(ax_actor_t *self, void *arg)
     fill_job_t *f = arg;
 
     for (uint64_t seq = 1; seq <= 2 * CAP; seq++) {
-        ax_msg_t *m = NULL;
+        ax_msg_t *m = num_new_in_handler(seq);
         ax_status_t st;
 
-        AXT_CHECK(ax_msg_alloc(&num_type, &m) == AX_OK);
         if (m == NULL)
             return;
-        atomic_fetch_add(&num_allocs, 1);
-        ((num_msg_t *)m)->seq = seq;
         st = ax_tell(f->dst, &m, ax_self(self));
         if (st != AX_OK) {
             f->refused = st;
@@ -302,14 +285,13 @@ static void fill(ax_actor_t *self, void *arg)
 Test(deferred, a_bounded_mailbox_answers_efull_at_the_tell_from_a_handler)
 {
     ax_system_t *sys = axt_system(2);
+    ax_actor_vtable_t bounded_probe_vtable = probe_vtable;
     fill_job_t f = {0};
     probe_t p;
     ax_ref_t s;
 
-    probe_init(&p);
-    cr_assert_eq(ax_spawn(sys, &bounded_probe_vtable, &p, &f.dst), AX_OK);
-    num_tell(f.dst, 0, 0, NUM_BLOCK);
-    AXT_WAIT_SEM(&p.in_handler);
+    bounded_probe_vtable.mailbox_capacity = CAP; /* the probe, bounded */
+    f.dst = probe_spawn_parked(sys, &bounded_probe_vtable, &p);
     s = spawn_jobs(sys);
     RUN_ON(s, fill, &f);
     cr_assert_eq(f.accepted, CAP, "the handler's tells stop at the capacity");

@@ -14,12 +14,8 @@
  * once the handler is inside, with QUEUED more messages queued behind. */
 static ax_ref_t spawn_blocked_with_queue(ax_system_t *sys, probe_t *p)
 {
-    ax_ref_t ref;
+    ax_ref_t ref = probe_spawn_parked(sys, &probe_vtable, p);
 
-    probe_init(p);
-    cr_assert_eq(ax_spawn(sys, &probe_vtable, p, &ref), AX_OK);
-    num_tell(ref, 0, 0, NUM_BLOCK);
-    AXT_WAIT_SEM(&p->in_handler);
     for (uint64_t i = 1; i <= QUEUED; i++)
         num_tell(ref, 0, i, 0);
     return ref;
