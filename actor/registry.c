@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "actor/actor_run.h"
 #include "actor/system.h"
 #include "common/error.h"
 #include "common/ht_alloc.h"
@@ -98,6 +99,9 @@ ax_status_t ax_register(ax_system_t *sys, ax_ref_t ref, const char *name)
 
     if (sys == NULL || c == NULL || c->sys != sys)
         return ax__error(AX_EINVAL, "register: not a local actor of this system");
+    /* A name others can look up is an effect too: the tells this thread's
+     * actor still holds go first (actor.c, "tell"). */
+    ax__deferred_end();
     st = check_name(name, &len);
     if (st != AX_OK)
         return st;
@@ -174,6 +178,7 @@ ax_status_t ax_unregister(ax_system_t *sys, const char *name)
 
     if (sys == NULL)
         return ax__error(AX_EINVAL, "unregister: NULL system");
+    ax__deferred_end(); /* as in ax_register */
     st = check_name(name, &len);
     if (st != AX_OK)
         return st;

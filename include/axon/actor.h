@@ -271,7 +271,8 @@ AX_API uint64_t ax_ref_id(ax_ref_t ref);
  * mailbox already holding messages, the next tells to that actor may be
  * held and handed over together, in one exchange: at the latest when the
  * handler returns, and always before the handler's next send to another
- * actor, ax_stop, ax_kill, ax_start, spawn or ax_system_shutdown. So
+ * actor, ax_stop, ax_kill, ax_start, spawn, ax_register, ax_unregister or
+ * ax_system_shutdown. So
  * messages still arrive in the order they were sent, and nothing the
  * handler does after a tell overtakes it; a busy receiver only gets some of
  * them a little later. A bounded mailbox is never held for: its AX_EFULL

@@ -5,8 +5,9 @@
  * over together, at the latest when the handler returns. What a user
  * relies on must not change:
  *   - every message arrives, once, in the order it was sent;
- *   - a send to another actor, a stop, or the handler's return hands the
- *     earlier tells over first, so that no later effect overtakes them;
+ *   - a send to another actor, a stop, a name registered, or the handler's
+ *     return hands the earlier tells over first, so that no later effect
+ *     overtakes them;
  *   - a target that ends meanwhile sends them to dead letters (AX_ECLOSED);
  *   - a bounded mailbox still answers AX_EFULL at the tell.
  *
@@ -73,6 +74,7 @@ typedef struct burst_job {
     probe_t *p;
     sem_t relayed;       /* posted by the relay after its tell */
     sem_t relay_parked, relay_gate;
+    ax_system_t *sys;
 } burst_job_t;
 
 static void burst(ax_actor_t *self, void *arg)
@@ -168,6 +170,60 @@ Test(deferred, a_send_to_another_actor_hands_the_earlier_tells_over_first)
     sem_destroy(&j.relayed);
     sem_destroy(&j.relay_parked);
     sem_destroy(&j.relay_gate);
+    cr_assert_eq(atomic_load(&num_allocs), atomic_load(&num_releases), "every message released");
+}
+
+/* A thread outside the system: once the name is there, one more message
+ * for the probe. */
+static void *lookup_then_tell(void *arg)
+{
+    burst_job_t *j = arg;
+    ax_ref_t r = AX_REF_NULL;
+    double end = axt_now() + WAIT_S;
+
+    while (ax_lookup(j->sys, "test.deferred.probe", &r) != AX_OK && axt_now() < end)
+        axt_sleep_us(50);
+    if (!ax_ref_is_null(r))
+        tell_run(r, BURST / 2 + 1, BURST / 2 + 1, AX_REF_NULL);
+    sem_post(&j->relayed);
+    return NULL;
+}
+
+/* Half the burst, then the probe's name, and wait until the thread that
+ * looks the name up has told the probe. */
+static void burst_then_register(ax_actor_t *self, void *arg)
+{
+    burst_job_t *j = arg;
+
+    tell_run(j->dst, 1, BURST / 2, ax_self(self));
+    AXT_CHECK(ax_register(j->sys, j->dst, "test.deferred.probe") == AX_OK);
+    AXT_CHECK(axt_sem_wait(&j->relayed, WAIT_S));
+}
+
+Test(deferred, a_name_registered_after_a_burst_is_seen_after_the_burst)
+{
+    ax_system_t *sys = axt_system(2);
+    burst_job_t j = {0};
+    pthread_t t;
+    probe_t p;
+    ax_ref_t s;
+
+    sem_init(&j.relayed, 0, 0);
+    j.sys = sys;
+    probe_init(&p);
+    cr_assert_eq(ax_create(sys, &probe_vtable, &p, &j.dst), AX_OK); /* busy until started */
+    num_tell(j.dst, 0, 0, 0);
+    cr_assert_eq(pthread_create(&t, NULL, lookup_then_tell, &j), 0);
+    s = spawn_jobs(sys);
+    RUN_ON(s, burst_then_register, &j);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_assert_eq(ax_start(j.dst), AX_OK);
+    AXT_WAIT_COUNT(p.received, BURST / 2 + 2);
+    cr_assert_eq(atomic_load(&p.out_of_order), 0,
+                 "the message sent after the lookup must come after the burst's first half");
+    AXT_ASSERT_NO_BAD();
+    axt_shutdown(&sys);
+    sem_destroy(&j.relayed);
     cr_assert_eq(atomic_load(&num_allocs), atomic_load(&num_releases), "every message released");
 }
 
