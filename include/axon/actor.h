@@ -272,11 +272,11 @@ AX_API uint64_t ax_ref_id(ax_ref_t ref);
  * held and handed over together, in one exchange: at the latest when the
  * handler returns, and always before the handler's next send to another
  * actor, ax_stop, ax_kill, ax_start, spawn, ax_register, ax_unregister or
- * ax_system_shutdown. So
- * messages still arrive in the order they were sent, and nothing the
- * handler does after a tell overtakes it; a busy receiver only gets some of
- * them a little later. A bounded mailbox is never held for: its AX_EFULL
- * comes at the tell. (Do not block in a handler: held tells wait for it.)
+ * ax_system_shutdown. So messages still arrive in the order they were
+ * sent, and nothing the handler does after a tell overtakes it; a busy
+ * receiver only gets some of them a little later. A bounded mailbox is
+ * never held for: its AX_EFULL comes at the tell. (Do not block in a
+ * handler: held tells wait for it.)
  *
  * AX_OK: the runtime owns the message and *msg is NULL. If dst has ended,
  * or ends before handling it, the message goes to dead letters with
