@@ -69,8 +69,8 @@ static void tell_run(ax_ref_t dst, uint64_t first, uint64_t last, ax_ref_t from)
 }
 
 typedef struct burst_job {
-    ax_ref_t dst;        /* the parked probe */
-    ax_ref_t relay;      /* relay_job's actor */
+    ax_ref_t dst;        /* the probe, busy */
+    ax_ref_t relay;      /* a jobs actor that runs relay_park, then relay */
     probe_t *p;
     sem_t relayed;       /* posted by the relay after its tell */
     sem_t relay_parked, relay_gate;
@@ -94,8 +94,8 @@ Test(deferred, a_burst_to_a_busy_actor_arrives_whole_and_in_order)
     j.dst = probe_spawn_parked(sys, &probe_vtable, &p);
     s = spawn_jobs(sys);
     RUN_ON(s, burst, &j);
-    /* The job returned, so what it sent is in the mailbox, nothing yet
-     * handled: the probe still waits at its gate. */
+    /* The probe still waits at its gate: nothing is handled yet, and what
+     * the job held reaches the mailbox when its handler returns. */
     cr_assert_eq(atomic_load(&p.received), 0);
     sem_post(&p.gate);
     AXT_WAIT_COUNT(p.received, BURST + 1);
