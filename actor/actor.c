@@ -356,6 +356,7 @@ tell_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from, unsigned
 }
 
 static void defer_link(ax__deferred_t *d, ax_msg_t *m, ax_ref_t from);
+static void deferred_flush(void);
 
 /* A tell while this thread's actor code has a target noted (below): it
  * joins the chain for that target, or the chain goes first and the tell is
@@ -365,7 +366,7 @@ static __attribute__((noinline)) ax_status_t tell_noted(ax__cell_t *c, ax_ref_t 
 {
     ax__deferred_t *d = &ax__tls_deferred;
 
-    if (d->dst.target == c && d->dst.id == dst.id) {
+    if (ax_ref_eq(d->dst, dst)) { /* c is dst's cell */
         defer_link(d, *msgp, from);
         *msgp = NULL;
         return AX_OK;
@@ -472,7 +473,7 @@ static void defer_link(ax__deferred_t *d, ax_msg_t *m, ax_ref_t from)
     d->last = &m->link;
     ax__tls_sends++; /* a send, for the run's budget, as in push_local */
     if (++d->n >= DEFER_MAX)
-        ax__deferred_flush();
+        deferred_flush();
 }
 
 ax_status_t ax__tell_deferred(ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from)
@@ -484,7 +485,7 @@ ax_status_t ax__tell_deferred(ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from)
      * ax_tell answers a NULL message. */
     if (m == NULL || local_cell(dst) == NULL || ax__tls_current == NULL)
         return ax__tell_unbounded(dst, msgp, from);
-    if (d->dst.target != dst.target || d->dst.id != dst.id) {
+    if (!ax_ref_eq(d->dst, dst)) {
         ax__deferred_end();
         d->dst = dst;
     }
@@ -509,11 +510,13 @@ void ax__deferred_close(void)
     /* A loop: dead letters for a chain whose target ended are tells too,
      * and may start a chain of their own. */
     while (ax__tls_deferred.n != 0)
-        ax__deferred_flush();
+        deferred_flush();
     ax__tls_deferred.dst.target = NULL;
 }
 
-void ax__deferred_flush(void)
+/* Push the deferred chain now (n > 0): to dead letters if dst has ended.
+ * dst stays noted. */
+static void deferred_flush(void)
 {
     ax__deferred_t *d = &ax__tls_deferred;
     ax_ref_t dst = d->dst;

@@ -36,10 +36,6 @@ typedef struct ax__deferred_s {
 
 extern _Thread_local ax__deferred_t ax__tls_deferred __attribute__((tls_model("initial-exec")));
 
-/* Push the deferred chain now (n > 0): to dead letters if dst has ended.
- * dst stays noted. */
-void ax__deferred_flush(void);
-
 /* Push the chain if there is one (and any that its dead letters start),
  * and forget dst. */
 void ax__deferred_close(void);
