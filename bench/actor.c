@@ -28,8 +28,9 @@
  *   flood_bounded_8  flood_fanin_8 into a mailbox bounded at 100,000:
  *               senders keep a refused message and yield; RSS growth
  *   spawn_from_{thread,actor}_W  the spawn cases at W = 2, 4, 8, 16 workers,
- *               their trials interleaved round by round; ratio_vs_W2 is
- *               the median of each round's rate over its rate at W = 2
+ *               four rounds of one trial each, in alternating order;
+ *               ratio_vs_W2 is the median of each round's rate over its
+ *               rate at W = 2
  *   idle_rss    1,000,000 idle actors alive: resident bytes per actor
  *               (RSS delta / count), the user state's size, and the
  *               runtime's overhead = per-actor RSS - user state
@@ -1086,20 +1087,26 @@ static double measure(case_fn fn, size_t n, unsigned param)
 
 /*
  * The spawn_W cases. Their trials interleave, round by round: each round
- * runs every W from a thread and then from an actor, so that the machine's
+ * runs every W from a thread and from an actor, so that the machine's
  * drift between its fast and slow phases (minutes long, see bench/report)
- * hits every W alike. Each line gives the medians of its trials, and for
- * W > 2 ratio_vs_W2: the median over rounds of the round's rate over the
- * same round's rate at W = 2 (issue 9: no lower at 16 workers than at 2).
+ * hits every W alike. The order within a round alternates (ascending W,
+ * thread first, in even rounds; descending W, actor first, in odd ones),
+ * so that a drift within one round does not always fall on the same W:
+ * in a fixed order W = 16 always ran last. SPAWN_ROUNDS is even for that.
+ * Each line gives the medians of its trials, and for W > 2 ratio_vs_W2:
+ * the median over rounds of the round's rate over the same round's rate
+ * at W = 2 (issue 9: no lower at 16 workers than at 2).
  */
 #define SPAWN_W_MAX 4
+#define SPAWN_ROUNDS 4
 
 static void spawn_w_cases(const unsigned *ws, size_t nw, size_t n, double base_ns, const char *extra)
 {
     static const case_fn fns[2] = {run_spawn, run_spawn_inside};
     static const char *const from[2] = {"thread", "actor"};
-    double v[2][SPAWN_W_MAX][TRIALS], cpu[2][SPAWN_W_MAX][TRIALS], vcsw[2][SPAWN_W_MAX][TRIALS];
-    double ratio[2][SPAWN_W_MAX] = {{0}}, r[TRIALS];
+    double v[2][SPAWN_W_MAX][SPAWN_ROUNDS], cpu[2][SPAWN_W_MAX][SPAWN_ROUNDS];
+    double vcsw[2][SPAWN_W_MAX][SPAWN_ROUNDS], ratio[2][SPAWN_W_MAX] = {{0}}, r[SPAWN_ROUNDS];
+    double by_round[2][SPAWN_W_MAX][SPAWN_ROUNDS];
     long peak[2][SPAWN_W_MAX];
     bool on[SPAWN_W_MAX];
     char name[64], more[384];
@@ -1114,19 +1121,24 @@ static void spawn_w_cases(const unsigned *ws, size_t nw, size_t n, double base_n
         if (ws[i] == 2)
             w2 = i;
     }
-    for (int t = 0; t < TRIALS; t++)
-        for (size_t i = 0; i < nw; i++)
-            for (int f = 0; on[i] && f < 2; f++) {
+    for (int t = 0; t < SPAWN_ROUNDS; t++)
+        for (size_t k = 0; k < nw; k++) {
+            size_t i = t % 2 == 0 ? k : nw - 1 - k;
+
+            for (int g = 0; on[i] && g < 2; g++) {
+                int f = t % 2 == 0 ? g : 1 - g;
+
                 last_aux = 0;
                 v[f][i][t] = trial_in_child(fns[f], n, ws[i], &peak[f][i], &cpu[f][i][t], &vcsw[f][i][t]);
             }
+        }
     /* Before any median: bench_median sorts its array, and a round's
      * trials pair by index. */
     for (size_t i = 0; w2 < nw && on[w2] && i < nw; i++)
         for (int f = 0; on[i] && i != w2 && f < 2; f++) {
-            for (int t = 0; t < TRIALS; t++)
-                r[t] = v[f][i][t] / v[f][w2][t];
-            ratio[f][i] = bench_median(r, TRIALS);
+            for (int t = 0; t < SPAWN_ROUNDS; t++)
+                r[t] = by_round[f][i][t] = v[f][i][t] / v[f][w2][t];
+            ratio[f][i] = bench_median(r, SPAWN_ROUNDS);
         }
     for (size_t i = 0; i < nw; i++) {
         unsigned saved = workers;
@@ -1136,14 +1148,22 @@ static void spawn_w_cases(const unsigned *ws, size_t nw, size_t n, double base_n
         workers = ws[i];
         for (int f = 0; f < 2; f++) {
             snprintf(more, sizeof more, "%s", extra);
-            if (ratio[f][i] > 0)
+            if (ratio[f][i] > 0) {
+                /* Each round's ratio too, in round order: even rounds ran
+                 * W = 2 first, odd ones last. */
                 snprintf(more + strlen(more), sizeof more - strlen(more), ",\"ratio_vs_W2\":%.3f",
                          ratio[f][i]);
+                for (int t = 0; t < SPAWN_ROUNDS; t++)
+                    snprintf(more + strlen(more), sizeof more - strlen(more), "%s%.3f",
+                             t == 0 ? ",\"ratio_vs_W2_by_round\":[" : ",", by_round[f][i][t]);
+                snprintf(more + strlen(more), sizeof more - strlen(more), "]");
+            }
             last_peak_kb = peak[f][i];
-            last_cpu_ns = bench_median(cpu[f][i], TRIALS);
-            last_vcsw_k = bench_median(vcsw[f][i], TRIALS);
+            last_cpu_ns = bench_median(cpu[f][i], SPAWN_ROUNDS);
+            last_vcsw_k = bench_median(vcsw[f][i], SPAWN_ROUNDS);
             snprintf(name, sizeof name, "spawn_from_%s_W%u", from[f], ws[i]);
-            report(name, "actor", bench_median(v[f][i], TRIALS), 2e6, 1, "mpsc_same_thread", base_ns, more);
+            report(name, "actor", bench_median(v[f][i], SPAWN_ROUNDS), 2e6, 1, "mpsc_same_thread", base_ns,
+                   more);
         }
         workers = saved;
     }

@@ -47,8 +47,10 @@
  *               is ratio_vs_bare_batched_bw. The targets use the
  *               one-write-per-frame pair, as bench_net does.
  *
- * Each case runs TRIALS times; medians are reported, with ratios to the
- * bare pair's median of the same run and the targets of issue 10.
+ * Each case runs TRIALS times, the kinds' trials interleaved; medians are
+ * reported, with ratios to the bare pair's median of the same run and the
+ * targets of issue 10. A throughput line also lists each trial's
+ * [msgs/s, CPU ns a message] in trial order.
  * One JSON object per line.
  *
  * Usage: [AXON_BENCH_CONFIG=text] bench_net_procs [scale [case [kind]]]   scale 0.1 runs a tenth of
@@ -912,6 +914,7 @@ static void run_throughput(const server_t *axon, uint16_t bare_port, size_t size
 {
     static uint64_t run;
     double bare[TRIALS], batched[TRIALS], secs[MODES][TRIALS], cpu[MODES] = {0}, c0;
+    double cpu_t[MODES][TRIALS]; /* each trial's CPU, seconds */
     uint64_t enobufs[MODES] = {0};
     double bare_s, bare_mbs, batched_s, n = (double)(total - 1);
 
@@ -923,7 +926,8 @@ static void run_throughput(const server_t *axon, uint16_t bare_port, size_t size
 
             c0 = pair_cpu_s(axon->pid);
             r = kind_wanted(mode_name[e]) ? axon_throughput(e, size, total, payload, ++run) : (tp_result_t){1, 0};
-            cpu[e] += pair_cpu_s(axon->pid) - c0;
+            cpu_t[e][t] = pair_cpu_s(axon->pid) - c0;
+            cpu[e] += cpu_t[e][t];
 
             secs[e][t] = r.seconds;
             enobufs[e] += r.enobufs;
@@ -942,13 +946,25 @@ static void run_throughput(const server_t *axon, uint16_t bare_port, size_t size
         printf("}\n");
     }
     for (int e = 0; e < MODES; e++) {
-        double s = bench_median(secs[e], TRIALS), msgs = n / s, mbs = (double)size * n / s / 1e6;
+        char by_trial[TRIALS * 48] = "";
+        double s, msgs, mbs;
 
         if (!kind_wanted(mode_name[e]))
             continue;
+        /* Each trial's rate and CPU in trial order (the trials of the
+         * kinds interleave): a kind that is slower in every trial differs
+         * from one whose median met a slow stretch. Before the median,
+         * which sorts secs[e]. */
+        for (int t = 0; t < TRIALS; t++)
+            snprintf(by_trial + strlen(by_trial), sizeof by_trial - strlen(by_trial), "%s[%.0f,%.0f]",
+                     t == 0 ? "" : ",", n / secs[e][t], cpu_t[e][t] / (double)total * 1e9);
+        s = bench_median(secs[e], TRIALS);
+        msgs = n / s;
+        mbs = (double)size * n / s / 1e6;
         printf("{\"bench\":\"net_procs\",\"case\":\"throughput\",\"mode\":\"%s\",\"payload_bytes\":%zu,"
-               "\"messages\":%zu,\"window\":%d,\"ack_every\":%d,\"msgs_per_s\":%.0f,\"mb_per_s\":%.1f,",
-               mode_name[e], size, total - 1, WINDOW, ACK_EVERY, msgs, mbs);
+               "\"messages\":%zu,\"window\":%d,\"ack_every\":%d,\"msgs_per_s\":%.0f,\"mb_per_s\":%.1f,"
+               "\"trials_msgs_per_s_cpu_ns\":[%s],",
+               mode_name[e], size, total - 1, WINDOW, ACK_EVERY, msgs, mbs, by_trial);
         if (kind_wanted("bare"))
             printf("\"bare_msgs_per_s\":%.0f,\"bare_mb_per_s\":%.1f,\"ratio_vs_bare_bw\":%.3f,"
                    "\"ratio_vs_bare_batched_bw\":%.3f,",
