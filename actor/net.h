@@ -56,6 +56,11 @@ void ax__remote_unpin(ax__remote_t *r);
 /* Drop n pins at once (the network thread, for the frames of one write). */
 void ax__remote_unpin_n(ax__remote_t *r, uint64_t n);
 
+/* Add n pins to an entry the caller holds a pin on already (so it cannot
+ * have expired): one atomic addition for the pins of a batch of lazy
+ * sends to one destination. */
+void ax__remote_pin_more(ax__remote_t *r, uint64_t n);
+
 /* A current ref to pinned entry r (reply_gen: a reply slot's generation). */
 ax_ref_t ax__remote_ref(const ax__remote_t *r, uint32_t reply_gen);
 
@@ -108,12 +113,22 @@ extern _Thread_local unsigned ax__tls_sends __attribute__((tls_model("initial-ex
  * through their own mailbox links (they are in no mailbox meanwhile), each
  * with its sender in its header and a pin on dst. Dead letters unwrap it:
  * the user's own messages reach them, never this envelope.
+ *
+ * The sender reserves pins and network.dispatch_queue units for a batch
+ * in one atomic addition each (dispatch/net.c, net_send_lazy); what the
+ * batch did not use rides in spare_pins and spare_credits. The spare pins
+ * go with the last message taken out (ax__lazy_send_take), whoever takes
+ * it; the dispatcher gives the spare units back.
  */
 typedef struct ax__lazy_send_s {
     ax_msg_t hdr;
-    ax__remote_t *dst; /* pinned once for each message still held */
+    ax__remote_t *dst; /* pinned once for each message still held, and
+                          spare_pins times more */
     uint64_t dst_id; /* the remote ref's id (a reply slot's generation) */
     ax_msg_t *msg, *last; /* the first and last message held */
+    uint32_t spare_pins;    /* pins on dst that no message holds */
+    uint32_t spare_credits; /* a batch's first envelope: dispatch_queue
+                               units reserved and not used */
     /* The lazy sends to other destinations made right after these by the
      * same code, in order, which travel with them (a batch: only its first
      * envelope goes through the dispatcher's mailbox). Releasing or
@@ -134,7 +149,8 @@ static inline ax__lazy_send_t *ax__lazy_send_detach(ax__lazy_send_t *ls)
 }
 
 /* The first message ls still holds, taken out of it with its pin on
- * ls->dst (the caller's to pass on or drop); NULL when none is left. */
+ * ls->dst (the caller's to pass on or drop); NULL when none is left, and
+ * then ls's spare pins are dropped. */
 static inline ax_msg_t *ax__lazy_send_take(ax__lazy_send_t *ls)
 {
     ax_msg_t *m = ls->msg;
@@ -142,6 +158,9 @@ static inline ax_msg_t *ax__lazy_send_take(ax__lazy_send_t *ls)
     if (m != NULL) {
         ls->msg = (ax_msg_t *)(void *)m->link.next;
         m->link.next = NULL;
+    } else if (ls->spare_pins != 0) {
+        ax__remote_unpin_n(ls->dst, ls->spare_pins);
+        ls->spare_pins = 0;
     }
     return m;
 }
@@ -151,8 +170,9 @@ typedef struct ax__net_ops_s {
      * Takes *nm and the caller's pin on dst always; one that cannot be sent goes to dead letters. It
      * travels behind the lazy sends made before it (FIFO per pair). */
     void (*send_frame)(void *ctx, ax__remote_t *dst, ax_net_msg_t **nm, ax_ref_t from);
-    /* A message to serialise lazily for dst, whose entry the caller has
-     * pinned. AX_OK takes *msg and that pin. */
+    /* A message to serialise lazily for remote ref dst. It pins dst's
+     * entry itself (AX_ENOTFOUND when the ref expired). AX_OK takes *msg;
+     * any other status leaves it, and no pin, with the caller. */
     ax_status_t (*send_lazy)(void *ctx, ax_ref_t dst, ax_msg_t **msg, ax_ref_t from);
     /* After the workers have exited: flush, say Bye, stop the thread. */
     void (*stop)(void *ctx);

@@ -130,6 +130,14 @@ void ax__remote_unpin_n(ax__remote_t *r, uint64_t n)
     ck_pr_sub_64(&r->word, n);
 }
 
+void ax__remote_pin_more(ax__remote_t *r, uint64_t n)
+{
+    /* The caller's pin keeps the generation and the entry: no check, and
+     * the addition needs no order of its own (an evictor's CAS that finds
+     * no pin cannot run while that pin is held). */
+    ck_pr_add_64(&r->word, n);
+}
+
 void ax__remote_unpin(ax__remote_t *r)
 {
     ax__remote_unpin_n(r, 1);

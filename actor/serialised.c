@@ -395,7 +395,6 @@ ax_status_t ax__tell_remote(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from)
 {
     ax__remote_t *remote = ax__remote_of(dst);
     const ax__net_ops_t *ops;
-    ax_status_t st;
 
     if (ax__ref_is(dst, AX__REF_REPLY))
         return ax__ask_reply(dst, msg, from);
@@ -408,14 +407,10 @@ ax_status_t ax__tell_remote(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from)
     ck_pr_fence_acquire();
     if (ops == NULL)
         return ax__error(AX_ENOTFOUND, "tell: the system has no network for a remote ref");
-    /* The lazy send holds a pin on its destination until it is gone. */
-    st = ax__remote_pin(dst, &remote);
-    if (st != AX_OK)
-        return st;
-    st = ops->send_lazy(remote->sys->net_ctx, dst, msg, from);
-    if (st != AX_OK)
-        ax__remote_unpin(remote);
-    return st;
+    /* The lazy send pins its destination until it is gone (send_lazy
+     * takes the pin, in batches when it can). sys and net_ctx are the
+     * slot's for its life, so reading them needs no pin. */
+    return ops->send_lazy(remote->sys->net_ctx, dst, msg, from);
 }
 
 /*

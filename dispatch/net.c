@@ -311,7 +311,7 @@ static void dispatcher_lazy_one(dispatcher_t *d, ax_ref_t to, ax_msg_t *msg)
 
     if (++d->taken >= d->take_batch)
         give_back(d);
-    /* The message came with a pin on dst (net_send_lazy's caller). */
+    /* The message came with a pin on dst (net_send_lazy). */
     st = ax__encode_net_msg(&d->actor, to, true, msg->sender, msg->type, msg, &nm);
     if (st == AX_OK) {
         asked_add(d, dst, msg->sender);
@@ -358,6 +358,10 @@ static ax_status_t dispatcher_handle(ax_actor_t *self, ax_msg_t **msg)
     }
     if ((*msg)->type != &lazy_send_type)
         return AX_OK; /* nothing else is sent to the dispatcher */
+    /* The batch's reserve of dispatch_queue units that no send used is
+     * handed back with the units of the sends it holds (give_back). */
+    d->taken += ls->spare_credits;
+    ls->spare_credits = 0;
     more = ax__lazy_send_detach(ls);
     dispatcher_lazy(d, ls); /* the runtime releases this envelope */
     /* The rest of its batch, in order, each released here. */
@@ -423,6 +427,15 @@ static void net_send_frame(void *ctx, ax__remote_t *dst, ax_net_msg_t **nm, ax_r
  * takes one message from its mailbox and serialises the whole batch in
  * order. An eager frame, a send to another system, or the chain's hand-over
  * ends a batch; a full one is handed over at once.
+ *
+ * A batch also saves the sends' atomic operations. The second send into
+ * an envelope pins the destination for the rest of the batch in one
+ * addition (batch_join), and a send that finds the batch's reserve of
+ * network.dispatch_queue units empty reserves as many as the batch holds
+ * already (credit_take): 6 additions for a full batch of 32, not 32 each.
+ * What a batch that ends early leaves goes back with it: whoever takes an
+ * envelope's last message drops its spare pins (actor/net.h), and the
+ * dispatcher returns the spare units.
  */
 #define BATCH_MAX 32
 
@@ -431,6 +444,7 @@ typedef struct batch {
     lazy_send_t *first, *last;
     unsigned n;
     uint64_t gen; /* ax__deferred_tail's, when first went into the chain */
+    bool tight;   /* a reserve did not fit the bound: one unit at a time */
 } batch_t;
 
 static _Thread_local batch_t tls_batch __attribute__((tls_model("initial-exec")));
@@ -444,18 +458,21 @@ static void batch_open(ax__net_t *net, lazy_send_t *ls)
     uint64_t gen;
 
     if (ax__deferred_tail(&gen) == &ls->hdr)
-        *b = (batch_t){net, ls, ls, 1, gen};
+        *b = (batch_t){net, ls, ls, 1, gen, false};
     else
         b->first = NULL;
 }
 
-/* Whether this thread has a batch open for net that can still grow. */
-static bool batch_live(const batch_t *b, const ax__net_t *net)
+/* This thread's batch, when it is open for net and can still grow; else
+ * NULL. */
+static batch_t *batch_live(ax__net_t *net)
 {
+    batch_t *b = &tls_batch;
     uint64_t gen;
 
-    return b->first != NULL && b->net == net && ax__deferred_tail(&gen) == &b->first->hdr &&
-           gen == b->gen;
+    if (b->first != NULL && b->net == net && ax__deferred_tail(&gen) == &b->first->hdr && gen == b->gen)
+        return b;
+    return NULL;
 }
 
 /* One more message in the open batch b. */
@@ -468,65 +485,125 @@ static void batch_grew(batch_t *b)
     }
 }
 
-/* Add msg to the open batch, in its last envelope, when that one goes to
- * the same destination (a stream to one actor needs one envelope per
- * batch, not one per message): true when it did (msg is on its way then,
- * with its pin on to). */
-static bool batch_join(ax__net_t *net, ax_ref_t to, ax_msg_t *msg)
+/*
+ * One network.dispatch_queue unit for a lazy send; false at the bound. In
+ * an open batch b (else NULL) it comes from the batch's reserve, or the
+ * send reserves in one addition as many as the batch holds (at most what
+ * it can still take), this send's included: a stream's batch of 32 makes
+ * 6 additions. Units reserved and not used count until the dispatcher
+ * takes the batch, so a send elsewhere may be refused early by them;
+ * they are fewer than the batch's sends, which bounds that. Close to the
+ * bound a reserve does not fit, and the batch takes one at a time, so that
+ * the bound itself is reached exactly. The count is a bound, not a
+ * hand-off: it needs no order of its own.
+ */
+static bool credit_take(ax__net_t *net, batch_t *b)
 {
-    batch_t *b = &tls_batch;
+    uint64_t k;
+
+    if (b != NULL && b->first->spare_credits > 0) {
+        b->first->spare_credits--;
+        return true;
+    }
+    if (b != NULL && !b->tight && b->n > 1) {
+        k = b->n < BATCH_MAX - b->n ? b->n : BATCH_MAX - b->n;
+        if (ck_pr_faa_64(&net->lazy_queued, k) + k <= net->cfg.dispatch_queue) {
+            b->first->spare_credits = (uint32_t)(k - 1);
+            return true;
+        }
+        ck_pr_sub_64(&net->lazy_queued, k);
+        b->tight = true;
+    }
+    if (ck_pr_faa_64(&net->lazy_queued, 1) >= net->cfg.dispatch_queue) {
+        ck_pr_dec_64(&net->lazy_queued);
+        return false;
+    }
+    return true;
+}
+
+/* Give back a unit credit_take gave, for a send that failed after it. */
+static void credit_undo(ax__net_t *net, batch_t *b)
+{
+    if (b != NULL)
+        b->first->spare_credits++; /* counted: the dispatcher gives it back */
+    else
+        ck_pr_dec_64(&net->lazy_queued);
+}
+
+/* Whether a send to `to` joins b's last envelope: the same destination
+ * (a stream to one actor needs one envelope per batch, not one per
+ * message). Its entry is pinned by that envelope's messages, so an equal
+ * id is a current ref. */
+static bool joins_last(const batch_t *b, ax_ref_t to)
+{
+    const lazy_send_t *last = b->last;
+
+    return last->dst == to.target && last->dst_id == to.id && last->msg != NULL;
+}
+
+/* Add msg to b's last envelope (joins_last), with a pin on its
+ * destination: from the envelope's spare pins, or, for the first message
+ * to join it, pins for the rest of the batch in one addition. */
+static void batch_join(batch_t *b, ax_msg_t *msg)
+{
     lazy_send_t *last = b->last;
 
-    if (!batch_live(b, net) || last->dst != to.target || last->dst_id != to.id || last->msg == NULL)
-        return false;
+    if (last->spare_pins == 0) {
+        uint32_t k = BATCH_MAX - b->n; /* msg and the rest the batch can take */
+
+        ax__remote_pin_more(last->dst, k);
+        last->spare_pins = k;
+    }
+    last->spare_pins--;
     msg->link.next = NULL;
     last->last->link.next = &msg->link;
     last->last = msg;
     batch_grew(b);
-    return true;
 }
 
-/* Add ls to the open batch: true when it did (ls is on its way then). */
-static bool batch_add(ax__net_t *net, lazy_send_t *ls)
+/* Add ls to the open batch b. */
+static void batch_add(batch_t *b, lazy_send_t *ls)
 {
-    batch_t *b = &tls_batch;
-
-    if (!batch_live(b, net))
-        return false;
     b->last->more = ls;
     b->last = ls;
     batch_grew(b);
-    return true;
 }
 
 static ax_status_t net_send_lazy(void *ctx, ax_ref_t to, ax_msg_t **msg, ax_ref_t from)
 {
-    ax__remote_t *dst = to.target;
     ax__net_t *net = ctx;
+    batch_t *b = batch_live(net);
+    ax__remote_t *dst = NULL;
     lazy_send_t *ls;
     ax_msg_t *m;
     ax_status_t st;
 
-    /* A bound, not a hand-off: the count needs no order of its own. */
-    if (ck_pr_faa_64(&net->lazy_queued, 1) >= net->cfg.dispatch_queue) {
-        ck_pr_dec_64(&net->lazy_queued);
+    /* A pin of its own, unless it joins an envelope for the same entry:
+     * first, so that an expired ref is AX_ENOTFOUND as before. */
+    if ((b == NULL || !joins_last(b, to)) && (st = ax__remote_pin(to, &dst)) != AX_OK)
+        return st;
+    if (!credit_take(net, b)) {
+        if (dst != NULL)
+            ax__remote_unpin(dst);
         return ax__error(AX_ENOBUFS, "tell: %zu lazy sends wait for the network dispatcher already "
                          "(network.dispatch_queue)", net->cfg.dispatch_queue);
     }
     /* The message's own sender: the dispatcher encodes it, and a dead
      * letter of it (an ask's request) must say who sent it. */
     (*msg)->sender = from;
-    if (batch_join(net, to, *msg)) {
+    if (dst == NULL) {
+        batch_join(b, *msg);
         *msg = NULL;
         return AX_OK;
     }
     /* Message memory, not a pool: made here, on the sender's thread, and
      * freed on the dispatcher's, one push onto the block's page (a pool
      * took a lock on each side; dispatch/NOTES.md, "The lazy envelope from
-     * message memory"). */
+     * message memory"). Zeroed: no spare pins or units yet. */
     st = ax_msg_alloc(&lazy_send_type, &m);
     if (st != AX_OK) {
-        ck_pr_dec_64(&net->lazy_queued);
+        credit_undo(net, b);
+        ax__remote_unpin(dst);
         return st;
     }
     ls = (lazy_send_t *)m;
@@ -535,14 +612,17 @@ static ax_status_t net_send_lazy(void *ctx, ax_ref_t to, ax_msg_t **msg, ax_ref_
     ls->msg = ls->last = *msg;
     ls->msg->link.next = NULL;
     *msg = NULL;
-    if (batch_add(net, ls))
+    if (b != NULL) {
+        batch_add(b, ls);
         return AX_OK;
+    }
     st = ax__tell_deferred(net->dispatcher, &m, from);
     if (st != AX_OK) {
-        ck_pr_dec_64(&net->lazy_queued);
+        credit_undo(net, NULL);
         *msg = ls->msg;
         ls->msg = NULL; /* the caller keeps its message */
         ax_msg_release(&m);
+        ax__remote_unpin(dst);
         return st;
     }
     batch_open(net, ls);

@@ -97,6 +97,73 @@ Test(dispatch_queue, a_fast_producer_learns_enobufs)
     cr_assert_eq(atomic_load(&seq_allocs), atomic_load(&seq_releases), "every seq was released");
 }
 
+/* Lazy sends from one handler (a job), so that they travel in batches,
+ * until one is refused or `most` were taken. */
+typedef struct burst {
+    ax_ref_t dst;
+    uint64_t next, most, taken;
+    ax_status_t last;
+} burst_t;
+
+static void burst_job(ax_actor_t *self, void *arg)
+{
+    burst_t *j = arg;
+    ax_status_t st = AX_OK;
+
+    j->taken = 0;
+    while (j->taken < j->most && (st = seq_send(self, j->dst, j->next, false)) == AX_OK) {
+        j->next++;
+        j->taken++;
+    }
+    j->last = st;
+}
+
+/*
+ * A handler's sends reserve dispatch_queue units for their batch ahead of
+ * use (dispatch/net.c, credit_take). a has one worker, which runs the
+ * handler, so its dispatcher cannot give anything back meanwhile. With a
+ * bound of 20 the 17th send's reserve (16) does not fit, and the batch
+ * goes on one unit at a time: the burst takes exactly the bound. A burst
+ * of five leaves three units reserved and not used (the third send
+ * reserved two, the fifth four); once it has arrived they are back, and
+ * the next burst takes exactly the bound again. Every send taken arrives,
+ * in order.
+ */
+Test(dispatch_queue, a_handlers_batches_meet_the_bound_and_give_their_reserve_back)
+{
+    enum { ODD = 20 };
+    ax_system_t *a = queue_system(1, ODD), *b = queue_system(2, 65536);
+    nt_node_t sink, holder;
+    ax_ref_t holder_ref, dst;
+    hold_t h;
+    burst_t j = {0};
+
+    queue_pair(a, b, &sink, &holder, &h, &holder_ref, &dst);
+    j.dst = dst;
+    j.most = 4 * ODD;
+    RUN_ON(holder_ref, burst_job, &j);
+    cr_assert_eq(j.taken, ODD, "a burst took %llu of a bound of %d", (unsigned long long)j.taken, ODD);
+    cr_assert_eq(j.last, AX_ENOBUFS, "%s", ax_status_name(j.last));
+    WAIT_UNTIL(atomic_load(&sink.received) == j.next, "the first burst arrives");
+
+    j.most = 5;
+    RUN_ON(holder_ref, burst_job, &j);
+    cr_assert_eq(j.taken, 5, "%s", ax_status_name(j.last));
+    WAIT_UNTIL(atomic_load(&sink.received) == j.next, "the five arrive");
+
+    j.most = 4 * ODD;
+    RUN_ON(holder_ref, burst_job, &j);
+    cr_assert_eq(j.taken, ODD, "after the five, a burst took %llu of %d: a reserve was not given back",
+                 (unsigned long long)j.taken, ODD);
+    WAIT_UNTIL(atomic_load(&sink.received) == j.next, "the last burst arrives");
+    cr_assert_eq(atomic_load(&sink.out_of_order), 0);
+    cr_assert_eq(atomic_load(&sink.gaps), 0);
+    cr_assert_eq(atomic_load(&sink.bad), 0);
+    ax_system_destroy(&a);
+    ax_system_destroy(&b);
+    cr_assert_eq(atomic_load(&seq_allocs), atomic_load(&seq_releases), "every seq was released");
+}
+
 /* With a's only worker held, lazy sends to dst until one is refused; how
  * many were taken. The refused one stays with the caller. */
 static uint64_t fill_until_refused(ax_ref_t holder_ref, hold_t *h, ax_ref_t dst, uint64_t *seq, uint64_t most)
