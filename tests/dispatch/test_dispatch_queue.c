@@ -63,6 +63,18 @@ static void queue_pair(ax_system_t *a, ax_system_t *b, nt_node_t *sink, nt_node_
     sem_init(&h->release, 0, 0);
 }
 
+/* What every test here ends with: the sink got each send in order, both
+ * systems are gone, and so is every seq message. */
+static void queue_end(ax_system_t **a, ax_system_t **b, nt_node_t *sink)
+{
+    cr_assert_eq(atomic_load(&sink->out_of_order), 0);
+    cr_assert_eq(atomic_load(&sink->gaps), 0);
+    cr_assert_eq(atomic_load(&sink->bad), 0);
+    ax_system_destroy(a);
+    ax_system_destroy(b);
+    cr_assert_eq(atomic_load(&seq_allocs), atomic_load(&seq_releases), "every seq was released");
+}
+
 Test(dispatch_queue, a_fast_producer_learns_enobufs)
 {
     ax_system_t *a = queue_system(1, BOUND), *b = queue_system(2, 65536);
@@ -90,11 +102,7 @@ Test(dispatch_queue, a_fast_producer_learns_enobufs)
     cr_assert_eq(seq_send(NULL, dst, BOUND, false), AX_OK, "sending works again: %s", ax_error_detail());
     WAIT_UNTIL(atomic_load(&sink.received) == BOUND + 1, "and arrives (%llu received, %llu bad)",
                (unsigned long long)atomic_load(&sink.received), (unsigned long long)atomic_load(&sink.bad));
-    cr_assert_eq(atomic_load(&sink.out_of_order), 0);
-    cr_assert_eq(atomic_load(&sink.gaps), 0);
-    ax_system_destroy(&a);
-    ax_system_destroy(&b);
-    cr_assert_eq(atomic_load(&seq_allocs), atomic_load(&seq_releases), "every seq was released");
+    queue_end(&a, &b, &sink);
 }
 
 /* Lazy sends from one handler (a job), so that they travel in batches,
@@ -156,12 +164,7 @@ Test(dispatch_queue, a_handlers_batches_meet_the_bound_and_give_their_reserve_ba
     cr_assert_eq(j.taken, ODD, "after the five, a burst took %llu of %d: a reserve was not given back",
                  (unsigned long long)j.taken, ODD);
     WAIT_UNTIL(atomic_load(&sink.received) == j.next, "the last burst arrives");
-    cr_assert_eq(atomic_load(&sink.out_of_order), 0);
-    cr_assert_eq(atomic_load(&sink.gaps), 0);
-    cr_assert_eq(atomic_load(&sink.bad), 0);
-    ax_system_destroy(&a);
-    ax_system_destroy(&b);
-    cr_assert_eq(atomic_load(&seq_allocs), atomic_load(&seq_releases), "every seq was released");
+    queue_end(&a, &b, &sink);
 }
 
 /* With a's only worker held, lazy sends to dst until one is refused; how
@@ -239,12 +242,7 @@ Test(dispatch_queue, handled_sends_are_given_back_in_batches)
     } while (taken != BIG && axt_now() < end);
     cr_assert_eq(taken, BIG, "after a tick, the whole bound");
 
-    cr_assert_eq(atomic_load(&sink.out_of_order), 0);
-    cr_assert_eq(atomic_load(&sink.gaps), 0);
-    cr_assert_eq(atomic_load(&sink.bad), 0);
-    ax_system_destroy(&a);
-    ax_system_destroy(&b);
-    cr_assert_eq(atomic_load(&seq_allocs), atomic_load(&seq_releases), "every seq was released");
+    queue_end(&a, &b, &sink);
 }
 
 Test(dispatch_queue, zero_is_refused_by_the_loader)
