@@ -585,8 +585,8 @@ static ax_status_t net_send_lazy(void *ctx, ax_ref_t to, ax_msg_t **msg, ax_ref_
     if (!credit_take(net, b)) {
         if (dst != NULL)
             ax__remote_unpin(dst);
-        return ax__error(AX_ENOBUFS, "tell: %zu lazy sends wait for the network dispatcher already "
-                         "(network.dispatch_queue)", net->cfg.dispatch_queue);
+        return ax__error(AX_ENOBUFS, "tell: network.dispatch_queue (%zu) is full: lazy sends, and room "
+                         "their batches reserved, wait for the network dispatcher", net->cfg.dispatch_queue);
     }
     /* The message's own sender: the dispatcher encodes it, and a dead
      * letter of it (an ask's request) must say who sent it. */

@@ -10,6 +10,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "axon/actor.h"
 #include "axon/config.h"
@@ -111,6 +113,7 @@ typedef struct burst {
     ax_ref_t dst;
     uint64_t next, most, taken;
     ax_status_t last;
+    char detail[256]; /* the refusal's, read on the handler's thread */
 } burst_t;
 
 static void burst_job(ax_actor_t *self, void *arg)
@@ -124,6 +127,7 @@ static void burst_job(ax_actor_t *self, void *arg)
         j->taken++;
     }
     j->last = st;
+    snprintf(j->detail, sizeof j->detail, "%s", st != AX_OK ? ax_error_detail() : "");
 }
 
 /*
@@ -152,6 +156,7 @@ Test(dispatch_queue, a_handlers_batches_meet_the_bound_and_give_their_reserve_ba
     RUN_ON(holder_ref, burst_job, &j);
     cr_assert_eq(j.taken, ODD, "a burst took %llu of a bound of %d", (unsigned long long)j.taken, ODD);
     cr_assert_eq(j.last, AX_ENOBUFS, "%s", ax_status_name(j.last));
+    cr_assert(strstr(j.detail, "network.dispatch_queue (20) is full") != NULL, "detail: %s", j.detail);
     WAIT_UNTIL(atomic_load(&sink.received) == j.next, "the first burst arrives");
 
     j.most = 5;
