@@ -485,6 +485,13 @@ static void batch_grew(batch_t *b)
     }
 }
 
+/* The sends b can still take before it is handed over, the next one's
+ * included: each reserve of a batch covers at most these. */
+static unsigned batch_room(const batch_t *b)
+{
+    return BATCH_MAX - b->n;
+}
+
 /*
  * One network.dispatch_queue unit for a lazy send; false at the bound. In
  * an open batch b (else NULL) it comes from the batch's reserve, or the
@@ -506,7 +513,7 @@ static bool credit_take(ax__net_t *net, batch_t *b)
         return true;
     }
     if (b != NULL && !b->tight && b->n > 1) {
-        k = b->n < BATCH_MAX - b->n ? b->n : BATCH_MAX - b->n;
+        k = b->n < batch_room(b) ? b->n : batch_room(b);
         if (ck_pr_faa_64(&net->lazy_queued, k) + k <= net->cfg.dispatch_queue) {
             b->first->spare_credits = (uint32_t)(k - 1);
             return true;
@@ -549,7 +556,7 @@ static void batch_join(batch_t *b, ax_msg_t *msg)
     lazy_send_t *last = b->last;
 
     if (last->spare_pins == 0) {
-        uint32_t k = BATCH_MAX - b->n; /* msg and the rest the batch can take */
+        uint32_t k = batch_room(b);
 
         ax__remote_pin_more(last->dst, k);
         last->spare_pins = k;
