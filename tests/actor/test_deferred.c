@@ -41,6 +41,18 @@ static ax_ref_t spawn_jobs(ax_system_t *sys)
     return r;
 }
 
+/* A probe created and not started, with message 0 queued: its mailbox is
+ * busy for every tell until ax_start. */
+static ax_ref_t probe_create_busy(ax_system_t *sys, probe_t *p)
+{
+    ax_ref_t r;
+
+    probe_init(p);
+    cr_assert_eq(ax_create(sys, &probe_vtable, p, &r), AX_OK);
+    num_tell(r, 0, 0, 0);
+    return r;
+}
+
 /* num_new for a handler, which must not assert: NULL when out of memory
  * (counted as a failure). */
 static ax_msg_t *num_new_in_handler(uint64_t seq)
@@ -153,9 +165,7 @@ Test(deferred, a_send_to_another_actor_hands_the_earlier_tells_over_first)
     sem_init(&j.relayed, 0, 0);
     sem_init(&j.relay_parked, 0, 0);
     sem_init(&j.relay_gate, 0, 0);
-    probe_init(&p);
-    cr_assert_eq(ax_create(sys, &probe_vtable, &p, &j.dst), AX_OK);
-    num_tell(j.dst, 0, 0, 0);
+    j.dst = probe_create_busy(sys, &p);
     j.relay = spawn_jobs(sys);
     cr_assert(axt_job_send(j.relay, relay_park, &j, NULL));
     AXT_WAIT_SEM(&j.relay_parked);
@@ -210,9 +220,7 @@ Test(deferred, a_name_registered_after_a_burst_is_seen_after_the_burst)
 
     sem_init(&j.relayed, 0, 0);
     j.sys = sys;
-    probe_init(&p);
-    cr_assert_eq(ax_create(sys, &probe_vtable, &p, &j.dst), AX_OK); /* busy until started */
-    num_tell(j.dst, 0, 0, 0);
+    j.dst = probe_create_busy(sys, &p);
     cr_assert_eq(pthread_create(&t, NULL, lookup_then_tell, &j), 0);
     s = spawn_jobs(sys);
     RUN_ON(s, burst_then_register, &j);
