@@ -146,7 +146,7 @@ static ax_status_t create(ax_system_t *sys, const ax_actor_vtable_t *vt, void *a
     }
     /* Publishes the new owner of the cell: from here senders with this id
      * reach the mailbox, and stale ones are turned away. */
-    ck_pr_store_64(&c->word, id << AX__W_ID_SHIFT);
+    ck_pr_store_64(&c->word, id << AX__W_ID_SHIFT | (vt->mailbox_capacity != 0 ? AX__W_BOUNDED : 0));
     *ref = (ax_ref_t){c, id};
     if (vt->init != NULL) {
         /* init runs as the new actor: the calls it may make "from self's
@@ -283,14 +283,46 @@ static bool accepts(ax__cell_t *c, ax_ref_t dst)
     return (w >> AX__W_ID_SHIFT) == dst.id && (w & AX__W_SEALED) == 0;
 }
 
-/* A push from an actor's code found dst's mailbox busy: note dst, unless
- * its mailbox has a capacity (tell, below). vt was read while dst was
- * live; the cell itself may be another actor's by now. Out of line: the
- * push that finds the mailbox idle saves no register for it. */
-static __attribute__((noinline)) void note_busy(const ax_actor_vtable_t *vt, ax_ref_t dst)
+/* A push from an actor's code found dst's mailbox, which has no capacity,
+ * busy: note dst (tell, below). Out of line: the push that finds the
+ * mailbox idle saves no register for it. */
+static __attribute__((noinline)) void note_busy(ax_ref_t dst)
 {
-    if (vt->mailbox_capacity == 0)
-        ax__tls_deferred.dst = dst;
+    ax__tls_deferred.dst = dst;
+}
+
+/* dst has ended or is sealed: msg goes to dead letters, or a quiet
+ * notice is dropped. Out of line, and with its own copy of msg, so that
+ * the push keeps msg in a register rather than on the stack. */
+static __attribute__((noinline)) void tell_closed(ax__cell_t *c, ax_msg_t *msg, ax_ref_t dst,
+                                                  bool quiet)
+{
+    if (quiet)
+        ax_msg_release(&msg);
+    else
+        ax_dead_letter(c->sys, &msg, AX_ECLOSED, dst);
+}
+
+/* A place in dst's bounded mailbox for msg: AX_OK, and msg is marked as
+ * counted; AX_EFULL (with its detail); or AX_ECLOSED when dst ended in
+ * between, and no place is held. Out of line, as tell_closed is. */
+static __attribute__((noinline)) ax_status_t bound_take(ax__cell_t *c, ax_ref_t dst, ax_msg_t *msg)
+{
+    /* Read after the word (acquire): create wrote vt before it published
+     * the id. */
+    ax_status_t st = ax__bound_reserve(c, ck_pr_load_ptr(&c->vt), dst.id);
+
+    if (st != AX_OK)
+        return st;
+    /* The place was taken in this actor's count, unless it ended in
+     * between (the cell may even be another actor's now): then the place
+     * goes back, and the message to dead letters. */
+    if (!accepts(c, dst)) {
+        ax__bound_unreserve(c);
+        return AX_ECLOSED;
+    }
+    msg->to |= AX__TO_COUNTED;
+    return AX_OK;
 }
 
 /* Push onto a local actor's mailbox, or, when it has ended or is sealed,
@@ -307,40 +339,33 @@ static inline __attribute__((always_inline)) ax_status_t
 push_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t *msg, ax_ref_t from, unsigned lane, bool quiet,
            bool bounded, bool note)
 {
-    const ax_actor_vtable_t *vt;
+    uint64_t w = ck_pr_load_64(&c->word);
 
     msg->sender = from;
     msg->to = dst.id | (uint64_t)lane << AX__TO_LANE_SHIFT;
-    if (!accepts(c, dst))
+    if ((w >> AX__W_ID_SHIFT) != dst.id)
         goto closed;
-    /* Read after the word (acquire): create wrote vt before it published
-     * the id. If the cell has been reused since, the check below fails. */
-    vt = c->vt;
-    if (bounded && vt->mailbox_capacity != 0) {
-        ax_status_t st = ax__bound_reserve(c, vt, dst.id);
-
-        if (st != AX_OK)
-            return st;
-        /* The place was taken in this actor's count, unless it ended in
-         * between (the cell may even be another actor's now): then the
-         * place goes back, and the message to dead letters. */
-        if (!accepts(c, dst)) {
-            ax__bound_unreserve(c);
+    /* One test for most tells: not sealed, and no capacity to count. */
+    if (w & (AX__W_SEALED | AX__W_BOUNDED)) {
+        if (w & AX__W_SEALED)
             goto closed;
+        if (bounded) {
+            ax_status_t st = bound_take(c, dst, msg);
+
+            if (st == AX_ECLOSED)
+                goto closed;
+            if (st != AX_OK)
+                return st;
         }
-        msg->to |= AX__TO_COUNTED;
     }
     ax__tls_sends++;
     if (ax__mbox_push(c, &msg->link))
         ax__schedule(c);
-    else if (note && ax__tls_current != NULL)
-        note_busy(vt, dst);
+    else if (note && ax__tls_current != NULL && !(w & AX__W_BOUNDED))
+        note_busy(dst);
     return AX_OK;
 closed:
-    if (quiet)
-        ax_msg_release(&msg);
-    else
-        ax_dead_letter(c->sys, &msg, AX_ECLOSED, dst);
+    tell_closed(c, msg, dst, quiet);
     return AX_OK;
 }
 

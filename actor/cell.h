@@ -36,6 +36,9 @@
 #define AX__W_SEALED 0x10u /* accepts no more messages */
 #define AX__W_ENDED  0x20u /* ended; the cell awaits reuse */
 #define AX__W_CLAIMED 0x40u /* a created actor has been scheduled once */
+#define AX__W_BOUNDED 0x80u /* its vtable has a mailbox_capacity: set with the
+                             * id and never changed, so that a tell tests it
+                             * with SEALED in the word it loads anyway */
 #define AX__W_REQUESTS (AX__W_START | AX__W_STOP | AX__W_KILL)
 #define AX__W_ID_SHIFT 8
 #define AX__ID_MAX ((UINT64_C(1) << 56) - 1)
@@ -262,12 +265,19 @@ static inline ax__bound_t *ax__bound(ax__cell_t *c, const ax_actor_vtable_t *vt)
     return (ax__bound_t *)(void *)((unsigned char *)c + ax__bound_offset(vt));
 }
 
+static inline ax__lanes_t *ax__lanes_of(ax__cell_t *c, const ax_actor_vtable_t *vt)
+{
+    if (vt->lanes <= 1)
+        return NULL;
+    return (ax__lanes_t *)(void *)((unsigned char *)c + ax__lanes_offset(vt));
+}
+
 static inline ax__lanes_t *ax__lanes(ax__cell_t *c)
 {
     /* A cell never used has no vtable yet (system destroy visits it). */
-    if (c->vt == NULL || c->vt->lanes <= 1)
+    if (c->vt == NULL)
         return NULL;
-    return (ax__lanes_t *)(void *)((unsigned char *)c + ax__lanes_offset(c->vt));
+    return ax__lanes_of(c, c->vt);
 }
 
 #endif

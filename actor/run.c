@@ -304,41 +304,33 @@ ax_status_t ax__take_failure(ax__cell_t *c, ax_status_t st)
     return st;
 }
 
-/* Hand msg to the actor's handler; the status marks a failure. vt and sys
- * are c's, read once per run by the caller: the line they are on is the
- * one senders write for every message (cell.h). */
-static ax_status_t deliver(ax__worker_t *w, ax__cell_t *c, const ax_actor_vtable_t *vt, ax_system_t *sys,
-                           ax_msg_t *msg)
+/*
+ * Hand msg to the actor's handler, and release what the handler left of
+ * it. vt and sys are c's, read once per run by the caller: the line they
+ * are on is the one senders write for every message (cell.h). timer is
+ * the sender of a timer's message (read before the handler, which may
+ * free it), or AX_REF_NULL; the plain path passes the constant, so none
+ * of the timer's code stays in it. false when the message went to dead
+ * letters unhandled (no handler for its kind).
+ */
+static inline __attribute__((always_inline)) bool
+handle(ax__worker_t *w, ax__cell_t *c, const ax_actor_vtable_t *vt, ax_system_t *sys,
+       ax_msg_t *msg, ax_ref_t timer, ax_status_t *st)
 {
-    ax_ref_t timer = AX_REF_NULL;
-    bool escalate = false;
-    ax_status_t st;
-    uint64_t t0; /* metrics: the tick the handler started in */
+    uint64_t t0 = ax__metrics_now(&sys->metrics); /* the tick the handler started in */
 
-    if (msg->type == &ax_child_event_type) {
-        escalate = ax__child_event(c, msg);
-        if (vt->receive_local == NULL) {
-            ax_msg_release(&msg);
-            return escalate ? AX_EFAILED : AX_OK;
-        }
-    } else if (ax__is_timer_msg(msg)) {
-        timer = msg->sender;
-        if (!ax__timer_claim(&msg))
-            return AX_OK; /* cancelled after it was queued */
-    }
-    t0 = ax__metrics_now(&sys->metrics);
     ax__tls_current = c;
     if (msg->type == &ax_net_msg_type && vt->receive_network != NULL) {
         ax_net_msg_t *nm = (ax_net_msg_t *)msg;
 
-        st = vt->receive_network((ax_actor_t *)c, &nm);
+        *st = vt->receive_network((ax_actor_t *)c, &nm);
         msg = (ax_msg_t *)nm;
     } else if (msg->type != &ax_net_msg_type && vt->receive_local != NULL) {
-        st = vt->receive_local((ax_actor_t *)c, &msg);
+        *st = vt->receive_local((ax_actor_t *)c, &msg);
     } else {
         ax__tls_current = NULL;
         ax_dead_letter(sys, &msg, AX_ETYPE, (ax_ref_t){c, ax__to_id(msg->to)});
-        return AX_OK;
+        return false;
     }
     ax__deferred_end(); /* the tells the handler still holds */
     ax__tls_current = NULL;
@@ -348,8 +340,48 @@ static ax_status_t deliver(ax__worker_t *w, ax__cell_t *c, const ax_actor_vtable
         ax_msg_release(&msg);
     ax__stat_inc(&w->delivered);
     ax__metrics_handled(&sys->metrics, c, t0);
+    return true;
+}
+
+/* A message the runtime sent: a child's event, or a timer's. Out of line,
+ * so that the plain path keeps no timer or escalation across the
+ * handler's call. The status marks a failure. */
+static __attribute__((noinline)) ax_status_t deliver_runtime(ax__worker_t *w, ax__cell_t *c,
+                                                            const ax_actor_vtable_t *vt,
+                                                            ax_system_t *sys, ax_msg_t *msg)
+{
+    ax_ref_t timer = AX_REF_NULL;
+    bool escalate = false;
+    ax_status_t st = AX_OK;
+
+    if (msg->type == &ax_child_event_type) {
+        escalate = ax__child_event(c, msg);
+        if (vt->receive_local == NULL) {
+            ax_msg_release(&msg);
+            return escalate ? AX_EFAILED : AX_OK;
+        }
+    } else {
+        timer = msg->sender;
+        if (!ax__timer_claim(&msg))
+            return AX_OK; /* cancelled after it was queued */
+    }
+    if (!handle(w, c, vt, sys, msg, timer, &st))
+        return AX_OK;
     if (escalate && st == AX_OK)
         st = AX_EFAILED;
+    return ax__take_failure(c, st);
+}
+
+/* Hand msg to the actor's handler; the status marks a failure. */
+static inline ax_status_t deliver(ax__worker_t *w, ax__cell_t *c, const ax_actor_vtable_t *vt,
+                                  ax_system_t *sys, ax_msg_t *msg)
+{
+    ax_status_t st = AX_OK;
+
+    if (msg->type == &ax_child_event_type || ax__is_timer_msg(msg))
+        return deliver_runtime(w, c, vt, sys, msg);
+    if (!handle(w, c, vt, sys, msg, AX_REF_NULL, &st))
+        return AX_OK;
     return ax__take_failure(c, st);
 }
 
@@ -368,9 +400,9 @@ static ax_status_t deliver(ax__worker_t *w, ax__cell_t *c, const ax_actor_vtable
 #define RUN_SHIFT_MAX 8
 #define RUN_BUDGET_MAX (1u << 20)
 
-static unsigned run_budget(const ax__cell_t *c)
+static unsigned run_budget(const ax__cell_t *c, const ax_system_t *sys)
 {
-    unsigned base = c->sys->cfg.throughput, shift = c->run_shift;
+    unsigned base = sys->cfg.throughput, shift = c->run_shift;
 
     if (shift == 0) /* most runs: no shifts and compares */
         return base;
@@ -398,16 +430,16 @@ static inline bool requested(ax__cell_t *c)
 
 bool ax__cell_run(ax__worker_t *w, ax__cell_t *c)
 {
-    unsigned budget = run_budget(c);
-    unsigned sends0 = ax__tls_sends, handled = 0, sent, shift;
-    uint64_t id = ax__cell_id(c);
     const ax_actor_vtable_t *vt = c->vt; /* once a run: see deliver */
     ax_system_t *sys = c->sys;
+    unsigned budget = run_budget(c, sys);
+    unsigned sends0 = ax__tls_sends, handled = 0, sent, shift;
+    uint64_t id = ax__cell_id(c);
     ax__lanes_t *lz;
 
     if ((ck_pr_load_32(&c->lflags) & AX__L_SUSPENDED) && !ax__restart_now(w, c))
         return false;
-    lz = ax__lanes(c); /* the vtable's, fixed for the actor's life */
+    lz = ax__lanes_of(c, vt); /* the vtable's, fixed for the actor's life */
     ax__metrics_run(&sys->metrics, c);
     for (unsigned n = 0; n < budget;) {
         ax_msg_t *msg;

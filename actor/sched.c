@@ -20,11 +20,11 @@
 #define INJECT_EVERY 61          /* check the inject queue first this often */
 #define STEAL_BACKLOG 32         /* a ring this long gives a thief half */
 
-static _Thread_local ax__worker_t *tls_worker;
+_Thread_local ax__worker_t *ax__tls_worker __attribute__((tls_model("initial-exec")));
 
 ax__worker_t *ax__current_worker(const ax_system_t *sys)
 {
-    ax__worker_t *w = tls_worker;
+    ax__worker_t *w = ax__tls_worker;
 
     return w != NULL && w->sys == sys ? w : NULL;
 }
@@ -434,7 +434,7 @@ static void guest_schedule(ax__worker_t *g, ax__cell_t *c)
 
 void ax__sched_guest_enter(ax_system_t *sys)
 {
-    tls_worker = sys->guest;
+    ax__tls_worker = sys->guest;
 }
 
 void ax__sched_guest_leave(ax_system_t *sys, uint64_t budget_ns)
@@ -458,17 +458,18 @@ void ax__sched_guest_leave(ax_system_t *sys, uint64_t budget_ns)
         if (again)
             guest_schedule(g, c);
     }
-    tls_worker = NULL;
+    ax__tls_worker = NULL;
     /* Out of time: the rest goes to the workers. */
     while ((c = guest_pop(g)) != NULL)
         inject_and_wake(sys, c);
 }
 
-void ax__schedule(ax__cell_t *c)
+void ax__schedule_other(ax__cell_t *c, ax__worker_t *w)
 {
     ax_system_t *sys = c->sys;
-    ax__worker_t *w = ax__current_worker(sys);
 
+    if (w != NULL && w->sys != sys)
+        w = NULL; /* a worker of another system: as from any thread */
     if (w == NULL) {
         inject_and_wake(sys, c);
         return;
@@ -671,7 +672,7 @@ static void *worker_main(void *arg)
     /* Seen in top -H, gdb and /proc: the handlers that ran here. */
     snprintf(name, sizeof name, "ax-worker-%u", w->index % 10000u);
     pthread_setname_np(pthread_self(), name);
-    tls_worker = w;
+    ax__tls_worker = w;
     for (;;) {
         ax__cell_t *c = find_work(w);
 
@@ -686,7 +687,7 @@ static void *worker_main(void *arg)
             break;
         park(w);
     }
-    tls_worker = NULL;
+    ax__tls_worker = NULL;
     return NULL;
 }
 

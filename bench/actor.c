@@ -1180,6 +1180,16 @@ int main(int argc, char **argv)
         printf("%.2f\n", run_idle_rss((size_t)strtoull(argv[2], NULL, 10)));
         return 0;
     }
+    if (argc > 1 && strcmp(argv[1], "--ring") == 0) {
+        /* Only the ring, for A/B runs of two builds: one line per trial. */
+        bench_set_scale(argc > 2 ? argv[2] : NULL);
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        n = bench_scaled(1000000);
+        for (int i = 0; i < TRIALS; i++)
+            printf("{\"bench\":\"actor\",\"case\":\"ring\",\"actors\":1000,\"hops\":%zu,\"per_s\":%.0f}\n",
+                   n, run_ring(1000, n));
+        return 0;
+    }
     if (argc > 1 && strcmp(argv[1], "--pingpong") == 0) {
         /* Only the pingpong, for A/B runs of two builds: one line per trial. */
         bench_set_scale(argc > 2 ? argv[2] : NULL);
