@@ -78,7 +78,8 @@ void ax__schedule_other(ax__cell_t *c, ax__worker_t *w);
  * Inline for the case of every ping-pong and relay: an actor that the
  * actor running on one of its system's workers wakes goes to that
  * worker's free run-next slot. As a call it was 22 instructions of a
- * local message's 369 (actor/NOTES.md, "Instructions per message").
+ * local message's 369 (actor/NOTES.md, "Instructions per message,
+ * again").
  */
 static inline void ax__schedule(ax__cell_t *c)
 {
