@@ -327,22 +327,22 @@ static __attribute__((noinline)) ax_status_t bound_take(ax__cell_t *c, ax_ref_t 
 
 /* Push onto a local actor's mailbox, or, when it has ended or is sealed,
  * hand to dead letters (or drop a quiet notice). to carries the id and
- * the lane. bounded: a full bounded mailbox refuses the message with
+ * mark: the lane's bits, or AX__TO_RUNTIME (cell.h). bounded: a full bounded mailbox refuses the message with
  * AX_EFULL, and the caller keeps it; any other outcome takes it. note: a
  * push from an actor's code that finds a mailbox without capacity busy
  * notes its target (tell, below).
- * Inlined into each caller, whose constant lane, quiet and bounded drop
+ * Inlined into each caller, whose constant mark, quiet and bounded drop
  * the branches it does not take: as a call with seven arguments (three on
  * the stack) it was a third of ax_tell's instructions in a local ping-pong
  * (actor/NOTES.md, "Instructions per message"). */
 static inline __attribute__((always_inline)) ax_status_t
-push_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t *msg, ax_ref_t from, unsigned lane, bool quiet,
+push_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t *msg, ax_ref_t from, uint64_t mark, bool quiet,
            bool bounded, bool note)
 {
     uint64_t w = ck_pr_load_64(&c->word);
 
     msg->sender = from;
-    msg->to = dst.id | (uint64_t)lane << AX__TO_LANE_SHIFT;
+    msg->to = dst.id | mark;
     if ((w >> AX__W_ID_SHIFT) != dst.id)
         goto closed;
     /* One test for most tells: not sealed, and no capacity to count. */
@@ -370,10 +370,10 @@ closed:
 }
 
 static inline __attribute__((always_inline)) ax_status_t
-tell_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from, unsigned lane, bool bounded,
+tell_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t **msgp, ax_ref_t from, uint64_t mark, bool bounded,
            bool note)
 {
-    ax_status_t st = push_local(c, dst, *msgp, from, lane, false, bounded, note);
+    ax_status_t st = push_local(c, dst, *msgp, from, mark, false, bounded, note);
 
     if (st == AX_OK)
         *msgp = NULL;
@@ -474,7 +474,7 @@ ax_status_t ax_tell_lane(ax_ref_t dst, unsigned lane, ax_msg_t **msgp, ax_ref_t 
             return ax__error(AX_EINVAL, "tell_lane: lane %u, \"%s\" has %u", lane,
                              vt->name ? vt->name : "?", vt->lanes > 1 ? vt->lanes : 1u);
     }
-    return tell_local(c, dst, msgp, from, lane, true, false);
+    return tell_local(c, dst, msgp, from, (uint64_t)lane << AX__TO_LANE_SHIFT, true, false);
 }
 
 /* ---- tells deferred to the end of the handler ---------------------- */
@@ -579,6 +579,15 @@ void ax__tell_notice(ax_ref_t dst, ax_msg_t **msgp)
         return;
     }
     ax__deferred_end(); /* after what the current actor sent before */
-    push_local(c, dst, *msgp, AX_REF_NULL, 0, true, false, false);
+    push_local(c, dst, *msgp, AX_REF_NULL, AX__TO_RUNTIME, true, false, false);
     *msgp = NULL;
+}
+
+ax_status_t ax__tell_timer(ax_ref_t dst, ax_msg_t **msgp)
+{
+    ax__cell_t *c = local_cell(dst);
+
+    if (c == NULL)
+        return ax__tell_unbounded(dst, msgp, (*msgp)->sender);
+    return tell_local(c, dst, msgp, (*msgp)->sender, AX__TO_RUNTIME, false, false);
 }

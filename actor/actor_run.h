@@ -93,8 +93,14 @@ ax_status_t ax__take_failure(ax__cell_t *c, ax_status_t st);
  * deliveries (timer messages, ask results). */
 ax_status_t ax__tell_unbounded(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from);
 
-/* A notice to an actor that is dropped, not dead-lettered, if it ended. */
+/* A notice to an actor that is dropped, not dead-lettered, if it ended.
+ * Marked AX__TO_RUNTIME: the run hands it to deliver_runtime (run.c). */
 void ax__tell_notice(ax_ref_t dst, ax_msg_t **msg);
+
+/* A timer's message (timer.c; its sender is the timer's ref) to the
+ * timer's actor, as ax__tell_unbounded does, marked AX__TO_RUNTIME. The
+ * timer thread is no actor's: nothing is deferred or noted. */
+ax_status_t ax__tell_timer(ax_ref_t dst, ax_msg_t **msg);
 
 /* Supervision (supervise.c): handle a failure of c (its handler returned
  * status, or it called ax_fail); false: c is no longer scheduled (it

@@ -200,10 +200,17 @@ static inline bool ax__mbox_try_wake(ax__cell_t *c)
     return ax__mpsc_try_wake(&c->mbox);
 }
 
-/* The recipient id and the lane that ax_tell_lane put in msg->to, and
- * whether the message holds a place in a bounded mailbox's count. */
+/* The recipient id and the lane that ax_tell_lane put in msg->to;
+ * whether the message holds a place in a bounded mailbox's count; and
+ * whether the runtime sent it for the runtime to act on before the
+ * handler (a timer's message, a child's event: run.c, deliver_runtime),
+ * so that a plain message is told apart by the word the stale check
+ * loads anyway. */
 #define AX__TO_LANE_SHIFT 56
+#define AX__TO_LANE_MASK 7u
+#define AX__TO_RUNTIME (UINT64_C(1) << 62)
 #define AX__TO_COUNTED (UINT64_C(1) << 63)
+_Static_assert(AX_MAX_LANES <= AX__TO_LANE_MASK + 1, "msg->to holds every lane");
 static inline uint64_t ax__to_id(uint64_t to)
 {
     return to & AX__ID_MAX;
@@ -211,7 +218,7 @@ static inline uint64_t ax__to_id(uint64_t to)
 
 static inline unsigned ax__to_lane(uint64_t to)
 {
-    return (unsigned)((to & ~AX__TO_COUNTED) >> AX__TO_LANE_SHIFT);
+    return (unsigned)(to >> AX__TO_LANE_SHIFT) & AX__TO_LANE_MASK;
 }
 
 /* An actor's lanes, after its struct in the same allocation: per-lane

@@ -343,9 +343,9 @@ handle(ax__worker_t *w, ax__cell_t *c, const ax_actor_vtable_t *vt, ax_system_t 
     return true;
 }
 
-/* A message the runtime sent: a child's event, or a timer's. Out of line,
- * so that the plain path keeps no timer or escalation across the
- * handler's call. The status marks a failure. */
+/* A message the runtime marked AX__TO_RUNTIME: a child's event, or a
+ * timer's. Out of line, so that the plain path keeps no timer or
+ * escalation across the handler's call. The status marks a failure. */
 static __attribute__((noinline)) ax_status_t deliver_runtime(ax__worker_t *w, ax__cell_t *c,
                                                             const ax_actor_vtable_t *vt,
                                                             ax_system_t *sys, ax_msg_t *msg)
@@ -360,7 +360,7 @@ static __attribute__((noinline)) ax_status_t deliver_runtime(ax__worker_t *w, ax
             ax_msg_release(&msg);
             return escalate ? AX_EFAILED : AX_OK;
         }
-    } else {
+    } else if (ax__is_timer_msg(msg)) {
         timer = msg->sender;
         if (!ax__timer_claim(&msg))
             return AX_OK; /* cancelled after it was queued */
@@ -378,7 +378,7 @@ static inline ax_status_t deliver(ax__worker_t *w, ax__cell_t *c, const ax_actor
 {
     ax_status_t st = AX_OK;
 
-    if (msg->type == &ax_child_event_type || ax__is_timer_msg(msg))
+    if (msg->to & AX__TO_RUNTIME)
         return deliver_runtime(w, c, vt, sys, msg);
     if (!handle(w, c, vt, sys, msg, AX_REF_NULL, &st))
         return AX_OK;

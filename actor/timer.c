@@ -456,7 +456,7 @@ static void *timer_main(void *arg)
             for (size_t i = 0; i < ndue; i++) {
                 if (due[i].fn != NULL) {
                     due[i].fn(due[i].arg);
-                } else if (ax__tell_unbounded(due[i].target, &due[i].msg, due[i].msg->sender) != AX_OK) {
+                } else if (ax__tell_timer(due[i].target, &due[i].msg) != AX_OK) {
                     ax__timer_discard(&due[i].msg);
                 }
             }

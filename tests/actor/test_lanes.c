@@ -499,3 +499,149 @@ Test(lanes, a_kill_sends_the_mail_of_every_lane_to_dead_letters)
     log_free(&log);
     cr_assert_eq(atomic_load(&num_releases), atomic_load(&num_allocs));
 }
+
+/* ---- the runtime's own messages on an actor with lanes ---------------- */
+
+/*
+ * A timer's messages and a child's event carry the runtime's mark in the
+ * same word as the lane (actor/cell.h, AX__TO_RUNTIME), and go in lane 0,
+ * as they did before the mark. An actor with three lanes starts a
+ * periodic timer and a child. The test holds the actor in a handler,
+ * queues a backlog on lane 2, stops the child, and lets the actor go once
+ * the child's event is queued (the child's destroy hook runs after it).
+ * The child's event must be served before the backlog (at most one
+ * lane-2 message first: the every-8th rule), the timer's message must
+ * come back after each handling (periodic), and every lane-2 message must
+ * be handled.
+ */
+#define RT_TICKS 3
+#define RT_TICK_SEQ 777
+#define RT_BACKLOG 20
+#define RT_LOG_MAX 4096
+
+typedef struct rt_log {
+    ax_ref_t child;
+    char kind[RT_LOG_MAX]; /* per handled message: B(lock), T(imer), C(hild), 2 (lane 2), ? */
+    _Atomic uint64_t n;
+    _Atomic unsigned ticks;
+    sem_t in_handler, gate, ticked, child_gone;
+} rt_log_t;
+
+typedef struct rt_actor {
+    ax_actor_t actor;
+    rt_log_t *log;
+} rt_actor_t;
+
+static ax_status_t rt_child_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    (void)self;
+    (void)msg;
+    return AX_OK;
+}
+
+static rt_log_t *rt_child_log; /* the one test's log: the child's destroy posts to it */
+
+static void rt_child_destroy(ax_actor_t *self)
+{
+    (void)self;
+    sem_post(&rt_child_log->child_gone);
+}
+
+static const ax_actor_vtable_t rt_child_vt = {
+    .name = "test.lanes.child", .size = sizeof(ax_actor_t), .receive_local = rt_child_receive,
+    .destroy = rt_child_destroy,
+};
+
+static ax_status_t rt_init(ax_actor_t *self, void *arg)
+{
+    rt_log_t *log = arg;
+    ax_msg_t *tick = num_new(0, RT_TICK_SEQ);
+    ax_timer_t timer;
+
+    ((rt_actor_t *)self)->log = log;
+    cr_assert_eq(ax_spawn_child(self, &rt_child_vt, NULL, &log->child), AX_OK, "%s", ax_error_detail());
+    cr_assert_eq(ax_schedule_periodic(self, 1000000, 1000000, &tick, &timer), AX_OK, "%s",
+                 ax_error_detail());
+    return AX_OK;
+}
+
+static ax_status_t rt_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    rt_log_t *log = ((rt_actor_t *)self)->log;
+    uint64_t n = atomic_load(&log->n);
+    char k = '?';
+
+    if ((*msg)->type == &ax_child_event_type) {
+        const ax_child_event_t *e = (const ax_child_event_t *)*msg;
+
+        if (e->kind == AX_CHILD_ENDED && ax_ref_eq(e->child, log->child))
+            k = 'C';
+    } else if ((*msg)->type == &num_type) {
+        const num_msg_t *m = (const num_msg_t *)*msg;
+
+        if (m->seq == RT_TICK_SEQ) {
+            /* Left with the runtime: a periodic timer's message goes back. */
+            k = 'T';
+            if (atomic_fetch_add(&log->ticks, 1) + 1 == RT_TICKS)
+                sem_post(&log->ticked);
+        } else if (m->from == 0 && (m->flags & NUM_BLOCK)) {
+            k = 'B';
+            sem_post(&log->in_handler);
+            AXT_CHECK(axt_sem_wait(&log->gate, WAIT_S));
+        } else if (m->from == 2) {
+            k = '2';
+        }
+    }
+    AXT_CHECK(n < RT_LOG_MAX);
+    if (n < RT_LOG_MAX)
+        log->kind[n] = k;
+    atomic_store(&log->n, n + 1); /* last: a reader that sees n sees the entry */
+    return AX_OK;
+}
+
+Test(lanes, a_timers_messages_and_a_childs_event_reach_an_actor_with_lanes_in_lane_0)
+{
+    static const ax_actor_vtable_t vt = {
+        .name = "test.lanes.runtime", .size = sizeof(rt_actor_t), .init = rt_init,
+        .receive_local = rt_receive, .lanes = 3,
+    };
+    static rt_log_t log;
+    ax_system_t *sys = axt_system(2);
+    unsigned block = RT_LOG_MAX, child = RT_LOG_MAX, lane2 = 0, lane2_before_child = 0;
+    uint64_t n;
+    ax_ref_t ref;
+
+    sem_init(&log.in_handler, 0, 0);
+    sem_init(&log.gate, 0, 0);
+    sem_init(&log.ticked, 0, 0);
+    sem_init(&log.child_gone, 0, 0);
+    rt_child_log = &log;
+    cr_assert_eq(ax_spawn(sys, &vt, &log, &ref), AX_OK, "%s", ax_error_detail());
+    AXT_WAIT_SEM(&log.ticked); /* the timer's message has come back twice */
+    lane_tell(ref, 0, 1, NUM_BLOCK);
+    AXT_WAIT_SEM(&log.in_handler);
+    for (uint64_t i = 0; i < RT_BACKLOG; i++)
+        lane_tell(ref, 2, i, 0);
+    cr_assert_eq(ax_stop(log.child), AX_OK);
+    AXT_WAIT_SEM(&log.child_gone); /* its event is in the parent's mailbox */
+    sem_post(&log.gate);
+    AXT_WAIT_COUNT(log.n, (uint64_t)RT_TICKS + 1 + RT_BACKLOG + 1);
+    n = atomic_load(&log.n);
+    for (unsigned i = 0; i < n && i < RT_LOG_MAX; i++) {
+        cr_assert_neq(log.kind[i], '?', "message %u is none of the test's", i);
+        if (log.kind[i] == 'B')
+            block = i;
+        else if (log.kind[i] == 'C')
+            child = i;
+        else if (log.kind[i] == '2' && ++lane2 && child == RT_LOG_MAX)
+            lane2_before_child++;
+    }
+    cr_assert_lt(block, child, "the child's event came after the held message");
+    cr_assert_leq(lane2_before_child, 1, "the child's event waited behind %u of lane 2's backlog",
+                  lane2_before_child);
+    cr_assert_eq(lane2, RT_BACKLOG);
+    cr_assert_geq(atomic_load(&log.ticks), RT_TICKS);
+    AXT_ASSERT_NO_BAD();
+    axt_shutdown(&sys);
+    cr_assert_eq(atomic_load(&num_releases), atomic_load(&num_allocs));
+}
