@@ -48,7 +48,8 @@
  *   system's worker count but the spawn_W cases'; a case runs when its
  *   name contains case-substring.
  *        bench_actor --pingpong [scale]   only the pingpong, one line per
- *                    trial (for A/B runs of two builds)
+ *                    trial, no baselines (for A/B runs of two builds)
+ *        bench_actor --ring [scale]       only the ring, the same way
  *        bench_actor --sweep [scale]      fan-in by senders (1-8) and fan-in
  *                    and ring by workers (1-4), for bench/report
  */
@@ -1169,6 +1170,28 @@ static void spawn_w_cases(const unsigned *ws, size_t nw, size_t n, double base_n
     }
 }
 
+/* The ring of main's case: 1000 actors. */
+static double ring_1000(size_t hops)
+{
+    return run_ring(1000, hops);
+}
+
+/* One case alone, for A/B runs of two builds: one line per trial, no
+ * baselines. n0 is the count at scale 1, in `unit`. */
+static int run_alone(const char *scale, const char *name, const char *unit, size_t n0,
+                     double (*run)(size_t))
+{
+    size_t n;
+
+    bench_set_scale(scale);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    n = bench_scaled(n0);
+    for (int i = 0; i < TRIALS; i++)
+        printf("{\"bench\":\"actor\",\"case\":\"%s\",\"%s\":%zu,\"per_s\":%.0f}\n", name, unit, n,
+               run(n));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const unsigned fan_k[] = {1, 8, 16}, pair_p[] = {1, 4, 16}, spawn_w[] = {2, 4, 8, 16};
@@ -1180,26 +1203,10 @@ int main(int argc, char **argv)
         printf("%.2f\n", run_idle_rss((size_t)strtoull(argv[2], NULL, 10)));
         return 0;
     }
-    if (argc > 1 && strcmp(argv[1], "--ring") == 0) {
-        /* Only the ring, for A/B runs of two builds: one line per trial. */
-        bench_set_scale(argc > 2 ? argv[2] : NULL);
-        setvbuf(stdout, NULL, _IOLBF, 0);
-        n = bench_scaled(1000000);
-        for (int i = 0; i < TRIALS; i++)
-            printf("{\"bench\":\"actor\",\"case\":\"ring\",\"actors\":1000,\"hops\":%zu,\"per_s\":%.0f}\n",
-                   n, run_ring(1000, n));
-        return 0;
-    }
-    if (argc > 1 && strcmp(argv[1], "--pingpong") == 0) {
-        /* Only the pingpong, for A/B runs of two builds: one line per trial. */
-        bench_set_scale(argc > 2 ? argv[2] : NULL);
-        setvbuf(stdout, NULL, _IOLBF, 0);
-        n = bench_scaled(2000000);
-        for (int i = 0; i < TRIALS; i++)
-            printf("{\"bench\":\"actor\",\"case\":\"pingpong\",\"round_trips\":%zu,\"per_s\":%.0f}\n",
-                   n, run_pingpong(n));
-        return 0;
-    }
+    if (argc > 1 && strcmp(argv[1], "--ring") == 0)
+        return run_alone(argc > 2 ? argv[2] : NULL, "ring", "hops", 1000000, ring_1000);
+    if (argc > 1 && strcmp(argv[1], "--pingpong") == 0)
+        return run_alone(argc > 2 ? argv[2] : NULL, "pingpong", "round_trips", 2000000, run_pingpong);
     if (argc > 1 && strcmp(argv[1], "--sweep") == 0) {
         /* For bench/report: fan-in by number of senders, then fan-in and
          * ring by number of workers. Medians of TRIALS; one line each. */
