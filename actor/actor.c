@@ -358,11 +358,16 @@ push_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t *msg, ax_ref_t from, uint64_t m
                 return st;
         }
     }
-    ax__tls_sends++;
-    if (ax__mbox_push(c, &msg->link))
+    /* The send counts for the run's budget after the exchange, which
+     * would otherwise wait for this store. */
+    if (ax__mbox_push(c, &msg->link)) {
+        ax__tls_sends++;
         ax__schedule(c);
-    else if (note && ax__tls_current != NULL && !(w & AX__W_BOUNDED))
-        note_busy(dst);
+    } else {
+        ax__tls_sends++;
+        if (note && ax__tls_current != NULL && !(w & AX__W_BOUNDED))
+            note_busy(dst);
+    }
     return AX_OK;
 closed:
     tell_closed(c, msg, dst, quiet);

@@ -473,9 +473,11 @@ bool ax__cell_run(ax__worker_t *w, ax__cell_t *c)
      * actor with messages sorted into its lanes. */
     if ((ck_pr_load_32(&c->lflags) & AX__L_STOPPING) || (lz != NULL && lz->queued > 0))
         return true;
-    /* Reset before try_idle: once idle, another worker may run c. */
+    /* Reset before try_idle: once idle, another worker may run c. Only
+     * when set: a store just before the CAS makes the CAS wait for it. */
     shift = c->run_shift;
-    c->run_shift = 0;
+    if (shift != 0)
+        c->run_shift = 0;
     if (!ax__mbox_try_idle(c)) {
         sent = ax__tls_sends - sends0;
         if (sent <= handled)
