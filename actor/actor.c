@@ -327,8 +327,9 @@ static __attribute__((noinline)) ax_status_t bound_take(ax__cell_t *c, ax_ref_t 
 
 /* Push onto a local actor's mailbox, or, when it has ended or is sealed,
  * hand to dead letters (or drop a quiet notice). to carries the id and
- * mark: the lane's bits, or AX__TO_RUNTIME (cell.h). bounded: a full bounded mailbox refuses the message with
- * AX_EFULL, and the caller keeps it; any other outcome takes it. note: a
+ * mark: the lane's bits, or AX__TO_RUNTIME (cell.h). bounded: a full
+ * bounded mailbox refuses the message with AX_EFULL, and the caller keeps
+ * it; any other outcome takes it. note: a
  * push from an actor's code that finds a mailbox without capacity busy
  * notes its target (tell, below).
  * Inlined into each caller, whose constant mark, quiet and bounded drop
@@ -340,6 +341,7 @@ push_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t *msg, ax_ref_t from, uint64_t m
            bool bounded, bool note)
 {
     uint64_t w = ck_pr_load_64(&c->word);
+    bool idle;
 
     msg->sender = from;
     msg->to = dst.id | mark;
@@ -358,16 +360,14 @@ push_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t *msg, ax_ref_t from, uint64_t m
                 return st;
         }
     }
+    idle = ax__mbox_push(c, &msg->link);
     /* The send counts for the run's budget after the exchange, which
      * would otherwise wait for this store. */
-    if (ax__mbox_push(c, &msg->link)) {
-        ax__tls_sends++;
+    ax__tls_sends++;
+    if (idle)
         ax__schedule(c);
-    } else {
-        ax__tls_sends++;
-        if (note && ax__tls_current != NULL && !(w & AX__W_BOUNDED))
-            note_busy(dst);
-    }
+    else if (note && ax__tls_current != NULL && !(w & AX__W_BOUNDED))
+        note_busy(dst);
     return AX_OK;
 closed:
     tell_closed(c, msg, dst, quiet);

@@ -66,11 +66,11 @@ ax_status_t ax__timer_cancel(ax__timers_t *t, uint64_t id);
  * if the handler kept it): a one-shot message is released, a periodic one
  * goes back to its timer. ax__timer_discard: release a timer's message and
  * end the timer (its actor ended, or the message could not be sent).
- * The first is inline: the worker asks it of every message it delivers. */
+ * The first is inline: the worker asks it of every message marked
+ * AX__TO_RUNTIME, and dead letters of every message they take. */
 static inline bool ax__is_timer_msg(const ax_msg_t *msg)
 {
-    /* The kind first: it is the test that fails for nearly every message. */
-    return (msg->sender.id >> 62) == (AX__REF_TIMER >> 62) && msg->sender.target != NULL;
+    return ax__ref_is(msg->sender, AX__REF_TIMER);
 }
 bool ax__timer_claim(ax_msg_t **msg);
 /* timer is the claimed message's sender (read before the handler ran, as
