@@ -321,16 +321,51 @@ static void park(ax__worker_t *w)
 
 /* ---- scheduling ------------------------------------------------------- */
 
-/* Put a cell on w's ring; overflow goes to the inject queue. A parked
+/*
+ * Put a cell on w's ring; overflow goes to the inject queue. A parked
  * worker is woken only when w has more runnable actors than the one it is
- * about to run itself. */
+ * about to run itself: at once for two or more, and for one (a surplus)
+ * only when it has waited AX__SURPLUS_WAIT_NS (surplus_check, at each
+ * look for work).
+ *
+ * Why one waits: a sender that floods one receiver ends each run with the
+ * receiver in its run-next slot and itself on the ring. Woken at once, the
+ * other worker stole the sender, and every message was then made on one
+ * core and taken, freed and given back to its allocator on the other:
+ * `flood_fanin_1` ran at 80 ns a message in a slow phase, against 18 on
+ * one worker (actor/NOTES.md, "One surplus actor waits"). A spinning worker
+ * still steals it at once: only the futex wake waits. What that costs:
+ * two busy actors share one core for up to the wait, or, if a handler
+ * runs longer, until that run ends (handlers do not block, actor.h).
+ */
 static void ring_push(ax__worker_t *w, ax__cell_t *c)
 {
+    unsigned runnable;
+
     if (!ck_ring_enqueue_spmc(&w->ring, w->ring_buf, c))
         inject_push(w->sys, c);
-    if (ck_ring_size(&w->ring) + (w->run_next != NULL) < 2)
+    runnable = ck_ring_size(&w->ring) + (w->run_next != NULL);
+    if (runnable < 2)
         return;
+    if (runnable == 2) {
+        if (w->surplus_since == 0)
+            w->surplus_since = ax__now_ns();
+        return;
+    }
+    w->surplus_since = 0;
     wake_after_publish(w->sys);
+}
+
+/* A surplus is over when w's ring is empty (w or a thief took it); one
+ * that has waited long enough gets its wake. w's own loop only. */
+static void surplus_check(ax__worker_t *w)
+{
+    if (ck_ring_size(&w->ring) == 0) {
+        w->surplus_since = 0;
+    } else if (ax__now_ns() - w->surplus_since >= AX__SURPLUS_WAIT_NS) {
+        w->surplus_since = 0;
+        wake_after_publish(w->sys);
+    }
 }
 
 /* ---- the network thread as a guest worker ----------------------------
@@ -587,6 +622,8 @@ static ax__cell_t *find_work(ax__worker_t *w)
     ax__cell_t *c;
     void *p;
 
+    if (w->surplus_since != 0)
+        surplus_check(w);
     if (++w->tick % INJECT_EVERY == 0 && (c = inject_take(w)) != NULL)
         return c;
     if (w->run_next != NULL) {
@@ -599,8 +636,11 @@ static ax__cell_t *find_work(ax__worker_t *w)
         ring_push(w, c);
     }
     w->run_next_streak = 0;
-    if (ck_ring_dequeue_spmc(&w->ring, w->ring_buf, &p))
+    if (ck_ring_dequeue_spmc(&w->ring, w->ring_buf, &p)) {
+        if (w->surplus_since != 0 && ck_ring_size(&w->ring) == 0)
+            w->surplus_since = 0; /* we took the one that waited */
         return p;
+    }
     if ((c = inject_take(w)) != NULL)
         return c;
     return steal(w);

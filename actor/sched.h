@@ -7,7 +7,10 @@
  * next slot, so a ping-pong stays on one core and touches no queue. An
  * actor woken from outside the workers goes to the system's inject queue.
  * Idle workers steal from the rings of the others that are awake (a
- * parked worker's ring is empty), spin briefly, then park.
+ * parked worker's ring is empty), spin briefly, then park. A parked worker
+ * is woken at once for two or more actors beyond the one its waker runs
+ * next, and for one only after that one has waited AX__SURPLUS_WAIT_NS:
+ * a producer and its consumer then take turns on one core.
  *
  * No lost wakeups: whoever makes work visible in a ring then issues a full
  * fence and reads nparked; a parking worker increments nparked (a full
@@ -28,6 +31,10 @@
 #include "actor/cell.h"
 
 #define AX__RING_SIZE 1024u
+/* How long one actor beyond the one its worker runs next may wait on that
+ * worker's ring before a parked worker is woken for it (sched.c,
+ * ring_push): 200 us, the network thread's default turn for actors. */
+#define AX__SURPLUS_WAIT_NS 200000u
 /* Words of the system's awake bitmap: one bit per worker, up to the
  * `threads` bound (actor/config.c). */
 #define AX__AWAKE_WORDS 16u
@@ -40,6 +47,10 @@ typedef struct ax__worker_s {
     pthread_t thread;
     ax__cell_t *run_next;
     unsigned run_next_streak;
+    /* When this worker's one runnable actor beyond the one it runs next
+     * began to wait for a parked worker's wake (sched.c, ring_push); 0
+     * when none waits. This worker's only. */
+    uint64_t surplus_since;
     unsigned tick;
     uint64_t rng;
     sem_t sem;

@@ -332,3 +332,100 @@ Test(wakeup, many_pairs_ping_ponging_with_pauses_finish)
     AXT_ASSERT_NO_BAD();
     axt_shutdown(&sys);
 }
+
+/* ---- one surplus actor still gets a worker of its own -------------------- */
+
+/*
+ * A worker holding one runnable actor beyond the one it runs next does not
+ * wake a parked worker at once (sched.c, ring_push): a flooding sender and
+ * its receiver then take turns on one core. Once that actor has waited
+ * AX__SURPLUS_WAIT_NS the wake must come, or two busy actors would share
+ * one core for good. Here a busy actor wakes a second one from its
+ * handler (into its own worker's run-next slot) and both keep busy: they
+ * must end up running at the same time, on two workers.
+ */
+#define BUSY_ROUNDS 60
+#define BUSY_US 1000.0
+
+typedef struct busy_shared {
+    _Atomic int inside, most_inside;
+    _Atomic uint64_t handled;
+    sem_t done;
+} busy_shared_t;
+
+typedef struct busy_args {
+    busy_shared_t *s;
+    ax_ref_t partner; /* woken once by the first handling; NULL for none */
+} busy_args_t;
+
+typedef struct busy_actor {
+    ax_actor_t actor;
+    busy_args_t a;
+    unsigned rounds;
+} busy_actor_t;
+
+static ax_status_t busy_init(ax_actor_t *self, void *arg)
+{
+    ((busy_actor_t *)self)->a = *(busy_args_t *)arg;
+    return AX_OK;
+}
+
+static ax_status_t busy_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    busy_actor_t *b = (busy_actor_t *)self;
+    busy_shared_t *s = b->a.s;
+    int now = atomic_fetch_add(&s->inside, 1) + 1, most = atomic_load(&s->most_inside);
+    double until = axt_now() + BUSY_US / 1e6;
+    ax_msg_t *m = NULL;
+
+    while (now > most && !atomic_compare_exchange_weak(&s->most_inside, &most, now))
+        ;
+    while (axt_now() < until)
+        ; /* CPU work, not a wait */
+    atomic_fetch_sub(&s->inside, 1);
+    atomic_fetch_add(&s->handled, 1);
+    if (b->rounds == 0 && !ax_ref_is_null(b->a.partner)) {
+        AXT_CHECK(ax_msg_alloc(&round_type, &m) == AX_OK);
+        AXT_CHECK(ax_tell(b->a.partner, &m, ax_self(self)) == AX_OK);
+    }
+    if (++b->rounds == BUSY_ROUNDS) {
+        sem_post(&s->done);
+        return AX_OK;
+    }
+    /* The same message again: the actor stays runnable. */
+    AXT_CHECK(ax_tell(ax_self(self), msg, ax_self(self)) == AX_OK);
+    return AX_OK;
+}
+
+static const ax_actor_vtable_t busy_vtable = {
+    .name = "test.busy",
+    .size = sizeof(busy_actor_t),
+    .init = busy_init,
+    .receive_local = busy_receive,
+};
+
+Test(wakeup, two_busy_actors_woken_on_one_worker_end_up_on_two)
+{
+    ax_system_t *sys = axt_system(2);
+    busy_shared_t s = {0};
+    busy_args_t second_args = {&s, AX_REF_NULL}, first_args = {&s, AX_REF_NULL};
+    ax_ref_t first, second;
+    ax_msg_t *m = NULL;
+
+    sem_init(&s.done, 0, 0);
+    cr_assert_eq(ax_spawn(sys, &busy_vtable, &second_args, &second), AX_OK);
+    first_args.partner = second;
+    cr_assert_eq(ax_spawn(sys, &busy_vtable, &first_args, &first), AX_OK);
+    cr_assert_eq(ax_msg_alloc(&round_type, &m), AX_OK);
+    cr_assert_eq(ax_tell(first, &m, AX_REF_NULL), AX_OK);
+    AXT_WAIT_SEM(&s.done);
+    AXT_WAIT_SEM(&s.done);
+    AXT_ASSERT_NO_BAD();
+    cr_assert_eq(atomic_load(&s.handled), 2 * BUSY_ROUNDS, "handled %llu of %d",
+                 U(atomic_load(&s.handled)), 2 * BUSY_ROUNDS);
+    cr_assert_eq(atomic_load(&s.most_inside), 2,
+                 "the two busy actors never ran at the same time (at most %d at once)",
+                 atomic_load(&s.most_inside));
+    axt_shutdown(&sys);
+    sem_destroy(&s.done);
+}
