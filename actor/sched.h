@@ -48,9 +48,11 @@ typedef struct ax__worker_s {
     ax__cell_t *run_next;
     unsigned run_next_streak;
     /* When this worker's one runnable actor beyond the one it runs next
-     * began to wait for a parked worker's wake (sched.c, ring_push); 0
-     * when none waits. This worker's only. */
+     * began to wait for a parked worker's wake (sched.c, ring_push), 0
+     * when none waits; and the looks for work since then. This worker's
+     * only. */
     uint64_t surplus_since;
+    unsigned surplus_looks;
     unsigned tick;
     uint64_t rng;
     sem_t sem;
