@@ -41,20 +41,21 @@
 
 typedef struct ax__worker_s {
     alignas(64) ck_ring_t ring;
+    /* What each look for work reads, on the line after the ring's. */
     ck_ring_buffer_t *ring_buf;
     ax_system_t *sys;
-    unsigned index;
-    pthread_t thread;
     ax__cell_t *run_next;
     unsigned run_next_streak;
+    unsigned tick;
+    uint64_t rng;
     /* When this worker's one runnable actor beyond the one it runs next
      * began to wait for a parked worker's wake (sched.c, ring_push), 0
      * when none waits; and the looks for work since then. This worker's
      * only. */
     uint64_t surplus_since;
     unsigned surplus_looks;
-    unsigned tick;
-    uint64_t rng;
+    unsigned index;
+    pthread_t thread;
     sem_t sem;
     bool no_spin;        /* park without spinning next time (sched.c) */
     unsigned long allocs_seen; /* message allocations at the last park (sched.c) */
