@@ -364,7 +364,7 @@ static void ring_push(ax__worker_t *w, ax__cell_t *c)
  * that has waited long enough gets its wake. The clock is read at the
  * 1st, 2nd, 4th, 8th... look for work since the surplus began, so the
  * wake comes within twice the runs that AX__SURPLUS_WAIT_NS took. Read at
- * every look it cost pairs_4 8% (two pairs on a worker keep a surplus
+ * every look it cost pairs_4 5-9% (two pairs on a worker keep a surplus
  * for good, and each run there is one message). w's own loop only.
  */
 static void surplus_check(ax__worker_t *w)

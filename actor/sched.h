@@ -15,9 +15,11 @@
  * No lost wakeups: whoever makes work visible in a ring then issues a full
  * fence and reads nparked; a parking worker increments nparked (a full
  * barrier) and then looks for work once more. One of the two always sees
- * the other. The inject queue needs no fence: its pushers and the parker's
- * last look both hold the queue's lock, and whichever holds it second
- * sees what the first did (sched.c, inject_and_wake).
+ * the other. A wake that waits for a surplus loses nothing: the worker
+ * that holds the surplus is awake and runs it itself. The inject queue
+ * needs no fence: its pushers and the parker's last look both hold the
+ * queue's lock, and whichever holds it second sees what the first did
+ * (sched.c, inject_and_wake).
  */
 #ifndef AXON_ACTOR_SCHED_H
 #define AXON_ACTOR_SCHED_H
