@@ -185,11 +185,14 @@ static ax_status_t packed_src(ax__cell_t *c, ax_ref_t from, ax__packed_path_t *t
 /*
  * Route a serialised message: a local dst gets the NetMessage itself (its
  * frame still in the sender's chunk: no copy); a remote dst's goes to the
- * network. Takes *nm on every status.
+ * network. pinned: the caller's pin on a remote dst, which the frame then
+ * holds, or NULL (one is taken here). Takes *nm, and the pin, on every
+ * status.
  */
-static ax_status_t route_net_msg(ax_system_t *sys, ax_ref_t dst, ax_net_msg_t **nm, ax_ref_t from)
+static ax_status_t route_net_msg(ax_system_t *sys, ax_ref_t dst, ax_net_msg_t **nm, ax_ref_t from,
+                                 ax__remote_t *pinned)
 {
-    ax__remote_t *remote;
+    ax__remote_t *remote = pinned;
     ax_msg_t *m = &(*nm)->hdr;
     ax_status_t st;
 
@@ -201,11 +204,12 @@ static ax_status_t route_net_msg(ax_system_t *sys, ax_ref_t dst, ax_net_msg_t **
         ck_pr_fence_acquire();
         if (ops == NULL) {
             ax_msg_release(&m);
+            if (pinned != NULL)
+                ax__remote_unpin(pinned);
             return ax__error(AX_ENOTFOUND, "tell_serialised: the system has no network");
         }
         /* The frame holds a pin on its destination until it is gone. */
-        st = ax__remote_pin(dst, &remote);
-        if (st != AX_OK) {
+        if (remote == NULL && (st = ax__remote_pin(dst, &remote)) != AX_OK) {
             ax_msg_release(&m);
             return st;
         }
@@ -223,14 +227,22 @@ static bool serialisable(const ax_msg_type_t *type)
     return type != NULL && type->serialiser_id != 0 && type->serialise != NULL;
 }
 
-static ax_status_t check_type(const ax_msg_type_t *type, const ax_msg_t *msg)
+/* type can go on the wire: checked once for a run of messages. */
+static ax_status_t check_serialisable(const ax_msg_type_t *type)
 {
-    if (type == NULL || msg == NULL)
+    if (type == NULL)
         return ax__error(AX_EINVAL, "tell_serialised: NULL type or message");
     if (!serialisable(type))
         return ax__error(AX_EINVAL, "tell_serialised: \"%s\" has no serialiser",
                          type->name ? type->name : "?");
     return AX_OK;
+}
+
+static ax_status_t check_type(const ax_msg_type_t *type, const ax_msg_t *msg)
+{
+    if (msg == NULL)
+        return ax__error(AX_EINVAL, "tell_serialised: NULL type or message");
+    return check_serialisable(type);
 }
 
 /*
@@ -250,28 +262,42 @@ static ax_status_t data_net_msg_new(ax_lease_t *frame, uint32_t payload_off, uin
     return ax__net_msg_new(NULL, frame, payload_off, serialiser_id, session, out);
 }
 
-ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, bool dst_held, ax_ref_t from,
-                              const ax_msg_type_t *type, const ax_msg_t *msg, ax_net_msg_t **out)
+ax_status_t ax__encode_env(ax_actor_t *self, ax_ref_t dst, bool dst_held, ax_ref_t from,
+                           const ax_msg_type_t *type, ax__packed_env_t *out)
 {
     ax__cell_t *c = ax__cell(self);
     const ax__packed_path_t *to, *src;
     ax__packed_path_t tmp, tmp_dst;
     ax_encode_buffer_t *eb;
-    ax_lease_t frame;
-    uint32_t poff;
     ax_status_t st;
 
     if (self == NULL || out == NULL)
         return ax__error(AX_EINVAL, "tell_serialised: NULL actor");
-    st = check_type(type, msg);
+    st = check_serialisable(type);
     if (st == AX_OK)
-        st = encode_buffer(c, &eb);
+        st = encode_buffer(c, &eb); /* and the cell's ext, which packed_dst uses */
     if (st == AX_OK)
         st = packed_dst(c, dst, dst_held, &tmp_dst, &to);
     if (st == AX_OK)
         st = packed_src(c, from, &tmp, &src);
     if (st == AX_OK)
-        st = ax__frame_encode_data_packed(eb, to, src, type, msg, &frame, &poff);
+        st = ax__envelope_packed(to, src, type->serialiser_id, out);
+    return st;
+}
+
+ax_status_t ax__encode_net_msg_env(ax_actor_t *self, const ax__packed_env_t *env, ax_ref_t from,
+                                   const ax_msg_type_t *type, const ax_msg_t *msg, ax_net_msg_t **out)
+{
+    ax_encode_buffer_t *eb;
+    ax_lease_t frame;
+    uint32_t poff;
+    ax_status_t st;
+
+    if (msg == NULL)
+        return ax__error(AX_EINVAL, "tell_serialised: NULL type or message");
+    st = encode_buffer(ax__cell(self), &eb);
+    if (st == AX_OK)
+        st = ax__frame_encode_data_env(eb, env, type, msg, &frame, &poff);
     if (st != AX_OK)
         return st;
     st = data_net_msg_new(&frame, poff, type->serialiser_id, 0, out);
@@ -283,13 +309,42 @@ ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, bool dst_held, ax
     return AX_OK;
 }
 
+ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, bool dst_held, ax_ref_t from,
+                              const ax_msg_type_t *type, const ax_msg_t *msg, ax_net_msg_t **out)
+{
+    ax__packed_env_t env;
+    ax_status_t st;
+
+    if (self == NULL || out == NULL)
+        return ax__error(AX_EINVAL, "tell_serialised: NULL actor");
+    st = check_type(type, msg);
+    if (st == AX_OK)
+        st = ax__encode_env(self, dst, dst_held, from, type, &env);
+    return st == AX_OK ? ax__encode_net_msg_env(self, &env, from, type, msg, out) : st;
+}
+
 ax_status_t ax__tell_serialised_from(ax_actor_t *self, ax_ref_t dst, ax_ref_t from,
                                      const ax_msg_type_t *type, const ax_msg_t *msg)
 {
+    ax__remote_t *pinned = NULL;
     ax_net_msg_t *nm;
-    ax_status_t st = ax__encode_net_msg(self, dst, false, from, type, msg, &nm);
+    ax_status_t st = AX_OK;
 
-    return st == AX_OK ? route_net_msg(ax__cell(self)->sys, dst, &nm, from) : st;
+    /* A remote dst is pinned once, for the encoding (its path is read
+     * under the pin) and then for the frame, instead of twice. */
+    if (ax__ref_is(dst, AX__REF_REMOTE)) {
+        st = check_type(type, msg); /* a bad message says so before the ref does */
+        if (st == AX_OK)
+            st = ax__remote_pin(dst, &pinned);
+    }
+    if (st == AX_OK)
+        st = ax__encode_net_msg(self, dst, pinned != NULL, from, type, msg, &nm);
+    if (st != AX_OK) {
+        if (pinned != NULL)
+            ax__remote_unpin(pinned);
+        return st;
+    }
+    return route_net_msg(ax__cell(self)->sys, dst, &nm, from, pinned);
 }
 
 ax_status_t ax_tell_serialised(ax_actor_t *self, ax_ref_t dst, const ax_msg_type_t *type,
@@ -379,7 +434,7 @@ ax_status_t ax_tell_preserialised(ax_actor_t *self, ax_ref_t dst, const ax_prese
         return st;
     }
     nm->hdr.sender = ax_self(self);
-    return route_net_msg(c->sys, dst, &nm, ax_self(self));
+    return route_net_msg(c->sys, dst, &nm, ax_self(self), NULL);
 }
 
 void ax_preserialised_release(ax_preserialised_t **shared)

@@ -21,46 +21,63 @@ ax_status_t ax__frame_header_read(const unsigned char in[AX__FRAME_HEADER_SIZE],
     return AX_OK;
 }
 
-/* A packer over a fixed buffer: packing a path never needs more than
- * AX__PACKED_PATH_MAX bytes, and a write that would overflow fails. */
+/* A packer over a fixed buffer (a packed path or envelope: never more
+ * than its array holds); a write that would overflow fails. */
+typedef struct fixed_out {
+    unsigned char *bytes;
+    size_t cap;
+    uint16_t *len;
+} fixed_out_t;
+
 static int fixed_write(void *data, const char *buf, size_t len)
 {
-    ax__packed_path_t *pp = data;
+    fixed_out_t *o = data;
 
-    if (len > sizeof pp->bytes - pp->len)
+    if (len > o->cap - *o->len)
         return -1;
-    memcpy(pp->bytes + pp->len, buf, len);
-    pp->len = (uint16_t)(pp->len + len);
+    memcpy(o->bytes + *o->len, buf, len);
+    *o->len = (uint16_t)(*o->len + len);
     return 0;
 }
 
 ax_status_t ax__path_packed(const ax_path_t *p, ax__packed_path_t *out)
 {
+    fixed_out_t o = {out->bytes, sizeof out->bytes, &out->len};
     msgpack_packer pk;
 
     out->len = 0;
-    msgpack_packer_init(&pk, out, fixed_write);
+    msgpack_packer_init(&pk, &o, fixed_write);
     if (ax_path_pack(p, &pk) != 0)
         return ax__error(AX_EINVAL, "frame: the path cannot be encoded");
     return AX_OK;
 }
 
-/* The envelope: three packer calls and two copies of packed paths. A
- * failed write is the encode buffer's (it records why); report ENOBUFS. */
-static ax_status_t write_envelope(ax_encode_buffer_t *eb, const ax__packed_path_t *dst,
-                                  const ax__packed_path_t *src, uint64_t serialiser_id)
+ax_status_t ax__envelope_packed(const ax__packed_path_t *dst, const ax__packed_path_t *src,
+                                uint64_t serialiser_id, ax__packed_env_t *out)
 {
-    msgpack_packer *pk = ax_encode_packer(eb);
-    int rc = msgpack_pack_array(pk, 3);
+    fixed_out_t o = {out->bytes, sizeof out->bytes, &out->len};
+    msgpack_packer pk;
+    int rc;
 
-    if (rc == 0 && ax_encode_write(eb, dst->bytes, dst->len) != AX_OK)
-        rc = -1;
+    out->len = 0;
+    msgpack_packer_init(&pk, &o, fixed_write);
+    rc = msgpack_pack_array(&pk, 3);
     if (rc == 0)
-        rc = src != NULL ? (ax_encode_write(eb, src->bytes, src->len) == AX_OK ? 0 : -1)
-                         : msgpack_pack_nil(pk);
+        rc = fixed_write(&o, (const char *)dst->bytes, dst->len);
     if (rc == 0)
-        rc = msgpack_pack_uint64(pk, serialiser_id);
-    return rc == 0 ? AX_OK : AX_ENOBUFS;
+        rc = src != NULL ? fixed_write(&o, (const char *)src->bytes, src->len) : msgpack_pack_nil(&pk);
+    if (rc == 0)
+        rc = msgpack_pack_uint64(&pk, serialiser_id);
+    /* Two packed paths and an id always fit (AX__ENVELOPE_MAX). */
+    return rc == 0 ? AX_OK : ax__error(AX_EINVAL, "frame: an envelope above %u bytes", AX__ENVELOPE_MAX);
+}
+
+/* In the open message: the header's room, then the envelope in one write. */
+static ax_status_t write_head(ax_encode_buffer_t *eb, const ax__packed_env_t *env, size_t *mark)
+{
+    ax_status_t st = ax_encode_reserve(eb, AX__FRAME_HEADER_SIZE, mark);
+
+    return st == AX_OK ? ax_encode_write(eb, env->bytes, env->len) : st;
 }
 
 static void fill_header(ax_encode_buffer_t *eb, size_t mark, size_t body_len)
@@ -71,12 +88,11 @@ static void fill_header(ax_encode_buffer_t *eb, size_t mark, size_t body_len)
     ax_encode_fill(eb, mark, hdr, sizeof hdr);
 }
 
-ax_status_t ax__frame_encode_data_packed(ax_encode_buffer_t *eb, const ax__packed_path_t *dst,
-                                         const ax__packed_path_t *src, const ax_msg_type_t *type,
-                                         const ax_msg_t *msg, ax_lease_t *frame, uint32_t *payload_off)
+ax_status_t ax__frame_encode_data_env(ax_encode_buffer_t *eb, const ax__packed_env_t *env,
+                                      const ax_msg_type_t *type, const ax_msg_t *msg, ax_lease_t *frame,
+                                      uint32_t *payload_off)
 {
-    size_t hint = AX__FRAME_HEADER_SIZE + 16 + dst->len + (src != NULL ? src->len : 1);
-    size_t mark, off, len;
+    size_t hint = AX__FRAME_HEADER_SIZE + env->len + 16, mark = 0, off, len;
     ax_status_t st;
 
     if (type->size_hint != NULL)
@@ -84,9 +100,7 @@ ax_status_t ax__frame_encode_data_packed(ax_encode_buffer_t *eb, const ax__packe
     st = ax_encode_begin(eb, hint);
     if (st != AX_OK)
         return st;
-    st = ax_encode_reserve(eb, AX__FRAME_HEADER_SIZE, &mark);
-    if (st == AX_OK)
-        st = write_envelope(eb, dst, src, type->serialiser_id);
+    st = write_head(eb, env, &mark);
     off = ax_encode_len(eb);
     if (st == AX_OK)
         st = type->serialise(msg, ax_encode_packer(eb));
@@ -109,18 +123,30 @@ ax_status_t ax__frame_encode_data_packed(ax_encode_buffer_t *eb, const ax__packe
     return st;
 }
 
+ax_status_t ax__frame_encode_data_packed(ax_encode_buffer_t *eb, const ax__packed_path_t *dst,
+                                         const ax__packed_path_t *src, const ax_msg_type_t *type,
+                                         const ax_msg_t *msg, ax_lease_t *frame, uint32_t *payload_off)
+{
+    ax__packed_env_t env;
+    ax_status_t st = ax__envelope_packed(dst, src, type->serialiser_id, &env);
+
+    return st == AX_OK ? ax__frame_encode_data_env(eb, &env, type, msg, frame, payload_off) : st;
+}
+
 ax_status_t ax__frame_encode_head_packed(ax_encode_buffer_t *eb, const ax__packed_path_t *dst,
                                          const ax__packed_path_t *src, uint64_t serialiser_id,
                                          size_t payload_len, ax_lease_t *head)
 {
-    size_t mark, len;
-    ax_status_t st = ax_encode_begin(eb, AX__FRAME_HEADER_SIZE + 16 + dst->len);
+    ax__packed_env_t env;
+    size_t mark = 0, len;
+    ax_status_t st = ax__envelope_packed(dst, src, serialiser_id, &env);
 
     if (st != AX_OK)
         return st;
-    st = ax_encode_reserve(eb, AX__FRAME_HEADER_SIZE, &mark);
-    if (st == AX_OK)
-        st = write_envelope(eb, dst, src, serialiser_id);
+    st = ax_encode_begin(eb, AX__FRAME_HEADER_SIZE + env.len);
+    if (st != AX_OK)
+        return st;
+    st = write_head(eb, &env, &mark);
     len = ax_encode_len(eb) - AX__FRAME_HEADER_SIZE + payload_len;
     if (st == AX_OK && len > UINT32_MAX)
         st = ax__error(AX_ETOOBIG, "frame: a body of %zu bytes does not fit a frame", len);
