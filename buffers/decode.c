@@ -28,6 +28,8 @@ struct ax_decode_buffer_s {
     struct ax_lease_slice_s *chain;
     size_t nchain, chain_cap, chain_bytes, chain_frame_len;
 
+    ax__ref_stock_t stock; /* references for the frames cut from cur (chunk.h) */
+
     /* Complete frames cut at a swap, not yet handed out (FIFO). */
     ax_lease_t *ready;
     size_t ready_head, ready_count, ready_cap; /* ready_cap: 0 or a power of two */
@@ -119,6 +121,7 @@ void ax_decode_buffer_destroy(ax_decode_buffer_t **dbp)
         db->ready_count--;
     }
     drop_chain(db);
+    ax__stock_drop(&db->stock);
     if (db->shared)
         ax_buffer_pool_put(db->pool, &db->cur); /* retired; reused once unleased */
     else
@@ -213,10 +216,17 @@ static ax_status_t cut_frame(ax_decode_buffer_t *db, ax_lease_t *frame)
         return db->err;
     if (len == 0 || db->w - db->p < len)
         return AX_EAGAIN;
-    st = ax_chunk_lease(db->cur, db->p, len, frame);
-    if (st == AX_OK)
-        db->p += len;
-    return st;
+    ax__stock_take(&db->stock, db->cur);
+    *frame = (ax_lease_t){db->cur, (uint32_t)db->p, (uint32_t)len, NULL};
+    db->p += len;
+    return AX_OK;
+}
+
+/* Retire cur to the pool, with no reference of ours left on it. */
+static void put_cur(ax_decode_buffer_t *db)
+{
+    ax__stock_release_on(&db->stock, db->cur);
+    ax_buffer_pool_put(db->pool, &db->cur);
 }
 
 /* Add [off, off + len) of cur to the chain of the frame in progress and
@@ -226,7 +236,7 @@ static void chain_and_continue(ax_decode_buffer_t *db, size_t off, size_t len, a
     ax__chunk_ref(db->cur); /* the chain's reference */
     db->chain[db->nchain++] = (struct ax_lease_slice_s){db->cur, (uint32_t)off, (uint32_t)len};
     db->chain_bytes += len;
-    ax_buffer_pool_put(db->pool, &db->cur);
+    put_cur(db);
     db->cur = fresh;
     db->w = 0;
     db->p = 0;
@@ -254,7 +264,7 @@ static ax_status_t swap(ax_decode_buffer_t *db)
     if (st != AX_EAGAIN)
         return st;
     partial = db->w - db->p;
-    if (partial < size && db->nchain == 0 && ax__chunk_reusable(db->cur)) {
+    if (partial < size && db->nchain == 0 && ax__chunk_reusable_stocked(db->cur, &db->stock)) {
         /* No lease on cur: slide the partial frame (if any) to its front. */
         memmove(db->cur->data, db->cur->data + db->p, partial);
         db->w = partial;
@@ -276,7 +286,7 @@ static ax_status_t swap(ax_decode_buffer_t *db)
     len = frame_len_at_p(db);
     if (partial == 0 || (len != 0 ? len : partial) <= size / 2) {
         memcpy(fresh->data, db->cur->data + db->p, partial);
-        ax_buffer_pool_put(db->pool, &db->cur);
+        put_cur(db);
         db->cur = fresh;
         db->w = partial;
         db->p = 0;

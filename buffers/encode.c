@@ -33,6 +33,8 @@ struct ax_encode_buffer_s {
     struct ax_lease_slice_s *segs; /* finished segments of a chained message */
     size_t nsegs, segs_cap;
     size_t seg_bytes; /* bytes in segs */
+
+    ax__ref_stock_t stock; /* references for the leases cut from cur (chunk.h) */
 };
 
 static int pk_write(void *data, const char *buf, size_t len);
@@ -65,6 +67,7 @@ void ax_encode_buffer_destroy(ax_encode_buffer_t **ebp)
         return;
     eb = *ebp;
     ax_encode_abort(eb);
+    ax__stock_drop(&eb->stock);
     ax_buffer_pool_destroy(&eb->pool); /* retires cur with everything else */
     free(eb->segs);
     free(eb);
@@ -91,11 +94,18 @@ static size_t space_left(const ax_encode_buffer_t *eb)
     return eb->cur->size - eb->pos;
 }
 
+/* Retire c to the pool, with no reference of ours left on it. */
+static void put_chunk(ax_encode_buffer_t *eb, ax_chunk_t **c)
+{
+    ax__stock_release_on(&eb->stock, *c);
+    ax_buffer_pool_put(eb->pool, c);
+}
+
 /* Give back a chunk taken during the open message (never orig). */
 static void give_back(ax_encode_buffer_t *eb, ax_chunk_t *c)
 {
     if (c != NULL && c != eb->orig)
-        ax_buffer_pool_put(eb->pool, &c);
+        put_chunk(eb, &c);
 }
 
 static void close_message(ax_encode_buffer_t *eb)
@@ -140,7 +150,7 @@ ax_status_t ax_encode_begin(ax_encode_buffer_t *eb, size_t size_hint)
         need = size_hint;
     /* Every earlier message in the active chunk has been released: write
      * over it rather than taking another chunk. */
-    if (eb->cur != NULL && eb->pos > 0 && ax__chunk_reusable(eb->cur))
+    if (eb->cur != NULL && eb->pos > 0 && ax__chunk_reusable_stocked(eb->cur, &eb->stock))
         eb->pos = 0;
     eb->orig = eb->cur;
     eb->orig_pos = eb->pos;
@@ -327,7 +337,12 @@ ax_status_t ax_encode_end(ax_encode_buffer_t *eb, ax_lease_t *out)
         return ax__error(AX_ESTATE, "encode buffer: end without begin");
     st = eb->err;
     if (st == AX_OK && eb->nsegs == 0) {
-        st = ax_chunk_lease(eb->cur, eb->start, eb->pos - eb->start, out);
+        if (eb->pos > eb->start) {
+            ax__stock_take(&eb->stock, eb->cur);
+            *out = (ax_lease_t){eb->cur, (uint32_t)eb->start, (uint32_t)(eb->pos - eb->start), NULL};
+        } else {
+            *out = AX_LEASE_EMPTY;
+        }
     } else if (st == AX_OK) {
         /* chain() kept a spare entry for this last segment. */
         eb->segs[eb->nsegs] = (struct ax_lease_slice_s){eb->cur, (uint32_t)eb->start,
@@ -343,9 +358,9 @@ ax_status_t ax_encode_end(ax_encode_buffer_t *eb, ax_lease_t *out)
      * in orig (a relocated message is never chained from orig). */
     orig_in_segs = eb->nsegs > 0 && eb->segs[0].chunk == eb->orig;
     for (size_t i = 0; i < eb->nsegs; i++)
-        ax_buffer_pool_put(eb->pool, &eb->segs[i].chunk);
+        put_chunk(eb, &eb->segs[i].chunk);
     if (eb->orig != NULL && eb->orig != eb->cur && !orig_in_segs)
-        ax_buffer_pool_put(eb->pool, &eb->orig);
+        put_chunk(eb, &eb->orig);
     close_message(eb);
     return AX_OK;
 }

@@ -388,6 +388,52 @@ Test(decode, frames_outlive_the_decoder)
     free_stream(&s);
 }
 
+/* Tiny frames, each held until 70 more have been cut: more leases on a
+ * chunk than the decoder takes references for at once (buffers/chunk.h,
+ * AX__REF_STOCK), and chunks slid over in place once their frames are
+ * gone. Every frame keeps its bytes while held, and nothing stays leased. */
+Test(decode, tiny_frames_held_past_a_stock_of_references)
+{
+    enum { N = 2000, HOLD = 70 };
+    size_t *bodies = calloc(N, sizeof *bodies);
+    struct stream s;
+    ax_decode_buffer_t *db = make_decoder(2, 64);
+    ax_lease_t *f = calloc(N, sizeof *f);
+    size_t off = 0, next = 0, released = 0, taken;
+    ax_buffer_pool_stats_t st;
+
+    for (size_t i = 0; i < N; i++)
+        bodies[i] = i % 3; /* 8 to 10 bytes a frame: 51 to 64 in a chunk */
+    s = make_stream(bodies, N, 11);
+    while (off < s.len) {
+        size_t n = s.len - off < 100 ? s.len - off : 100;
+
+        cr_assert_eq(ax_decode_buffer_feed(db, s.bytes + off, n, &taken), AX_OK);
+        cr_assert_eq(taken, n);
+        off += n;
+        while (ax_decode_buffer_next(db, &f[next]) == AX_OK) {
+            expect_frame(&s, next, &f[next]);
+            next++;
+        }
+        for (; released + HOLD < next; released++) {
+            expect_frame(&s, released, &f[released]);
+            ax_lease_release(&f[released]);
+        }
+    }
+    cr_assert_eq(next, N);
+    for (; released < N; released++) {
+        expect_frame(&s, released, &f[released]);
+        ax_lease_release(&f[released]);
+    }
+    ax_buffer_pool_stats(ax_decode_buffer_pool(db), &st);
+    cr_assert_leq(st.chunks_allocated, 4, "%zu chunks for at most 80 held frames", st.chunks_allocated);
+    expect_all_free(db);
+    ax_decode_buffer_destroy(&db);
+    free(f);
+    free(bodies);
+    free_stream(&s);
+}
+
 /* ---- oversized frames -------------------------------------------------- */
 
 Test(decode, oversized_length_is_refused_as_soon_as_the_header_is_complete)

@@ -325,6 +325,40 @@ Test(encode, many_messages_share_a_chunk_back_to_back)
     ax_encode_buffer_destroy(&eb);
 }
 
+/* More leases on one chunk than the encoder takes references for at once
+ * (buffers/chunk.h, AX__REF_STOCK): the chunk is written over only once
+ * the last of them is released, and every one keeps its bytes till then. */
+Test(encode, a_chunk_with_hundreds_of_leases_is_reused_only_after_the_last)
+{
+    ax_encode_buffer_t *eb = make_encoder_with(config(64 * 1024, 2, 64));
+    enum { N = 300 };
+    ax_lease_t l[N], next;
+    const unsigned char *first, *last_end;
+
+    for (unsigned i = 0; i < N; i++)
+        l[i] = encode_n(eb, 8, i);
+    first = ax_lease_data(&l[0]);
+    for (unsigned i = 1; i < N; i++)
+        cr_assert_eq(ax_lease_data(&l[i]), end_of(&l[i - 1]), "message %u not back to back", i);
+    last_end = end_of(&l[N - 1]);
+    /* Every lease but one released, the one in the middle kept: the next
+     * message goes after the others, not over them. */
+    for (unsigned i = 0; i < N; i++)
+        if (i != N / 2)
+            ax_lease_release(&l[i]);
+    next = encode_n(eb, 8, 1000);
+    cr_assert_eq(ax_lease_data(&next), last_end, "written over a chunk still leased");
+    expect_bytes(&l[N / 2], 8, N / 2);
+    ax_lease_release(&l[N / 2]);
+    ax_lease_release(&next);
+    /* Now nothing is leased: the chunk is written over from its start. */
+    next = encode_n(eb, 8, 1001);
+    cr_assert_eq(ax_lease_data(&next), first, "a chunk with no lease left was not reused");
+    ax_lease_release(&next);
+    cr_assert_eq(stats_of(eb).chunks_allocated, 2);
+    ax_encode_buffer_destroy(&eb);
+}
+
 Test(encode, released_chunk_is_written_over_instead_of_growing_the_pool)
 {
     ax_encode_buffer_t *eb = make_encoder();
