@@ -89,6 +89,7 @@ typedef struct ax__cell_ext_s {
     const ax_addr_t *src_addr, *dst_addr;
     ax_ref_t src_ref, dst_ref;
     ax__packed_path_t src_packed, dst_packed;
+    struct ax__env_memo_s *env; /* the last whole envelope, made with eb */
     /* Supervision. */
     ax_restart_policy_t policy;
     void *arg;                  /* init's argument, for restarts */

@@ -203,16 +203,6 @@ ax_msg_pool_t *ax__system_netmsg_pool(ax_system_t *sys);
 ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, bool dst_held, ax_ref_t from,
                               const ax_msg_type_t *type, const ax_msg_t *msg, ax_net_msg_t **out);
 
-/* ax__encode_net_msg in two steps, for a run of messages with the same
- * dst, sender and type (the dispatcher's lazy batches): the envelope,
- * packed once into *env (the statuses of a bad dst, sender or type), then
- * each message's frame with it, as a NetMessage the caller owns. env must
- * have been packed for from and type. */
-ax_status_t ax__encode_env(ax_actor_t *self, ax_ref_t dst, bool dst_held, ax_ref_t from,
-                           const ax_msg_type_t *type, ax__packed_env_t *env);
-ax_status_t ax__encode_net_msg_env(ax_actor_t *self, const ax__packed_env_t *env, ax_ref_t from,
-                                   const ax_msg_type_t *type, const ax_msg_t *msg, ax_net_msg_t **out);
-
 /* ax__encode_net_msg, then route it like ax_tell_serialised. */
 ax_status_t ax__tell_serialised_from(ax_actor_t *self, ax_ref_t dst, ax_ref_t from,
                                      const ax_msg_type_t *type, const ax_msg_t *msg);

@@ -191,6 +191,7 @@ void ax__end_actor(ax__cell_t *c)
     if (c->ext != NULL) {
         /* Leases still out keep their chunks; the last release frees them. */
         ax_encode_buffer_destroy(&c->ext->eb);
+        free(c->ext->env);
         free(c->ext->children);
         free(c->ext->timers);
         free(c->ext);

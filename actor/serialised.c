@@ -52,13 +52,34 @@ ax_status_t ax_actor_init_buffers(ax_actor_t *self, const ax_buffer_config_t *cf
     return ax_encode_buffer_create(cfg != NULL ? cfg : &c->sys->cfg.buffer_config, &ext->eb);
 }
 
+/*
+ * The last envelope an actor packed, with what it was packed for: a
+ * stream of frames with the same ends and type (an actor's sends to one
+ * receiver; the dispatcher's lazy sends from one actor) packs it once and
+ * copies it into each frame (dispatch/NOTES.md, "One envelope packed for
+ * a stream"). Kept only for ends whose ref names one path for as long as
+ * it is valid: a local ref with the system's address (its pointer), or a
+ * remote ref the caller holds a pin on (a pinned entry's generation is
+ * the ref's, so its path is the one packed).
+ */
+typedef struct ax__env_memo_s {
+    bool valid;
+    ax_ref_t dst, from;
+    uint64_t serialiser_id;
+    const ax_addr_t *addr;
+    ax__packed_env_t env;
+} ax__env_memo_t;
+
 static ax_status_t encode_buffer(ax__cell_t *c, ax_encode_buffer_t **out)
 {
     ax__cell_ext_t *ext = ax__ext(c);
     ax_status_t st = AX_OK;
 
+    *out = NULL;
     if (ext == NULL)
         return AX_ENOMEM;
+    if (ext->env == NULL && (ext->env = calloc(1, sizeof(*ext->env))) == NULL)
+        return ax__error(AX_ENOMEM, "tell_serialised: out of memory");
     if (ext->eb == NULL)
         st = ax_encode_buffer_create(&c->sys->cfg.buffer_config, &ext->eb);
     if (st == AX_OK)
@@ -227,22 +248,14 @@ static bool serialisable(const ax_msg_type_t *type)
     return type != NULL && type->serialiser_id != 0 && type->serialise != NULL;
 }
 
-/* type can go on the wire: checked once for a run of messages. */
-static ax_status_t check_serialisable(const ax_msg_type_t *type)
+static ax_status_t check_type(const ax_msg_type_t *type, const ax_msg_t *msg)
 {
-    if (type == NULL)
+    if (type == NULL || msg == NULL)
         return ax__error(AX_EINVAL, "tell_serialised: NULL type or message");
     if (!serialisable(type))
         return ax__error(AX_EINVAL, "tell_serialised: \"%s\" has no serialiser",
                          type->name ? type->name : "?");
     return AX_OK;
-}
-
-static ax_status_t check_type(const ax_msg_type_t *type, const ax_msg_t *msg)
-{
-    if (msg == NULL)
-        return ax__error(AX_EINVAL, "tell_serialised: NULL type or message");
-    return check_serialisable(type);
 }
 
 /*
@@ -262,40 +275,64 @@ static ax_status_t data_net_msg_new(ax_lease_t *frame, uint32_t payload_off, uin
     return ax__net_msg_new(NULL, frame, payload_off, serialiser_id, session, out);
 }
 
-ax_status_t ax__encode_env(ax_actor_t *self, ax_ref_t dst, bool dst_held, ax_ref_t from,
-                           const ax_msg_type_t *type, ax__packed_env_t *out)
+/* Whether the envelope from `from` to dst can be kept (ax__env_memo_t). */
+static bool env_keyable(ax_ref_t dst, bool dst_held, ax_ref_t from)
 {
-    ax__cell_t *c = ax__cell(self);
+    return (ax__ref_is(dst, AX__REF_LOCAL) || (dst_held && ax__ref_is(dst, AX__REF_REMOTE))) &&
+           (ax_ref_is_null(from) || ax__ref_is(from, AX__REF_LOCAL));
+}
+
+/* The envelope of a frame from `from` to dst of type: the memo's when it
+ * was packed for the same, else packed now (into the memo). */
+static ax_status_t envelope_for(ax__cell_t *c, ax_ref_t dst, bool dst_held, ax_ref_t from,
+                                const ax_msg_type_t *type, const ax__packed_env_t **out)
+{
+    ax__env_memo_t *m = c->ext->env; /* made with the encode buffer */
+    const ax_addr_t *addr = addr_now(c->sys);
+    bool keyable = env_keyable(dst, dst_held, from);
     const ax__packed_path_t *to, *src;
     ax__packed_path_t tmp, tmp_dst;
-    ax_encode_buffer_t *eb;
     ax_status_t st;
 
-    if (self == NULL || out == NULL)
-        return ax__error(AX_EINVAL, "tell_serialised: NULL actor");
-    st = check_serialisable(type);
-    if (st == AX_OK)
-        st = encode_buffer(c, &eb); /* and the cell's ext, which packed_dst uses */
-    if (st == AX_OK)
-        st = packed_dst(c, dst, dst_held, &tmp_dst, &to);
+    if (keyable && m->valid && ax_ref_eq(m->dst, dst) && ax_ref_eq(m->from, from) &&
+        m->serialiser_id == type->serialiser_id && m->addr == addr) {
+        *out = &m->env;
+        return AX_OK;
+    }
+    m->valid = false;
+    st = packed_dst(c, dst, dst_held, &tmp_dst, &to);
     if (st == AX_OK)
         st = packed_src(c, from, &tmp, &src);
     if (st == AX_OK)
-        st = ax__envelope_packed(to, src, type->serialiser_id, out);
-    return st;
+        st = ax__envelope_packed(to, src, type->serialiser_id, &m->env);
+    if (st != AX_OK)
+        return st;
+    m->valid = keyable;
+    m->dst = dst;
+    m->from = from;
+    m->serialiser_id = type->serialiser_id;
+    m->addr = addr;
+    *out = &m->env;
+    return AX_OK;
 }
 
-ax_status_t ax__encode_net_msg_env(ax_actor_t *self, const ax__packed_env_t *env, ax_ref_t from,
-                                   const ax_msg_type_t *type, const ax_msg_t *msg, ax_net_msg_t **out)
+ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, bool dst_held, ax_ref_t from,
+                              const ax_msg_type_t *type, const ax_msg_t *msg, ax_net_msg_t **out)
 {
+    ax__cell_t *c = ax__cell(self);
+    const ax__packed_env_t *env;
     ax_encode_buffer_t *eb;
     ax_lease_t frame;
     uint32_t poff;
     ax_status_t st;
 
-    if (msg == NULL)
-        return ax__error(AX_EINVAL, "tell_serialised: NULL type or message");
-    st = encode_buffer(ax__cell(self), &eb);
+    if (self == NULL || out == NULL)
+        return ax__error(AX_EINVAL, "tell_serialised: NULL actor");
+    st = check_type(type, msg);
+    if (st == AX_OK)
+        st = encode_buffer(c, &eb); /* and the cell's ext, which the envelope uses */
+    if (st == AX_OK)
+        st = envelope_for(c, dst, dst_held, from, type, &env);
     if (st == AX_OK)
         st = ax__frame_encode_data_env(eb, env, type, msg, &frame, &poff);
     if (st != AX_OK)
@@ -307,20 +344,6 @@ ax_status_t ax__encode_net_msg_env(ax_actor_t *self, const ax__packed_env_t *env
     }
     (*out)->hdr.sender = from;
     return AX_OK;
-}
-
-ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, bool dst_held, ax_ref_t from,
-                              const ax_msg_type_t *type, const ax_msg_t *msg, ax_net_msg_t **out)
-{
-    ax__packed_env_t env;
-    ax_status_t st;
-
-    if (self == NULL || out == NULL)
-        return ax__error(AX_EINVAL, "tell_serialised: NULL actor");
-    st = check_type(type, msg);
-    if (st == AX_OK)
-        st = ax__encode_env(self, dst, dst_held, from, type, &env);
-    return st == AX_OK ? ax__encode_net_msg_env(self, &env, from, type, msg, out) : st;
 }
 
 ax_status_t ax__tell_serialised_from(ax_actor_t *self, ax_ref_t dst, ax_ref_t from,

@@ -296,17 +296,6 @@ static void dispatcher_trim(dispatcher_t *d)
     }
 }
 
-/* The envelope of a lazy batch's frames, packed again only when the
- * sender or the type changes (the dst is the batch's): a stream from one
- * actor packs it once a batch, not once a frame (dispatch/NOTES.md, "One
- * envelope packed a batch"). */
-typedef struct lazy_env {
-    const ax_msg_type_t *type; /* NULL: none packed yet */
-    ax_ref_t from;
-    ax_status_t st;            /* the packing's, for every message it covers */
-    ax__packed_env_t env;
-} lazy_env_t;
-
 /*
  * Serialise a lazy send now, into the dispatcher's pool: from here only its
  * bytes travel (the caller releases the envelope, and the message with
@@ -314,23 +303,16 @@ typedef struct lazy_env {
  * place among the eager frames that pass through this mailbox (FIFO per
  * sender and receiver).
  */
-static void dispatcher_lazy_one(dispatcher_t *d, ax_ref_t to, ax_msg_t *msg, lazy_env_t *le)
+static void dispatcher_lazy_one(dispatcher_t *d, ax_ref_t to, ax_msg_t *msg)
 {
     ax__remote_t *dst = to.target;
-    ax_net_msg_t *nm = NULL;
+    ax_net_msg_t *nm;
     ax_status_t st;
 
     if (++d->taken >= d->take_batch)
         give_back(d);
-    if (le->type == NULL || msg->type != le->type || !ax_ref_eq(msg->sender, le->from)) {
-        /* The message came with a pin on dst (net_send_lazy). */
-        le->st = ax__encode_env(&d->actor, to, true, msg->sender, msg->type, &le->env);
-        le->type = msg->type;
-        le->from = msg->sender;
-    }
-    st = le->st;
-    if (st == AX_OK)
-        st = ax__encode_net_msg_env(&d->actor, &le->env, msg->sender, msg->type, msg, &nm);
+    /* The message came with a pin on dst (net_send_lazy). */
+    st = ax__encode_net_msg(&d->actor, to, true, msg->sender, msg->type, msg, &nm);
     if (st == AX_OK) {
         asked_add(d, dst, msg->sender);
         ax_msg_release(&msg);
@@ -352,13 +334,12 @@ static void dispatcher_lazy_one(dispatcher_t *d, ax_ref_t to, ax_msg_t *msg, laz
 static void dispatcher_lazy(dispatcher_t *d, lazy_send_t *ls)
 {
     ax_ref_t to = {ls->dst, ls->dst_id};
-    lazy_env_t le = {.type = NULL};
     ax_msg_t *msg;
 
     while ((msg = ax__lazy_send_take(ls)) != NULL) {
         if (out_full(d))
             out_flush(d);
-        dispatcher_lazy_one(d, to, msg, &le);
+        dispatcher_lazy_one(d, to, msg);
     }
 }
 

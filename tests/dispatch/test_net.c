@@ -695,6 +695,189 @@ Test(net, fifo_mixed_lazy_eager)
     assert_seqs_released();
 }
 
+/* ---- every frame's envelope is its own ------------------------------------------ */
+
+/*
+ * A sender keeps the last envelope it packed and copies it into the next
+ * frame with the same receiver, sender and type (actor/serialised.c,
+ * envelope_for). Two senders on one system send to two receivers on
+ * another, with two types, lazily and eagerly, switching receiver and
+ * type from one message to the next, at the same time: each message
+ * must reach its own receiver, name its own sender, carry its own
+ * serialiser id, and keep its order per sender and receiver.
+ */
+#define ENDS_SER_ID2 (AX_SER_USER_MIN + 17)
+#define ENDS_PER_SENDER 3000
+
+static const ax_msg_type_t seq2_type = {
+    .name = "test.seq2",
+    .size = sizeof(seq_msg_t),
+    .release = seq_release,
+    .serialiser_id = ENDS_SER_ID2,
+    .serialise = seq_serialise,
+    .deserialise = seq_deserialise,
+};
+
+/* A message's seq: (i << 3) | (second type << 2) | (sender << 1) | receiver. */
+typedef struct ends_check {
+    ax_path_t senders[2];      /* as the receivers' system sees them */
+    uint64_t next[2][2];       /* [sender][receiver]: the i expected next */
+    _Atomic uint64_t warm, received, wrong_receiver, wrong_sender, wrong_type, out_of_order, bad;
+} ends_check_t;
+
+/* The seq of the one message that opens the connection first, so that
+ * none of the test's waits in the bounded queue of a connecting peer. */
+#define ENDS_WARM UINT64_MAX
+
+typedef struct ends_job {
+    ax_ref_t dst[2];
+    unsigned sender;
+    uint64_t i, sent[2]; /* the sender's own progress */
+    _Atomic uint64_t failed;
+    sem_t done;
+} ends_job_t;
+
+static void ends_on_net(nt_node_t *n, ax_actor_t *self, ax_net_msg_t **nm)
+{
+    ends_check_t *c = n->ctx;
+    unsigned receiver = n->rounds; /* this node's index, set by the test */
+    uint64_t ser = ax_net_msg_serialiser(*nm), seq;
+    ax_msg_t *m = NULL;
+    ax_path_t from;
+    unsigned sender;
+
+    (void)self;
+    if (ax_net_msg_deserialise(*nm, ser == ENDS_SER_ID2 ? &seq2_type : &seq_type, &m) != AX_OK) {
+        atomic_fetch_add(&c->bad, 1);
+        return;
+    }
+    seq = ((seq_msg_t *)m)->seq;
+    ax_msg_release(&m);
+    if (seq == ENDS_WARM) {
+        atomic_fetch_add(&c->warm, 1);
+        return;
+    }
+    sender = (unsigned)(seq >> 1) & 1u;
+    if ((seq & 1u) != receiver)
+        atomic_fetch_add(&c->wrong_receiver, 1);
+    if (((seq >> 2) & 1u) != (ser == ENDS_SER_ID2))
+        atomic_fetch_add(&c->wrong_type, 1);
+    if (ax_net_msg_sender_path(*nm, &from) != AX_OK || ax_path_cmp(&from, &c->senders[sender]) != 0)
+        atomic_fetch_add(&c->wrong_sender, 1);
+    /* Only this receiver's handler touches next[.][receiver]. */
+    if (seq >> 3 != c->next[sender][receiver])
+        atomic_fetch_add(&c->out_of_order, 1);
+    c->next[sender][receiver] = (seq >> 3) + 1;
+    atomic_fetch_add(&c->received, 1);
+}
+
+static ax_status_t ends_send(ax_actor_t *self, ax_ref_t dst, const ax_msg_type_t *type, uint64_t seq, bool eager)
+{
+    ax_msg_t *m = NULL;
+    ax_status_t st;
+
+    if (eager) {
+        seq_msg_t sm;
+
+        ax_msg_init(&sm.hdr, type);
+        sm.seq = seq;
+        return ax_tell_serialised(self, dst, type, &sm.hdr);
+    }
+    if ((st = ax_msg_alloc(type, &m)) != AX_OK)
+        return st;
+    atomic_fetch_add(&seq_allocs, 1); /* seq_release counts it back */
+    ((seq_msg_t *)m)->seq = seq;
+    st = ax_tell(dst, &m, ax_self(self));
+    ax_msg_release(&m); /* NULL unless the tell failed */
+    return st;
+}
+
+/* In the first half message i goes to receiver i % 2 (every 4th pair to
+ * the same twice), as type i / 3 % 2, eagerly every 5th; in the second
+ * half all go lazily to receiver 0 as the first type, so that only the
+ * sender tells the two senders' envelopes apart. 40 a handler run, so
+ * that the two senders' lazy sends take turns in the dispatcher. */
+static void ends_warm_up(ax_actor_t *self, void *arg)
+{
+    ends_job_t *j = arg;
+
+    if (ends_send(self, j->dst[0], &seq_type, ENDS_WARM, false) != AX_OK)
+        atomic_fetch_add(&j->failed, 1);
+}
+
+static void ends_job_run(ax_actor_t *self, void *arg)
+{
+    ends_job_t *j = arg;
+
+    for (uint64_t end = j->i + 40; j->i < end && j->i < ENDS_PER_SENDER; j->i++) {
+        uint64_t i = j->i;
+        bool mixed = i < ENDS_PER_SENDER / 2;
+        unsigned r = mixed ? (unsigned)((i % 8 == 7 ? i - 1 : i) % 2) : 0;
+        unsigned second = mixed ? (unsigned)(i / 3 % 2) : 0;
+        uint64_t seq = (j->sent[r]++ << 3) | (second << 2) | (j->sender << 1) | r;
+
+        if (ends_send(self, j->dst[r], second ? &seq2_type : &seq_type, seq, mixed && i % 5 == 4) != AX_OK)
+            atomic_fetch_add(&j->failed, 1);
+    }
+    if (j->i < ENDS_PER_SENDER && axt_job_send(ax_self(self), ends_job_run, j, NULL))
+        return;
+    sem_post(&j->done); /* all sent, or the next run could not be asked for */
+}
+
+Test(net, each_frame_carries_its_own_receiver_sender_and_type)
+{
+    ax_system_t *a = net_system(), *b = net_system();
+    static ends_check_t check;
+    nt_node_t rx[2], tx[2];
+    ends_job_t jobs[2];
+    ax_ref_t tx_ref[2];
+    const char *names[2] = {"ends-0", "ends-1"};
+
+    memset(&check, 0, sizeof check);
+    for (unsigned k = 0; k < 2; k++) {
+        nt_node_setup(&rx[k], NT_SINK);
+        rx[k].on_net = ends_on_net;
+        rx[k].ctx = &check;
+        rx[k].rounds = k; /* the receiver's index, for ends_on_net */
+        nt_spawn_node(b, &rx[k], names[k]);
+        nt_node_setup(&tx[k], NT_SINK);
+        tx_ref[k] = nt_spawn_node(a, &tx[k], NULL);
+        cr_assert_eq(ax_ref_path(tx_ref[k], &check.senders[k]), AX_OK, "ref_path: %s", ax_error_detail());
+    }
+    for (unsigned k = 0; k < 2; k++) {
+        jobs[k] = (ends_job_t){.dst = {remote_named(a, b, names[0]), remote_named(a, b, names[1])}, .sender = k};
+        sem_init(&jobs[k].done, 0, 0);
+    }
+    cr_assert(axt_job_send(tx_ref[0], ends_warm_up, &jobs[0], NULL));
+    WAIT_UNTIL(atomic_load(&check.warm) == 1, "the first message did not arrive");
+    for (unsigned k = 0; k < 2; k++)
+        cr_assert(axt_job_send(tx_ref[k], ends_job_run, &jobs[k], NULL));
+    for (unsigned k = 0; k < 2; k++) {
+        cr_assert(axt_sem_wait(&jobs[k].done, WAIT_S), "sender %u did not finish", k);
+        cr_assert_eq(jobs[k].i, ENDS_PER_SENDER, "sender %u stopped at %llu", k, U(jobs[k].i));
+        cr_assert_eq(atomic_load(&jobs[k].failed), 0, "sender %u: %llu sends failed", k,
+                     U(atomic_load(&jobs[k].failed)));
+        sem_destroy(&jobs[k].done);
+    }
+    WAIT_UNTIL(atomic_load(&check.received) == 2 * ENDS_PER_SENDER, "received %llu of %d (%llu dead letters)",
+               U(atomic_load(&check.received)), 2 * ENDS_PER_SENDER, U(nstats(a).dead_lettered));
+    cr_assert_eq(atomic_load(&check.bad), 0, "%llu did not decode", U(atomic_load(&check.bad)));
+    cr_assert_eq(atomic_load(&check.wrong_receiver), 0, "%llu at the other receiver",
+                 U(atomic_load(&check.wrong_receiver)));
+    cr_assert_eq(atomic_load(&check.wrong_sender), 0, "%llu named the other sender",
+                 U(atomic_load(&check.wrong_sender)));
+    cr_assert_eq(atomic_load(&check.wrong_type), 0, "%llu with the other type's id",
+                 U(atomic_load(&check.wrong_type)));
+    cr_assert_eq(atomic_load(&check.out_of_order), 0, "%llu out of order",
+                 U(atomic_load(&check.out_of_order)));
+    for (unsigned k = 0; k < 2; k++)
+        cr_assert_eq(atomic_load(&rx[k].bad), 0);
+    cr_assert_eq(nstats(a).dead_lettered, 0);
+    axt_destroy(&a);
+    axt_destroy(&b);
+    assert_seqs_released();
+}
+
 /* ---- remote sends from init, hooks and handlers ---------------------------------- */
 
 /*
