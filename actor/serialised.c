@@ -64,6 +64,7 @@ ax_status_t ax_actor_init_buffers(ax_actor_t *self, const ax_buffer_config_t *cf
  */
 typedef struct ax__env_memo_s {
     bool valid;
+    uint64_t tag;      /* this envelope's, for its frames (ax_net_msg_t.env_tag) */
     ax_ref_t dst, from;
     uint64_t serialiser_id;
     const ax_addr_t *addr;
@@ -275,6 +276,9 @@ static ax_status_t data_net_msg_new(ax_lease_t *frame, uint32_t payload_off, uin
     return ax__net_msg_new(NULL, frame, payload_off, serialiser_id, session, out);
 }
 
+/* The envelope tags handed out so far (ax__env_memo_t.tag). */
+static uint64_t env_tags;
+
 /* Whether the envelope from `from` to dst can be kept (ax__env_memo_t). */
 static bool env_keyable(ax_ref_t dst, bool dst_held, ax_ref_t from)
 {
@@ -300,6 +304,7 @@ static ax_status_t envelope_for(ax__cell_t *c, ax_ref_t dst, bool dst_held, ax_r
         return AX_OK;
     }
     m->valid = false;
+    m->tag = 0;
     st = packed_dst(c, dst, dst_held, &tmp_dst, &to);
     if (st == AX_OK)
         st = packed_src(c, from, &tmp, &src);
@@ -308,6 +313,8 @@ static ax_status_t envelope_for(ax__cell_t *c, ax_ref_t dst, bool dst_held, ax_r
     if (st != AX_OK)
         return st;
     m->valid = keyable;
+    /* Unique in the process: a counter, any order (only equality counts). */
+    m->tag = keyable ? ck_pr_faa_64(&env_tags, 1) + 1 : 0;
     m->dst = dst;
     m->from = from;
     m->serialiser_id = type->serialiser_id;
@@ -343,6 +350,7 @@ ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, bool dst_held, ax
         return st;
     }
     (*out)->hdr.sender = from;
+    (*out)->env_tag = c->ext->env->tag;
     return AX_OK;
 }
 

@@ -144,6 +144,12 @@ struct ax__conn_s {
     uint64_t peer_path_ids; /* the path ids the peer offered (Hello) */
     ax__pathtab_t *tx_ids;  /* the ids we bound towards the peer, or NULL */
     bool tx_ids_lost;       /* a definition could not be kept: end c */
+    /* The head tx_ids gives frames with envelope tag tx_tag (compact),
+     * and the tag of the frame compacted last. */
+    uint64_t tx_tag, tx_tag_last;
+    uint32_t tx_head_poff;
+    uint16_t tx_head_len;
+    unsigned char tx_head[AX__NM_ALT_INLINE];
     ax__handshake_t *hs;    /* while a stranger; NULL once open */
     uint64_t last_rx_ns, last_tx_ns; /* for heartbeats and silence */
     ax_decode_buffer_t *rx; /* created when the connection opens */

@@ -503,12 +503,36 @@ static void compact(ax__conn_t *c, ax_net_msg_t *nm)
     size_t len;
     ax_status_t st;
 
+    if (nm->env_tag != 0 && nm->env_tag == c->tx_tag && nm->payload_off == c->tx_head_poff) {
+        /* The envelope of the frames before it: their head, with this
+         * frame's length. */
+        len = c->tx_head_len;
+        memcpy(nm->alt_inline, c->tx_head, len);
+        ax__frame_header_write(nm->alt_inline,
+                               &(ax__frame_header_t){(uint32_t)(len - AX__FRAME_HEADER_SIZE +
+                                                                ax__lease_len(&nm->frame) - nm->payload_off),
+                                                     AX__FRAME_DATA, 0, 0});
+        ax__net_msg_keep_inline_alt(nm, AX__NM_ALT_TX, len);
+        return;
+    }
     /* A stream's head (two ids) is written straight into nm's room. */
     st = ax__pathtab_compact(c->tx_ids, &nm->frame, nm->payload_off, nm->alt_inline, sizeof nm->alt_inline, &len);
     if (st == AX_OK) {
         ax__net_msg_keep_inline_alt(nm, AX__NM_ALT_TX, len);
+        /* The second frame in a row with one envelope binds nothing: the
+         * first bound what it could, and bindings never change
+         * (serial/pathtab.h). Its head serves every later frame with
+         * that envelope on c. */
+        if (nm->env_tag != 0 && nm->env_tag == c->tx_tag_last) {
+            c->tx_tag = nm->env_tag;
+            c->tx_head_poff = nm->payload_off;
+            c->tx_head_len = (uint16_t)len;
+            memcpy(c->tx_head, nm->alt_inline, len);
+        }
+        c->tx_tag_last = nm->env_tag;
         return;
     }
+    c->tx_tag_last = 0;
     if (st != AX_ENOBUFS ||
         ax__pathtab_compact(c->tx_ids, &nm->frame, nm->payload_off, head, sizeof head, &len) != AX_OK)
         return; /* nothing to gain: the frame goes as it is */

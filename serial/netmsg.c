@@ -76,6 +76,7 @@ ax_status_t ax__net_msg_new(ax_msg_pool_t *pool, ax_lease_t *frame, uint32_t pay
     nm->route = NULL;
     nm->route_release = NULL;
     nm->wire = 0;
+    nm->env_tag = 0;
     nm->alt_kind = AX__NM_ALT_NONE;
     nm->alt_len = 0;
     nm->alt_heap = NULL;

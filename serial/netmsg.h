@@ -24,6 +24,10 @@ struct ax_net_msg_s {
     void (*route_release)(void *route); /* called on route when the message
                                            is reset (a pin it holds), or NULL */
     uint32_t wire;         /* dispatch/: what the frame is on a send queue */
+    /* Not 0: frames with the same tag were encoded with the same envelope
+     * bytes (actor/serialised.c, the sender's envelope memo), so a
+     * connection compacts it once (dispatch/netthread.c, compact). */
+    uint64_t env_tag;
     /* Path ids (docs/wire.md section 6.1, serial/pathtab.h). TX: alt is
      * the header and envelope to write in place of frame[0, payload_off)
      * on the connection the frame is queued on. RX: the envelope with its
