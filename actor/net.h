@@ -265,6 +265,15 @@ typedef struct ax__route_cache_s {
     uint32_t ids_n;      /* ids this side offered (0: none) */
     ax__pathtab_t *ids;  /* created at the first Data frame */
     bool ids_lost;
+    /* The last envelope that came with references only: its bytes
+     * (env_len 0: none yet), its view and its paths in full. A frame whose
+     * envelope has the same bytes shares them: ids never change their
+     * path on a connection (serial/pathtab.h). */
+    uint8_t env_len;
+    unsigned char env[16];
+    ax__env_view_t view;
+    uint16_t full_len;
+    unsigned char full[AX__ENVELOPE_MAX];
 } ax__route_cache_t;
 
 /* Deliver a received Data frame to the local actor its envelope names,

@@ -639,13 +639,56 @@ static ax_status_t route_view(ax_system_t *sys, const ax__env_view_t *v, ax__rou
     return st;
 }
 
+/*
+ * The envelope at body[0, avail): the cache's when its bytes are the same
+ * (a stream's frames), else read, binding what it defines, and kept when
+ * it has references only. *full: its paths in full (NULL when it has no
+ * ids: the frame's own envelope is whole), in the cache or in scratch.
+ */
+static ax_status_t view_of(const unsigned char *body, size_t avail, ax__route_cache_t *cache, ax__env_view_t *v,
+                           const unsigned char **full, size_t *full_len, unsigned char scratch[AX__ENVELOPE_MAX])
+{
+    ax_status_t st;
+
+    /* A complete msgpack array at body's start: equal bytes are the
+     * whole envelope. */
+    if (cache->env_len > 0 && avail > cache->env_len && memcmp(body, cache->env, cache->env_len) == 0) {
+        *v = cache->view;
+        *full = cache->full;
+        *full_len = cache->full_len;
+        return AX_OK;
+    }
+    st = ax__env_view_read(body, avail, cache->ids, true, v);
+    if (st != AX_OK)
+        return st;
+    *full = NULL;
+    if (!ax__env_view_has_ids(v))
+        return AX_OK;
+    if (v->p[0].form == AX__PATH_REF && (v->p[1].form == AX__PATH_REF || v->p[1].form == AX__PATH_NIL) &&
+        v->len <= sizeof cache->env) {
+        /* References only: their bytes are the table's, which live as
+         * long as the connection; the serialiser id's are copied. */
+        cache->full_len = (uint16_t)ax__env_view_full(v, cache->full);
+        memcpy(cache->env, body, v->len);
+        cache->env_len = (uint8_t)v->len;
+        cache->view = *v;
+        cache->view.sid = NULL; /* in the frame: not kept, nor needed again */
+        *full = cache->full;
+        *full_len = cache->full_len;
+        return AX_OK;
+    }
+    *full_len = ax__env_view_full(v, scratch);
+    *full = scratch;
+    return AX_OK;
+}
+
 /* ax__deliver_frame on a connection where the peer may use path ids. */
 static ax_status_t deliver_view(ax_system_t *sys, ax_lease_t *frame, uint64_t session, uint64_t via,
                                 ax__route_cache_t *cache)
 {
-    unsigned char copy[AX__ENVELOPE_MAX], full[AX__ENVELOPE_MAX];
-    const unsigned char *body = ax_lease_data(frame);
-    size_t avail = ax__lease_len(frame) - AX__FRAME_HEADER_SIZE, n;
+    unsigned char copy[AX__ENVELOPE_MAX], scratch[AX__ENVELOPE_MAX];
+    const unsigned char *body = ax_lease_data(frame), *full;
+    size_t avail = ax__lease_len(frame) - AX__FRAME_HEADER_SIZE, n = 0;
     ax__env_view_t v;
     ax_net_msg_t *nm;
     ax_ref_t dst;
@@ -667,7 +710,7 @@ static ax_status_t deliver_view(ax_system_t *sys, ax_lease_t *frame, uint64_t se
         cache->ids_lost = true;
         return ax__error(AX_ENOMEM, "net: no memory for a path-id table");
     }
-    st = ax__env_view_read(body, avail, cache->ids, true, &v);
+    st = view_of(body, avail, cache, &v, &full, &n, scratch);
     if (st == AX_ENOMEM)
         cache->ids_lost = true;
     if (st == AX_OK)
@@ -677,10 +720,9 @@ static ax_status_t deliver_view(ax_system_t *sys, ax_lease_t *frame, uint64_t se
                              session, &nm);
     if (st != AX_OK)
         return st; /* *frame stays with the caller, to echo back */
-    if (ax__env_view_has_ids(&v)) {
+    if (full != NULL) {
         /* The paths in full beside the frame: the handler decodes them
          * later, on its own thread, without this connection's table. */
-        n = ax__env_view_full(&v, full);
         st = ax__net_msg_set_alt(nm, AX__NM_ALT_RX, full, n);
         if (st != AX_OK) {
             ax_lease_move(frame, &nm->frame);
