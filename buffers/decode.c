@@ -4,8 +4,8 @@
  * Bytes arrive at cur[w]. Frames not yet handed out start at cur[p]. When
  * cur is full, the complete frames in [p, w) move to the ready queue and
  * the one incomplete frame left is continued in a fresh chunk: copied when
- * small, chained (cur keeps a reference in the chain) when large. A chained
- * frame always continues at offset 0 of the following chunk.
+ * it fits in one, chained (cur keeps a reference in the chain) when larger.
+ * A chained frame always continues at offset 0 of the following chunk.
  */
 #include <stdbool.h>
 #include <stdlib.h>
@@ -281,10 +281,13 @@ static ax_status_t swap(ax_decode_buffer_t *db)
         chain_and_continue(db, 0, db->w, fresh);
         return AX_OK;
     }
-    /* The header of a partial frame of more than half a chunk is complete,
-     * since header_size <= chunk_size / 2. */
+    /* A frame that fits in one chunk is copied to the fresh one, so that it
+     * stays contiguous: a chained frame is copied whole anyway by the
+     * deserialiser that reads it (ax_lease_flatten), and the part copied
+     * here is less than the frame. When its header is incomplete the
+     * partial frame is shorter than a header (len 0), so it fits too. */
     len = frame_len_at_p(db);
-    if (partial == 0 || (len != 0 ? len : partial) <= size / 2) {
+    if (partial == 0 || (len != 0 ? len : partial) <= size) {
         memcpy(fresh->data, db->cur->data + db->p, partial);
         put_cur(db);
         db->cur = fresh;

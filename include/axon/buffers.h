@@ -341,8 +341,9 @@ AX_API ax_buffer_pool_t *ax_decode_buffer_pool(ax_decode_buffer_t *db);
  * Where the next bytes may be written: at least one byte at *ptr. The
  * region is valid until the next call on db. When the active chunk is full
  * it swaps in another: its complete frames wait in a ready queue, and an
- * incomplete frame is copied to the new chunk when the whole frame is at
- * most half a chunk, chained across chunks when larger. AX_ENOBUFS when no
+ * incomplete frame is copied to the new chunk when the whole frame fits in
+ * one chunk (so that it stays contiguous), chained across chunks when
+ * larger. AX_ENOBUFS when no
  * chunk is available: take the frames that are ready with
  * ax_decode_buffer_next(), stop reading, and call again once leases have
  * been released. AX_ETOOBIG after a header announced an oversized frame.

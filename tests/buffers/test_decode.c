@@ -31,8 +31,8 @@ static void put_be32(unsigned char *p, size_t v)
 }
 
 /* Body sizes that hit every path of the decoder: tiny frames, frames near
- * half a chunk (copied or chained when they straddle), near a chunk, and
- * several chunks long. */
+ * half a chunk, near a chunk (copied when they straddle and fit one,
+ * chained when larger), and several chunks long. */
 static size_t random_body(unsigned *seed)
 {
     unsigned r = (unsigned)rand_r(seed);
@@ -310,28 +310,31 @@ Test(decode, space_and_commit_with_short_reads)
 }
 
 /* With the earlier frames still held, a frame that straddles a chunk
- * boundary is copied into the next chunk when it is at most half a chunk,
- * and chained across the two when larger. */
-Test(decode, straddling_frames_are_copied_when_small_and_chained_when_large)
+ * boundary is copied into the next chunk when it fits in one, and chained
+ * across chunks when larger. */
+Test(decode, straddling_frames_are_copied_when_they_fit_a_chunk_and_chained_when_larger)
 {
     /* Frame 1 ends at 408; frame 2 (208 bytes) straddles 512 and moves to a
-     * fresh chunk; frame 3 (308 bytes) then straddles 512 again. */
-    static const size_t bodies[] = {400, 200, 300, 10};
-    static const size_t slices[] = {1, 1, 2, 1};
-    struct stream s = make_stream(bodies, 4, 5);
+     * fresh chunk; frame 3 (308 bytes, more than half a chunk) straddles
+     * again and moves too; frame 4 (a whole chunk, 512 bytes) straddles
+     * and moves, filling its chunk; frame 5 (513 bytes) cannot fit one
+     * chunk and is chained; frame 6 follows it. */
+    static const size_t bodies[] = {400, 200, 300, CHUNK - HDR, CHUNK - HDR + 1, 10};
+    static const size_t slices[] = {1, 1, 1, 1, 2, 1};
+    struct stream s = make_stream(bodies, 6, 5);
     ax_decode_buffer_t *db = make_decoder(1, 8);
-    ax_lease_t f[4];
+    ax_lease_t f[6];
     size_t taken;
 
     cr_assert_eq(ax_decode_buffer_feed(db, s.bytes, s.len, &taken), AX_OK);
     cr_assert_eq(taken, s.len);
-    for (size_t i = 0; i < 4; i++) {
+    for (size_t i = 0; i < 6; i++) {
         cr_assert_eq(ax_decode_buffer_next(db, &f[i]), AX_OK);
         expect_frame(&s, i, &f[i]);
         cr_assert_eq(ax_lease_slice_count(&f[i]), slices[i], "frame %zu", i);
     }
     cr_assert_eq(ax_decode_buffer_next(db, &f[0]), AX_EAGAIN);
-    for (size_t i = 0; i < 4; i++)
+    for (size_t i = 0; i < 6; i++)
         ax_lease_release(&f[i]);
     expect_all_free(db);
     ax_decode_buffer_destroy(&db);
