@@ -406,6 +406,8 @@ static void conn_close(ax__conn_t *c)
     c->tx_ids = NULL;
     ax__pathtab_free(c->route.ids);
     c->route.ids = NULL;
+    c->route.env_len = 0; /* its view pointed into that table */
+    c->tx_tag = 0;
     c->state = AX__CONN_DEAD;
     net->nconns--;
     ax__counter_add(&net->c.connections, (uint64_t)-1);
