@@ -141,11 +141,13 @@ static inline void ax__stock_take(ax__ref_stock_t *s, ax_chunk_t *c)
     s->n--;
 }
 
-/* Drop the stock if it is on c (c is about to go back to its pool). */
-static inline void ax__stock_release_on(ax__ref_stock_t *s, const ax_chunk_t *c)
+/* Give *c back to pool (ax_buffer_pool_put) with the stock returned
+ * first if it is on *c. */
+static inline void ax__stock_put(ax_buffer_pool_t *pool, ax__ref_stock_t *s, ax_chunk_t **c)
 {
-    if (c != NULL && c == s->chunk)
+    if (*c != NULL && *c == s->chunk)
         ax__stock_drop(s);
+    ax_buffer_pool_put(pool, c);
 }
 
 /* ax__chunk_reusable for the owner of stock s. */

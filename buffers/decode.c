@@ -222,12 +222,6 @@ static ax_status_t cut_frame(ax_decode_buffer_t *db, ax_lease_t *frame)
     return AX_OK;
 }
 
-/* Retire cur to the pool, with no reference of ours left on it. */
-static void put_cur(ax_decode_buffer_t *db)
-{
-    ax__stock_release_on(&db->stock, db->cur);
-    ax_buffer_pool_put(db->pool, &db->cur);
-}
 
 /* Add [off, off + len) of cur to the chain of the frame in progress and
  * continue in fresh. */
@@ -236,7 +230,7 @@ static void chain_and_continue(ax_decode_buffer_t *db, size_t off, size_t len, a
     ax__chunk_ref(db->cur); /* the chain's reference */
     db->chain[db->nchain++] = (struct ax_lease_slice_s){db->cur, (uint32_t)off, (uint32_t)len};
     db->chain_bytes += len;
-    put_cur(db);
+    ax__stock_put(db->pool, &db->stock, &db->cur);
     db->cur = fresh;
     db->w = 0;
     db->p = 0;
@@ -289,7 +283,7 @@ static ax_status_t swap(ax_decode_buffer_t *db)
     len = frame_len_at_p(db);
     if (partial == 0 || (len != 0 ? len : partial) <= size) {
         memcpy(fresh->data, db->cur->data + db->p, partial);
-        put_cur(db);
+        ax__stock_put(db->pool, &db->stock, &db->cur);
         db->cur = fresh;
         db->w = partial;
         db->p = 0;

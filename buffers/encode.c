@@ -94,18 +94,11 @@ static size_t space_left(const ax_encode_buffer_t *eb)
     return eb->cur->size - eb->pos;
 }
 
-/* Retire c to the pool, with no reference of ours left on it. */
-static void put_chunk(ax_encode_buffer_t *eb, ax_chunk_t **c)
-{
-    ax__stock_release_on(&eb->stock, *c);
-    ax_buffer_pool_put(eb->pool, c);
-}
-
 /* Give back a chunk taken during the open message (never orig). */
 static void give_back(ax_encode_buffer_t *eb, ax_chunk_t *c)
 {
     if (c != NULL && c != eb->orig)
-        put_chunk(eb, &c);
+        ax__stock_put(eb->pool, &eb->stock, &c);
 }
 
 static void close_message(ax_encode_buffer_t *eb)
@@ -358,9 +351,9 @@ ax_status_t ax_encode_end(ax_encode_buffer_t *eb, ax_lease_t *out)
      * in orig (a relocated message is never chained from orig). */
     orig_in_segs = eb->nsegs > 0 && eb->segs[0].chunk == eb->orig;
     for (size_t i = 0; i < eb->nsegs; i++)
-        put_chunk(eb, &eb->segs[i].chunk);
+        ax__stock_put(eb->pool, &eb->stock, &eb->segs[i].chunk);
     if (eb->orig != NULL && eb->orig != eb->cur && !orig_in_segs)
-        put_chunk(eb, &eb->orig);
+        ax__stock_put(eb->pool, &eb->stock, &eb->orig);
     close_message(eb);
     return AX_OK;
 }
