@@ -510,10 +510,7 @@ static void compact(ax__conn_t *c, ax_net_msg_t *nm)
          * frame's length. */
         len = c->tx_head_len;
         memcpy(nm->alt_inline, c->tx_head, len);
-        ax__frame_header_write(nm->alt_inline,
-                               &(ax__frame_header_t){(uint32_t)(len - AX__FRAME_HEADER_SIZE +
-                                                                ax__lease_len(&nm->frame) - nm->payload_off),
-                                                     AX__FRAME_DATA, 0, 0});
+        ax__compact_head_header(nm->alt_inline, len, ax__lease_len(&nm->frame), nm->payload_off);
         ax__net_msg_keep_inline_alt(nm, AX__NM_ALT_TX, len);
         return;
     }

@@ -123,16 +123,6 @@ ax_status_t ax__frame_encode_data_env(ax_encode_buffer_t *eb, const ax__packed_e
     return st;
 }
 
-ax_status_t ax__frame_encode_data_packed(ax_encode_buffer_t *eb, const ax__packed_path_t *dst,
-                                         const ax__packed_path_t *src, const ax_msg_type_t *type,
-                                         const ax_msg_t *msg, ax_lease_t *frame, uint32_t *payload_off)
-{
-    ax__packed_env_t env;
-    ax_status_t st = ax__envelope_packed(dst, src, type->serialiser_id, &env);
-
-    return st == AX_OK ? ax__frame_encode_data_env(eb, &env, type, msg, frame, payload_off) : st;
-}
-
 ax_status_t ax__frame_encode_head_packed(ax_encode_buffer_t *eb, const ax__packed_path_t *dst,
                                          const ax__packed_path_t *src, uint64_t serialiser_id,
                                          size_t payload_len, ax_lease_t *head)

@@ -67,8 +67,9 @@ typedef struct ax__packed_path_s {
 ax_status_t ax__path_packed(const ax_path_t *p, ax__packed_path_t *out);
 
 /* A Data frame's envelope in its wire encoding: [dst, src or nil, id],
- * packed by msgpack-c. A run of frames with the same receiver, sender and
- * serialiser (a lazy batch) packs it once and copies it into each frame. */
+ * packed by msgpack-c. A sender keeps the last one it packed and copies it
+ * into each frame with the same receiver, sender and serialiser
+ * (actor/serialised.c, envelope_for). */
 typedef struct ax__packed_env_s {
     uint16_t len;
     unsigned char bytes[AX__ENVELOPE_MAX];
@@ -79,20 +80,15 @@ ax_status_t ax__envelope_packed(const ax__packed_path_t *dst, const ax__packed_p
                                 uint64_t serialiser_id, ax__packed_env_t *out);
 
 /*
- * Encode a whole Data frame into eb: header, envelope (dst, then src, or
- * nil when src is NULL: sent from outside any actor), then the payload
- * from type->serialise. *payload_off receives where the payload starts in
- * the frame. On failure eb is as before (AX_ENOBUFS when its pool is
- * exhausted). ax__frame_encode_data_env takes the envelope packed
- * already, for type->serialiser_id.
+ * Encode a whole Data frame into eb: header, the envelope env (packed for
+ * type->serialiser_id), then the payload from type->serialise.
+ * *payload_off receives where the payload starts in the frame. On failure
+ * eb is as before (AX_ENOBUFS when its pool is exhausted).
  *
  * ax__frame_encode_head_packed: the header and envelope of a Data frame
  * whose payload follows separately (preserialised payloads); payload_len
  * counts the payload too.
  */
-ax_status_t ax__frame_encode_data_packed(ax_encode_buffer_t *eb, const ax__packed_path_t *dst,
-                                         const ax__packed_path_t *src, const ax_msg_type_t *type,
-                                         const ax_msg_t *msg, ax_lease_t *frame, uint32_t *payload_off);
 ax_status_t ax__frame_encode_data_env(ax_encode_buffer_t *eb, const ax__packed_env_t *env,
                                       const ax_msg_type_t *type, const ax_msg_t *msg, ax_lease_t *frame,
                                       uint32_t *payload_off);

@@ -220,7 +220,6 @@ ax_status_t ax__pathtab_compact(ax__pathtab_t *t, const ax_lease_t *frame, uint3
     unsigned char copy[AX__FRAME_HEADER_SIZE + AX__ENVELOPE_MAX];
     const unsigned char *f = ax_lease_data(frame), *env, *end;
     size_t frame_len = ax__lease_len(frame), dst_len, src_len, n;
-    uint64_t body;
     bool gain = false;
 
     if (payload_off <= AX__FRAME_HEADER_SIZE + 1 || payload_off > frame_len ||
@@ -267,8 +266,7 @@ ax_status_t ax__pathtab_compact(ax__pathtab_t *t, const ax_lease_t *frame, uint3
     }
     ax__copy_small(out + n, env + 1 + dst_len + src_len, (size_t)(end - (env + 1 + dst_len + src_len)));
     n += (size_t)(end - (env + 1 + dst_len + src_len));
-    body = n - AX__FRAME_HEADER_SIZE + (frame_len - payload_off);
-    ax__frame_header_write(out, &(ax__frame_header_t){(uint32_t)body, AX__FRAME_DATA, 0, 0});
+    ax__compact_head_header(out, n, frame_len, payload_off);
     *out_len = n;
     return AX_OK;
 }

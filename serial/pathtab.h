@@ -74,6 +74,16 @@ void ax__pathtab_free(ax__pathtab_t *t);
 ax_status_t ax__pathtab_compact(ax__pathtab_t *t, const ax_lease_t *frame, uint32_t payload_off,
                                 unsigned char *out, size_t cap, size_t *out_len);
 
+/* The header of a head of head_len bytes (header included) that goes in
+ * place of frame[0, payload_off) of a frame of frame_len bytes. */
+static inline void ax__compact_head_header(unsigned char *head, size_t head_len, size_t frame_len,
+                                           uint32_t payload_off)
+{
+    size_t body = head_len - AX__FRAME_HEADER_SIZE + (frame_len - payload_off);
+
+    ax__frame_header_write(head, &(ax__frame_header_t){(uint32_t)body, AX__FRAME_DATA, 0, 0});
+}
+
 /* How one path of an envelope came. */
 enum ax__path_form { AX__PATH_FULL, AX__PATH_DEF, AX__PATH_REF, AX__PATH_NIL };
 

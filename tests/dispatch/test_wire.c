@@ -141,9 +141,12 @@ static ax_status_t frame_encode_data(ax_encode_buffer_t *eb, const ax_path_t *ds
 {
     ax__packed_path_t d, s;
     const ax__packed_path_t *sp;
+    ax__packed_env_t env;
     ax_status_t st = pack_paths(dst, src, &d, &s, &sp);
 
-    return st != AX_OK ? st : ax__frame_encode_data_packed(eb, &d, sp, type, msg, frame, payload_off);
+    if (st == AX_OK)
+        st = ax__envelope_packed(&d, sp, type->serialiser_id, &env);
+    return st != AX_OK ? st : ax__frame_encode_data_env(eb, &env, type, msg, frame, payload_off);
 }
 
 static ax_status_t frame_encode_head(ax_encode_buffer_t *eb, const ax_path_t *dst, const ax_path_t *src,
