@@ -6,6 +6,9 @@
  * the one incomplete frame left is continued in a fresh chunk: copied when
  * it fits in one, chained (cur keeps a reference in the chain) when larger.
  * A chained frame always continues at offset 0 of the following chunk.
+ * The space offered for a read is planned so that the copy is rare: a
+ * frame that fits in one chunk is not started where it cannot end
+ * (plan_read).
  */
 #include <stdbool.h>
 #include <stdlib.h>
@@ -29,6 +32,7 @@ struct ax_decode_buffer_s {
     size_t nchain, chain_cap, chain_bytes, chain_frame_len;
 
     ax__ref_stock_t stock; /* references for the frames cut from cur (chunk.h) */
+    size_t last_len;       /* length of the last frame cut: the next is read as if alike */
 
     /* Complete frames cut at a swap, not yet handed out (FIFO). */
     ax_lease_t *ready;
@@ -207,6 +211,7 @@ static ax_status_t cut_frame(ax_decode_buffer_t *db, ax_lease_t *frame)
         st = ax__lease_build(db->chain, db->nchain + 1, frame);
         if (st != AX_OK)
             return st;
+        db->last_len = db->chain_frame_len;
         drop_chain(db);
         db->p = need;
         return AX_OK;
@@ -219,6 +224,7 @@ static ax_status_t cut_frame(ax_decode_buffer_t *db, ax_lease_t *frame)
     ax__stock_take(&db->stock, db->cur);
     *frame = (ax_lease_t){db->cur, (uint32_t)db->p, (uint32_t)len, NULL};
     db->p += len;
+    db->last_len = len;
     return AX_OK;
 }
 
@@ -294,9 +300,42 @@ static ax_status_t swap(ax_decode_buffer_t *db)
     return AX_OK;
 }
 
+/*
+ * How much of cur's room the next read should fill, for a frame that fits
+ * in one chunk not to straddle the chunk's end (a straddling frame is
+ * copied at the swap). Sets *swap_now when the frame at p, or the next
+ * frame if it is like the last one, cannot end in cur: better to move to
+ * another chunk now, with at most a header's bytes to copy, than after
+ * the read. Otherwise the read stops at the end of the frame in progress,
+ * or of one frame like the last, when another like it would not fit
+ * behind: one read a frame near a chunk's end, and none copied. Frames
+ * larger than a chunk are chained anyway and read as they come.
+ */
+static size_t plan_read(ax_decode_buffer_t *db, bool *swap_now)
+{
+    size_t size = db->cur->size, room = size - db->w, len, end;
+
+    *swap_now = false;
+    if (db->nchain > 0)
+        return room;
+    len = frame_len_at_p(db); /* 0 while the header is incomplete */
+    if (len == 0)
+        len = db->last_len;
+    if (len == 0 || len > size || db->w - db->p >= len)
+        return room; /* nothing to go by, chained anyway, or complete */
+    end = db->p + len;
+    if (end > size) {
+        *swap_now = true;
+        return room;
+    }
+    return size - end < len ? end - db->w : room;
+}
+
 ax_status_t ax_decode_buffer_space(ax_decode_buffer_t *db, void **ptr, size_t *len)
 {
     ax_status_t st;
+    size_t room;
+    bool swap_now;
 
     if (db->err != AX_OK)
         return db->err;
@@ -311,8 +350,13 @@ ax_status_t ax_decode_buffer_space(ax_decode_buffer_t *db, void **ptr, size_t *l
         if (st != AX_OK)
             return st;
     }
+    room = plan_read(db, &swap_now);
+    if (swap_now && swap(db) == AX_OK)
+        room = plan_read(db, &swap_now); /* the frame starts at 0 now: no second swap */
+    if (db->err != AX_OK)
+        return db->err; /* the header just read announced an oversized frame */
     *ptr = db->cur->data + db->w;
-    *len = db->cur->size - db->w;
+    *len = room;
     return AX_OK;
 }
 

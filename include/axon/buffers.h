@@ -343,7 +343,11 @@ AX_API ax_buffer_pool_t *ax_decode_buffer_pool(ax_decode_buffer_t *db);
  * it swaps in another: its complete frames wait in a ready queue, and an
  * incomplete frame is copied to the new chunk when the whole frame fits in
  * one chunk (so that it stays contiguous), chained across chunks when
- * larger. AX_ENOBUFS when no
+ * larger. *len may be less than the chunk has left, and the swap may come
+ * early: a frame that fits in a chunk is not started where it cannot end
+ * (going by its header, or by the last frame's length while the header is
+ * still to come), so that frames stay contiguous where they were read
+ * without a copy. AX_ENOBUFS when no
  * chunk is available: take the frames that are ready with
  * ax_decode_buffer_next(), stop reading, and call again once leases have
  * been released. AX_ETOOBIG after a header announced an oversized frame.

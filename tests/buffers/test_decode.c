@@ -309,16 +309,66 @@ Test(decode, space_and_commit_with_short_reads)
     free_stream(&s);
 }
 
+/*
+ * A socket with plenty to read fills whatever space it is offered. Frames
+ * just over half a chunk, read that way and held: after the first frame
+ * that straddles (the decoder had no length to go by yet), each frame is
+ * read into a chunk where it ends, and its lease points at the very bytes
+ * the read wrote: none is copied to keep it whole.
+ */
+Test(decode, frames_that_fit_a_chunk_are_read_where_they_end_and_never_moved)
+{
+    enum { N = 24, BODY = CHUNK / 2 + 40 };
+    size_t bodies[N];
+    struct stream s;
+    ax_decode_buffer_t *db = make_decoder(1, N + 4);
+    struct held h = make_held(N);
+    unsigned char *at[N + 1] = {0}; /* where each frame's first byte was read to */
+    size_t off = 0, next = 0, frame = 0, reads = 0;
+
+    for (size_t i = 0; i < N; i++)
+        bodies[i] = BODY;
+    s = make_stream(bodies, N, 9);
+    while (off < s.len) {
+        void *ptr;
+        size_t room, n;
+
+        cr_assert_eq(ax_decode_buffer_space(db, &ptr, &room), AX_OK);
+        n = room < s.len - off ? room : s.len - off;
+        memcpy(ptr, s.bytes + off, n);
+        for (; frame < N && s.off[frame] < off + n; frame++)
+            at[frame] = (unsigned char *)ptr + (s.off[frame] - off);
+        ax_decode_buffer_commit(db, n);
+        off += n;
+        reads++;
+        drain(db, &s, &next, &h);
+    }
+    cr_assert_eq(next, N);
+    for (size_t i = 2; i < N; i++) {
+        cr_assert_eq(ax_lease_slice_count(&h.l[i]), 1, "frame %zu", i);
+        cr_assert_eq(ax_lease_data(&h.l[i]), at[i], "frame %zu was moved after it was read", i);
+    }
+    /* One read a frame: the decoder never offers the start of a frame that
+     * cannot end in the chunk. */
+    cr_assert_leq(reads, N + 2, "%zu reads for %d frames", reads, N);
+    release_held(&h, &s);
+    expect_all_free(db);
+    ax_decode_buffer_destroy(&db);
+    free_held(&h);
+    free_stream(&s);
+}
+
 /* With the earlier frames still held, a frame that straddles a chunk
  * boundary is copied into the next chunk when it fits in one, and chained
  * across chunks when larger. */
 Test(decode, straddling_frames_are_copied_when_they_fit_a_chunk_and_chained_when_larger)
 {
-    /* Frame 1 ends at 408; frame 2 (208 bytes) straddles 512 and moves to a
-     * fresh chunk; frame 3 (308 bytes, more than half a chunk) straddles
-     * again and moves too; frame 4 (a whole chunk, 512 bytes) straddles
-     * and moves, filling its chunk; frame 5 (513 bytes) cannot fit one
-     * chunk and is chained; frame 6 follows it. */
+    /* The whole stream is fed at once. Frame 1 ends at 408; frame 2 (208
+     * bytes) straddles 512 and moves to a fresh chunk; frame 3 (308 bytes,
+     * more than half a chunk) straddles too and moves; frame 4 (a whole
+     * chunk, 512 bytes) starts in a chunk of its own, since the decoder
+     * offers no space for a frame that cannot end there; frame 5 (513
+     * bytes) cannot fit one chunk and is chained; frame 6 follows it. */
     static const size_t bodies[] = {400, 200, 300, CHUNK - HDR, CHUNK - HDR + 1, 10};
     static const size_t slices[] = {1, 1, 1, 1, 2, 1};
     struct stream s = make_stream(bodies, 6, 5);
