@@ -225,6 +225,7 @@ struct ax__net_s {
     /* Published snapshots of pool stats, for ax_net_stats. */
     pthread_mutex_t stats_lock;
     ax_buffer_pool_stats_t rx_stats, dispatch_stats;
+    uint64_t pool_stats_ns;  /* network thread only: when rx_stats was last taken */
     ax__conn_snap_t snap;    /* per-connection metrics (metrics_conn.h) */
 
     pthread_mutex_t sub_lock;

@@ -166,7 +166,9 @@ typedef struct ax_net_stats_s {
     uint64_t replace_refused;   /* Hellos for an address already connected,
                                    refused for want of proof */
     uint64_t heartbeat_timeouts; /* connections lost to silence */
-    ax_buffer_pool_stats_t receive_pool;  /* the network thread's receive pool */
+    ax_buffer_pool_stats_t receive_pool;  /* the network thread's receive pool, as
+                                             it stood up to 1 ms ago (a heartbeat
+                                             tick ago when the network is idle) */
     ax_buffer_pool_stats_t dispatch_pool; /* the dispatcher's buffer pool, which lazy
                                              sends are serialised into */
     uint64_t events_lost;       /* events (to subscribers, or to the dispatcher)
