@@ -199,9 +199,15 @@ ax_msg_pool_t *ax__system_netmsg_pool(ax_system_t *sys);
  * actor, or AX_REF_NULL) to dst, as a NetMessage (hdr.sender = from) the
  * caller then owns. dst_held: dst is a remote ref whose entry the caller
  * holds a pin on (ax__remote_pin), so its path is read without another.
- * Statuses as for ax_tell_serialised. */
+ * lend: NULL, or where the caller's owned message (msg itself) is: a
+ * large bytes or string body may then be lent to the frame instead of
+ * copied (serial/frame.h, ax__frame_encode_data_lent), and *lend is set to
+ * NULL when it was: the frame releases the message after its last write.
+ * Otherwise, and on any failure, the caller keeps it. Statuses as for
+ * ax_tell_serialised. */
 ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, bool dst_held, ax_ref_t from,
-                              const ax_msg_type_t *type, const ax_msg_t *msg, ax_net_msg_t **out);
+                              const ax_msg_type_t *type, const ax_msg_t *msg, ax_msg_t **lend,
+                              ax_net_msg_t **out);
 
 /* ax__encode_net_msg, then route it like ax_tell_serialised. */
 ax_status_t ax__tell_serialised_from(ax_actor_t *self, ax_ref_t dst, ax_ref_t from,

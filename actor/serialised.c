@@ -323,8 +323,42 @@ static ax_status_t envelope_for(ax__cell_t *c, ax_ref_t dst, bool dst_held, ax_r
     return AX_OK;
 }
 
+/* A message lent to its frame goes when the frame's last lease does. */
+static void release_lent(void *msg)
+{
+    ax_msg_t *m = msg;
+
+    ax_msg_release(&m);
+}
+
+/* A lent message's frame: the NetMessage comes first, so that once the
+ * message is lent nothing can fail and hand it back released. */
+static ax_status_t encode_lent(ax_encode_buffer_t *eb, const ax__packed_env_t *env, const ax_msg_type_t *type,
+                               ax_msg_t **lend, ax_net_msg_t **out)
+{
+    ax_lease_t frame = AX_LEASE_EMPTY;
+    ax_net_msg_t *nm = NULL;
+    uint32_t poff = 0;
+    bool lent;
+    ax_status_t st = data_net_msg_new(&frame, 0, type->serialiser_id, 0, &nm);
+
+    if (st == AX_OK)
+        st = ax__frame_encode_data_lent(eb, env, type, *lend, release_lent, *lend, &nm->frame, &poff, &lent);
+    if (st != AX_OK) {
+        if (nm != NULL)
+            ax_msg_release((ax_msg_t **)&nm);
+        return st;
+    }
+    nm->payload_off = poff;
+    if (lent)
+        *lend = NULL;
+    *out = nm;
+    return AX_OK;
+}
+
 ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, bool dst_held, ax_ref_t from,
-                              const ax_msg_type_t *type, const ax_msg_t *msg, ax_net_msg_t **out)
+                              const ax_msg_type_t *type, const ax_msg_t *msg, ax_msg_t **lend,
+                              ax_net_msg_t **out)
 {
     ax__cell_t *c = ax__cell(self);
     const ax__packed_env_t *env;
@@ -340,14 +374,18 @@ ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, bool dst_held, ax
         st = encode_buffer(c, &eb); /* and the cell's ext, which the envelope uses */
     if (st == AX_OK)
         st = envelope_for(c, dst, dst_held, from, type, &env);
-    if (st == AX_OK)
+    if (st == AX_OK && lend != NULL)
+        st = encode_lent(eb, env, type, lend, out);
+    else if (st == AX_OK)
         st = ax__frame_encode_data_env(eb, env, type, msg, &frame, &poff);
     if (st != AX_OK)
         return st;
-    st = data_net_msg_new(&frame, poff, type->serialiser_id, 0, out);
-    if (st != AX_OK) {
-        ax_lease_release(&frame);
-        return st;
+    if (lend == NULL) {
+        st = data_net_msg_new(&frame, poff, type->serialiser_id, 0, out);
+        if (st != AX_OK) {
+            ax_lease_release(&frame);
+            return st;
+        }
     }
     (*out)->hdr.sender = from;
     (*out)->env_tag = c->ext->env->tag;
@@ -369,7 +407,7 @@ ax_status_t ax__tell_serialised_from(ax_actor_t *self, ax_ref_t dst, ax_ref_t fr
             st = ax__remote_pin(dst, &pinned);
     }
     if (st == AX_OK)
-        st = ax__encode_net_msg(self, dst, pinned != NULL, from, type, msg, &nm);
+        st = ax__encode_net_msg(self, dst, pinned != NULL, from, type, msg, NULL, &nm);
     if (st != AX_OK) {
         if (pinned != NULL)
             ax__remote_unpin(pinned);

@@ -92,14 +92,67 @@ __attribute__((destructor)) static void cache_drain(void)
     ax__chunk_cache_trim();
 }
 
+/* What a foreign chunk keeps in own_: how to give the memory back. */
+struct foreign_lender {
+    void (*release)(void *arg);
+    void *arg;
+};
+
+ax_status_t ax__lease_foreign(const void *data, size_t len, void (*release)(void *arg), void *arg,
+                              ax_lease_t *out)
+{
+    size_t bytes = (sizeof(ax_chunk_t) + sizeof(struct foreign_lender) + 63) & ~(size_t)63;
+    ax_chunk_t *c;
+
+    *out = AX_LEASE_EMPTY;
+    if (len > UINT32_MAX)
+        return ax__error(AX_EINVAL, "foreign lease: %zu bytes is above a slice's 4 GiB - 1", len);
+    c = aligned_alloc(64, bytes);
+    if (c == NULL)
+        return ax__error(AX_ENOMEM, "foreign lease: out of memory");
+    c->refs = 1; /* the lease's; not yet visible to any other thread */
+    c->state = AX__CHUNK_FOREIGN;
+    c->size = (uint32_t)len;
+    c->pad_ = 0;
+    c->next = NULL;
+    c->all_next = NULL;
+    c->data = (unsigned char *)(uintptr_t)data; /* read only: leases are read-only */
+    *(struct foreign_lender *)(void *)c->own_ = (struct foreign_lender){release, arg};
+    *out = (ax_lease_t){c, 0, (uint32_t)len, NULL};
+    return AX_OK;
+}
+
+static void foreign_free(ax_chunk_t *c, bool give_back)
+{
+    struct foreign_lender l = *(struct foreign_lender *)(void *)c->own_;
+
+    free(c);
+    if (give_back && l.release != NULL)
+        l.release(l.arg);
+}
+
+void ax__lease_foreign_cancel(ax_lease_t *l)
+{
+    if (l->chunk != NULL && l->ext == NULL && l->chunk->state == AX__CHUNK_FOREIGN &&
+        ck_pr_load_32(&l->chunk->refs) == 1)
+        foreign_free(l->chunk, false);
+    else
+        ax_lease_release(l); /* shared after all: released with its last lease */
+    *l = AX_LEASE_EMPTY;
+}
+
 void ax__chunk_unref_n(ax_chunk_t *c, uint32_t n)
 {
     /* A full barrier on every ck target: the bytes these holders read are
      * ordered before the owner can observe refs == 1 and reuse them, and
      * the thread that drops the count to 0 sees every earlier write. The
      * old count was n when these were the last references. */
-    if (ck_pr_faa_32(&c->refs, (uint32_t)0 - n) == n)
-        cache_put(c);
+    if (ck_pr_faa_32(&c->refs, (uint32_t)0 - n) == n) {
+        if (c->state == AX__CHUNK_FOREIGN)
+            foreign_free(c, true);
+        else
+            cache_put(c);
+    }
 }
 
 void ax__chunk_unref(ax_chunk_t *c)
@@ -124,6 +177,7 @@ static ax_status_t chunk_alloc(ax_buffer_pool_t *pool, ax_chunk_t **out)
     c->state = AX__CHUNK_FREE;
     c->size = (uint32_t)pool->cfg.chunk_size;
     c->pad_ = 0;
+    c->data = c->own_;
     c->next = NULL;
     c->all_next = pool->all;
     pool->all = c;

@@ -23,16 +23,18 @@ enum ax__chunk_state {
     AX__CHUNK_FREE,    /* in the pool's free stack */
     AX__CHUNK_ACTIVE,  /* handed out for writing */
     AX__CHUNK_RETIRED, /* locked: given back, waiting for its leases */
+    AX__CHUNK_FOREIGN, /* no pool: data is memory of its lender (ax__lease_foreign) */
 };
 
 struct ax_chunk_s {
     uint32_t refs;        /* atomic (ck_pr); see above */
-    uint32_t state;       /* owner only */
-    uint32_t size;        /* bytes of data[] */
+    uint32_t state;       /* owner only; FOREIGN is set at creation and never changes */
+    uint32_t size;        /* bytes at data */
     uint32_t pad_;
     ax_chunk_t *next;     /* owner only: free stack or retired FIFO link */
     ax_chunk_t *all_next; /* owner only: every chunk of the pool */
-    alignas(64) unsigned char data[];
+    unsigned char *data;  /* own_, or a foreign chunk's lent memory */
+    alignas(64) unsigned char own_[]; /* the bytes of a pooled or standalone chunk */
 };
 
 struct ax_lease_slice_s {
@@ -158,6 +160,21 @@ static inline bool ax__chunk_reusable_stocked(const ax_chunk_t *c, const ax__ref
     ck_pr_fence_acquire(); /* as in ax__chunk_reusable */
     return r;
 }
+
+/*
+ * A lease on len bytes at data that are not Axon's: a foreign chunk, which
+ * no pool holds, whose last release calls release(arg) instead of freeing
+ * the bytes. The lender keeps them valid and unchanged until then. The
+ * chunk starts with one reference, the lease's. AX_ENOMEM (release not
+ * called: the lender keeps its memory) or AX_EINVAL above 4 GiB - 1.
+ */
+ax_status_t ax__lease_foreign(const void *data, size_t len, void (*release)(void *arg), void *arg,
+                              ax_lease_t *out);
+
+/* Take back a foreign lease that was never shared (no clone, slice or
+ * chain holds its chunk): free it without calling its release, so that the
+ * lender keeps its memory after all. */
+void ax__lease_foreign_cancel(ax_lease_t *l);
 
 /* Slice i of a non-empty lease. */
 static inline struct ax_lease_slice_s ax__lease_slice_at(const ax_lease_t *l, size_t i)

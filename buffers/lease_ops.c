@@ -56,6 +56,7 @@ ax_status_t ax_lease_flatten(const ax_lease_t *src, ax_lease_t *dst)
     c->refs = 1;
     c->state = AX__CHUNK_RETIRED;
     c->size = (uint32_t)len;
+    c->data = c->own_;
     c->next = NULL;
     c->all_next = NULL;
     ax_lease_copy_out(src, 0, c->data, len);

@@ -307,15 +307,17 @@ static void dispatcher_lazy_one(dispatcher_t *d, ax_ref_t to, ax_msg_t *msg)
 {
     ax__remote_t *dst = to.target;
     ax_net_msg_t *nm;
+    ax_ref_t sender;
     ax_status_t st;
 
     if (++d->taken >= d->take_batch)
         give_back(d);
     /* The message came with a pin on dst (net_send_lazy). */
-    st = ax__encode_net_msg(&d->actor, to, true, msg->sender, msg->type, msg, &nm);
+    sender = msg->sender;
+    st = ax__encode_net_msg(&d->actor, to, true, sender, msg->type, msg, &msg, &nm);
     if (st == AX_OK) {
-        asked_add(d, dst, msg->sender);
-        ax_msg_release(&msg);
+        asked_add(d, dst, sender);
+        ax_msg_release(&msg); /* NULL when lent to its frame */
         /* The pin on dst goes to the frame. */
         ax__net_msg_route(nm, dst);
         out_add(d, &nm);

@@ -123,6 +123,55 @@ ax_status_t ax__frame_encode_data_env(ax_encode_buffer_t *eb, const ax__packed_e
     return st;
 }
 
+ax_status_t ax__frame_encode_data_lent(ax_encode_buffer_t *eb, const ax__packed_env_t *env,
+                                       const ax_msg_type_t *type, const ax_msg_t *msg,
+                                       void (*release)(void *arg), void *arg, ax_lease_t *frame,
+                                       uint32_t *payload_off, bool *lent)
+{
+    const uint8_t *data;
+    size_t len, mark = 0, off = 0, body;
+    ax_lease_t head, lease;
+    bool str;
+    ax_status_t st;
+
+    *lent = false;
+    if (!ax__bytes_body(type, msg, &data, &len, &str) || len < AX__FRAME_LEND_MIN ||
+        ax__lease_foreign(data, len, release, arg, &lease) != AX_OK)
+        return ax__frame_encode_data_env(eb, env, type, msg, frame, payload_off);
+    /* The frame's first slice: header, envelope and the body's msgpack
+     * header; the lent body follows. */
+    st = ax_encode_begin(eb, AX__FRAME_HEADER_SIZE + env->len + 5);
+    if (st == AX_OK) {
+        st = write_head(eb, env, &mark);
+        off = ax_encode_len(eb);
+        if (st == AX_OK && (str ? msgpack_pack_str(ax_encode_packer(eb), len)
+                                : msgpack_pack_bin(ax_encode_packer(eb), len)) != 0)
+            st = AX_ENOBUFS;
+        body = ax_encode_len(eb) - AX__FRAME_HEADER_SIZE + len;
+        if (st == AX_OK && body > UINT32_MAX)
+            st = ax__error(AX_ETOOBIG, "frame: a body of %zu bytes does not fit a frame", body);
+        if (st == AX_OK) {
+            fill_header(eb, mark, body);
+            st = ax_encode_end(eb, &head);
+        } else {
+            ax_encode_abort(eb);
+        }
+    }
+    if (st == AX_OK) {
+        st = ax_lease_concat(&head, &lease); /* on failure both are as they were */
+        if (st != AX_OK)
+            ax_lease_release(&head);
+    }
+    if (st != AX_OK) {
+        ax__lease_foreign_cancel(&lease); /* never shared: release is not called */
+        return st;
+    }
+    *frame = head;
+    *payload_off = (uint32_t)off;
+    *lent = true;
+    return AX_OK;
+}
+
 ax_status_t ax__frame_encode_head_packed(ax_encode_buffer_t *eb, const ax__packed_path_t *dst,
                                          const ax__packed_path_t *src, uint64_t serialiser_id,
                                          size_t payload_len, ax_lease_t *head)

@@ -96,6 +96,34 @@ ax_status_t ax__frame_encode_head_packed(ax_encode_buffer_t *eb, const ax__packe
                                          const ax__packed_path_t *src, uint64_t serialiser_id,
                                          size_t payload_len, ax_lease_t *head);
 
+/*
+ * Payloads of at least this many bytes are lent to their frame rather than
+ * copied into it, where the frame may hold the message (the dispatcher's
+ * lazy sends): below it, a copy costs less than the loan's allocations
+ * (dispatch/NOTES.md, "64 KiB payloads lent to their frames").
+ */
+#define AX__FRAME_LEND_MIN 8192u
+
+/* The built-in bytes and string types write their body last, as one bin
+ * or str: true, with the body, when type is one of them (builtin.c). */
+bool ax__bytes_body(const ax_msg_type_t *type, const ax_msg_t *msg, const uint8_t **data, size_t *len,
+                    bool *str);
+
+/*
+ * ax__frame_encode_data_env, with the body of a built-in bytes or string
+ * message of at least AX__FRAME_LEND_MIN bytes lent instead of copied: the
+ * frame's last slice is the message's own memory (buffers/chunk.h,
+ * ax__lease_foreign), and release(arg) is called when the frame's last
+ * lease goes. *lent true: the frame now holds the message through arg. Any
+ * other message, a smaller body, or no memory for the loan: the frame is
+ * a copy (*lent false) and the caller keeps the message. On failure
+ * nothing was lent.
+ */
+ax_status_t ax__frame_encode_data_lent(ax_encode_buffer_t *eb, const ax__packed_env_t *env,
+                                       const ax_msg_type_t *type, const ax_msg_t *msg,
+                                       void (*release)(void *arg), void *arg, ax_lease_t *frame,
+                                       uint32_t *payload_off, bool *lent);
+
 typedef struct ax__envelope_s {
     ax_path_t dst;
     ax_path_t src;

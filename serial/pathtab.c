@@ -218,7 +218,11 @@ ax_status_t ax__pathtab_compact(ax__pathtab_t *t, const ax_lease_t *frame, uint3
                                 unsigned char *out, size_t cap, size_t *out_len)
 {
     unsigned char copy[AX__FRAME_HEADER_SIZE + AX__ENVELOPE_MAX];
-    const unsigned char *f = ax_lease_data(frame), *env, *end;
+    /* The head is in the first slice, unless the frame was chained in its
+     * first bytes; a lent body is a later slice (serial/frame.h). */
+    const unsigned char *f = frame->chunk != NULL && frame->len >= payload_off ? frame->chunk->data + frame->off
+                                                                                : NULL,
+                        *env, *end;
     size_t frame_len = ax__lease_len(frame), dst_len, src_len, n;
     bool gain = false;
 

@@ -116,7 +116,12 @@ AX_API ax_status_t ax_path_unpack(const msgpack_object *obj, ax_path_t *out);
 
 /* Bytes and strings point at data: `owned` is a copy freed with the
  * message, or `hold` keeps the received payload alive (the view types,
- * zero copy). */
+ * zero copy). data must stay valid and unchanged until the message is
+ * released, which for a lazy send (ax_tell to a remote ref) is after the
+ * runtime has serialised it: a body of 8 KiB or more is then written to
+ * the socket from data itself, and the message released once it is
+ * written, on the network thread. A type of your own may reuse
+ * ax_bytes_type's serialise (with this struct) and get the same. */
 typedef struct ax_bytes_msg_s {
     ax_msg_t hdr;
     const uint8_t *data;

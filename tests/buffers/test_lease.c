@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "axon/buffers.h"
+#include "buffers/chunk.h"
 
 #define CHUNK 256
 #define CHAIN_LEN 1000 /* 4 slices of 256, 256, 256 and 232 bytes */
@@ -479,4 +480,79 @@ Test(lease, release_on_another_thread)
     ax_lease_release(&keep);
     cr_assert_eq(stats_of(eb).chunks_leased, 0);
     ax_encode_buffer_destroy(&eb);
+}
+
+/* ---- leases on lent memory (buffers/chunk.h, ax__lease_foreign) ---------- */
+
+static void count_release(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+/* A lease on memory Axon does not own reads it in place, however it is
+ * cloned, sliced or chained; the lender hears once, when the last lease
+ * on it is released, and not before. */
+Test(lease, lent_memory_is_read_in_place_and_given_back_once_after_the_last_lease)
+{
+    static unsigned char lent[3000];
+    int released = 0;
+    ax_lease_t l, clone, part, head = AX_LEASE_EMPTY;
+    ax_chunk_t *c = NULL;
+    struct iovec iov[4];
+
+    for (size_t i = 0; i < sizeof lent; i++)
+        lent[i] = (unsigned char)(i * 7);
+    cr_assert_eq(ax__lease_foreign(lent, sizeof lent, count_release, &released, &l), AX_OK);
+    cr_assert_eq(ax_lease_data(&l), lent, "the lease reads the lender's bytes, not a copy");
+    cr_assert_eq(ax_lease_len(&l), sizeof lent);
+    cr_assert_eq(ax_lease_clone(&l, &clone), AX_OK);
+    cr_assert_eq(ax_lease_slice(&l, 1000, 500, &part), AX_OK);
+    cr_assert_eq(ax_lease_data(&part), lent + 1000);
+
+    /* Chained behind a pooled chunk's bytes, as a frame's body. */
+    {
+        ax_buffer_config_t bc = AX_BUFFER_CONFIG_DEFAULT;
+        ax_buffer_pool_t *pool = NULL;
+
+        bc.chunk_size = 4096;
+        cr_assert_eq(ax_buffer_pool_create(&bc, &pool), AX_OK);
+        cr_assert_eq(ax_buffer_pool_get(pool, &c), AX_OK);
+        memset(ax_chunk_data(c), 0xee, 16);
+        cr_assert_eq(ax_chunk_lease(c, 0, 16, &head), AX_OK);
+        ax_buffer_pool_put(pool, &c);
+        ax_buffer_pool_destroy(&pool); /* the lease outlives it */
+    }
+    cr_assert_eq(ax_lease_concat(&head, &l), AX_OK);
+    cr_assert_eq(ax_lease_len(&l), 0, "concat took the lent lease");
+    cr_assert_eq(ax_lease_iovec(&head, 0, iov, 4), 2);
+    cr_assert_eq(iov[1].iov_base, lent, "the chain's second slice is the lent memory itself");
+    cr_assert_eq(iov[1].iov_len, sizeof lent);
+
+    ax_lease_release(&clone);
+    ax_lease_release(&head);
+    cr_assert_eq(released, 0, "given back while a slice of it was still held");
+    cr_assert_eq(memcmp(ax_lease_data(&part), lent + 1000, 500), 0);
+    ax_lease_release(&part);
+    cr_assert_eq(released, 1, "the lender heard %d times", released);
+}
+
+/* A loan taken back before it was shared is not given back: the lender
+ * still owns its memory and is not told. Once shared, it is released. */
+Test(lease, a_loan_cancelled_before_it_was_shared_calls_nothing)
+{
+    static unsigned char lent[64];
+    int released = 0;
+    ax_lease_t l, clone;
+
+    cr_assert_eq(ax__lease_foreign(lent, sizeof lent, count_release, &released, &l), AX_OK);
+    ax__lease_foreign_cancel(&l);
+    cr_assert_eq(ax_lease_len(&l), 0);
+    cr_assert_eq(released, 0);
+
+    cr_assert_eq(ax__lease_foreign(lent, sizeof lent, count_release, &released, &l), AX_OK);
+    cr_assert_eq(ax_lease_clone(&l, &clone), AX_OK);
+    ax__lease_foreign_cancel(&l); /* shared: only this lease goes */
+    cr_assert_eq(released, 0);
+    ax_lease_release(&clone);
+    cr_assert_eq(released, 1);
 }

@@ -34,6 +34,7 @@
 #include "axon/config.h"
 #include "axon/net.h"
 #include "axon/serial.h"
+#include "serial/frame.h" /* AX__FRAME_LEND_MIN */
 #include "tests/actor/helpers.h"
 #include "tests/dispatch/net_helpers.h"
 
@@ -876,6 +877,132 @@ Test(net, each_frame_carries_its_own_receiver_sender_and_type)
     axt_destroy(&a);
     axt_destroy(&b);
     assert_seqs_released();
+}
+
+/* ---- large bodies lent to their frames -------------------------------------------- */
+
+/*
+ * A lazy send's body of at least AX__FRAME_LEND_MIN bytes is written from
+ * the message itself (serial/frame.h), which the frame then keeps until
+ * it is written. Bodies either side of the threshold, sent lazily with a
+ * bytes type of the user's (ax_bytes_type's serialiser, its own reset),
+ * arrive whole and in order, and every message is released exactly once.
+ */
+#define LENT_N 240
+
+static _Atomic uint64_t lent_resets;
+static ax_msg_type_t lent_type;
+
+static void lent_reset(ax_msg_t *m)
+{
+    atomic_fetch_add(&lent_resets, 1);
+    ax_bytes_type.reset(m); /* frees `owned`, the body */
+}
+
+static size_t lent_size(uint64_t i)
+{
+    static const size_t sizes[] = {AX__FRAME_LEND_MIN - 1, AX__FRAME_LEND_MIN, 65536, 100003, 16};
+
+    return sizes[i % 5];
+}
+
+typedef struct lent_check {
+    uint64_t next;
+    _Atomic uint64_t received, bad;
+} lent_check_t;
+
+static void lent_on_net(nt_node_t *n, ax_actor_t *self, ax_net_msg_t **nm)
+{
+    lent_check_t *c = n->ctx;
+    ax_msg_t *m = NULL;
+    const ax_bytes_msg_t *b;
+    bool ok;
+
+    (void)self;
+    if (ax_net_msg_deserialise(*nm, &ax_bytes_view_type, &m) != AX_OK) {
+        atomic_fetch_add(&c->bad, 1);
+        return;
+    }
+    b = (const ax_bytes_msg_t *)m;
+    ok = b->len == lent_size(c->next);
+    for (size_t k = 0; ok && k < b->len; k++)
+        ok = b->data[k] == (uint8_t)(c->next * 31 + k);
+    if (!ok)
+        atomic_fetch_add(&c->bad, 1);
+    c->next++;
+    atomic_fetch_add(&c->received, 1);
+    ax_msg_release(&m);
+}
+
+typedef struct lent_job {
+    ax_ref_t dst;
+    _Atomic uint64_t failed;
+    sem_t done;
+} lent_job_t;
+
+static void lent_send_all(ax_actor_t *self, void *arg)
+{
+    lent_job_t *j = arg;
+
+    for (uint64_t i = 0; i < LENT_N; i++) {
+        ax_msg_t *m = NULL;
+        ax_bytes_msg_t *b;
+        uint8_t *body = malloc(lent_size(i));
+
+        if (body == NULL || ax_msg_alloc(&lent_type, &m) != AX_OK) {
+            free(body);
+            atomic_fetch_add(&j->failed, 1);
+            continue;
+        }
+        for (size_t k = 0; k < lent_size(i); k++)
+            body[k] = (uint8_t)(i * 31 + k);
+        b = (ax_bytes_msg_t *)m;
+        b->data = body;
+        b->len = lent_size(i);
+        b->owned = body; /* freed by the reset, whenever the runtime releases it */
+        if (ax_tell(j->dst, &m, ax_self(self)) != AX_OK)
+            atomic_fetch_add(&j->failed, 1);
+        ax_msg_release(&m); /* NULL when sent */
+    }
+    sem_post(&j->done);
+}
+
+Test(net, large_lazy_bodies_arrive_whole_and_each_message_is_released_once)
+{
+    ax_system_t *a = net_system(), *b = net_system();
+    static lent_check_t check;
+    nt_node_t rx, tx;
+    lent_job_t job = {0};
+    ax_ref_t tx_ref;
+
+    lent_type = ax_bytes_type;
+    lent_type.name = "test.lent-bytes";
+    lent_type.reset = lent_reset;
+    atomic_store(&lent_resets, 0);
+    memset(&check, 0, sizeof check);
+    nt_node_setup(&rx, NT_SINK);
+    rx.on_net = lent_on_net;
+    rx.ctx = &check;
+    nt_spawn_node(b, &rx, "lent-sink");
+    nt_node_setup(&tx, NT_SINK);
+    tx_ref = nt_spawn_node(a, &tx, NULL);
+    job.dst = remote_named(a, b, "lent-sink");
+    sem_init(&job.done, 0, 0);
+    cr_assert(axt_job_send(tx_ref, lent_send_all, &job, NULL));
+    cr_assert(axt_sem_wait(&job.done, WAIT_S), "the sender did not finish");
+    cr_assert_eq(atomic_load(&job.failed), 0, "%llu sends failed", U(atomic_load(&job.failed)));
+    WAIT_UNTIL(atomic_load(&check.received) == LENT_N, "received %llu of %d (%llu dead letters)",
+               U(atomic_load(&check.received)), LENT_N, U(nstats(a).dead_lettered));
+    cr_assert_eq(atomic_load(&check.bad), 0, "%llu arrived damaged or out of order", U(atomic_load(&check.bad)));
+    cr_assert_eq(atomic_load(&rx.bad), 0);
+    /* Every frame was written, so every message went back, once. */
+    WAIT_UNTIL(atomic_load(&lent_resets) == LENT_N, "%llu of %d messages released",
+               U(atomic_load(&lent_resets)), LENT_N);
+    cr_assert_eq(nstats(a).dead_lettered, 0);
+    sem_destroy(&job.done);
+    axt_destroy(&a);
+    axt_destroy(&b);
+    cr_assert_eq(atomic_load(&lent_resets), LENT_N, "released %llu times", U(atomic_load(&lent_resets)));
 }
 
 /* ---- remote sends from init, hooks and handlers ---------------------------------- */

@@ -809,6 +809,87 @@ Test(wire_codec, data_vectors)
     ax_encode_buffer_destroy(&eb);
 }
 
+static void count_lent(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+/*
+ * A lazy send's large bytes or string body is lent to its frame, not
+ * copied (serial/frame.h): the bytes on the wire are the same as the
+ * copied frame's, byte for byte, the body is written from the message's
+ * own memory, and the message is released only when the frame's last
+ * lease goes. Below AX__FRAME_LEND_MIN, and for other types, the frame is
+ * a copy and the caller keeps the message.
+ */
+Test(wire_codec, a_large_body_is_lent_to_its_frame_and_sent_as_copied)
+{
+    static const struct {
+        const ax_msg_type_t *type;
+        size_t len;
+        bool lent;
+    } cases[] = {
+        {&ax_bytes_type, 65536, true},
+        {&ax_string_type, AX__FRAME_LEND_MIN, true},
+        {&ax_bytes_view_type, 100000, true},
+        {&ax_bytes_type, AX__FRAME_LEND_MIN - 1, false},
+        {&ax_u64_type, 0, false},
+    };
+    ax_encode_buffer_t *eb = encoder();
+    ax_path_t d = path(V_SERVER), src = path(V_CLIENT);
+    ax__packed_path_t pd, ps;
+    const ax__packed_path_t *psp;
+
+    cr_assert_eq(pack_paths(&d, &src, &pd, &ps, &psp), AX_OK);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const ax_msg_type_t *type = cases[i].type;
+        unsigned char *body = malloc(cases[i].len + 1);
+        ax_bytes_msg_t bm = {.data = body, .len = cases[i].len};
+        ax_u64_msg_t um = {.value = 77};
+        ax_msg_t *m = type == &ax_u64_type ? &um.hdr : &bm.hdr;
+        ax__packed_env_t env;
+        ax_lease_t copied, lent_frame = AX_LEASE_EMPTY;
+        uint32_t off_c = 0, off_l = 0;
+        size_t n;
+        unsigned char *a, *b;
+        struct iovec iov[8];
+        bool lent = !cases[i].lent;
+        int released = 0;
+
+        for (size_t k = 0; k < cases[i].len; k++)
+            body[k] = (unsigned char)('a' + k % 26);
+        ax_msg_init(m, type);
+        cr_assert_eq(ax__envelope_packed(&pd, psp, type->serialiser_id, &env), AX_OK);
+        cr_assert_eq(ax__frame_encode_data_env(eb, &env, type, m, &copied, &off_c), AX_OK);
+        cr_assert_eq(ax__frame_encode_data_lent(eb, &env, type, m, count_lent, &released, &lent_frame, &off_l,
+                                                &lent),
+                     AX_OK, "case %zu: %s", i, ax_error_detail());
+        cr_assert_eq(lent, cases[i].lent, "case %zu: lent %d", i, lent);
+        cr_assert_eq(off_l, off_c, "case %zu: the payload starts where the copy's does", i);
+        n = ax_lease_len(&copied);
+        cr_assert_eq(ax_lease_len(&lent_frame), n, "case %zu", i);
+        a = malloc(n);
+        b = malloc(n);
+        cr_assert_eq(ax_lease_copy_out(&copied, 0, a, n), n);
+        cr_assert_eq(ax_lease_copy_out(&lent_frame, 0, b, n), n);
+        cr_assert_eq(memcmp(a, b, n), 0, "case %zu: the lent frame's bytes differ from the copy's", i);
+        if (lent) {
+            size_t k = ax_lease_iovec(&lent_frame, 0, iov, 8);
+
+            cr_assert_eq(iov[k - 1].iov_base, body, "case %zu: the body was copied", i);
+            cr_assert_eq(iov[k - 1].iov_len, cases[i].len);
+        }
+        ax_lease_release(&copied);
+        cr_assert_eq(released, 0, "case %zu: released before its frame", i);
+        ax_lease_release(&lent_frame);
+        cr_assert_eq(released, lent ? 1 : 0, "case %zu: released %d times", i, released);
+        free(a);
+        free(b);
+        free(body);
+    }
+    ax_encode_buffer_destroy(&eb);
+}
+
 Test(wire_codec, control_vectors)
 {
     ax_encode_buffer_t *eb = encoder();
