@@ -323,12 +323,35 @@ static ax_status_t envelope_for(ax__cell_t *c, ax_ref_t dst, bool dst_held, ax_r
     return AX_OK;
 }
 
-/* A message lent to its frame goes when the frame's last lease does. */
+/*
+ * Bodies lent to frames and not yet given back, in bytes, process-wide. A
+ * copied body waits in the encoding actor's pool, whose limit makes a
+ * flood to a peer that does not read fail with AX_ENOBUFS (the dispatcher
+ * dead-letters it); a lent body is outside the pool. So a body is lent
+ * only while this total stays within the pool's own limit (chunk_size x
+ * max_chunk_count); beyond it bodies are copied, and the pool's limit
+ * holds as before: lent bodies at most double what a flood can hold.
+ * Relaxed: a budget, read and changed by many threads; two encoders that
+ * pass the check together overshoot it by a body each.
+ */
+static uint64_t lent_bytes;
+
+/* A message lent to its frame goes when the frame's last lease does. Its
+ * body (ax_bytes_msg_t, the only kind lent) is unchanged since lent. */
 static void release_lent(void *msg)
 {
     ax_msg_t *m = msg;
 
+    ck_pr_sub_64(&lent_bytes, ((const ax_bytes_msg_t *)m)->len);
     ax_msg_release(&m);
+}
+
+/* Whether a body of len bytes may be lent by an encoder with pool. */
+static bool lend_fits(ax_encode_buffer_t *eb, size_t len)
+{
+    const ax_buffer_config_t *cfg = ax_buffer_pool_config(ax_encode_buffer_pool(eb));
+
+    return ck_pr_load_64(&lent_bytes) + len <= (uint64_t)cfg->chunk_size * cfg->max_chunk_count;
 }
 
 /* A lent message's frame: the NetMessage comes first, so that once the
@@ -339,14 +362,25 @@ static ax_status_t encode_lent(ax_encode_buffer_t *eb, const ax__packed_env_t *e
     ax_lease_t frame = AX_LEASE_EMPTY;
     ax_net_msg_t *nm = NULL;
     uint32_t poff = 0;
-    bool lent;
+    const uint8_t *body;
+    size_t len = 0;
+    bool lent = false, str;
     ax_status_t st = data_net_msg_new(&frame, 0, type->serialiser_id, 0, &nm);
 
-    if (st == AX_OK)
+    if (st == AX_OK && ax__bytes_body(type, *lend, &body, &len, &str) && lend_fits(eb, len)) {
+        ck_pr_add_64(&lent_bytes, len); /* taken back below if not lent after all */
         st = ax__frame_encode_data_lent(eb, env, type, *lend, release_lent, *lend, &nm->frame, &poff, &lent);
+        if (!lent)
+            ck_pr_sub_64(&lent_bytes, len);
+    } else if (st == AX_OK) {
+        st = ax__frame_encode_data_env(eb, env, type, *lend, &nm->frame, &poff);
+    }
     if (st != AX_OK) {
-        if (nm != NULL)
-            ax_msg_release((ax_msg_t **)&nm);
+        if (nm != NULL) {
+            ax_msg_t *m = &nm->hdr;
+
+            ax_msg_release(&m);
+        }
         return st;
     }
     nm->payload_off = poff;
