@@ -346,7 +346,7 @@ static void release_lent(void *msg)
     ax_msg_release(&m);
 }
 
-/* Whether a body of len bytes may be lent by an encoder with pool. */
+/* Whether a body of len bytes may be lent by the encoder eb. */
 static bool lend_fits(ax_encode_buffer_t *eb, size_t len)
 {
     const ax_buffer_config_t *cfg = ax_buffer_pool_config(ax_encode_buffer_pool(eb));
@@ -367,7 +367,8 @@ static ax_status_t encode_lent(ax_encode_buffer_t *eb, const ax__packed_env_t *e
     bool lent = false, str;
     ax_status_t st = data_net_msg_new(&frame, 0, type->serialiser_id, 0, &nm);
 
-    if (st == AX_OK && ax__bytes_body(type, *lend, &body, &len, &str) && lend_fits(eb, len)) {
+    if (st == AX_OK && ax__bytes_body(type, *lend, &body, &len, &str) && len >= AX__FRAME_LEND_MIN &&
+        lend_fits(eb, len)) {
         ck_pr_add_64(&lent_bytes, len); /* taken back below if not lent after all */
         st = ax__frame_encode_data_lent(eb, env, type, *lend, release_lent, *lend, &nm->frame, &poff, &lent);
         if (!lent)
