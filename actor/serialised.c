@@ -346,35 +346,38 @@ static void release_lent(void *msg)
     ax_msg_release(&m);
 }
 
-/* Whether a body of len bytes may be lent by the encoder eb. */
-static bool lend_fits(ax_encode_buffer_t *eb, size_t len)
+/* Whether msg's body is to be lent to its frame by the encoder eb: a
+ * built-in bytes or string body of AX__FRAME_LEND_MIN bytes or more,
+ * within the budget; *len is its size. */
+static bool lendable(ax_encode_buffer_t *eb, const ax_msg_type_t *type, const ax_msg_t *msg, size_t *len)
 {
-    const ax_buffer_config_t *cfg = ax_buffer_pool_config(ax_encode_buffer_pool(eb));
+    const ax_buffer_config_t *cfg;
+    const uint8_t *body;
+    bool str;
 
-    return ck_pr_load_64(&lent_bytes) + len <= (uint64_t)cfg->chunk_size * cfg->max_chunk_count;
+    if (!ax__bytes_body(type, msg, &body, len, &str) || *len < AX__FRAME_LEND_MIN)
+        return false;
+    cfg = ax_buffer_pool_config(ax_encode_buffer_pool(eb));
+    return ck_pr_load_64(&lent_bytes) + *len <= (uint64_t)cfg->chunk_size * cfg->max_chunk_count;
 }
 
-/* A lent message's frame: the NetMessage comes first, so that once the
- * message is lent nothing can fail and hand it back released. */
+/* A lendable message's frame (len: its body's size). The NetMessage
+ * comes first, so that once the message is lent nothing can fail and
+ * hand it back released. */
 static ax_status_t encode_lent(ax_encode_buffer_t *eb, const ax__packed_env_t *env, const ax_msg_type_t *type,
-                               ax_msg_t **lend, ax_net_msg_t **out)
+                               size_t len, ax_msg_t **lend, ax_net_msg_t **out)
 {
     ax_lease_t frame = AX_LEASE_EMPTY;
     ax_net_msg_t *nm = NULL;
     uint32_t poff = 0;
-    const uint8_t *body;
-    size_t len = 0;
-    bool lent = false, str;
+    bool lent = false;
     ax_status_t st = data_net_msg_new(&frame, 0, type->serialiser_id, 0, &nm);
 
-    if (st == AX_OK && ax__bytes_body(type, *lend, &body, &len, &str) && len >= AX__FRAME_LEND_MIN &&
-        lend_fits(eb, len)) {
+    if (st == AX_OK) {
         ck_pr_add_64(&lent_bytes, len); /* taken back below if not lent after all */
         st = ax__frame_encode_data_lent(eb, env, type, *lend, release_lent, *lend, &nm->frame, &poff, &lent);
         if (!lent)
             ck_pr_sub_64(&lent_bytes, len);
-    } else if (st == AX_OK) {
-        st = ax__frame_encode_data_env(eb, env, type, *lend, &nm->frame, &poff);
     }
     if (st != AX_OK) {
         if (nm != NULL) {
@@ -400,6 +403,8 @@ ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, bool dst_held, ax
     ax_encode_buffer_t *eb;
     ax_lease_t frame;
     uint32_t poff;
+    size_t len = 0;
+    bool lending; /* encode_lent made the NetMessage, lent or not */
     ax_status_t st;
 
     if (self == NULL || out == NULL)
@@ -409,13 +414,14 @@ ax_status_t ax__encode_net_msg(ax_actor_t *self, ax_ref_t dst, bool dst_held, ax
         st = encode_buffer(c, &eb); /* and the cell's ext, which the envelope uses */
     if (st == AX_OK)
         st = envelope_for(c, dst, dst_held, from, type, &env);
-    if (st == AX_OK && lend != NULL)
-        st = encode_lent(eb, env, type, lend, out);
+    lending = st == AX_OK && lend != NULL && lendable(eb, type, msg, &len);
+    if (lending)
+        st = encode_lent(eb, env, type, len, lend, out);
     else if (st == AX_OK)
         st = ax__frame_encode_data_env(eb, env, type, msg, &frame, &poff);
     if (st != AX_OK)
         return st;
-    if (lend == NULL) {
+    if (!lending) {
         st = data_net_msg_new(&frame, poff, type->serialiser_id, 0, out);
         if (st != AX_OK) {
             ax_lease_release(&frame);

@@ -3,7 +3,6 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "serial/frame.h"
 #include "serial/netmsg.h"
 
 /* ---- bytes and strings ------------------------------------------------ */
@@ -138,19 +137,6 @@ BYTES_TYPE(ax_bytes_view_type, "axon.bytes-view", AX_SER_BYTES, bytes_serialise,
 BYTES_TYPE(ax_string_type, "axon.string", AX_SER_STRING, string_serialise, string_deserialise);
 BYTES_TYPE(ax_string_view_type, "axon.string-view", AX_SER_STRING, string_serialise,
            string_view_deserialise);
-
-bool ax__bytes_body(const ax_msg_type_t *type, const ax_msg_t *msg, const uint8_t **data, size_t *len,
-                    bool *str)
-{
-    const ax_bytes_msg_t *b = (const ax_bytes_msg_t *)msg;
-
-    if (type->serialise != bytes_serialise && type->serialise != string_serialise)
-        return false;
-    *data = b->data;
-    *len = b->len;
-    *str = type->serialise == string_serialise;
-    return true;
-}
 
 ax_status_t ax_bytes_msg_new(const void *data, size_t len, ax_msg_t **out)
 {

@@ -104,10 +104,22 @@ ax_status_t ax__frame_encode_head_packed(ax_encode_buffer_t *eb, const ax__packe
  */
 #define AX__FRAME_LEND_MIN 8192u
 
-/* The built-in bytes and string types write their body last, as one bin
- * or str: true, with the body, when type is one of them (builtin.c). */
-bool ax__bytes_body(const ax_msg_type_t *type, const ax_msg_t *msg, const uint8_t **data, size_t *len,
-                    bool *str);
+/* The built-in bytes and string types (and any type that reuses their
+ * serialise, with their struct) write their body last, as one bin or str:
+ * true, with the body, when type is one of them. Inline: the dispatcher
+ * asks it of every lazy send. */
+static inline bool ax__bytes_body(const ax_msg_type_t *type, const ax_msg_t *msg, const uint8_t **data,
+                                  size_t *len, bool *str)
+{
+    const ax_bytes_msg_t *b = (const ax_bytes_msg_t *)msg;
+
+    if (type->serialise != ax_bytes_type.serialise && type->serialise != ax_string_type.serialise)
+        return false;
+    *data = b->data;
+    *len = b->len;
+    *str = type->serialise == ax_string_type.serialise;
+    return true;
+}
 
 /*
  * ax__frame_encode_data_env, with the body of a built-in bytes or string
