@@ -553,19 +553,24 @@ typedef struct blob_check {
     size_t wrong_len, first_diff;
 } blob_check_t;
 
+/* nm's payload as a bytes view, held by *m (release it), or NULL. */
+static const ax_bytes_msg_t *bytes_view(ax_net_msg_t *nm, ax_msg_t **m)
+{
+    return ax_net_msg_deserialise(nm, &ax_bytes_view_type, m) == AX_OK ? (const ax_bytes_msg_t *)*m : NULL;
+}
+
 static void blob_on_net(nt_node_t *n, ax_actor_t *self, ax_net_msg_t **nm)
 {
     blob_check_t *c = n->ctx;
     ax_msg_t *m = NULL;
-    const ax_bytes_msg_t *b;
+    const ax_bytes_msg_t *b = bytes_view(*nm, &m);
     size_t i = 0;
 
     (void)self;
-    if (ax_net_msg_deserialise(*nm, &ax_bytes_view_type, &m) != AX_OK) {
+    if (b == NULL) {
         atomic_fetch_add(&c->wrong, 1);
         return;
     }
-    b = (const ax_bytes_msg_t *)m;
     if (b->len == BLOB_LEN)
         while (i < BLOB_LEN && b->data[i] == blob_byte(i))
             i++;
@@ -592,6 +597,27 @@ static void blob_send_eager(ax_actor_t *self, void *arg)
     s->st = ax_tell_serialised(self, s->dst, &blob_type, s->blob);
 }
 
+/* A sink named `name` on b that hands each NetMessage to on_net with ctx,
+ * and an unnamed sender on a. Returns the sender's ref; *dst is the sink
+ * as a addresses it, *sink_ref (if not NULL) its ref on b. */
+static ax_ref_t sink_and_sender(ax_system_t *a, ax_system_t *b, const char *name, nt_node_t *sink,
+                                void (*on_net)(nt_node_t *, ax_actor_t *, ax_net_msg_t **), void *ctx,
+                                nt_node_t *sender, ax_ref_t *dst, ax_ref_t *sink_ref)
+{
+    ax_ref_t ref, sender_ref;
+
+    nt_node_setup(sink, NT_SINK);
+    sink->on_net = on_net;
+    sink->ctx = ctx;
+    ref = nt_spawn_node(b, sink, name);
+    if (sink_ref != NULL)
+        *sink_ref = ref;
+    nt_node_setup(sender, NT_SINK);
+    sender_ref = nt_spawn_node(a, sender, NULL);
+    *dst = remote_named(a, b, name);
+    return sender_ref;
+}
+
 static void big_message(bool eager)
 {
     ax_system_t *a = net_system(), *b = net_system();
@@ -602,13 +628,7 @@ static void big_message(bool eager)
     ax_ref_t sender_ref;
     ax_msg_t *m;
 
-    nt_node_setup(&sink, NT_SINK);
-    sink.on_net = blob_on_net;
-    sink.ctx = &check;
-    nt_spawn_node(b, &sink, "sink");
-    nt_node_setup(&sender, NT_SINK);
-    sender_ref = nt_spawn_node(a, &sender, NULL);
-    send.dst = remote_named(a, b, "sink");
+    sender_ref = sink_and_sender(a, b, "sink", &sink, blob_on_net, &check, &sender, &send.dst, NULL);
 
     m = blob_new();
     if (eager) {
@@ -879,6 +899,27 @@ Test(net, each_frame_carries_its_own_receiver_sender_and_type)
     assert_seqs_released();
 }
 
+/* Once b has paused reading: wait (up to WAIT_S) until a's frames written
+ * (and, with dead, its dead letters) have stood still for half a second,
+ * and return that count. */
+static uint64_t wait_still(ax_system_t *a, ax_system_t *b, bool dead)
+{
+    uint64_t sent = 0, seen = UINT64_MAX;
+    double end = axt_now() + WAIT_S, still_since = 0;
+
+    while (axt_now() < end) {
+        sent = nstats(a).frames_sent + (dead ? nstats(a).dead_lettered : 0);
+        if (sent != seen) {
+            seen = sent;
+            still_since = axt_now();
+        } else if (axt_now() - still_since > 0.5 && nstats(b).read_pauses > 0) {
+            break;
+        }
+        axt_sleep_us(1000);
+    }
+    return sent;
+}
+
 /* ---- large bodies lent to their frames -------------------------------------------- */
 
 /*
@@ -917,16 +958,15 @@ static void lent_on_net(nt_node_t *n, ax_actor_t *self, ax_net_msg_t **nm)
 {
     lent_check_t *c = n->ctx;
     ax_msg_t *m = NULL;
-    const ax_bytes_msg_t *b;
+    const ax_bytes_msg_t *b = bytes_view(*nm, &m);
     uint64_t i = 0;
     bool ok;
 
     (void)self;
-    if (ax_net_msg_deserialise(*nm, &ax_bytes_view_type, &m) != AX_OK) {
+    if (b == NULL) {
         atomic_fetch_add(&c->bad, 1);
         return;
     }
-    b = (const ax_bytes_msg_t *)m;
     ok = b->len >= sizeof i;
     if (ok)
         memcpy(&i, b->data, sizeof i);
@@ -1001,13 +1041,7 @@ Test(net, large_lazy_bodies_arrive_whole_and_each_message_is_released_once)
 
     lent_type_init();
     memset(&check, 0, sizeof check);
-    nt_node_setup(&rx, NT_SINK);
-    rx.on_net = lent_on_net;
-    rx.ctx = &check;
-    nt_spawn_node(b, &rx, "lent-sink");
-    nt_node_setup(&tx, NT_SINK);
-    tx_ref = nt_spawn_node(a, &tx, NULL);
-    job.dst = remote_named(a, b, "lent-sink");
+    tx_ref = sink_and_sender(a, b, "lent-sink", &rx, lent_on_net, &check, &tx, &job.dst, NULL);
     sem_init(&job.done, 0, 0);
     cr_assert(axt_job_send(tx_ref, lent_send_all, &job, NULL));
     cr_assert(axt_sem_wait(&job.done, WAIT_S), "the sender did not finish");
@@ -1046,8 +1080,7 @@ Test(net, lent_bodies_hold_no_more_than_the_dispatcher_pool_would)
     nt_node_t rx, tx;
     lent_job_t job = {.count = 1, .size = 65536};
     ax_ref_t tx_ref, rx_ref;
-    uint64_t sent, seen = UINT64_MAX, held_msgs, dead;
-    double end, still_since = 0;
+    uint64_t held_msgs, dead;
 
     lent_type_init();
     memset(&check, 0, sizeof check);
@@ -1060,13 +1093,7 @@ Test(net, lent_bodies_hold_no_more_than_the_dispatcher_pool_would)
                              .encode_buf_min_free_space = 64};
     a = net_system_with(&ca);
     b = net_system_with(&cb);
-    nt_node_setup(&rx, NT_SINK);
-    rx.on_net = lent_on_net;
-    rx.ctx = &check;
-    rx_ref = nt_spawn_node(b, &rx, "lent-sink");
-    nt_node_setup(&tx, NT_SINK);
-    tx_ref = nt_spawn_node(a, &tx, NULL);
-    job.dst = remote_named(a, b, "lent-sink");
+    tx_ref = sink_and_sender(a, b, "lent-sink", &rx, lent_on_net, &check, &tx, &job.dst, &rx_ref);
     sem_init(&job.done, 0, 0);
     cr_assert(axt_job_send(tx_ref, lent_send_all, &job, NULL)); /* the connection, first */
     cr_assert(axt_sem_wait(&job.done, WAIT_S));
@@ -1078,17 +1105,7 @@ Test(net, lent_bodies_hold_no_more_than_the_dispatcher_pool_would)
     cr_assert(axt_job_send(tx_ref, lent_send_all, &job, NULL));
     cr_assert(axt_sem_wait(&job.done, WAIT_S), "the sender did not finish");
     /* The receiver stops reading; wait until nothing more is written. */
-    end = axt_now() + WAIT_S;
-    while (axt_now() < end) {
-        sent = nstats(a).frames_sent + nstats(a).dead_lettered;
-        if (sent != seen) {
-            seen = sent;
-            still_since = axt_now();
-        } else if (axt_now() - still_since > 0.5 && nstats(b).read_pauses > 0) {
-            break;
-        }
-        axt_sleep_us(1000);
-    }
+    wait_still(a, b, true);
     held_msgs = 1 + n - atomic_load(&lent_resets) - atomic_load(&job.failed);
     dead = nstats(a).dead_lettered;
     cr_log_info("while held: %llu messages unreleased, %llu frames written, %llu dead letters, %llu refused",
@@ -1277,8 +1294,7 @@ Test(net, small_frames_through_full_socket)
     nt_node_t sink, sender;
     send_job_t job;
     ax_ref_t sender_ref, sink_ref, dst;
-    uint64_t sent = 0, seen = UINT64_MAX;
-    double end, still_since = 0;
+    uint64_t sent;
 
     cb.network.buffer_config = tiny_pool;
     a = net_system_with(&ca);
@@ -1295,17 +1311,7 @@ Test(net, small_frames_through_full_socket)
      * paused and for the written frames to stand still for half a second
      * short of the flood (a stall of the sender alone, on a loaded
      * machine, is not the end). */
-    end = axt_now() + WAIT_S;
-    while (axt_now() < end) {
-        sent = nstats(a).frames_sent;
-        if (sent != seen) {
-            seen = sent;
-            still_since = axt_now();
-        } else if (axt_now() - still_since > 0.5 && nstats(b).read_pauses > 0) {
-            break;
-        }
-        axt_sleep_us(1000);
-    }
+    sent = wait_still(a, b, false);
     cr_log_info("while held: sender wrote %llu of %llu frames, sink kept %llu, receiver paused %llu times",
                 U(sent), U(n + 1), U(atomic_load(&sink.held)), U(nstats(b).read_pauses));
     cr_assert_gt(nstats(b).read_pauses, 0, "the receiver never paused reading");
