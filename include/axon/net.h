@@ -170,7 +170,9 @@ typedef struct ax_net_stats_s {
                                              it stood up to 1 ms ago (a heartbeat
                                              tick ago when the network is idle) */
     ax_buffer_pool_stats_t dispatch_pool; /* the dispatcher's buffer pool, which lazy
-                                             sends are serialised into */
+                                             sends are serialised into (all but a
+                                             large bytes body, which is lent:
+                                             ax_bytes_msg_t, axon/serial.h) */
     uint64_t events_lost;       /* events (to subscribers, or to the dispatcher)
                                    not sent for want of memory */
     uint64_t asks_untracked;    /* remote asks whose connection loss could not be
