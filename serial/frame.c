@@ -123,13 +123,42 @@ ax_status_t ax__frame_encode_data_env(ax_encode_buffer_t *eb, const ax__packed_e
     return st;
 }
 
+/* In eb, as one message: the header and envelope env of a Data frame,
+ * then lead (lead_len bytes, none when 0), for a body that goes on for
+ * rest more bytes in a later slice. */
+static ax_status_t encode_head(ax_encode_buffer_t *eb, const ax__packed_env_t *env, const void *lead,
+                               size_t lead_len, size_t rest, ax_lease_t *head)
+{
+    size_t mark = 0, len;
+    ax_status_t st = ax_encode_begin(eb, AX__FRAME_HEADER_SIZE + env->len + lead_len);
+
+    if (st != AX_OK)
+        return st;
+    st = write_head(eb, env, &mark);
+    if (st == AX_OK && lead_len > 0)
+        st = ax_encode_write(eb, lead, lead_len);
+    len = ax_encode_len(eb) - AX__FRAME_HEADER_SIZE + rest;
+    if (st == AX_OK && len > UINT32_MAX)
+        st = ax__error(AX_ETOOBIG, "frame: a body of %zu bytes does not fit a frame", len);
+    if (st != AX_OK) {
+        ax_encode_abort(eb);
+        return st;
+    }
+    fill_header(eb, mark, len);
+    return ax_encode_end(eb, head);
+}
+
 ax_status_t ax__frame_encode_data_lent(ax_encode_buffer_t *eb, const ax__packed_env_t *env,
                                        const ax_msg_type_t *type, const ax_msg_t *msg,
                                        void (*release)(void *arg), void *arg, ax_lease_t *frame,
                                        uint32_t *payload_off, bool *lent)
 {
     const uint8_t *data;
-    size_t len, mark = 0, off = 0, body;
+    unsigned char lead[5]; /* a bin or str header: at most 5 bytes */
+    uint16_t lead_len = 0;
+    fixed_out_t o = {lead, sizeof lead, &lead_len};
+    msgpack_packer pk;
+    size_t len;
     ax_lease_t head, lease;
     bool str;
     ax_status_t st;
@@ -140,23 +169,12 @@ ax_status_t ax__frame_encode_data_lent(ax_encode_buffer_t *eb, const ax__packed_
         return ax__frame_encode_data_env(eb, env, type, msg, frame, payload_off);
     /* The frame's first slice: header, envelope and the body's msgpack
      * header; the lent body follows. */
-    st = ax_encode_begin(eb, AX__FRAME_HEADER_SIZE + env->len + 5);
-    if (st == AX_OK) {
-        st = write_head(eb, env, &mark);
-        off = ax_encode_len(eb);
-        if (st == AX_OK && (str ? msgpack_pack_str(ax_encode_packer(eb), len)
-                                : msgpack_pack_bin(ax_encode_packer(eb), len)) != 0)
-            st = AX_ENOBUFS;
-        body = ax_encode_len(eb) - AX__FRAME_HEADER_SIZE + len;
-        if (st == AX_OK && body > UINT32_MAX)
-            st = ax__error(AX_ETOOBIG, "frame: a body of %zu bytes does not fit a frame", body);
-        if (st == AX_OK) {
-            fill_header(eb, mark, body);
-            st = ax_encode_end(eb, &head);
-        } else {
-            ax_encode_abort(eb);
-        }
-    }
+    msgpack_packer_init(&pk, &o, fixed_write);
+    if (str)
+        msgpack_pack_str(&pk, len); /* cannot fail: 5 bytes at most */
+    else
+        msgpack_pack_bin(&pk, len);
+    st = encode_head(eb, env, lead, lead_len, len, &head);
     if (st == AX_OK) {
         st = ax_lease_concat(&head, &lease); /* on failure both are as they were */
         if (st != AX_OK)
@@ -167,7 +185,7 @@ ax_status_t ax__frame_encode_data_lent(ax_encode_buffer_t *eb, const ax__packed_
         return st;
     }
     *frame = head;
-    *payload_off = (uint32_t)off;
+    *payload_off = (uint32_t)(AX__FRAME_HEADER_SIZE + env->len);
     *lent = true;
     return AX_OK;
 }
@@ -177,24 +195,9 @@ ax_status_t ax__frame_encode_head_packed(ax_encode_buffer_t *eb, const ax__packe
                                          size_t payload_len, ax_lease_t *head)
 {
     ax__packed_env_t env;
-    size_t mark = 0, len;
     ax_status_t st = ax__envelope_packed(dst, src, serialiser_id, &env);
 
-    if (st != AX_OK)
-        return st;
-    st = ax_encode_begin(eb, AX__FRAME_HEADER_SIZE + env.len);
-    if (st != AX_OK)
-        return st;
-    st = write_head(eb, &env, &mark);
-    len = ax_encode_len(eb) - AX__FRAME_HEADER_SIZE + payload_len;
-    if (st == AX_OK && len > UINT32_MAX)
-        st = ax__error(AX_ETOOBIG, "frame: a body of %zu bytes does not fit a frame", len);
-    if (st != AX_OK) {
-        ax_encode_abort(eb);
-        return st;
-    }
-    fill_header(eb, mark, len);
-    return ax_encode_end(eb, head);
+    return st != AX_OK ? st : encode_head(eb, &env, NULL, 0, payload_len, head);
 }
 
 /* msgpack_unpack needs a zone for the envelope's arrays; one per thread,

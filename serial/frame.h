@@ -100,7 +100,8 @@ ax_status_t ax__frame_encode_head_packed(ax_encode_buffer_t *eb, const ax__packe
  * Payloads of at least this many bytes are lent to their frame rather than
  * copied into it, where the frame may hold the message (the dispatcher's
  * lazy sends): below it, a copy costs less than the loan's allocations
- * (dispatch/NOTES.md, "64 KiB payloads lent to their frames").
+ * (dispatch/NOTES.md, "64 KiB: frames read where they end, bodies lent to
+ * their frames").
  */
 #define AX__FRAME_LEND_MIN 8192u
 
