@@ -21,6 +21,11 @@ void ax_config_init(ax_config_t *cfg)
     cfg->threads = 0;
     cfg->throughput = 50;
     cfg->buffer_config = AX_BUFFER_CONFIG_DEFAULT;
+    /* An actor's eager frames wait in its pool until the network thread
+     * writes them: 256 chunks (32 MiB) bound that queue. With 1000, a
+     * flood of 64 KiB frames queued 60 MB and every copy missed the cache
+     * (dispatch/NOTES.md, "How deep an eager queue may grow"). */
+    cfg->buffer_config.max_chunk_count = 256;
     cfg->timer_tick_us = 1000;
     strcpy(cfg->network.listen, "127.0.0.1:0");
     cfg->network.buffer_config = AX_BUFFER_CONFIG_DEFAULT;

@@ -548,7 +548,8 @@ AX_API ax_status_t ax_serialiser_lookup(ax_system_t *sys, uint64_t id, const ax_
  * actor's pool exists already (an earlier call, or a tell_serialised);
  * AX_EINVAL for a config that fails validation. Call from self's handlers.
  * Without it, the first tell_serialised creates the pool from the system
- * configuration (whose default is the BufferConfig defaults).
+ * configuration (whose default is AX_BUFFER_CONFIG_DEFAULT with at most
+ * 256 chunks, axon/config.h).
  */
 AX_API ax_status_t ax_actor_init_buffers(ax_actor_t *self, const ax_buffer_config_t *cfg);
 

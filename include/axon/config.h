@@ -28,7 +28,8 @@ typedef struct ax_net_config_s {
                                       each connection, not by an address: the
                                       system's address is listen's host, port 0
                                       (docs/wire.md section 6, "Clients") (false) */
-    ax_buffer_config_t buffer_config; /* dispatcher and network thread pools */
+    ax_buffer_config_t buffer_config; /* dispatcher and network thread pools
+                                      (AX_BUFFER_CONFIG_DEFAULT) */
     size_t max_frame_size;         /* frames above this close the connection (16 MiB);
                                       at most what buffer_config holds, less a chunk */
     size_t peer_queue;             /* messages queued per peer while connecting (1024) */
@@ -104,7 +105,10 @@ struct ax_config_s {
     unsigned throughput;              /* an actor's run budget (50): messages taken plus
                                          messages sent; doubles (up to 256x) while a
                                          receiving actor's runs end with mail left */
-    ax_buffer_config_t buffer_config; /* actors' tell_serialised pools */
+    ax_buffer_config_t buffer_config; /* actors' tell_serialised pools
+                                         (AX_BUFFER_CONFIG_DEFAULT, but at
+                                         most 256 chunks: 32 MiB of frames
+                                         an actor may have queued) */
     size_t timer_tick_us;             /* timing wheel resolution (1000) */
     ax_net_config_t network;
     ax_metrics_config_t metrics;      /* axon/metrics.h */

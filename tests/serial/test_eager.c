@@ -628,6 +628,81 @@ Test(eager, exhausted_pool_returns_enobufs_and_recovers)
     AXT_ASSERT_NO_BAD();
 }
 
+/*
+ * With the system's defaults, an actor's pool holds 256 chunks of 128 KiB
+ * (32 MiB) of frames not yet released, and no more: a 64 KiB message's
+ * frame takes a chunk of its own, so the 257th send, while the receiver
+ * keeps every frame, is refused with AX_ENOBUFS and sends nothing. Each of
+ * the 256 arrives once, in order, byte for byte, and every chunk comes back.
+ */
+#define BIG_LEN ((size_t)65536)
+
+typedef struct big_burst {
+    ax_ref_t dst;
+    const ax_msg_t *msg;
+    uint64_t sent;
+    ax_status_t last;
+    ax_buffer_pool_stats_t stats;
+} big_burst_t;
+
+static void do_big_burst(ax_actor_t *self, void *arg)
+{
+    big_burst_t *b = arg;
+
+    for (int tries = 0; tries < 1000; tries++) {
+        b->last = ax_tell_serialised(self, b->dst, &ax_bytes_type, b->msg);
+        if (b->last != AX_OK)
+            break;
+        b->sent++;
+    }
+    ax_actor_buffer_stats(self, &b->stats);
+}
+
+Test(eager, defaults_queue_at_most_256_chunks_of_frames)
+{
+    ax_system_t *sys = axt_system(2);
+    node_t *s = node_new(RX_IGNORE, NULL), *r = node_new(RX_KEEP, NULL);
+    unsigned char *body = pattern(BIG_LEN, 7);
+    ax_msg_t *m = NULL;
+    ax_ref_t sender, receiver;
+    big_burst_t b = {0};
+
+    cr_assert_eq(ax_bytes_msg_new(body, BIG_LEN, &m), AX_OK);
+    sender = node_spawn(sys, s);
+    receiver = node_spawn(sys, r);
+    b.dst = receiver;
+    b.msg = m;
+    RUN_ON(sender, do_big_burst, &b);
+    cr_assert_eq(b.last, AX_ENOBUFS, "the burst ended with %s after %llu sends", ax_status_name(b.last),
+                 (unsigned long long)b.sent);
+    cr_assert_eq(b.sent, 256, "%llu sends of 64 KiB were queued", (unsigned long long)b.sent);
+    cr_assert_eq(b.stats.chunks_allocated, 256);
+    cr_assert_eq(b.stats.bytes_allocated, (size_t)256 * 128 * 1024);
+    cr_assert_eq(b.stats.exhausted, 1);
+
+    wait_got(r, 256);
+    axt_flush(receiver);
+    cr_assert_eq(atomic_load(&r->n), 256, "the refused send delivered something");
+    for (size_t i = 0; i < 256; i++) {
+        ax_msg_t *out = NULL;
+        const ax_bytes_msg_t *got;
+
+        cr_assert_eq(ax_net_msg_deserialise(r->e[i].nm, &ax_bytes_type, &out), AX_OK, "message %zu", i);
+        got = (const ax_bytes_msg_t *)out;
+        cr_assert_eq(got->len, BIG_LEN, "message %zu", i);
+        cr_assert_eq(memcmp(got->data, body, BIG_LEN), 0, "message %zu differs", i);
+        ax_msg_release(&out);
+    }
+    RUN_ON(receiver, do_release_all, NULL);
+    cr_assert_eq(stats_of(sender).chunks_leased, 0);
+    ax_msg_release(&m);
+    free(body);
+    axt_shutdown(&sys);
+    node_free(s);
+    node_free(r);
+    AXT_ASSERT_NO_BAD();
+}
+
 /* ---- where an actor's BufferConfig comes from ------------------------------ */
 
 static ax_system_t *system_with_chunk(size_t chunk, size_t initial)
