@@ -251,19 +251,17 @@ static ax_chunk_t *reclaim_retired(ax_buffer_pool_t *pool)
     return NULL;
 }
 
-ax_status_t ax_buffer_pool_get(ax_buffer_pool_t *pool, ax_chunk_t **out)
+/* A chunk for ax_buffer_pool_get; AX_ENOBUFS, with no detail and not
+ * counted, when every chunk is leased and the pool is at its limit. */
+static ax_status_t pool_take(ax_buffer_pool_t *pool, ax_chunk_t **out)
 {
     ax_chunk_t *c = pool->free_top;
 
     if (c != NULL) {
         pool->free_top = c->next;
     } else if ((c = reclaim_retired(pool)) == NULL) {
-        if (pool->count >= pool->cfg.max_chunk_count) {
-            pool->exhausted++;
-            return ax__error(AX_ENOBUFS,
-                             "buffer pool: all %zu chunks are leased (max_chunk_count)",
-                             pool->count);
-        }
+        if (pool->count >= pool->cfg.max_chunk_count)
+            return AX_ENOBUFS;
         if (chunk_alloc(pool, &c) != AX_OK)
             return AX_ENOMEM;
     }
@@ -272,6 +270,23 @@ ax_status_t ax_buffer_pool_get(ax_buffer_pool_t *pool, ax_chunk_t **out)
     pool->active++;
     *out = c;
     return AX_OK;
+}
+
+ax_status_t ax_buffer_pool_get(ax_buffer_pool_t *pool, ax_chunk_t **out)
+{
+    ax_status_t st = pool_take(pool, out);
+
+    if (st == AX_ENOBUFS) {
+        pool->exhausted++;
+        return ax__error(AX_ENOBUFS, "buffer pool: all %zu chunks are leased (max_chunk_count)",
+                         pool->count);
+    }
+    return st;
+}
+
+ax_status_t ax__buffer_pool_try_get(ax_buffer_pool_t *pool, ax_chunk_t **out)
+{
+    return pool_take(pool, out);
 }
 
 void ax_buffer_pool_put(ax_buffer_pool_t *pool, ax_chunk_t **chunkp)

@@ -143,6 +143,10 @@ static inline void ax__stock_take(ax__ref_stock_t *s, ax_chunk_t *c)
     s->n--;
 }
 
+/* ax_buffer_pool_get for a chunk the caller can do without: AX_ENOBUFS
+ * sets no error detail and does not count in the pool's exhausted. */
+ax_status_t ax__buffer_pool_try_get(ax_buffer_pool_t *pool, ax_chunk_t **out);
+
 /* Give *c back to pool (ax_buffer_pool_put) with the stock returned
  * first if it is on *c. */
 static inline void ax__stock_put(ax_buffer_pool_t *pool, ax__ref_stock_t *s, ax_chunk_t **c)

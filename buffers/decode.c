@@ -245,7 +245,9 @@ static void chain_and_continue(ax_decode_buffer_t *db, size_t off, size_t len, a
 /* cur is full: move its complete frames to the ready queue and continue
  * the incomplete one, if any, in another chunk. On failure nothing is lost
  * and the call can be repeated. */
-static ax_status_t swap(ax_decode_buffer_t *db)
+/* Move on to a fresh chunk. early: cur still has room, which the read
+ * can fill instead, so a full pool is no exhaustion (not counted). */
+static ax_status_t swap(ax_decode_buffer_t *db, bool early)
 {
     size_t partial, size = db->cur->size, len;
     ax_chunk_t *fresh;
@@ -274,7 +276,7 @@ static ax_status_t swap(ax_decode_buffer_t *db)
     st = chain_reserve(db, db->nchain + 2); /* +1 for cut_frame's last slice */
     if (st != AX_OK)
         return st;
-    st = ax_buffer_pool_get(db->pool, &fresh);
+    st = early ? ax__buffer_pool_try_get(db->pool, &fresh) : ax_buffer_pool_get(db->pool, &fresh);
     if (st != AX_OK)
         return st;
     if (db->nchain > 0) {
@@ -346,12 +348,12 @@ ax_status_t ax_decode_buffer_space(ax_decode_buffer_t *db, void **ptr, size_t *l
         db->w = 0;
         db->p = 0;
     } else if (db->w == db->cur->size) {
-        st = swap(db);
+        st = swap(db, false);
         if (st != AX_OK)
             return st;
     }
     room = plan_read(db, &swap_now);
-    if (swap_now && swap(db) == AX_OK)
+    if (swap_now && swap(db, true) == AX_OK)
         room = plan_read(db, &swap_now); /* the frame starts at 0 now: no second swap */
     if (db->err != AX_OK)
         return db->err; /* the header just read announced an oversized frame */

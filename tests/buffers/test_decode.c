@@ -358,6 +358,60 @@ Test(decode, frames_that_fit_a_chunk_are_read_where_they_end_and_never_moved)
     free_stream(&s);
 }
 
+/*
+ * A frame that cannot end in the chunk makes the decoder try a fresh chunk
+ * before the read. When the pool has none, the read goes on in the room
+ * left, and that is no exhaustion: the pool counts one only when the
+ * decoder has no room at all. Once the held frame goes back, the rest
+ * arrives whole.
+ */
+Test(decode, a_full_pool_before_a_read_that_has_room_is_no_exhaustion)
+{
+    static const size_t bodies[] = {CHUNK - 112 - HDR, 300 - HDR}; /* 400 and 300 bytes */
+    struct stream s = make_stream(bodies, 2, 3);
+    ax_decode_buffer_t *db = make_decoder(1, 1);
+    ax_buffer_pool_stats_t st;
+    ax_lease_t a, b;
+    void *ptr;
+    size_t room, off = 408; /* frame 0 and frame 1's header */
+
+    cr_assert_eq(ax_decode_buffer_space(db, &ptr, &room), AX_OK);
+    cr_assert_geq(room, off);
+    memcpy(ptr, s.bytes, off);
+    ax_decode_buffer_commit(db, off);
+    cr_assert_eq(ax_decode_buffer_next(db, &a), AX_OK);
+    expect_frame(&s, 0, &a);
+
+    /* Frame 1 would end at 700, past the chunk; the only chunk is held. */
+    cr_assert_eq(ax_decode_buffer_space(db, &ptr, &room), AX_OK);
+    cr_assert_eq(room, CHUNK - off);
+    ax_buffer_pool_stats(ax_decode_buffer_pool(db), &st);
+    cr_assert_eq(st.exhausted, 0, "a swap that the read could do without counted");
+    memcpy(ptr, s.bytes + off, room);
+    ax_decode_buffer_commit(db, room);
+    off += room;
+
+    /* Now there is no room: that is exhaustion. */
+    cr_assert_eq(ax_decode_buffer_space(db, &ptr, &room), AX_ENOBUFS);
+    ax_buffer_pool_stats(ax_decode_buffer_pool(db), &st);
+    cr_assert_eq(st.exhausted, 1);
+
+    ax_lease_release(&a);
+    while (off < s.len) {
+        cr_assert_eq(ax_decode_buffer_space(db, &ptr, &room), AX_OK);
+        room = room < s.len - off ? room : s.len - off;
+        memcpy(ptr, s.bytes + off, room);
+        ax_decode_buffer_commit(db, room);
+        off += room;
+    }
+    cr_assert_eq(ax_decode_buffer_next(db, &b), AX_OK);
+    expect_frame(&s, 1, &b);
+    ax_lease_release(&b);
+    expect_all_free(db);
+    ax_decode_buffer_destroy(&db);
+    free_stream(&s);
+}
+
 /* With the earlier frames still held, a frame that straddles a chunk
  * boundary is copied into the next chunk when it fits in one, and chained
  * across chunks when larger. */
