@@ -10,10 +10,8 @@
  * for a restart. */
 bool ax__cell_run(ax__worker_t *w, ax__cell_t *c);
 
-/* Local pushes made by this thread (any thread; only workers read it):
- * the run loop charges an actor's sends to its run's budget (run.c).
- * Initial-exec: one fs-relative add per send, no __tls_get_addr. */
-extern _Thread_local unsigned ax__tls_sends __attribute__((tls_model("initial-exec")));
+/* ax__tls_sends, the sends that the run loop charges to a run's budget,
+ * is declared in actor/net.h: the dispatcher counts its sends too. */
 
 /*
  * Tells that this thread's running actor code made to one local actor and

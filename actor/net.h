@@ -104,7 +104,9 @@ ax_msg_t *ax__deferred_tail(uint64_t *gen);
 /* Hand this thread's deferred chain over now, if there is one. */
 void ax__deferred_hand_over(void);
 
-/* Local pushes made by this thread, for the run's budget (actor_run.h). */
+/* Local pushes made by this thread (any thread; only workers read it):
+ * the run loop charges an actor's sends to its run's budget (run.c).
+ * Initial-exec: one fs-relative add per send, no __tls_get_addr. */
 extern _Thread_local unsigned ax__tls_sends __attribute__((tls_model("initial-exec")));
 
 /*
