@@ -242,11 +242,12 @@ static void chain_and_continue(ax_decode_buffer_t *db, size_t off, size_t len, a
     db->p = 0;
 }
 
-/* cur is full: move its complete frames to the ready queue and continue
- * the incomplete one, if any, in another chunk. On failure nothing is lost
- * and the call can be repeated. */
-/* Move on to a fresh chunk. early: cur still has room, which the read
- * can fill instead, so a full pool is no exhaustion (not counted). */
+/* Move cur's complete frames to the ready queue and continue the
+ * incomplete one, if any, in another chunk: when cur is full, or early,
+ * before a read, when the frame in progress cannot end in cur (plan_read).
+ * An early swap leaves room in cur that the read can fill instead, so a
+ * pool with no chunk to give is not counted as exhausted then. On failure
+ * nothing is lost and the call can be repeated. */
 static ax_status_t swap(ax_decode_buffer_t *db, bool early)
 {
     size_t partial, size = db->cur->size, len;
