@@ -75,6 +75,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "axon/axon.h"
@@ -812,6 +813,43 @@ static const ax_actor_vtable_t source_vtable = {
     .receive_local = source_local, .receive_network = source_network, .destroy = source_destroy,
 };
 
+/* The client's dead letters so far. */
+static uint64_t client_dead_letters(void)
+{
+    ax_net_stats_t st;
+
+    BENCH_CHECK(ax_net_stats(client_sys, &st));
+    return st.dead_lettered;
+}
+
+/*
+ * Wait for the flood's last ack. A message that went to dead letters (a
+ * network pool too small for the window, say) never gets one: say so and
+ * end, rather than wait for good.
+ */
+static void wait_last_ack(sem_t *done, uint64_t dead0)
+{
+    for (;;) {
+        struct timespec until;
+        uint64_t dead;
+
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        if (sem_timedwait(done, &until) == 0)
+            return;
+        if (errno != ETIMEDOUT && errno != EINTR)
+            die_errno("sem_timedwait");
+        dead = client_dead_letters();
+        if (dead > dead0) {
+            fprintf(stderr,
+                    "%s: %llu messages of the flood went to dead letters, so their acks will never "
+                    "come (is network.buffer_config too small for a window of %d?)\n",
+                    BENCH_NAME, (unsigned long long)(dead - dead0), WINDOW);
+            exit(1);
+        }
+    }
+}
+
 typedef struct tp_result {
     double seconds; /* for total - 1 messages, after the warm-up */
     uint64_t enobufs;
@@ -821,7 +859,7 @@ static tp_result_t axon_throughput(int mode, size_t size, size_t total, uint8_t 
 {
     tp_args_t a = {.mode = mode, .size = size, .total = total, .payload = payload};
     ax_msg_pool_options_t po = {.initial = 2 * WINDOW, .max = 4 * WINDOW};
-    uint64_t t64 = total;
+    uint64_t t64 = total, dead0 = client_dead_letters();
     ax_ref_t source;
 
     memcpy(payload, &run, sizeof run);
@@ -832,7 +870,7 @@ static tp_result_t axon_throughput(int mode, size_t size, size_t total, uint8_t 
         BENCH_CHECK(ax_msg_pool_create(&ax_bytes_type, &po, &a.pool));
     a.sink = server_ref(mode == EAGER ? "sink_eager" : "sink_lazy");
     BENCH_CHECK(ax_spawn(client_sys, &source_vtable, &a, &source));
-    sem_wait(&a.done);
+    wait_last_ack(&a.done, dead0);
     ax_stop(source);
     sem_wait(&a.ended);
     /* Every message was acked, so the dispatcher has released them all. */
