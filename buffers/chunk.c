@@ -251,9 +251,8 @@ static ax_chunk_t *reclaim_retired(ax_buffer_pool_t *pool)
     return NULL;
 }
 
-/* A chunk for ax_buffer_pool_get; AX_ENOBUFS, with no detail and not
- * counted, when every chunk is leased and the pool is at its limit. */
-static ax_status_t pool_take(ax_buffer_pool_t *pool, ax_chunk_t **out)
+/* ax_buffer_pool_get without the count and the detail (buffers/chunk.h). */
+ax_status_t ax__buffer_pool_try_get(ax_buffer_pool_t *pool, ax_chunk_t **out)
 {
     ax_chunk_t *c = pool->free_top;
 
@@ -274,7 +273,7 @@ static ax_status_t pool_take(ax_buffer_pool_t *pool, ax_chunk_t **out)
 
 ax_status_t ax_buffer_pool_get(ax_buffer_pool_t *pool, ax_chunk_t **out)
 {
-    ax_status_t st = pool_take(pool, out);
+    ax_status_t st = ax__buffer_pool_try_get(pool, out);
 
     if (st == AX_ENOBUFS) {
         pool->exhausted++;
@@ -282,11 +281,6 @@ ax_status_t ax_buffer_pool_get(ax_buffer_pool_t *pool, ax_chunk_t **out)
                          pool->count);
     }
     return st;
-}
-
-ax_status_t ax__buffer_pool_try_get(ax_buffer_pool_t *pool, ax_chunk_t **out)
-{
-    return pool_take(pool, out);
 }
 
 void ax_buffer_pool_put(ax_buffer_pool_t *pool, ax_chunk_t **chunkp)
