@@ -156,6 +156,12 @@ struct ax__conn_s {
     unsigned char *pre;     /* bytes read behind the handshake, for rx */
     size_t pre_len, pre_off;
     bool paused;            /* the receive pool is exhausted */
+    /* A turn's reads stopped at NET_READ_TURN_BYTES with bytes maybe left
+     * in the socket (no edge will say so): read on in a later turn
+     * (netthread.c, read_on). rx_more_turn: the turn that stopped;
+     * rx_more_short_ok: on_readable's short_ok then. */
+    bool rx_more, rx_more_short_ok;
+    uint64_t rx_more_turn;
     bool starved;           /* paused since data last came in (one pause) */
     bool bye_received, bye_sent; /* Bye read; Bye queued */
     ax__nm_fifo_t wq;       /* frames to write, in order */
@@ -203,6 +209,8 @@ struct ax__net_s {
     ax__conn_t *conns;       /* DEAD ones stay listed until the turn ends */
     ax__conn_t *flush_list;
     uint64_t resume_timer;   /* retries reading paused connections */
+    uint64_t turn;           /* turns of the loop so far */
+    bool rx_more;            /* a connection has rx_more: do not sleep */
     uint64_t accept_timer;   /* retries accepting when out of descriptors */
     int reserve_fd;          /* spare descriptor for accepting under EMFILE */
     ax__secret_t secret;     /* len 0: unauthenticated */

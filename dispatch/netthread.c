@@ -34,6 +34,10 @@
  * of sendmsg instead of two per frame: the kernel's copy pays per slice
  * (dispatch/NOTES.md, "Coalesced small frames"). */
 #define STAGE_FRAME_MAX 256
+/* What one connection's reads take in one turn, before the actors they
+ * woke run and the other connections are read (read_on; dispatch/NOTES.md,
+ * "A turn reads at most 256 KiB of a connection"). */
+#define NET_READ_TURN_BYTES (256u * 1024u)
 #define RESUME_DELAY_NS (1000u * 1000u) /* retry paused reads after 1 ms */
 
 #define ACCEPT_RETRY_NS (10u * 1000u * 1000u) /* out of descriptors: retry in 10 ms */
@@ -990,9 +994,14 @@ static bool take_frames(ax__conn_t *c)
  * side of a round trip). Bytes or a FIN that come after that read raise a
  * new edge: an edge-triggered epoll wakes for every arrival. A FIN that
  * came before it is in the event (RDHUP), and then we read to the end.
+ * At most NET_READ_TURN_BYTES are read in one turn; read_on goes on
+ * from there in the next.
  */
 static void on_readable(ax__conn_t *c, bool short_ok)
 {
+    size_t turn_bytes = 0;
+
+    c->rx_more = false;
     if (c->state == AX__CONN_HELLO) {
         /* A stranger reads into its own small buffer, never the pool. */
         if (!ax__hs_readable(c) || c->state == AX__CONN_HELLO)
@@ -1041,6 +1050,16 @@ static void on_readable(ax__conn_t *c, bool short_ok)
                 return;
             if (short_ok && (size_t)n < room)
                 break; /* emptied: see above */
+            turn_bytes += (size_t)n;
+            if (turn_bytes >= NET_READ_TURN_BYTES) {
+                /* Enough for one turn: let the actors take these frames
+                 * (and give their chunks back) before reading on. */
+                c->rx_more = true;
+                c->rx_more_short_ok = short_ok;
+                c->rx_more_turn = c->net->turn;
+                c->net->rx_more = true;
+                break;
+            }
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -1598,6 +1617,27 @@ static void on_fd(ax__net_t *net, const ax__poll_event_t *ev)
         on_readable(c, !(ev->events & (AX__POLL_ERR | AX__POLL_HUP | AX__POLL_RDHUP)));
 }
 
+/*
+ * Read on where an earlier turn stopped at NET_READ_TURN_BYTES. A
+ * connection stopped in this turn waits for the next (its frames go to
+ * the actors first); on_readable may end any connection, none is freed
+ * before the turn ends, and DEAD ones are skipped.
+ */
+static void read_on(ax__net_t *net)
+{
+    if (!net->rx_more)
+        return;
+    net->rx_more = false;
+    for (ax__conn_t *c = net->conns; c != NULL; c = c->next) {
+        if (!c->rx_more || c->state == AX__CONN_DEAD || c->paused)
+            continue;
+        if (c->rx_more_turn == net->turn)
+            net->rx_more = true; /* stopped in this turn: the next one */
+        else
+            on_readable(c, c->rx_more_short_ok);
+    }
+}
+
 /* Nothing pushed since drain_inbox marked the inbox idle. */
 static bool inbox_idle(ax__net_t *net)
 {
@@ -1686,8 +1726,12 @@ void *ax__net_main(void *arg)
         if (!held || !net_spin(net, ev, &n)) {
             if (held)
                 flush_all(net); /* no reply came: the Acks go alone */
-            net_sleep(net, ev, &n);
+            if (net->rx_more)
+                ax__poller_wait(net->poller, 0, ev, EVENTS_MAX, &n); /* look, read on */
+            else
+                net_sleep(net, ev, &n);
         }
+        net->turn++;
         received = net->c.frames_received; /* this thread is its writer */
         /* Actors this turn wakes while every worker is parked are run here,
          * after the turn (network.run_actors_us; actor/sched.c, "guest");
@@ -1700,6 +1744,7 @@ void *ax__net_main(void *arg)
             else if (ev[i].kind == AX__EV_TIMER)
                 on_timer(net, ev[i].ctx, &deadline);
         }
+        read_on(net);
         if (run_ns > 0)
             ax__sched_guest_leave(net->sys, run_ns);
         drain_inbox(net);

@@ -61,6 +61,11 @@
  *  - Receiving: when the receive pool (network.buffer_config) is exhausted
  *    the connection stops reading (TCP pushes back on the sender) and
  *    resumes when a chunk is free; nothing received is dropped.
+ *  - Reading: one connection's reads take at most 256 KiB in a turn of
+ *    the network thread. The actors that those frames woke run, and the
+ *    other connections are read, before that connection reads on. So one
+ *    peer's flood does not hold the thread, and the receive pool holds
+ *    what the actors have not taken yet, not a whole burst.
  *  - A frame above the peer's limit (it announces it in its Hello):
  *    dead-lettered with AX_ETOOBIG here; the connection stays up.
  *  - Strangers (connections before their handshake): max_pending_handshakes,

@@ -2417,6 +2417,41 @@ Test(net, raw_data_frame_delivered)
 }
 
 /*
+ * A burst far longer than what one turn of b's network thread reads
+ * (256 KiB, dispatch/NOTES.md), then nothing more: no later arrival
+ * raises an edge in epoll for the bytes left in the socket once a turn
+ * stops reading, so b must read on by itself. Every frame arrives, in
+ * order, and the connection is the same one throughout.
+ */
+Test(net, a_burst_longer_than_a_turns_reads_arrives_whole_with_nothing_after_it)
+{
+    raw_fixture_t f;
+    size_t from = 0, n = 0, count = 60000, cap = count * 64;
+    unsigned char *burst = malloc(cap);
+    ax_net_event_t ev;
+    int fd;
+
+    cr_assert_not_null(burst);
+    raw_fixture_setup(&f);
+    fd = raw_handshake(&f, &ev, &from);
+    for (size_t i = 0; i < count; i++)
+        n += raw_data_frame(burst + n, cap - n, "sink", f.sent + i);
+    cr_assert_gt(n, 4u * 256 * 1024, "the burst is only %zu bytes", n);
+    raw_send(fd, burst, n);
+    f.sent += count;
+    WAIT_UNTIL(atomic_load(&f.sink.received) == f.sent, "%llu of the burst's %zu frames arrived",
+               U(atomic_load(&f.sink.received) - (f.sent - count)), count);
+    cr_assert_eq(atomic_load(&f.sink.out_of_order), 0);
+    cr_assert_eq(atomic_load(&f.sink.gaps), 0);
+    cr_assert_eq(atomic_load(&f.sink.session), RAW_SESSION);
+    cr_assert_eq(nstats(f.b).malformed, f.base.malformed);
+    free(burst);
+    close(fd);
+    cr_assert(nt_events_wait(&f.bev, &from, AX_NET_LOST, &ev.peer, WAIT_S, &ev), "b: no LOST");
+    raw_fixture_check(&f, false);
+}
+
+/*
  * A frame that arrives after a stopping system has said Bye and closed
  * its side for writing: the system must not try to write its answer (an
  * Ack, a Status) into the closed socket, or at least not die of it: a
