@@ -1723,9 +1723,10 @@ void *ax__net_main(void *arg)
         size_t n = 0;
         uint64_t received;
 
-        if (!held || !net_spin(net, ev, &n)) {
+        /* Bytes left to read are work: no spin for replies then. */
+        if (!held || net->rx_more || !net_spin(net, ev, &n)) {
             if (held)
-                flush_all(net); /* no reply came: the Acks go alone */
+                flush_all(net); /* no reply came (or no wait): the Acks go alone */
             if (net->rx_more)
                 ax__poller_wait(net->poller, 0, ev, EVENTS_MAX, &n); /* look, read on */
             else
