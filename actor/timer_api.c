@@ -54,8 +54,8 @@ static ax_status_t schedule(ax_actor_t *self, uint64_t delay_ns, uint64_t period
     uint64_t id;
     ax_status_t st;
 
-    if (self == NULL || msg == NULL || *msg == NULL || timer == NULL)
-        return ax__error(AX_EINVAL, "schedule: NULL argument");
+    if (self == NULL || msg == NULL || *msg == NULL)
+        return ax__error(AX_EINVAL, "schedule: %s", self == NULL ? "NULL actor" : "no message (msg or *msg is NULL)");
     st = ax__check_self(self, "schedule");
     if (st != AX_OK)
         return st;
@@ -67,7 +67,8 @@ static ax_status_t schedule(ax_actor_t *self, uint64_t delay_ns, uint64_t period
     if (st != AX_OK)
         return st;
     c->ext->timers[c->ext->ntimers++] = id;
-    *timer = id;
+    if (timer != NULL)
+        *timer = id;
     return AX_OK;
 }
 

@@ -128,13 +128,12 @@ static void produce(ax_actor_t *self)
         }
     }
     ax_msg_t *retry = NULL;
-    ax_timer_t timer;
     ax_status_t st = ax_msg_alloc(&retry_type, &retry);
 
     if (st == AX_OK && p->kept != NULL) {
         /* Full: come back in 1 ms, when the consumer has made room. */
         p->report->backoffs++;
-        st = ax_schedule_once(self, AX_MS(1), &retry, &timer);
+        st = ax_schedule_once(self, AX_MS(1), &retry, NULL); /* never cancelled: no id */
     } else if (st == AX_OK) {
         /* A burst done: yield the worker with a message to ourselves. */
         st = ax_tell(ax_self(self), &retry, ax_self(self));

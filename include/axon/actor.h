@@ -413,6 +413,8 @@ typedef uint64_t ax_timer_t;
  * a period whose previous message is still queued or being handled is
  * skipped. When self ends, its timers end and their messages are
  * released. Call from self's handlers. AX_ESHUTDOWN after shutdown.
+ * *timer receives the timer's id, for ax_cancel_timer; timer may be NULL
+ * when the timer will not be cancelled.
  */
 AX_API ax_status_t ax_schedule_once(ax_actor_t *self, uint64_t delay_ns, ax_msg_t **msg, ax_timer_t *timer);
 AX_API ax_status_t ax_schedule_periodic(ax_actor_t *self, uint64_t delay_ns, uint64_t period_ns,

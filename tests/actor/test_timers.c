@@ -879,6 +879,51 @@ Test(timers, cancel_and_schedule_statuses)
     cr_assert_eq(atomic_load(&tick_releases), atomic_load(&tick_allocs));
 }
 
+/* A timer whose id the caller did not ask for fires all the same, once;
+ * a periodic one goes on until its actor ends, which releases it. */
+typedef struct noid_ctx {
+    int st_once, st_periodic;
+    _Atomic uint64_t once, periodic; /* deliveries of each */
+} noid_ctx_t;
+
+static void noid_schedule(ax_actor_t *self, void *ctx)
+{
+    noid_ctx_t *c = ctx;
+    ax_msg_t *once = tick_new(1), *periodic = tick_new(2);
+
+    c->st_once = ax_schedule_once(self, AX_MS(1), &once, NULL);
+    c->st_periodic = ax_schedule_periodic(self, AX_MS(1), AX_MS(1), &periodic, NULL);
+    AXT_CHECK(once == NULL && periodic == NULL);
+}
+
+static void noid_on_tick(ax_actor_t *self, ax_msg_t **msg, void *ctx)
+{
+    noid_ctx_t *c = ctx;
+
+    (void)self;
+    atomic_fetch_add(((tick_t *)*msg)->idx == 1 ? &c->once : &c->periodic, 1);
+}
+
+Test(timers, a_timer_without_an_id_fires)
+{
+    ax_system_t *sys = axt_system(2);
+    static noid_ctx_t c;
+    scene_t s;
+    ax_ref_t ref = scene_spawn(sys, &s, noid_on_tick, &c);
+
+    scene_run(ref, noid_schedule, &c);
+    AXT_WAIT_COUNT(c.once, 1);
+    AXT_WAIT_COUNT(c.periodic, 2);
+    cr_assert_eq(c.st_once, AX_OK);
+    cr_assert_eq(c.st_periodic, AX_OK);
+    AXT_ASSERT_NO_BAD();
+    axt_shutdown(&sys);
+    cr_assert_eq(atomic_load(&c.once), 1, "the one-shot fired %llu times", U(atomic_load(&c.once)));
+    cr_assert_eq(atomic_load(&tick_rel[1]), 1);
+    cr_assert_eq(atomic_load(&tick_rel[2]), 1, "the periodic timer's message was released at the end");
+    cr_assert_eq(atomic_load(&tick_releases), atomic_load(&tick_allocs));
+}
+
 /* ---- scheduling after shutdown ------------------------------------------------------ */
 
 typedef struct late_ctx {
