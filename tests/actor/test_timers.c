@@ -911,11 +911,11 @@ Test(timers, a_timer_without_an_id_fires)
     scene_t s;
     ax_ref_t ref = scene_spawn(sys, &s, noid_on_tick, &c);
 
-    scene_run(ref, noid_schedule, &c);
-    AXT_WAIT_COUNT(c.once, 1);
+    RUN_ON(ref, noid_schedule, &c); /* returns once they are scheduled */
+    cr_assert_eq(c.st_once, AX_OK, "schedule_once without an id: %s", ax_status_name(c.st_once));
+    cr_assert_eq(c.st_periodic, AX_OK, "schedule_periodic without an id: %s", ax_status_name(c.st_periodic));
     AXT_WAIT_COUNT(c.periodic, 2);
-    cr_assert_eq(c.st_once, AX_OK);
-    cr_assert_eq(c.st_periodic, AX_OK);
+    AXT_WAIT_COUNT(c.once, 1);
     AXT_ASSERT_NO_BAD();
     axt_shutdown(&sys);
     cr_assert_eq(atomic_load(&c.once), 1, "the one-shot fired %llu times", U(atomic_load(&c.once)));
