@@ -549,12 +549,11 @@ static void do_burst(ax_actor_t *self, void *arg)
 
     b->sent = 0;
     for (int tries = 0; tries < 10000; tries++) {
-        ax_msg_t *m;
-
         if (b->bytes != NULL) {
             b->last = ax_tell_serialised(self, b->dst, &ax_bytes_type, b->bytes);
         } else {
-            m = tick_new(b->next_seq);
+            ax_msg_t *m = tick_new(b->next_seq);
+
             b->last = ax_tell_serialised(self, b->dst, &tick_type, m);
             ax_msg_release(&m);
         }
