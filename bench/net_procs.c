@@ -49,7 +49,10 @@
  *               client reuses, which is the least an eager send must do
  *               (its caller keeps the message); its ratio is
  *               ratio_vs_bare_copied_bw. The targets use the
- *               one-write-per-frame pair, as bench_net does.
+ *               one-write-per-frame pair, as bench_net does. Each bare
+ *               kind's cpu_ns_per_msg is both processes' CPU a message,
+ *               as for Axon (this process's getrusage also counts the
+ *               idle Axon client system's threads).
  *
  * Each case runs TRIALS times, the kinds' trials interleaved; medians are
  * reported, with ratios to the bare pair's median of the same run and the
@@ -961,10 +964,12 @@ static void run_pingpong(const server_t *bare, const server_t *axon)
     free(rtt);
 }
 
-static void run_throughput(const server_t *axon, uint16_t bare_port, size_t size, size_t total, uint8_t *payload)
+static void run_throughput(const server_t *axon, const server_t *bare_srv, size_t size, size_t total,
+                           uint8_t *payload)
 {
     static uint64_t run;
     double bare[BARE_KINDS][TRIALS], bare_s[BARE_KINDS], secs[MODES][TRIALS], cpu[MODES] = {0}, c0;
+    double bare_cpu[BARE_KINDS] = {0}; /* seconds, all trials */
     double cpu_t[MODES][TRIALS]; /* each trial's CPU, seconds */
     uint64_t enobufs[MODES] = {0};
     double bare_mbs, n = (double)(total - 1);
@@ -979,7 +984,9 @@ static void run_throughput(const server_t *axon, uint16_t bare_port, size_t size
         for (int e = 0; e < MODES; e++) {
             tp_result_t r;
 
-            bare[e][t] = kind_wanted("bare") ? bare_stream(bare_port, size, total - 1, payload, (bare_kind_t)e) : 1;
+            c0 = pair_cpu_s(bare_srv->pid);
+            bare[e][t] = kind_wanted("bare") ? bare_stream(bare_srv->port, size, total - 1, payload, (bare_kind_t)e) : 1;
+            bare_cpu[e] += pair_cpu_s(bare_srv->pid) - c0;
 
             c0 = pair_cpu_s(axon->pid);
             r = kind_wanted(mode_name[e]) ? axon_throughput(e, size, total, payload, ++run) : (tp_result_t){1, 0};
@@ -998,10 +1005,12 @@ static void run_throughput(const server_t *axon, uint16_t bare_port, size_t size
         printf("{\"bench\":\"net_procs\",\"case\":\"throughput_bare_tcp\",\"payload_bytes\":%zu,"
                "\"messages\":%zu,\"msgs_per_s\":%.0f,\"mb_per_s\":%.1f,"
                "\"batched_msgs_per_s\":%.0f,\"batched_mb_per_s\":%.1f,"
-               "\"copied_msgs_per_s\":%.0f,\"copied_mb_per_s\":%.1f,",
+               "\"copied_msgs_per_s\":%.0f,\"copied_mb_per_s\":%.1f,"
+               "\"cpu_ns_per_msg\":%.0f,\"batched_cpu_ns_per_msg\":%.0f,\"copied_cpu_ns_per_msg\":%.0f,",
                size, total - 1, n / bare_s[BARE_PLAIN], bare_mbs, n / bare_s[BARE_BATCHED],
                (double)size * n / bare_s[BARE_BATCHED] / 1e6, n / bare_s[BARE_COPIED],
-               (double)size * n / bare_s[BARE_COPIED] / 1e6);
+               (double)size * n / bare_s[BARE_COPIED] / 1e6, bare_cpu[BARE_PLAIN] / ((double)TRIALS * n) * 1e9,
+               bare_cpu[BARE_BATCHED] / ((double)TRIALS * n) * 1e9, bare_cpu[BARE_COPIED] / ((double)TRIALS * n) * 1e9);
         print_config();
         printf("}\n");
     }
@@ -1080,13 +1089,13 @@ int main(int argc, char **argv)
      * processes to different CPUs removed the difference;
      * dispatch/NOTES.md, "A stream's first 40 ms"). */
     if (only == NULL || strcmp(only, "64") == 0)
-        run_throughput(&axon, bare.port, 64, bench_scaled(1000000), payload);
+        run_throughput(&axon, &bare, 64, bench_scaled(1000000), payload);
     fflush(stdout);
     if (only == NULL || strcmp(only, "1024") == 0)
-        run_throughput(&axon, bare.port, 1024, bench_scaled(200000), payload);
+        run_throughput(&axon, &bare, 1024, bench_scaled(200000), payload);
     fflush(stdout);
     if (only == NULL || strcmp(only, "65536") == 0)
-        run_throughput(&axon, bare.port, 65536, bench_scaled(10000), payload);
+        run_throughput(&axon, &bare, 65536, bench_scaled(10000), payload);
     fflush(stdout);
 
     bench_system_end(&client_sys);
