@@ -60,16 +60,19 @@
  * [msgs/s, CPU ns a message] in trial order.
  * One JSON object per line.
  *
- * Usage: [AXON_BENCH_CONFIG=text] bench_net_procs [scale [case [kind]]]   scale 0.1 runs a tenth of
- *        every count; case is one of pingpong, 64, 1024, 65536; kind
- *        (bare, lazy, eager, or for throughput lazy_pool) runs only that
- *        kind, for profiling (without bare, no ratio to it is printed).
+ * Usage: [AXON_BENCH_CONFIG=text] [AXON_BENCH_PIN=1] bench_net_procs [scale [case [kind]]]
+ *        scale 0.1 runs a tenth of every count; case is one of pingpong,
+ *        64, 1024, 65536; kind (bare, lazy, eager, or for throughput
+ *        lazy_pool) runs only that kind, for profiling (without bare, no
+ *        ratio to it is printed). AXON_BENCH_PIN=1: the clients on CPU 0,
+ *        the servers on CPU 1 (see pin_to); the config line says so.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
@@ -461,6 +464,21 @@ static double pair_cpu_s(pid_t server)
     return self_cpu_s() + child_cpu_s(server);
 }
 
+/* AXON_BENCH_PIN=1 puts this process (the clients, bare and Axon) on CPU 0
+ * and the servers on CPU 1: one core for each side, as on two hosts.
+ * Unset, the kernel places the threads, as for a user (the targets). */
+static bool pinned;
+
+static void pin_to(int cpu)
+{
+    cpu_set_t set;
+
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof set, &set) != 0)
+        die_errno("AXON_BENCH_PIN: sched_setaffinity");
+}
+
 static server_t start_server(const char *role)
 {
     int in[2], out[2];
@@ -476,6 +494,8 @@ static server_t start_server(const char *role)
     if (s.pid == 0) {
         char *const argv[] = {(char *)BENCH_NAME, (char *)role, NULL};
 
+        if (pinned)
+            pin_to(1);
         dup2(in[0], 0);
         dup2(out[1], 1);
         close(in[0]);
@@ -889,8 +909,8 @@ static void print_config(void)
 {
     printf("\"config\":{\"systems\":2,\"processes\":2,\"threads_per_system\":1,"
            "\"network_threads_per_system\":1,\"cpus\":%ld,\"transport\":\"tcp 127.0.0.1\","
-           "\"trials\":%d}",
-           sysconf(_SC_NPROCESSORS_ONLN), TRIALS);
+           "\"trials\":%d,\"pinned\":%s}",
+           sysconf(_SC_NPROCESSORS_ONLN), TRIALS, pinned ? "true" : "false");
 }
 
 /* Which kind to run: NULL for all, else "bare", "lazy", "eager" or (for
@@ -1072,8 +1092,11 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     memset(payload, 0x5a, sizeof payload);
 
+    pinned = getenv("AXON_BENCH_PIN") != NULL && strcmp(getenv("AXON_BENCH_PIN"), "1") == 0;
     axon = start_server("--axon-server");
     bare = start_server("--bare-server");
+    if (pinned)
+        pin_to(0); /* before make_system: its threads inherit the mask */
     axon_port = axon.port;
     client_sys = make_system();
 
