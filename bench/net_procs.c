@@ -48,7 +48,11 @@
  *               per frame, each frame first copied into a buffer the
  *               client reuses, which is the least an eager send must do
  *               (its caller keeps the message); its ratio is
- *               ratio_vs_bare_copied_bw. The targets use the
+ *               ratio_vs_bare_copied_bw. Bare persistent: the plain
+ *               writes over one connection that the client keeps for
+ *               every trial of the case, as Axon keeps its connection
+ *               (the other kinds connect for each trial); its ratio is
+ *               ratio_vs_bare_persistent_bw. The targets use the
  *               one-write-per-frame pair, as bench_net does. Each bare
  *               kind's cpu_ns_per_msg is both processes' CPU a message,
  *               as for Axon (this process's getrusage also counts the
@@ -72,9 +76,11 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -327,16 +333,15 @@ static int run_axon_server(void)
 
 /* ---- the bare server --------------------------------------------------------- */
 
-/* One request per connection: 'P' rounds (echo value + 1, 8 bytes each
- * way), or 'S' frame count (read one frame, ack a byte, read count
- * frames, ack a byte). */
-static void bare_serve(int fd)
+/* One request: 'P' rounds (echo value + 1, 8 bytes each way), or 'S'
+ * frame count (read one frame, ack a byte, read count frames, ack a
+ * byte). */
+static void bare_serve_one(int fd, char op)
 {
-    static char buf[256 * 1024];
-    char op;
+    static _Thread_local char buf[256 * 1024];
     uint64_t a, b;
 
-    if (!read_all(fd, &op, 1) || !read_all(fd, &a, sizeof a) || !read_all(fd, &b, sizeof b))
+    if (!read_all(fd, &a, sizeof a) || !read_all(fd, &b, sizeof b))
         die_errno("bare server: request");
     if (op == 'P') {
         nodelay(fd);
@@ -370,6 +375,26 @@ static void bare_serve(int fd)
     }
 }
 
+/* Requests until the client closes the connection. */
+static void bare_serve(int fd)
+{
+    char op;
+
+    while (read_all(fd, &op, 1))
+        bare_serve_one(fd, op);
+}
+
+/* A thread for each connection: the persistent bare stream keeps its
+ * connection open while the other kinds connect beside it. */
+static void *bare_conn_main(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+
+    bare_serve(fd);
+    close(fd);
+    return NULL;
+}
+
 static int listen_loopback(uint16_t *port)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -392,6 +417,7 @@ static int run_bare_server(void)
     fflush(stdout);
     for (;;) {
         struct pollfd p[2] = {{.fd = 0, .events = POLLIN}, {.fd = lfd, .events = POLLIN}};
+        pthread_t th;
         int fd;
 
         if (poll(p, 2, -1) < 0) {
@@ -410,8 +436,9 @@ static int run_bare_server(void)
         fd = accept(lfd, NULL, NULL);
         if (fd < 0)
             die_errno("bare server: accept");
-        bare_serve(fd);
-        close(fd);
+        if (pthread_create(&th, NULL, bare_conn_main, (void *)(intptr_t)fd) != 0)
+            die_errno("bare server: pthread_create");
+        pthread_detach(th);
     }
     close(lfd);
     return 0;
@@ -576,12 +603,11 @@ static void bare_pingpong(uint16_t port, size_t warmup, size_t rounds, double *r
  * first copied into a buffer the client reuses. */
 typedef enum { BARE_PLAIN, BARE_BATCHED, BARE_COPIED, BARE_KINDS } bare_kind_t;
 
-/* Seconds to move count frames of `frame` bytes, after one warm-up frame. */
-static double bare_stream(uint16_t port, size_t frame, size_t count, const uint8_t *payload,
-                          bare_kind_t kind)
+/* Seconds to move count frames of `frame` bytes over fd, after one
+ * warm-up frame. */
+static double bare_stream(int fd, size_t frame, size_t count, const uint8_t *payload, bare_kind_t kind)
 {
     static uint8_t big[256 * 1024];
-    int fd = bare_connect(port);
     char ack;
     double t0;
 
@@ -614,9 +640,7 @@ static double bare_stream(uint16_t port, size_t frame, size_t count, const uint8
     }
     if (!read_all(fd, &ack, 1))
         bench_die("bare stream: ack", AX_EPROTO);
-    t0 = bench_now_s() - t0;
-    close(fd);
-    return t0;
+    return bench_now_s() - t0;
 }
 
 /* ---- the client: Axon ping-pong --------------------------------------------------- */
@@ -990,6 +1014,8 @@ static void run_throughput(const server_t *axon, const server_t *bare_srv, size_
     static uint64_t run;
     double bare[BARE_KINDS][TRIALS], bare_s[BARE_KINDS], secs[MODES][TRIALS], cpu[MODES] = {0}, c0;
     double bare_cpu[BARE_KINDS] = {0}; /* seconds, all trials */
+    double persist[TRIALS], persist_s, persist_cpu = 0;
+    int persist_fd = kind_wanted("bare") ? bare_connect(bare_srv->port) : -1;
     double cpu_t[MODES][TRIALS]; /* each trial's CPU, seconds */
     uint64_t enobufs[MODES] = {0};
     double bare_mbs, n = (double)(total - 1);
@@ -1004,9 +1030,23 @@ static void run_throughput(const server_t *axon, const server_t *bare_srv, size_
         for (int e = 0; e < MODES; e++) {
             tp_result_t r;
 
-            c0 = pair_cpu_s(bare_srv->pid);
-            bare[e][t] = kind_wanted("bare") ? bare_stream(bare_srv->port, size, total - 1, payload, (bare_kind_t)e) : 1;
-            bare_cpu[e] += pair_cpu_s(bare_srv->pid) - c0;
+            if (kind_wanted("bare")) {
+                int fd = bare_connect(bare_srv->port);
+
+                c0 = pair_cpu_s(bare_srv->pid);
+                bare[e][t] = bare_stream(fd, size, total - 1, payload, (bare_kind_t)e);
+                bare_cpu[e] += pair_cpu_s(bare_srv->pid) - c0;
+                close(fd);
+                /* The same writes as BARE_PLAIN over one connection kept
+                 * for every trial of the case, as Axon's is. */
+                if (e == BARE_PLAIN) {
+                    c0 = pair_cpu_s(bare_srv->pid);
+                    persist[t] = bare_stream(persist_fd, size, total - 1, payload, BARE_PLAIN);
+                    persist_cpu += pair_cpu_s(bare_srv->pid) - c0;
+                }
+            } else {
+                bare[e][t] = persist[t] = 1;
+            }
 
             c0 = pair_cpu_s(axon->pid);
             r = kind_wanted(mode_name[e]) ? axon_throughput(e, size, total, payload, ++run) : (tp_result_t){1, 0};
@@ -1017,8 +1057,11 @@ static void run_throughput(const server_t *axon, const server_t *bare_srv, size_
             enobufs[e] += r.enobufs;
         }
     }
+    if (persist_fd >= 0)
+        close(persist_fd);
     for (int k = 0; k < BARE_KINDS; k++)
         bare_s[k] = bench_median(bare[k], TRIALS);
+    persist_s = bench_median(persist, TRIALS);
     bare_mbs = (double)size * n / bare_s[BARE_PLAIN] / 1e6;
     /* With a kind filter, only what was measured is printed. */
     if (kind_wanted("bare")) {
@@ -1026,11 +1069,14 @@ static void run_throughput(const server_t *axon, const server_t *bare_srv, size_
                "\"messages\":%zu,\"msgs_per_s\":%.0f,\"mb_per_s\":%.1f,"
                "\"batched_msgs_per_s\":%.0f,\"batched_mb_per_s\":%.1f,"
                "\"copied_msgs_per_s\":%.0f,\"copied_mb_per_s\":%.1f,"
-               "\"cpu_ns_per_msg\":%.0f,\"batched_cpu_ns_per_msg\":%.0f,\"copied_cpu_ns_per_msg\":%.0f,",
+               "\"persistent_msgs_per_s\":%.0f,\"persistent_mb_per_s\":%.1f,"
+               "\"cpu_ns_per_msg\":%.0f,\"batched_cpu_ns_per_msg\":%.0f,\"copied_cpu_ns_per_msg\":%.0f,"
+               "\"persistent_cpu_ns_per_msg\":%.0f,",
                size, total - 1, n / bare_s[BARE_PLAIN], bare_mbs, n / bare_s[BARE_BATCHED],
                (double)size * n / bare_s[BARE_BATCHED] / 1e6, n / bare_s[BARE_COPIED],
-               (double)size * n / bare_s[BARE_COPIED] / 1e6, bare_cpu[BARE_PLAIN] / ((double)TRIALS * n) * 1e9,
-               bare_cpu[BARE_BATCHED] / ((double)TRIALS * n) * 1e9, bare_cpu[BARE_COPIED] / ((double)TRIALS * n) * 1e9);
+               (double)size * n / bare_s[BARE_COPIED] / 1e6, n / persist_s, (double)size * n / persist_s / 1e6,
+               bare_cpu[BARE_PLAIN] / ((double)TRIALS * n) * 1e9, bare_cpu[BARE_BATCHED] / ((double)TRIALS * n) * 1e9,
+               bare_cpu[BARE_COPIED] / ((double)TRIALS * n) * 1e9, persist_cpu / ((double)TRIALS * n) * 1e9);
         print_config();
         printf("}\n");
     }
@@ -1056,9 +1102,10 @@ static void run_throughput(const server_t *axon, const server_t *bare_srv, size_
                mode_name[e], size, total - 1, WINDOW, ACK_EVERY, msgs, mbs, by_trial);
         if (kind_wanted("bare"))
             printf("\"bare_msgs_per_s\":%.0f,\"bare_mb_per_s\":%.1f,\"ratio_vs_bare_bw\":%.3f,"
-                   "\"ratio_vs_bare_batched_bw\":%.3f,\"ratio_vs_bare_copied_bw\":%.3f,",
+                   "\"ratio_vs_bare_batched_bw\":%.3f,\"ratio_vs_bare_copied_bw\":%.3f,"
+                   "\"ratio_vs_bare_persistent_bw\":%.3f,",
                    n / bare_s[BARE_PLAIN], bare_mbs, mbs / bare_mbs, bare_s[BARE_BATCHED] / s,
-                   bare_s[BARE_COPIED] / s);
+                   bare_s[BARE_COPIED] / s, persist_s / s);
         if (size == 64)
             printf("\"target_msgs_per_s\":%.0f,\"target_met\":%s,", MSGS_TARGET_64B,
                    msgs >= MSGS_TARGET_64B ? "true" : "false");
