@@ -397,8 +397,6 @@ static inline ax_status_t nt_dl_a_receive(ax_actor_t *self, ax_msg_t **msg)
         atomic_fetch_add(&dl->others, 1);
         return AX_OK;
     }
-    if (-(int)d->status >= 0 && -(int)d->status < NT_STATUS_SLOTS)
-        atomic_fetch_add(&dl->by_status[-(int)d->status], 1);
     if (!ax_ref_is_null(dl->watch) && !ax_ref_eq(dl->watch, d->recipient))
         atomic_fetch_add(&dl->wrong_recipient, 1);
     if (d->msg == NULL) {
@@ -417,7 +415,10 @@ static inline ax_status_t nt_dl_a_receive(ax_actor_t *self, ax_msg_t **msg)
     } else {
         atomic_fetch_add(&dl->others, 1);
     }
-    /* Last: a test that sees the count sees the rest. */
+    /* Last, the status and the count: a test that waits for either sees
+     * the rest (the adds are sequentially consistent). */
+    if (-(int)d->status >= 0 && -(int)d->status < NT_STATUS_SLOTS)
+        atomic_fetch_add(&dl->by_status[-(int)d->status], 1);
     atomic_fetch_add(&dl->count, 1);
     return AX_OK;
 }
