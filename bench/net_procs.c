@@ -929,12 +929,32 @@ static tp_result_t axon_throughput(int mode, size_t size, size_t total, uint8_t 
 
 /* ---- output --------------------------------------------------------------------------- */
 
+/* The kernel's congestion control for new sockets: with bbr, TCP paces
+ * each socket with a timer of its own, which moves the 64 KiB results
+ * more than anything in Axon does (dispatch/NOTES.md, "Two more
+ * baselines, and what BBR does to a long-lived loopback connection"). */
+static const char *tcp_congestion(void)
+{
+    static char cc[32];
+    FILE *f;
+
+    if (cc[0] != '\0')
+        return cc;
+    f = fopen("/proc/sys/net/ipv4/tcp_congestion_control", "r");
+    if (f == NULL || fgets(cc, sizeof cc, f) == NULL)
+        snprintf(cc, sizeof cc, "unknown");
+    if (f != NULL)
+        fclose(f);
+    cc[strcspn(cc, "\n\"\\")] = '\0';
+    return cc;
+}
+
 static void print_config(void)
 {
     printf("\"config\":{\"systems\":2,\"processes\":2,\"threads_per_system\":1,"
            "\"network_threads_per_system\":1,\"cpus\":%ld,\"transport\":\"tcp 127.0.0.1\","
-           "\"trials\":%d,\"pinned\":%s}",
-           sysconf(_SC_NPROCESSORS_ONLN), TRIALS, pinned ? "true" : "false");
+           "\"tcp_congestion_control\":\"%s\",\"trials\":%d,\"pinned\":%s}",
+           sysconf(_SC_NPROCESSORS_ONLN), tcp_congestion(), TRIALS, pinned ? "true" : "false");
 }
 
 /* Which kind to run: NULL for all, else "bare", "lazy", "eager" or (for
