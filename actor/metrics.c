@@ -70,9 +70,13 @@ void ax__metrics_sample(ax__cell_t *c, uint32_t epoch)
     if (s == NULL)
         return;
     depth = mailbox_depth(c);
-    side_set(&s->depth, depth);
+    /* The largest depth before the depth, with a store fence between: a
+     * reader loads them the other way round (read_cell), so no read sees
+     * a depth above the largest. */
     if (depth > s->depth_max)
         side_set(&s->depth_max, depth);
+    ck_pr_fence_store();
+    side_set(&s->depth, depth);
     if (c->ext != NULL && c->ext->eb != NULL) {
         ax_buffer_pool_stats_t ps;
 
@@ -242,6 +246,7 @@ static bool read_cell(ax__cell_t *c, ax_actor_metrics_t *m)
     s = ck_pr_load_ptr(&c->m_side); /* acquire: its fields were zeroed first */
     if (s != NULL) {
         m->mailbox_depth = ck_pr_load_64(&s->depth);
+        ck_pr_fence_load(); /* pairs with ax__metrics_sample's: the largest is read after the depth */
         m->mailbox_depth_max = ck_pr_load_64(&s->depth_max);
         m->failures = ck_pr_load_64(&s->failures);
         m->restarts = ck_pr_load_64(&s->restarts);

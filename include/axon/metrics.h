@@ -40,7 +40,7 @@ typedef struct ax_actor_metrics_s {
     const char *type;              /* its vtable's name ("" without one) */
     char name[AX_METRICS_NAME_MAX]; /* its registered name, or "" */
     uint64_t mailbox_depth;        /* sampled (see above) */
-    uint64_t mailbox_depth_max;    /* the largest sampled depth */
+    uint64_t mailbox_depth_max;    /* the largest sampled depth; never below mailbox_depth */
     uint64_t handled;              /* messages handed to its handlers */
     uint64_t handler_ns;           /* time in handlers, tick-sampled */
     uint64_t handler_max_ns;       /* the longest handler, to within 1 ms */
