@@ -929,22 +929,31 @@ static tp_result_t axon_throughput(int mode, size_t size, size_t total, uint8_t 
 
 /* ---- output --------------------------------------------------------------------------- */
 
-/* The kernel's congestion control for new sockets: with bbr, TCP paces
+/* The congestion control of a loopback connection: with bbr, TCP paces
  * each socket with a timer of its own, which moves the 64 KiB results
  * more than anything in Axon does (dispatch/NOTES.md, "Two more
- * baselines, and what BBR does to a long-lived loopback connection"). */
+ * baselines, and what BBR does to a long-lived loopback connection").
+ * Read from a connection of its own, so that a route's congctl, which
+ * overrides the system's default, shows (docs/guide.md, "Two systems"). */
 static const char *tcp_congestion(void)
 {
     static char cc[32];
-    FILE *f;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof cc - 1;
+    uint16_t port;
+    int lfd, fd;
 
     if (cc[0] != '\0')
         return cc;
-    f = fopen("/proc/sys/net/ipv4/tcp_congestion_control", "r");
-    if (f == NULL || fgets(cc, sizeof cc, f) == NULL)
+    lfd = listen_loopback(&port);
+    sa.sin_port = htons(port);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, &len) != 0)
         snprintf(cc, sizeof cc, "unknown");
-    if (f != NULL)
-        fclose(f);
+    if (fd >= 0)
+        close(fd);
+    close(lfd);
     cc[strcspn(cc, "\n\"\\")] = '\0';
     return cc;
 }
