@@ -643,6 +643,17 @@ static double bare_stream(int fd, size_t frame, size_t count, const uint8_t *pay
     return bench_now_s() - t0;
 }
 
+/* bare_stream over fd, adding both processes' CPU seconds to *cpu. */
+static double bare_stream_cpu(const server_t *srv, int fd, size_t frame, size_t count,
+                              const uint8_t *payload, bare_kind_t kind, double *cpu)
+{
+    double c0 = pair_cpu_s(srv->pid);
+    double secs = bare_stream(fd, frame, count, payload, kind);
+
+    *cpu += pair_cpu_s(srv->pid) - c0;
+    return secs;
+}
+
 /* ---- the client: Axon ping-pong --------------------------------------------------- */
 
 static ax_system_t *client_sys;
@@ -938,7 +949,6 @@ static tp_result_t axon_throughput(int mode, size_t size, size_t total, uint8_t 
 static const char *tcp_congestion(void)
 {
     static char cc[32];
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof cc - 1;
     uint16_t port;
     int lfd, fd;
@@ -946,13 +956,10 @@ static const char *tcp_congestion(void)
     if (cc[0] != '\0')
         return cc;
     lfd = listen_loopback(&port);
-    sa.sin_port = htons(port);
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-        getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, &len) != 0)
+    fd = bare_connect(port);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, &len) != 0)
         snprintf(cc, sizeof cc, "unknown");
-    if (fd >= 0)
-        close(fd);
+    close(fd);
     close(lfd);
     cc[strcspn(cc, "\n\"\\")] = '\0';
     return cc;
@@ -1064,17 +1071,14 @@ static void run_throughput(const server_t *axon, const server_t *bare_srv, size_
             if (kind_wanted("bare")) {
                 int fd = bare_connect(bare_srv->port);
 
-                c0 = pair_cpu_s(bare_srv->pid);
-                bare[e][t] = bare_stream(fd, size, total - 1, payload, (bare_kind_t)e);
-                bare_cpu[e] += pair_cpu_s(bare_srv->pid) - c0;
+                bare[e][t] = bare_stream_cpu(bare_srv, fd, size, total - 1, payload, (bare_kind_t)e,
+                                             &bare_cpu[e]);
                 close(fd);
                 /* The same writes as BARE_PLAIN over one connection kept
                  * for every trial of the case, as Axon's is. */
-                if (e == BARE_PLAIN) {
-                    c0 = pair_cpu_s(bare_srv->pid);
-                    persist[t] = bare_stream(persist_fd, size, total - 1, payload, BARE_PLAIN);
-                    persist_cpu += pair_cpu_s(bare_srv->pid) - c0;
-                }
+                if (e == BARE_PLAIN)
+                    persist[t] = bare_stream_cpu(bare_srv, persist_fd, size, total - 1, payload,
+                                                 BARE_PLAIN, &persist_cpu);
             } else {
                 bare[e][t] = persist[t] = 1;
             }
