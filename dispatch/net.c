@@ -2,6 +2,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
+#include <pthread.h>
 #include <stdalign.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -777,6 +779,20 @@ static ax_status_t net_build(ax_system_t *sys, ax__net_t *net)
     return st;
 }
 
+/* glibc's malloc sets itself up on its first call, and malloc_trim is
+ * such a call. Where malloc is another allocator's (the sanitizers',
+ * valgrind's, a preloaded one), glibc's is never set up before the network
+ * threads trim, and two that trim first at once race in that set-up: one
+ * walks bins the other has not made yet (a SEGV that ASan caught). One trim
+ * here, once a process and before any network thread starts, does the
+ * set-up; pthread_create then orders it before every thread's trim. */
+static pthread_once_t malloc_once = PTHREAD_ONCE_INIT;
+
+static void malloc_set_up(void)
+{
+    malloc_trim(0);
+}
+
 ax_status_t ax_net_start(ax_system_t *sys)
 {
     ax__net_t *net;
@@ -799,6 +815,7 @@ ax_status_t ax_net_start(ax_system_t *sys)
         ax__late_mark(net->dispatcher, 0);
     /* The thread before the network is installed: a failure to start it
      * leaves nothing behind (it only touches net until then). */
+    pthread_once(&malloc_once, malloc_set_up);
     if (st == AX_OK) {
         int err = ax__fault("net.thread") ? EAGAIN : pthread_create(&net->thread, NULL, ax__net_main, net);
 
