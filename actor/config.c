@@ -123,6 +123,9 @@ ax_status_t ax__config_check(const ax_config_t *cfg, ax__blame_t *blame)
         memchr(cfg->network.cookie_file, '\0', sizeof cfg->network.cookie_file) == NULL)
         return ax__blame(blame, N(cookie), N(cookie_file),
                          ax__error(AX_EINVAL, "config: network.cookie or cookie_file is not terminated"));
+    if (memchr(cfg->network.tcp_congestion, '\0', sizeof cfg->network.tcp_congestion) == NULL)
+        return ax__blame(blame, N(tcp_congestion), NONE,
+                         ax__error(AX_EINVAL, "config: network.tcp_congestion is not terminated"));
     if (cfg->network.cookie[0] != '\0' && cfg->network.cookie_file[0] != '\0')
         return ax__blame(blame, N(cookie), N(cookie_file),
                          ax__error(AX_EINVAL, "config: network.cookie and network.cookie_file are both set; give one"));

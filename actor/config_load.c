@@ -105,6 +105,7 @@ static const field_t network_fields[] = {
     {"slow_run_us", FIELD_COUNT, NET(slow_run_us), 0, NULL, NULL},
     {"path_ids", FIELD_COUNT, NET(path_ids), 0, NULL, NULL},
     {"max_remote_refs", FIELD_COUNT, NET(max_remote_refs), 1, NULL, NULL},
+    {"tcp_congestion", FIELD_TEXT, NET(tcp_congestion), 0, NULL, NULL},
 };
 static const group_schema_t network_schema = SCHEMA(network_fields);
 

@@ -272,10 +272,10 @@ static const ax_actor_vtable_t sink_vtable = {
     .name = "sink", .size = sizeof(sink_t), .init = sink_init, .receive_network = sink_network,
 };
 
-static ax_system_t *make_system(void)
+/* Each system's configuration, the same in both processes. */
+static void bench_config(ax_config_t *out)
 {
     ax_config_t cfg;
-    ax_system_t *sys;
 
     ax_config_init(&cfg);
     cfg.threads = 1;
@@ -288,6 +288,15 @@ static ax_system_t *make_system(void)
      * processes inherit it); unset, the default offer. */
     if (getenv("AXON_BENCH_PATH_IDS") != NULL)
         cfg.network.path_ids = (uint32_t)strtoul(getenv("AXON_BENCH_PATH_IDS"), NULL, 10);
+    *out = cfg;
+}
+
+static ax_system_t *make_system(void)
+{
+    ax_config_t cfg;
+    ax_system_t *sys;
+
+    bench_config(&cfg);
     BENCH_CHECK(ax_system_create(&cfg, &sys));
     BENCH_CHECK(ax_net_start(sys));
     return sys;
@@ -965,12 +974,20 @@ static const char *tcp_congestion(void)
     return cc;
 }
 
+/* tcp_congestion_control is what the bare kinds use; axon_tcp_congestion
+ * what Axon's connections use: the same unless AXON_BENCH_CONFIG names
+ * one (network.tcp_congestion), a tuned variant. */
 static void print_config(void)
 {
+    ax_config_t cfg;
+
+    bench_config(&cfg);
     printf("\"config\":{\"systems\":2,\"processes\":2,\"threads_per_system\":1,"
            "\"network_threads_per_system\":1,\"cpus\":%ld,\"transport\":\"tcp 127.0.0.1\","
-           "\"tcp_congestion_control\":\"%s\",\"trials\":%d,\"pinned\":%s}",
-           sysconf(_SC_NPROCESSORS_ONLN), tcp_congestion(), TRIALS, pinned ? "true" : "false");
+           "\"tcp_congestion_control\":\"%s\",\"axon_tcp_congestion\":\"%s\",\"trials\":%d,\"pinned\":%s}",
+           sysconf(_SC_NPROCESSORS_ONLN), tcp_congestion(),
+           cfg.network.tcp_congestion[0] != '\0' ? cfg.network.tcp_congestion : tcp_congestion(), TRIALS,
+           pinned ? "true" : "false");
 }
 
 /* Which kind to run: NULL for all, else "bare", "lazy", "eager" or (for

@@ -5,6 +5,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdalign.h>
+#include <stdio.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -725,6 +726,47 @@ static bool addr_is_loopback(const ax_addr_t *a)
     return a->family == 6 ? memcmp(a->ip, v6_loopback, 16) == 0 : a->ip[0] == 127;
 }
 
+/* The first line of a small /proc file into out ("?" when unreadable). */
+static void read_line(const char *path, char *out, size_t cap)
+{
+    FILE *f = fopen(path, "re");
+    size_t n = 0;
+
+    if (f != NULL) {
+        n = fread(out, 1, cap - 1, f);
+        fclose(f);
+    }
+    out[n] = '\0';
+    out[strcspn(out, "\n")] = '\0';
+    if (out[0] == '\0')
+        snprintf(out, cap, "?");
+}
+
+/* network.tcp_congestion, tried on a socket of the listening address's
+ * family before anything is built: a name this process may not use is
+ * refused at start, not on each connection. */
+static ax_status_t congestion_check(const ax__net_t *net)
+{
+    char avail[256], allowed[256];
+    int fd, err;
+
+    if (net->cfg.tcp_congestion[0] == '\0')
+        return AX_OK;
+    fd = socket(net->self.family == 6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return ax__error(AX_EIO, "net: socket: %s", strerror(errno));
+    err = ax__tcp_congestion_set(fd, net->cfg.tcp_congestion);
+    close(fd);
+    if (err == 0)
+        return AX_OK;
+    read_line("/proc/sys/net/ipv4/tcp_available_congestion_control", avail, sizeof avail);
+    read_line("/proc/sys/net/ipv4/tcp_allowed_congestion_control", allowed, sizeof allowed);
+    return ax__error(AX_EINVAL,
+                     "net_start: network.tcp_congestion \"%s\" cannot be used: %s (this kernel has: %s; "
+                     "processes without CAP_NET_ADMIN may use: %s)",
+                     net->cfg.tcp_congestion, strerror(err), avail, allowed);
+}
+
 static ax_status_t net_build(ax_system_t *sys, ax__net_t *net)
 {
     static const ax_buffer_config_t ctl_cfg = {
@@ -761,7 +803,9 @@ static ax_status_t net_build(ax_system_t *sys, ax__net_t *net)
      * port, and no port to guard with a secret. */
     if (net->cfg.client_only)
         net->self.port = 0;
-    st = ax__secret_load(&net->cfg, net->cfg.client_only || addr_is_loopback(&net->self), &net->secret);
+    st = congestion_check(net);
+    if (st == AX_OK)
+        st = ax__secret_load(&net->cfg, net->cfg.client_only || addr_is_loopback(&net->self), &net->secret);
     if (st == AX_OK && !net->cfg.client_only)
         st = listen_on(net);
     /* A spare descriptor, given up to accept (and close) a connection when

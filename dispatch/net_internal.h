@@ -265,6 +265,10 @@ void ax__nm_fifo_release(ax__nm_fifo_t *f);
 /* The socket address of an Axon address; returns its length. */
 socklen_t ax__sockaddr_of(const ax_addr_t *a, struct sockaddr_storage *ss);
 
+/* Set network.tcp_congestion (name) on the TCP socket fd; "" sets
+ * nothing. Returns 0, or the errno of the refusal. */
+int ax__tcp_congestion_set(int fd, const char *name);
+
 /* A random non-zero 64-bit id (sessions, incarnations). */
 uint64_t ax__random64(void);
 

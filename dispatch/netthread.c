@@ -613,11 +613,20 @@ socklen_t ax__sockaddr_of(const ax_addr_t *a, struct sockaddr_storage *ss)
     }
 }
 
+int ax__tcp_congestion_set(int fd, const char *name)
+{
+    size_t len = strlen(name);
+
+    if (len == 0)
+        return 0;
+    return setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, (socklen_t)len) == 0 ? 0 : errno;
+}
+
 static void start_connect(ax__net_t *net, ax__peer_t *p)
 {
     struct sockaddr_storage ss;
     socklen_t sl = ax__sockaddr_of(&p->addr, &ss);
-    int fd, one = 1;
+    int fd, err, one = 1;
     ax__conn_t *c;
 
     p->backoff_timer = 0;
@@ -631,6 +640,13 @@ static void start_connect(ax__net_t *net, ax__peer_t *p)
     if (connect(fd, (struct sockaddr *)&ss, sl) != 0 && errno != EINPROGRESS) {
         close(fd);
         attempt_failed(net, p, ax__error(AX_EIO, "net: connect: %s", strerror(errno)));
+        return;
+    }
+    /* After connect(), which takes an unlocked route's congctl. */
+    if ((err = ax__tcp_congestion_set(fd, net->cfg.tcp_congestion)) != 0) {
+        close(fd);
+        attempt_failed(net, p, ax__error(AX_EIO, "net: network.tcp_congestion \"%s\" refused on a connection: %s",
+                                         net->cfg.tcp_congestion, strerror(err)));
         return;
     }
     c = conn_new(net, fd, true, p);
@@ -713,6 +729,13 @@ static void accept_all(ax__net_t *net)
             continue;
         }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        /* Refused on this socket only (ax_net_start checked the name): a
+         * stranger closed and counted, as at max_connections. */
+        if (ax__tcp_congestion_set(fd, net->cfg.tcp_congestion) != 0) {
+            close(fd);
+            ax__counter_add(&net->c.refused, 1);
+            continue;
+        }
         if (net->nstrangers >= net->cfg.max_pending_handshakes)
             evict_oldest_stranger(net);
         if (conn_new(net, fd, false, NULL) == NULL) {

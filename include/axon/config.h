@@ -92,6 +92,22 @@ typedef struct ax_net_config_s {
                                        to ax_ref_from_path); beyond it the least
                                        recently used entry is evicted and its
                                        refs expire (65536; 1 to 16777216) */
+
+    /* TCP congestion control for this system's connections, by the
+     * kernel's name ("cubic", "reno", "bbr"; see
+     * /proc/sys/net/ipv4/tcp_available_congestion_control). "" keeps the
+     * kernel's choice: net.ipv4.tcp_congestion_control, or a route's
+     * congctl. A name is set on every connection this system opens or
+     * accepts. ax_net_start refuses a name this process may not use
+     * (AX_EINVAL); unprivileged processes may use those in
+     * /proc/sys/net/ipv4/tcp_allowed_congestion_control. Should a
+     * socket refuse the name later (a route's "congctl lock"), a
+     * connection this system opens fails its attempt with AX_EIO, and one
+     * it accepts is closed and counted in ax_net_stats_t.refused. On
+     * one host, bbr paces each socket with a timer of its own and costs
+     * Axon's long-lived connections more than cubic does (docs/guide.md,
+     * "Two systems") ("") */
+    char tcp_congestion[16];
 } ax_net_config_t;
 
 typedef struct ax_metrics_config_s {

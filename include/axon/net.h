@@ -163,7 +163,8 @@ typedef struct ax_net_stats_s {
     /* What strangers and silent peers cost us (docs: dispatch/NOTES.md,
      * "Hostile networks"). */
     uint64_t refused;           /* accepts closed at once: max_connections
-                                   reached, or out of descriptors */
+                                   reached, out of descriptors, or the
+                                   socket refused network.tcp_congestion */
     uint64_t handshake_timeouts; /* closed: no complete handshake in time */
     uint64_t handshakes_evicted; /* closed: the oldest stranger, at
                                     max_pending_handshakes */

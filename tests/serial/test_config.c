@@ -39,6 +39,7 @@ static const char full_config[] =
     "    backoff_initial_ms = 50;\n"
     "    backoff_max_ms = 2000;\n"
     "    flush_timeout_ms = 2000;\n"
+    "    tcp_congestion = \"cubic\";\n"
     "  };\n"
     "};\n";
 
@@ -67,6 +68,7 @@ static ax_config_t sentinel_config(void)
     cfg.network.flush_timeout_ms = 700;
     cfg.network.path_ids = 17;
     cfg.network.max_remote_refs = 4321;
+    strcpy(cfg.network.tcp_congestion, "reno");
     cr_assert_eq(ax_config_validate(&cfg), AX_OK, "%s", ax_error_detail());
     return cfg;
 }
@@ -92,6 +94,7 @@ static void assert_full_config(const ax_config_t *cfg)
     cr_assert_eq(cfg->network.backoff_initial_ms, 50);
     cr_assert_eq(cfg->network.backoff_max_ms, 2000);
     cr_assert_eq(cfg->network.flush_timeout_ms, 2000);
+    cr_assert_str_eq(cfg->network.tcp_congestion, "cubic");
 }
 
 /* Write text to a fresh temporary file; the caller unlinks *path. */
@@ -143,6 +146,7 @@ Test(config_load, defaults_match_the_documented_values)
     cr_assert_eq(cfg.network.run_actors_us, 200);
     cr_assert_eq(cfg.network.slow_run_us, 1000);
     cr_assert_eq(cfg.network.path_ids, 1024);
+    cr_assert_str_eq(cfg.network.tcp_congestion, "", "the kernel's choice");
     cr_assert_eq(ax_config_validate(&cfg), AX_OK);
 }
 
@@ -463,6 +467,11 @@ static const bad_case_t bad_cases[] = {
      "16777216"},
     {"axon = { network = {\n  max_remote_refs = \"many\";\n}; };\n", "axon.network.max_remote_refs", 2,
      "expected an integer"},
+    /* the congestion control's name: the kernel's names fit 15 bytes */
+    {"axon = { network = {\n  tcp_congestion = \"cubic-but-longer\";\n}; };\n",
+     "axon.network.tcp_congestion", 2, "at most 15"},
+    {"axon = { network = {\n\n  tcp_congestion = 1;\n}; };\n", "axon.network.tcp_congestion", 3,
+     "expected a string"},
 };
 
 Test(config_load, bad_configs_are_rejected_with_file_line_and_key)
