@@ -74,39 +74,30 @@ static size_t sockets_on_port(uint16_t port, char names[][16], size_t max)
     return n;
 }
 
-/* SEQS messages from b to a sink on a, all delivered in order; then the
- * congestion control of every socket of their connection (both ends).
- * The sink's node is the caller's: its actor uses it until a is destroyed. */
-static size_t connection_names(ax_system_t *a, ax_system_t *b, nt_node_t *sink, char names[][16], size_t max)
+/*
+ * Two systems with cfg, and SEQS messages from b to a sink on a, all
+ * delivered in order; then every socket of their connection (the end b
+ * opened and the end a accepted) must use `want`. kernel is what a plain
+ * connection uses here, for the message.
+ */
+static void check_connection(const ax_config_t *cfg, const char *want, const char *kernel)
 {
-    ax_ref_t to = nt_sink_on(a, b, sink);
-
-    for (uint64_t i = 0; i < SEQS; i++)
-        cr_assert_eq(nt_send_seq(to, i), AX_OK, "send %llu: %s", (unsigned long long)i, ax_error_detail());
-    WAIT_UNTIL(atomic_load(&sink->received) == SEQS, "%llu of %u delivered",
-               (unsigned long long)atomic_load(&sink->received), SEQS);
-    cr_assert_eq(atomic_load(&sink->out_of_order) + atomic_load(&sink->gaps) + atomic_load(&sink->bad), 0);
-    return sockets_on_port(nt_port(a), names, max);
-}
-
-Test(tcp_congestion, the_name_is_set_on_both_ends_of_a_connection)
-{
-    char kernel[16], names[8][16];
-    ax_config_t cfg = nt_config();
-    const char *want;
-    ax_system_t *a, *b;
-    nt_node_t sink;
+    ax_system_t *a = nt_start(cfg), *b;
+    char names[8][16];
+    nt_node_t sink; /* its actor uses it until a is destroyed */
+    ax_ref_t to;
     size_t n;
 
-    kernel_choice(kernel, sizeof kernel);
-    want = other_than(kernel);
-    snprintf(cfg.network.tcp_congestion, sizeof cfg.network.tcp_congestion, "%s", want);
-    a = nt_start(&cfg);
     cr_assert_not_null(a, "%s", ax_error_detail());
-    b = nt_start(&cfg);
+    b = nt_start(cfg);
     cr_assert_not_null(b, "%s", ax_error_detail());
-    n = connection_names(a, b, &sink, names, 8);
-    /* One connection: the end b opened and the end a accepted. */
+    to = nt_sink_on(a, b, &sink);
+    for (uint64_t i = 0; i < SEQS; i++)
+        cr_assert_eq(nt_send_seq(to, i), AX_OK, "send %llu: %s", (unsigned long long)i, ax_error_detail());
+    WAIT_UNTIL(atomic_load(&sink.received) == SEQS, "%llu of %u delivered",
+               (unsigned long long)atomic_load(&sink.received), SEQS);
+    cr_assert_eq(atomic_load(&sink.out_of_order) + atomic_load(&sink.gaps) + atomic_load(&sink.bad), 0);
+    n = sockets_on_port(nt_port(a), names, 8);
     cr_assert_eq(n, 2, "%zu sockets on a's port", n);
     for (size_t i = 0; i < n; i++)
         cr_assert_str_eq(names[i], want, "socket %zu uses %s, the kernel's choice is %s", i, names[i], kernel);
@@ -114,26 +105,26 @@ Test(tcp_congestion, the_name_is_set_on_both_ends_of_a_connection)
     ax_system_destroy(&a);
 }
 
+Test(tcp_congestion, the_name_is_set_on_both_ends_of_a_connection)
+{
+    char kernel[16];
+    ax_config_t cfg = nt_config();
+    const char *want;
+
+    kernel_choice(kernel, sizeof kernel);
+    want = other_than(kernel);
+    snprintf(cfg.network.tcp_congestion, sizeof cfg.network.tcp_congestion, "%s", want);
+    check_connection(&cfg, want, kernel);
+}
+
 Test(tcp_congestion, empty_keeps_the_kernels_choice)
 {
-    char kernel[16], names[8][16];
+    char kernel[16];
     ax_config_t cfg = nt_config();
-    ax_system_t *a, *b;
-    nt_node_t sink;
-    size_t n;
 
     cr_assert_str_eq(cfg.network.tcp_congestion, "", "the default");
     kernel_choice(kernel, sizeof kernel);
-    a = nt_start(&cfg);
-    cr_assert_not_null(a, "%s", ax_error_detail());
-    b = nt_start(&cfg);
-    cr_assert_not_null(b, "%s", ax_error_detail());
-    n = connection_names(a, b, &sink, names, 8);
-    cr_assert_eq(n, 2, "%zu sockets on a's port", n);
-    for (size_t i = 0; i < n; i++)
-        cr_assert_str_eq(names[i], kernel);
-    ax_system_destroy(&b);
-    ax_system_destroy(&a);
+    check_connection(&cfg, kernel, kernel);
 }
 
 /* A name the kernel lacks: ax_net_start refuses it, says what it was and
