@@ -857,9 +857,9 @@ ax_status_t ax_net_start(ax_system_t *sys)
         st = ax_spawn(sys, &dispatcher_vtable, net, &net->dispatcher);
     if (st == AX_OK) /* it serialises what actors send from on_stop */
         ax__late_mark(net->dispatcher, 0);
+    pthread_once(&malloc_once, malloc_set_up); /* before any network thread */
     /* The thread before the network is installed: a failure to start it
      * leaves nothing behind (it only touches net until then). */
-    pthread_once(&malloc_once, malloc_set_up);
     if (st == AX_OK) {
         int err = ax__fault("net.thread") ? EAGAIN : pthread_create(&net->thread, NULL, ax__net_main, net);
 
