@@ -340,7 +340,7 @@ static void prom_net(FILE *out, const snapshot_t *s)
          offsetof(ax_net_stats_t, connections)},
         {"axon_net_pending_handshakes", "gauge", "Accepted connections whose handshake is not complete.",
          offsetof(ax_net_stats_t, pending_handshakes)},
-        {"axon_net_refused_total", "counter", "Accepts closed at once (limits, descriptors).",
+        {"axon_net_refused_total", "counter", "Accepts closed at once (limits, descriptors, tcp_congestion refused).",
          offsetof(ax_net_stats_t, refused)},
         {"axon_net_handshake_timeouts_total", "counter", "Connections closed: no handshake in time.",
          offsetof(ax_net_stats_t, handshake_timeouts)},
