@@ -974,19 +974,29 @@ static const char *tcp_congestion(void)
     return cc;
 }
 
-/* tcp_congestion_control is what the bare kinds use; axon_tcp_congestion
- * what Axon's connections use: the same unless AXON_BENCH_CONFIG names
- * one (network.tcp_congestion), a tuned variant. */
-static void print_config(void)
+/* What Axon's connections use: the kernel's, unless AXON_BENCH_CONFIG
+ * names one (network.tcp_congestion), a tuned variant. */
+static const char *axon_congestion(void)
 {
+    static char cc[sizeof(((ax_net_config_t *)0)->tcp_congestion)];
     ax_config_t cfg;
 
+    if (cc[0] != '\0')
+        return cc;
     bench_config(&cfg);
+    snprintf(cc, sizeof cc, "%s", cfg.network.tcp_congestion[0] != '\0' ? cfg.network.tcp_congestion
+                                                                          : tcp_congestion());
+    return cc;
+}
+
+/* tcp_congestion_control is what the bare kinds use, axon_tcp_congestion
+ * what Axon's connections use. */
+static void print_config(void)
+{
     printf("\"config\":{\"systems\":2,\"processes\":2,\"threads_per_system\":1,"
            "\"network_threads_per_system\":1,\"cpus\":%ld,\"transport\":\"tcp 127.0.0.1\","
            "\"tcp_congestion_control\":\"%s\",\"axon_tcp_congestion\":\"%s\",\"trials\":%d,\"pinned\":%s}",
-           sysconf(_SC_NPROCESSORS_ONLN), tcp_congestion(),
-           cfg.network.tcp_congestion[0] != '\0' ? cfg.network.tcp_congestion : tcp_congestion(), TRIALS,
+           sysconf(_SC_NPROCESSORS_ONLN), tcp_congestion(), axon_congestion(), TRIALS,
            pinned ? "true" : "false");
 }
 
