@@ -296,7 +296,7 @@ static double run_pingpong(size_t round_trips)
     BENCH_CHECK(ax_msg_alloc(&token_type, &ball));
     t0 = bench_now_s();
     BENCH_CHECK(ax_tell(ping, &ball, AX_REF_NULL));
-    sem_wait(&done);
+    bench_wait(&done, "end of the ping-pong");
     t0 = bench_now_s() - t0;
     bench_system_end(&sys);
     sem_destroy(&done);
@@ -450,7 +450,7 @@ static double run_fanin(unsigned nsenders, size_t total)
     t0 = bench_now_s();
     for (unsigned i = 0; i < nsenders; i++)
         BENCH_CHECK(ax_start(f.senders[i]));
-    sem_wait(&f.done);
+    bench_wait(&f.done, "end of the fan-in");
     t0 = bench_now_s() - t0;
     bench_system_end(&sys);
     ax_msg_pool_destroy(&f.pool);
@@ -511,7 +511,7 @@ static double run_ring(size_t nodes, size_t hops)
     ((token_t *)tok)->n = hops;
     t0 = bench_now_s();
     BENCH_CHECK(ax_tell(refs[0], &tok, AX_REF_NULL));
-    sem_wait(&done);
+    bench_wait(&done, "end of the ring's hops");
     t0 = bench_now_s() - t0;
     bench_system_end(&sys);
     free(refs);
@@ -727,7 +727,7 @@ static double run_pairs(size_t round_trips, unsigned npairs, const ax_actor_vtab
         BENCH_CHECK(ax_tell(pings[i], &ball, AX_REF_NULL));
     }
     for (unsigned i = 0; i < npairs; i++)
-        sem_wait(&done);
+        bench_wait(&done, "end of a pair's round trips");
     t0 = bench_now_s() - t0;
     bench_system_end(&sys);
     sem_destroy(&done);
@@ -833,7 +833,7 @@ static double run_flood(size_t total, unsigned nsenders)
     t0 = bench_now_s();
     for (unsigned i = 0; i < nsenders; i++)
         BENCH_CHECK(ax_start(senders[i]));
-    sem_wait(&f.done);
+    bench_wait(&f.done, "end of the flood");
     t0 = bench_now_s() - t0;
     bench_system_end(&sys);
     sem_destroy(&f.done);
@@ -917,7 +917,7 @@ static double run_flood_bounded(size_t total, unsigned nsenders)
     t0 = bench_now_s();
     for (unsigned i = 0; i < nsenders; i++)
         BENCH_CHECK(ax_start(senders[i]));
-    sem_wait(&f.done);
+    bench_wait(&f.done, "end of the bounded flood");
     t0 = bench_now_s() - t0;
     getrusage(RUSAGE_SELF, &ru);
     trial_aux = ru.ru_maxrss - before; /* growth of the peak over the flood */

@@ -1,7 +1,8 @@
 /*
  * bench.h: what every benchmark program shares: the run-size scale from
  * the command line, a monotonic clock, the median of the trials, a system
- * to run actors on, and dying with a message that names the failed call.
+ * to run actors on, a bounded wait for the actors, and dying with a
+ * message that names the failed call.
  *
  * Each benchmark is a single translation unit that defines BENCH_NAME
  * (its program name, used in error messages) before including this file,
@@ -10,8 +11,12 @@
 #ifndef AXON_BENCH_H
 #define AXON_BENCH_H
 
+#include <errno.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "axon/actor.h"
 #include "axon/config.h"
@@ -81,6 +86,35 @@ _Noreturn static inline void bench_die(const char *what, ax_status_t st)
         if (st_ != AX_OK)              \
             bench_die(#call, st_);     \
     } while (0)
+
+/* How long bench_wait waits at scale 1 or below; longer in proportion at
+ * larger scales. The longest case at scale 1 takes a few seconds. */
+#define BENCH_WAIT_S 120.0
+
+/*
+ * Wait for a post that the actors make when a case is done. A message
+ * that the runtime lost would otherwise hang the bench for good: after
+ * BENCH_WAIT_S (times the scale above 1) this says what it waited for and
+ * exits 1 instead.
+ */
+static inline void bench_wait(sem_t *s, const char *what)
+{
+    double limit = BENCH_WAIT_S * (bench_scale > 1.0 ? bench_scale : 1.0);
+    struct timespec until;
+
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += (time_t)limit;
+    while (sem_clockwait(s, CLOCK_MONOTONIC, &until) != 0) {
+        if (errno == EINTR)
+            continue;
+        if (errno == ETIMEDOUT)
+            fprintf(stderr, "%s: no %s after %.0f s: a message was lost or the run stalled\n",
+                    BENCH_NAME, what, limit);
+        else
+            fprintf(stderr, "%s: waiting for %s: %s\n", BENCH_NAME, what, strerror(errno));
+        exit(1);
+    }
+}
 
 /* A system with `threads` workers and otherwise default configuration. */
 static inline ax_system_t *bench_system(unsigned threads)

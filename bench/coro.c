@@ -133,7 +133,7 @@ static double run_coro(ax_coro_fn_t fn, job_t *j)
 
     sem_init(&j->done, 0, 0);
     BENCH_CHECK(ax_spawn_coro(sys, NULL, fn, j, &r));
-    sem_wait(&j->done);
+    bench_wait(&j->done, "end of the coroutine's job");
     bench_system_end(&sys);
     sem_destroy(&j->done);
     return j->ns;
@@ -182,7 +182,7 @@ static double run_coro_pingpong(size_t n)
     sem_init(&j.done, 0, 0);
     BENCH_CHECK(ax_spawn_coro(sys, NULL, pong_coro, NULL, &j.peer));
     BENCH_CHECK(ax_spawn_coro(sys, NULL, ping_coro, &j, &ping));
-    sem_wait(&j.done);
+    bench_wait(&j.done, "end of the coroutine ping-pong");
     bench_system_end(&sys);
     sem_destroy(&j.done);
     return j.ns;
@@ -243,7 +243,7 @@ static double run_vtable_pingpong(size_t n)
     sem_init(&j.done, 0, 0);
     BENCH_CHECK(ax_spawn(sys, &player_vtable, NULL, &j.peer));
     BENCH_CHECK(ax_spawn(sys, &player_vtable, &j, &ping));
-    sem_wait(&j.done);
+    bench_wait(&j.done, "end of the handler ping-pong");
     bench_system_end(&sys);
     sem_destroy(&j.done);
     return j.ns;
@@ -341,7 +341,7 @@ static double run_ask(size_t n, bool coro)
         BENCH_CHECK(ax_spawn_coro(sys, NULL, ask_coro, &j, &a));
     else
         BENCH_CHECK(ax_spawn(sys, &handler_asker_vtable, &j, &a));
-    sem_wait(&j.done);
+    bench_wait(&j.done, "end of the asks");
     bench_system_end(&sys);
     sem_destroy(&j.done);
     return j.ns;

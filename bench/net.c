@@ -236,10 +236,10 @@ static void axon_pingpong(bool eager, size_t warmup, size_t rounds, double *rtt)
     BENCH_CHECK(ax_spawn(sys_b, &ponger_vtable, &eager, &ponger));
     a.peer = remote_ref(sys_a, ponger);
     BENCH_CHECK(ax_spawn(sys_a, &pinger_vtable, &a, &pinger));
-    sem_wait(&a.done);
+    bench_wait(&a.done, "last pong");
     ax_stop(pinger);
     ax_stop(ponger);
-    sem_wait(&a.ended); /* a lives on this stack */
+    bench_wait(&a.ended, "end of the pinger"); /* a lives on this stack */
     sem_destroy(&a.done);
     sem_destroy(&a.ended);
 }
@@ -601,15 +601,15 @@ static tp_result_t axon_throughput(bool eager, size_t size, size_t total, const 
     BENCH_CHECK(ax_spawn(sys_b, &sink_vtable, &a, &sink));
     a.sink = remote_ref(sys_a, sink);
     BENCH_CHECK(ax_spawn(sys_a, &source_vtable, &a, &source));
-    sem_wait(&a.done);
-    sem_wait(&a.done);
+    bench_wait(&a.done, "end of the flood at the source");
+    bench_wait(&a.done, "end of the flood at the sink");
     if (a.bytes_seen != size * total)
         bench_die("bytes lost", AX_EPROTO);
     /* Nothing is in flight now. Wait for both to end: a is on this stack. */
     ax_stop(source);
     ax_stop(sink);
-    sem_wait(&a.ended);
-    sem_wait(&a.ended);
+    bench_wait(&a.ended, "end of the source or the sink");
+    bench_wait(&a.ended, "end of the source or the sink");
     /* Pooled messages still inside the runtime return to the pool's
      * memory by themselves; destroying it now is safe. */
     ax_msg_pool_destroy(&a.pool);

@@ -749,9 +749,9 @@ static void axon_pingpong(bool eager, size_t warmup, size_t rounds, double *rtt)
     sem_init(&a.ended, 0, 0);
     a.peer = server_ref(eager ? "pong_eager" : "pong_lazy");
     BENCH_CHECK(ax_spawn(client_sys, &pinger_vtable, &a, &pinger));
-    sem_wait(&a.done);
+    bench_wait(&a.done, "last pong");
     ax_stop(pinger);
-    sem_wait(&a.ended);
+    bench_wait(&a.ended, "end of the pinger");
     sem_destroy(&a.done);
     sem_destroy(&a.ended);
 }
@@ -892,20 +892,25 @@ static uint64_t client_dead_letters(void)
 /*
  * Wait for the flood's last ack. A message that went to dead letters (a
  * network pool too small for the window, say) never gets one: say so and
- * end, rather than wait for good.
+ * end, rather than wait for good. Any other loss ends the wait after
+ * bench_wait's limit, as bench_wait does.
  */
 static void wait_last_ack(sem_t *done, uint64_t dead0)
 {
-    for (;;) {
+    double limit = BENCH_WAIT_S * (bench_scale > 1.0 ? bench_scale : 1.0);
+
+    for (double waited = 0; waited < limit;) {
         struct timespec until;
         uint64_t dead;
 
-        clock_gettime(CLOCK_REALTIME, &until);
+        clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_sec += 1;
-        if (sem_timedwait(done, &until) == 0)
+        if (sem_clockwait(done, CLOCK_MONOTONIC, &until) == 0)
             return;
-        if (errno != ETIMEDOUT && errno != EINTR)
-            die_errno("sem_timedwait");
+        if (errno == ETIMEDOUT)
+            waited += 1;
+        else if (errno != EINTR)
+            die_errno("sem_clockwait");
         dead = client_dead_letters();
         if (dead > dead0) {
             fprintf(stderr,
@@ -915,6 +920,9 @@ static void wait_last_ack(sem_t *done, uint64_t dead0)
             exit(1);
         }
     }
+    fprintf(stderr, "%s: no last ack of the flood after %.0f s, and no dead letter: a message was "
+            "lost or the run stalled\n", BENCH_NAME, limit);
+    exit(1);
 }
 
 typedef struct tp_result {
@@ -939,7 +947,7 @@ static tp_result_t axon_throughput(int mode, size_t size, size_t total, uint8_t 
     BENCH_CHECK(ax_spawn(client_sys, &source_vtable, &a, &source));
     wait_last_ack(&a.done, dead0);
     ax_stop(source);
-    sem_wait(&a.ended);
+    bench_wait(&a.ended, "end of the source");
     /* Every message was acked, so the dispatcher has released them all. */
     ax_msg_pool_destroy(&a.pool);
     sem_destroy(&a.done);

@@ -308,7 +308,7 @@ static double run_actors(ax_system_t *sys, enum mode mode, const unsigned char *
     c0 = cpu_ns();
     t0 = bench_now_ns();
     BENCH_CHECK(ax_tell(r.a, &go, AX_REF_NULL));
-    sem_wait(&r.done);
+    bench_wait(&r.done, "end of the relay");
     t0 = bench_now_ns() - t0;
     *cpu = (cpu_ns() - c0) / (double)n;
     if (r.failed != AX_OK)

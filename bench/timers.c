@@ -181,7 +181,7 @@ static double actor_round_trips(int mode, uint64_t n)
     BENCH_CHECK(ax_msg_alloc(&ball_type, &ball));
     t = bench_now_s();
     BENCH_CHECK(ax_tell(ping, &ball, AX_REF_NULL));
-    sem_wait(&done);
+    bench_wait(&done, "end of the timed ping-pong");
     t = bench_now_s() - t;
     bench_system_end(&sys);
     sem_destroy(&done);
@@ -214,7 +214,7 @@ static double thread_round_trips(bool ask, uint64_t n)
             ax_future_release(&f);
         } else {
             BENCH_CHECK(ax_tell(echo, &ball, AX_REF_NULL));
-            sem_wait(&done);
+            bench_wait(&done, "the echo's reply");
             ball = slot;
         }
     }
@@ -392,7 +392,7 @@ static tresult_t run_timers_once(bool timers, uint64_t n)
         BENCH_CHECK(ax_msg_alloc(&go_type, &go));
         BENCH_CHECK(ax_tell(refs[a], &go, AX_REF_NULL));
     }
-    sem_wait(&p->done);
+    bench_wait(&p->done, "delivery of the last scheduled timer");
     r.schedule_per_s = (double)p->total * 1e9 / (double)(p->sched_end_ns - p->sched_start_ns);
     r.fire_per_s = (double)p->total * 1e9 / (double)(p->last_ns - p->sched_start_ns);
     r.last_lag_ms = timers ? ((double)p->last_ns - (double)p->max_due_ns) / 1e6 : 0;
@@ -529,7 +529,7 @@ static lags_t run_periodic_once(void)
     BENCH_CHECK(ax_spawn(sys, &pactor_vtable, p, &ref));
     BENCH_CHECK(ax_msg_alloc(&go_type, &go));
     BENCH_CHECK(ax_tell(ref, &go, AX_REF_NULL));
-    sem_wait(&p->done);
+    bench_wait(&p->done, "last periodic tick");
     l = lags_of(p->at, p->origin);
     bench_system_end(&sys);
     sem_destroy(&p->done);
