@@ -91,6 +91,12 @@ _Noreturn static inline void bench_die(const char *what, ax_status_t st)
  * larger scales. The longest case at scale 1 takes a few seconds. */
 #define BENCH_WAIT_S 120.0
 
+/* bench_wait's limit at this run's scale, in seconds. */
+static inline double bench_wait_limit_s(void)
+{
+    return BENCH_WAIT_S * (bench_scale > 1.0 ? bench_scale : 1.0);
+}
+
 /*
  * Wait for a post that the actors make when a case is done. A message
  * that the runtime lost would otherwise hang the bench for good: after
@@ -99,7 +105,7 @@ _Noreturn static inline void bench_die(const char *what, ax_status_t st)
  */
 static inline void bench_wait(sem_t *s, const char *what)
 {
-    double limit = BENCH_WAIT_S * (bench_scale > 1.0 ? bench_scale : 1.0);
+    double limit = bench_wait_limit_s();
     struct timespec until;
 
     clock_gettime(CLOCK_MONOTONIC, &until);

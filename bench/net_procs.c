@@ -893,11 +893,11 @@ static uint64_t client_dead_letters(void)
  * Wait for the flood's last ack. A message that went to dead letters (a
  * network pool too small for the window, say) never gets one: say so and
  * end, rather than wait for good. Any other loss ends the wait after
- * bench_wait's limit, as bench_wait does.
+ * bench_wait's limit.
  */
 static void wait_last_ack(sem_t *done, uint64_t dead0)
 {
-    double limit = BENCH_WAIT_S * (bench_scale > 1.0 ? bench_scale : 1.0);
+    double limit = bench_wait_limit_s();
 
     for (double waited = 0; waited < limit;) {
         struct timespec until;
