@@ -97,29 +97,43 @@ static inline double bench_wait_limit_s(void)
     return BENCH_WAIT_S * (bench_scale > 1.0 ? bench_scale : 1.0);
 }
 
-/*
- * Wait for a post that the actors make when a case is done. A message
- * that the runtime lost would otherwise hang the bench for good: after
- * BENCH_WAIT_S (times the scale above 1) this says what it waited for and
- * exits 1 instead.
- */
-static inline void bench_wait(sem_t *s, const char *what)
+/* The time bench_wait_until gives up at: bench_wait_limit_s from now. */
+static inline struct timespec bench_wait_deadline(void)
 {
-    double limit = bench_wait_limit_s();
     struct timespec until;
 
     clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += (time_t)limit;
-    while (sem_clockwait(s, CLOCK_MONOTONIC, &until) != 0) {
+    until.tv_sec += (time_t)bench_wait_limit_s();
+    return until;
+}
+
+/*
+ * Wait for a post that the actors make when a case (or one round of it) is
+ * done. A message that the runtime lost would otherwise hang the bench for
+ * good: at `until` (CLOCK_MONOTONIC, from bench_wait_deadline) this says
+ * what it waited for and exits 1 instead. A loop that waits once a round
+ * takes its deadline once, so that the clock is not read every round.
+ */
+static inline void bench_wait_until(sem_t *s, const struct timespec *until, const char *what)
+{
+    while (sem_clockwait(s, CLOCK_MONOTONIC, until) != 0) {
         if (errno == EINTR)
             continue;
         if (errno == ETIMEDOUT)
             fprintf(stderr, "%s: no %s after %.0f s: a message was lost or the run stalled\n",
-                    BENCH_NAME, what, limit);
+                    BENCH_NAME, what, bench_wait_limit_s());
         else
-            fprintf(stderr, "%s: waiting for %s: %s\n", BENCH_NAME, what, strerror(errno));
+            fprintf(stderr, "%s: waiting for the %s: %s\n", BENCH_NAME, what, strerror(errno));
         exit(1);
     }
+}
+
+/* bench_wait_until, with the deadline bench_wait_limit_s from now. */
+static inline void bench_wait(sem_t *s, const char *what)
+{
+    struct timespec until = bench_wait_deadline();
+
+    bench_wait_until(s, &until, what);
 }
 
 /* A system with `threads` workers and otherwise default configuration. */

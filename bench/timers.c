@@ -195,6 +195,7 @@ static double thread_round_trips(bool ask, uint64_t n)
     ax_system_t *sys = bench_system(WORKERS);
     ax_ref_t echo;
     ax_msg_t *ball, *slot = NULL;
+    struct timespec until;
     sem_t done;
     double t;
 
@@ -204,6 +205,7 @@ static double thread_round_trips(bool ask, uint64_t n)
     else
         echo = spawn_player(sys, TO_THREAD, AX_REF_NULL, 0, &done, &slot);
     BENCH_CHECK(ax_msg_alloc(&ball_type, &ball));
+    until = bench_wait_deadline();
     t = bench_now_s();
     for (uint64_t i = 0; i < n; i++) {
         if (ask) {
@@ -214,7 +216,7 @@ static double thread_round_trips(bool ask, uint64_t n)
             ax_future_release(&f);
         } else {
             BENCH_CHECK(ax_tell(echo, &ball, AX_REF_NULL));
-            bench_wait(&done, "the echo's reply");
+            bench_wait_until(&done, &until, "reply from the echo");
             ball = slot;
         }
     }
