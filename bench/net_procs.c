@@ -5,11 +5,12 @@
  *
  * Processes: this program is the client and the coordinator. It starts
  * two servers by running its own executable again (/proc/self/exe) with a
- * role argument, each with a pipe on stdin and stdout:
+ * role argument and the descriptor of the round trips' CPU record (below),
+ * each with a pipe on stdin and stdout:
  *   --axon-server  one system (cfg.threads = 1 worker, its own network
  *                  thread), listening on 127.0.0.1:0, with four named
  *                  actors: pong_lazy, pong_eager, sink_lazy, sink_eager.
- *   --bare-server  a blocking TCP server, one connection at a time.
+ *   --bare-server  a blocking TCP server, a thread for each connection.
  * Each server prints "port N" once it listens and ends when its stdin
  * reaches end of file (the client closes it, or dies). The client's own
  * system also has one worker and a network thread. Both servers live for
@@ -26,7 +27,11 @@
  *               Median and mean RTT in microseconds; cpu_us_per_rtt is
  *               the CPU (user + system) of both processes per round trip,
  *               warm-up included (getrusage for this one, /proc/PID/stat
- *               for the server).
+ *               for the server). same_cpu_share: the share of round
+ *               trips whose two ends ran on one CPU (see "where each end
+ *               of a round trip ran" below), the median of the trials;
+ *               trials_rtt_us_same_cpu lists each trial's median RTT and
+ *               share in trial order.
  *   throughput  messages of 64 B, 1 KiB and 64 KiB from the client to the
  *               server's sink, at most WINDOW unacknowledged; the sink
  *               acks the first message and every ACK_EVERY-th (and the
@@ -84,7 +89,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -98,6 +105,9 @@
 #define TRIALS 5
 #define WINDOW 1000
 #define ACK_EVERY 100
+/* Ping-pong round trips a trial: a warm-up, then the measured ones. */
+#define PP_WARMUP 500
+#define PP_ROUNDS 10000
 /* Issue 10's targets for the two-process mode. */
 #define RTT_TARGET 1.5
 #define MSGS_TARGET_64B 3e6
@@ -198,6 +208,76 @@ static void nodelay(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+/* ---- where each end of a round trip ran ------------------------------------- */
+
+/* The scheduler now and then puts both ends of a ping-pong pair on one CPU,
+ * where a round trip costs only the CPU it takes, and a run's ratio then
+ * depends on which pair that happened to (dispatch/NOTES.md, "Where the
+ * round trip's miss came from"). So each round trip records where its two
+ * ends ran: the server writes the CPU it answered ping i on into byte i of
+ * a memfd that the client made before starting it (its descriptor is the
+ * server's third argument), and the client writes the CPU it read the
+ * answer on into byte i of its own array. After a trial the client counts
+ * the round trips whose two bytes agree. sched_getcpu reads the kernel's
+ * rseq area here, a load rather than a system call, and each end reads it
+ * once a round trip; the client reads it after its clock. */
+static uint8_t *srv_cpu; /* shared with the servers; NULL in a server without it */
+static uint8_t *cli_cpu;
+static size_t cpu_len;
+static int cpu_fd = -1;
+
+static void note_cpu(uint8_t *where, uint64_t i)
+{
+    if (where != NULL && i < cpu_len)
+        where[i] = (uint8_t)sched_getcpu(); /* -1 (no CPU) reads 255: a mismatch */
+}
+
+/* The client: a memfd of len bytes, inherited by the servers it starts. */
+static void cpu_record_create(size_t len)
+{
+    cpu_fd = memfd_create("bench_net_procs_cpus", 0);
+    if (cpu_fd < 0 || ftruncate(cpu_fd, (off_t)len) != 0)
+        die_errno("memfd for the round trips' CPUs");
+    srv_cpu = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, cpu_fd, 0);
+    cli_cpu = malloc(len);
+    if (srv_cpu == MAP_FAILED || cli_cpu == NULL)
+        die_errno("mapping the round trips' CPUs");
+    cpu_len = len;
+}
+
+/* A server: map the client's memfd, named by its third argument. */
+static void cpu_record_open(const char *arg)
+{
+    struct stat st;
+    char *end;
+    long fd = arg != NULL ? strtol(arg, &end, 10) : -1;
+
+    if (fd < 0 || *end != '\0' || fstat((int)fd, &st) != 0 || st.st_size <= 0)
+        return; /* started by hand: no record */
+    srv_cpu = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, (int)fd, 0);
+    if (srv_cpu == MAP_FAILED)
+        die_errno("server: mapping the round trips' CPUs");
+    cpu_len = (size_t)st.st_size;
+}
+
+/* Before a trial: bytes that cannot agree. */
+static void cpu_record_reset(void)
+{
+    memset(srv_cpu, 0xfe, cpu_len);
+    memset(cli_cpu, 0xfd, cpu_len);
+}
+
+/* After a trial: the share of the measured round trips (warmup onwards)
+ * whose two ends ran on one CPU. */
+static double cpu_record_same(size_t warmup, size_t rounds)
+{
+    size_t same = 0;
+
+    for (size_t i = warmup; i < warmup + rounds; i++)
+        same += srv_cpu[i] == cli_cpu[i];
+    return (double)same / (double)rounds;
+}
+
 /* ---- the Axon server ------------------------------------------------------- */
 
 /* Decodes the ping and answers the sender with value + 1. */
@@ -217,6 +297,7 @@ static ax_status_t ponger_network(ax_actor_t *self, ax_net_msg_t **nm)
     ax_ref_t from;
     uint64_t v = read_u64(*nm);
 
+    note_cpu(srv_cpu, v);
     BENCH_CHECK(ax_net_msg_sender(self, *nm, &from));
     BENCH_CHECK(send_u64(self, from, v + 1, ((ponger_t *)self)->eager));
     return AX_OK;
@@ -359,6 +440,7 @@ static void bare_serve_one(int fd, char op)
 
             if (!read_all(fd, &v, sizeof v))
                 die_errno("bare server: ping");
+            note_cpu(srv_cpu, i);
             v++;
             write_all(fd, &v, sizeof v);
         }
@@ -528,7 +610,10 @@ static server_t start_server(const char *role)
     if (s.pid < 0)
         die_errno("fork");
     if (s.pid == 0) {
-        char *const argv[] = {(char *)BENCH_NAME, (char *)role, NULL};
+        char fd_arg[16];
+        char *const argv[] = {(char *)BENCH_NAME, (char *)role, fd_arg, NULL};
+
+        snprintf(fd_arg, sizeof fd_arg, "%d", cpu_fd);
 
         if (pinned)
             pin_to(1);
@@ -603,6 +688,7 @@ static void bare_pingpong(uint16_t port, size_t warmup, size_t rounds, double *r
             bench_die("bare pong", AX_EPROTO);
         if (i >= warmup)
             rtt[i - warmup] = bench_now_s() - t0;
+        note_cpu(cli_cpu, i);
     }
     close(fd);
 }
@@ -723,6 +809,7 @@ static ax_status_t pinger_network(ax_actor_t *self, ax_net_msg_t **nm)
         bench_die("pong out of order", AX_EPROTO);
     if (p->n >= p->a->warmup)
         p->a->rtt[p->n - p->a->warmup] = t - p->t_sent;
+    note_cpu(cli_cpu, p->n);
     if (++p->n == p->a->warmup + p->a->rounds)
         sem_post(&p->a->done);
     else
@@ -1018,11 +1105,31 @@ static bool kind_wanted(const char *kind)
     return kind_only == NULL || strcmp(kind_only, kind) == 0;
 }
 
+/* The median of a kind's TRIALS trials, leaving them in trial order. */
+static double trials_median(const double *v)
+{
+    double c[TRIALS];
+
+    memcpy(c, v, sizeof c);
+    return bench_median(c, TRIALS);
+}
+
+/* Each trial's median round trip and its share of round trips with both
+ * ends on one CPU, in trial order: "trials_rtt_us_same_cpu":[[µs, share], ...]. */
+static void print_trials_rtt(const double *med, const double *same)
+{
+    printf("\"trials_rtt_us_same_cpu\":[");
+    for (int t = 0; t < TRIALS; t++)
+        printf("%s[%.2f,%.3f]", t ? "," : "", med[t] * 1e6, same[t]);
+    printf("],");
+}
+
 static void run_pingpong(const server_t *bare, const server_t *axon)
 {
-    size_t warmup = bench_scaled(500), rounds = bench_scaled(10000);
+    size_t warmup = bench_scaled(PP_WARMUP), rounds = bench_scaled(PP_ROUNDS);
     double *rtt = malloc(rounds * sizeof(*rtt));
     double bare_med[TRIALS], bare_mean[TRIALS], med[2][TRIALS], avg[2][TRIALS];
+    double bare_same[TRIALS], same[2][TRIALS], bs;
     double bm, ba, cpu[3] = {0, 0, 0}, c0, trips = (double)TRIALS * (double)(warmup + rounds);
 
     if (rtt == NULL)
@@ -1031,48 +1138,59 @@ static void run_pingpong(const server_t *bare, const server_t *axon)
     memset(bare_mean, 0, sizeof bare_mean);
     memset(med, 0, sizeof med);
     memset(avg, 0, sizeof avg);
+    memset(bare_same, 0, sizeof bare_same);
+    memset(same, 0, sizeof same);
     for (int t = 0; t < TRIALS; t++) {
         if (kind_wanted("bare")) {
+            cpu_record_reset();
             c0 = pair_cpu_s(bare->pid);
             bare_pingpong(bare->port, warmup, rounds, rtt);
             cpu[2] += pair_cpu_s(bare->pid) - c0;
             bare_mean[t] = mean(rtt, rounds);
             bare_med[t] = bench_median(rtt, rounds);
+            bare_same[t] = cpu_record_same(warmup, rounds);
         }
         for (int e = 0; e < 2; e++) {
             if (!kind_wanted(e ? "eager" : "lazy"))
                 continue;
+            cpu_record_reset();
             c0 = pair_cpu_s(axon->pid);
             axon_pingpong(e == 1, warmup, rounds, rtt);
             cpu[e] += pair_cpu_s(axon->pid) - c0;
             avg[e][t] = mean(rtt, rounds);
             med[e][t] = bench_median(rtt, rounds);
+            same[e][t] = cpu_record_same(warmup, rounds);
         }
     }
-    bm = bench_median(bare_med, TRIALS);
-    ba = bench_median(bare_mean, TRIALS);
+    bm = trials_median(bare_med);
+    ba = trials_median(bare_mean);
+    bs = trials_median(bare_same);
     if (kind_wanted("bare")) {
         printf("{\"bench\":\"net_procs\",\"case\":\"pingpong_bare_tcp\",\"payload_bytes\":8,"
-               "\"round_trips\":%zu,\"median_rtt_us\":%.2f,\"mean_rtt_us\":%.2f,\"cpu_us_per_rtt\":%.1f,",
-               rounds, bm * 1e6, ba * 1e6, cpu[2] / trips * 1e6);
+               "\"round_trips\":%zu,\"median_rtt_us\":%.2f,\"mean_rtt_us\":%.2f,\"cpu_us_per_rtt\":%.1f,"
+               "\"same_cpu_share\":%.3f,",
+               rounds, bm * 1e6, ba * 1e6, cpu[2] / trips * 1e6, bs);
+        print_trials_rtt(bare_med, bare_same);
         print_config();
         printf("}\n");
     }
     for (int e = 0; e < 2; e++) {
-        double m = bench_median(med[e], TRIALS), a = bench_median(avg[e], TRIALS);
+        double m = trials_median(med[e]), a = trials_median(avg[e]);
 
         if (!kind_wanted(e ? "eager" : "lazy"))
             continue;
 
         printf("{\"bench\":\"net_procs\",\"case\":\"pingpong\",\"mode\":\"%s\",\"payload_bytes\":8,"
-               "\"round_trips\":%zu,\"median_rtt_us\":%.2f,\"mean_rtt_us\":%.2f,\"cpu_us_per_rtt\":%.1f,",
-               e ? "eager" : "lazy", rounds, m * 1e6, a * 1e6, cpu[e] / trips * 1e6);
+               "\"round_trips\":%zu,\"median_rtt_us\":%.2f,\"mean_rtt_us\":%.2f,\"cpu_us_per_rtt\":%.1f,"
+               "\"same_cpu_share\":%.3f,",
+               e ? "eager" : "lazy", rounds, m * 1e6, a * 1e6, cpu[e] / trips * 1e6, trials_median(same[e]));
+        print_trials_rtt(med[e], same[e]);
         if (kind_wanted("bare"))
             printf("\"bare_median_rtt_us\":%.2f,\"bare_mean_rtt_us\":%.2f,\"ratio_median\":%.3f,"
                    "\"ratio_mean\":%.3f,\"target_ratio\":%.1f,\"target_met\":%s,"
-                   "\"bare_cpu_us_per_rtt\":%.1f,",
+                   "\"bare_cpu_us_per_rtt\":%.1f,\"bare_same_cpu_share\":%.3f,",
                    bm * 1e6, ba * 1e6, m / bm, a / ba, RTT_TARGET, m / bm <= RTT_TARGET ? "true" : "false",
-                   cpu[2] / trips * 1e6);
+                   cpu[2] / trips * 1e6, bs);
         print_config();
         printf("}\n");
     }
@@ -1200,10 +1318,14 @@ int main(int argc, char **argv)
     const char *only;
     server_t axon, bare;
 
-    if (argc > 1 && strcmp(argv[1], "--axon-server") == 0)
+    if (argc > 1 && strcmp(argv[1], "--axon-server") == 0) {
+        cpu_record_open(argc > 2 ? argv[2] : NULL);
         return run_axon_server();
-    if (argc > 1 && strcmp(argv[1], "--bare-server") == 0)
+    }
+    if (argc > 1 && strcmp(argv[1], "--bare-server") == 0) {
+        cpu_record_open(argc > 2 ? argv[2] : NULL);
         return run_bare_server();
+    }
     only = argc > 2 ? argv[2] : NULL;
     kind_only = argc > 3 ? argv[3] : NULL;
     bench_set_scale(argc > 1 ? argv[1] : NULL);
@@ -1211,6 +1333,7 @@ int main(int argc, char **argv)
     memset(payload, 0x5a, sizeof payload);
 
     pinned = getenv("AXON_BENCH_PIN") != NULL && strcmp(getenv("AXON_BENCH_PIN"), "1") == 0;
+    cpu_record_create(bench_scaled(PP_WARMUP) + bench_scaled(PP_ROUNDS));
     axon = start_server("--axon-server");
     bare = start_server("--bare-server");
     if (pinned)
