@@ -105,8 +105,13 @@
 #define TRIALS 5
 #define WINDOW 1000
 #define ACK_EVERY 100
-/* Ping-pong round trips a trial: a warm-up, then the measured ones. */
-#define PP_WARMUP 500
+/* Ping-pong round trips a trial: a warm-up, then the measured ones. The
+ * warm-up outlasts the scheduler's first 40-60 ms after a pair has been
+ * idle (while the other kinds ran), in which it keeps both ends on one CPU
+ * (dispatch/NOTES.md, "Where each end of a round trip ran"): with 500, the
+ * first 1,500-1,900 measured round trips of every lazy trial ran on one
+ * CPU, and none of eager's, which follows lazy without a pause. */
+#define PP_WARMUP 3000
 #define PP_ROUNDS 10000
 /* Issue 10's targets for the two-process mode. */
 #define RTT_TARGET 1.5
