@@ -109,7 +109,7 @@
  * warm-up outlasts the scheduler's first 40-60 ms after a pair has been
  * idle (while the other kinds ran), in which it keeps both ends on one CPU
  * (dispatch/NOTES.md, "Where each end of a round trip ran"): with 500, the
- * first 1,500-1,900 measured round trips of every lazy trial ran on one
+ * first 1,500-1,860 measured round trips of every lazy trial ran on one
  * CPU, and none of eager's, which follows lazy without a pause. */
 #define PP_WARMUP 3000
 #define PP_ROUNDS 10000
