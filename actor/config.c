@@ -43,6 +43,7 @@ void ax_config_init(ax_config_t *cfg)
     cfg->network.max_pending_handshakes = 256;
     cfg->network.path_ids = 1024;
     cfg->network.max_remote_refs = 65536;
+    cfg->network.io_uring = true;
     cfg->metrics.listen[0] = '\0';
     cfg->metrics.top_n = 50;
     cfg->spin_us = AX__SPIN_US_DEFAULT;

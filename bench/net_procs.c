@@ -1090,13 +1090,19 @@ static const char *axon_congestion(void)
 }
 
 /* tcp_congestion_control is what the bare kinds use, axon_tcp_congestion
- * what Axon's connections use. */
+ * what Axon's connections use. axon_io_uring: whether the client's
+ * network thread has read through io_uring so far (network.io_uring, and
+ * a kernel that allows it). */
 static void print_config(void)
 {
+    ax_net_stats_t st;
+    bool ring = client_sys != NULL && ax_net_stats(client_sys, &st) == AX_OK && st.ring_reads > 0;
+
     printf("\"config\":{\"systems\":2,\"processes\":2,\"threads_per_system\":1,"
            "\"network_threads_per_system\":1,\"cpus\":%ld,\"transport\":\"tcp 127.0.0.1\","
-           "\"tcp_congestion_control\":\"%s\",\"axon_tcp_congestion\":\"%s\",\"trials\":%d,\"pinned\":%s}",
-           sysconf(_SC_NPROCESSORS_ONLN), tcp_congestion(), axon_congestion(), TRIALS,
+           "\"tcp_congestion_control\":\"%s\",\"axon_tcp_congestion\":\"%s\",\"axon_io_uring\":%s,"
+           "\"trials\":%d,\"pinned\":%s}",
+           sysconf(_SC_NPROCESSORS_ONLN), tcp_congestion(), axon_congestion(), ring ? "true" : "false", TRIALS,
            pinned ? "true" : "false");
 }
 

@@ -9,6 +9,8 @@ pkg_check_modules(LIBCONFIG REQUIRED IMPORTED_TARGET libconfig)
 pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
 # The metrics endpoint (dispatch/metrics_http.c).
 pkg_check_modules(MHD REQUIRED IMPORTED_TARGET libmicrohttpd)
+# The network thread's receives through io_uring (dispatch/uring.c).
+pkg_check_modules(URING REQUIRED IMPORTED_TARGET liburing)
 
 # Boost.Context's fcontext (coroutine actors): C-callable assembly in
 # libboost_context, found as a plain library (its CMake package wants C++).
@@ -28,7 +30,7 @@ string(TOUPPER "AXON_MSGMEM_${AXON_MSG_ALLOCATOR}" AXON_MSGMEM_DEFINE)
 
 add_library(axon_deps INTERFACE)
 target_link_libraries(axon_deps INTERFACE
-  msgpackc PkgConfig::CK PkgConfig::LIBCONFIG PkgConfig::SODIUM PkgConfig::MHD Threads::Threads
+  msgpackc PkgConfig::CK PkgConfig::LIBCONFIG PkgConfig::SODIUM PkgConfig::MHD PkgConfig::URING Threads::Threads
   ${AXON_BOOST_CONTEXT_LIBRARY})
 if(AXON_MSG_ALLOCATOR STREQUAL "mimalloc")
   # Found at build time only for the name of the library to load.

@@ -359,6 +359,9 @@ static void prom_net(FILE *out, const snapshot_t *s)
         {"axon_net_read_pauses_total", "counter",
          "Times a connection stopped reading for want of receive buffers.",
          offsetof(ax_net_stats_t, read_pauses)},
+        {"axon_net_ring_reads_total", "counter",
+         "Reads of open connections that came through io_uring (0 with network.io_uring off or refused).",
+         offsetof(ax_net_stats_t, ring_reads)},
     };
 
     for (size_t k = 0; k < sizeof f / sizeof f[0]; k++) {
@@ -508,13 +511,13 @@ static void write_json(FILE *out, const snapshot_t *s)
                 ",\"acked\":%" PRIu64 ",\"dead_lettered\":%" PRIu64 ",\"returned\":%" PRIu64
                 ",\"too_big\":%" PRIu64 ",\"malformed\":%" PRIu64 ",\"connections\":%" PRIu64
                 ",\"pending_handshakes\":%" PRIu64 ",\"reconnects\":%" PRIu64
-                ",\"read_pauses\":%" PRIu64 ",\"refused\":%" PRIu64
+                ",\"read_pauses\":%" PRIu64 ",\"ring_reads\":%" PRIu64 ",\"refused\":%" PRIu64
                 ",\"handshake_timeouts\":%" PRIu64 ",\"handshakes_evicted\":%" PRIu64
                 ",\"auth_failures\":%" PRIu64 ",\"replace_refused\":%" PRIu64
                 ",\"heartbeat_timeouts\":%" PRIu64 ",\"receive_pool\":",
                 n->frames_sent, n->frames_received, n->bytes_sent, n->bytes_received, n->acked,
                 n->dead_lettered, n->returned, n->too_big, n->malformed, n->connections,
-                n->pending_handshakes, n->reconnects, n->read_pauses, n->refused,
+                n->pending_handshakes, n->reconnects, n->read_pauses, n->ring_reads, n->refused,
                 n->handshake_timeouts, n->handshakes_evicted, n->auth_failures,
                 n->replace_refused, n->heartbeat_timeouts);
         json_pool(out, &n->receive_pool);

@@ -1005,6 +1005,7 @@ ax_status_t ax_net_stats(ax_system_t *sys, ax_net_stats_t *out)
     out->pending_handshakes = ck_pr_load_64(&c->pending_handshakes);
     out->reconnects = ck_pr_load_64(&c->reconnects);
     out->read_pauses = ck_pr_load_64(&c->read_pauses);
+    out->ring_reads = ck_pr_load_64(&c->ring_reads);
     out->events_lost = ck_pr_load_64(&net->events_lost);
     out->asks_untracked = ck_pr_load_64(&net->asks_untracked);
     out->refused = ck_pr_load_64(&c->refused);

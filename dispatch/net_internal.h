@@ -35,6 +35,7 @@
 #include "axon/net.h"
 #include "dispatch/metrics_conn.h"
 #include "dispatch/poller.h"
+#include "dispatch/uring.h"
 #include "serial/frame.h"
 #include "serial/mpsc.h"
 #include "serial/netmsg.h"
@@ -174,7 +175,18 @@ struct ax__conn_s {
     ax__unacked_t *unacked; /* ring of written, unacked frames */
     size_t ua_head, ua_count, ua_cap; /* ua_cap: 0 or a power of two (ua_slot) */
     ax__conn_counts_t m;    /* metrics (metrics_conn.h) */
-    struct ax__conn_s *next, *flush_next;
+    /* Receives through io_uring (uring.h), network thread only. */
+    bool ring_ok;           /* open on a system with a ring */
+    bool ring_mode;         /* read through the ring now, not EPOLLIN (a
+                               stream is read with epoll: netthread.c) */
+    unsigned ring_small;    /* reads in a row below RING_STREAM_BYTES */
+    size_t read_got;        /* bytes the last read_socket read */
+    bool ring_posted;       /* a receive is posted: the kernel owns rx's free space */
+    bool ring_done;         /* its completion is kept in the ring's list */
+    int ring_res;           /* that completion's result */
+    void *ring_buf;         /* where the posted receive writes, */
+    size_t ring_len;        /* and how much it may */
+    struct ax__conn_s *next, *flush_next, *ring_next;
 };
 
 typedef struct ax__net_counters_s {
@@ -183,7 +195,7 @@ typedef struct ax__net_counters_s {
      * atomically. */
     uint64_t frames_sent, frames_received, bytes_sent, bytes_received;
     uint64_t acked, dead_lettered, returned, too_big, malformed;
-    uint64_t connections, pending_handshakes, reconnects, read_pauses;
+    uint64_t connections, pending_handshakes, reconnects, read_pauses, ring_reads;
     uint64_t refused, handshake_timeouts, handshakes_evicted, auth_failures;
     uint64_t replace_refused, heartbeat_timeouts;
 } ax__net_counters_t;
@@ -198,6 +210,8 @@ struct ax__net_s {
     uint32_t orphaned;       /* atomic: ax_net_start failed after spawning
                                 the dispatcher, which frees net as it ends */
     ax__poller_t *poller;
+    ax__ring_t *ring;        /* receives through io_uring, or NULL (uring.h);
+                                network thread only */
     int listen_fd;
     uint64_t listen_reg;
     ax__mpsc_t inbox;        /* frames to send, from any thread */

@@ -371,7 +371,9 @@ static void reap(ax__net_t *net)
     for (ax__conn_t **pp = &net->conns; *pp != NULL;) {
         ax__conn_t *c = *pp;
 
-        if (c->state != AX__CONN_DEAD) {
+        /* One whose receive a broken ring never gave back is never freed
+         * (ax__ring_cancel): the kernel may still write to it. */
+        if (c->state != AX__CONN_DEAD || c->ring_posted) {
             pp = &c->next;
             continue;
         }
@@ -394,9 +396,14 @@ static void conn_close(ax__conn_t *c)
     c->dirty = false;
     ax__hs_end(c);
     ax__poller_remove(net->poller, c->reg);
+    /* Its receive through the ring ends before its decoder goes. */
+    if (net->ring != NULL)
+        ax__ring_cancel(net->ring, c);
     close(c->fd);
     c->fd = -1;
     ax__nm_fifo_release(&c->wq);
+    if (c->ring_posted)
+        c->rx = NULL; /* still the kernel's (a broken ring): never freed */
     ax_decode_buffer_destroy(&c->rx);
     free(c->pre);
     c->pre = NULL;
@@ -589,6 +596,12 @@ void ax__conn_open(ax__conn_t *c, ax__peer_t *p)
     while ((nm = fifo_pop(&p->pending)) != NULL)
         conn_enqueue_data(c, nm);
     mark_dirty(c);
+    /* From now on it is read through the ring: the receive is posted
+     * when the read that opened it ends (on_readable). */
+    if (net->ring != NULL) {
+        c->ring_ok = c->ring_mode = true;
+        set_interest(c, c->interest & ~(AX__POLL_IN | AX__POLL_RDHUP));
+    }
     if (p->via == 0) /* a CLIENT is no system to raise events about */
         ax__net_event(net, AX_NET_ESTABLISHED, &p->addr, c->session, AX_OK);
 }
@@ -1020,9 +1033,11 @@ static bool take_frames(ax__conn_t *c)
  * At most NET_READ_TURN_BYTES are read in one turn; read_on goes on
  * from there in the next.
  */
-static void on_readable(ax__conn_t *c, bool short_ok)
+static void read_socket(ax__conn_t *c, bool short_ok)
 {
     size_t turn_bytes = 0;
+
+    c->read_got = 0;
 
     c->rx_more = false;
     if (c->state == AX__CONN_HELLO) {
@@ -1066,6 +1081,7 @@ static void on_readable(ax__conn_t *c, bool short_ok)
         }
         n = read(c->fd, p, room);
         if (n > 0) {
+            c->read_got += (size_t)n;
             c->starved = false;
             c->last_rx_ns = ax__now_ns();
             ax_decode_buffer_commit(c->rx, (size_t)n);
@@ -1098,6 +1114,121 @@ static void on_readable(ax__conn_t *c, bool short_ok)
     }
     if (c->state == AX__CONN_OPEN || c->state == AX__CONN_CLOSING)
         send_ack(c);
+}
+
+/*
+ * Post c's next receive through the ring (uring.h), when c is read that
+ * way and nothing else is reading it: not paused, not stopped by the
+ * turn's limit (read_on goes on), and no bytes behind its handshake left.
+ * Without room in the pool it pauses as read_socket does. A ring that
+ * takes no more puts c back on epoll, to be read in the next turn.
+ */
+static void ring_post(ax__conn_t *c)
+{
+    ax__net_t *net = c->net;
+    void *p;
+    size_t room;
+    ax_status_t st;
+
+    if (!c->ring_mode || c->ring_posted || c->ring_done || c->paused || c->rx_more || c->pre != NULL ||
+        (c->state != AX__CONN_OPEN && c->state != AX__CONN_CLOSING))
+        return;
+    st = ax_decode_buffer_space(c->rx, &p, &room);
+    if (st == AX_ENOBUFS) {
+        pause_reading(c);
+        send_ack(c);
+        return;
+    }
+    if (st != AX_OK) {
+        take_frames(c);
+        return;
+    }
+    if (!ax__ring_recv(net->ring, c, p, room)) {
+        c->ring_mode = false;
+        set_interest(c, c->interest | AX__POLL_IN | AX__POLL_RDHUP);
+        c->rx_more = true;
+        c->rx_more_short_ok = false;
+        c->rx_more_turn = net->turn;
+        net->rx_more = true;
+    }
+}
+
+/*
+ * A connection whose reads bring RING_STREAM_BYTES or more is streaming:
+ * it is read with epoll and read until a short read, as without the ring.
+ * A receive posted each turn finds the socket empty and arms a poll in the
+ * kernel every time, which cost a 1 KiB stream 10-25% more CPU a message
+ * (dispatch/NOTES.md). Two reads in a row that bring less put it back on
+ * the ring, where a round trip's wait and read are one call.
+ */
+#define RING_STREAM_BYTES 8192
+
+static void ring_leave(ax__conn_t *c)
+{
+    c->ring_mode = false;
+    c->ring_small = 0;
+    set_interest(c, c->interest | AX__POLL_IN | AX__POLL_RDHUP);
+}
+
+/* After c was read with read(): back to the ring if its reads are small. */
+static void ring_resume(ax__conn_t *c)
+{
+    if (c->ring_ok && !c->ring_mode && !c->rx_more && !c->paused &&
+        (c->state == AX__CONN_OPEN || c->state == AX__CONN_CLOSING)) {
+        c->ring_small = c->read_got < RING_STREAM_BYTES ? c->ring_small + 1 : 0;
+        if (c->ring_small >= 2) {
+            c->ring_mode = true;
+            set_interest(c, c->interest & ~(AX__POLL_IN | AX__POLL_RDHUP));
+        }
+    }
+    ring_post(c);
+}
+
+/* Read c now, unless its reads are the ring's: a posted receive, or a
+ * completion not yet taken, owns the decoder's free space. */
+static void on_readable(ax__conn_t *c, bool short_ok)
+{
+    if (c->ring_posted || c->ring_done)
+        return;
+    read_socket(c, short_ok);
+    ring_resume(c);
+}
+
+/* A receive through the ring completed with res: bytes, 0 at the end of
+ * the stream, or -errno. As read_socket does with what read returns. */
+static void ring_received(ax__conn_t *c, int res)
+{
+    if (c->state == AX__CONN_DEAD)
+        return;
+    if (res > 0) {
+        ax__counter_add(&c->net->c.ring_reads, 1);
+        c->starved = false;
+        c->last_rx_ns = ax__now_ns();
+        ax_decode_buffer_commit(c->rx, (size_t)res);
+        if (!take_frames(c))
+            return;
+        if ((size_t)res >= RING_STREAM_BYTES || (size_t)res == c->ring_len) {
+            /* A stream, or the room filled: read on, as epoll would, to
+             * the turn's limit (and leave the ring while it streams). */
+            if ((size_t)res >= RING_STREAM_BYTES)
+                ring_leave(c);
+            read_socket(c, true);
+            ring_resume(c);
+            return;
+        }
+        if (c->state == AX__CONN_OPEN || c->state == AX__CONN_CLOSING)
+            send_ack(c);
+        ring_post(c);
+        return;
+    }
+    if (res == -EINTR || res == -EAGAIN || res == -ENOMEM || res == -ENOBUFS) {
+        ring_post(c); /* nothing read: again */
+        return;
+    }
+    if (c->bye_received || c->bye_sent)
+        ax__conn_end(c, AX_NET_CLOSED, AX_OK);
+    else
+        ax__conn_end(c, AX_NET_LOST, res == 0 ? AX_ECLOSED : AX_EIO);
 }
 
 /* ---- sending ------------------------------------------------------------ */
@@ -1590,7 +1721,8 @@ static void on_timer(ax__net_t *net, void *ctx, bool *deadline)
         for (ax__conn_t *c = net->conns; c != NULL; c = c->next) {
             if (c->state != AX__CONN_DEAD && c->paused) {
                 c->paused = false;
-                set_interest(c, c->interest | AX__POLL_IN);
+                if (!c->ring_mode)
+                    set_interest(c, c->interest | AX__POLL_IN);
                 on_readable(c, false); /* edge-triggered: read what waited */
             }
         }
@@ -1636,6 +1768,8 @@ static void on_fd(ax__net_t *net, const ax__poll_event_t *ev)
     if (ev->events & AX__POLL_OUT) {
         mark_dirty(c);
     }
+    /* A connection read through the ring learns of a hangup from its
+     * receive; on_readable leaves it alone while one is posted. */
     if ((ev->events & (AX__POLL_IN | AX__POLL_ERR | AX__POLL_HUP | AX__POLL_RDHUP)) && !c->paused)
         on_readable(c, !(ev->events & (AX__POLL_ERR | AX__POLL_HUP | AX__POLL_RDHUP)));
 }
@@ -1674,6 +1808,30 @@ static bool inbox_idle(ax__net_t *net)
  * written only for a sleeping thread (ax__net_submit), so before it
  * sleeps the thread says so and then looks at the inbox once more.
  */
+/*
+ * Wait for events (block) or only look (not). With a ring, its wait ends
+ * at a receive's completion (taken with ax__ring_next) or when epoll has
+ * events, which are then taken with epoll_wait(0); without one, epoll_wait
+ * waits. true when there is something to handle: *n events, or kept
+ * completions.
+ */
+static bool net_wait(ax__net_t *net, bool block, ax__poll_event_t *ev, size_t *n)
+{
+    bool epoll = true, more = ax__poller_full(net->poller);
+
+    *n = 0;
+    if (net->ring == NULL) {
+        ax__poller_wait(net->poller, block ? -1 : 0, ev, EVENTS_MAX, n);
+        return *n > 0;
+    }
+    /* A failed enter leaves the completions it has; epoll is looked at. */
+    if (ax__ring_wait(net->ring, block && !more, &epoll) != AX_OK)
+        epoll = true;
+    if (epoll || more)
+        ax__poller_wait(net->poller, 0, ev, EVENTS_MAX, n);
+    return *n > 0 || ax__ring_pending(net->ring);
+}
+
 static void net_sleep(ax__net_t *net, ax__poll_event_t *ev, size_t *n)
 {
     *n = 0;
@@ -1682,7 +1840,7 @@ static void net_sleep(ax__net_t *net, ax__poll_event_t *ev, size_t *n)
      * ax__net_submit. */
     ck_pr_fas_32(&net->sleeping, 1);
     if (inbox_idle(net))
-        ax__poller_wait(net->poller, -1, ev, EVENTS_MAX, n);
+        net_wait(net, true, ev, n);
     /* Awake: later pushes skip the eventfd. A sender that still reads 1
      * only writes one eventfd too many; no order needed. */
     ck_pr_store_32(&net->sleeping, 0);
@@ -1712,8 +1870,7 @@ static bool net_spin(ax__net_t *net, ax__poll_event_t *ev, size_t *n)
             if (t - start >= spin_ns)
                 return false;
             if (t - polled >= NET_SPIN_POLL_NS) {
-                ax__poller_wait(net->poller, 0, ev, EVENTS_MAX, n);
-                if (*n > 0)
+                if (net_wait(net, false, ev, n))
                     return true;
                 polled = t;
             }
@@ -1742,6 +1899,9 @@ void *ax__net_main(void *arg)
     tls_net = net;
 
     arm_tick(net);
+    /* On this thread: the ring takes submissions from its creator only. */
+    if (net->cfg.io_uring && ax__ring_create(ax__poller_fd(net->poller), &net->ring) != AX_OK)
+        net->ring = NULL; /* refused by the kernel: epoll, as with io_uring = false */
     for (;;) {
         size_t n = 0;
         uint64_t received;
@@ -1751,7 +1911,7 @@ void *ax__net_main(void *arg)
             if (held)
                 flush_all(net); /* no reply came (or no wait): the Acks go alone */
             if (net->rx_more)
-                ax__poller_wait(net->poller, 0, ev, EVENTS_MAX, &n); /* look, read on */
+                net_wait(net, false, ev, &n); /* look, read on */
             else
                 net_sleep(net, ev, &n);
         }
@@ -1762,6 +1922,13 @@ void *ax__net_main(void *arg)
          * their replies are in the inbox for the drain below. */
         if (run_ns > 0)
             ax__sched_guest_enter(net->sys);
+        if (net->ring != NULL) {
+            ax__conn_t *c;
+            int res;
+
+            while (ax__ring_next(net->ring, &c, &res))
+                ring_received(c, res);
+        }
         for (size_t i = 0; i < n; i++) {
             if (ev[i].kind == AX__EV_FD)
                 on_fd(net, &ev[i]);
@@ -1791,5 +1958,6 @@ void *ax__net_main(void *arg)
         reap(net);
     }
     drain_inbox(net); /* anything that came in after the end: dead letters */
+    ax__ring_destroy(&net->ring);
     return NULL;
 }

@@ -79,6 +79,7 @@ struct ptimer {
 
 struct ax__poller_s {
     int epfd;
+    bool full; /* the last epoll_wait filled its batch: more may be ready */
     int evfd;
     int tfd;
 
@@ -678,6 +679,7 @@ ax_status_t ax__poller_wait(ax__poller_t *p, int timeout_ms, ax__poll_event_t *o
     /* Each kernel event yields at most one fd or wake report, so asking
      * for at most max of them leaves room for all of those. */
     got = epoll_wait(p->epfd, evs, (int)(max < BATCH ? max : BATCH), timeout_ms);
+    p->full = got == (int)(max < BATCH ? max : BATCH);
     if (got < 0) {
         if (errno == EINTR)
             return AX_OK;
@@ -710,4 +712,14 @@ ax_status_t ax__poller_wait(ax__poller_t *p, int timeout_ms, ax__poll_event_t *o
     /* A failed re-arm leaves the reports in out valid; the caller sees
      * them through *n and the failure through the status. */
     return st;
+}
+
+int ax__poller_fd(const ax__poller_t *p)
+{
+    return p->epfd;
+}
+
+bool ax__poller_full(const ax__poller_t *p)
+{
+    return p->full;
 }

@@ -19,6 +19,7 @@
 #ifndef AXON_DISPATCH_POLLER_H
 #define AXON_DISPATCH_POLLER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -92,5 +93,14 @@ ax_status_t ax__poller_timer_cancel(ax__poller_t *p, uint64_t id);
  * EINTR (EINTR returns AX_OK with *n == 0).
  */
 ax_status_t ax__poller_wait(ax__poller_t *p, int timeout_ms, ax__poll_event_t *out, size_t max, size_t *n);
+
+/* The epoll descriptor, for a ring that watches it (uring.h); it becomes
+ * readable when events are ready. Not for waiting on directly. */
+int ax__poller_fd(const ax__poller_t *p);
+
+/* Whether the last ax__poller_wait filled its batch, so that more events
+ * may be ready without another wake-up of the descriptor. Poll thread
+ * only. */
+bool ax__poller_full(const ax__poller_t *p);
 
 #endif

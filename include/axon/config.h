@@ -108,6 +108,16 @@ typedef struct ax_net_config_s {
      * Axon's long-lived connections more than cubic does (docs/guide.md,
      * "Two systems") ("") */
     char tcp_congestion[16];
+
+    /* Read open connections through io_uring: each has a receive posted
+     * before the network thread waits, and the wait returns with the
+     * bytes, so a round trip takes one system call fewer on each side
+     * (dispatch/NOTES.md, "Receives through io_uring"). Handshakes,
+     * accepts and writes stay on epoll and sendmsg. Where the kernel
+     * refuses io_uring (no support, the io_uring_disabled sysctl, a
+     * seccomp filter), the network thread reads with epoll and read, as
+     * with false; ax_net_stats_t.ring_reads says which (true). */
+    bool io_uring;
 } ax_net_config_t;
 
 typedef struct ax_metrics_config_s {

@@ -40,12 +40,22 @@
 
 /* ---- systems, actors, waits ------------------------------------------------ */
 
+/* AXON_TEST_IO_URING=0 runs every test with network.io_uring off: the
+ * CTest entry test_net_epoll, so that both ways of reading are tested. */
+static bool ring_on(void)
+{
+    const char *v = getenv("AXON_TEST_IO_URING");
+
+    return v == NULL || strcmp(v, "0") != 0;
+}
+
 static ax_config_t net_config(void)
 {
     ax_config_t cfg;
 
     ax_config_init(&cfg);
     cfg.threads = 2;
+    cfg.network.io_uring = ring_on();
     return cfg;
 }
 
@@ -2448,6 +2458,70 @@ Test(net, a_burst_longer_than_a_turns_reads_arrives_whole_with_nothing_after_it)
     free(burst);
     close(fd);
     cr_assert(nt_events_wait(&f.bev, &from, AX_NET_LOST, &ev.peer, WAIT_S, &ev), "b: no LOST");
+    raw_fixture_check(&f, false);
+}
+
+/*
+ * Open connections are read through io_uring (network.io_uring, on by
+ * default), or with epoll when it is off: frames sent one at a time, each
+ * into an idle connection whose receive is posted, arrive in order, and
+ * b's ring_reads says which way they were read. In the second round a
+ * burst of 200 KB comes first, which b reads with epoll as a stream; the
+ * single frames after it go back to the ring after two small reads. Each
+ * round the raw peer closes while a receive is posted: b sees the
+ * connection lost once, and a new connection is read the same way.
+ */
+Test(net, open_connections_are_read_through_io_uring_unless_it_is_off)
+{
+    raw_fixture_t f;
+    unsigned char frame[128];
+    size_t n, from = 0;
+    ax_net_event_t ev;
+    uint64_t before;
+    int fd;
+
+    raw_fixture_setup(&f);
+    before = nstats(f.b).ring_reads;
+    for (int round = 0; round < 2; round++) {
+        fd = raw_handshake(&f, &ev, &from);
+        if (round == 1) {
+            size_t count = 4000, cap = count * 64, len = 0;
+            unsigned char *burst = malloc(cap);
+
+            cr_assert_not_null(burst);
+            for (size_t i = 0; i < count; i++)
+                len += raw_data_frame(burst + len, cap - len, "sink", f.sent + i);
+            raw_send(fd, burst, len);
+            f.sent += count;
+            free(burst);
+            WAIT_UNTIL(atomic_load(&f.sink.received) == f.sent, "the burst did not arrive whole");
+            before = nstats(f.b).ring_reads;
+        }
+        for (int i = 0; i < 20; i++) {
+            n = raw_data_frame(frame, sizeof frame, "sink", f.sent);
+            raw_send(fd, frame, n);
+            f.sent++;
+            WAIT_UNTIL(atomic_load(&f.sink.received) == f.sent, "frame %d of round %d did not arrive", i, round);
+        }
+        if (ring_on())
+            cr_assert_geq(nstats(f.b).ring_reads - before, round == 0 ? 20 : 18,
+                          "round %d: %llu of 20 frames sent one at a time were read through io_uring "
+                          "(after the burst, all but the first two should be) "
+                          "(does this kernel refuse io_uring? io_uring_disabled, a seccomp filter)",
+                          round, U(nstats(f.b).ring_reads - before));
+        else
+            cr_assert_eq(nstats(f.b).ring_reads, 0, "io_uring is off, yet %llu reads came through it",
+                         U(nstats(f.b).ring_reads));
+        before = nstats(f.b).ring_reads;
+        /* b's Acks are unread here, so the close resets the connection,
+         * and b's next read (posted or not) fails with ECONNRESET. */
+        close(fd);
+        cr_assert(nt_events_wait(&f.bev, &from, AX_NET_LOST, &ev.peer, WAIT_S, &ev),
+                  "round %d: b did not lose the closed connection", round);
+        cr_assert_eq(ev.status, AX_EIO, "round %d: lost with %s, not AX_EIO", round, ax_status_name(ev.status));
+    }
+    cr_assert_eq(atomic_load(&f.sink.out_of_order), 0);
+    cr_assert_eq(atomic_load(&f.sink.gaps), 0);
     raw_fixture_check(&f, false);
 }
 
