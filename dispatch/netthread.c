@@ -1033,12 +1033,44 @@ static bool take_frames(ax__conn_t *c)
  * At most NET_READ_TURN_BYTES are read in one turn; read_on goes on
  * from there in the next.
  */
+/*
+ * The decoder's free space for c's next read, in *p and *room; false when
+ * there is none. Without a chunk c stops reading (pause_reading), its
+ * frames taken and acknowledged first: the sender counts on the Acks, and
+ * may be waiting on them to shut down. After an oversized header,
+ * take_frames closes c.
+ */
+static bool read_room(ax__conn_t *c, void **p, size_t *room)
+{
+    ax_status_t st = ax_decode_buffer_space(c->rx, p, room);
+
+    if (st == AX_OK)
+        return true;
+    if (st == AX_ENOBUFS) {
+        if (take_frames(c)) {
+            pause_reading(c);
+            send_ack(c);
+        }
+    } else {
+        take_frames(c);
+    }
+    return false;
+}
+
+/* The end of c's stream (eof), or a read error. */
+static void read_ended(ax__conn_t *c, bool eof)
+{
+    if (c->bye_received || c->bye_sent)
+        ax__conn_end(c, AX_NET_CLOSED, AX_OK);
+    else
+        ax__conn_end(c, AX_NET_LOST, eof ? AX_ECLOSED : AX_EIO);
+}
+
 static void read_socket(ax__conn_t *c, bool short_ok)
 {
     size_t turn_bytes = 0;
 
     c->read_got = 0;
-
     c->rx_more = false;
     if (c->state == AX__CONN_HELLO) {
         /* A stranger reads into its own small buffer, never the pool. */
@@ -1049,9 +1081,10 @@ static void read_socket(ax__conn_t *c, bool short_ok)
         void *p;
         size_t room;
         ssize_t n;
-        ax_status_t st = ax_decode_buffer_space(c->rx, &p, &room);
 
-        if (st == AX_OK && c->pre != NULL) {
+        if (!read_room(c, &p, &room))
+            return;
+        if (c->pre != NULL) {
             /* First the bytes that came behind the handshake. */
             n = (ssize_t)(c->pre_len - c->pre_off < room ? c->pre_len - c->pre_off : room);
             memcpy(p, c->pre + c->pre_off, (size_t)n);
@@ -1064,20 +1097,6 @@ static void read_socket(ax__conn_t *c, bool short_ok)
             if (!take_frames(c))
                 return;
             continue;
-        }
-
-        if (st == AX_ENOBUFS) {
-            /* Acknowledge what was taken before reading stops: the sender
-             * counts on it, and may be waiting on it to shut down. */
-            if (take_frames(c)) {
-                pause_reading(c);
-                send_ack(c);
-            }
-            return;
-        }
-        if (st != AX_OK) {
-            take_frames(c);
-            return;
         }
         n = read(c->fd, p, room);
         if (n > 0) {
@@ -1105,11 +1124,7 @@ static void read_socket(ax__conn_t *c, bool short_ok)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             break;
-        /* End of stream, or an error. */
-        if (c->bye_received || c->bye_sent)
-            ax__conn_end(c, AX_NET_CLOSED, AX_OK);
-        else
-            ax__conn_end(c, AX_NET_LOST, n == 0 ? AX_ECLOSED : AX_EIO);
+        read_ended(c, n == 0);
         return;
     }
     if (c->state == AX__CONN_OPEN || c->state == AX__CONN_CLOSING)
@@ -1120,7 +1135,7 @@ static void read_socket(ax__conn_t *c, bool short_ok)
  * Post c's next receive through the ring (uring.h), when c is read that
  * way and nothing else is reading it: not paused, not stopped by the
  * turn's limit (read_on goes on), and no bytes behind its handshake left.
- * Without room in the pool it pauses as read_socket does. A ring that
+ * Without room in the pool it pauses (read_room). A ring that
  * takes no more puts c back on epoll, to be read in the next turn.
  */
 static void ring_post(ax__conn_t *c)
@@ -1128,21 +1143,10 @@ static void ring_post(ax__conn_t *c)
     ax__net_t *net = c->net;
     void *p;
     size_t room;
-    ax_status_t st;
 
     if (!c->ring_mode || c->ring_posted || c->ring_done || c->paused || c->rx_more || c->pre != NULL ||
-        (c->state != AX__CONN_OPEN && c->state != AX__CONN_CLOSING))
+        (c->state != AX__CONN_OPEN && c->state != AX__CONN_CLOSING) || !read_room(c, &p, &room))
         return;
-    st = ax_decode_buffer_space(c->rx, &p, &room);
-    if (st == AX_ENOBUFS) {
-        pause_reading(c);
-        send_ack(c);
-        return;
-    }
-    if (st != AX_OK) {
-        take_frames(c);
-        return;
-    }
     if (!ax__ring_recv(net->ring, c, p, room)) {
         c->ring_mode = false;
         set_interest(c, c->interest | AX__POLL_IN | AX__POLL_RDHUP);
@@ -1225,10 +1229,7 @@ static void ring_received(ax__conn_t *c, int res)
         ring_post(c); /* nothing read: again */
         return;
     }
-    if (c->bye_received || c->bye_sent)
-        ax__conn_end(c, AX_NET_CLOSED, AX_OK);
-    else
-        ax__conn_end(c, AX_NET_LOST, res == 0 ? AX_ECLOSED : AX_EIO);
+    read_ended(c, res == 0);
 }
 
 /* ---- sending ------------------------------------------------------------ */
