@@ -63,7 +63,7 @@ typedef struct ax_net_config_s {
     uint32_t spin_us;               /* after handing received messages to
                                        actors, the network thread watches for
                                        their replies this long before it
-                                       sleeps in epoll; 0: never (0: it pays
+                                       sleeps; 0: never (0: it pays
                                        only with cores to spare) */
     uint32_t run_actors_us;         /* while every worker is parked, the
                                        network thread runs the actors it
@@ -113,10 +113,12 @@ typedef struct ax_net_config_s {
      * before the network thread waits, and the wait returns with the
      * bytes, so a round trip takes one system call fewer on each side
      * (dispatch/NOTES.md, "Receives through io_uring"). Handshakes,
-     * accepts and writes stay on epoll and sendmsg. Where the kernel
-     * refuses io_uring (no support, the io_uring_disabled sysctl, a
-     * seccomp filter), the network thread reads with epoll and read, as
-     * with false; ax_net_stats_t.ring_reads says which (true). */
+     * accepts and writes stay on epoll and sendmsg, and so do the reads
+     * of a connection while it streams (reads of 8 KiB or more). Where
+     * the kernel refuses io_uring (no support, the io_uring_disabled
+     * sysctl, a seccomp filter), and under Valgrind, the network thread
+     * reads with epoll and read, as with false; ax_net_stats_t.ring_reads
+     * says which (true). */
     bool io_uring;
 } ax_net_config_t;
 
