@@ -4,8 +4,9 @@
  *
  * With epoll, a round trip costs each side three system calls: the wait,
  * the read, the write. Here an open connection keeps one receive posted
- * into its decoder's free space, and the network thread waits in
- * io_uring_enter, which returns with the bytes: two calls a side. The
+ * into its decoder's free space (unless it streams: netthread.c reads a
+ * stream with epoll), and the network thread waits in io_uring_enter,
+ * which returns with the bytes: two calls a side. The
  * poller's epoll descriptor is watched by a multishot poll in the same
  * ring, so the wait also ends for every epoll event (wakes, timers,
  * accepts, handshakes, writable sockets), which the thread then takes
