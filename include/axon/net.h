@@ -162,7 +162,8 @@ typedef struct ax_net_stats_s {
                                    until a chunk is free; a pause counts once) */
     uint64_t ring_reads;        /* reads of open connections that came through
                                    io_uring (network.io_uring); 0 while it is
-                                   off, or where the kernel refuses it */
+                                   off, where the kernel refuses it, and under
+                                   Valgrind */
     /* What strangers and silent peers cost us (docs: dispatch/NOTES.md,
      * "Hostile networks"). */
     uint64_t refused;           /* accepts closed at once: max_connections
