@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/error.h"
@@ -131,6 +132,14 @@ bool ax__ring_recv(ax__ring_t *r, ax__conn_t *c, void *buf, size_t len)
     return true;
 }
 
+/* Whether io_uring_enter's result rc says the ring is broken, not just
+ * interrupted (EINTR), short of memory for now (EAGAIN), holding
+ * completions it could not post (EBUSY) or at its timeout (ETIME). */
+static bool broken(int rc)
+{
+    return rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME;
+}
+
 /* Move every completion out of the completion queue. */
 static void collect(ax__ring_t *r)
 {
@@ -186,14 +195,14 @@ void ax__ring_cancel(ax__ring_t *r, ax__conn_t *c)
         if (sqe != NULL) {
             io_uring_prep_cancel(sqe, c, 0);
             io_uring_sqe_set_data64(sqe, TAG_CANCEL);
+        } else {
+            /* No entry for a cancel: a socket shut down ends its
+             * receive too (c is closing). */
+            shutdown(c->fd, SHUT_RDWR);
         }
-        /* Without a cancel entry the receive still ends: the caller
-         * shuts the socket down first. */
         while (c->ring_posted) {
-            int rc = io_uring_submit_and_wait(&r->ring, 1);
-
-            if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
-                break; /* the ring is broken: c stays posted, and is never freed */
+            if (broken(io_uring_submit_and_wait(&r->ring, 1)))
+                break; /* c stays posted, and is never freed */
             collect(r);
         }
     }
@@ -211,7 +220,7 @@ ax_status_t ax__ring_wait(ax__ring_t *r, bool block, bool *epoll)
     collect(r);
     *epoll = r->epoll_seen;
     r->epoll_seen = false;
-    if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME)
+    if (broken(rc))
         return ax__error(AX_EIO, "net: io_uring_enter: %s", strerror(-rc));
     return AX_OK;
 }
