@@ -176,11 +176,9 @@ struct ax__conn_s {
     size_t ua_head, ua_count, ua_cap; /* ua_cap: 0 or a power of two (ua_slot) */
     ax__conn_counts_t m;    /* metrics (metrics_conn.h) */
     /* Receives through io_uring (uring.h), network thread only. */
-    bool ring_ok;           /* open on a system with a ring */
     bool ring_mode;         /* read through the ring now, not EPOLLIN (a
                                stream is read with epoll: netthread.c) */
     unsigned ring_small;    /* reads in a row below RING_STREAM_BYTES */
-    size_t read_got;        /* bytes the last read_socket read */
     bool ring_posted;       /* a receive is posted: the kernel owns rx's free space */
     bool ring_done;         /* its completion is kept in the ring's list */
     int ring_res;           /* that completion's result */

@@ -599,7 +599,7 @@ void ax__conn_open(ax__conn_t *c, ax__peer_t *p)
     /* From now on it is read through the ring: the receive is posted
      * when the read that opened it ends (on_readable). */
     if (net->ring != NULL) {
-        c->ring_ok = c->ring_mode = true;
+        c->ring_mode = true;
         set_interest(c, c->interest & ~(AX__POLL_IN | AX__POLL_RDHUP));
     }
     if (p->via == 0) /* a CLIENT is no system to raise events about */
@@ -1023,17 +1023,6 @@ static bool take_frames(ax__conn_t *c)
 }
 
 /*
- * Read what the socket holds and hand the frames on. short_ok: the event
- * that brought us here said nothing of a hangup (RDHUP, HUP, ERR), so a
- * read shorter than the room it was given has emptied the socket, and the
- * read that would only say EAGAIN is skipped (one system call on each
- * side of a round trip). Bytes or a FIN that come after that read raise a
- * new edge: an edge-triggered epoll wakes for every arrival. A FIN that
- * came before it is in the event (RDHUP), and then we read to the end.
- * At most NET_READ_TURN_BYTES are read in one turn; read_on goes on
- * from there in the next.
- */
-/*
  * The decoder's free space for c's next read, in *p and *room; false when
  * there is none. Without a chunk c stops reading (pause_reading), its
  * frames taken and acknowledged first: the sender counts on the Acks, and
@@ -1066,16 +1055,26 @@ static void read_ended(ax__conn_t *c, bool eof)
         ax__conn_end(c, AX_NET_LOST, eof ? AX_ECLOSED : AX_EIO);
 }
 
-static void read_socket(ax__conn_t *c, bool short_ok)
+/*
+ * Read what the socket holds and hand the frames on. short_ok: the event
+ * that brought us here said nothing of a hangup (RDHUP, HUP, ERR), so a
+ * read shorter than the room it was given has emptied the socket, and the
+ * read that would only say EAGAIN is skipped (one system call on each
+ * side of a round trip). Bytes or a FIN that come after that read raise a
+ * new edge: an edge-triggered epoll wakes for every arrival. A FIN that
+ * came before it is in the event (RDHUP), and then we read to the end.
+ * At most NET_READ_TURN_BYTES are read in one turn; read_on goes on
+ * from there in the next. Returns the bytes read from the socket.
+ */
+static size_t read_socket(ax__conn_t *c, bool short_ok)
 {
-    size_t turn_bytes = 0;
+    size_t turn_bytes = 0, got = 0;
 
-    c->read_got = 0;
     c->rx_more = false;
     if (c->state == AX__CONN_HELLO) {
         /* A stranger reads into its own small buffer, never the pool. */
         if (!ax__hs_readable(c) || c->state == AX__CONN_HELLO)
-            return;
+            return got;
     }
     for (;;) {
         void *p;
@@ -1083,7 +1082,7 @@ static void read_socket(ax__conn_t *c, bool short_ok)
         ssize_t n;
 
         if (!read_room(c, &p, &room))
-            return;
+            return got;
         if (c->pre != NULL) {
             /* First the bytes that came behind the handshake. */
             n = (ssize_t)(c->pre_len - c->pre_off < room ? c->pre_len - c->pre_off : room);
@@ -1095,17 +1094,17 @@ static void read_socket(ax__conn_t *c, bool short_ok)
             }
             ax_decode_buffer_commit(c->rx, (size_t)n);
             if (!take_frames(c))
-                return;
+                return got;
             continue;
         }
         n = read(c->fd, p, room);
         if (n > 0) {
-            c->read_got += (size_t)n;
+            got += (size_t)n;
             c->starved = false;
             c->last_rx_ns = ax__now_ns();
             ax_decode_buffer_commit(c->rx, (size_t)n);
             if (!take_frames(c))
-                return;
+                return got;
             if (short_ok && (size_t)n < room)
                 break; /* emptied: see above */
             turn_bytes += (size_t)n;
@@ -1125,10 +1124,11 @@ static void read_socket(ax__conn_t *c, bool short_ok)
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             break;
         read_ended(c, n == 0);
-        return;
+        return got;
     }
     if (c->state == AX__CONN_OPEN || c->state == AX__CONN_CLOSING)
         send_ack(c);
+    return got;
 }
 
 /*
@@ -1174,12 +1174,14 @@ static void ring_leave(ax__conn_t *c)
     set_interest(c, c->interest | AX__POLL_IN | AX__POLL_RDHUP);
 }
 
-/* After c was read with read(): back to the ring if its reads are small. */
-static void ring_resume(ax__conn_t *c)
+/* After read_socket read got bytes of c: back to the ring if its reads
+ * are small. (An open or closing connection is the ring's when the system
+ * has one: ax__conn_open.) */
+static void ring_resume(ax__conn_t *c, size_t got)
 {
-    if (c->ring_ok && !c->ring_mode && !c->rx_more && !c->paused &&
+    if (c->net->ring != NULL && !c->ring_mode && !c->rx_more && !c->paused &&
         (c->state == AX__CONN_OPEN || c->state == AX__CONN_CLOSING)) {
-        c->ring_small = c->read_got < RING_STREAM_BYTES ? c->ring_small + 1 : 0;
+        c->ring_small = got < RING_STREAM_BYTES ? c->ring_small + 1 : 0;
         if (c->ring_small >= 2) {
             c->ring_mode = true;
             set_interest(c, c->interest & ~(AX__POLL_IN | AX__POLL_RDHUP));
@@ -1194,8 +1196,7 @@ static void on_readable(ax__conn_t *c, bool short_ok)
 {
     if (c->ring_posted || c->ring_done)
         return;
-    read_socket(c, short_ok);
-    ring_resume(c);
+    ring_resume(c, read_socket(c, short_ok));
 }
 
 /* A receive through the ring completed with res: bytes, 0 at the end of
@@ -1216,8 +1217,7 @@ static void ring_received(ax__conn_t *c, int res)
              * the turn's limit (and leave the ring while it streams). */
             if ((size_t)res >= RING_STREAM_BYTES)
                 ring_leave(c);
-            read_socket(c, true);
-            ring_resume(c);
+            ring_resume(c, read_socket(c, true));
             return;
         }
         if (c->state == AX__CONN_OPEN || c->state == AX__CONN_CLOSING)
