@@ -343,9 +343,17 @@ Test(wakeup, many_pairs_ping_ponging_with_pauses_finish)
  * one core for good. Here a busy actor wakes a second one from its
  * handler (into its own worker's run-next slot) and both keep busy: they
  * must end up on two workers.
+ *
+ * The first wake comes after each actor's first run (a run's budget of 50
+ * counts the handling and its self-send: 25 handlings), and the woken
+ * worker must be scheduled while both still have work. With 1 ms
+ * handlings that left it about 35 ms, and under ctest -j2 in CI it once
+ * got no CPU that long ("only ever ran on one worker", in 0.14 s). With
+ * 200 us handlings and 500 rounds the wake comes after about 10 ms and
+ * leaves it about 165 (until the first of the two runs out of rounds).
  */
-#define BUSY_ROUNDS 60
-#define BUSY_US 1000.0
+#define BUSY_ROUNDS 500
+#define BUSY_US 200.0
 
 typedef struct busy_shared {
     _Atomic uint64_t handled;
