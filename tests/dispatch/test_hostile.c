@@ -97,24 +97,44 @@ static ax_ref_t spawn_named(ax_system_t *sys, nt_node_t *n, const char *name)
  * there and back. Returns the seconds from the start (system creation
  * excluded) to the reply, or fails the test after WAIT_S.
  */
-static double good_round_trip(uint16_t port, const char *name)
-{
-    ax_config_t cfg = nt_config();
-    ax_system_t *a = start_net(&cfg);
+/* A good client: a system of its own with one pinger. */
+typedef struct good_client {
+    ax_system_t *sys;
     nt_node_t ping;
     ax_ref_t ref;
+} good_client_t;
+
+static void good_start(good_client_t *g, uint16_t port, const char *name)
+{
+    ax_config_t cfg = nt_config();
+
+    g->sys = start_net(&cfg);
+    nt_node_setup(&g->ping, NT_PING);
+    g->ping.rounds = 1;
+    g->ping.peer = nt_ref_to(g->sys, port, name);
+    g->ref = spawn_named(g->sys, &g->ping, NULL);
+}
+
+/* Connect, say Hello and have one message answered; returns when the
+ * reply came (axt_now's clock). */
+static double good_ping(good_client_t *g)
+{
+    RUN_ON(g->ref, nt_ping_start, NULL);
+    cr_assert(axt_sem_wait(&g->ping.done, WAIT_S), "the good client got no reply");
+    cr_assert_eq(atomic_load(&g->ping.bad), 0);
+    return axt_now();
+}
+
+/* A new client's handshake and round trip; returns how long they took. */
+static double good_round_trip(uint16_t port, const char *name)
+{
+    good_client_t g;
     double t0, dt;
 
-    nt_node_setup(&ping, NT_PING);
-    ping.rounds = 1;
-    ping.peer = nt_ref_to(a, port, name);
-    ref = spawn_named(a, &ping, NULL);
+    good_start(&g, port, name);
     t0 = axt_now();
-    RUN_ON(ref, nt_ping_start, NULL);
-    cr_assert(axt_sem_wait(&ping.done, WAIT_S), "the good client got no reply");
-    dt = axt_now() - t0;
-    cr_assert_eq(atomic_load(&ping.bad), 0);
-    axt_destroy(&a);
+    dt = good_ping(&g) - t0;
+    axt_destroy(&g.sys);
     return dt;
 }
 
@@ -229,7 +249,8 @@ Test(hostile, accepts_again_after_descriptor_exhaustion)
     peer_t peer = peer_start(0, "64", "echo", "lazy");
     int fds[BURST];
     size_t opened = 0;
-    double closed_at, rtt;
+    good_client_t good;
+    double closed_at, served;
 
     for (size_t i = 0; i < BURST; i++) {
         fds[i] = nt_connect_port(peer.port);
@@ -240,15 +261,18 @@ Test(hostile, accepts_again_after_descriptor_exhaustion)
     }
     cr_assert_gt(opened, LIMIT / 2, "only %zu connections opened", opened);
     axt_sleep_us(200000); /* let the server run into its limit */
+    /* The good client's own system is ready before the clock starts:
+     * what is timed is the server's. */
+    good_start(&good, peer.port, "echo");
     for (size_t i = 0; i < BURST; i++)
         if (fds[i] >= 0)
             close(fds[i]);
     closed_at = axt_now();
-    rtt = good_round_trip(peer.port, "echo");
+    served = good_ping(&good) - closed_at;
     cr_log_info("burst of %zu connections against %d descriptors; a good round trip %.1f ms after it closed",
-                opened, LIMIT, (axt_now() - closed_at) * 1000.0);
-    cr_assert_lt(axt_now() - closed_at, 1.0, "the listener took %.3f s to serve again (round trip %.3f s)",
-                 axt_now() - closed_at, rtt);
+                opened, LIMIT, served * 1000.0);
+    cr_assert_lt(served, 1.0, "the listener took %.3f s to serve again", served);
+    axt_destroy(&good.sys);
     peer_stop(&peer);
 }
 

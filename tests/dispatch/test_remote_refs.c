@@ -307,7 +307,11 @@ Test(remote_refs, messages_in_flight_keep_their_entry)
 
     cfg.network.max_remote_refs = 4;
     cfg.network.max_retries = 2;
-    cfg.network.backoff_initial_ms = 100;
+    /* The attempts give up after about 2 s: the churn below runs while the
+     * three are still in flight even if this thread is held off the CPU
+     * for a while (with 100 ms they gave up after about 0.3 s). */
+    cfg.network.backoff_initial_ms = 1000;
+    cfg.network.backoff_max_ms = 1000;
     a = nt_start(&cfg);
     cr_assert_not_null(a, "%s", ax_error_detail());
     cr_assert_eq(ax_spawn(a, &nt_dl_vtable, &dl, &dlr), AX_OK);

@@ -101,7 +101,10 @@ static void echo_where(nt_node_t *n, ax_actor_t *self, ax_net_msg_t **nm)
         }
         clock_gettime(CLOCK_MONOTONIC, &t1);
         ns = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec));
-        if (ns > atomic_load(&where.metrics_max_ns))
+        /* Only the network thread's calls: one on a worker waits, as it
+         * should, for the network thread to publish, which a loaded
+         * machine may delay. */
+        if (thread_is("ax-net") && ns > atomic_load(&where.metrics_max_ns))
             atomic_store(&where.metrics_max_ns, ns);
     }
     if (!seq_of(*nm, &seq)) {
@@ -243,7 +246,7 @@ Test(run_actors, connection_metrics_from_a_handler_on_the_network_thread)
     cr_assert_eq(atomic_load(&where.metrics_ok), 200, "%llu of 200 answers counted the connection",
                  (unsigned long long)atomic_load(&where.metrics_ok));
     cr_assert_gt(atomic_load(&where.metrics_net), 0, "no run on the network thread");
-    cr_assert_lt(atomic_load(&where.metrics_max_ns), 100000000ull, "a call took %llu ns",
+    cr_assert_lt(atomic_load(&where.metrics_max_ns), 100000000ull, "a call on the network thread took %llu ns",
                  (unsigned long long)atomic_load(&where.metrics_max_ns));
     pair_end(&p);
 }

@@ -147,7 +147,10 @@ Test(trust, silent_peer_is_detected)
 }
 
 /* A quiet connection is kept alive by heartbeats: nothing is lost or
- * re-established while both sides idle for several timeouts. */
+ * re-established while both sides idle for several timeouts. The timeout
+ * leaves a network thread about 750 ms off the CPU (1000 less the 200 ms
+ * interval and a 50 ms tick) before a heartbeat is late
+ * (two systems' threads share the machine with another test binary). */
 Test(trust, idle_connection_stays_up)
 {
     ax_config_t cfg = nt_config();
@@ -156,8 +159,8 @@ Test(trust, idle_connection_stays_up)
     ax_ref_t sref, dst;
     uint64_t session;
 
-    cfg.network.heartbeat_interval_ms = 50;
-    cfg.network.heartbeat_timeout_ms = 200;
+    cfg.network.heartbeat_interval_ms = 200;
+    cfg.network.heartbeat_timeout_ms = 1000;
     a = start_net(&cfg);
     b = start_net(&cfg);
     nt_node_setup(&sink, NT_SINK);
@@ -167,7 +170,7 @@ Test(trust, idle_connection_stays_up)
     cr_assert_eq(nt_send_seq(dst, 0), AX_OK);
     WAIT_UNTIL(atomic_load(&sink.received) == 1, "first");
     session = atomic_load(&sink.session);
-    axt_sleep_us(1000000); /* five timeouts of silence from the user */
+    axt_sleep_us(3000000); /* three timeouts of silence from the user */
     cr_assert_eq(nt_send_seq(dst, 1), AX_OK);
     WAIT_UNTIL(atomic_load(&sink.received) == 2, "second");
     cr_assert_eq(atomic_load(&sink.session), session, "the idle connection was lost and replaced");
