@@ -92,12 +92,7 @@ static ax_ref_t spawn_named(ax_system_t *sys, nt_node_t *n, const char *name)
     return ref;
 }
 
-/*
- * A good client's round trip to an echo at port: a fresh system, one seq
- * there and back. Returns the seconds from the start (system creation
- * excluded) to the reply, or fails the test after WAIT_S.
- */
-/* A good client: a system of its own with one pinger. */
+/* A good client: a system of its own with one pinger, for an echo. */
 typedef struct good_client {
     ax_system_t *sys;
     nt_node_t ping;
@@ -115,8 +110,8 @@ static void good_start(good_client_t *g, uint16_t port, const char *name)
     g->ref = spawn_named(g->sys, &g->ping, NULL);
 }
 
-/* Connect, say Hello and have one message answered; returns when the
- * reply came (axt_now's clock). */
+/* Connect, say Hello and have one seq there and back; returns when the
+ * reply came (axt_now's clock), or fails the test after WAIT_S. */
 static double good_ping(good_client_t *g)
 {
     RUN_ON(g->ref, nt_ping_start, NULL);
@@ -125,7 +120,8 @@ static double good_ping(good_client_t *g)
     return axt_now();
 }
 
-/* A new client's handshake and round trip; returns how long they took. */
+/* A good client's round trip to an echo at port, from a fresh system:
+ * the seconds from the start (system creation excluded) to the reply. */
 static double good_round_trip(uint16_t port, const char *name)
 {
     good_client_t g;
