@@ -52,6 +52,7 @@ static char resume_marker, deadline_marker, tick_marker, accept_marker;
 
 static bool flush_now(ax__conn_t *c);
 static bool closing_step(ax__conn_t *c);
+static void ring_enter(ax__conn_t *c);
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -598,10 +599,8 @@ void ax__conn_open(ax__conn_t *c, ax__peer_t *p)
     mark_dirty(c);
     /* From now on it is read through the ring: the receive is posted
      * when the read that opened it ends (on_readable). */
-    if (net->ring != NULL) {
-        c->ring_mode = true;
-        set_interest(c, c->interest & ~(AX__POLL_IN | AX__POLL_RDHUP));
-    }
+    if (net->ring != NULL)
+        ring_enter(c);
     if (p->via == 0) /* a CLIENT is no system to raise events about */
         ax__net_event(net, AX_NET_ESTABLISHED, &p->addr, c->session, AX_OK);
 }
@@ -1022,6 +1021,31 @@ static bool take_frames(ax__conn_t *c)
     return true;
 }
 
+/* c carries Data: open, or closing with its writing side still up. */
+static bool conn_carries(const ax__conn_t *c)
+{
+    return c->state == AX__CONN_OPEN || c->state == AX__CONN_CLOSING;
+}
+
+/* n bytes came into c's decoder's free space (a read, or a receive
+ * through the ring): hand them on. false when take_frames ended c. */
+static bool bytes_came(ax__conn_t *c, size_t n)
+{
+    c->starved = false;
+    c->last_rx_ns = ax__now_ns();
+    ax_decode_buffer_commit(c->rx, n);
+    return take_frames(c);
+}
+
+/* Read c on in a later turn (read_on), not now. */
+static void read_later(ax__conn_t *c, bool short_ok)
+{
+    c->rx_more = true;
+    c->rx_more_short_ok = short_ok;
+    c->rx_more_turn = c->net->turn;
+    c->net->rx_more = true;
+}
+
 /*
  * The decoder's free space for c's next read, in *p and *room; false when
  * there is none. Without a chunk c stops reading (pause_reading), its
@@ -1100,10 +1124,7 @@ static size_t read_socket(ax__conn_t *c, bool short_ok)
         n = read(c->fd, p, room);
         if (n > 0) {
             got += (size_t)n;
-            c->starved = false;
-            c->last_rx_ns = ax__now_ns();
-            ax_decode_buffer_commit(c->rx, (size_t)n);
-            if (!take_frames(c))
+            if (!bytes_came(c, (size_t)n))
                 return got;
             if (short_ok && (size_t)n < room)
                 break; /* emptied: see above */
@@ -1111,10 +1132,7 @@ static size_t read_socket(ax__conn_t *c, bool short_ok)
             if (turn_bytes >= NET_READ_TURN_BYTES) {
                 /* Enough for one turn: let the actors take these frames
                  * (and give their chunks back) before reading on. */
-                c->rx_more = true;
-                c->rx_more_short_ok = short_ok;
-                c->rx_more_turn = c->net->turn;
-                c->net->rx_more = true;
+                read_later(c, short_ok);
                 break;
             }
             continue;
@@ -1126,35 +1144,9 @@ static size_t read_socket(ax__conn_t *c, bool short_ok)
         read_ended(c, n == 0);
         return got;
     }
-    if (c->state == AX__CONN_OPEN || c->state == AX__CONN_CLOSING)
+    if (conn_carries(c))
         send_ack(c);
     return got;
-}
-
-/*
- * Post c's next receive through the ring (uring.h), when c is read that
- * way and nothing else is reading it: not paused, not stopped by the
- * turn's limit (read_on goes on), and no bytes behind its handshake left.
- * Without room in the pool it pauses (read_room). A ring that
- * takes no more puts c back on epoll, to be read in the next turn.
- */
-static void ring_post(ax__conn_t *c)
-{
-    ax__net_t *net = c->net;
-    void *p;
-    size_t room;
-
-    if (!c->ring_mode || c->ring_posted || c->ring_done || c->paused || c->rx_more || c->pre != NULL ||
-        (c->state != AX__CONN_OPEN && c->state != AX__CONN_CLOSING) || !read_room(c, &p, &room))
-        return;
-    if (!ax__ring_recv(net->ring, c, p, room)) {
-        c->ring_mode = false;
-        set_interest(c, c->interest | AX__POLL_IN | AX__POLL_RDHUP);
-        c->rx_more = true;
-        c->rx_more_short_ok = false;
-        c->rx_more_turn = net->turn;
-        net->rx_more = true;
-    }
 }
 
 /*
@@ -1167,6 +1159,14 @@ static void ring_post(ax__conn_t *c)
  */
 #define RING_STREAM_BYTES 8192
 
+/* c's reads go to the ring: no more EPOLLIN (a receive tells of a hangup). */
+static void ring_enter(ax__conn_t *c)
+{
+    c->ring_mode = true;
+    set_interest(c, c->interest & ~(AX__POLL_IN | AX__POLL_RDHUP));
+}
+
+/* c's reads go back to epoll. */
 static void ring_leave(ax__conn_t *c)
 {
     c->ring_mode = false;
@@ -1174,18 +1174,39 @@ static void ring_leave(ax__conn_t *c)
     set_interest(c, c->interest | AX__POLL_IN | AX__POLL_RDHUP);
 }
 
+/*
+ * Post c's next receive through the ring (uring.h), when c is read that
+ * way and nothing else is reading it: not paused, not stopped by the
+ * turn's limit (read_on goes on), and no bytes behind its handshake left.
+ * Without room in the pool it pauses (read_room). A ring that
+ * takes no more puts c back on epoll, to be read in the next turn.
+ */
+static void ring_post(ax__conn_t *c)
+{
+    void *p;
+    size_t room;
+
+    if (!c->ring_mode || c->ring_posted || c->ring_done || c->paused || c->rx_more || c->pre != NULL ||
+        !conn_carries(c) || !read_room(c, &p, &room))
+        return;
+    if (!ax__ring_recv(c->net->ring, c, p, room)) {
+        /* Back to epoll, its count of small reads kept, and read in the
+         * next turn. */
+        c->ring_mode = false;
+        set_interest(c, c->interest | AX__POLL_IN | AX__POLL_RDHUP);
+        read_later(c, false);
+    }
+}
+
 /* After read_socket read got bytes of c: back to the ring if its reads
  * are small. (An open or closing connection is the ring's when the system
  * has one: ax__conn_open.) */
 static void ring_resume(ax__conn_t *c, size_t got)
 {
-    if (c->net->ring != NULL && !c->ring_mode && !c->rx_more && !c->paused &&
-        (c->state == AX__CONN_OPEN || c->state == AX__CONN_CLOSING)) {
+    if (c->net->ring != NULL && !c->ring_mode && !c->rx_more && !c->paused && conn_carries(c)) {
         c->ring_small = got < RING_STREAM_BYTES ? c->ring_small + 1 : 0;
-        if (c->ring_small >= 2) {
-            c->ring_mode = true;
-            set_interest(c, c->interest & ~(AX__POLL_IN | AX__POLL_RDHUP));
-        }
+        if (c->ring_small >= 2)
+            ring_enter(c);
     }
     ring_post(c);
 }
@@ -1207,10 +1228,7 @@ static void ring_received(ax__conn_t *c, int res)
         return;
     if (res > 0) {
         ax__counter_add(&c->net->c.ring_reads, 1);
-        c->starved = false;
-        c->last_rx_ns = ax__now_ns();
-        ax_decode_buffer_commit(c->rx, (size_t)res);
-        if (!take_frames(c))
+        if (!bytes_came(c, (size_t)res))
             return;
         if ((size_t)res >= RING_STREAM_BYTES || (size_t)res == c->ring_len) {
             /* A stream, or the room filled: read on, as epoll would, to
@@ -1220,7 +1238,7 @@ static void ring_received(ax__conn_t *c, int res)
             ring_resume(c, read_socket(c, true));
             return;
         }
-        if (c->state == AX__CONN_OPEN || c->state == AX__CONN_CLOSING)
+        if (conn_carries(c))
             send_ack(c);
         ring_post(c);
         return;
@@ -1805,11 +1823,6 @@ static bool inbox_idle(ax__net_t *net)
 }
 
 /*
- * Wait in epoll for events, unless the inbox has work. The eventfd is
- * written only for a sleeping thread (ax__net_submit), so before it
- * sleeps the thread says so and then looks at the inbox once more.
- */
-/*
  * Wait for events (block) or only look (not). With a ring, its wait ends
  * at a receive's completion (taken with ax__ring_next) or when epoll has
  * events, which are then taken with epoll_wait(0); without one, epoll_wait
@@ -1833,6 +1846,11 @@ static bool net_wait(ax__net_t *net, bool block, ax__poll_event_t *ev, size_t *n
     return *n > 0 || ax__ring_pending(net->ring);
 }
 
+/*
+ * Wait for events, unless the inbox has work. The eventfd is written only
+ * for a sleeping thread (ax__net_submit), so before it sleeps the thread
+ * says so and then looks at the inbox once more.
+ */
 static void net_sleep(ax__net_t *net, ax__poll_event_t *ev, size_t *n)
 {
     *n = 0;
