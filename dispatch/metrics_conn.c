@@ -56,13 +56,13 @@ void ax__conn_snap_publish(ax__net_t *net)
     if (wanted == s->done) /* done is only written by this thread */
         return;
     for (ax__conn_t *c = net->conns; c != NULL; c = c->next)
-        n += c->peer != NULL && (c->state == AX__CONN_OPEN || c->state == AX__CONN_CLOSING);
+        n += c->peer != NULL && ax__conn_carries(c);
     cap = n > 0 ? n : 1;
     a = calloc(cap, sizeof(*a));
     n = 0;
     if (a != NULL)
         for (ax__conn_t *c = net->conns; c != NULL; c = c->next)
-            if (c->peer != NULL && (c->state == AX__CONN_OPEN || c->state == AX__CONN_CLOSING))
+            if (c->peer != NULL && ax__conn_carries(c))
                 fill(c, &a[n++]);
     pthread_mutex_lock(&s->lock);
     if (a != NULL) { /* out of memory: the readers keep the last one */

@@ -187,6 +187,13 @@ struct ax__conn_s {
     struct ax__conn_s *next, *flush_next, *ring_next;
 };
 
+/* Whether c carries frames: its handshake is done and it has not ended
+ * (OPEN, or CLOSING while it flushes). Network thread only. */
+static inline bool ax__conn_carries(const ax__conn_t *c)
+{
+    return c->state == AX__CONN_OPEN || c->state == AX__CONN_CLOSING;
+}
+
 typedef struct ax__net_counters_s {
     /* Written by the network thread only (ck_pr_store), read anywhere;
      * dead_lettered also by the dispatcher, so it is incremented

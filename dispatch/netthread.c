@@ -435,7 +435,7 @@ void ax__conn_end(ax__conn_t *c, ax_net_event_kind_t kind, ax_status_t why)
 {
     ax__net_t *net = c->net;
     ax__peer_t *p = c->peer;
-    bool was_open = c->state == AX__CONN_OPEN || c->state == AX__CONN_CLOSING;
+    bool was_open = ax__conn_carries(c);
     ax__nm_fifo_t data = {0};
     ax_net_msg_t *nm;
 
@@ -1021,12 +1021,6 @@ static bool take_frames(ax__conn_t *c)
     return true;
 }
 
-/* c carries Data: open, or closing with its writing side still up. */
-static bool conn_carries(const ax__conn_t *c)
-{
-    return c->state == AX__CONN_OPEN || c->state == AX__CONN_CLOSING;
-}
-
 /* n bytes came into c's decoder's free space (a read, or a receive
  * through the ring): hand them on. false when take_frames ended c. */
 static bool bytes_came(ax__conn_t *c, size_t n)
@@ -1144,7 +1138,7 @@ static size_t read_socket(ax__conn_t *c, bool short_ok)
         read_ended(c, n == 0);
         return got;
     }
-    if (conn_carries(c))
+    if (ax__conn_carries(c))
         send_ack(c);
     return got;
 }
@@ -1187,7 +1181,7 @@ static void ring_post(ax__conn_t *c)
     size_t room;
 
     if (!c->ring_mode || c->ring_posted || c->ring_done || c->paused || c->rx_more || c->pre != NULL ||
-        !conn_carries(c) || !read_room(c, &p, &room))
+        !ax__conn_carries(c) || !read_room(c, &p, &room))
         return;
     if (!ax__ring_recv(c->net->ring, c, p, room)) {
         /* Back to epoll, its count of small reads kept, and read in the
@@ -1203,7 +1197,7 @@ static void ring_post(ax__conn_t *c)
  * has one: ax__conn_open.) */
 static void ring_resume(ax__conn_t *c, size_t got)
 {
-    if (c->net->ring != NULL && !c->ring_mode && !c->rx_more && !c->paused && conn_carries(c)) {
+    if (c->net->ring != NULL && !c->ring_mode && !c->rx_more && !c->paused && ax__conn_carries(c)) {
         c->ring_small = got < RING_STREAM_BYTES ? c->ring_small + 1 : 0;
         if (c->ring_small >= 2)
             ring_enter(c);
@@ -1238,7 +1232,7 @@ static void ring_received(ax__conn_t *c, int res)
             ring_resume(c, read_socket(c, true));
             return;
         }
-        if (conn_carries(c))
+        if (ax__conn_carries(c))
             send_ack(c);
         ring_post(c);
         return;
@@ -1634,9 +1628,9 @@ static bool stop_step(ax__net_t *net, bool deadline)
     for (ax__conn_t *c = net->conns; c != NULL; c = c->next) {
         if (c->state == AX__CONN_DEAD)
             continue;
-        if (c->state != AX__CONN_OPEN && c->state != AX__CONN_CLOSING && !deadline && connecting_out(c))
+        if (!ax__conn_carries(c) && !deadline && connecting_out(c))
             continue; /* its Hello first, then its frames, then Bye */
-        if (deadline || (c->state != AX__CONN_OPEN && c->state != AX__CONN_CLOSING)) {
+        if (deadline || !ax__conn_carries(c)) {
             ax__conn_end(c, AX_NET_CLOSED, AX_OK);
             continue;
         }
