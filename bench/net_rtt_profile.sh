@@ -40,9 +40,22 @@ command -v perf >/dev/null || { echo "net_rtt_profile: perf not found" >&2; exit
 command -v strace >/dev/null || { echo "net_rtt_profile: strace not found" >&2; exit 1; }
 
 # Round trips one `pingpong KIND` run makes: TRIALS * (warm-up + rounds),
-# as bench_net_procs scales them (500 and 10000, TRIALS 5).
-trips=$(awk -v s="$SCALE" 'function sc(n) { n = int(n * s); return n > 0 ? n : 1 }
-                           BEGIN { print 5 * (sc(500) + sc(10000)) }')
+# scaled as bench_net_procs scales them. The three counts are read from
+# its source, so that they cannot drift from it (they once did: a
+# warm-up of 3000 counted as 500 made every figure 24% too high).
+SRC="$ROOT/bench/net_procs.c"
+count_of() {
+  local v
+  v=$(sed -n "s/^#define $1 \([0-9][0-9]*\).*/\1/p" "$SRC")
+  [[ -n "$v" ]] || { echo "net_rtt_profile: no #define $1 in $SRC" >&2; exit 1; }
+  echo "$v"
+}
+trials=$(count_of TRIALS)
+warmup=$(count_of PP_WARMUP)
+rounds=$(count_of PP_ROUNDS)
+trips=$(awk -v s="$SCALE" -v t="$trials" -v w="$warmup" -v r="$rounds" \
+          'function sc(n) { n = int(n * s); return n > 0 ? n : 1 }
+           BEGIN { print t * (sc(w) + sc(r)) }')
 echo "net_rtt_profile: scale $SCALE, $trips round trips per kind (both processes counted)"
 
 for kind in $KINDS; do
