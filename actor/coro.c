@@ -513,8 +513,14 @@ static ax_status_t check_call(ax_coro_t *co, const char *what)
     return AX_OK;
 }
 
-static ax_status_t receive(ax_coro_t *co, bool any, unsigned lane, uint64_t timeout_ns, ax_msg_t **msg,
-                           const char *what)
+/* Inlined into each caller: a function that returns right after a switch
+ * mispredicts its return (the CPU's return stack holds the other stack's
+ * calls), so each level between the caller and the switch costs one
+ * misprediction a resume (actor/NOTES.md, "The coroutine ping-pong against
+ * a faster baseline"). */
+static inline __attribute__((always_inline)) ax_status_t receive(ax_coro_t *co, bool any, unsigned lane,
+                                                                 uint64_t timeout_ns, ax_msg_t **msg,
+                                                                 const char *what)
 {
     ax_status_t st = check_call(co, what);
 
