@@ -1160,11 +1160,10 @@ static void ring_enter(ax__conn_t *c)
     set_interest(c, c->interest & ~(AX__POLL_IN | AX__POLL_RDHUP));
 }
 
-/* c's reads go back to epoll. */
+/* c's reads go back to epoll (its count of small reads is the caller's). */
 static void ring_leave(ax__conn_t *c)
 {
     c->ring_mode = false;
-    c->ring_small = 0;
     set_interest(c, c->interest | AX__POLL_IN | AX__POLL_RDHUP);
 }
 
@@ -1186,8 +1185,7 @@ static void ring_post(ax__conn_t *c)
     if (!ax__ring_recv(c->net->ring, c, p, room)) {
         /* Back to epoll, its count of small reads kept, and read in the
          * next turn. */
-        c->ring_mode = false;
-        set_interest(c, c->interest | AX__POLL_IN | AX__POLL_RDHUP);
+        ring_leave(c);
         read_later(c, false);
     }
 }
@@ -1227,8 +1225,10 @@ static void ring_received(ax__conn_t *c, int res)
         if ((size_t)res >= RING_STREAM_BYTES || (size_t)res == c->ring_len) {
             /* A stream, or the room filled: read on, as epoll would, to
              * the turn's limit (and leave the ring while it streams). */
-            if ((size_t)res >= RING_STREAM_BYTES)
+            if ((size_t)res >= RING_STREAM_BYTES) {
+                c->ring_small = 0; /* two small reads to come back */
                 ring_leave(c);
+            }
             ring_resume(c, read_socket(c, true));
             return;
         }
