@@ -145,7 +145,9 @@ static ax_status_t create(ax_system_t *sys, const ax_actor_vtable_t *vt, void *a
         return st;
     }
     /* Publishes the new owner of the cell: from here senders with this id
-     * reach the mailbox, and stale ones are turned away. */
+     * reach the mailbox, and stale ones are turned away. A plain store: the
+     * id reaches other threads through *ref, handed on by an RMW, a lock or
+     * the schedule; the metrics walk reads only fields stored atomically above. */
     ck_pr_store_64(&c->word, id << AX__W_ID_SHIFT | (vt->mailbox_capacity != 0 ? AX__W_BOUNDED : 0));
     *ref = (ax_ref_t){c, id};
     if (vt->init != NULL) {

@@ -50,14 +50,18 @@ ax_status_t ax_mailbox_stats(ax_ref_t ref, ax_mailbox_stats_t *out)
 
     if (out == NULL || !ax__ref_is(ref, AX__REF_LOCAL))
         return ax__error(AX_EINVAL, "mailbox_stats: not a local actor ref");
-    w = ck_pr_load_64(&c->word); /* acquire: vt was written before the id */
+    w = ck_pr_load_64(&c->word);
     if ((w >> AX__W_ID_SHIFT) != ref.id || (w & AX__W_ENDED))
         return ax__error(AX_ENOTFOUND, "mailbox_stats: actor %llu has ended", (unsigned long long)ref.id);
-    vt = c->vt;
+    /* After the word, as bound_take reads it (actor.c): create stored vt
+     * before the id, and two volatile loads keep their order (TSO). */
+    vt = ck_pr_load_ptr(&c->vt);
     if (vt->mailbox_capacity == 0)
         return ax__error(AX_ESTATE, "mailbox_stats: \"%s\" has an unbounded mailbox",
                          vt->name ? vt->name : "?");
     s.capacity = vt->mailbox_capacity;
+    /* Relaxed: figures to report, nothing read through them; the id check
+     * below tells whether they were this actor's. */
     s.queued = ck_pr_load_32(&c->mcount);
     s.high_water = ck_pr_load_32(&ax__bound(c, vt)->high_water);
     if (s.queued > s.high_water) /* the mark is kept as messages leave */

@@ -114,6 +114,8 @@ typedef struct ax__cell_ext_s {
  */
 typedef struct ax__cell_s {
     /* ---- line 0: what senders touch, and what seldom changes ---- */
+    /* Plain loads are snapshots: a push that races with the end still goes to dead
+     * letters (run.c, stale). After create's store every change is a CAS or an OR. */
     uint64_t word;              /* senders read, controllers CAS */
     ax_system_t *sys;           /* constant for the cell's life */
     const ax_actor_vtable_t *vt;
@@ -132,8 +134,9 @@ typedef struct ax__cell_s {
     ax__mpsc_t mbox;
     /* ---- line 1: the running worker's ---- */
     /* AX__L_*. Atomic ops because NAMED and PUBLISHED are set by other
-     * threads (ax_register, ax_ref_path); the other flags are the owning
-     * worker's, whose own reads need no ordering. */
+     * threads (ax_register, ax_ref_path), as are the LATE marks (late.c)
+     * and the SLOW marks (sched.c, the network thread); the other flags
+     * are the owning worker's, whose own reads need no ordering. */
     uint32_t lflags;
     /* The run budget is throughput << run_shift: it grows while runs end
      * with mail left, and resets when the actor goes idle (run.c). Only
@@ -159,8 +162,9 @@ static inline ax__cell_t *ax__cell(const ax_actor_t *a)
 
 static inline uint64_t ax__cell_id(const ax__cell_t *c)
 {
-    /* Acquire (a load on x86, and in the TSan build): the id was
-     * published by a store after the cell was set up. */
+    /* Relaxed (docs/memory-model.md, class R): the id is only compared,
+     * never used to reach other data; a reader of the cell's fields orders
+     * them itself. */
     return ck_pr_load_64(&c->word) >> AX__W_ID_SHIFT;
 }
 

@@ -432,7 +432,8 @@ static void coro_destroy(ax_actor_t *self)
     while ((m = stash_take(co, true, 0)) != NULL)
         ax_dead_letter(c->sys, &m, AX_ECLOSED, ax_self(self));
     ax_msg_release(&co->spare);
-    /* For good (not a restart, which calls init again with the spec). */
+    /* For good (not a restart, which calls init again with the spec).
+     * Relaxed: ax__end_actor set ENDED on this thread before destroy. */
     if (ck_pr_load_64(&c->word) & AX__W_ENDED) {
         free(co->spec);
         co->spec = NULL;
@@ -618,7 +619,8 @@ ax_status_t ax_coro_yield(ax_coro_t *self)
     if (st != AX_OK)
         return st;
     /* A sealed actor (a graceful stop under way) takes no message, not
-     * even from itself: it is ending. */
+     * even from itself: it is ending. Relaxed: only the worker running
+     * the actor seals it (ax__seal), and the schedule orders runs. */
     if (ck_pr_load_64(&ax__cell(&self->actor)->word) & AX__W_SEALED)
         return ax__error(AX_ECLOSED, "coro_yield: the actor is stopping");
     st = wake_msg(self, &m);

@@ -36,6 +36,8 @@ typedef struct stack_cache {
 static _Thread_local stack_cache_t tls_cache;
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+/* Both atomic, any order: held is a count for tests; guard_regions is a hint
+ * for the next stack, which checks its own madvise or mprotect anyway. */
 static uint64_t held;        /* stacks out of the cache, in coroutines */
 static int guard_regions = -1; /* unknown until the first stack */
 

@@ -39,6 +39,8 @@ void ax__late_mark(ax_ref_t ref, unsigned tier)
 
     if (!ax__ref_is(ref, AX__REF_LOCAL) || tier >= AX__LATE_TIERS)
         return;
+    /* A first look (relaxed): the or's barrier and the re-read below
+     * settle a race with the ending. */
     w = ck_pr_load_64(&c->word);
     if ((w >> AX__W_ID_SHIFT) != ref.id || (w & AX__W_ENDED) ||
         (ck_pr_load_32(&c->lflags) & (AX__L_LATE1 | AX__L_LATE2)))
@@ -62,6 +64,8 @@ void ax__late_ended(ax__cell_t *c)
 
 bool ax__late_skip(const ax__cell_t *c)
 {
+    /* Relaxed: only the flag's value counts; a mark that races with the
+     * shutdown asking here is a race no ordering would settle. */
     return (ck_pr_load_32(&c->lflags) & (AX__L_LATE1 | AX__L_LATE2)) != 0;
 }
 
@@ -71,6 +75,7 @@ struct stop_tier {
 
 static void stop_tier(ax__cell_t *c, void *arg)
 {
+    /* A snapshot (relaxed): ax_stop's CAS checks the id again. */
     uint64_t w = ck_pr_load_64(&c->word);
 
     if (w != 0 && !(w & AX__W_ENDED) && (ck_pr_load_32(&c->lflags) & ((struct stop_tier *)arg)->flag))
@@ -81,13 +86,15 @@ void ax__late_check(ax_system_t *sys)
 {
     uint64_t alive, rest = 0;
 
+    /* Relaxed: both callers set the flag or saw it set before calling. */
     if (!ck_pr_load_32(&sys->shutdown))
         return;
     /* alive first, then the late counts: see the note at the top. */
     alive = ax__alive(sys);
     for (unsigned t = AX__LATE_TIERS; t-- > 0;) {
         rest += ck_pr_load_64(&sys->late[t]);
-        /* Tier t goes once every actor but the tiers from t up ended. */
+        /* Tier t goes once every actor but the tiers from t up ended. The
+         * load only skips a FAS once set; the FAS picks the one stopper. */
         if (alive == rest && !ck_pr_load_32(&sys->late_stopped[t]) &&
             ck_pr_fas_32(&sys->late_stopped[t], 1) == 0)
             ax__slab_each(&sys->slabs, stop_tier, &(struct stop_tier){tier_flag[t]});

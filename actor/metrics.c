@@ -35,8 +35,12 @@ static ax__actor_msx_t *side(ax__cell_t *c)
 {
     ax__actor_msx_t *s = c->m_side;
 
-    if (s == NULL && (s = calloc(1, sizeof(*s))) != NULL)
-        ck_pr_store_ptr(&c->m_side, s); /* readers load it: see read_cell */
+    if (s == NULL && (s = calloc(1, sizeof(*s))) != NULL) {
+        /* Release: the zeroed fields before the pointer that read_cell
+         * reads them through (docs/memory-model.md, class F). */
+        ck_pr_fence_release();
+        ck_pr_store_ptr(&c->m_side, s);
+    }
     return s;
 }
 
@@ -243,7 +247,7 @@ static bool read_cell(ax__cell_t *c, ax_actor_metrics_t *m)
     m->handled = ck_pr_load_64(&c->m_handled);
     m->handler_ns = ck_pr_load_64(&c->m_time_ns);
     m->handler_max_ns = ck_pr_load_64(&c->m_time_max_ns);
-    s = ck_pr_load_ptr(&c->m_side); /* acquire: its fields were zeroed first */
+    s = ck_pr_load_ptr(&c->m_side); /* dependency: fields read through it; side() fences */
     if (s != NULL) {
         m->mailbox_depth = ck_pr_load_64(&s->depth);
         ck_pr_fence_load(); /* pairs with ax__metrics_sample's: the largest is read after the depth */
@@ -319,7 +323,7 @@ ax_status_t ax__metrics_set_endpoint(ax_system_t *sys, void (*stop)(void *), voi
     pthread_mutex_lock(&sys->metrics.lock);
     if (sys->metrics.endpoint_stop != NULL)
         st = ax__error(AX_ESTATE, "metrics: the endpoint is serving already");
-    else if (ck_pr_load_32(&sys->shutdown))
+    else if (ck_pr_load_32(&sys->shutdown)) /* a hint: destroy stops a late endpoint */
         st = ax__error(AX_ESTATE, "metrics: the system is shutting down");
     else {
         sys->metrics.endpoint_stop = stop;

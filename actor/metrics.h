@@ -39,7 +39,9 @@
 /* The cold part of an actor's metrics: allocated by its worker on the
  * first sample or failure, kept with the cell across reuse (reset when a
  * new actor takes the cell), freed with the system. Single writer (the
- * owning worker, or the creator before the actor is published). */
+ * owning worker, or the creator before the actor is published). Readers
+ * take each field's latest value with a relaxed load: nothing is published
+ * through them; only depth and depth_max are ordered, by fences (metrics.c). */
 typedef struct ax__actor_msx_s {
     uint64_t depth;        /* mailbox depth at the last sample */
     uint64_t depth_max;    /* the largest sampled depth */
@@ -53,7 +55,9 @@ typedef struct ax__actor_msx_s {
 typedef struct ax__metrics_sys_s {
     alignas(64) uint64_t now_ns; /* the metrics clock (0 until started) */
     uint32_t epoch;              /* bumped by readers: resample mailboxes */
-    uint32_t clock_started;      /* 1 once the ticker runs */
+    /* 1 once the ticker runs: set by CAS (one starter), cleared with a plain
+     * store when it cannot re-arm. Only its own value matters: any order. */
+    uint32_t clock_started;
     alignas(64) pthread_mutex_t lock; /* the endpoint hook below */
     void (*endpoint_stop)(void *ctx);
     void *endpoint_ctx;

@@ -109,7 +109,8 @@ ax_status_t ax__local_path(ax__cell_t *c, uint64_t id, ax_path_t *out)
     /* Only the cell's current, live actor is published: a stale ref (its
      * actor ended, the cell may hold another actor now) would otherwise
      * set the new actor's flag and keep the new actor from ever being
-     * published. A stale ref still gets its path. */
+     * published. A stale ref still gets its path. This first look is
+     * relaxed: the or's barrier and the re-read below settle a race. */
     if ((w >> AX__W_ID_SHIFT) == id && !(w & AX__W_ENDED) &&
         !(ck_pr_load_32(&c->lflags) & AX__L_PUBLISHED)) {
         st = ax__registry_publish(&c->sys->registry, c, id);
@@ -157,6 +158,7 @@ static ax_status_t local_ref(ax_system_t *sys, const ax_path_t *path, ax_ref_t *
     if (path->id & AX__ASK_ID_BIT)
         return ax__ask_ref_of_id(sys, path->id, out);
     c = ax__registry_cell(&sys->registry, path->id);
+    /* A snapshot (relaxed): every use of the ref checks the word again. */
     if (c == NULL || ax__cell_id(c) != path->id || (ck_pr_load_64(&c->word) & AX__W_ENDED)) {
         ax_path_format(path, text, sizeof text);
         return ax__error(AX_ENOTFOUND, "ref_from_path: no live actor at %s", text);

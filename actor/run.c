@@ -486,7 +486,9 @@ bool ax__cell_run(ax__worker_t *w, ax__cell_t *c)
         return true;
     }
     /* Idle now, and possibly already scheduled by a sender elsewhere:
-     * only a successful wake makes c ours again. */
+     * only a successful wake makes c ours again. The word is read after
+     * try_idle's full barrier: a request shows here or its try_wake finds
+     * the tag (cell.h). */
     return (ck_pr_load_64(&c->word) & AX__W_REQUESTS) && ax__mbox_try_wake(c);
 }
 
@@ -494,6 +496,7 @@ bool ax__cell_run(ax__worker_t *w, ax__cell_t *c)
 
 static void stop_if_live(ax__cell_t *c, void *arg)
 {
+    /* A snapshot (relaxed): ax_stop's CAS checks the id again. */
     uint64_t w = ck_pr_load_64(&c->word);
 
     (void)arg;

@@ -784,7 +784,9 @@ ax_status_t ax__sched_start(ax_system_t *sys)
     }
     for (unsigned i = 0; i < sys->nworkers; i++) {
         if (pthread_create(&sys->workers[i].thread, NULL, worker_main, &sys->workers[i]) != 0) {
-            /* Let the ones already started exit, then report. */
+            /* Let the ones already started exit, then report. A plain
+             * store: nothing is alive, and wake_all's lock and posts carry
+             * it to parked workers (should_exit). */
             ck_pr_store_32(&sys->shutdown, 1);
             ax__sched_wake_all(sys);
             for (unsigned j = 0; j < i; j++)

@@ -123,6 +123,8 @@ ax_status_t ax_actor_trim_buffers(ax_actor_t *self, size_t most, size_t *freed)
 /* The current system address object: packed paths are valid for it. */
 static const ax_addr_t *addr_now(ax_system_t *sys)
 {
+    /* Relaxed: only compared with a cached pointer, never read through
+     * here (ax_system_address reads the address with its acquire). */
     return ck_pr_load_ptr(&sys->addr);
 }
 
@@ -133,6 +135,7 @@ static ax_status_t packed_dst(ax__cell_t *c, ax_ref_t dst, bool held, ax__packed
                               const ax__packed_path_t **out)
 {
     ax__cell_ext_t *ext = c->ext;
+    const ax_addr_t *addr;
     ax_path_t p;
     ax_status_t st;
 
@@ -150,7 +153,10 @@ static ax_status_t packed_dst(ax__cell_t *c, ax_ref_t dst, bool held, ax__packed
         *out = tmp;
         return st;
     }
-    if (!ax_ref_eq(ext->dst_ref, dst) || ext->dst_addr != addr_now(c->sys)) {
+    /* Read once, before the path: a port bound while it is packed leaves
+     * the older address as its key, so the next send packs it again. */
+    addr = addr_now(c->sys);
+    if (!ax_ref_eq(ext->dst_ref, dst) || ext->dst_addr != addr) {
         st = ax_ref_path(dst, &p);
         if (st == AX_OK)
             st = ax__path_packed(&p, &ext->dst_packed);
@@ -159,7 +165,7 @@ static ax_status_t packed_dst(ax__cell_t *c, ax_ref_t dst, bool held, ax__packed
             return st;
         }
         ext->dst_ref = dst;
-        ext->dst_addr = addr_now(c->sys);
+        ext->dst_addr = addr;
     }
     *out = &ext->dst_packed;
     return AX_OK;
@@ -175,6 +181,7 @@ static ax_status_t packed_src(ax__cell_t *c, ax_ref_t from, ax__packed_path_t *t
                               const ax__packed_path_t **out)
 {
     ax__cell_ext_t *ext = c->ext;
+    const ax_addr_t *addr;
     ax_path_t p;
     ax_status_t st;
 
@@ -182,7 +189,8 @@ static ax_status_t packed_src(ax__cell_t *c, ax_ref_t from, ax__packed_path_t *t
     if (ax_ref_is_null(from))
         return AX_OK;
     if (ax__ref_is(from, AX__REF_LOCAL)) {
-        if (!ax_ref_eq(ext->src_ref, from) || ext->src_addr != addr_now(c->sys)) {
+        addr = addr_now(c->sys); /* once, before the path: see packed_dst */
+        if (!ax_ref_eq(ext->src_ref, from) || ext->src_addr != addr) {
             st = ax__local_path(from.target, from.id, &p);
             if (st == AX_OK)
                 st = ax__path_packed(&p, &ext->src_packed);
@@ -191,7 +199,7 @@ static ax_status_t packed_src(ax__cell_t *c, ax_ref_t from, ax__packed_path_t *t
                 return st;
             }
             ext->src_ref = from;
-            ext->src_addr = addr_now(c->sys);
+            ext->src_addr = addr;
         }
         *out = &ext->src_packed;
         return AX_OK;

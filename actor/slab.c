@@ -45,8 +45,9 @@ static ax__slab_class_t *class_for(ax__slabs_t *s, size_t cell_size, bool create
     ax__slab_class_t *k;
 
     if (idx < AX__SLAB_SMALL_CLASSES) {
-        /* Classes are published once and never change: an acquire load
-         * sees a fully initialised class. */
+        /* Classes are published once (by the CAS below, a full barrier)
+         * and never change; their fields are read through this pointer
+         * (a dependency, docs/memory-model.md class D). */
         k = ck_pr_load_ptr(&s->small[idx]);
         if (k != NULL || !create)
             return k;

@@ -49,6 +49,8 @@ static ax_ref_t parent_of(const ax__cell_t *c)
 
     if (c->ext != NULL && !ax_ref_is_null(c->ext->parent))
         return c->ext->parent;
+    /* Relaxed: a hint, set under dl_lock with the ref read below; an end
+     * that races with ax_set_guardian_actor may miss it either way. */
     if (!ck_pr_load_32(&c->sys->has_guardian))
         return AX_REF_NULL;
     pthread_mutex_lock(&c->sys->dl_lock);

@@ -152,11 +152,13 @@ ax_status_t ax_system_await_termination(ax_system_t *sys)
         return ax__error(AX_EINVAL, "system: NULL");
     if (ax__current_worker(sys) != NULL)
         return ax__error(AX_ESTATE, "system: await_termination called from one of its workers");
+    /* Relaxed: the caller ran shutdown, or is synchronised with a thread that did. */
     if (!ck_pr_load_32(&sys->shutdown))
         return ax__error(AX_ESTATE, "system: await_termination before shutdown would never return");
     ax__sched_join(sys);
     /* Every actor has ended: the network flushes what they sent, says
-     * Bye and stops. */
+     * Bye and stops. Relaxed: ax_net_start ran on this thread, on a worker
+     * joined above, or on a thread the caller synchronised with. */
     if (ck_pr_load_ptr(&sys->net_ops) != NULL)
         sys->net_ops->stop(sys->net_ctx);
     sys->awaited = true;

@@ -71,6 +71,7 @@ size_t ax__chunk_cache_trim(void)
     ax_chunk_t *c, *next;
     size_t bytes;
 
+    /* A peek, as in cache_take: a chunk put meanwhile waits for the next trim. */
     if (ck_pr_load_ptr(&cache_head) == NULL)
         return 0;
     ck_spinlock_lock(&cache_lock);
@@ -133,6 +134,8 @@ static void foreign_free(ax_chunk_t *c, bool give_back)
 
 void ax__lease_foreign_cancel(ax_lease_t *l)
 {
+    /* Relaxed: a lease never shared has had refs touched by this thread
+     * only, so no other thread's accesses need ordering before the free. */
     if (l->chunk != NULL && l->ext == NULL && l->chunk->state == AX__CHUNK_FOREIGN &&
         ck_pr_load_32(&l->chunk->refs) == 1)
         foreign_free(l->chunk, false);

@@ -876,7 +876,8 @@ ax_status_t ax_net_start(ax_system_t *sys)
             net_free(net);
         } else {
             /* The dispatcher may be in its on_start now: it frees net as
-             * it ends (dispatcher_destroy). */
+             * it ends (dispatcher_destroy). A plain store: the kill's CAS,
+             * which its run takes, orders it before that read. */
             ck_pr_store_32(&net->orphaned, 1);
             ax_kill(net->dispatcher);
         }

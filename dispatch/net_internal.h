@@ -221,7 +221,9 @@ struct ax__net_s {
     uint64_t listen_reg;
     ax__mpsc_t inbox;        /* frames to send, from any thread */
     uint32_t stopping;       /* atomic: flush, say Bye, exit; set once, by
-                                net_stop, then the poller is woken */
+                                net_stop, then the poller is woken. Loads
+                                are hints: nothing is published through it,
+                                and a late one acts as just before the stop */
     ax_buffer_pool_t *rx_pool;
     ax_encode_buffer_t *ctl; /* control frames, network thread only */
     ax__peer_t *peers;
@@ -263,7 +265,8 @@ struct ax__net_s {
     /* Atomic counters (any thread): events that could not be sent for
      * want of memory; asks the dispatcher could not track. */
     uint64_t events_lost, asks_untracked;
-    uint64_t lazy_queued;    /* atomic: lazy sends in the dispatcher's mailbox */
+    uint64_t lazy_queued;    /* atomic: lazy sends in the dispatcher's mailbox;
+                                a bound, not a hand-off: any order (net.c) */
 
     /* Small frames copied together for one sendmsg (flush_now); network
      * thread only, scratch for one call. 32 KiB: 16 KiB wrote more often,

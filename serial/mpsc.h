@@ -77,7 +77,7 @@ static inline ax_msg_link_t *ax__mpsc_pop(ax__mpsc_t *q)
             return NULL;
         q->tail = next;
         tail = next;
-        next = ck_pr_load_ptr(&next->next);
+        next = ck_pr_load_ptr(&next->next); /* acquire, as above */
     }
     if (next != NULL) {
         q->tail = next;
@@ -98,7 +98,9 @@ static inline ax_msg_link_t *ax__mpsc_pop(ax__mpsc_t *q)
     return NULL;
 }
 
-/* Empty for good: no message and no push in flight. Consumer only. */
+/* Empty for good: no message and no push in flight. Consumer only.
+ * Relaxed loads: a snapshot; a push that lands after it is the caller's to
+ * catch (run.c: pushes past a seal are dead-lettered when the cell is reused). */
 static inline bool ax__mpsc_drained(ax__mpsc_t *q)
 {
     return q->tail == &q->stub && ck_pr_load_ptr(&q->stub.next) == NULL &&
@@ -113,6 +115,7 @@ static inline bool ax__mpsc_try_idle(ax__mpsc_t *q)
      * a tagged head cannot be a stale read. */
     if (ck_pr_load_ptr(&q->head) == ax__mpsc_tagged(&q->stub))
         return true;
+    /* A stale NULL is harmless: the push behind it moved head, and the CAS fails. */
     if (q->tail != &q->stub || ck_pr_load_ptr(&q->stub.next) != NULL)
         return false;
     /* Full barrier: pairs with whatever a waker writes before it reads the
@@ -124,6 +127,8 @@ static inline bool ax__mpsc_try_idle(ax__mpsc_t *q)
  * schedule) the consumer. Any thread. */
 static inline bool ax__mpsc_try_wake(ax__mpsc_t *q)
 {
+    /* The CAS is the claim (one caller wins) and a full barrier, the other
+     * side of try_idle's: see there. */
     return ck_pr_cas_ptr(&q->head, ax__mpsc_tagged(&q->stub), &q->stub);
 }
 

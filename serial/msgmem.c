@@ -252,7 +252,7 @@ static void give_batch(int c, block_t *head, size_t n)
     ck_spinlock_lock(&g->lock);
     if (g->nbatches < GLOBAL_MAX) {
         head->next_batch = g->batches;
-        g->batches = head;
+        ck_pr_store_ptr(&g->batches, head); /* read by take's unlocked peek */
         g->nbatches++;
         head = NULL;
     }

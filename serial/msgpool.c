@@ -51,9 +51,9 @@ struct ax_msg_pool_s {
     size_t stripe_cap;
     unsigned nstripes; /* a power of two */
     uint64_t live;     /* atomic */
-    uint32_t destroyed; /* set under every lock, read under one */
+    uint32_t destroyed; /* set under every lock, read under one (or in discard: see there) */
     alignas(64) ck_spinlock_t glock;
-    ax_msg_t *ghead;   /* the top chain; see above */
+    ax_msg_t *ghead;   /* the top chain; see above. Under glock; stores atomic for get's peek */
     size_t gcount, gcap;
     struct stripe stripes[];
 };
@@ -84,7 +84,9 @@ static void discard(ax_msg_pool_t *pool, ax_msg_t *msg)
     msg->pool = NULL;
     ax__msg_discard(msg);
     /* The last message of a destroyed pool frees it; the full barrier of
-     * the decrement orders every earlier use of the pool before that. */
+     * the decrement orders every earlier use of the pool before that. The
+     * flag's load needs no lock: destroy stores it before its own last
+     * decrement, and a decrement that reaches 0 after that one sees it. */
     if (ck_pr_faa_64(&pool->live, (uint64_t)-1) == 1 && ck_pr_load_32(&pool->destroyed))
         free_pool(pool);
 }
