@@ -192,8 +192,10 @@ ax_status_t ax_lease_slice(const ax_lease_t *src, size_t off, size_t len, ax_lea
     }
     if (count > 1) {
         tmp = calloc(count, sizeof(*tmp)); /* zeroed: keeps -Wmaybe-uninitialized quiet */
-        if (tmp == NULL)
+        if (tmp == NULL) {
+            *dst = AX_LEASE_EMPTY; /* as ax__lease_build leaves it when it fails */
             return ax__error(AX_ENOMEM, "lease slice: out of memory");
+        }
     }
     n = collect_range(src, off, len, tmp);
     st = ax__lease_build(tmp, n, dst);

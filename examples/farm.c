@@ -253,12 +253,18 @@ static void dispatch(farm_t *f)
             queue_front(f, j);
             return;
         }
+        /* A worker that has just ended gets it as a dead letter (AX_OK);
+         * its end event brings the job back. Any other status: not sent,
+         * the message is still ours, and the job waits for the next event. */
+        if (ax_tell(f->slot[i].ref, &m, ax_self(&f->actor)) != AX_OK) {
+            ax_msg_release(&m);
+            ax_msg_release(&d);
+            queue_front(f, j);
+            return;
+        }
         job->running = true;
         job->slot = i;
         f->slot[i].job = (int)j;
-        /* A worker that has just ended gets it as a dead letter; its end
-         * event brings the job back. */
-        ax_tell(f->slot[i].ref, &m, ax_self(&f->actor));
         if (ax_schedule_once(&f->actor, DEADLINE, &d, &job->deadline) != AX_OK)
             ax_msg_release(&d);
     }

@@ -12,8 +12,8 @@
  *
  * Calls marked "call from self's handlers" (ax_spawn_child, ax_spawn_opts
  * with a parent, ax_fail, the timer calls, ax_actor_init_buffers,
- * ax_actor_buffer_stats, ax_tell_serialised, ax_preserialise,
- * ax_tell_preserialised) work on the actor's private parts: they accept
+ * ax_actor_buffer_stats, ax_tell_serialised, ax_ask_serialised,
+ * ax_preserialise, ax_tell_preserialised) work on the actor's private parts: they accept
  * only the thread running self's code (a handler, a hook, or init) and
  * return AX_ESTATE anywhere else, changing nothing. Calls marked "not on a
  * worker thread" return AX_ESTATE on one of the system's workers.
@@ -128,7 +128,10 @@ typedef struct ax_actor_vtable_s {
      * Return AX_OK; another status marks the actor as failed.
      */
     ax_status_t (*receive_local)(ax_actor_t *self, ax_msg_t **msg);
-    /* A serialised message (axon/serial.h), with the same ownership rule. */
+    /* A serialised message (axon/serial.h), with the same ownership rule.
+     * An actor without the handler a message needs (a NetMessage and no
+     * receive_network, or the reverse) sends it to dead letters with
+     * AX_ETYPE. */
     ax_status_t (*receive_network)(ax_actor_t *self, ax_net_msg_t **nm);
     /* Last call: free what the actor owns (not the actor itself). Runs on
      * the thread that ends the actor, and before a restart. Optional. */
@@ -174,9 +177,10 @@ typedef struct ax_system_stats_s {
     uint64_t ask_bytes;
     uint64_t lost_notices; /* runtime notices not sent for want of memory: child
                               events (a parent's ended or failed child, an
-                              escalation), ask results to an asking actor, dead
-                              letters that reached the counter but not the
-                              dead-letter actor */
+                              escalation), ask results to an asking actor; and
+                              dead letters that reached the counter but not the
+                              dead-letter actor (no memory for the wrapper, or
+                              the actor refused it: a full bounded mailbox) */
     /* Remote entries (the targets of remote refs): how many paths are
      * kept, their memory (slots, path bytes, index; slots, like cells, are
      * not returned) and how many were evicted for newer paths, at most
@@ -187,7 +191,10 @@ typedef struct ax_system_stats_s {
 } ax_system_stats_t;
 
 /* Create a system and start its workers. cfg may be NULL for the defaults
- * (axon/config.h); it is copied. Several systems may live in one process. */
+ * (axon/config.h); it is copied. Several systems may live in one process.
+ * On AX_OK *out is the caller's, freed with ax_system_destroy; on failure
+ * (AX_EINVAL for a config that fails validation, AX_ENOMEM, ...) nothing
+ * is made and *out is unchanged. */
 AX_API ax_status_t ax_system_create(const ax_config_t *cfg, ax_system_t **out);
 
 /* Ask every actor to stop (gracefully, as ax_stop) and refuse new actors
@@ -241,7 +248,10 @@ AX_API ax_status_t ax_create(ax_system_t *sys, const ax_actor_vtable_t *vt, void
  * AX_ENOTFOUND if ref is not a live local actor. */
 AX_API ax_status_t ax_start(ax_ref_t ref);
 
-/* ax_create then ax_start. */
+/* ax_create then ax_start. A failure of ax_create makes no actor. When a
+ * shutdown stopped the new actor between the two, AX_ESHUTDOWN comes with
+ * *ref set all the same: the actor exists, never starts (no on_start) and
+ * ends by itself (destroy runs); its ref is good for nothing more. */
 AX_API ax_status_t ax_spawn(ax_system_t *sys, const ax_actor_vtable_t *vt, void *arg, ax_ref_t *ref);
 
 /* ax_spawn with self as the parent. Call from self's handlers. */
@@ -283,10 +293,11 @@ AX_API uint64_t ax_ref_id(ax_ref_t ref);
  * AX_ECLOSED (also after a shutdown). Any other status: nothing was sent
  * and the caller still owns *msg: AX_EINVAL (NULL msg, null ref, a type
  * without a serialiser for a remote ref), AX_ENOTFOUND (a remote ref in a
- * system without a network, or one that expired: see ax_ref_from_path), AX_EFULL (dst's bounded mailbox is full: try
- * again later, from a timer or a self-message, never in a loop in a
- * handler). A remote actor's full mailbox sends the message to dead
- * letters with AX_EFULL, on this side.
+ * system without a network, or one that expired: see ax_ref_from_path),
+ * AX_ENOBUFS (network.dispatch_queue is full, axon/net.h), AX_EFULL (dst's
+ * bounded mailbox is full: try again later, from a timer or a
+ * self-message, never in a loop in a handler). A remote actor's full
+ * mailbox sends the message to dead letters with AX_EFULL, on this side.
  */
 AX_API ax_status_t ax_tell(ax_ref_t dst, ax_msg_t **msg, ax_ref_t from);
 
@@ -412,7 +423,8 @@ typedef uint64_t ax_timer_t;
  * time, which the handler must not keep (if it does, the timer ends), and
  * a period whose previous message is still queued or being handled is
  * skipped. When self ends, its timers end and their messages are
- * released. Call from self's handlers. AX_ESHUTDOWN after shutdown.
+ * released. Call from self's handlers. AX_ESHUTDOWN after shutdown; on
+ * any status but AX_OK the caller keeps *msg.
  * *timer receives the timer's id, for ax_cancel_timer; timer may be NULL
  * when the timer will not be cancelled.
  */
@@ -449,10 +461,13 @@ typedef struct ax_future_s ax_future_t;
 AX_API ax_status_t ax_ask(ax_ref_t dst, ax_msg_t **msg, uint64_t timeout_ns, ax_future_t **future);
 
 /*
- * Ask eagerly, from self's handlers: msg is serialised now into self's
- * pool, as by ax_tell_serialised, with the reply slot as its sender.
+ * Ask eagerly: msg is serialised now into self's pool, as by
+ * ax_tell_serialised, with the reply slot as its sender. Call from self's
+ * handlers.
  * The caller keeps msg (it was copied into the frame). Statuses as for
- * ax_tell_serialised; the result arrives as for ax_ask.
+ * ax_tell_serialised; the result arrives as for ax_ask. On AX_OK *future
+ * is the caller's, to release with ax_future_release; on failure nothing
+ * was sent and no future is made.
  *
  * Across systems, the reply slot travels as a unique path whose id is
  * 2^55 or above (docs/wire.md, 5.3): the replier answers it like any
@@ -467,7 +482,8 @@ AX_API ax_status_t ax_ask_serialised(ax_actor_t *self, ax_ref_t dst, const ax_ms
 
 /* Answer an ask: send *reply to request's reply slot, from `from`. Takes
  * *reply on AX_OK (a reply to a completed ask goes to dead letters and is
- * AX_OK too). AX_EINVAL when request was not sent by ax_ask. A request
+ * AX_OK too); on any other status the caller keeps it. AX_EINVAL when
+ * request was not sent by ax_ask. A request
  * that came from another system (a NetMessage) is answered over the
  * network, lazily; `from` (or the calling handler's actor) names the
  * system that answers. */
@@ -478,13 +494,17 @@ AX_API uint64_t ax_future_id(const ax_future_t *future);
 
 /*
  * Wait up to timeout_ns (0: no limit) for the future. AX_OK gives the
- * reply in *reply (owned by the caller; once only); otherwise the status
- * it completed with, or AX_ETIMEDOUT when the wait ran out first (the
- * future may still complete). AX_ESTATE on a worker thread.
+ * reply in *reply, the caller's to release (once only: a later wait gives
+ * AX_OK and NULL); otherwise *reply is NULL and the status is the one the
+ * future completed with, or AX_ETIMEDOUT when the wait ran out first (the
+ * future may still complete). AX_ESTATE on a worker thread (*reply is not
+ * touched).
  */
 AX_API ax_status_t ax_future_wait(ax_future_t *future, uint64_t timeout_ns, ax_msg_t **reply);
 
-/* Release the future; sets *future to NULL. */
+/* Release the future; sets *future to NULL. A reply not taken with
+ * ax_future_wait is released with it, and so is one that arrives later
+ * (from a handler's ask, the ax_ask_result_t is still sent). */
 AX_API void ax_future_release(ax_future_t **future);
 
 /* What an asking actor receives: the future's id, how it completed, and
@@ -537,8 +557,10 @@ AX_API ax_status_t ax_gather(ax_future_t *const *futures, size_t n, uint64_t tim
  */
 
 /* Register a serialisable type with the system: AX_EEXIST when another
- * type has its serialiser id, AX_EINVAL when it cannot serialise. The
- * built-in types are registered already. */
+ * type has its serialiser id, AX_EINVAL when it lacks a serialiser id,
+ * serialise or deserialise. The system keeps the pointer, so type must
+ * outlive it (a static const, as usual); registering it again is AX_OK.
+ * The built-in types are registered already. */
 AX_API ax_status_t ax_serialiser_register(ax_system_t *sys, const ax_msg_type_t *type);
 
 /* The registered type of an id; AX_ENOTFOUND when there is none. */
@@ -546,7 +568,8 @@ AX_API ax_status_t ax_serialiser_lookup(ax_system_t *sys, uint64_t id, const ax_
 
 /*
  * Give self its own BufferConfig for ax_tell_serialised, normally in
- * on_start. cfg NULL means the system's buffer_config. AX_ESTATE when the
+ * on_start. cfg is copied; NULL means the system's buffer_config. The pool
+ * is the actor's and ends with it. AX_ESTATE when the
  * actor's pool exists already (an earlier call, or a tell_serialised);
  * AX_EINVAL for a config that fails validation. Call from self's handlers.
  * Without it, the first tell_serialised creates the pool from the system
@@ -575,7 +598,8 @@ AX_API ax_status_t ax_actor_trim_buffers(ax_actor_t *self, size_t most, size_t *
  * could never fit, even in the whole pool (chunk_size x max_chunk_count):
  * do not retry. A frame above the remote peer's frame limit (announced in
  * its Hello) goes to dead letters with AX_ETOOBIG instead, once; the
- * connection stays up. AX_EINVAL for a type
+ * connection stays up. AX_EFULL when a local dst's bounded mailbox is
+ * full: nothing was sent. AX_EINVAL for a type
  * without a serialiser. AX_ENOTFOUND for a remote dst when the system has
  * no network, or that expired (see ax_ref_from_path). A dst that has ended gets it as a dead letter (AX_OK).
  * Call from self's handlers.

@@ -132,7 +132,8 @@ AX_API void ax_lease_move(ax_lease_t *dst, ax_lease_t *src);
 /*
  * A second lease on the same bytes (one more reference on each chunk).
  * Safe on any thread while src is held. AX_ENOMEM only for a chained lease
- * whose slice table cannot be copied; *dst is then empty.
+ * whose slice table cannot be copied; no reference is taken then, and *dst
+ * is empty.
  */
 AX_API ax_status_t ax_lease_clone(const ax_lease_t *src, ax_lease_t *dst);
 
@@ -144,7 +145,8 @@ AX_API ax_status_t ax_lease_slice(const ax_lease_t *src, size_t off, size_t len,
 
 /*
  * Split at byte at: *lease keeps [0, at) and *tail receives [at, len). The
- * split adds no copy of the bytes. AX_EINVAL when at > len (nothing changes).
+ * split adds no copy of the bytes. AX_EINVAL when at > len (nothing changes);
+ * AX_ENOMEM (a chained lease) leaves *lease whole and *tail with no reference.
  */
 AX_API ax_status_t ax_lease_split(ax_lease_t *lease, size_t at, ax_lease_t *tail);
 
@@ -181,8 +183,9 @@ typedef struct ax_buffer_pool_stats_s {
 } ax_buffer_pool_stats_t;
 
 /* Create a pool and allocate cfg->initial_chunk_count chunks. The calling
- * thread becomes the owner. AX_EINVAL for a config that fails validation,
- * AX_ENOMEM. */
+ * thread becomes the owner. On AX_OK *out is the caller's, freed with
+ * ax_buffer_pool_destroy. AX_EINVAL for a config that fails validation,
+ * AX_ENOMEM: nothing is made and *out is unchanged. */
 AX_API ax_status_t ax_buffer_pool_create(const ax_buffer_config_t *cfg, ax_buffer_pool_t **out);
 
 /* Destroy the pool and set *pool to NULL. Chunks without leases are freed
@@ -199,7 +202,8 @@ AX_API void ax_buffer_pool_destroy(ax_buffer_pool_t **pool);
  * whose leases are all released, else a new one while fewer than
  * max_chunk_count exist. AX_ENOBUFS when none of these is possible; the
  * pool is unchanged and a later get succeeds once leases are released.
- * Owner only.
+ * AX_ENOMEM when a new chunk cannot be allocated. The chunk stays the
+ * pool's: give it back with ax_buffer_pool_put, never free it. Owner only.
  */
 AX_API ax_status_t ax_buffer_pool_get(ax_buffer_pool_t *pool, ax_chunk_t **out);
 
@@ -222,6 +226,7 @@ AX_API void ax_buffer_pool_stats(const ax_buffer_pool_t *pool, ax_buffer_pool_st
  */
 AX_API size_t ax_buffer_pool_trim(ax_buffer_pool_t *pool, size_t keep, size_t most);
 
+/* The pool's copy of its config, valid while the pool lives. */
 AX_API const ax_buffer_config_t *ax_buffer_pool_config(const ax_buffer_pool_t *pool);
 
 /* The writable memory of a chunk the caller got from its pool. */
@@ -262,12 +267,18 @@ typedef struct ax_encode_buffer_s ax_encode_buffer_t;
  * exactly as it was before ax_encode_begin(): no lease, no chunk consumed.
  */
 
+/* Create an encode buffer and its own pool from cfg (copied); the calling
+ * thread becomes the owner. On AX_OK *out is the caller's, freed with
+ * ax_encode_buffer_destroy. AX_EINVAL for a config that fails validation,
+ * AX_ENOMEM: nothing is made and *out is unchanged. */
 AX_API ax_status_t ax_encode_buffer_create(const ax_buffer_config_t *cfg, ax_encode_buffer_t **out);
 
 /* Destroy the buffer and its pool; outstanding leases stay valid and free
  * their chunks on release. Sets *eb to NULL. Owner only. */
 AX_API void ax_encode_buffer_destroy(ax_encode_buffer_t **eb);
 
+/* The buffer's pool, for stats and trim: the buffer owns it and destroys it
+ * with itself. */
 AX_API ax_buffer_pool_t *ax_encode_buffer_pool(ax_encode_buffer_t *eb);
 
 /* Start a message; size_hint may be 0 when unknown. AX_ENOBUFS when no
@@ -318,23 +329,30 @@ typedef struct ax_frame_format_s {
     size_t max_frame_size;
 } ax_frame_format_t;
 
-/* AX_EINVAL for a bad config or format (header_size below 4 or above half
- * a chunk, max_frame_size below header_size). A pool too small for the
- * largest frame makes ax_decode_buffer_space() return AX_ENOBUFS until
- * frames are released, so size max_chunk_count * chunk_size for it. */
+/* A decode buffer with its own pool made from cfg (copied). On AX_OK *out
+ * is the caller's, freed with ax_decode_buffer_destroy; on failure nothing
+ * is made. AX_EINVAL for a bad config or format (header_size below 4 or
+ * above half a chunk, max_frame_size below header_size), AX_ENOMEM. A pool
+ * too small for the largest frame makes ax_decode_buffer_space() return
+ * AX_ENOBUFS until frames are released, so size max_chunk_count *
+ * chunk_size for it. */
 AX_API ax_status_t ax_decode_buffer_create(const ax_buffer_config_t *cfg, const ax_frame_format_t *fmt,
                                     ax_decode_buffer_t **out);
 
 /* A decode buffer that takes its chunks from pool, which the caller owns
  * and keeps for longer than the decoder: several decoders (one per
- * connection) can share one receive pool on one thread. */
+ * connection) can share one receive pool on one thread. *out as for
+ * ax_decode_buffer_create. */
 AX_API ax_status_t ax_decode_buffer_create_shared(ax_buffer_pool_t *pool, const ax_frame_format_t *fmt,
                                            ax_decode_buffer_t **out);
 
-/* Destroy the buffer and, unless it is shared, its pool; frames already
- * handed out stay valid. A shared pool gets the buffer's chunk back. */
+/* Destroy the buffer and, unless it is shared, its pool, and set *db to
+ * NULL. Frames already handed out stay valid; complete frames not yet taken
+ * are released. A shared pool gets the buffer's chunk back. */
 AX_API void ax_decode_buffer_destroy(ax_decode_buffer_t **db);
 
+/* The pool the buffer takes chunks from: its own (destroyed with it), or
+ * the shared one, which stays the caller's. */
 AX_API ax_buffer_pool_t *ax_decode_buffer_pool(ax_decode_buffer_t *db);
 
 /*

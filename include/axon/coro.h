@@ -11,7 +11,7 @@
  *         ax_msg_alloc(&query_type, &req);
  *         st = ax_coro_ask(self, server, &req, AX_MS(500), &reply);
  *         if (st != AX_OK) {               // AX_ETIMEDOUT, AX_ECLOSED, ...
- *             ax_msg_release(&req);        // not sent: still ours
+ *             ax_msg_release(&req);        // still ours if not sent, else NULL
  *             return st == AX_ECLOSED ? AX_OK : st;
  *         }
  *         ...
@@ -125,7 +125,8 @@ AX_API ax_ref_t ax_coro_ref(ax_coro_t *self);
  * Take the next message, local or from the network (a NetMessage, type
  * ax_net_msg_type), waiting at most timeout_ns (0: no limit). With lanes,
  * lane 0 first, then 1, and so on. AX_OK: *msg is the caller's.
- * AX_ETIMEDOUT when none came in time.
+ * AX_ETIMEDOUT when none came in time; on any status but AX_OK the caller
+ * gets no message.
  */
 AX_API ax_status_t ax_coro_receive(ax_coro_t *self, uint64_t timeout_ns, ax_msg_t **msg);
 
@@ -140,8 +141,9 @@ AX_API ax_status_t ax_coro_receive_lane(ax_coro_t *self, unsigned lane, uint64_t
  * AX_ETIMEDOUT (a reply that comes later goes to dead letters), the
  * status of a failed delivery (AX_ECLOSED when dst has ended), or the
  * send's own error. Ownership of the request as everywhere: *msg is NULL
- * once it was sent; when it could not be (or the actor is ending), *msg
- * is still the caller's.
+ * once it was sent, whatever the status (AX_ECLOSED while waiting too);
+ * when it could not be (the send's error, or AX_ECLOSED at once for an
+ * actor already ending), *msg is still the caller's.
  */
 AX_API ax_status_t ax_coro_ask(ax_coro_t *self, ax_ref_t dst, ax_msg_t **msg, uint64_t timeout_ns,
                         ax_msg_t **reply);

@@ -122,7 +122,8 @@ struct ax_msg_type_s {
      * unpacked payload; its strings and bins point into memory that stays
      * valid only during this call unless the deserialiser holds the
      * payload with ax_payload_hold() (zero copy). Return AX_EPROTO for an
-     * object of the wrong shape. */
+     * object of the wrong shape. On any failure, release what was made and
+     * leave *out unset: nothing frees a message set there for you. */
     ax_status_t (*deserialise)(const msgpack_object *obj, const ax_payload_t *payload,
                                ax_msg_t **out);
 };
@@ -130,7 +131,9 @@ struct ax_msg_type_s {
 /* Initialise the header of a message the caller allocated itself (with
  * malloc or calloc, which is how the runtime frees it when its type has no
  * release). Not for a message from ax_msg_alloc or a pool: that would lose
- * the mark of where its memory goes back to. */
+ * the mark of where its memory goes back to. A message that is only read,
+ * never given away (ax_tell_serialised, ax_preserialise), may live anywhere,
+ * on the stack too. */
 AX_API void ax_msg_init(ax_msg_t *msg, const ax_msg_type_t *type);
 
 /* type->size zeroed bytes with the header initialised: from the message
@@ -169,6 +172,8 @@ typedef struct ax_msg_pool_options_s {
  * A pool of messages of one type. Get and put are safe on any thread;
  * each thread works mostly in its own cache, so they do not contend in the
  * steady state. With max below a few hundred, the pool keeps exactly max.
+ * On AX_OK *out is the caller's, freed with ax_msg_pool_destroy; on
+ * failure (AX_EINVAL, AX_ENOMEM) nothing is made and *out is unchanged.
  */
 AX_API ax_status_t ax_msg_pool_create(const ax_msg_type_t *type, const ax_msg_pool_options_t *opts,
                                ax_msg_pool_t **out);
@@ -181,8 +186,10 @@ AX_API void ax_msg_pool_destroy(ax_msg_pool_t **pool);
 /*
  * Get a message with its header initialised and pool set. With
  * AX_POOL_ONLY an empty pool gives AX_OK and *out == NULL: not an error.
- * AX_ENOMEM when AX_ALWAYS cannot allocate. The rest of the message keeps
- * what it held when it was put.
+ * AX_ENOMEM when AX_ALWAYS cannot allocate (*out is unchanged). The rest of
+ * the message keeps what it held when it was put. The message is the
+ * caller's: give it away with ax_tell, or back with ax_msg_put or
+ * ax_msg_release.
  */
 AX_API ax_status_t ax_msg_get(ax_msg_pool_t *pool, ax_alloc_strategy_t strategy, ax_msg_t **out);
 

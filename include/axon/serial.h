@@ -164,7 +164,9 @@ AX_API extern const ax_msg_type_t ax_bytes_view_type;
 AX_API extern const ax_msg_type_t ax_string_view_type;
 AX_API extern const ax_msg_type_t ax_object_view_type;
 
-/* New messages of the built-in types; the data is copied. */
+/* New messages of the built-in types; the data is copied. On AX_OK *out is
+ * the caller's (give it away with ax_tell, or ax_msg_release it); on
+ * failure (AX_EINVAL, AX_ENOMEM) nothing is made and *out is unchanged. */
 AX_API ax_status_t ax_bytes_msg_new(const void *data, size_t len, ax_msg_t **out);
 AX_API ax_status_t ax_string_msg_new(const char *text, ax_msg_t **out);
 AX_API ax_status_t ax_u64_msg_new(uint64_t value, ax_msg_t **out);
@@ -195,6 +197,13 @@ AX_API ax_status_t ax_payload_hold(const ax_payload_t *payload, ax_lease_t *out)
  * A serialised message as delivered to receive_network: the frame's bytes
  * are still in the pooled chunk they were written or received into (zero
  * copy), and the payload is decoded only when the handler asks.
+ *
+ * A NetMessage is a message: its ax_msg_t header comes first and its type
+ * is ax_net_msg_type, so (ax_msg_t *)nm and (ax_net_msg_t *)msg convert
+ * (ax_coro_receive and the dead-letter actor get it as an ax_msg_t; ax_reply
+ * takes it as the request). Whoever owns one releases it with ax_msg_release,
+ * which lets go of its frame: until then the pool the frame is in (the
+ * sender's, or the network thread's receive pool) cannot reuse its chunk.
  */
 struct ax_net_msg_s;
 typedef struct ax_net_msg_s ax_net_msg_t;
@@ -212,7 +221,8 @@ AX_API uint64_t ax_net_msg_session(const ax_net_msg_t *nm);
 AX_API ax_status_t ax_net_msg_sender_path(const ax_net_msg_t *nm, ax_path_t *out);
 AX_API ax_status_t ax_net_msg_receiver_path(const ax_net_msg_t *nm, ax_path_t *out);
 
-/* A new lease on the payload bytes. */
+/* A new lease on the payload bytes, the caller's to release with
+ * ax_lease_release. AX_ENOMEM (a chained frame) takes no reference. */
 AX_API ax_status_t ax_net_msg_payload(const ax_net_msg_t *nm, ax_lease_t *out);
 
 /*
@@ -220,7 +230,9 @@ AX_API ax_status_t ax_net_msg_payload(const ax_net_msg_t *nm, ax_lease_t *out);
  * message's serialiser id is not type's: nothing changed, try another
  * type. AX_EPROTO when the payload is not one well-formed msgpack object,
  * or the status the type's deserialiser returned. On AX_OK *out is a new
- * message the caller owns; nm is unchanged and still the caller's.
+ * message the caller owns; on any other status no message is made (given a
+ * deserialiser that keeps the rule in axon/message.h) and *out is left as it
+ * was. Either way nm is unchanged and still the caller's.
  */
 AX_API ax_status_t ax_net_msg_deserialise(const ax_net_msg_t *nm, const ax_msg_type_t *type, ax_msg_t **out);
 
