@@ -305,10 +305,11 @@ static __attribute__((noinline)) void tell_closed(ax__cell_t *c, ax_msg_t *msg, 
         ax_dead_letter(c->sys, &msg, AX_ECLOSED, dst);
 }
 
-/* A place in dst's bounded mailbox for msg: AX_OK, and msg is marked as
- * counted; AX_EFULL (with its detail); or AX_ECLOSED when dst ended in
- * between, and no place is held. Out of line, as tell_closed is. */
-static __attribute__((noinline)) ax_status_t bound_take(ax__cell_t *c, ax_ref_t dst, ax_msg_t *msg)
+/* A place in dst's bounded mailbox: AX_OK, and the message that takes it
+ * must be marked as counted; AX_EFULL (with its detail); or AX_ECLOSED when
+ * dst ended in between, and no place is held. Out of line, as tell_closed
+ * is. */
+static __attribute__((noinline)) ax_status_t bound_take(ax__cell_t *c, ax_ref_t dst)
 {
     /* Read after the word (acquire): create wrote vt before it published
      * the id. */
@@ -323,7 +324,6 @@ static __attribute__((noinline)) ax_status_t bound_take(ax__cell_t *c, ax_ref_t 
         ax__bound_unreserve(c);
         return AX_ECLOSED;
     }
-    msg->to |= AX__TO_COUNTED;
     return AX_OK;
 }
 
@@ -331,7 +331,7 @@ static __attribute__((noinline)) ax_status_t bound_take(ax__cell_t *c, ax_ref_t 
  * hand to dead letters (or drop a quiet notice). to carries the id and
  * mark: the lane's bits, or AX__TO_RUNTIME (cell.h). bounded: a full
  * bounded mailbox refuses the message with AX_EFULL, and the caller keeps
- * it; any other outcome takes it. note: a
+ * it as it was (its sender too); any other outcome takes it. note: a
  * push from an actor's code that finds a mailbox without capacity busy
  * notes its target (tell, below).
  * Inlined into each caller, whose constant mark, quiet and bounded drop
@@ -342,11 +342,9 @@ static inline __attribute__((always_inline)) ax_status_t
 push_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t *msg, ax_ref_t from, uint64_t mark, bool quiet,
            bool bounded, bool note)
 {
-    uint64_t w = ck_pr_load_64(&c->word);
+    uint64_t w = ck_pr_load_64(&c->word), counted = 0;
     bool idle;
 
-    msg->sender = from;
-    msg->to = dst.id | mark;
     if ((w >> AX__W_ID_SHIFT) != dst.id)
         goto closed;
     /* One test for most tells: not sealed, and no capacity to count. */
@@ -354,14 +352,17 @@ push_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t *msg, ax_ref_t from, uint64_t m
         if (w & AX__W_SEALED)
             goto closed;
         if (bounded) {
-            ax_status_t st = bound_take(c, dst, msg);
+            ax_status_t st = bound_take(c, dst);
 
             if (st == AX_ECLOSED)
                 goto closed;
             if (st != AX_OK)
-                return st;
+                return st; /* before any field is written: msg is as it came */
+            counted = AX__TO_COUNTED;
         }
     }
+    msg->sender = from;
+    msg->to = dst.id | mark | counted;
     idle = ax__mbox_push(c, &msg->link);
     /* The send counts for the run's budget after the exchange, which
      * would otherwise wait for this store. */
@@ -372,6 +373,8 @@ push_local(ax__cell_t *c, ax_ref_t dst, ax_msg_t *msg, ax_ref_t from, uint64_t m
         note_busy(dst);
     return AX_OK;
 closed:
+    msg->sender = from;
+    msg->to = dst.id | mark;
     tell_closed(c, msg, dst, quiet);
     return AX_OK;
 }

@@ -426,9 +426,14 @@ ax_status_t ax_ask_serialised(ax_actor_t *self, ax_ref_t dst, const ax_msg_type_
                               uint64_t timeout_ns, ax_future_t **future)
 {
     ax_system_t *sys = system_of(dst);
+    ax_status_t st;
 
     if (self == NULL || sys == NULL || sys != ax__cell(self)->sys || future == NULL)
         return ax__error(AX_EINVAL, "ask_serialised: NULL argument, or dst is not a ref of self's system");
+    /* Self's pool is written only from self's handlers, as for tell_serialised. */
+    st = ax__check_self(self, "ask_serialised");
+    if (st != AX_OK)
+        return st;
     return ask_with(sys, timeout_ns, send_eager, &(struct eager_ask){self, dst, type, msg}, future);
 }
 

@@ -117,6 +117,10 @@ static void dead_letter_one(ax_system_t *sys, ax_msg_t *msg, ax_status_t why, ax
     dl->recipient = recipient;
     dl->msg = msg;
     msg = &dl->hdr;
-    if (ax_tell(target, &msg, AX_REF_NULL) != AX_OK)
+    if (ax_tell(target, &msg, AX_REF_NULL) != AX_OK) {
+        /* Refused (a bounded dead-letter actor that is full, a ref the
+         * wrapper cannot travel to): counted above, unseen by its actor. */
+        ck_pr_inc_64(&sys->lost_notices); /* a counter: any order */
         ax_msg_release(&msg);
+    }
 }

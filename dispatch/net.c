@@ -586,6 +586,7 @@ static ax_status_t net_send_lazy(void *ctx, ax_ref_t to, ax_msg_t **msg, ax_ref_
     ax__net_t *net = ctx;
     batch_t *b = batch_live(net);
     ax__remote_t *dst = NULL;
+    ax_ref_t prev_sender;
     lazy_send_t *ls;
     ax_msg_t *m;
     ax_status_t st;
@@ -601,9 +602,11 @@ static ax_status_t net_send_lazy(void *ctx, ax_ref_t to, ax_msg_t **msg, ax_ref_
                          "their batches reserved, wait for the network dispatcher", net->cfg.dispatch_queue);
     }
     /* The message's own sender: the dispatcher encodes it, and a dead
-     * letter of it (an ask's request) must say who sent it. */
-    (*msg)->sender = from;
+     * letter of it (an ask's request) must say who sent it. Written once
+     * the send can no longer fail, or put back when it does: a caller that
+     * keeps its message finds it as it was. */
     if (dst == NULL) {
+        (*msg)->sender = from;
         batch_join(b, *msg);
         *msg = NULL;
         return AX_OK;
@@ -622,6 +625,8 @@ static ax_status_t net_send_lazy(void *ctx, ax_ref_t to, ax_msg_t **msg, ax_ref_
     ls->dst = dst;
     ls->dst_id = to.id;
     ls->msg = ls->last = *msg;
+    prev_sender = ls->msg->sender;
+    ls->msg->sender = from;
     ls->msg->link.next = NULL;
     *msg = NULL;
     if (b != NULL) {
@@ -632,6 +637,7 @@ static ax_status_t net_send_lazy(void *ctx, ax_ref_t to, ax_msg_t **msg, ax_ref_
     if (st != AX_OK) {
         credit_undo(net, NULL);
         *msg = ls->msg;
+        (*msg)->sender = prev_sender;
         ls->msg = NULL; /* the caller keeps its message */
         ax_msg_release(&m);
         ax__remote_unpin(dst);

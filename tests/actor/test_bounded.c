@@ -100,18 +100,24 @@ Test(bounded, a_full_mailbox_refuses_and_the_caller_keeps_the_message)
 
     m = num_new(0, CAP);
     kept = m;
+    /* As if m had come from r: a handler that forwards a message and is
+     * refused still finds whom it came from. */
+    m->sender = r;
     cr_assert_eq(ax_tell(r, &m, AX_REF_NULL), AX_EFULL);
     cr_assert_eq(m, kept, "AX_EFULL must leave the message with the caller");
     cr_assert_eq(((num_msg_t *)m)->seq, CAP, "and untouched");
+    cr_assert(ax_ref_eq(m->sender, r), "its sender too");
     cr_assert(strstr(ax_error_detail(), "full") != NULL, "detail: %s", ax_error_detail());
     /* ax_tell_lane and ax_ask obey the same bound. */
     cr_assert_eq(ax_tell_lane(r, 0, &m, AX_REF_NULL), AX_EFULL);
     cr_assert_eq(m, kept);
+    cr_assert(ax_ref_eq(m->sender, r), "its sender too");
     {
         ax_future_t *f = NULL;
 
         cr_assert_eq(ax_ask(r, &m, 0, &f), AX_EFULL);
         cr_assert_eq(m, kept);
+        cr_assert(ax_ref_eq(m->sender, r), "its sender too");
         cr_assert_null(f);
     }
 
@@ -260,6 +266,59 @@ Test(bounded, places_come_back_when_the_actor_ends)
         cr_assert_eq(ms.high_water, 0);
         cr_assert_eq(ax_kill(r2), AX_OK);
     }
+    axt_shutdown(&sys);
+    cr_assert_eq(atomic_load(&num_allocs), atomic_load(&num_releases), "every message released");
+}
+
+/* A dead-letter actor with room for one wrapper in its mailbox; the first
+ * wrapper holds it in its handler until the gate opens. */
+static ax_status_t dlfull_receive(ax_actor_t *self, ax_msg_t **msg)
+{
+    brecv_t *b = ((brecv_actor_t *)self)->b;
+
+    (void)msg;
+    if (atomic_fetch_add(&b->received, 1) == 0) {
+        sem_post(&b->in_handler);
+        axt_sem_wait(&b->gate, WAIT_S);
+    }
+    return AX_OK;
+}
+
+static const ax_actor_vtable_t dlfull_vtable = {
+    .name = "test.dead-letters-bounded",
+    .size = sizeof(brecv_actor_t),
+    .init = brecv_init,
+    .receive_local = dlfull_receive,
+    .mailbox_capacity = 1,
+};
+
+Test(bounded, a_full_dead_letter_actor_is_counted_in_lost_notices)
+{
+    ax_system_t *sys = axt_system(2);
+    uint64_t lost0;
+    brecv_t b;
+    ax_ref_t dl;
+    ax_msg_t *m;
+
+    brecv_setup(&b);
+    cr_assert_eq(ax_spawn(sys, &dlfull_vtable, &b, &dl), AX_OK);
+    ax_set_dead_letter_actor(sys, dl);
+    lost0 = axt_stats(sys).lost_notices;
+    m = num_new(0, 0);
+    ax_dead_letter(sys, &m, AX_ECLOSED, AX_REF_NULL);
+    AXT_WAIT_SEM(&b.in_handler);
+    /* The first of these waits in the mailbox; the other three find it full. */
+    for (uint64_t i = 1; i <= 4; i++) {
+        m = num_new(0, i);
+        ax_dead_letter(sys, &m, AX_ECLOSED, AX_REF_NULL);
+        cr_assert_null(m, "ax_dead_letter takes the message");
+    }
+    cr_assert_eq(axt_stats(sys).dead_letters, 5, "every dead letter is counted");
+    cr_assert_eq(axt_stats(sys).lost_notices - lost0, 3,
+                 "the three the dead-letter actor could not take are counted as lost notices");
+    sem_post(&b.gate);
+    AXT_WAIT_COUNT(b.received, 2);
+    AXT_ASSERT_NO_BAD();
     axt_shutdown(&sys);
     cr_assert_eq(atomic_load(&num_allocs), atomic_load(&num_releases), "every message released");
 }

@@ -223,6 +223,12 @@ Test(misuse, self_calls_from_a_foreign_thread_are_refused)
     cr_assert_eq(ax_actor_init_buffers(self, NULL), AX_ESTATE);
     cr_assert_eq(ax_actor_buffer_stats(self, &stats), AX_ESTATE);
     cr_assert_eq(ax_tell_serialised(self, ref, &ax_u64_type, m), AX_ESTATE);
+    {
+        ax_future_t *f = NULL;
+
+        cr_assert_eq(ax_ask_serialised(self, ref, &ax_u64_type, m, 0, &f), AX_ESTATE);
+        cr_assert_null(f, "no future on refusal");
+    }
     cr_assert_eq(ax_preserialise(self, &ax_u64_type, m, &pre), AX_ESTATE);
     cr_assert_null(pre);
     RUN_ON(ref, preserialise_job, &pj);
