@@ -14,6 +14,13 @@ _Static_assert(MAX_THREADS <= AX__AWAKE_WORDS * 64, "the awake bitmap (sched.h) 
 #define MAX_SPIN_US 10000
 #define MAX_SLOW_RUN_US 1000000 /* a second: beyond it the mark would never come */
 #define MAX_REMOTE_REFS (1u << 24)
+/* run.c's RUN_BUDGET_MAX: a larger base would shrink when it doubles. */
+#define MAX_THROUGHPUT (1u << 20)
+/* About 31 years: the network multiplies these by 10^6 into nanoseconds
+ * and adds the clock, which must not wrap. */
+#define MAX_MS 1000000000000ull
+/* As many as GET /actors?limit= may ask for (dispatch/metrics_http.c). */
+#define MAX_TOP_N 10000u
 
 void ax_config_init(ax_config_t *cfg)
 {
@@ -65,6 +72,30 @@ static ax_status_t blame_buffers(ax__blame_t *blame, size_t base, const ax__blam
                      inner->second == NONE ? NONE : base + inner->second, st);
 }
 
+/* The network's times in milliseconds, each at most MAX_MS. */
+static ax_status_t check_ms(const ax_config_t *cfg, ax__blame_t *blame)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } ms[] = {
+        {"backoff_initial_ms", N(backoff_initial_ms)},   {"backoff_max_ms", N(backoff_max_ms)},
+        {"flush_timeout_ms", N(flush_timeout_ms)},       {"heartbeat_interval_ms", N(heartbeat_interval_ms)},
+        {"heartbeat_timeout_ms", N(heartbeat_timeout_ms)}, {"handshake_timeout_ms", N(handshake_timeout_ms)},
+    };
+
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+        uint64_t v;
+
+        memcpy(&v, (const char *)cfg + ms[i].off, sizeof v);
+        if (v > MAX_MS)
+            return ax__blame(blame, ms[i].off, NONE,
+                             ax__error(AX_EINVAL, "config: network.%s (%llu) must be at most %llu "
+                                       "(about 31 years)", ms[i].name, (unsigned long long)v, MAX_MS));
+    }
+    return AX_OK;
+}
+
 ax_status_t ax__config_check(const ax_config_t *cfg, ax__blame_t *blame)
 {
     ax__blame_t inner;
@@ -76,9 +107,10 @@ ax_status_t ax__config_check(const ax_config_t *cfg, ax__blame_t *blame)
         return ax__blame(blame, C(threads), NONE,
                          ax__error(AX_EINVAL, "config: threads (%u) must be at most %d", cfg->threads,
                                    MAX_THREADS));
-    if (cfg->throughput < 1)
+    if (cfg->throughput < 1 || cfg->throughput > MAX_THROUGHPUT)
         return ax__blame(blame, C(throughput), NONE,
-                         ax__error(AX_EINVAL, "config: throughput must be at least 1"));
+                         ax__error(AX_EINVAL, "config: throughput (%u) must be from 1 to %u", cfg->throughput,
+                                   MAX_THROUGHPUT));
     if (cfg->spin_us > MAX_SPIN_US)
         return ax__blame(blame, C(spin_us), NONE,
                          ax__error(AX_EINVAL, "config: spin_us (%u) must be at most %d", cfg->spin_us,
@@ -117,6 +149,13 @@ ax_status_t ax__config_check(const ax_config_t *cfg, ax__blame_t *blame)
     if (cfg->network.dispatch_queue < 1)
         return ax__blame(blame, N(dispatch_queue), NONE,
                          ax__error(AX_EINVAL, "config: network.dispatch_queue must be at least 1"));
+    if (cfg->network.backoff_initial_ms < 1)
+        return ax__blame(blame, N(backoff_initial_ms), NONE,
+                         ax__error(AX_EINVAL, "config: network.backoff_initial_ms must be at least 1 "
+                                   "(0 would reconnect without a pause)"));
+    st = check_ms(cfg, blame);
+    if (st != AX_OK)
+        return st;
     if (cfg->network.backoff_initial_ms > cfg->network.backoff_max_ms)
         return ax__blame(blame, N(backoff_initial_ms), N(backoff_max_ms),
                          ax__error(AX_EINVAL, "config: network.backoff_initial_ms is above backoff_max_ms"));
@@ -157,9 +196,10 @@ ax_status_t ax__config_check(const ax_config_t *cfg, ax__blame_t *blame)
     if (memchr(cfg->metrics.listen, '\0', sizeof cfg->metrics.listen) == NULL)
         return ax__blame(blame, C(metrics.listen), NONE,
                          ax__error(AX_EINVAL, "config: metrics.listen is not terminated"));
-    if (cfg->metrics.top_n < 1)
+    if (cfg->metrics.top_n < 1 || cfg->metrics.top_n > MAX_TOP_N)
         return ax__blame(blame, C(metrics.top_n), NONE,
-                         ax__error(AX_EINVAL, "config: metrics.top_n must be at least 1"));
+                         ax__error(AX_EINVAL, "config: metrics.top_n (%u) must be from 1 to %u",
+                                   cfg->metrics.top_n, MAX_TOP_N));
     return AX_OK;
 }
 

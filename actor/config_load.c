@@ -89,7 +89,7 @@ static const field_t network_fields[] = {
     {"peer_queue", FIELD_COUNT, NET(peer_queue), 1, NULL, NULL},
     {"dispatch_queue", FIELD_COUNT, NET(dispatch_queue), 1, NULL, NULL},
     {"max_retries", FIELD_COUNT, NET(max_retries), 0, NULL, NULL},
-    {"backoff_initial_ms", FIELD_COUNT, NET(backoff_initial_ms), 0, NULL, NULL},
+    {"backoff_initial_ms", FIELD_COUNT, NET(backoff_initial_ms), 1, NULL, NULL},
     {"backoff_max_ms", FIELD_COUNT, NET(backoff_max_ms), 0, NULL, NULL},
     {"flush_timeout_ms", FIELD_COUNT, NET(flush_timeout_ms), 0, NULL, NULL},
     {"cookie", FIELD_TEXT, NET(cookie), 0, NULL, NULL},

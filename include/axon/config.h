@@ -30,13 +30,17 @@ typedef struct ax_net_config_s {
                                       (docs/wire.md section 6, "Clients") (false) */
     ax_buffer_config_t buffer_config; /* dispatcher and network thread pools
                                       (AX_BUFFER_CONFIG_DEFAULT) */
-    size_t max_frame_size;         /* frames above this close the connection (16 MiB);
-                                      at most what buffer_config holds, less a chunk */
-    size_t peer_queue;             /* messages queued per peer while connecting (1024) */
+    size_t max_frame_size;         /* frames above this close the connection (16 MiB,
+                                      at least 64); at most what buffer_config
+                                      holds, less a chunk */
+    size_t peer_queue;             /* messages queued per peer while connecting
+                                      (1024, at least 1) */
     size_t dispatch_queue;         /* lazy sends waiting for the dispatcher; one more
-                                      is refused with AX_ENOBUFS (65536) */
+                                      is refused with AX_ENOBUFS (65536, at least 1) */
     uint32_t max_retries;          /* reconnect attempts before dead-lettering (5) */
-    uint64_t backoff_initial_ms;   /* first reconnect delay, doubled per retry (50) */
+    uint64_t backoff_initial_ms;   /* first reconnect delay, doubled per retry
+                                      (50, at least 1, at most backoff_max_ms;
+                                      every _ms field at most 10^12) */
     uint64_t backoff_max_ms;       /* cap on the delay (2000) */
     uint64_t flush_timeout_ms;     /* graceful shutdown's bound on flushing (2000) */
 
@@ -51,20 +55,24 @@ typedef struct ax_net_config_s {
     bool allow_unauthenticated;    /* listen beyond loopback without a secret (false) */
 
     /* Failure detection and limits. */
-    uint64_t heartbeat_interval_ms; /* a quiet direction sends a Heartbeat (1000) */
-    uint64_t heartbeat_timeout_ms;  /* nothing received this long: lost (5000) */
+    uint64_t heartbeat_interval_ms; /* a quiet direction sends a Heartbeat
+                                       (1000, at least 1) */
+    uint64_t heartbeat_timeout_ms;  /* nothing received this long: lost (5000,
+                                       above heartbeat_interval_ms) */
     uint64_t handshake_timeout_ms;  /* a connection not through its handshake
-                                       by then is closed (5000) */
+                                       by then is closed (5000, at least 1) */
     uint32_t max_connections;       /* open sockets, strangers included; an
-                                       accept beyond it is closed at once (1024) */
+                                       accept beyond it is closed at once
+                                       (1024, at least 1) */
     uint32_t max_pending_handshakes; /* accepted connections still in their
                                         handshake; at the cap the oldest is
-                                        closed (256) */
+                                        closed (256, at least 1) */
     uint32_t spin_us;               /* after handing received messages to
                                        actors, the network thread watches for
                                        their replies this long before it
                                        sleeps; 0: never (0: it pays
-                                       only with cores to spare) */
+                                       only with cores to spare; at most
+                                       10000) */
     uint32_t run_actors_us;         /* while every worker is parked, the
                                        network thread runs the actors it
                                        hands messages to itself, for up to
@@ -74,7 +82,7 @@ typedef struct ax_net_config_s {
                                        Handlers then also run on the
                                        network thread, so a slow one delays
                                        the network by its length; 0: always
-                                       wake a worker (200) */
+                                       wake a worker (200, at most 10000) */
     uint32_t slow_run_us;           /* an actor whose runs on the network
                                        thread take longer than this twice
                                        in a row (wall-clock time, so
@@ -124,26 +132,28 @@ typedef struct ax_net_config_s {
 
 typedef struct ax_metrics_config_s {
     char listen[128];              /* "host:port" of the HTTP endpoint ("": off) */
-    unsigned top_n;                /* actors per ranking in /metrics (50) */
+    unsigned top_n;                /* actors per ranking in /metrics (50, 1 to 10000) */
 } ax_metrics_config_t;
 
 struct ax_config_s {
-    unsigned threads;                 /* worker threads (0: online CPUs); at most
-                                         * one per CPU is awake at a time */
-    unsigned throughput;              /* an actor's run budget (50): messages taken plus
-                                         messages sent; doubles (up to 256x) while a
-                                         receiving actor's runs end with mail left */
+    unsigned threads;                 /* worker threads (0: online CPUs; at most
+                                         * 1024); at most one per CPU is awake at
+                                         * a time */
+    unsigned throughput;              /* an actor's run budget (50, 1 to 2^20):
+                                         messages taken plus messages sent; doubles
+                                         (up to 256x) while a receiving actor's runs
+                                         end with mail left */
     ax_buffer_config_t buffer_config; /* actors' tell_serialised pools
                                          (AX_BUFFER_CONFIG_DEFAULT, but at
                                          most 256 chunks: 32 MiB of frames
                                          an actor may have queued) */
-    size_t timer_tick_us;             /* timing wheel resolution (1000) */
+    size_t timer_tick_us;             /* timing wheel resolution (1000, at least 1) */
     ax_net_config_t network;
     ax_metrics_config_t metrics;      /* axon/metrics.h */
     unsigned spin_us;                 /* an idle worker looks for work this
                                          long before it parks (not after it
                                          sent to the network); 0: parks at
-                                         once (20) */
+                                         once (20, at most 10000) */
 };
 
 /* The defaults. */

@@ -433,6 +433,17 @@ static const bad_case_t bad_cases[] = {
     {"axon = {\n  threads = 5000;\n};\n", "axon.threads", 2, "1024"},
     {"axon = { network = {\n  max_frame_size = \"32B\";\n}; };\n", "axon.network.max_frame_size",
      2, "64"},
+    /* bounds that keep a value from misbehaving later: a budget that would
+     * shrink as it doubles, reconnects without a pause, times that wrap when
+     * turned into nanoseconds, a ranking larger than /actors may ask for */
+    {"axon = {\n  throughput = 1048577;\n};\n", "axon.throughput", 2, "1048576"},
+    {"axon = { network = {\n  backoff_initial_ms = 0;\n}; };\n", "axon.network.backoff_initial_ms", 2,
+     ">= 1"},
+    {"axon = { network = {\n  heartbeat_timeout_ms = 20000000000000L;\n}; };\n",
+     "axon.network.heartbeat_timeout_ms", 2, "at most 1000000000000"},
+    {"axon = { network = {\n\n  flush_timeout_ms = 1000000000001L;\n}; };\n",
+     "axon.network.flush_timeout_ms", 3, "at most 1000000000000"},
+    {"axon = { metrics = {\n  top_n = 10001;\n}; };\n", "axon.metrics.top_n", 2, "10000"},
     {"axon = { network = {\n  backoff_initial_ms = 3000;\n}; };\n",
      "axon.network.backoff_initial_ms", 2, "backoff_max_ms"},
     {"axon = { network = {\n  backoff_initial_ms = 10;\n  backoff_max_ms = 5;\n}; };\n",
@@ -641,6 +652,35 @@ Test(config_load, an_invalid_starting_config_is_not_accepted)
     cr_assert_eq(ax_config_load_string(&cfg, "axon = { threads = 1; };"), AX_EINVAL);
     assert_detail_has("throughput");
     cr_assert_eq(cfg.threads, 0);
+}
+
+Test(config_load, a_config_built_in_code_meets_the_same_bounds)
+{
+    ax_config_t cfg;
+
+    ax_config_init(&cfg);
+    cfg.network.backoff_initial_ms = 0;
+    cr_assert_eq(ax_config_validate(&cfg), AX_EINVAL);
+    assert_detail_has("backoff_initial_ms");
+    ax_config_init(&cfg);
+    cfg.network.handshake_timeout_ms = UINT64_MAX / 1000; /* wraps once turned into nanoseconds */
+    cr_assert_eq(ax_config_validate(&cfg), AX_EINVAL);
+    assert_detail_has("handshake_timeout_ms");
+    ax_config_init(&cfg);
+    cfg.throughput = 1u << 21;
+    cr_assert_eq(ax_config_validate(&cfg), AX_EINVAL);
+    assert_detail_has("throughput");
+    ax_config_init(&cfg);
+    cfg.metrics.top_n = 10001;
+    cr_assert_eq(ax_config_validate(&cfg), AX_EINVAL);
+    assert_detail_has("top_n");
+    /* The largest values allowed pass. */
+    ax_config_init(&cfg);
+    cfg.throughput = 1u << 20;
+    cfg.metrics.top_n = 10000;
+    cfg.network.flush_timeout_ms = 1000000000000ull;
+    cfg.network.heartbeat_timeout_ms = 1000000000000ull;
+    cr_assert_eq(ax_config_validate(&cfg), AX_OK, "%s", ax_error_detail());
 }
 
 Test(config_load, null_arguments_are_rejected)
