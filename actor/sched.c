@@ -742,7 +742,7 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-ax_status_t ax__sched_start(ax_system_t *sys)
+unsigned ax__cpus_usable(void)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     cpu_set_t set;
@@ -750,8 +750,13 @@ ax_status_t ax__sched_start(ax_system_t *sys)
     /* The CPUs this process may run on (taskset, a container's cpuset). */
     if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
         cpus = CPU_COUNT(&set);
-    if (cpus < 1)
-        cpus = 1;
+    return cpus > 0 ? (unsigned)cpus : 1;
+}
+
+ax_status_t ax__sched_start(ax_system_t *sys)
+{
+    unsigned cpus = ax__cpus_usable();
+
     /* Half the cores look for work at most (as Go's scheduler does), and
      * at least one. */
     sys->max_spinning = cpus >= 4 ? (uint32_t)(cpus / 2) : 1;

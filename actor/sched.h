@@ -123,6 +123,10 @@ void ax__sched_expect_remote(ax_system_t *sys);
 void ax__sched_guest_enter(ax_system_t *sys);
 void ax__sched_guest_leave(ax_system_t *sys, uint64_t budget_ns);
 
+/* The CPUs this process may run on: its affinity mask (taskset, a
+ * container's cpuset), else the online CPUs; at least 1. */
+unsigned ax__cpus_usable(void);
+
 ax_status_t ax__sched_start(ax_system_t *sys);
 void ax__sched_join(ax_system_t *sys);
 void ax__sched_wake_all(ax_system_t *sys);

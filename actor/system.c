@@ -111,11 +111,8 @@ ax_status_t ax_system_create(const ax_config_t *cfg, ax_system_t **out)
      * barrier must agree on what it is (common/barrier.h). */
     ax__barrier_init();
     sys->nworkers = sys->cfg.threads;
-    if (sys->nworkers == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-        sys->nworkers = n > 0 ? (unsigned)n : 1;
-    }
+    if (sys->nworkers == 0)
+        sys->nworkers = ax__cpus_usable(); /* as many as may run at once */
     st = init_parts(sys);
     if (st == AX_OK)
         st = ax__sched_start(sys);

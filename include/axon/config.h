@@ -136,9 +136,10 @@ typedef struct ax_metrics_config_s {
 } ax_metrics_config_t;
 
 struct ax_config_s {
-    unsigned threads;                 /* worker threads (0: online CPUs; at most
-                                         * 1024); at most one per CPU is awake at
-                                         * a time */
+    unsigned threads;                 /* worker threads (0: one per CPU the process
+                                         may run on, its affinity mask; at most
+                                         1024); at most one per CPU is awake at
+                                         a time */
     unsigned throughput;              /* an actor's run budget (50, 1 to 2^20):
                                          messages taken plus messages sent; doubles
                                          (up to 256x) while a receiving actor's runs

@@ -6,6 +6,8 @@
  * first message blocks its handler on a gate (NUM_BLOCK); the test queues
  * the rest, stops or kills, then opens the gate.
  */
+#include <sched.h>
+
 #include "helpers.h"
 
 #define QUEUED 100
@@ -424,4 +426,30 @@ Test(lifecycle, refs_have_unique_nonzero_ids)
             cr_assert_neq(ax_ref_id(r[i]), ax_ref_id(r[j]));
     }
     axt_shutdown(&sys);
+}
+
+/* threads = 0: one worker per CPU the process may run on (its affinity
+ * mask, as Go's and the BEAM's schedulers count them), not per CPU online:
+ * a process confined by taskset or a container's cpuset gets fewer. */
+Test(lifecycle, zero_threads_means_one_worker_per_cpu_the_process_may_use)
+{
+    cpu_set_t all, one;
+    ax_system_t *sys = NULL;
+    ax_config_t cfg;
+
+    cr_assert_eq(sched_getaffinity(0, sizeof all, &all), 0);
+    CPU_ZERO(&one);
+    for (int i = 0; i < CPU_SETSIZE; i++)
+        if (CPU_ISSET(i, &all)) {
+            CPU_SET(i, &one);
+            break;
+        }
+    cr_assert_eq(sched_setaffinity(0, sizeof one, &one), 0, "cannot confine the test to one CPU");
+    ax_config_init(&cfg);
+    cfg.threads = 0;
+    cr_assert_eq(ax_system_create(&cfg, &sys), AX_OK, "%s", ax_error_detail());
+    cr_assert_eq(ax_system_workers(sys), 1, "a process that may use one CPU gets one worker, not %u",
+                 ax_system_workers(sys));
+    axt_shutdown(&sys);
+    cr_assert_eq(sched_setaffinity(0, sizeof all, &all), 0);
 }
