@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "actor/config_check.h"
+#include "actor/metrics.h"
 #include "actor/sched.h"
 #include "axon/config.h"
 #include "common/error.h"
@@ -14,13 +15,9 @@ _Static_assert(MAX_THREADS <= AX__AWAKE_WORDS * 64, "the awake bitmap (sched.h) 
 #define MAX_SPIN_US 10000
 #define MAX_SLOW_RUN_US 1000000 /* a second: beyond it the mark would never come */
 #define MAX_REMOTE_REFS (1u << 24)
-/* run.c's RUN_BUDGET_MAX: a larger base would shrink when it doubles. */
-#define MAX_THROUGHPUT (1u << 20)
 /* About 31 years: the network multiplies these by 10^6 into nanoseconds
  * and adds the clock, which must not wrap. */
 #define MAX_MS 1000000000000ull
-/* As many as GET /actors?limit= may ask for (dispatch/metrics_http.c). */
-#define MAX_TOP_N 10000u
 
 void ax_config_init(ax_config_t *cfg)
 {
@@ -107,10 +104,10 @@ ax_status_t ax__config_check(const ax_config_t *cfg, ax__blame_t *blame)
         return ax__blame(blame, C(threads), NONE,
                          ax__error(AX_EINVAL, "config: threads (%u) must be at most %d", cfg->threads,
                                    MAX_THREADS));
-    if (cfg->throughput < 1 || cfg->throughput > MAX_THROUGHPUT)
+    if (cfg->throughput < 1 || cfg->throughput > AX__RUN_BUDGET_MAX)
         return ax__blame(blame, C(throughput), NONE,
                          ax__error(AX_EINVAL, "config: throughput (%u) must be from 1 to %u", cfg->throughput,
-                                   MAX_THROUGHPUT));
+                                   AX__RUN_BUDGET_MAX));
     if (cfg->spin_us > MAX_SPIN_US)
         return ax__blame(blame, C(spin_us), NONE,
                          ax__error(AX_EINVAL, "config: spin_us (%u) must be at most %d", cfg->spin_us,
@@ -196,10 +193,10 @@ ax_status_t ax__config_check(const ax_config_t *cfg, ax__blame_t *blame)
     if (memchr(cfg->metrics.listen, '\0', sizeof cfg->metrics.listen) == NULL)
         return ax__blame(blame, C(metrics.listen), NONE,
                          ax__error(AX_EINVAL, "config: metrics.listen is not terminated"));
-    if (cfg->metrics.top_n < 1 || cfg->metrics.top_n > MAX_TOP_N)
+    if (cfg->metrics.top_n < 1 || cfg->metrics.top_n > AX__METRICS_RANK_MAX)
         return ax__blame(blame, C(metrics.top_n), NONE,
                          ax__error(AX_EINVAL, "config: metrics.top_n (%u) must be from 1 to %u",
-                                   cfg->metrics.top_n, MAX_TOP_N));
+                                   cfg->metrics.top_n, AX__METRICS_RANK_MAX));
     return AX_OK;
 }
 

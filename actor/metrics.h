@@ -35,6 +35,9 @@
 
 #define AX__METRICS_TICK_NS UINT64_C(1000000) /* the metrics clock's period */
 #define AX__METRICS_WALK_MAX (UINT64_C(1) << 24) /* mailbox walk cap */
+/* The most actors one ranking lists: metrics.top_n (config.c) and
+ * GET /actors?limit= (dispatch/metrics_http.c). */
+#define AX__METRICS_RANK_MAX 10000u
 
 /* The cold part of an actor's metrics: allocated by its worker on the
  * first sample or failure, kept with the cell across reuse (reset when a

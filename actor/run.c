@@ -399,7 +399,6 @@ static inline ax_status_t deliver(ax__worker_t *w, ax__cell_t *c, const ax_actor
  * end and every message is cold by the time it is taken.
  */
 #define RUN_SHIFT_MAX 8
-#define RUN_BUDGET_MAX (1u << 20)
 
 static unsigned run_budget(const ax__cell_t *c, const ax_system_t *sys)
 {
@@ -407,7 +406,7 @@ static unsigned run_budget(const ax__cell_t *c, const ax_system_t *sys)
 
     if (shift == 0) /* most runs: no shifts and compares */
         return base;
-    return base > (RUN_BUDGET_MAX >> shift) ? RUN_BUDGET_MAX : base << shift;
+    return base > (AX__RUN_BUDGET_MAX >> shift) ? AX__RUN_BUDGET_MAX : base << shift;
 }
 
 /*

@@ -123,6 +123,10 @@ void ax__sched_expect_remote(ax_system_t *sys);
 void ax__sched_guest_enter(ax_system_t *sys);
 void ax__sched_guest_leave(ax_system_t *sys, uint64_t budget_ns);
 
+/* The most an actor's run budget reaches as it doubles (run.c); the
+ * configured throughput, its base, may not be larger (config.c). */
+#define AX__RUN_BUDGET_MAX (1u << 20)
+
 /* The CPUs this process may run on: its affinity mask (taskset, a
  * container's cpuset), else the online CPUs; at least 1. */
 unsigned ax__cpus_usable(void);

@@ -28,7 +28,6 @@
 #define CONN_MEMORY (16u << 10)
 #define CONN_LIMIT 256u
 #define CONN_TIMEOUT_S 10u
-#define ACTORS_LIMIT_MAX 10000u
 
 typedef struct endpoint_s {
     ax_system_t *sys;
@@ -127,9 +126,9 @@ static enum MHD_Result serve_actors(struct MHD_Connection *conn, endpoint_t *ep)
         errno = 0;
         n = strtoul(limit, &end, 10);
         if (limit[0] < '0' || limit[0] > '9' || *end != '\0' || errno != 0 || n < 1 ||
-            n > ACTORS_LIMIT_MAX)
+            n > AX__METRICS_RANK_MAX)
             return reply_text(conn, MHD_HTTP_BAD_REQUEST, "limit must be an integer from 1 to %u\n",
-                              ACTORS_LIMIT_MAX);
+                              AX__METRICS_RANK_MAX);
         q.limit = n;
     }
     return serve(conn, ep, write_actors, &q, "application/json");
