@@ -48,6 +48,9 @@ void ax_config_init(ax_config_t *cfg)
     cfg->network.path_ids = 1024;
     cfg->network.max_remote_refs = 65536;
     cfg->network.io_uring = true;
+    /* No pacing on a connection that stays on this host (dispatch/NOTES.md,
+     * "Loopback connections do not pace"). */
+    strcpy(cfg->network.tcp_congestion_loopback, "reno");
     cfg->metrics.listen[0] = '\0';
     cfg->metrics.top_n = 50;
     cfg->spin_us = AX__SPIN_US_DEFAULT;
@@ -163,6 +166,9 @@ ax_status_t ax__config_check(const ax_config_t *cfg, ax__blame_t *blame)
     if (memchr(cfg->network.tcp_congestion, '\0', sizeof cfg->network.tcp_congestion) == NULL)
         return ax__blame(blame, N(tcp_congestion), NONE,
                          ax__error(AX_EINVAL, "config: network.tcp_congestion is not terminated"));
+    if (memchr(cfg->network.tcp_congestion_loopback, '\0', sizeof cfg->network.tcp_congestion_loopback) == NULL)
+        return ax__blame(blame, N(tcp_congestion_loopback), NONE,
+                         ax__error(AX_EINVAL, "config: network.tcp_congestion_loopback is not terminated"));
     if (cfg->network.cookie[0] != '\0' && cfg->network.cookie_file[0] != '\0')
         return ax__blame(blame, N(cookie), N(cookie_file),
                          ax__error(AX_EINVAL, "config: network.cookie and network.cookie_file are both set; give one"));

@@ -106,6 +106,7 @@ static const field_t network_fields[] = {
     {"path_ids", FIELD_COUNT, NET(path_ids), 0, NULL, NULL},
     {"max_remote_refs", FIELD_COUNT, NET(max_remote_refs), 1, NULL, NULL},
     {"tcp_congestion", FIELD_TEXT, NET(tcp_congestion), 0, NULL, NULL},
+    {"tcp_congestion_loopback", FIELD_TEXT, NET(tcp_congestion_loopback), 0, NULL, NULL},
     {"io_uring", FIELD_BOOL, NET(io_uring), 0, NULL, NULL},
 };
 static const group_schema_t network_schema = SCHEMA(network_fields);

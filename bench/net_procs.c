@@ -76,6 +76,7 @@
  *        ratio to it is printed). AXON_BENCH_PIN=1: the clients on CPU 0,
  *        the servers on CPU 1 (see pin_to); the config line says so.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -1074,19 +1075,30 @@ static const char *tcp_congestion(void)
     return cc;
 }
 
-/* What Axon's connections use: the kernel's, unless AXON_BENCH_CONFIG
- * names one (network.tcp_congestion), a tuned variant. */
+/* What Axon's connection uses, read from the client's own socket to the
+ * Axon server (the kernel's, network.tcp_congestion_loopback's reno by
+ * default, or what AXON_BENCH_CONFIG names); "?" before it connects. */
 static const char *axon_congestion(void)
 {
-    static char cc[sizeof(((ax_net_config_t *)0)->tcp_congestion)];
-    ax_config_t cfg;
+    static char cc[16];
+    DIR *d;
+    struct dirent *e;
 
-    if (cc[0] != '\0')
-        return cc;
-    bench_config(&cfg);
-    snprintf(cc, sizeof cc, "%s", cfg.network.tcp_congestion[0] != '\0' ? cfg.network.tcp_congestion
-                                                                          : tcp_congestion());
-    return cc;
+    if (cc[0] != '\0' || (d = opendir("/proc/self/fd")) == NULL)
+        return cc[0] != '\0' ? cc : "?";
+    while ((e = readdir(d)) != NULL && cc[0] == '\0') {
+        struct sockaddr_in peer;
+        socklen_t pl = sizeof peer, len = sizeof cc - 1;
+        int fd = atoi(e->d_name);
+
+        if (e->d_name[0] == '.' || fd == dirfd(d) || getpeername(fd, (struct sockaddr *)&peer, &pl) != 0 ||
+            peer.sin_family != AF_INET || ntohs(peer.sin_port) != axon_port ||
+            getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, &len) != 0)
+            cc[0] = '\0';
+    }
+    closedir(d);
+    cc[strcspn(cc, "\n\"\\")] = '\0';
+    return cc[0] != '\0' ? cc : "?";
 }
 
 /* tcp_congestion_control is what the bare kinds use, axon_tcp_congestion

@@ -748,29 +748,29 @@ static void read_line(const char *path, char *out, size_t cap)
         snprintf(out, cap, "?");
 }
 
-/* network.tcp_congestion, tried on a socket of the listening address's
- * family before anything is built: a name this process may not use is
- * refused at start, not on each connection. */
-static ax_status_t congestion_check(const ax__net_t *net)
+/* One congestion control name (key: its config key), tried on a socket of
+ * the listening address's family before anything is built: a name this
+ * process may not use is refused at start, not on each connection. */
+static ax_status_t congestion_check(const ax__net_t *net, const char *key, const char *name)
 {
     char avail[256], allowed[256];
     int fd, err;
 
-    if (net->cfg.tcp_congestion[0] == '\0')
+    if (name[0] == '\0')
         return AX_OK;
     fd = socket(net->self.family == 6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return ax__error(AX_EIO, "net: socket: %s", strerror(errno));
-    err = ax__tcp_congestion_set(fd, net->cfg.tcp_congestion);
+    err = ax__tcp_congestion_set(fd, name);
     close(fd);
     if (err == 0)
         return AX_OK;
     read_line("/proc/sys/net/ipv4/tcp_available_congestion_control", avail, sizeof avail);
     read_line("/proc/sys/net/ipv4/tcp_allowed_congestion_control", allowed, sizeof allowed);
     return ax__error(AX_EINVAL,
-                     "net_start: network.tcp_congestion \"%s\" cannot be used: %s (this kernel has: %s; "
+                     "net_start: network.%s \"%s\" cannot be used: %s (this kernel has: %s; "
                      "processes without CAP_NET_ADMIN may use: %s)",
-                     net->cfg.tcp_congestion, strerror(err), avail, allowed);
+                     key, name, strerror(err), avail, allowed);
 }
 
 static ax_status_t net_build(ax_system_t *sys, ax__net_t *net)
@@ -809,7 +809,9 @@ static ax_status_t net_build(ax_system_t *sys, ax__net_t *net)
      * port, and no port to guard with a secret. */
     if (net->cfg.client_only)
         net->self.port = 0;
-    st = congestion_check(net);
+    st = congestion_check(net, "tcp_congestion", net->cfg.tcp_congestion);
+    if (st == AX_OK)
+        st = congestion_check(net, "tcp_congestion_loopback", net->cfg.tcp_congestion_loopback);
     if (st == AX_OK)
         st = ax__secret_load(&net->cfg, net->cfg.client_only || addr_is_loopback(&net->self), &net->secret);
     if (st == AX_OK && !net->cfg.client_only)

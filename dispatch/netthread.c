@@ -634,6 +634,50 @@ int ax__tcp_congestion_set(int fd, const char *name)
     return setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, (socklen_t)len) == 0 ? 0 : errno;
 }
 
+/* Whether a connection from local to peer stays on this host: a peer at a
+ * loopback address, or at the address the connection leaves from (one of
+ * this host's own, which the kernel routes through lo too). */
+static bool same_host(const struct sockaddr_storage *local, const struct sockaddr_storage *peer)
+{
+    if (peer->ss_family == AF_INET) {
+        const struct sockaddr_in *p = (const struct sockaddr_in *)peer, *l = (const struct sockaddr_in *)local;
+
+        return (ntohl(p->sin_addr.s_addr) >> 24) == 127 ||
+               (local->ss_family == AF_INET && p->sin_addr.s_addr == l->sin_addr.s_addr);
+    }
+    if (peer->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *p = (const struct sockaddr_in6 *)peer, *l = (const struct sockaddr_in6 *)local;
+
+        return IN6_IS_ADDR_LOOPBACK(&p->sin6_addr) ||
+               (IN6_IS_ADDR_V4MAPPED(&p->sin6_addr) && p->sin6_addr.s6_addr[12] == 127) ||
+               (local->ss_family == AF_INET6 && memcmp(&p->sin6_addr, &l->sin6_addr, sizeof l->sin6_addr) == 0);
+    }
+    return false;
+}
+
+/*
+ * The congestion control of a new connection to or from peer, once
+ * connect() or accept() has bound fd (a route's unlocked congctl is in
+ * place by then, and this overrides it): network.tcp_congestion on every
+ * connection, else network.tcp_congestion_loopback on one that stays on
+ * this host. Returns 0, or the errno with which the socket refused
+ * tcp_congestion, which fails the connection. A refused
+ * tcp_congestion_loopback (a route that locks its congctl) leaves the
+ * route's choice, and the connection goes on.
+ */
+static int congestion_apply(const ax__net_t *net, int fd, const struct sockaddr_storage *peer)
+{
+    struct sockaddr_storage local;
+    socklen_t ll = sizeof local;
+
+    if (net->cfg.tcp_congestion[0] != '\0')
+        return ax__tcp_congestion_set(fd, net->cfg.tcp_congestion);
+    if (net->cfg.tcp_congestion_loopback[0] != '\0' && getsockname(fd, (struct sockaddr *)&local, &ll) == 0 &&
+        same_host(&local, peer))
+        (void)ax__tcp_congestion_set(fd, net->cfg.tcp_congestion_loopback);
+    return 0;
+}
+
 static void start_connect(ax__net_t *net, ax__peer_t *p)
 {
     struct sockaddr_storage ss;
@@ -654,8 +698,7 @@ static void start_connect(ax__net_t *net, ax__peer_t *p)
         attempt_failed(net, p, ax__error(AX_EIO, "net: connect: %s", strerror(errno)));
         return;
     }
-    /* After connect(), which takes an unlocked route's congctl. */
-    if ((err = ax__tcp_congestion_set(fd, net->cfg.tcp_congestion)) != 0) {
+    if ((err = congestion_apply(net, fd, &ss)) != 0) {
         close(fd);
         attempt_failed(net, p, ax__error(AX_EIO, "net: network.tcp_congestion \"%s\" refused on a connection: %s",
                                          net->cfg.tcp_congestion, strerror(err)));
@@ -723,7 +766,9 @@ static void evict_oldest_stranger(ax__net_t *net)
 static void accept_all(ax__net_t *net)
 {
     while (net->listen_fd >= 0) {
-        int one = 1, fd = accept4(net->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer;
+        socklen_t pl = sizeof peer;
+        int one = 1, fd = accept4(net->listen_fd, (struct sockaddr *)&peer, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
@@ -741,9 +786,10 @@ static void accept_all(ax__net_t *net)
             continue;
         }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        /* Refused on this socket only (ax_net_start checked the name): a
-         * stranger closed and counted, as at max_connections. */
-        if (ax__tcp_congestion_set(fd, net->cfg.tcp_congestion) != 0) {
+        /* network.tcp_congestion refused on this socket only (ax_net_start
+         * checked the name): a stranger closed and counted, as at
+         * max_connections. */
+        if (congestion_apply(net, fd, &peer) != 0) {
             close(fd);
             ax__counter_add(&net->c.refused, 1);
             continue;

@@ -104,18 +104,33 @@ typedef struct ax_net_config_s {
     /* TCP congestion control for this system's connections, by the
      * kernel's name ("cubic", "reno", "bbr"; see
      * /proc/sys/net/ipv4/tcp_available_congestion_control). "" keeps the
-     * kernel's choice: net.ipv4.tcp_congestion_control, or a route's
-     * congctl. A name is set on every connection this system opens or
-     * accepts. ax_net_start refuses a name this process may not use
-     * (AX_EINVAL); unprivileged processes may use those in
-     * /proc/sys/net/ipv4/tcp_allowed_congestion_control. Should a
-     * socket refuse the name later (a route's "congctl lock"), a
-     * connection this system opens fails its attempt with AX_EIO, and one
-     * it accepts is closed and counted in ax_net_stats_t.refused. On
-     * one host, bbr paces each socket with a timer of its own and costs
-     * Axon's long-lived connections more than cubic does (docs/guide.md,
-     * "Two systems") ("") */
+     * kernel's choice (net.ipv4.tcp_congestion_control, or a route's
+     * congctl) for connections to other hosts, and leaves those that stay
+     * on this host to tcp_congestion_loopback. A name is set on every
+     * connection this system opens or accepts, loopback or not.
+     * ax_net_start refuses a name this process may not use (AX_EINVAL);
+     * unprivileged processes may use those in
+     * /proc/sys/net/ipv4/tcp_allowed_congestion_control. Should a socket
+     * refuse the name later (a route's "congctl lock"), a connection this
+     * system opens fails its attempt with AX_EIO, and one it accepts is
+     * closed and counted in ax_net_stats_t.refused. On one host, bbr
+     * paces each socket with a timer of its own and costs Axon's
+     * long-lived connections more than cubic does (docs/guide.md, "Two
+     * systems") ("") */
     char tcp_congestion[16];
+
+    /* TCP congestion control for a connection that stays on this host,
+     * used while tcp_congestion is "": one whose peer is at a loopback
+     * address (127.0.0.0/8, ::1) or at the address the connection leaves
+     * from, which the kernel routes through lo as well. There is no path
+     * to share there, and a pacing control such as bbr only costs timers
+     * and reordered segments (docs/guide.md, "Two systems"). reno is
+     * built into every kernel and allowed to every process. "" keeps the
+     * kernel's choice on loopback too. ax_net_start refuses a name this
+     * process may not use (AX_EINVAL), as for tcp_congestion. A socket
+     * that refuses it later (a route's "congctl lock") keeps the route's
+     * choice and its connection goes on ("reno") */
+    char tcp_congestion_loopback[16];
 
     /* Read open connections through io_uring: each has a receive posted
      * before the network thread waits, and the wait returns with the

@@ -66,6 +66,11 @@ delivered), D the set of seqs the receiver's sink handled.
      is over by then.
   9. Every system finishes sending and quiesces (each message it sent is
      acknowledged or dead-lettered) and shuts down cleanly (exit 0).
+ 10. System 0's connections to the other systems, read with ss before
+     they quit, use the host's TCP congestion control: Axon's choice for
+     loopback (network.tcp_congestion_loopback, reno) stays off
+     connections between hosts. Where the host's default is reno, every
+     peer namespace is set to cubic first, so that the two differ.
 One summary line is printed. Namespaces and processes are removed on every
 exit path; if namespaces cannot be created the test fails saying so.
 
@@ -184,6 +189,7 @@ def create_namespaces():
     sh("ip", "-n", HUB, "link", "set", "lo", "up")
     sh("ip", "-n", HUB, "link", "add", "br0", "type", "bridge")
     sh("ip", "-n", HUB, "link", "set", "br0", "up")
+    reno_default = kernel_cc(HUB) == "reno"
     for i in range(N + 1):
         ns = ns_name(i)
         addr = INTRUDER_ADDR if i == N else PREFIX + str(i + 1)
@@ -197,6 +203,34 @@ def create_namespaces():
         sh("ip", "-n", ns, "addr", "add", addr + "/24", "dev", "eth0")
         sh("ip", "-n", ns, "link", "set", "eth0", "up")
         sh("ip", "-n", ns, "link", "set", "lo", "up")
+        # Check 10 tells Axon's loopback choice (reno) from the host's:
+        # where the kernel's default is reno itself, the peers get cubic.
+        if reno_default:
+            sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.tcp_congestion_control=cubic")
+
+
+def kernel_cc(ns):
+    """The congestion control that the kernel gives new connections in
+    namespace ns (each namespace has its own)."""
+    return sh("ip", "netns", "exec", ns, "cat", "/proc/sys/net/ipv4/tcp_congestion_control").stdout.strip()
+
+
+def connection_ccs(i):
+    """(local, peer, name) for each established TCP connection in namespace
+    i: the congestion control ss reports for it."""
+    names = set(sh("ip", "netns", "exec", ns_name(i), "cat",
+                   "/proc/sys/net/ipv4/tcp_available_congestion_control").stdout.split())
+    r = sh("ip", "netns", "exec", ns_name(i), "ss", "-tinH", "state", "established")
+    out, ends = [], None
+    for line in r.stdout.splitlines():
+        if not line[:1].isspace():
+            f = line.split()
+            ends = (f[2], f[3]) if len(f) >= 4 else None
+        elif ends is not None:
+            cc = [w for w in line.split() if w in names]
+            out.append(ends + (cc[0] if cc else "?",))
+            ends = None
+    return out
 
 
 def delete_namespaces():
@@ -517,6 +551,9 @@ def main():
         time.sleep(2.0)
 
         end_rss = {i: live[i].rss_kib() for i in range(N)}
+        # 10. read while the connections are open (asserted below)
+        host_cc = kernel_cc(ns_name(0))
+        ccs = connection_ccs(0)
         stop_sampling.set()
         final_status = {i: live[i].last("status") for i in range(N)}
         for p in live:
@@ -727,6 +764,18 @@ def main():
             if abs(g) > RSS_TOLERANCE:
                 failures.append("%s: RSS %d KiB at the end vs %d KiB after warm-up (%+.0f%%)"
                                 % (live[i].label, e, w, 100 * g))
+
+        # 10. connections between hosts keep the host's congestion control
+        between = [c for c in ccs if c[1].startswith(PREFIX)]
+        if len(between) < N - 1:
+            failures.append("p0: %d established connections to other systems at the end, expected %d "
+                            "(ss: %s)" % (len(between), N - 1, ccs))
+        for local, peer, cc in between:
+            if cc != host_cc:
+                failures.append("p0: connection %s -> %s uses %s, not the host's %s"
+                                % (local, peer, cc, host_cc))
+        log("p0: %d connections to other systems, congestion control %s (the host's: %s)"
+            % (len(between), ",".join(sorted(set(c[2] for c in between))) or "-", host_cc))
 
         elapsed = time.monotonic() - t_begin
         dl_total = totals["dl_known"] + totals["dl_unknown"]

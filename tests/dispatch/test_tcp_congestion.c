@@ -1,9 +1,11 @@
 /*
- * network.tcp_congestion (include/axon/config.h): the TCP congestion
- * control a system sets on its connections. Two systems in this process
- * talk over loopback, so both ends of their connection are sockets of this
- * process: the test finds them in /proc/self/fd by the listener's port and
- * asks the kernel which congestion control each uses.
+ * network.tcp_congestion and network.tcp_congestion_loopback
+ * (include/axon/config.h): the TCP congestion control a system sets on its
+ * connections. Two systems in this process talk over loopback, so both
+ * ends of their connection are sockets of this process: the test finds
+ * them in /proc/self/fd by the listener's port and asks the kernel which
+ * congestion control each uses. The cluster test (tests/cluster) checks
+ * that connections between hosts keep the kernel's choice.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -40,6 +42,12 @@ static const char *other_than(const char *not)
     return strcmp(not, "reno") != 0 ? "reno" : "cubic";
 }
 
+static uint16_t port_of(const struct sockaddr_storage *ss)
+{
+    return ntohs(ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
+                                           : ((const struct sockaddr_in *)ss)->sin_port);
+}
+
 /*
  * The congestion controls of this process's TCP sockets that have port at
  * one end, into names[]; returns how many there are.
@@ -59,11 +67,11 @@ static size_t sockets_on_port(uint16_t port, char names[][16], size_t max)
 
         if (e->d_name[0] == '.' || fd == dirfd(d) ||
             getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 || type != SOCK_STREAM ||
-            getsockname(fd, (struct sockaddr *)&mine, &ml) != 0 || mine.ss_family != AF_INET ||
+            getsockname(fd, (struct sockaddr *)&mine, &ml) != 0 ||
+            (mine.ss_family != AF_INET && mine.ss_family != AF_INET6) ||
             getpeername(fd, (struct sockaddr *)&theirs, &tl) != 0)
             continue;
-        if (ntohs(((struct sockaddr_in *)&mine)->sin_port) != port &&
-            ntohs(((struct sockaddr_in *)&theirs)->sin_port) != port)
+        if (port_of(&mine) != port && port_of(&theirs) != port)
             continue;
         cr_assert_lt(n, max);
         memset(names[n], 0, 16);
@@ -117,31 +125,97 @@ Test(tcp_congestion, the_name_is_set_on_both_ends_of_a_connection)
     check_connection(&cfg, want, kernel);
 }
 
-Test(tcp_congestion, empty_keeps_the_kernels_choice)
+/* What a system does unless told: a connection that stays on this host
+ * does not pace. */
+Test(tcp_congestion, loopback_connections_use_reno_by_default)
 {
     char kernel[16];
     ax_config_t cfg = nt_config();
 
     cr_assert_str_eq(cfg.network.tcp_congestion, "", "the default");
+    cr_assert_str_eq(cfg.network.tcp_congestion_loopback, "reno", "the default");
+    kernel_choice(kernel, sizeof kernel);
+    check_connection(&cfg, "reno", kernel);
+}
+
+Test(tcp_congestion, an_ipv6_loopback_connection_uses_reno_by_default)
+{
+    char kernel[16];
+    ax_config_t cfg = nt_config();
+
+    snprintf(cfg.network.listen, sizeof cfg.network.listen, "[::1]:0");
+    kernel_choice(kernel, sizeof kernel);
+    check_connection(&cfg, "reno", kernel);
+}
+
+Test(tcp_congestion, the_loopback_name_is_set_on_both_ends_of_a_loopback_connection)
+{
+    char kernel[16];
+    ax_config_t cfg = nt_config();
+    const char *want;
+
+    kernel_choice(kernel, sizeof kernel);
+    want = other_than(kernel);
+    snprintf(cfg.network.tcp_congestion_loopback, sizeof cfg.network.tcp_congestion_loopback, "%s", want);
+    check_connection(&cfg, want, kernel);
+}
+
+/* network.tcp_congestion names every connection's, loopback or not. */
+Test(tcp_congestion, tcp_congestion_wins_over_the_loopback_name)
+{
+    char kernel[16];
+    ax_config_t cfg = nt_config();
+    const char *want, *loopback;
+
+    kernel_choice(kernel, sizeof kernel);
+    want = other_than(kernel);
+    loopback = other_than(want);
+    snprintf(cfg.network.tcp_congestion, sizeof cfg.network.tcp_congestion, "%s", want);
+    snprintf(cfg.network.tcp_congestion_loopback, sizeof cfg.network.tcp_congestion_loopback, "%s", loopback);
+    check_connection(&cfg, want, kernel);
+}
+
+Test(tcp_congestion, both_empty_keep_the_kernels_choice)
+{
+    char kernel[16];
+    ax_config_t cfg = nt_config();
+
+    cfg.network.tcp_congestion_loopback[0] = '\0';
     kernel_choice(kernel, sizeof kernel);
     check_connection(&cfg, kernel, kernel);
 }
 
-/* A name the kernel lacks: ax_net_start refuses it, says what it was and
- * what may be used, and leaves the system without a network, so that the
- * same call fails the same way again rather than with AX_ESTATE. */
-Test(tcp_congestion, an_unknown_name_is_refused_at_start)
+/* A name the kernel lacks: ax_net_start refuses it, says which key and
+ * name it was and what may be used, and leaves the system without a
+ * network, so that the same call fails the same way again rather than with
+ * AX_ESTATE. */
+static void refused_at_start(ax_config_t *cfg, const char *key)
 {
-    ax_config_t cfg = nt_config();
     ax_system_t *sys = NULL;
+    char want[64];
 
-    snprintf(cfg.network.tcp_congestion, sizeof cfg.network.tcp_congestion, "no-such-cc");
-    cr_assert_eq(ax_system_create(&cfg, &sys), AX_OK, "%s", ax_error_detail());
+    snprintf(want, sizeof want, "network.%s \"no-such-cc\"", key);
+    cr_assert_eq(ax_system_create(cfg, &sys), AX_OK, "%s", ax_error_detail());
     for (int round = 0; round < 2; round++) {
         cr_assert_eq(ax_net_start(sys), AX_EINVAL);
-        cr_assert_not_null(strstr(ax_error_detail(), "network.tcp_congestion \"no-such-cc\""), "%s",
-                           ax_error_detail());
+        cr_assert_not_null(strstr(ax_error_detail(), want), "%s", ax_error_detail());
         cr_assert_not_null(strstr(ax_error_detail(), "may use: "), "%s", ax_error_detail());
     }
     ax_system_destroy(&sys);
+}
+
+Test(tcp_congestion, an_unknown_name_is_refused_at_start)
+{
+    ax_config_t cfg = nt_config();
+
+    snprintf(cfg.network.tcp_congestion, sizeof cfg.network.tcp_congestion, "no-such-cc");
+    refused_at_start(&cfg, "tcp_congestion");
+}
+
+Test(tcp_congestion, an_unknown_loopback_name_is_refused_at_start)
+{
+    ax_config_t cfg = nt_config();
+
+    snprintf(cfg.network.tcp_congestion_loopback, sizeof cfg.network.tcp_congestion_loopback, "no-such-cc");
+    refused_at_start(&cfg, "tcp_congestion_loopback");
 }

@@ -40,6 +40,7 @@ static const char full_config[] =
     "    backoff_max_ms = 2000;\n"
     "    flush_timeout_ms = 2000;\n"
     "    tcp_congestion = \"cubic\";\n"
+    "    tcp_congestion_loopback = \"\";\n"
     "    io_uring = false;\n"
     "  };\n"
     "};\n";
@@ -70,6 +71,7 @@ static ax_config_t sentinel_config(void)
     cfg.network.path_ids = 17;
     cfg.network.max_remote_refs = 4321;
     strcpy(cfg.network.tcp_congestion, "reno");
+    strcpy(cfg.network.tcp_congestion_loopback, "bbr");
     cfg.network.io_uring = true;
     cr_assert_eq(ax_config_validate(&cfg), AX_OK, "%s", ax_error_detail());
     return cfg;
@@ -97,6 +99,7 @@ static void assert_full_config(const ax_config_t *cfg)
     cr_assert_eq(cfg->network.backoff_max_ms, 2000);
     cr_assert_eq(cfg->network.flush_timeout_ms, 2000);
     cr_assert_str_eq(cfg->network.tcp_congestion, "cubic");
+    cr_assert_str_eq(cfg->network.tcp_congestion_loopback, "", "the kernel's choice on loopback too");
     cr_assert(!cfg->network.io_uring, "io_uring = false did not land");
 }
 
@@ -150,6 +153,7 @@ Test(config_load, defaults_match_the_documented_values)
     cr_assert_eq(cfg.network.slow_run_us, 1000);
     cr_assert_eq(cfg.network.path_ids, 1024);
     cr_assert_str_eq(cfg.network.tcp_congestion, "", "the kernel's choice");
+    cr_assert_str_eq(cfg.network.tcp_congestion_loopback, "reno", "no pacing on loopback");
     cr_assert(cfg.network.io_uring, "io_uring is on by default");
     cr_assert_eq(ax_config_validate(&cfg), AX_OK);
 }
@@ -487,6 +491,8 @@ static const bad_case_t bad_cases[] = {
      "axon.network.tcp_congestion", 2, "at most 15"},
     {"axon = { network = {\n\n  tcp_congestion = 1;\n}; };\n", "axon.network.tcp_congestion", 3,
      "expected a string"},
+    {"axon = { network = {\n  tcp_congestion_loopback = \"cubic-but-longer\";\n}; };\n",
+     "axon.network.tcp_congestion_loopback", 2, "at most 15"},
     {"axon = { network = {\n  io_uring = 1;\n}; };\n", "axon.network.io_uring", 2, "expected true or false"},
 };
 
