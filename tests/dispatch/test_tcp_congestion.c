@@ -113,20 +113,31 @@ static void check_connection(const ax_config_t *cfg, const char *want, const cha
     ax_system_destroy(&a);
 }
 
-Test(tcp_congestion, the_name_is_set_on_both_ends_of_a_connection)
+/* Set name (a field of cfg, of cap bytes) to a congestion control other
+ * than the kernel's choice; then both ends of a connection must use it. */
+static void check_other_name(ax_config_t *cfg, char *name, size_t cap)
 {
     char kernel[16];
-    ax_config_t cfg = nt_config();
     const char *want;
 
     kernel_choice(kernel, sizeof kernel);
     want = other_than(kernel);
-    snprintf(cfg.network.tcp_congestion, sizeof cfg.network.tcp_congestion, "%s", want);
-    check_connection(&cfg, want, kernel);
+    snprintf(name, cap, "%s", want);
+    check_connection(cfg, want, kernel);
 }
 
-/* What a system does unless told: a connection that stays on this host
- * does not pace. */
+/* tcp_congestion, and on its own tcp_congestion_loopback. */
+Test(tcp_congestion, each_key_sets_its_name_on_both_ends_of_a_loopback_connection)
+{
+    ax_config_t all = nt_config(), loopback = nt_config();
+
+    check_other_name(&all, all.network.tcp_congestion, sizeof all.network.tcp_congestion);
+    check_other_name(&loopback, loopback.network.tcp_congestion_loopback,
+                     sizeof loopback.network.tcp_congestion_loopback);
+}
+
+/* What a system does unless told: a connection that stays on this host,
+ * over IPv4 or IPv6, does not pace. */
 Test(tcp_congestion, loopback_connections_use_reno_by_default)
 {
     char kernel[16];
@@ -136,28 +147,8 @@ Test(tcp_congestion, loopback_connections_use_reno_by_default)
     cr_assert_str_eq(cfg.network.tcp_congestion_loopback, "reno", "the default");
     kernel_choice(kernel, sizeof kernel);
     check_connection(&cfg, "reno", kernel);
-}
-
-Test(tcp_congestion, an_ipv6_loopback_connection_uses_reno_by_default)
-{
-    char kernel[16];
-    ax_config_t cfg = nt_config();
-
     snprintf(cfg.network.listen, sizeof cfg.network.listen, "[::1]:0");
-    kernel_choice(kernel, sizeof kernel);
     check_connection(&cfg, "reno", kernel);
-}
-
-Test(tcp_congestion, the_loopback_name_is_set_on_both_ends_of_a_loopback_connection)
-{
-    char kernel[16];
-    ax_config_t cfg = nt_config();
-    const char *want;
-
-    kernel_choice(kernel, sizeof kernel);
-    want = other_than(kernel);
-    snprintf(cfg.network.tcp_congestion_loopback, sizeof cfg.network.tcp_congestion_loopback, "%s", want);
-    check_connection(&cfg, want, kernel);
 }
 
 /* network.tcp_congestion names every connection's, loopback or not. */
