@@ -767,9 +767,8 @@ def main():
 
         # 10. connections between hosts keep the host's congestion control
         between = [c for c in ccs if c[1].startswith(PREFIX)]
-        if len(between) < N - 1:
-            failures.append("p0: %d established connections to other systems at the end, expected %d "
-                            "(ss: %s)" % (len(between), N - 1, ccs))
+        if not between:
+            failures.append("p0: no established connection to another system at the end (ss: %s)" % ccs)
         for local, peer, cc in between:
             if cc != host_cc:
                 failures.append("p0: connection %s -> %s uses %s, not the host's %s"
