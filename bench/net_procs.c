@@ -1050,6 +1050,19 @@ static tp_result_t axon_throughput(int mode, size_t size, size_t total, uint8_t 
 
 /* ---- output --------------------------------------------------------------------------- */
 
+/* fd's TCP congestion control into cc (cap bytes, safe inside a JSON
+ * string); false, with cc empty, when it cannot be read. */
+static bool congestion_of(int fd, char *cc, size_t cap)
+{
+    socklen_t len = (socklen_t)cap - 1;
+
+    memset(cc, 0, cap);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, &len) != 0)
+        cc[0] = '\0';
+    cc[strcspn(cc, "\n\"\\")] = '\0';
+    return cc[0] != '\0';
+}
+
 /* The congestion control of a loopback connection: with bbr, TCP paces
  * each socket with a timer of its own, which moves the 64 KiB results
  * more than anything in Axon does (dispatch/NOTES.md, "Two more
@@ -1059,7 +1072,6 @@ static tp_result_t axon_throughput(int mode, size_t size, size_t total, uint8_t 
 static const char *tcp_congestion(void)
 {
     static char cc[32];
-    socklen_t len = sizeof cc - 1;
     uint16_t port;
     int lfd, fd;
 
@@ -1067,11 +1079,10 @@ static const char *tcp_congestion(void)
         return cc;
     lfd = listen_loopback(&port);
     fd = bare_connect(port);
-    if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, &len) != 0)
+    if (!congestion_of(fd, cc, sizeof cc))
         snprintf(cc, sizeof cc, "unknown");
     close(fd);
     close(lfd);
-    cc[strcspn(cc, "\n\"\\")] = '\0';
     return cc;
 }
 
@@ -1086,18 +1097,16 @@ static const char *axon_congestion(void)
 
     if (cc[0] != '\0' || (d = opendir("/proc/self/fd")) == NULL)
         return cc[0] != '\0' ? cc : "?";
-    while ((e = readdir(d)) != NULL && cc[0] == '\0') {
+    while (cc[0] == '\0' && (e = readdir(d)) != NULL) {
         struct sockaddr_in peer;
-        socklen_t pl = sizeof peer, len = sizeof cc - 1;
+        socklen_t pl = sizeof peer;
         int fd = atoi(e->d_name);
 
-        if (e->d_name[0] == '.' || fd == dirfd(d) || getpeername(fd, (struct sockaddr *)&peer, &pl) != 0 ||
-            peer.sin_family != AF_INET || ntohs(peer.sin_port) != axon_port ||
-            getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, &len) != 0)
-            cc[0] = '\0';
+        if (e->d_name[0] != '.' && fd != dirfd(d) && getpeername(fd, (struct sockaddr *)&peer, &pl) == 0 &&
+            peer.sin_family == AF_INET && ntohs(peer.sin_port) == axon_port)
+            congestion_of(fd, cc, sizeof cc);
     }
     closedir(d);
-    cc[strcspn(cc, "\n\"\\")] = '\0';
     return cc[0] != '\0' ? cc : "?";
 }
 
